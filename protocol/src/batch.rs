@@ -1,0 +1,1 @@
+//! Zero-copy view of a v2 record batch.

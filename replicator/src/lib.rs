@@ -1,0 +1,1 @@
+//! shadowlink daemon library.

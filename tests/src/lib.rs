@@ -1,0 +1,1 @@
+//! Test harness: starts real brokers and the shadowlink binary.
