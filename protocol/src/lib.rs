@@ -2,4 +2,14 @@
 //!
 //! Nothing here performs I/O: functions take bytes and return bytes or typed errors.
 
+pub mod api;
 pub mod batch;
+pub mod client;
+mod encode;
+pub mod fetch;
+pub mod frame;
+pub mod request;
+pub mod response;
+pub mod segments;
+
+pub use encode::EncodeError;
