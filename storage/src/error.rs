@@ -1,0 +1,81 @@
+//! Errors returned by the partition log.
+
+use std::io;
+use std::path::PathBuf;
+
+use shadowlink_protocol::batch::BatchError;
+
+/// Why a storage operation failed. Messages read as sentences; variants carry the
+/// offsets a caller needs to map them to Kafka error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("I/O failed while {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the batch at byte {position} of the appended record set is invalid: {source}")]
+    Batch {
+        position: usize,
+        #[source]
+        source: BatchError,
+    },
+    #[error("the appended record set is empty")]
+    EmptyRecordSet,
+    #[error(
+        "the batch at offset {base_offset} has lastOffsetDelta {last_offset_delta}; \
+         offsets must be non-negative and not overflow"
+    )]
+    InvalidOffsets {
+        base_offset: i64,
+        last_offset_delta: i32,
+    },
+    #[error(
+        "a batch starts at offset {base_offset}, below the log end offset {log_end_offset}; \
+         offsets must never go backwards"
+    )]
+    OffsetRegression {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
+    #[error("offset {requested} is outside the log, which spans [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        requested: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error(
+        "the log refuses writes because an earlier write or fsync failed; reopen it to recover"
+    )]
+    Poisoned,
+    #[error("{} is corrupt at byte {position}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("the metadata file {} could not be encoded or decoded: {source}", path.display())]
+    Meta {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| StorageError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,436 @@
+//! `PartitionLog`: an offset-preserving, append-only log of v2 record batches.
+//!
+//! Batches are stored exactly as received, at the offsets they carry: a mirror never
+//! assigns offsets. Offsets may have gaps (compacted or transactional sources), so the
+//! log end offset (LEO) is the last batch's `baseOffset + lastOffsetDelta + 1`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use shadowlink_protocol::batch::{BatchWalker, RecordBatch};
+
+use crate::config::{LogConfig, PersistMode};
+use crate::epoch::LeaderEpochCache;
+use crate::error::{Result, StorageError};
+use crate::meta::{sync_dir, write_meta};
+use crate::segment::Segment;
+
+/// Holds the logical log start offset, which may lie inside the first segment.
+pub(crate) const LOG_START_FILE: &str = "log-start-offset";
+
+/// What an append stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// The new log end offset.
+    pub next_offset: i64,
+    pub batches: usize,
+    pub bytes: usize,
+    pub max_timestamp: i64,
+}
+
+/// Whole stored batches, as zero-copy slices of memory-mapped segment files.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// Contiguous runs of whole batches, in offset order (one per segment touched).
+    pub chunks: Vec<Bytes>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+impl ReadResult {
+    /// Total bytes across chunks.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.iter().all(Bytes::is_empty)
+    }
+}
+
+/// One partition's log in one directory. Single writer: mutations take `&mut self`,
+/// reads take `&self` (the type is `Sync`, so readers may share it behind a `RwLock`).
+#[derive(Debug)]
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    /// Sorted by base offset; never empty; the last one is active.
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) log_start_offset: i64,
+    pub(crate) epochs: LeaderEpochCache,
+    /// Set after a failed write or fsync: what is on disk is then unknown, so further
+    /// writes are refused until the log is reopened (and recovered).
+    pub(crate) poisoned: bool,
+    pub(crate) last_sync: Instant,
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating the directory if needed, and recovers it: a torn
+    /// or corrupt tail of the last segment is truncated (logged with `tracing::warn!`),
+    /// and missing or damaged indexes are rebuilt.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self> {
+        crate::recovery::open_log(dir, config)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    /// For a mirror every stored batch is committed on the source, so HW = LEO.
+    pub fn high_watermark(&self) -> i64 {
+        self.log_end_offset()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Whether a failed write or fsync has made the log refuse writes.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    pub(crate) fn active(&self) -> &Segment {
+        self.segments.last().expect("a log always has a segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has a segment")
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.poisoned {
+            Err(StorageError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs a mutation; any failure poisons the log, since disk state is then unknown.
+    pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.check_writable()?;
+        let result = f(self);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Appends one or more complete batches, stored byte for byte.
+    ///
+    /// The whole record set is validated first (framing, magic, CRC-32C, offsets `>=`
+    /// the LEO and increasing), so an invalid one writes nothing. Durability on return
+    /// depends on [`PersistMode`].
+    pub fn append(&mut self, record_set: Bytes) -> Result<AppendInfo> {
+        self.check_writable()?;
+        let batches = self.validate(record_set)?;
+        self.guarded(|log| {
+            let mut epochs_changed = false;
+            for batch in &batches {
+                log.append_batch(batch)?;
+                epochs_changed |= log
+                    .epochs
+                    .assign(batch.partition_leader_epoch(), batch.base_offset());
+            }
+            if epochs_changed {
+                log.epochs.persist()?;
+            }
+            log.sync_after_append()
+        })?;
+        Ok(append_info(&batches))
+    }
+
+    fn validate(&self, record_set: Bytes) -> Result<Vec<RecordBatch>> {
+        if record_set.is_empty() {
+            return Err(StorageError::EmptyRecordSet);
+        }
+        let mut walker = BatchWalker::new(record_set);
+        let mut batches = Vec::new();
+        let (mut position, mut expected) = (0, self.log_end_offset());
+        for item in walker.by_ref() {
+            let batch_error = |source| StorageError::Batch { position, source };
+            let batch = item.map_err(batch_error)?;
+            batch.validate_crc().map_err(batch_error)?;
+            check_offsets(&batch, expected)?;
+            expected = batch.next_offset();
+            position += batch.len();
+            batches.push(batch);
+        }
+        let rest = walker.into_remainder();
+        if !rest.is_empty() {
+            let source =
+                RecordBatch::parse(rest).expect_err("the walker leaves only partial batches");
+            return Err(StorageError::Batch { position, source });
+        }
+        Ok(batches)
+    }
+
+    fn append_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.maybe_roll(batch)?;
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(batch, interval)
+    }
+
+    fn maybe_roll(&mut self, batch: &RecordBatch) -> Result<()> {
+        let active = self.active();
+        if !active.can_hold_offsets(batch) && active.is_empty() {
+            // An empty segment whose base is too far below the batch: replace it.
+            let empty = self.segments.pop().expect("a log always has a segment");
+            empty.delete()?;
+            self.segments
+                .push(Segment::create(&self.dir, batch.base_offset())?);
+            return Ok(());
+        }
+        if !active.is_empty() && (!active.can_hold_offsets(batch) || self.should_roll(batch)) {
+            self.roll(batch.base_offset())?;
+        }
+        Ok(())
+    }
+
+    fn should_roll(&self, batch: &RecordBatch) -> bool {
+        let active = self.active();
+        let new_size = active.size + batch.len() as u64;
+        if new_size > self.config.segment_bytes || new_size > u64::from(u32::MAX) {
+            return true;
+        }
+        let Some(segment_ms) = self.config.segment_ms else {
+            return false;
+        };
+        match active.first_timestamp {
+            // Kafka semantics: data time since the segment's first batch.
+            Some(first) if first >= 0 && batch.max_timestamp() >= 0 => {
+                batch.max_timestamp().saturating_sub(first) > segment_ms as i64
+            }
+            _ => active.created.elapsed().as_millis() > u128::from(segment_ms),
+        }
+    }
+
+    /// Seals the active segment and starts a new one at `base_offset`.
+    pub(crate) fn roll(&mut self, base_offset: i64) -> Result<()> {
+        let persist = self.config.persist;
+        let active = self.active_mut();
+        active.seal()?;
+        if persist != PersistMode::Os {
+            active.sync()?;
+        }
+        self.segments.push(Segment::create(&self.dir, base_offset)?);
+        Ok(())
+    }
+
+    fn sync_after_append(&mut self) -> Result<()> {
+        match self.config.persist {
+            PersistMode::Always => self.sync_all(),
+            PersistMode::Interval(interval) if self.last_sync.elapsed() >= interval => {
+                self.sync_all()
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn sync_all(&mut self) -> Result<()> {
+        for segment in self.segments.iter_mut().filter(|s| s.dirty) {
+            segment.sync()?;
+        }
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Fsyncs everything appended so far, in any persist mode.
+    pub fn flush(&mut self) -> Result<()> {
+        self.guarded(|log| log.sync_all())
+    }
+
+    /// In `Interval` mode, fsyncs if the interval has passed since the last sync; call it
+    /// from a timer so a quiet log still becomes durable. A no-op in other modes.
+    pub fn flush_if_due(&mut self) -> Result<()> {
+        match self.config.persist {
+            PersistMode::Interval(interval) if self.last_sync.elapsed() >= interval => self.flush(),
+            _ => self.check_writable(),
+        }
+    }
+
+    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes`
+    /// but always at least one batch (KIP-74). `offset == LEO` returns no chunks.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let (log_start, log_end) = (self.log_start_offset, self.log_end_offset());
+        if offset < log_start || offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start,
+                log_end,
+            });
+        }
+        let mut result = ReadResult {
+            chunks: Vec::new(),
+            log_start_offset: log_start,
+            log_end_offset: log_end,
+        };
+        let mut budget = max_bytes;
+        let mut started = false;
+        for segment in &self.segments[self.segment_index_for(offset)..] {
+            let data = segment.mapped()?;
+            let from = if started {
+                0
+            } else {
+                match segment.locate(&data, offset)? {
+                    Some((position, _)) => position,
+                    None => continue, // offset falls in a gap after this segment's data
+                }
+            };
+            let end = segment.take_batches(&data, from, budget, !started)?;
+            if end > from {
+                let chunk = data.slice(from as usize..end as usize);
+                budget = budget.saturating_sub(chunk.len());
+                result.chunks.push(chunk);
+                started = true;
+            }
+            if end < segment.size || (started && budget == 0) {
+                break;
+            }
+        }
+        Ok(result)
+    }
+
+    /// Index of the segment that would contain `offset`: greatest base `<= offset`.
+    pub(crate) fn segment_index_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+
+    /// `(offset, timestamp)` of the first batch whose max timestamp is `>= ts`: the
+    /// batch's base offset (clamped to the log start) and its max timestamp. Batches are
+    /// not decompressed, so the offset is batch-granular, not the exact record.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        let from = self.segment_index_for(self.log_start_offset);
+        for segment in &self.segments[from..] {
+            if segment.max.is_none_or(|m| m.timestamp < ts) {
+                continue;
+            }
+            if let Some(batch) = segment.find_timestamp(ts)? {
+                if batch.last_offset() < self.log_start_offset {
+                    continue;
+                }
+                let offset = batch.base_offset().max(self.log_start_offset);
+                return Ok(Some((offset, batch.max_timestamp())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `(timestamp, offset)` of the batch with the largest max timestamp (earliest on
+    /// ties), for ListOffsets `-3`. The offset is that batch's last offset.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        for m in self.segments.iter().filter_map(|s| s.max) {
+            if best.is_none_or(|(ts, _)| m.timestamp > ts) {
+                best = Some((m.timestamp, m.offset));
+            }
+        }
+        best
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// KIP-320 OffsetsForLeaderEpoch: `(largest epoch <= epoch, its end offset)`, where
+    /// the end offset is the next higher epoch's start offset, or the LEO for the latest
+    /// epoch. `None` when the cache is empty or `epoch` is above the latest (undefined).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// `(epoch, start_offset)` pairs, oldest first.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.epochs.entries().to_vec()
+    }
+
+    /// Persists a new log start offset.
+    pub(crate) fn set_log_start(&mut self, offset: i64) -> Result<()> {
+        write_meta(&self.dir.join(LOG_START_FILE), &offset)?;
+        self.log_start_offset = offset;
+        if self.epochs.truncate_from_start(offset) {
+            self.epochs.persist()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the oldest segment's files (never the active one).
+    pub(crate) fn delete_oldest(&mut self) -> Result<()> {
+        debug_assert!(self.segments.len() > 1);
+        self.segments.remove(0).delete()
+    }
+
+    /// Finishes a batch of segment deletions: fsync the directory so they are durable.
+    pub(crate) fn sync_dir(&self) -> Result<()> {
+        sync_dir(&self.dir)
+    }
+}
+
+fn check_offsets(batch: &RecordBatch, expected: i64) -> Result<()> {
+    let (base, delta) = (batch.base_offset(), batch.last_offset_delta());
+    if base < 0 || delta < 0 || base.checked_add(i64::from(delta) + 1).is_none() {
+        return Err(StorageError::InvalidOffsets {
+            base_offset: base,
+            last_offset_delta: delta,
+        });
+    }
+    if base < expected {
+        return Err(StorageError::OffsetRegression {
+            base_offset: base,
+            log_end_offset: expected,
+        });
+    }
+    Ok(())
+}
+
+fn append_info(batches: &[RecordBatch]) -> AppendInfo {
+    AppendInfo {
+        first_offset: batches[0].base_offset(),
+        last_offset: batches[batches.len() - 1].last_offset(),
+        next_offset: batches[batches.len() - 1].next_offset(),
+        batches: batches.len(),
+        bytes: batches.iter().map(RecordBatch::len).sum(),
+        max_timestamp: batches
+            .iter()
+            .map(RecordBatch::max_timestamp)
+            .max()
+            .unwrap_or(-1),
+    }
+}
+
+impl Drop for PartitionLog {
+    /// Best effort: write pending index entries so a clean restart need not rebuild.
+    fn drop(&mut self) {
+        if self.poisoned {
+            return;
+        }
+        for segment in &mut self.segments {
+            if let Err(e) = segment.rewrite_indexes() {
+                tracing::warn!(error = %e, "failed to write index entries on close");
+            }
+        }
+    }
+}

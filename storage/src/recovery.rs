@@ -1,0 +1,262 @@
+//! Opening a log directory: find segments, validate or rebuild indexes, and cut a torn
+//! or corrupt tail off the last segment.
+//!
+//! Only the last segment is scanned batch by batch with CRC checks: earlier segments
+//! were complete when the log rolled past them. A sealed segment is opened cheaply from
+//! its indexes, checked by scanning from its last index entries to its end; if that
+//! disagrees with the file it gets the full treatment, and if it then loses bytes every
+//! later segment is deleted too, since the log must stay a contiguous prefix.
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use bytes::Bytes;
+use shadowlink_protocol::batch::RecordBatch;
+
+use crate::config::LogConfig;
+use crate::epoch::LeaderEpochCache;
+use crate::error::{Result, StorageError};
+use crate::log::{PartitionLog, LOG_START_FILE};
+use crate::meta::{read_meta, sync_dir};
+use crate::segment::{Segment, LOG_EXT, SWAP_EXT};
+
+impl Segment {
+    /// Rebuilds indexes and metadata from the file, stopping at the first batch that
+    /// is cut off, malformed, below `min_offset` or out of order, or (with `check_crc`)
+    /// fails its CRC. Returns the length of the valid prefix.
+    pub(crate) fn scan_rebuild(
+        &mut self,
+        min_offset: i64,
+        interval: u32,
+        check_crc: bool,
+    ) -> Result<u64> {
+        let file_len = self.size;
+        let data = self.mapped()?;
+        self.reset_metadata();
+        let mut position = 0u64;
+        let mut expected = min_offset.max(self.base_offset);
+        while position < file_len {
+            let Some(batch) = valid_batch_at(self, &data, position, expected, check_crc) else {
+                break;
+            };
+            self.track(&batch, position, interval)?;
+            expected = batch.next_offset();
+            position += batch.len() as u64;
+        }
+        self.size = file_len;
+        Ok(position)
+    }
+
+    /// Full recovery: rebuild from a CRC-checked scan and cut off everything after the
+    /// last valid batch. Returns how many bytes were dropped.
+    pub(crate) fn recover(&mut self, min_offset: i64, interval: u32) -> Result<u64> {
+        let file_len = self.size;
+        let valid = self.scan_rebuild(min_offset, interval, true)?;
+        let dropped = file_len - valid;
+        if dropped > 0 {
+            tracing::warn!(
+                segment = %self.log_path.display(),
+                valid_bytes = valid,
+                dropped_bytes = dropped,
+                "truncating a torn or corrupt tail found during recovery"
+            );
+            self.shrink_file(valid)?;
+        }
+        self.size = valid;
+        self.indexes_loaded = true;
+        self.rewrite_indexes()?;
+        Ok(dropped)
+    }
+
+    /// Cheap open of a sealed segment from its indexes. Scans only from the last index
+    /// entries to the end, checking that they point at the batches they claim to and
+    /// that the batch chain ends exactly at the end of the file. Returns `false` if
+    /// anything disagrees, in which case the caller runs [`Segment::recover`].
+    pub(crate) fn load_sealed(&mut self, min_offset: i64) -> Result<bool> {
+        if !self.indexes_loaded {
+            return Ok(false);
+        }
+        let last_index = self.index.last();
+        let last_time = self.time_index.last();
+        if last_index.is_some_and(|e| u64::from(e.position) >= self.size) {
+            return Ok(false);
+        }
+        let from_rel = match (last_index, last_time) {
+            (Some(i), Some(t)) => i.relative_offset.min(t.relative_offset),
+            (Some(i), None) => i.relative_offset,
+            (None, Some(t)) => t.relative_offset,
+            (None, None) => 0,
+        };
+        let data = self.mapped()?;
+        let mut position = u64::from(self.index.lookup(from_rel));
+        let mut expected = min_offset.max(self.base_offset);
+        let (mut index_seen, mut time_seen) = (last_index.is_none(), last_time.is_none());
+        self.max = None;
+        while position < self.size {
+            let Some(batch) = valid_batch_at(self, &data, position, expected, false) else {
+                return Ok(false);
+            };
+            let relative = self.relative(batch.base_offset());
+            index_seen |= last_index.is_some_and(|e| {
+                e.relative_offset == relative && u64::from(e.position) == position
+            });
+            time_seen |= last_time.is_some_and(|e| {
+                e.relative_offset == relative && e.timestamp == batch.max_timestamp()
+            });
+            self.observe_max(&batch, relative);
+            expected = batch.next_offset();
+            position += batch.len() as u64;
+        }
+        self.next_offset = expected;
+        Ok(index_seen && time_seen)
+    }
+
+    fn observe_max(&mut self, batch: &RecordBatch, relative: u32) {
+        if self.max.is_none_or(|m| batch.max_timestamp() > m.timestamp) {
+            self.max = Some(crate::segment::MaxTimestamp {
+                timestamp: batch.max_timestamp(),
+                offset: batch.last_offset(),
+                relative_offset: relative,
+            });
+        }
+    }
+}
+
+/// The batch at `position` if it is complete, well-formed, starts at or after
+/// `expected`, fits the segment's relative offsets and (optionally) passes its CRC.
+fn valid_batch_at(
+    segment: &Segment,
+    data: &Bytes,
+    position: u64,
+    expected: i64,
+    check_crc: bool,
+) -> Option<RecordBatch> {
+    let batch = segment.batch_at(data, position).ok()?;
+    let offsets_ok = batch.base_offset() >= expected
+        && batch.last_offset_delta() >= 0
+        && segment.can_hold_offsets(&batch)
+        && position + batch.len() as u64 <= u64::from(u32::MAX);
+    if !offsets_ok || (check_crc && batch.validate_crc().is_err()) {
+        return None;
+    }
+    Some(batch)
+}
+
+/// Base offsets of the segments in `dir`, sorted; removes leftovers of interrupted
+/// truncations and metadata writes.
+fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).map_err(StorageError::io("listing", dir))? {
+        let path = entry.map_err(StorageError::io("listing", dir))?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext == SWAP_EXT || ext == "tmp" {
+            tracing::warn!(file = %path.display(), "removing leftover of an interrupted write");
+            fs::remove_file(&path).map_err(StorageError::io("removing", &path))?;
+            continue;
+        }
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if ext == LOG_EXT {
+            if let Ok(base) = stem.parse::<i64>() {
+                bases.push(base);
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Opens every segment, recovering where needed. Never returns an empty list.
+fn open_segments(
+    dir: &Path,
+    bases: &[i64],
+    config: &LogConfig,
+    log_start: i64,
+) -> Result<Vec<Segment>> {
+    let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+    for (i, &base) in bases.iter().enumerate() {
+        let mut segment = Segment::open(dir, base)?;
+        let min_offset = segments.last().map_or(base, |s| s.next_offset);
+        let is_last = i + 1 == bases.len();
+        let dropped = if !is_last && segment.load_sealed(min_offset)? {
+            0
+        } else {
+            segment.recover(min_offset, config.index_interval_bytes)?
+        };
+        segments.push(segment);
+        if dropped > 0 && !is_last {
+            delete_after_corruption(dir, &bases[i + 1..])?;
+            break;
+        }
+    }
+    if segments.is_empty() {
+        segments.push(Segment::create(dir, log_start)?);
+    }
+    Ok(segments)
+}
+
+fn delete_after_corruption(dir: &Path, bases: &[i64]) -> Result<()> {
+    tracing::warn!(
+        segments = bases.len(),
+        "deleting segments after a corrupt one so the log stays contiguous"
+    );
+    for &base in bases {
+        Segment::open(dir, base)?.delete()?;
+    }
+    sync_dir(dir)
+}
+
+/// Opens (creating if needed) the log in `dir` and runs recovery.
+pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+    fs::create_dir_all(dir).map_err(StorageError::io("creating", dir))?;
+    let bases = list_segments(dir)?;
+    let persisted_start: Option<i64> = read_meta(&dir.join(LOG_START_FILE))?;
+    let mut segments = open_segments(dir, &bases, &config, persisted_start.unwrap_or(0))?;
+    // Drop segments that a crash during delete_before left wholly below the log start.
+    let start = persisted_start.unwrap_or(i64::MIN);
+    while segments.len() > 1 && segments[0].next_offset <= start && segments[1].base_offset <= start
+    {
+        segments.remove(0).delete()?;
+    }
+    let first_base = segments[0].base_offset;
+    let log_end = segments.last().map_or(first_base, |s| s.next_offset);
+    let log_start = persisted_start
+        .unwrap_or(first_base)
+        .max(first_base)
+        .min(log_end);
+    let epochs = load_epochs(dir, &segments, log_start, log_end)?;
+    Ok(PartitionLog {
+        dir: dir.to_path_buf(),
+        config,
+        segments,
+        log_start_offset: log_start,
+        epochs,
+        poisoned: false,
+        last_sync: Instant::now(),
+    })
+}
+
+/// Loads the epoch cache and reconciles it with the recovered log, or rebuilds it from
+/// every batch header if the file is unusable.
+fn load_epochs(
+    dir: &Path,
+    segments: &[Segment],
+    log_start: i64,
+    log_end: i64,
+) -> Result<LeaderEpochCache> {
+    let (mut cache, rescan) = match LeaderEpochCache::load(dir)? {
+        Some(cache) => (cache, &segments[segments.len() - 1..]),
+        None => (LeaderEpochCache::empty(dir), segments),
+    };
+    let mut changed = cache.truncate_from_end(log_end);
+    for segment in rescan {
+        segment.for_each_batch(|b| {
+            changed |= cache.assign(b.partition_leader_epoch(), b.base_offset())
+        })?;
+    }
+    changed |= cache.truncate_from_start(log_start);
+    if changed || !dir.join(crate::epoch::EPOCH_FILE).exists() {
+        cache.persist()?;
+    }
+    Ok(cache)
+}

@@ -1,0 +1,415 @@
+//! One segment: `{base_offset:020}.log` plus its `.index` and `.timeindex`.
+//!
+//! Reads go through a read-only memory map (see `mmap.rs`). The map is cached and
+//! replaced by a larger one when a read needs bytes appended since it was made, so the
+//! active segment costs one `mmap` per read that follows new appends, and a sealed one is
+//! mapped once. We chose mapping over an in-memory tail because it keeps one read path
+//! for every segment and holds no record bytes on the heap.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use memmap2::Mmap;
+use shadowlink_protocol::batch::{BatchWalker, RecordBatch, LOG_OVERHEAD, MIN_BATCH_LENGTH};
+
+use crate::error::{Result, StorageError};
+use crate::index::{OffsetEntry, OffsetIndex};
+use crate::meta::sync_dir;
+use crate::mmap;
+use crate::time_index::TimeIndex;
+
+pub(crate) const LOG_EXT: &str = "log";
+pub(crate) const INDEX_EXT: &str = "index";
+pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
+/// Suffix of a truncated copy being written before it is renamed over a segment.
+pub(crate) const SWAP_EXT: &str = "swap";
+
+pub(crate) fn segment_path(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{ext}"))
+}
+
+/// The batch with the largest max timestamp in a segment (first one on ties).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MaxTimestamp {
+    pub(crate) timestamp: i64,
+    /// Last offset of that batch: without decompressing we cannot name the exact record.
+    pub(crate) offset: i64,
+    pub(crate) relative_offset: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: i64,
+    pub(crate) log_path: PathBuf,
+    file: File,
+    /// Bytes of whole, validated batches. The file is never read past this.
+    pub(crate) size: u64,
+    /// Last offset + 1 of the last batch, or `base_offset` when empty.
+    pub(crate) next_offset: i64,
+    pub(crate) index: OffsetIndex,
+    pub(crate) time_index: TimeIndex,
+    pub(crate) bytes_since_index: u64,
+    pub(crate) max: Option<MaxTimestamp>,
+    /// Max timestamp of the first batch, the reference point for time-based rolling.
+    pub(crate) first_timestamp: Option<i64>,
+    pub(crate) created: Instant,
+    /// Appended since the last fsync.
+    pub(crate) dirty: bool,
+    /// Whether both index files loaded and passed format checks on open.
+    pub(crate) indexes_loaded: bool,
+    map: Mutex<Option<Arc<Mmap>>>,
+    /// Cloned into every `Bytes` handed out; a count above one means readers still hold
+    /// maps of the current file, so it must not be shrunk in place.
+    readers: Arc<()>,
+}
+
+fn open_log_file(path: &Path, create_new: bool) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(create_new)
+        .open(path)
+        .map_err(StorageError::io("opening", path))
+}
+
+impl Segment {
+    fn with_file(dir: &Path, base_offset: i64, file: File, size: u64) -> Self {
+        Segment {
+            base_offset,
+            log_path: segment_path(dir, base_offset, LOG_EXT),
+            file,
+            size,
+            next_offset: base_offset,
+            index: OffsetIndex::empty(segment_path(dir, base_offset, INDEX_EXT)),
+            time_index: TimeIndex::empty(segment_path(dir, base_offset, TIME_INDEX_EXT)),
+            bytes_since_index: 0,
+            max: None,
+            first_timestamp: None,
+            created: Instant::now(),
+            dirty: false,
+            indexes_loaded: false,
+            map: Mutex::new(None),
+            readers: Arc::new(()),
+        }
+    }
+
+    /// Creates an empty segment and its index files, then fsyncs the directory so the
+    /// new entries survive power loss.
+    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Self> {
+        let path = segment_path(dir, base_offset, LOG_EXT);
+        let file = open_log_file(&path, true)?;
+        let mut segment = Self::with_file(dir, base_offset, file, 0);
+        segment.index = OffsetIndex::create(segment.index.path().to_path_buf())?;
+        segment.time_index = TimeIndex::create(segment.time_index.path().to_path_buf())?;
+        segment.indexes_loaded = true;
+        sync_dir(dir)?;
+        Ok(segment)
+    }
+
+    /// Opens an existing segment as-is: `size` is the file length and the indexes are
+    /// loaded if well-formed. Callers must then run `load_sealed` or `recover`.
+    pub(crate) fn open(dir: &Path, base_offset: i64) -> Result<Self> {
+        let path = segment_path(dir, base_offset, LOG_EXT);
+        let file = open_log_file(&path, false)?;
+        let size = file
+            .metadata()
+            .map_err(StorageError::io("reading metadata of", &path))?
+            .len();
+        let mut segment = Self::with_file(dir, base_offset, file, size);
+        let index = OffsetIndex::load(segment.index.path().to_path_buf())?;
+        let time_index = TimeIndex::load(segment.time_index.path().to_path_buf())?;
+        if let (Some(index), Some(time_index)) = (index, time_index) {
+            segment.index = index;
+            segment.time_index = time_index;
+            segment.indexes_loaded = true;
+        }
+        Ok(segment)
+    }
+
+    /// Offset relative to the base, clamped to the u32 range used by the indexes.
+    pub(crate) fn relative(&self, offset: i64) -> u32 {
+        (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    /// Whether `batch` can be indexed here: relative offsets must fit the index.
+    pub(crate) fn can_hold_offsets(&self, batch: &RecordBatch) -> bool {
+        batch.base_offset() >= self.base_offset
+            && batch.last_offset() - self.base_offset <= i64::from(u32::MAX)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Writes the batch at the end of the file and indexes it.
+    pub(crate) fn append(&mut self, batch: &RecordBatch, index_interval: u32) -> Result<()> {
+        let position = self.size;
+        self.dirty = true;
+        self.file
+            .write_all(batch.as_bytes())
+            .map_err(StorageError::io("appending to", &self.log_path))?;
+        self.track(batch, position, index_interval)
+    }
+
+    /// Updates indexes and metadata for a batch now stored at `position`. Shared by
+    /// append and by recovery, so a rebuilt index is identical to the original.
+    pub(crate) fn track(
+        &mut self,
+        batch: &RecordBatch,
+        position: u64,
+        interval: u32,
+    ) -> Result<()> {
+        let relative = self.relative(batch.base_offset());
+        if position == 0 {
+            self.first_timestamp = Some(batch.max_timestamp());
+        }
+        if self.max.is_none_or(|m| batch.max_timestamp() > m.timestamp) {
+            self.max = Some(MaxTimestamp {
+                timestamp: batch.max_timestamp(),
+                offset: batch.last_offset(),
+                relative_offset: relative,
+            });
+        }
+        if self.bytes_since_index >= u64::from(interval) {
+            self.index.push(OffsetEntry {
+                relative_offset: relative,
+                position: position as u32,
+            })?;
+            self.push_time_entry()?;
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += batch.len() as u64;
+        self.size = position + batch.len() as u64;
+        self.next_offset = batch.next_offset();
+        Ok(())
+    }
+
+    fn push_time_entry(&mut self) -> Result<()> {
+        match self.max {
+            Some(m) => self.time_index.maybe_push(m.timestamp, m.relative_offset),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets all batches (before a rescan); the file itself is untouched.
+    pub(crate) fn reset_metadata(&mut self) {
+        self.index.clear();
+        self.time_index.clear();
+        self.bytes_since_index = 0;
+        self.max = None;
+        self.first_timestamp = None;
+        self.next_offset = self.base_offset;
+        self.size = 0;
+    }
+
+    /// Called when the segment stops being the active one: record its final maximum
+    /// timestamp in the time index and write the indexes out.
+    pub(crate) fn seal(&mut self) -> Result<()> {
+        self.push_time_entry()?;
+        self.index.write_pending()?;
+        self.time_index.write_pending()
+    }
+
+    /// Writes pending index entries and fsyncs the log and the indexes.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(StorageError::io("syncing", &self.log_path))?;
+        self.index.sync()?;
+        self.time_index.sync()?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The first `size` bytes of the file as zero-copy `Bytes` over a memory map.
+    pub(crate) fn mapped(&self) -> Result<Bytes> {
+        let size = self.size as usize;
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut cache = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = match cache.as_ref() {
+            Some(map) if map.len() >= size => Arc::clone(map),
+            _ => {
+                let map = mmap::map(&self.file, size)
+                    .map_err(StorageError::io("mapping", &self.log_path))?;
+                *cache = Some(Arc::clone(&map));
+                map
+            }
+        };
+        Ok(mmap::to_bytes(map, Arc::clone(&self.readers)).slice(..size))
+    }
+
+    pub(crate) fn corrupt(&self, position: u64, reason: impl Into<String>) -> StorageError {
+        StorageError::Corrupt {
+            path: self.log_path.clone(),
+            position,
+            reason: reason.into(),
+        }
+    }
+
+    /// The batch starting at `position` in `data` (from [`Segment::mapped`]).
+    pub(crate) fn batch_at(&self, data: &Bytes, position: u64) -> Result<RecordBatch> {
+        let rest = data.slice((position as usize).min(data.len())..);
+        match BatchWalker::new(rest).next() {
+            Some(Ok(batch)) => Ok(batch),
+            Some(Err(e)) => Err(self.corrupt(position, e.to_string())),
+            None => Err(self.corrupt(position, "a batch is cut off by the end of the segment")),
+        }
+    }
+
+    /// Length of the batch at `position`, reading only its length field.
+    fn batch_len_at(&self, data: &Bytes, position: u64) -> Result<u64> {
+        let at = position as usize;
+        let header = data
+            .get(at..at + LOG_OVERHEAD)
+            .ok_or_else(|| self.corrupt(position, "a batch header is cut off"))?;
+        let length = i32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+        let total = LOG_OVERHEAD as u64 + u64::try_from(length).unwrap_or(0);
+        if length < MIN_BATCH_LENGTH || position + total > self.size {
+            return Err(self.corrupt(position, format!("impossible batchLength {length}")));
+        }
+        Ok(total)
+    }
+
+    /// Position and view of the first batch whose last offset is `>= offset`.
+    pub(crate) fn locate(&self, data: &Bytes, offset: i64) -> Result<Option<(u64, RecordBatch)>> {
+        let mut position = u64::from(self.index.lookup(self.relative(offset)));
+        while position < self.size {
+            let batch = self.batch_at(data, position)?;
+            if batch.last_offset() >= offset {
+                return Ok(Some((position, batch)));
+            }
+            position += batch.len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// End position of the run of whole batches starting at `from` that fits in
+    /// `budget` bytes; the first batch is always taken if `at_least_one` (KIP-74).
+    pub(crate) fn take_batches(
+        &self,
+        data: &Bytes,
+        from: u64,
+        budget: usize,
+        at_least_one: bool,
+    ) -> Result<u64> {
+        let mut end = from;
+        while end < self.size {
+            let len = self.batch_len_at(data, end)?;
+            let taken = end - from + len;
+            if taken > budget as u64 && !(at_least_one && end == from) {
+                break;
+            }
+            end += len;
+        }
+        Ok(end)
+    }
+
+    /// The first batch whose max timestamp is `>= target`.
+    pub(crate) fn find_timestamp(&self, target: i64) -> Result<Option<RecordBatch>> {
+        let data = self.mapped()?;
+        let mut position = self
+            .time_index
+            .scan_start(target)
+            .map_or(0, |rel| u64::from(self.index.lookup(rel)));
+        while position < self.size {
+            let batch = self.batch_at(&data, position)?;
+            if batch.max_timestamp() >= target {
+                return Ok(Some(batch));
+            }
+            position += batch.len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Calls `f` for every batch, in order.
+    pub(crate) fn for_each_batch(&self, mut f: impl FnMut(&RecordBatch)) -> Result<()> {
+        let data = self.mapped()?;
+        let mut position = 0;
+        while position < self.size {
+            let batch = self.batch_at(&data, position)?;
+            f(&batch);
+            position += batch.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Shrinks the file to `len` bytes without invalidating maps held by readers: if
+    /// any `Bytes` from this file is alive, the prefix is copied to a new file that is
+    /// renamed over this one (the old inode stays valid for the readers).
+    pub(crate) fn shrink_file(&mut self, len: u64) -> Result<()> {
+        drop(
+            self.map
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        if Arc::strong_count(&self.readers) > 1 {
+            self.replace_with_prefix(len)?;
+        } else {
+            self.file
+                .set_len(len)
+                .map_err(StorageError::io("truncating", &self.log_path))?;
+        }
+        self.size = self.size.min(len);
+        Ok(())
+    }
+
+    fn replace_with_prefix(&mut self, len: u64) -> Result<()> {
+        let swap = self.log_path.with_extension(SWAP_EXT);
+        let copy = || -> io::Result<()> {
+            let mut out = File::create(&swap)?;
+            io::copy(
+                &mut io::Read::take(File::open(&self.log_path)?, len),
+                &mut out,
+            )?;
+            out.sync_all()
+        };
+        copy().map_err(StorageError::io("writing truncated copy", &swap))?;
+        fs::rename(&swap, &self.log_path).map_err(StorageError::io("renaming", &swap))?;
+        self.file = open_log_file(&self.log_path, false)?;
+        self.readers = Arc::new(());
+        sync_dir(self.log_path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Rewrites the indexes so they match the current metadata.
+    pub(crate) fn rewrite_indexes(&mut self) -> Result<()> {
+        self.index.write_pending()?;
+        self.time_index.write_pending()
+    }
+
+    /// Removes the segment's files. Readers holding maps keep their data.
+    pub(crate) fn delete(self) -> Result<()> {
+        for path in [
+            self.log_path.clone(),
+            self.index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("deleting", &path)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Newest data timestamp for retention; the file's mtime when batches carry none.
+    pub(crate) fn retention_timestamp(&self) -> i64 {
+        match self.max {
+            Some(m) if m.timestamp >= 0 => m.timestamp,
+            _ => self
+                .file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(i64::MAX, |d| d.as_millis() as i64),
+        }
+    }
+}
