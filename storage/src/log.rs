@@ -434,3 +434,68 @@ impl Drop for PartitionLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowlink_protocol::batch::testing::build_batch;
+    use std::time::Duration;
+
+    fn dirty_after_append(persist: PersistMode) -> (bool, PartitionLog, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            persist,
+            ..LogConfig::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), config).unwrap();
+        log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1))
+            .unwrap();
+        (log.active().dirty, log, dir)
+    }
+
+    #[test]
+    fn persist_modes_sync_when_documented() {
+        assert!(!dirty_after_append(PersistMode::Always).0);
+        assert!(!dirty_after_append(PersistMode::Interval(Duration::ZERO)).0);
+        let (dirty, mut log, _dir) =
+            dirty_after_append(PersistMode::Interval(Duration::from_secs(3600)));
+        assert!(dirty);
+        log.flush_if_due().unwrap();
+        assert!(log.active().dirty, "not due yet");
+        log.last_sync -= Duration::from_secs(3601);
+        log.flush_if_due().unwrap();
+        assert!(!log.active().dirty);
+        let (dirty, mut log, _dir) = dirty_after_append(PersistMode::Os);
+        assert!(dirty);
+        log.flush_if_due().unwrap();
+        assert!(log.active().dirty, "Os mode leaves syncing to the OS");
+        log.flush().unwrap();
+        assert!(!log.active().dirty);
+    }
+
+    #[test]
+    fn rolling_syncs_the_sealed_segment_unless_os_mode() {
+        for (persist, expect_dirty) in [
+            (PersistMode::Interval(Duration::from_secs(3600)), false),
+            (PersistMode::Os, true),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LogConfig {
+                persist,
+                segment_bytes: 1,
+                ..LogConfig::default()
+            };
+            let mut log = PartitionLog::open(dir.path(), config).unwrap();
+            log.append(build_batch(0, 0, &[(None, None)], 1)).unwrap();
+            log.append(build_batch(1, 0, &[(None, None)], 1)).unwrap();
+            assert_eq!(log.segments.len(), 2);
+            assert_eq!(log.segments[0].dirty, expect_dirty, "{persist:?}");
+        }
+    }
+
+    #[test]
+    fn log_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<PartitionLog>();
+    }
+}
