@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// A batch of `records` small records at `base`, in `epoch`, stamped `ts`.
 pub fn batch(base: i64, records: usize, epoch: i32, ts: i64) -> Bytes {
-    let payload = vec![b'x'; 32];
+    let payload = [b'x'; 32];
     let recs = vec![(None, Some(&payload[..])); records];
     build_batch(base, epoch, &recs, ts)
 }
