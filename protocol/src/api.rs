@@ -10,6 +10,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Message, VersionRange};
 
+use crate::client::encode_request;
+use crate::encode::EncodeError;
 use crate::request::{decode_body, RequestError, RequestHeader};
 
 /// Lists `(ApiKey variant, request struct)` for every API shadowlink serves or sends, and
@@ -66,6 +68,20 @@ macro_rules! define_tables {
             pub fn api_key(&self) -> ApiKey {
                 match self {
                     $(RequestBody::$key(_) => ApiKey::$key,)*
+                }
+            }
+
+            /// Encodes the request as a complete frame, as a client would send it.
+            pub fn encode_request(
+                &self,
+                version: i16,
+                correlation_id: i32,
+                client_id: &str,
+            ) -> Result<Bytes, EncodeError> {
+                match self {
+                    $(RequestBody::$key(body) => {
+                        encode_request(ApiKey::$key, version, correlation_id, client_id, body)
+                    })*
                 }
             }
         }
