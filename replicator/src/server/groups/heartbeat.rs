@@ -1,0 +1,36 @@
+//! Heartbeat: keeps a member's session alive and tells it when to rejoin.
+
+use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
+use shadowlink_protocol::request::RequestHeader;
+use shadowlink_protocol::response::{encode_response, EncodeError};
+
+use super::error::{code_of, GroupError};
+use super::non_empty;
+use crate::server::{Reply, ServerContext};
+
+pub fn handle(
+    ctx: &ServerContext,
+    header: &RequestHeader,
+    request: HeartbeatRequest,
+) -> Result<Reply, EncodeError> {
+    let group_id = request.group_id.0.as_str();
+    let result = if group_id.is_empty() {
+        Err(GroupError::InvalidGroupId)
+    } else {
+        let instance = non_empty(&request.group_instance_id);
+        ctx.groups.heartbeat(
+            group_id,
+            request.member_id.as_str(),
+            instance.as_deref(),
+            request.generation_id,
+        )
+    };
+    let response = HeartbeatResponse::default().with_error_code(code_of(result));
+    let frame = encode_response(
+        ApiKey::Heartbeat,
+        header.api_version,
+        header.correlation_id,
+        &response,
+    )?;
+    Ok(Reply::Frame(frame))
+}

@@ -1,0 +1,119 @@
+//! OffsetCommit: stores consumer positions, durably, for partitions this node mirrors.
+
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
+use shadowlink_protocol::request::RequestHeader;
+use shadowlink_protocol::response::{encode_response, EncodeError};
+
+use super::error::{code_of, GroupError};
+use super::non_empty;
+use super::offsets::{Committed, TopicPartition, MAX_METADATA_BYTES};
+use crate::server::{Reply, ServerContext};
+
+/// Per topic, per partition: the entry to store, or why it is refused before the group
+/// is asked.
+type Checked = Vec<(String, Vec<(i32, Result<Committed, GroupError>)>)>;
+
+pub async fn handle(
+    ctx: &ServerContext,
+    header: &RequestHeader,
+    request: OffsetCommitRequest,
+) -> Result<Reply, EncodeError> {
+    let group_id = request.group_id.0.to_string();
+    let checked: Checked = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, check_partition(ctx, &name, p)))
+                .collect();
+            (name, partitions)
+        })
+        .collect();
+    let entries: Vec<(TopicPartition, Committed)> = checked
+        .iter()
+        .flat_map(|(topic, partitions)| {
+            partitions
+                .iter()
+                .filter_map(|(p, c)| Some(((topic.clone(), *p), c.as_ref().ok()?.clone())))
+        })
+        .collect();
+    let outcome = if group_id.is_empty() {
+        Err(GroupError::InvalidGroupId)
+    } else {
+        let instance = non_empty(&request.group_instance_id);
+        ctx.groups
+            .commit(
+                &group_id,
+                request.member_id.as_str(),
+                instance.as_deref(),
+                request.generation_id_or_member_epoch,
+                entries,
+            )
+            .await
+    };
+    let response = response(checked, outcome);
+    let frame = encode_response(
+        ApiKey::OffsetCommit,
+        header.api_version,
+        header.correlation_id,
+        &response,
+    )?;
+    Ok(Reply::Frame(frame))
+}
+
+fn check_partition(
+    ctx: &ServerContext,
+    topic: &str,
+    p: &OffsetCommitRequestPartition,
+) -> Result<Committed, GroupError> {
+    let mirrored = ctx
+        .store
+        .topic(topic)
+        .and_then(|t| t.partition(p.partition_index))
+        .is_some();
+    if !mirrored {
+        return Err(GroupError::UnknownTopicOrPartition);
+    }
+    let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
+    if metadata
+        .as_ref()
+        .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
+    {
+        return Err(GroupError::OffsetMetadataTooLarge);
+    }
+    Ok(Committed {
+        offset: p.committed_offset,
+        // Absent before v6, where the struct's default is already -1.
+        leader_epoch: p.committed_leader_epoch,
+        metadata,
+    })
+}
+
+/// Each partition gets its own refusal, else the outcome of the group's commit.
+fn response(checked: Checked, outcome: Result<(), GroupError>) -> OffsetCommitResponse {
+    let topics = checked
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, checked)| {
+                    let result = checked.map(|_| ()).and(outcome);
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(code_of(result))
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(kafka_protocol::messages::TopicName(super::str_bytes(&name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}

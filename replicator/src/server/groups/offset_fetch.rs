@@ -1,0 +1,175 @@
+//! OffsetFetch: committed positions; -1 with no error where nothing was committed.
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{ApiKey, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use shadowlink_protocol::request::RequestHeader;
+use shadowlink_protocol::response::{encode_response, EncodeError};
+
+use super::error::{code_of, GroupError};
+use super::offsets::Committed;
+use super::str_bytes;
+use crate::server::{Reply, ServerContext};
+
+/// Per topic, per partition, the committed position if any.
+type Positions = Vec<(String, Vec<(i32, Option<Committed>)>)>;
+
+pub fn handle(
+    ctx: &ServerContext,
+    header: &RequestHeader,
+    request: OffsetFetchRequest,
+) -> Result<Reply, EncodeError> {
+    let version = header.api_version;
+    let response = if version >= 8 {
+        batched(ctx, request)
+    } else {
+        single(ctx, version, request)
+    };
+    let frame = encode_response(
+        ApiKey::OffsetFetch,
+        version,
+        header.correlation_id,
+        &response,
+    )?;
+    Ok(Reply::Frame(frame))
+}
+
+/// Positions of `wanted` partitions, or of everything the group committed when `None`
+/// (v2+ lets a client ask for all).
+fn positions(
+    ctx: &ServerContext,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Positions, GroupError> {
+    if group.is_empty() {
+        return Err(GroupError::InvalidGroupId);
+    }
+    let Some(wanted) = wanted else {
+        let mut all: Positions = Vec::new();
+        for ((topic, partition), committed) in ctx.groups.fetch_all(group) {
+            match all.last_mut() {
+                Some((t, partitions)) if *t == topic => {
+                    partitions.push((partition, Some(committed)))
+                }
+                _ => all.push((topic, vec![(partition, Some(committed))])),
+            }
+        }
+        return Ok(all);
+    };
+    Ok(wanted
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let found = partitions
+                .into_iter()
+                .map(|p| (p, ctx.groups.fetch_offset(group, &topic, p)))
+                .collect();
+            (topic, found)
+        })
+        .collect())
+}
+
+fn single(ctx: &ServerContext, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    let wanted = request.topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let mut response = OffsetFetchResponse::default();
+    match positions(ctx, request.group_id.0.as_str(), wanted) {
+        Ok(found) => {
+            let topics = found
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|(index, c)| old_partition(version, index, c.as_ref()))
+                        .collect();
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(str_bytes(&name)))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            response = response.with_topics(topics);
+        }
+        // v1 has no group-level error; it then answers with no partitions at all.
+        Err(error) if version >= 2 => response = response.with_error_code(error.code()),
+        Err(_) => {}
+    }
+    response
+}
+
+fn old_partition(
+    version: i16,
+    index: i32,
+    committed: Option<&Committed>,
+) -> OffsetFetchResponsePartition {
+    let (offset, epoch, metadata) = unpack(committed);
+    let partition = OffsetFetchResponsePartition::default()
+        .with_partition_index(index)
+        .with_committed_offset(offset)
+        .with_metadata(Some(str_bytes(metadata)));
+    // committed_leader_epoch exists from v5 (KIP-320).
+    if version >= 5 {
+        partition.with_committed_leader_epoch(epoch)
+    } else {
+        partition
+    }
+}
+
+fn unpack(committed: Option<&Committed>) -> (i64, i32, &str) {
+    match committed {
+        Some(c) => (
+            c.offset,
+            c.leader_epoch,
+            c.metadata.as_deref().unwrap_or(""),
+        ),
+        None => (-1, -1, ""),
+    }
+}
+
+/// v8+ (KIP-709): several groups per request, each answered on its own.
+fn batched(ctx: &ServerContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|group| {
+            let wanted = group.topics.map(|topics| {
+                topics
+                    .into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let answer = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
+            match positions(ctx, group.group_id.0.as_str(), wanted) {
+                Ok(found) => answer.with_topics(new_topics(found)),
+                Err(error) => answer.with_error_code(code_of(Err(error))),
+            }
+        })
+        .collect();
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+fn new_topics(found: Positions) -> Vec<OffsetFetchResponseTopics> {
+    found
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, committed)| {
+                    let (offset, epoch, metadata) = unpack(committed.as_ref());
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(str_bytes(metadata)))
+                })
+                .collect();
+            OffsetFetchResponseTopics::default()
+                .with_name(TopicName(str_bytes(&name)))
+                .with_partitions(partitions)
+        })
+        .collect()
+}
