@@ -1,0 +1,220 @@
+//! Consumer groups on the node's listener, with real clients: librdkafka (confluent-kafka
+//! and kcat) and kafka-python join groups, rebalance, commit, and resume after a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
+use shadowlink_tests::{python, Node, Tansu};
+
+type Record = (String, i32, i64);
+
+/// Creates each `(topic, partitions, records)` at the source and waits until the node
+/// mirrors it; `produce` spreads records round-robin, so partition p holds offsets
+/// `0..records / partitions`.
+fn mirrored(topics: &[(&str, i32, usize)]) -> Result<(Tansu, Node, BTreeSet<Record>)> {
+    let source = Tansu::start()?;
+    let mut expected = BTreeSet::new();
+    for (topic, partitions, records) in topics {
+        create_topic(source.addr, topic, *partitions, &[])?;
+        produce(source.addr, topic, *records, "none", *partitions, 0)?;
+        let per_partition = (*records / *partitions as usize) as i64;
+        for p in 0..*partitions {
+            expected.extend((0..per_partition).map(|o| (topic.to_string(), p, o)));
+        }
+    }
+    let node = Node::start(&link_config(source.addr))?;
+    for (topic, partitions, _) in topics {
+        wait_identical(source.addr, node.kafka, topic, *partitions)?;
+    }
+    Ok((source, node, expected))
+}
+
+fn records(output: &Value) -> Result<Vec<Record>> {
+    let list = output["records"]
+        .as_array()
+        .context("no records in the script output")?;
+    list.iter()
+        .map(|r| {
+            Ok((
+                r[0].as_str().context("topic")?.to_string(),
+                i32::try_from(r[1].as_i64().context("partition")?)?,
+                r[2].as_i64().context("offset")?,
+            ))
+        })
+        .collect()
+}
+
+/// Every record exactly once.
+fn exactly_once(got: &[Record], expected: &BTreeSet<Record>) -> Result<()> {
+    let unique: BTreeSet<Record> = got.iter().cloned().collect();
+    ensure!(
+        unique.len() == got.len(),
+        "{} records read, {} distinct: some were read twice",
+        got.len(),
+        unique.len()
+    );
+    let missing: Vec<&Record> = expected.difference(&unique).take(5).collect();
+    let extra: Vec<&Record> = unique.difference(expected).take(5).collect();
+    ensure!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, unexpected {extra:?}"
+    );
+    Ok(())
+}
+
+fn run_json(script: &str, args: &[&str]) -> Result<Value> {
+    let out = python(script, args)?;
+    serde_json::from_str(out.trim()).with_context(|| format!("{script} printed {out:?}"))
+}
+
+fn assignments(output: &Value, member: &str) -> Vec<usize> {
+    output["assignments"][member]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|a| a.as_array().map_or(0, Vec::len))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Two confluent-kafka members share six partitions of two topics: A alone, then A and B,
+/// then B alone after A leaves; every record is read once in all.
+fn confluent_pair(subscription: &[&str]) -> Result<()> {
+    let topics = [("a_orders", 3, 900), ("a_events", 3, 900)];
+    let (_source, node, expected) = mirrored(&topics)?;
+    let addr = node.kafka.to_string();
+    let args = [
+        &[addr.as_str(), "pair-group", "pair"],
+        subscription,
+        &["--count", "1800"],
+    ]
+    .concat();
+    let output = run_json("consume_group.py", &args)?;
+    exactly_once(&records(&output)?, &expected)?;
+    let (a, b) = (assignments(&output, "A"), assignments(&output, "B"));
+    // A alone holds all six partitions, then shares them once B joins; B ends with all
+    // six after A leaves.
+    ensure!(a.first() == Some(&6), "A's assignments: {a:?}");
+    ensure!(
+        a.iter().any(|n| (1..6).contains(n)),
+        "A never shared the partitions: {a:?}"
+    );
+    ensure!(
+        b.iter().any(|n| (1..6).contains(n)),
+        "B never shared the partitions: {b:?}"
+    );
+    ensure!(
+        b.last() == Some(&6),
+        "B did not take over after A left: {b:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn confluent_pair_rebalances_on_join_and_leave_and_reads_each_record_once() -> Result<()> {
+    confluent_pair(&["--topics", "a_orders,a_events"])
+}
+
+/// librdkafka (up to 2.16 at least, confluentinc/librdkafka#5049) sends the all-topics
+/// Metadata v9+ request with a 4-byte null array instead of a 1-byte varint; Kafka ignores
+/// the 3 trailing bytes, the node's request decoder closes the connection on them.
+#[test]
+#[ignore = "the node rejects librdkafka's all-topics Metadata v12 (3 trailing bytes, librdkafka#5049)"]
+fn confluent_pair_with_a_pattern_subscription() -> Result<()> {
+    confluent_pair(&["--pattern", "^a_.*"])
+}
+
+#[test]
+fn committed_offsets_survive_a_node_restart() -> Result<()> {
+    let (_source, mut node, expected) = mirrored(&[("a_resume", 2, 400)])?;
+    let addr = node.kafka.to_string();
+    let args = ["single", "--topics", "a_resume"];
+    let first = run_json(
+        "consume_group.py",
+        &[&[&addr, "resume-group"], &args[..], &["--count", "150"]].concat(),
+    )?;
+    let first = records(&first)?;
+    ensure!(first.len() == 150, "first run read {} records", first.len());
+    let files = std::fs::read_dir(node.data_dir.join("groups"))?.count();
+    ensure!(files == 1, "{files} group files after one group committed");
+    node.restart()?;
+    let addr = node.kafka.to_string();
+    let rest = ["--count", "250", "--idle", "3"];
+    let second = run_json(
+        "consume_group.py",
+        &[&[&addr, "resume-group"], &args[..], &rest[..]].concat(),
+    )?;
+    let mut all = first;
+    all.extend(records(&second)?);
+    // A resume from anywhere but the committed offsets reads some record twice.
+    exactly_once(&all, &expected)
+}
+
+#[test]
+fn kafka_python_group_consumer_reads_everything_and_commits() -> Result<()> {
+    let (_source, node, expected) = mirrored(&[("a_python", 3, 300)])?;
+    let addr = node.kafka.to_string();
+    let common = [addr.as_str(), "python-group", "--pattern", "^a_.*"];
+    let output = run_json(
+        "group_kafka_python.py",
+        &[&common[..], &["--count", "300", "--idle", "1"]].concat(),
+    )?;
+    exactly_once(&records(&output)?, &expected)?;
+    let committed: BTreeMap<String, Value> = serde_json::from_value(output["committed"].clone())?;
+    let offsets: Vec<i64> = committed.values().filter_map(Value::as_i64).collect();
+    ensure!(offsets == vec![100, 100, 100], "committed {committed:?}");
+    // The same group again: everything is committed, so nothing is read.
+    let again = run_json(
+        "group_kafka_python.py",
+        &[&common[..], &["--count", "0", "--idle", "4"]].concat(),
+    )?;
+    ensure!(records(&again)?.is_empty(), "re-read after commit: {again}");
+    Ok(())
+}
+
+#[test]
+fn kcat_balanced_consumer_reads_everything() -> Result<()> {
+    let (_source, node, expected) = mirrored(&[("a_kcat", 2, 200)])?;
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "kcat",
+            "-b",
+            &node.kafka.to_string(),
+            "-G",
+            "kcat-group",
+        ])
+        .args([
+            "-X",
+            "auto.offset.reset=earliest",
+            "-c",
+            "200",
+            "-f",
+            "%t %p %o\\n",
+            "-q",
+        ])
+        .arg("a_kcat")
+        .output()
+        .context("kcat runs")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "kcat failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let got: Vec<Record> = stdout
+        .lines()
+        .map(|line| {
+            let parts: Vec<&str> = line.split(' ').collect();
+            ensure!(parts.len() == 3, "unexpected kcat line {line:?}");
+            Ok((parts[0].to_string(), parts[1].parse()?, parts[2].parse()?))
+        })
+        .collect::<Result<_>>()?;
+    exactly_once(&got, &expected)
+}
