@@ -1,1 +1,11 @@
-//! shadowlink daemon library.
+//! shadowlink: mirrors Kafka topics byte-identical, at their original offsets, from a
+//! source cluster into local read-only partitions.
+
+pub mod config;
+pub mod daemon;
+pub mod errors;
+pub mod filter;
+pub mod link;
+pub mod mirror;
+pub mod server;
+pub mod source;

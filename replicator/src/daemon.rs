@@ -1,0 +1,154 @@
+//! The running node: the store, one task per link, and orderly shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shadowlink_storage::{LogConfig, StorageError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError};
+use crate::link::LinkRunner;
+use crate::mirror::Store;
+use crate::server::{self, ServerContext};
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the data directory: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// A started node. Dropping it does not stop it; call [`Daemon::shutdown`].
+pub struct Daemon {
+    pub store: Arc<Store>,
+    /// Where the Kafka-API listener accepts clients (the real port when configured as 0).
+    pub kafka_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Opens the data directory (recovering every log) and starts the links.
+    pub async fn start(config: Config) -> Result<Daemon, StartError> {
+        let log_config = LogConfig {
+            segment_bytes: config.storage.segment_bytes,
+            persist: config.persist_mode()?,
+            ..LogConfig::default()
+        };
+        let data_dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, log_config))
+            .await
+            .map_err(|e| StorageError::Io {
+                action: "opening",
+                path: config.data_dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        let store = Arc::new(store);
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let (listener, kafka_addr) =
+            server::bind(&config.kafka.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.kafka.listen.clone(),
+                    source,
+                })?;
+        let groups = Arc::new(server::groups::Coordinator::open(&config.data_dir)?);
+        let context = Arc::new(server_context(&config, kafka_addr, store.clone(), groups));
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            context,
+            server::Limits::default(),
+            stopped.clone(),
+        )));
+        for link in config.links() {
+            tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
+            let runner = LinkRunner::new(link, store.clone());
+            tasks.push(tokio::spawn(runner.run(stopped.clone())));
+        }
+        tasks.push(tokio::spawn(flush_loop(store.clone(), stopped)));
+        Ok(Daemon {
+            store,
+            kafka_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops fetching, waits for the link tasks, and flushes every log to disk.
+    pub async fn shutdown(self) -> Result<(), StorageError> {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || flush_all(&store))
+            .await
+            .unwrap_or(Ok(()))
+    }
+}
+
+fn server_context(
+    config: &Config,
+    bound: SocketAddr,
+    store: Arc<Store>,
+    groups: Arc<server::groups::Coordinator>,
+) -> ServerContext {
+    // With no explicit advertised address, clients are told the address actually bound,
+    // which differs from `listen` when that asks for port 0.
+    let advertised = match &config.kafka.advertised {
+        Some(a) => a.clone(),
+        None => bound.to_string(),
+    };
+    let (host, port) = server::split_host_port(&advertised)
+        .unwrap_or_else(|| (bound.ip().to_string(), i32::from(bound.port())));
+    ServerContext {
+        store,
+        groups,
+        advertised_host: host,
+        advertised_port: port,
+        cluster_id: format!("shadowlink-{}", config.data_dir.display()),
+        max_frame_bytes: shadowlink_protocol::frame::DEFAULT_MAX_FRAME_BYTES,
+        idle_timeout: Duration::from_secs(600),
+    }
+}
+
+fn flush_all(store: &Store) -> Result<(), StorageError> {
+    for topic in store.topics() {
+        for partition in topic.partitions() {
+            partition.log().flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives interval persistence its bound even when no further append arrives.
+async fn flush_loop(store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for topic in store.topics() {
+                for partition in topic.partitions() {
+                    if let Err(e) = partition.log().flush_if_due() {
+                        partition.fail(format!("flush failed: {e}"));
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}

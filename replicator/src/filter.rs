@@ -1,0 +1,156 @@
+//! Topic filters of a link: `"name"` is a literal, `"prefix*"` a prefix, `"*"` every topic.
+//!
+//! Exclusions always win, and internal topics are never mirrored whatever the filters say:
+//! copying another cluster's group offsets or transaction log byte for byte would corrupt
+//! this side's own coordinators.
+
+/// Topics no link ever mirrors.
+const INTERNAL_EXACT: &[&str] = &["__consumer_offsets", "__transaction_state", "_schemas"];
+const INTERNAL_PREFIXES: &[&str] = &["_redpanda", "__redpanda"];
+
+/// Why a filter pattern was refused, with its position in `include` or `exclude`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("include[{0}]: {1}")]
+    Include(usize, String),
+    #[error("exclude[{0}]: {1}")]
+    Exclude(usize, String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Literal(String),
+    Prefix(String),
+}
+
+impl Pattern {
+    fn parse(text: &str) -> Result<Pattern, String> {
+        let (body, prefix) = match text.strip_suffix('*') {
+            Some(body) => (body, true),
+            None => (text, false),
+        };
+        if body.contains('*') {
+            return Err(format!(
+                "{text:?}: '*' is only allowed at the end of a pattern"
+            ));
+        }
+        if !prefix && body.is_empty() {
+            return Err("an empty pattern matches nothing".to_string());
+        }
+        if let Some(c) = body
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "{text:?}: {c:?} cannot appear in a Kafka topic name"
+            ));
+        }
+        Ok(if prefix {
+            Pattern::Prefix(body.to_string())
+        } else {
+            Pattern::Literal(body.to_string())
+        })
+    }
+
+    fn matches(&self, topic: &str) -> bool {
+        match self {
+            Pattern::Literal(name) => topic == name,
+            Pattern::Prefix(prefix) => topic.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// A compiled include/exclude filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicFilter {
+    include: Vec<Pattern>,
+    exclude: Vec<Pattern>,
+}
+
+impl TopicFilter {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<TopicFilter, FilterError> {
+        let include = include
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Pattern::parse(p).map_err(|e| FilterError::Include(i, e)))
+            .collect::<Result<_, _>>()?;
+        let exclude = exclude
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Pattern::parse(p).map_err(|e| FilterError::Exclude(i, e)))
+            .collect::<Result<_, _>>()?;
+        Ok(TopicFilter { include, exclude })
+    }
+
+    /// Whether `topic` is mirrored by this filter.
+    pub fn matches(&self, topic: &str) -> bool {
+        !is_internal(topic)
+            && self.include.iter().any(|p| p.matches(topic))
+            && !self.exclude.iter().any(|p| p.matches(topic))
+    }
+}
+
+/// Internal topics of Kafka and Redpanda, which are never mirrored.
+pub fn is_internal(topic: &str) -> bool {
+    INTERNAL_EXACT.contains(&topic) || INTERNAL_PREFIXES.iter().any(|p| topic.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(include: &[&str], exclude: &[&str]) -> TopicFilter {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        TopicFilter::new(&s(include), &s(exclude)).unwrap()
+    }
+
+    #[test]
+    fn literal_prefix_and_star() {
+        let f = filter(&["orders", "a_*"], &[]);
+        assert!(f.matches("orders"));
+        assert!(!f.matches("orders2"));
+        assert!(f.matches("a_x"));
+        assert!(!f.matches("b_x"));
+        let all = filter(&["*"], &[]);
+        assert!(all.matches("anything"));
+    }
+
+    #[test]
+    fn exclude_wins() {
+        let f = filter(&["a_*"], &["a_scratch", "a_tmp*"]);
+        assert!(f.matches("a_orders"));
+        assert!(!f.matches("a_scratch"));
+        assert!(!f.matches("a_tmp1"));
+    }
+
+    #[test]
+    fn internal_topics_never_match() {
+        let f = filter(&["*", "__consumer_offsets", "_*"], &[]);
+        for t in [
+            "__consumer_offsets",
+            "__transaction_state",
+            "_redpanda.audit_log",
+            "_schemas",
+        ] {
+            assert!(!f.matches(t), "{t}");
+        }
+        assert!(f.matches("_private_but_ordinary"));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_with_position() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(matches!(
+            TopicFilter::new(&s(&["ok", "a*b"]), &[]),
+            Err(FilterError::Include(1, _))
+        ));
+        assert!(matches!(
+            TopicFilter::new(&s(&["ok"]), &s(&["bad name"])),
+            Err(FilterError::Exclude(0, _))
+        ));
+        assert!(matches!(
+            TopicFilter::new(&s(&[""]), &[]),
+            Err(FilterError::Include(0, _))
+        ));
+    }
+}

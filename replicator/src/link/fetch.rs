@@ -1,0 +1,369 @@
+//! Building Fetch requests for a source broker and applying their responses.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use shadowlink_protocol::batch::BatchWalker;
+
+use super::offsets::{self, EARLIEST, LATEST};
+use super::writer::WriteJob;
+use super::{Backoff, LinkRunner, TopicPartition};
+use crate::source::{SourceClient, SourceError};
+
+/// How long the source may hold a fetch open waiting for data.
+const MAX_WAIT_MS: i32 = 500;
+
+/// A finished Fetch round trip.
+pub struct FetchOutcome {
+    broker: i32,
+    addr: String,
+    /// A client connected for this request, to be reused.
+    client: Option<SourceClient>,
+    keys: Vec<TopicPartition>,
+    result: Result<FetchResponse, SourceError>,
+}
+
+impl LinkRunner {
+    /// Starts fetches for every broker with idle partitions and a free request slot.
+    pub(super) fn schedule_fetches(&mut self) -> Vec<BoxFuture<'static, FetchOutcome>> {
+        let now = Instant::now();
+        let mut ready: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
+        for (key, state) in &self.partitions {
+            let writable = state.writer.capacity() >= 2 && state.mirror.failure().is_none();
+            if !state.in_flight
+                && state.next_offset.is_some()
+                && state.backoff.ready(now)
+                && writable
+            {
+                ready.entry(state.leader).or_default().push(key.clone());
+            }
+        }
+        let limit = self.link.config.fetches_in_flight;
+        let mut requests = Vec::new();
+        for (broker, keys) in ready {
+            let entry = self.brokers.entry(broker).or_default();
+            let broker_ready = entry.backoff.as_ref().is_none_or(|b| b.ready(now));
+            if entry.in_flight >= limit || !broker_ready {
+                continue;
+            }
+            let Some(addr) = self.cluster.view.brokers.get(&broker).cloned() else {
+                self.refresh_soon = true;
+                continue;
+            };
+            entry.in_flight += 1;
+            let request = self.fetch_request(&keys);
+            for key in &keys {
+                if let Some(s) = self.partitions.get_mut(key) {
+                    s.in_flight = true;
+                }
+            }
+            let cached = self.cluster.fetch_client(&addr);
+            let client_id = self.link.config.client_id.clone();
+            requests.push(
+                Box::pin(send_fetch(broker, addr, cached, client_id, keys, request))
+                    as BoxFuture<'static, FetchOutcome>,
+            );
+        }
+        requests
+    }
+
+    fn fetch_request(&self, keys: &[TopicPartition]) -> FetchRequest {
+        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        for key in keys {
+            let state = &self.partitions[key];
+            topics.entry(&key.0).or_default().push(
+                FetchPartition::default()
+                    .with_partition(key.1)
+                    .with_current_leader_epoch(state.leader_epoch)
+                    .with_fetch_offset(state.next_offset.unwrap_or(0))
+                    .with_last_fetched_epoch(state.last_fetched_epoch)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(self.link.config.partition_max_bytes),
+            );
+        }
+        let topics = topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(name.to_string())))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        // read_committed keeps the mirror at or below the source's last stable offset;
+        // the broker still returns aborted batches and markers below it, so the copy stays
+        // byte-identical. Session id 0 / epoch -1: full fetches, no KIP-227 session.
+        FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(MAX_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(self.link.config.fetch_max_bytes)
+            .with_isolation_level(1)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(topics)
+    }
+
+    /// Applies one fetch response: stores data, follows errors, reschedules.
+    pub(super) async fn on_fetch(&mut self, outcome: FetchOutcome) {
+        let broker = self.brokers.entry(outcome.broker).or_default();
+        broker.in_flight = broker.in_flight.saturating_sub(1);
+        for key in &outcome.keys {
+            if let Some(s) = self.partitions.get_mut(key) {
+                s.in_flight = false;
+            }
+        }
+        if let Some(client) = outcome.client {
+            self.cluster.adopt_fetch_client(&outcome.addr, client);
+        }
+        let response = match outcome.result {
+            Ok(r) => r,
+            Err(e) => return self.on_broker_error(outcome.broker, &outcome.keys, e),
+        };
+        let broker = self.brokers.entry(outcome.broker).or_default();
+        broker.backoff = None;
+        if response.throttle_time_ms > 0 {
+            let mut b = Backoff::new();
+            b.delay(Duration::from_millis(response.throttle_time_ms as u64));
+            broker.backoff = Some(b);
+        }
+        if response.error_code != 0 {
+            let e = SourceError::Broker {
+                addr: outcome.addr.clone(),
+                api: ApiKey::Fetch,
+                code: response.error_code,
+            };
+            return self.on_broker_error(outcome.broker, &outcome.keys, e);
+        }
+        for topic in response.responses {
+            let name = topic.topic.0.to_string();
+            for p in topic.partitions {
+                let key = (name.clone(), p.partition_index);
+                self.on_partition(key, p).await;
+            }
+        }
+    }
+
+    fn on_broker_error(&mut self, broker: i32, keys: &[TopicPartition], error: SourceError) {
+        tracing::warn!(link = %self.link.config.name, broker, error = %error, "fetch failed");
+        if let Some(addr) = self.cluster.view.brokers.get(&broker).cloned() {
+            self.cluster.forget(&addr);
+        }
+        let state = self.brokers.entry(broker).or_default();
+        state.backoff.get_or_insert_with(Backoff::new).fail();
+        for key in keys {
+            if let Some(s) = self.partitions.get_mut(key) {
+                s.backoff.fail();
+            }
+        }
+        self.refresh_soon = true;
+    }
+
+    async fn on_partition(&mut self, key: TopicPartition, p: PartitionData) {
+        if !self.partitions.contains_key(&key) {
+            return;
+        }
+        match p.error_code {
+            0 => self.store_fetched(&key, p).await,
+            code if code == ResponseError::OffsetOutOfRange.code() => {
+                self.on_out_of_range(&key).await
+            }
+            code => {
+                let retriable = ResponseError::try_from_code(code).is_none_or(|e| e.is_retriable());
+                tracing::debug!(link = %self.link.config.name, topic = %key.0, partition = key.1, code, retriable, "partition fetch error");
+                self.refresh_soon = true;
+                if let Some(s) = self.partitions.get_mut(&key) {
+                    s.backoff.fail();
+                }
+            }
+        }
+    }
+
+    async fn store_fetched(&mut self, key: &TopicPartition, p: PartitionData) {
+        let link = self.link.config.name.clone();
+        let Some(state) = self.partitions.get_mut(key) else {
+            return;
+        };
+        state.backoff.reset();
+        let Some(fetch_offset) = state.next_offset else {
+            return;
+        };
+        if p.diverging_epoch.epoch >= 0 && p.diverging_epoch.end_offset < fetch_offset {
+            // KIP-320: the source's log differs from ours after `end_offset`.
+            let to = p.diverging_epoch.end_offset.max(0);
+            send(state, WriteJob::Truncate(to)).await;
+            state.next_offset = Some(to);
+            state.last_fetched_epoch = p.diverging_epoch.epoch;
+            return;
+        }
+        let mirror_start = state.mirror.log().log_start_offset();
+        if p.log_start_offset > mirror_start && p.log_start_offset <= fetch_offset {
+            send(state, WriteJob::DeleteBefore(p.log_start_offset)).await;
+        }
+        let records = p.records.unwrap_or_default();
+        match complete_batches(&records, fetch_offset) {
+            Ok(Some(chunk)) => {
+                state.next_offset = Some(chunk.next_offset);
+                state.last_fetched_epoch = chunk.last_epoch;
+                send(state, WriteJob::Append(chunk.bytes)).await;
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                let reason = format!("{}-{}: {reason}", key.0, key.1);
+                tracing::error!(link = %link, error = %reason, "mirror partition stopped");
+                state.mirror.fail(reason);
+            }
+        }
+    }
+
+    /// The fetch offset is outside the source log: either the source deleted records we
+    /// never copied (jump forward, leaving a gap) or it lost records we hold (truncate).
+    async fn on_out_of_range(&mut self, key: &TopicPartition) {
+        let Some(leader) = self.partitions.get(key).map(|s| s.leader) else {
+            return;
+        };
+        let keys = [key.clone()];
+        let earliest = offsets::list_offsets(&mut self.cluster, leader, &keys, EARLIEST).await;
+        let latest = offsets::list_offsets(&mut self.cluster, leader, &keys, LATEST).await;
+        let (Some((_, Ok(earliest))), Some((_, Ok(latest)))) = (earliest.first(), latest.first())
+        else {
+            if let Some(s) = self.partitions.get_mut(key) {
+                s.backoff.fail();
+            }
+            return;
+        };
+        let (earliest, latest) = (*earliest, *latest);
+        let link = self.link.config.name.clone();
+        let Some(state) = self.partitions.get_mut(key) else {
+            return;
+        };
+        let Some(at) = state.next_offset else {
+            return;
+        };
+        if at < earliest {
+            tracing::warn!(link = %link, topic = %key.0, partition = key.1, from = at, to = earliest,
+                "the source deleted records before they were mirrored");
+            send(state, WriteJob::DeleteBefore(earliest)).await;
+            state.next_offset = Some(earliest);
+        } else if at > latest {
+            send(state, WriteJob::Truncate(latest)).await;
+            state.next_offset = Some(latest);
+        } else {
+            state.backoff.fail();
+        }
+    }
+}
+
+async fn send(state: &mut super::PartitionState, job: WriteJob) {
+    // The queue had room for two jobs when the fetch was scheduled; waiting here only
+    // happens if a writer is slower than expected and keeps order intact.
+    let _ = state.writer.send(job).await;
+}
+
+/// The complete batches of a fetched record set, from the one holding `fetch_offset`.
+struct Chunk {
+    bytes: Bytes,
+    next_offset: i64,
+    last_epoch: i32,
+}
+
+fn complete_batches(records: &Bytes, fetch_offset: i64) -> Result<Option<Chunk>, String> {
+    let mut position = 0;
+    let mut start = None;
+    let mut next_offset = fetch_offset;
+    let mut last_epoch = -1;
+    for batch in BatchWalker::new(records.clone()) {
+        let batch = batch.map_err(|e| format!("unreadable batch at offset {next_offset}: {e}"))?;
+        let len = batch.len();
+        // A fetch may start inside a batch: skip batches wholly below the fetch offset.
+        if batch.last_offset() >= next_offset {
+            start.get_or_insert(position);
+            // Offsets advance by lastOffsetDelta, never recordCount: compacted sources
+            // have gaps inside and between batches.
+            next_offset = batch.next_offset();
+            last_epoch = batch.partition_leader_epoch();
+        }
+        position += len;
+    }
+    Ok(start.map(|s| Chunk {
+        bytes: records.slice(s..position),
+        next_offset,
+        last_epoch,
+    }))
+}
+
+async fn send_fetch(
+    broker: i32,
+    addr: String,
+    cached: Option<SourceClient>,
+    client_id: String,
+    keys: Vec<TopicPartition>,
+    request: FetchRequest,
+) -> FetchOutcome {
+    let (client, fresh) = match cached {
+        Some(c) => (Ok(c), false),
+        None => (SourceClient::connect(&addr, &client_id).await, true),
+    };
+    let (client, result) = match client {
+        Ok(c) => {
+            let timeout = Duration::from_millis(MAX_WAIT_MS as u64) + Duration::from_secs(30);
+            let result = tokio::time::timeout(timeout, c.send(ApiKey::Fetch, &request))
+                .await
+                .unwrap_or_else(|_| Err(SourceError::Timeout { addr: addr.clone() }));
+            (fresh.then_some(c), result)
+        }
+        Err(e) => (None, Err(e)),
+    };
+    FetchOutcome {
+        broker,
+        addr,
+        client,
+        keys,
+        result,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowlink_protocol::batch::testing::build_batch;
+
+    fn record_set(bases: &[i64]) -> Bytes {
+        let mut all = Vec::new();
+        for &b in bases {
+            all.extend_from_slice(&build_batch(
+                b,
+                3,
+                &[(Some(b"k"), Some(b"v")), (None, Some(b"w"))],
+                1000,
+            ));
+        }
+        Bytes::from(all)
+    }
+
+    #[test]
+    fn skips_batches_below_the_fetch_offset_and_keeps_gaps() {
+        let records = record_set(&[0, 2, 10]);
+        let chunk = complete_batches(&records, 3).unwrap().unwrap();
+        assert_eq!(chunk.next_offset, 12);
+        assert_eq!(chunk.last_epoch, 3);
+        let one = records.len() / 3;
+        assert_eq!(chunk.bytes, records.slice(one..));
+    }
+
+    #[test]
+    fn a_trailing_partial_batch_is_left_for_the_next_fetch() {
+        let records = record_set(&[5, 7]);
+        let cut = records.slice(..records.len() - 3);
+        let chunk = complete_batches(&cut, 5).unwrap().unwrap();
+        assert_eq!(chunk.next_offset, 7);
+        assert_eq!(chunk.bytes.len(), records.len() / 2);
+        assert!(complete_batches(&Bytes::new(), 5).unwrap().is_none());
+    }
+}

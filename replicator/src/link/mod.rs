@@ -1,0 +1,314 @@
+//! A link: discovers matching source topics and keeps their mirrors up to date.
+//!
+//! One task per link owns all fetch state, so no locks guard offsets: it refreshes
+//! metadata on a timer, keeps up to `fetches_in_flight` Fetch requests outstanding per
+//! source broker, and hands fetched bytes to per-partition writers.
+
+mod configs;
+mod fetch;
+mod offsets;
+pub mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Link, StartPosition};
+use crate::mirror::{topic_id_hex, MirrorPartition, MirrorTopic, Store, TopicMeta, TopicState};
+use crate::source::metadata::{SourceCluster, TopicView};
+use writer::WriteJob;
+
+/// The key of a partition in the link's state.
+pub type TopicPartition = (String, i32);
+
+/// Fetch state of one mirrored partition.
+struct PartitionState {
+    mirror: Arc<MirrorPartition>,
+    writer: mpsc::Sender<WriteJob>,
+    /// Where the next fetch starts; `None` until the start offset is known.
+    next_offset: Option<i64>,
+    leader: i32,
+    leader_epoch: i32,
+    /// Leader epoch of the newest batch fetched, for divergence detection (KIP-320).
+    last_fetched_epoch: i32,
+    in_flight: bool,
+    backoff: Backoff,
+}
+
+/// Retry delay that doubles from 100 ms to 10 s, with jitter so that many partitions
+/// retrying together do not hit a recovering broker at the same instant.
+#[derive(Debug, Clone)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            failures: 0,
+            until: None,
+        }
+    }
+
+    fn fail(&mut self) {
+        let base = 100u64.saturating_mul(1 << self.failures.min(7)).min(10_000);
+        let jitter = fastrand::u64(0..=base / 2);
+        self.until = Some(Instant::now() + Duration::from_millis(base / 2 + jitter));
+        self.failures += 1;
+    }
+
+    fn delay(&mut self, d: Duration) {
+        self.until = Some(Instant::now() + d);
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+        self.until = None;
+    }
+
+    fn ready(&self, now: Instant) -> bool {
+        self.until.is_none_or(|t| t <= now)
+    }
+}
+
+/// The task behind one link.
+pub struct LinkRunner {
+    link: Link,
+    store: Arc<Store>,
+    cluster: SourceCluster,
+    partitions: BTreeMap<TopicPartition, PartitionState>,
+    brokers: HashMap<i32, BrokerState>,
+    refresh_soon: bool,
+    /// A topic was created since the last config sync.
+    configs_soon: bool,
+}
+
+#[derive(Default)]
+struct BrokerState {
+    in_flight: usize,
+    backoff: Option<Backoff>,
+}
+
+impl LinkRunner {
+    pub fn new(link: Link, store: Arc<Store>) -> LinkRunner {
+        let cluster =
+            SourceCluster::new(link.config.bootstrap.clone(), link.config.client_id.clone());
+        LinkRunner {
+            link,
+            store,
+            cluster,
+            partitions: BTreeMap::new(),
+            brokers: HashMap::new(),
+            refresh_soon: false,
+            configs_soon: false,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.link.config.name
+    }
+
+    /// Runs until `shutdown` becomes true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut in_flight = FuturesUnordered::new();
+        let mut metadata_at = Instant::now();
+        let mut configs_at = Instant::now();
+        let idle = Duration::from_millis(20);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if self.refresh_soon || Instant::now() >= metadata_at {
+                self.discover().await;
+                self.resolve_start_offsets().await;
+                metadata_at = Instant::now() + self.link.config.metadata_interval;
+            }
+            if self.configs_soon || Instant::now() >= configs_at {
+                self.configs_soon = false;
+                self.sync_configs().await;
+                configs_at = Instant::now() + self.link.config.config_interval;
+            }
+            for request in self.schedule_fetches() {
+                in_flight.push(request);
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.on_fetch(outcome).await;
+                }
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+        tracing::info!(link = %self.name(), "link stopped");
+    }
+
+    /// Refreshes source metadata and reconciles mirror topics with it.
+    async fn discover(&mut self) {
+        self.refresh_soon = false;
+        let view = match self.cluster.refresh().await {
+            Ok(view) => view.clone(),
+            Err(e) => {
+                tracing::warn!(link = %self.name(), error = %e, "source metadata refresh failed");
+                self.refresh_soon = false;
+                return;
+            }
+        };
+        let mut seen = Vec::new();
+        for (name, topic) in &view.topics {
+            if topic.internal || !self.link.filter.matches(name) || topic.error_code != 0 {
+                continue;
+            }
+            seen.push(name.clone());
+            if let Err(e) = self.reconcile_topic(name, topic) {
+                tracing::error!(link = %self.name(), topic = %name, error = %e, "cannot set up mirror topic");
+            }
+        }
+        self.partitions.retain(|(topic, _), _| seen.contains(topic));
+    }
+
+    fn reconcile_topic(
+        &mut self,
+        name: &str,
+        source: &TopicView,
+    ) -> Result<(), shadowlink_storage::StorageError> {
+        let count = source.partitions.len() as i32;
+        let source_id = topic_id_hex(&source.id);
+        let wanted = TopicMeta {
+            link: self.name().to_string(),
+            source_topic_id: source_id.clone(),
+            partitions: count,
+            state: TopicState::Active,
+            configs: Default::default(),
+        };
+        let topic = match self.store.topic(name) {
+            None => {
+                self.configs_soon = true;
+                self.store.ensure_topic(name, wanted)?
+            }
+            Some(existing) => match self.check_existing(&existing, &source_id, count)? {
+                Some(topic) => topic,
+                None => {
+                    self.partitions.retain(|(t, _), _| t != name);
+                    return Ok(());
+                }
+            },
+        };
+        for (index, p) in &source.partitions {
+            let Some(mirror) = topic.partition(*index) else {
+                continue;
+            };
+            let key = (name.to_string(), *index);
+            let state = self
+                .partitions
+                .entry(key)
+                .or_insert_with(|| PartitionState {
+                    writer: writer::spawn(mirror.clone(), self.link.config.name.clone()),
+                    mirror,
+                    next_offset: None,
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    last_fetched_epoch: -1,
+                    in_flight: false,
+                    backoff: Backoff::new(),
+                });
+            state.leader = p.leader;
+            state.leader_epoch = p.leader_epoch;
+        }
+        Ok(())
+    }
+
+    /// Checks an existing mirror topic against its source; `None` when it must not be
+    /// fetched (failed, owned by another link, or its source changed identity).
+    fn check_existing(
+        &self,
+        topic: &Arc<MirrorTopic>,
+        source_id: &str,
+        count: i32,
+    ) -> Result<Option<Arc<MirrorTopic>>, shadowlink_storage::StorageError> {
+        let meta = topic.meta();
+        if meta.link != self.name() || meta.state != TopicState::Active {
+            return Ok(None);
+        }
+        let zero = topic_id_hex(&[0; 16]);
+        if meta.source_topic_id != zero && source_id != zero && meta.source_topic_id != source_id {
+            topic.mark_failed(format!(
+                "the source topic was deleted and re-created (id {} is now {source_id})",
+                meta.source_topic_id
+            ))?;
+            return Ok(None);
+        }
+        if count < meta.partitions {
+            topic.mark_failed(format!(
+                "the source topic shrank from {} to {count} partitions",
+                meta.partitions
+            ))?;
+            return Ok(None);
+        }
+        if count > meta.partitions {
+            let mut grown = meta;
+            grown.partitions = count;
+            return self.store.ensure_topic(&topic.name, grown).map(Some);
+        }
+        Ok(Some(topic.clone()))
+    }
+
+    /// Sets the first fetch offset of partitions that have none yet.
+    async fn resolve_start_offsets(&mut self) {
+        let start = self.link.config.start;
+        let mut unresolved: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
+        for (key, state) in self.partitions.iter_mut() {
+            if state.next_offset.is_some() {
+                continue;
+            }
+            let (leo, empty) = {
+                let log = state.mirror.log();
+                (
+                    log.log_end_offset(),
+                    log.log_end_offset() == log.log_start_offset(),
+                )
+            };
+            // A mirror that holds data resumes at its own end: nothing else is needed to
+            // know where it stopped. An empty one starts where the link says.
+            if !empty || start == StartPosition::Earliest {
+                state.next_offset = Some(leo);
+                state.last_fetched_epoch = state.mirror.log().latest_epoch().unwrap_or(-1);
+            } else {
+                unresolved
+                    .entry(state.leader)
+                    .or_default()
+                    .push(key.clone());
+            }
+        }
+        for (leader, keys) in unresolved {
+            let offsets =
+                offsets::list_offsets(&mut self.cluster, leader, &keys, offsets::LATEST).await;
+            for (key, result) in offsets {
+                match result {
+                    Ok(offset) => self.start_empty_at(&key, offset),
+                    Err(e) => {
+                        tracing::warn!(link = %self.link.config.name, topic = %key.0, partition = key.1, error = %e, "cannot find the start offset");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts an empty mirror partition at `offset`, moving its log start there.
+    fn start_empty_at(&mut self, key: &TopicPartition, offset: i64) {
+        if let Some(state) = self.partitions.get_mut(key) {
+            if offset > 0
+                && state
+                    .writer
+                    .try_send(WriteJob::DeleteBefore(offset))
+                    .is_err()
+            {
+                return;
+            }
+            state.next_offset = Some(offset);
+        }
+    }
+}

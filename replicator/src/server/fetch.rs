@@ -1,0 +1,126 @@
+//! Fetch: long-polls mirror partitions and sends stored batches without copying them.
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::ResponseError;
+use shadowlink_protocol::fetch::{
+    encode_fetch_response, FetchPartitionParts, FetchResponseParts, FetchTopicParts,
+};
+use shadowlink_protocol::request::RequestHeader;
+use shadowlink_protocol::response::EncodeError;
+
+use super::{Reply, ServerContext};
+use crate::errors::storage_error_code;
+
+/// Upper bound on how long one request may be held, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+pub async fn handle(
+    ctx: &ServerContext,
+    header: &RequestHeader,
+    request: FetchRequest,
+) -> Result<Reply, EncodeError> {
+    if request.session_id != 0 {
+        // KIP-227 sessions are declined (we always answer session_id 0), so a client
+        // naming one is out of step: tell it to start over with a full fetch.
+        let parts = FetchResponseParts {
+            error_code: ResponseError::FetchSessionIdNotFound.code(),
+            ..Default::default()
+        };
+        return encode_fetch_response(header.api_version, header.correlation_id, parts)
+            .map(Reply::Segments);
+    }
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    loop {
+        // Register interest before reading so an append between the read and the wait
+        // still wakes us.
+        let appended = ctx.store.appended();
+        let notified = appended.notified();
+        let (parts, bytes, errors) = read_all(ctx, &request);
+        let now = Instant::now();
+        if bytes >= min_bytes || errors || now >= deadline {
+            return encode_fetch_response(header.api_version, header.correlation_id, parts)
+                .map(Reply::Segments);
+        }
+        let _ = tokio::time::timeout(deadline - now, notified).await;
+    }
+}
+
+/// Reads every requested partition within the request's byte budgets. Returns the
+/// response parts, the record bytes gathered, and whether any partition had an error.
+fn read_all(ctx: &ServerContext, request: &FetchRequest) -> (FetchResponseParts, usize, bool) {
+    let mut budget = request.max_bytes.max(0) as usize;
+    let mut total = 0usize;
+    let mut errors = false;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
+            // KIP-74: the first non-empty partition may exceed the budget by one batch.
+            let may_read = limit > 0 || total == 0;
+            let part = read_partition(
+                ctx,
+                &topic.topic,
+                p.partition,
+                p.fetch_offset,
+                limit,
+                may_read,
+            );
+            let size: usize = part.records.iter().map(|r| r.len()).sum();
+            errors |= part.error_code != 0;
+            total += size;
+            budget = budget.saturating_sub(size);
+            partitions.push(part);
+        }
+        topics.push(FetchTopicParts {
+            name: topic.topic.0.to_string(),
+            partitions,
+            ..Default::default()
+        });
+    }
+    let parts = FetchResponseParts {
+        topics,
+        ..Default::default()
+    };
+    (parts, total, errors)
+}
+
+fn read_partition(
+    ctx: &ServerContext,
+    topic: &TopicName,
+    partition: i32,
+    offset: i64,
+    limit: usize,
+    may_read: bool,
+) -> FetchPartitionParts {
+    let mut part = FetchPartitionParts {
+        partition_index: partition,
+        ..Default::default()
+    };
+    let Some(mirror) = ctx
+        .store
+        .topic(topic.0.as_str())
+        .and_then(|t| t.partition(partition))
+    else {
+        part.error_code = ResponseError::UnknownTopicOrPartition.code();
+        return part;
+    };
+    let log = mirror.log();
+    part.high_watermark = log.high_watermark();
+    // Mirrors are fetched read_committed from the source, so everything stored is decided:
+    // the last stable offset is the high watermark.
+    part.last_stable_offset = part.high_watermark;
+    part.log_start_offset = log.log_start_offset();
+    if !may_read {
+        return part;
+    }
+    match log.read(offset, limit.max(1)) {
+        Ok(read) => part.records = read.chunks,
+        Err(e) => part.error_code = storage_error_code(&e),
+    }
+    part
+}

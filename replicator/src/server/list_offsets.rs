@@ -1,0 +1,96 @@
+//! ListOffsets: earliest, latest, max timestamp and by-timestamp lookups.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+use shadowlink_protocol::request::RequestHeader;
+use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_storage::PartitionLog;
+
+use super::{Reply, ServerContext};
+use crate::errors::storage_error_code;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+/// KIP-734 (v7+): the offset of the record with the largest timestamp.
+const MAX_TIMESTAMP: i64 = -3;
+
+pub fn handle(
+    ctx: &ServerContext,
+    header: &RequestHeader,
+    request: ListOffsetsRequest,
+) -> Result<Reply, EncodeError> {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mirror = ctx
+                        .store
+                        .topic(topic.name.0.as_str())
+                        .and_then(|t| t.partition(p.partition_index));
+                    let answer = match mirror {
+                        Some(m) => lookup(&m.log(), p.timestamp),
+                        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    };
+                    partition_response(header.api_version, p.partition_index, answer)
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    let response = ListOffsetsResponse::default().with_topics(topics);
+    let frame = encode_response(
+        ApiKey::ListOffsets,
+        header.api_version,
+        header.correlation_id,
+        &response,
+    )?;
+    Ok(Reply::Frame(frame))
+}
+
+/// `(timestamp, offset, leader epoch)` for one partition, or a Kafka error code.
+fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64, i32), i16> {
+    let epoch = log.latest_epoch().unwrap_or(-1);
+    match timestamp {
+        // Everything mirrored is decided, so latest is the same for both isolation levels.
+        LATEST => Ok((-1, log.high_watermark(), epoch)),
+        EARLIEST => Ok((-1, log.log_start_offset(), epoch)),
+        MAX_TIMESTAMP => Ok(log
+            .max_timestamp()
+            .map_or((-1, -1, epoch), |(ts, offset)| (ts, offset, epoch))),
+        ts if ts >= 0 => match log.offset_for_timestamp(ts) {
+            Ok(Some((offset, found))) => Ok((found, offset, epoch)),
+            Ok(None) => Ok((-1, -1, epoch)),
+            Err(e) => Err(storage_error_code(&e)),
+        },
+        _ => Err(ResponseError::UnsupportedVersion.code()),
+    }
+}
+
+fn partition_response(
+    version: i16,
+    index: i32,
+    answer: Result<(i64, i64, i32), i16>,
+) -> ListOffsetsPartitionResponse {
+    let p = ListOffsetsPartitionResponse::default().with_partition_index(index);
+    match answer {
+        Ok((timestamp, offset, epoch)) => {
+            let p = p.with_timestamp(timestamp).with_offset(offset);
+            // The field exists from v4; the encoder refuses it set on older versions.
+            if version >= 4 {
+                p.with_leader_epoch(epoch)
+            } else {
+                p
+            }
+        }
+        Err(code) => p.with_error_code(code).with_offset(-1).with_timestamp(-1),
+    }
+}

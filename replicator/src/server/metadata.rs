@@ -1,0 +1,88 @@
+//! Metadata: this node leads every partition it holds.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use shadowlink_protocol::request::RequestHeader;
+use shadowlink_protocol::response::{encode_response, EncodeError};
+
+use super::{Reply, ServerContext, NODE_ID};
+use crate::mirror::MirrorTopic;
+
+pub fn handle(
+    ctx: &ServerContext,
+    header: &RequestHeader,
+    request: MetadataRequest,
+) -> Result<Reply, EncodeError> {
+    let version = header.api_version;
+    // v0 asks for every topic with an empty list; v1+ with null.
+    let wanted: Option<Vec<String>> = request.topics.and_then(|topics| {
+        (version >= 1 || !topics.is_empty()).then(|| {
+            topics
+                .into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect()
+        })
+    });
+    let topics = match wanted {
+        None => ctx
+            .store
+            .topics()
+            .iter()
+            .map(|t| describe(t, version))
+            .collect(),
+        Some(names) => names
+            .iter()
+            .map(|name| match ctx.store.topic(name) {
+                Some(t) => describe(&t, version),
+                None => MetadataResponseTopic::default()
+                    .with_name(Some(topic_name(name)))
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+            })
+            .collect(),
+    };
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(NODE_ID.into())
+        .with_host(StrBytes::from_string(ctx.advertised_host.clone()))
+        .with_port(ctx.advertised_port);
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_controller_id(NODE_ID.into())
+        .with_topics(topics);
+    if version >= 2 {
+        response = response.with_cluster_id(Some(StrBytes::from_string(ctx.cluster_id.clone())));
+    }
+    let frame = encode_response(ApiKey::Metadata, version, header.correlation_id, &response)?;
+    Ok(Reply::Frame(frame))
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn describe(topic: &MirrorTopic, version: i16) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions()
+        .iter()
+        .map(|p| {
+            // The epoch clients see is the newest one among the mirrored batches, so a
+            // consumer's committed epoch from the source is never ahead of ours (KIP-320).
+            let epoch = p.log().latest_epoch().unwrap_or(0).max(0);
+            let mut partition = MetadataResponsePartition::default()
+                .with_partition_index(p.partition)
+                .with_leader_id(NODE_ID.into())
+                .with_replica_nodes(vec![NODE_ID.into()])
+                .with_isr_nodes(vec![NODE_ID.into()]);
+            if version >= 7 {
+                partition = partition.with_leader_epoch(epoch);
+            }
+            partition
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&topic.name)))
+        .with_partitions(partitions)
+}

@@ -1,0 +1,183 @@
+//! One TCP connection to a source broker, with many requests in flight.
+//!
+//! Kafka brokers answer requests on a connection in the order they were sent, each
+//! response tagged with the request's correlation id. A writer task sends frames and a
+//! reader task routes each response frame back to its caller, so several fetches can be
+//! outstanding at once and a long round trip does not cap throughput.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use shadowlink_protocol::frame::{split_frame, DEFAULT_MAX_FRAME_BYTES};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::SourceError;
+
+type Reply = oneshot::Sender<Result<Bytes, SourceError>>;
+type Pending = Arc<Mutex<Option<HashMap<i32, Reply>>>>;
+
+/// A live connection. Cloning shares it.
+#[derive(Clone)]
+pub struct Connection {
+    addr: String,
+    next_correlation_id: Arc<AtomicI32>,
+    outgoing: mpsc::Sender<(i32, Bytes, Reply)>,
+}
+
+impl Connection {
+    /// Connects to `addr` (host:port) and starts the reader and writer tasks.
+    pub async fn connect(addr: &str) -> Result<Connection, SourceError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| SourceError::Connect {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(write_loop(write, rx, pending.clone(), addr.to_string()));
+        tokio::spawn(read_loop(read, pending, addr.to_string()));
+        Ok(Connection {
+            addr: addr.to_string(),
+            next_correlation_id: Arc::new(AtomicI32::new(1)),
+            outgoing: tx,
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Whether the connection has failed; a failed connection must be replaced.
+    pub fn is_closed(&self) -> bool {
+        self.outgoing.is_closed()
+    }
+
+    /// Allocates the correlation id the next request frame must carry.
+    pub fn next_correlation_id(&self) -> i32 {
+        self.next_correlation_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(if c == i32::MAX { 1 } else { c + 1 })
+            })
+            .unwrap_or(1)
+    }
+
+    /// Sends a complete request frame (size prefix included) carrying `correlation_id`
+    /// and waits for the response frame (without its size prefix).
+    pub async fn round_trip(
+        &self,
+        correlation_id: i32,
+        frame: Bytes,
+    ) -> Result<Bytes, SourceError> {
+        let (reply, response) = oneshot::channel();
+        self.outgoing
+            .send((correlation_id, frame, reply))
+            .await
+            .map_err(|_| self.lost("connection closed"))?;
+        response
+            .await
+            .map_err(|_| self.lost("connection closed before the response arrived"))?
+    }
+
+    fn lost(&self, reason: &str) -> SourceError {
+        SourceError::ConnectionLost {
+            addr: self.addr.clone(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Fails every outstanding request and refuses new ones.
+fn fail_all(pending: &Pending, addr: &str, reason: &str) {
+    let drained = pending.lock().map(|mut p| p.take()).unwrap_or(None);
+    for (_, reply) in drained.into_iter().flatten() {
+        let _ = reply.send(Err(SourceError::ConnectionLost {
+            addr: addr.to_string(),
+            reason: reason.to_string(),
+        }));
+    }
+}
+
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<(i32, Bytes, Reply)>,
+    pending: Pending,
+    addr: String,
+) {
+    while let Some((correlation_id, frame, reply)) = rx.recv().await {
+        {
+            let mut guard = match pending.lock() {
+                Ok(g) => g,
+                Err(_) => break,
+            };
+            let Some(map) = guard.as_mut() else {
+                let _ = reply.send(Err(SourceError::ConnectionLost {
+                    addr: addr.clone(),
+                    reason: "connection closed".to_string(),
+                }));
+                break;
+            };
+            map.insert(correlation_id, reply);
+        }
+        if let Err(e) = write.write_all(&frame).await {
+            fail_all(&pending, &addr, &format!("write failed: {e}"));
+            break;
+        }
+    }
+    rx.close();
+}
+
+async fn read_loop(mut read: OwnedReadHalf, pending: Pending, addr: String) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let reason = loop {
+        match split_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES) {
+            Ok(Some(frame)) => {
+                if let Err(reason) = deliver(&pending, frame) {
+                    break reason;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => break e.to_string(),
+        }
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) => break "the broker closed the connection".to_string(),
+            Ok(_) => {}
+            Err(e) => break format!("read failed: {e}"),
+        }
+    };
+    tracing::debug!(broker = %addr, %reason, "source connection closed");
+    fail_all(&pending, &addr, &reason);
+}
+
+fn deliver(pending: &Pending, frame: Bytes) -> Result<(), String> {
+    let Some(id) = frame.get(..4) else {
+        return Err("response frame shorter than a correlation id".to_string());
+    };
+    let correlation_id = i32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+    let reply = pending
+        .lock()
+        .ok()
+        .and_then(|mut p| p.as_mut().and_then(|m| m.remove(&correlation_id)));
+    match reply {
+        Some(reply) => {
+            let _ = reply.send(Ok(frame));
+            Ok(())
+        }
+        // Responses come back in order; one nobody waits for means the stream is out of
+        // sync, and only a new connection can fix that.
+        None => Err(format!(
+            "response for unknown correlation id {correlation_id}"
+        )),
+    }
+}

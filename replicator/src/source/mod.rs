@@ -1,0 +1,173 @@
+//! The Kafka client side: talking to a link's source cluster.
+
+mod connection;
+pub mod metadata;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
+use shadowlink_protocol::client;
+
+pub use connection::Connection;
+
+/// What can go wrong talking to a source broker.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("connection to {addr} lost: {reason}")]
+    ConnectionLost { addr: String, reason: String },
+    #[error("{addr} does not support {api:?} in any version shadowlink can use")]
+    Unsupported { addr: String, api: ApiKey },
+    #[error("cannot encode {api:?} v{version}: {reason}")]
+    Encode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("malformed {api:?} response from {addr}: {reason}")]
+    Decode {
+        addr: String,
+        api: ApiKey,
+        reason: String,
+    },
+    #[error("{addr} answered {api:?} with error code {code}")]
+    Broker {
+        addr: String,
+        api: ApiKey,
+        code: i16,
+    },
+    #[error("no broker of the source cluster is reachable: {0}")]
+    NoBroker(String),
+    #[error("request to {addr} timed out")]
+    Timeout { addr: String },
+}
+
+/// The highest request version shadowlink sends per API: the ones whose shapes the fetch
+/// path handles (topic names, not ids, in Fetch).
+fn our_max_version(api: ApiKey) -> i16 {
+    match api {
+        ApiKey::Fetch => 12,
+        ApiKey::Metadata => 12,
+        ApiKey::ListOffsets => 7,
+        ApiKey::OffsetForLeaderEpoch => 4,
+        ApiKey::DescribeConfigs => 4,
+        ApiKey::ApiVersions => 3,
+        _ => 0,
+    }
+}
+
+/// A connection plus the API versions negotiated on it.
+#[derive(Clone)]
+pub struct SourceClient {
+    conn: Connection,
+    client_id: String,
+    versions: HashMap<ApiKey, i16>,
+}
+
+impl SourceClient {
+    /// Connects and negotiates versions with ApiVersions (KIP-511 fallback included).
+    pub async fn connect(addr: &str, client_id: &str) -> Result<SourceClient, SourceError> {
+        let conn = Connection::connect(addr).await?;
+        let mut client = SourceClient {
+            conn,
+            client_id: client_id.to_string(),
+            versions: HashMap::new(),
+        };
+        client.negotiate().await?;
+        Ok(client)
+    }
+
+    pub fn addr(&self) -> &str {
+        self.conn.addr()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    async fn negotiate(&mut self) -> Result<(), SourceError> {
+        let version = our_max_version(ApiKey::ApiVersions);
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("shadowlink"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let corr = self.conn.next_correlation_id();
+        let frame = self.encode(ApiKey::ApiVersions, version, corr, &request)?;
+        let response = self.conn.round_trip(corr, frame).await?;
+        let (_, body) = client::decode_api_versions_response(response, version)
+            .map_err(|e| self.decode_error(ApiKey::ApiVersions, e))?;
+        if body.error_code != 0 {
+            return Err(SourceError::Broker {
+                addr: self.addr().to_string(),
+                api: ApiKey::ApiVersions,
+                code: body.error_code,
+            });
+        }
+        for key in body.api_keys {
+            let Ok(api) = ApiKey::try_from(key.api_key) else {
+                continue;
+            };
+            let ours = our_max_version(api);
+            let Some(range) = shadowlink_protocol::api::supported_versions(api) else {
+                continue;
+            };
+            let top = ours.min(range.max).min(key.max_version);
+            if top >= key.min_version.max(range.min) {
+                self.versions.insert(api, top);
+            }
+        }
+        Ok(())
+    }
+
+    /// The negotiated version of `api`, or an error naming what the broker lacks.
+    pub fn version(&self, api: ApiKey) -> Result<i16, SourceError> {
+        self.versions
+            .get(&api)
+            .copied()
+            .ok_or_else(|| SourceError::Unsupported {
+                addr: self.addr().to_string(),
+                api,
+            })
+    }
+
+    fn encode<T: Encodable>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        corr: i32,
+        body: &T,
+    ) -> Result<Bytes, SourceError> {
+        client::encode_request(api, version, corr, &self.client_id, body).map_err(|e| {
+            SourceError::Encode {
+                api,
+                version,
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    fn decode_error(&self, api: ApiKey, e: impl std::fmt::Display) -> SourceError {
+        SourceError::Decode {
+            addr: self.addr().to_string(),
+            api,
+            reason: e.to_string(),
+        }
+    }
+
+    /// Sends `request` at the negotiated version and decodes the response.
+    pub async fn send<Req, Resp>(&self, api: ApiKey, request: &Req) -> Result<Resp, SourceError>
+    where
+        Req: Encodable + Message,
+        Resp: Decodable,
+    {
+        let version = self.version(api)?;
+        let corr = self.conn.next_correlation_id();
+        let frame = self.encode(api, version, corr, request)?;
+        let response = self.conn.round_trip(corr, frame).await?;
+        let (_, body) = client::decode_response::<Resp>(response, api, version)
+            .map_err(|e| self.decode_error(api, e))?;
+        Ok(body)
+    }
+}

@@ -1,0 +1,138 @@
+//! A small blocking Kafka client for tests: admin calls and raw record-batch reads, so a
+//! test sees exactly the bytes a broker serves.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, FetchRequest, FetchResponse, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use shadowlink_protocol::batch::BatchWalker;
+use shadowlink_protocol::client::{decode_api_versions_response, decode_response, encode_request};
+
+/// One blocking connection with negotiated versions.
+pub struct RawClient {
+    stream: TcpStream,
+    correlation_id: i32,
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> Result<RawClient> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut client = RawClient {
+            stream,
+            correlation_id: 0,
+            versions: HashMap::new(),
+        };
+        let frame = client.round_trip(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())?;
+        let (_, response) = decode_api_versions_response(frame, 3)?;
+        for k in response.api_keys {
+            client
+                .versions
+                .insert(k.api_key, (k.min_version, k.max_version));
+        }
+        Ok(client)
+    }
+
+    /// The highest version of `api` both the broker and `ours_max` allow.
+    pub fn version(&self, api: ApiKey, ours_max: i16) -> Result<i16> {
+        let (min, max) = self
+            .versions
+            .get(&(api as i16))
+            .copied()
+            .with_context(|| format!("the broker does not offer {api:?}"))?;
+        let v = max.min(ours_max);
+        if v < min {
+            bail!("no common version of {api:?}");
+        }
+        Ok(v)
+    }
+
+    fn round_trip<T: Encodable>(&mut self, api: ApiKey, version: i16, body: &T) -> Result<Bytes> {
+        self.correlation_id += 1;
+        let frame = encode_request(api, version, self.correlation_id, "shadowlink-tests", body)?;
+        self.stream.write_all(&frame)?;
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(Bytes::from(body))
+    }
+
+    /// Sends `request` and decodes the response at the same version.
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp> {
+        let frame = self.round_trip(api, version, request)?;
+        let (_, response) = decode_response(frame, api, version)?;
+        Ok(response)
+    }
+
+    /// Reads a partition from `from` to its end as the broker serves it: a list of
+    /// (base offset, complete batch bytes).
+    pub fn read_batches(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+    ) -> Result<Vec<(i64, Bytes)>> {
+        let version = self.version(ApiKey::Fetch, 12)?;
+        let mut out: Vec<(i64, Bytes)> = Vec::new();
+        let mut offset = from;
+        loop {
+            let request = fetch_request(topic, partition, offset);
+            let response: FetchResponse = self.call(ApiKey::Fetch, version, &request)?;
+            let p = response
+                .responses
+                .first()
+                .and_then(|t| t.partitions.first())
+                .context("empty fetch response")?;
+            if p.error_code != 0 {
+                bail!(
+                    "fetch {topic}-{partition} at {offset}: error {}",
+                    p.error_code
+                );
+            }
+            let records = p.records.clone().unwrap_or_default();
+            let before = out.len();
+            for batch in BatchWalker::new(records) {
+                let batch = batch?;
+                if batch.last_offset() >= offset {
+                    offset = batch.next_offset();
+                    out.push((batch.base_offset(), batch.into_bytes()));
+                }
+            }
+            if out.len() == before {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn fetch_request(topic: &str, partition: i32, offset: i64) -> FetchRequest {
+    let partition = FetchPartition::default()
+        .with_partition(partition)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1024 * 1024);
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(4 * 1024 * 1024)
+        .with_isolation_level(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![partition])])
+}

@@ -1,0 +1,132 @@
+//! Shadow topics are read-only: real producers are refused with POLICY_VIOLATION and
+//! nothing is written; malformed frames cost one connection, never the node.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::Result;
+use shadowlink_tests::raw::RawClient;
+use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
+use shadowlink_tests::{python, Node, Tansu};
+
+fn mirrored_node() -> Result<(Tansu, Node)> {
+    let source = Tansu::start()?;
+    create_topic(source.addr, "a_orders", 1, &[])?;
+    produce(source.addr, "a_orders", 50, "none", 1, 0)?;
+    let node = Node::start(&link_config(source.addr))?;
+    wait_identical(source.addr, node.kafka, "a_orders", 1)?;
+    Ok((source, node))
+}
+
+#[test]
+fn producers_are_refused_with_policy_violation_and_nothing_is_written() -> Result<()> {
+    let (source, node) = mirrored_node()?;
+    let before = RawClient::connect(node.kafka)?.read_batches("a_orders", 0, 0)?;
+    for client in ["confluent", "kafka-python"] {
+        // The script fails unless the client reports POLICY_VIOLATION.
+        python(
+            "produce_refused.py",
+            &[client, &node.kafka.to_string(), "a_orders"],
+        )?;
+    }
+    // Clients show only the code; the broker's message (Produce v8+) names the link and
+    // the way out.
+    let message = raw_produce_error(node.kafka, "a_orders")?;
+    assert!(
+        message.contains("read-only shadow of link from-a")
+            && message.contains("shadowlink failover --link from-a --topic a_orders"),
+        "{message}"
+    );
+    let after = RawClient::connect(node.kafka)?.read_batches("a_orders", 0, 0)?;
+    assert_eq!(before, after, "a refused produce changed the mirror");
+    wait_identical(source.addr, node.kafka, "a_orders", 1)?;
+    Ok(())
+}
+
+/// Produces one batch with Produce v9 and returns the partition's error message.
+fn raw_produce_error(node: std::net::SocketAddr, topic: &str) -> Result<String> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use shadowlink_protocol::batch::testing::build_batch;
+
+    let records = build_batch(0, 0, &[(Some(b"k".as_slice()), Some(b"v".as_slice()))], 1);
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let response: ProduceResponse = RawClient::connect(node)?.call(ApiKey::Produce, 9, &request)?;
+    let p = &response.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 44, "POLICY_VIOLATION");
+    Ok(p.error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default())
+}
+
+/// Frames a real client never sends: garbage, truncated, oversized, unknown keys.
+fn malformed_frames() -> Vec<Vec<u8>> {
+    let mut frames = vec![
+        vec![0, 0, 0, 0],                               // empty frame
+        vec![0, 0, 0, 3, 0, 1, 2],                      // shorter than a header
+        vec![0x7f, 0xff, 0xff, 0xff],                   // 2 GiB declared
+        vec![0xff, 0xff, 0xff, 0xfe],                   // negative size
+        vec![0, 0, 0, 8, 0x7f, 0x00, 0, 0, 0, 0, 0, 1], // unknown api key
+        vec![0, 0, 0, 8, 0, 3, 0x7f, 0, 0, 0, 0, 1],    // Metadata v32512
+        // Metadata v1 whose topic array claims 2^31-1 entries.
+        vec![
+            0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0x7f, 0xff, 0xff, 0xff,
+        ],
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..200 {
+        let len = (seed % 40) as usize + 8;
+        let mut f = (len as u32).to_be_bytes().to_vec();
+        for _ in 0..len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            f.push(seed as u8);
+        }
+        frames.push(f);
+    }
+    frames
+}
+
+#[test]
+fn thousands_of_malformed_frames_leave_the_node_serving() -> Result<()> {
+    let (_source, node) = mirrored_node()?;
+    let expected = RawClient::connect(node.kafka)?.read_batches("a_orders", 0, 0)?;
+    let frames = malformed_frames();
+    let mut sent = 0;
+    for round in 0..10 {
+        for frame in &frames {
+            let mut s = TcpStream::connect(node.kafka)?;
+            s.set_write_timeout(Some(Duration::from_secs(2)))?;
+            // The node may close first; a failed write is part of the test, not an error.
+            let _ = s.write_all(frame);
+            sent += 1;
+        }
+        // A healthy connection in the middle of the abuse still works.
+        if round % 3 == 0 {
+            assert_eq!(
+                RawClient::connect(node.kafka)?.read_batches("a_orders", 0, 0)?,
+                expected
+            );
+        }
+    }
+    assert!(sent >= 2000, "sent {sent} frames");
+    // And a real client still consumes everything.
+    let out = python("consume.py", &[&node.kafka.to_string(), "a_orders", "50"])?;
+    assert_eq!(out.trim(), "50");
+    assert_eq!(
+        RawClient::connect(node.kafka)?.read_batches("a_orders", 0, 0)?,
+        expected
+    );
+    Ok(())
+}
