@@ -2,12 +2,13 @@
 //! and kcat) and kafka-python join groups, rebalance, commit, and resume after a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
-use shadowlink_tests::{python, Node, Tansu};
+use shadowlink_tests::{eventually, python, Node, Tansu};
 
 type Record = (String, i32, i64);
 
@@ -217,4 +218,60 @@ fn kcat_balanced_consumer_reads_everything() -> Result<()> {
         })
         .collect::<Result<_>>()?;
     exactly_once(&got, &expected)
+}
+
+/// ListGroups, DescribeGroups and OffsetFetch as confluent-kafka's AdminClient uses them,
+/// on a live kcat member and after it left.
+#[test]
+fn admin_client_lists_describes_and_reads_offsets_of_groups() -> Result<()> {
+    let (_source, node, _expected) = mirrored(&[("a_admin", 2, 100)])?;
+    let addr = node.kafka.to_string();
+    let mut kcat = Command::new("kcat")
+        .args([
+            "-b",
+            &addr,
+            "-G",
+            "admin-group",
+            "-X",
+            "auto.offset.reset=earliest",
+            "-q",
+        ])
+        .arg("a_admin")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("kcat runs")?;
+    let live = eventually(Duration::from_secs(30), || {
+        let described = run_json("group_admin.py", &[&addr, "describe", "admin-group"])?;
+        Ok((described["state"] == "STABLE").then_some(described))
+    });
+    // SIGTERM: kcat closes its consumer, which commits and leaves the group.
+    Command::new("kill")
+        .args(["-TERM", &kcat.id().to_string()])
+        .status()?;
+    let exited = kcat.wait()?;
+    let live = live?;
+    ensure!(exited.success(), "kcat exited with {exited}");
+    let partitions = &live["members"][0]["partitions"];
+    ensure!(
+        live["members"].as_array().map(Vec::len) == Some(1),
+        "{live}"
+    );
+    ensure!(
+        *partitions == serde_json::json!([["a_admin", 0], ["a_admin", 1]]),
+        "{live}"
+    );
+    eventually(Duration::from_secs(15), || {
+        let listed = python("group_admin.py", &[&addr, "list"])?;
+        Ok(listed
+            .lines()
+            .any(|l| l == "admin-group EMPTY")
+            .then_some(()))
+    })?;
+    let offsets = python("group_admin.py", &[&addr, "offsets", "admin-group"])?;
+    ensure!(
+        offsets.lines().collect::<Vec<_>>() == ["a_admin 0 50", "a_admin 1 50"],
+        "{offsets}"
+    );
+    Ok(())
 }
