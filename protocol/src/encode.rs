@@ -70,6 +70,14 @@ pub(crate) fn encode_frame<H: Encodable, T: Encodable>(
     out.put_i32(frame_size(size)?);
     header.encode(&mut out, header_version).map_err(failed)?;
     body.encode(&mut out, version).map_err(failed)?;
-    debug_assert_eq!(out.len(), SIZE_PREFIX_LEN + size);
+    // The size prefix was written from compute_size; a frame whose body disagrees would
+    // desynchronise the peer. kafka-protocol 0.18 does disagree for unknown tagged fields
+    // with tags >= 2^31 (decoded into negative i32 keys, counted by compute_size, skipped by
+    // encode), which a decoded-then-re-encoded hostile request can carry.
+    let written = out.len() - SIZE_PREFIX_LEN;
+    if written != size {
+        let reason = format!("the encoder wrote {written} bytes after computing {size}");
+        return Err(message_error(api_key, version, reason));
+    }
     Ok(out.freeze())
 }

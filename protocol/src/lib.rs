@@ -13,3 +13,5 @@ pub mod response;
 pub mod segments;
 
 pub use encode::EncodeError;
+/// The kafka-protocol this codec is built on, so dependents name the same message types.
+pub use kafka_protocol;

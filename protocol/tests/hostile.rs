@@ -242,3 +242,27 @@ fn every_truncation_of_every_golden_request_is_an_error() {
     }
     assert!(checked >= 20);
 }
+
+#[test]
+fn a_request_that_cannot_be_reencoded_faithfully_is_an_encode_error() {
+    // Found by fuzz/frame_header: a ListOffsets v9 body with an unknown tagged field whose
+    // tag is >= 2^31. kafka-protocol keeps it under a negative i32 key, counts it in
+    // compute_size and the tag count, but never writes it, so re-encoding used to yield a
+    // frame whose size prefix and tag count disagree with its contents.
+    let body = [
+        0xff, 0, 0, 0, // replica_id
+        0, // isolation_level
+        1, // topics: empty compact array
+        8, // 8 tagged fields: tag 0x9c9fffba with no data, then tag 0 seven times
+        0xba, 0xff, 0xff, 0xe4, 0x09, 0,
+    ];
+    let mut frame = frame(ApiKey::ListOffsets as i16, 9, 7, &[0, 0, 0]).to_vec();
+    frame.extend_from_slice(&body);
+    frame.extend_from_slice(&[0; 14]);
+    let (header, body) = parse_header(&Bytes::from(frame)).unwrap();
+    let Ok(request) = decode_any(&header, body) else {
+        panic!("the fuzzer's input decodes");
+    };
+    let err = request.encode_request(9, 7, "").unwrap_err();
+    assert!(err.to_string().contains("wrote"), "{err}");
+}
