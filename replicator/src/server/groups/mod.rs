@@ -19,6 +19,7 @@ mod offsets;
 mod sync_group;
 #[cfg(test)]
 mod tests;
+mod types;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
