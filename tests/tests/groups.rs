@@ -275,3 +275,159 @@ fn admin_client_lists_describes_and_reads_offsets_of_groups() -> Result<()> {
     );
     Ok(())
 }
+
+/// Error paths and old/new versions straight on the wire.
+#[test]
+fn group_apis_answer_old_and_new_versions_on_the_wire() -> Result<()> {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic,
+    };
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use shadowlink_tests::raw::RawClient;
+
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let (_source, node, _expected) = mirrored(&[("a_wire", 2, 10)])?;
+    let mut c = RawClient::connect(node.kafka)?;
+
+    let found: FindCoordinatorResponse = c.call(
+        ApiKey::FindCoordinator,
+        0,
+        &FindCoordinatorRequest::default().with_key(s("g")),
+    )?;
+    ensure!(
+        found.error_code == 0 && found.port == i32::from(node.kafka.port()),
+        "{found:?}"
+    );
+    let txn = FindCoordinatorRequest::default()
+        .with_key(s("t"))
+        .with_key_type(1);
+    let found: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 1, &txn)?;
+    ensure!(
+        found.error_code == 15,
+        "transactions have no coordinator: {found:?}"
+    );
+    let batched = FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g1"), s("g2")]);
+    let found: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 4, &batched)?;
+    ensure!(
+        found.coordinators.len() == 2 && found.coordinators[1].key == s("g2"),
+        "{found:?}"
+    );
+
+    // KIP-394: v4 hands out an id first; v0 joins at once.
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_session_timeout_ms(10_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(s("range"))
+        ]);
+    let refused: JoinGroupResponse = c.call(
+        ApiKey::JoinGroup,
+        4,
+        &join.clone().with_rebalance_timeout_ms(5_000),
+    )?;
+    ensure!(
+        refused.error_code == 79 && !refused.member_id.is_empty(),
+        "{refused:?}"
+    );
+    let joined: JoinGroupResponse = c.call(ApiKey::JoinGroup, 0, &join)?;
+    ensure!(
+        joined.error_code == 0 && joined.leader == joined.member_id && joined.members.len() == 1
+    );
+    let me = joined.member_id.clone();
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(me.clone())
+        .with_assignments(vec![SyncGroupRequestAssignment::default()
+            .with_member_id(me.clone())
+            .with_assignment(bytes::Bytes::from_static(b"plan"))]);
+    let synced: SyncGroupResponse = c.call(ApiKey::SyncGroup, 0, &sync)?;
+    ensure!(
+        synced.error_code == 0 && synced.assignment.as_ref() == b"plan",
+        "{synced:?}"
+    );
+    let beat = HeartbeatRequest::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(me.clone());
+    let hb: HeartbeatResponse = c.call(ApiKey::Heartbeat, 0, &beat)?;
+    ensure!(hb.error_code == 0);
+    let stale: HeartbeatResponse =
+        c.call(ApiKey::Heartbeat, 4, &beat.clone().with_generation_id(99))?;
+    ensure!(stale.error_code == 22, "{stale:?}");
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_member_id(me);
+    let left: LeaveGroupResponse = c.call(ApiKey::LeaveGroup, 0, &leave)?;
+    ensure!(left.error_code == 0);
+    let gone: HeartbeatResponse = c.call(ApiKey::Heartbeat, 0, &beat)?;
+    ensure!(gone.error_code == 25, "{gone:?}");
+
+    // Manual commits: the unknown topic is refused, the mirrored one stored.
+    let partition = |p, offset| {
+        OffsetCommitRequestPartition::default()
+            .with_partition_index(p)
+            .with_committed_offset(offset)
+    };
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("a_wire")))
+                .with_partitions(vec![partition(0, 5)]),
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("nope")))
+                .with_partitions(vec![partition(0, 1)]),
+        ]);
+    let committed: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 2, &commit)?;
+    let codes: Vec<i16> = committed
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    ensure!(codes == vec![0, 3], "{committed:?}");
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s("wire")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s("a_wire")))
+            .with_partition_indexes(vec![0, 1])]));
+    let fetched: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 1, &fetch)?;
+    let got: Vec<(i64, i16)> = fetched.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.committed_offset, p.error_code))
+        .collect();
+    ensure!(got == vec![(5, 0), (-1, 0)], "{fetched:?}");
+    let groups = vec![
+        // Null topics: everything the group committed.
+        OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(s("wire")))
+            .with_topics(None),
+        OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(s("never-seen")))
+            .with_topics(None),
+    ];
+    let fetched: OffsetFetchResponse = c.call(
+        ApiKey::OffsetFetch,
+        8,
+        &OffsetFetchRequest::default().with_groups(groups),
+    )?;
+    let all = &fetched.groups[0].topics;
+    ensure!(
+        all.len() == 1 && all[0].partitions[0].committed_offset == 5,
+        "{fetched:?}"
+    );
+    ensure!(
+        fetched.groups[1].error_code == 0 && fetched.groups[1].topics.is_empty(),
+        "{fetched:?}"
+    );
+    Ok(())
+}
