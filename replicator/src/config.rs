@@ -72,6 +72,9 @@ pub struct StorageSettings {
     /// `"always"` (fsync every append), `"os"` (page cache only) or a duration such as
     /// `"100ms"` (fsync at most that long after an append).
     pub persist: String,
+    /// How often retention limits synced from the source are enforced.
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
 }
 
 impl Default for StorageSettings {
@@ -79,6 +82,7 @@ impl Default for StorageSettings {
         Self {
             segment_bytes: 256 * 1024 * 1024,
             persist: "100ms".to_string(),
+            retention_interval: Duration::from_secs(60),
         }
     }
 }
@@ -179,6 +183,12 @@ impl Config {
         self.persist_mode()?;
         if self.storage.segment_bytes < 1024 {
             return Err(invalid("storage.segment_bytes", "must be at least 1024"));
+        }
+        if self.storage.retention_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "storage.retention_interval",
+                "must be at least 100ms",
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, link) in self.links.iter().enumerate() {

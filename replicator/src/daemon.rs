@@ -75,6 +75,11 @@ impl Daemon {
             let runner = LinkRunner::new(link, store.clone());
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
+        tasks.push(tokio::spawn(crate::retention::run(
+            store.clone(),
+            config.storage.retention_interval,
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(flush_loop(store.clone(), stopped)));
         Ok(Daemon {
             store,

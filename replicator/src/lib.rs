@@ -7,5 +7,6 @@ pub mod errors;
 pub mod filter;
 pub mod link;
 pub mod mirror;
+pub mod retention;
 pub mod server;
 pub mod source;

@@ -40,6 +40,13 @@ impl PartitionLog {
         })
     }
 
+    /// Replaces the retention limits, e.g. when a topic's configs change. `None` keeps
+    /// data forever; the change takes effect on the next [`Self::apply_retention`].
+    pub fn set_retention(&mut self, retention_ms: Option<i64>, retention_bytes: Option<u64>) {
+        self.config.retention_ms = retention_ms;
+        self.config.retention_bytes = retention_bytes;
+    }
+
     /// Deletes sealed segments past `retention_ms` (by their newest batch timestamp,
     /// relative to `now_ms`) and then, oldest first, while dropping one more still
     /// leaves at least `retention_bytes`. Returns how many segments were deleted.

@@ -188,6 +188,22 @@ fn time_retention_deletes_old_sealed_segments_only() {
 }
 
 #[test]
+fn retention_limits_can_change_on_an_open_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = filled(dir.path(), small_config());
+    let segments = log.segment_count();
+    assert_eq!(
+        log.apply_retention(100_000).unwrap(),
+        0,
+        "no limit, nothing deleted"
+    );
+    log.set_retention(Some(5_000), None);
+    assert_eq!(log.apply_retention(100_000).unwrap() as usize, segments - 1);
+    log.set_retention(None, None);
+    assert_eq!(log.apply_retention(i64::MAX).unwrap(), 0);
+}
+
+#[test]
 fn size_retention_keeps_at_least_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

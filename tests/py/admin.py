@@ -3,6 +3,7 @@
 usage: admin.py BOOTSTRAP create TOPIC PARTITIONS [key=value ...]
        admin.py BOOTSTRAP configs TOPIC          (prints key=value lines, sorted)
        admin.py BOOTSTRAP add-partitions TOPIC TOTAL
+       admin.py BOOTSTRAP delete TOPIC
 """
 import sys
 
@@ -24,6 +25,8 @@ def main():
     elif command == "add-partitions":
         futures = admin.create_partitions([NewPartitions(topic, int(sys.argv[4]))])
         futures[topic].result(timeout=30)
+    elif command == "delete":
+        admin.delete_topics([topic])[topic].result(timeout=30)
     else:
         sys.exit("unknown command %r" % command)
 

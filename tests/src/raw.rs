@@ -120,6 +120,34 @@ impl RawClient {
     }
 }
 
+impl RawClient {
+    /// ListOffsets for one partition: -2 earliest, -1 latest, or a timestamp.
+    pub fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+        let version = self.version(ApiKey::ListOffsets, 7)?;
+        let request = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)])]);
+        let response: ListOffsetsResponse = self.call(ApiKey::ListOffsets, version, &request)?;
+        let p = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .context("empty ListOffsets response")?;
+        if p.error_code != 0 {
+            bail!("ListOffsets {topic}-{partition}: error {}", p.error_code);
+        }
+        Ok(p.offset)
+    }
+}
+
 fn fetch_request(topic: &str, partition: i32, offset: i64) -> FetchRequest {
     let partition = FetchPartition::default()
         .with_partition(partition)

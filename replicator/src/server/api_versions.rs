@@ -58,6 +58,7 @@ mod tests {
             assert!(min >= codec.min && max <= codec.max, "{api:?}");
         }
         assert_eq!(advertised(ApiKey::Fetch), Some((4, 12)));
-        assert_eq!(advertised(ApiKey::Produce), None);
+        assert_eq!(advertised(ApiKey::Produce), Some((3, 12)));
+        assert_eq!(advertised(ApiKey::CreateTopics), None);
     }
 }
