@@ -1,9 +1,10 @@
 """Consumer-group scenarios with confluent-kafka (librdkafka) against a shadowlink node.
 
 usage: consume_group.py BOOTSTRAP GROUP single (--topics T1,T2 | --pattern P) --count N [--idle S]
+                        [--instance-id ID]
        consume_group.py BOOTSTRAP GROUP pair (--topics T1,T2 | --pattern P) --count N
 
-single: one group member reads N records, commits them synchronously, keeps polling for
+single: one group member (static with --instance-id, KIP-345) reads N records, commits them synchronously, keeps polling for
         S more seconds (so records beyond N show up), closes (LeaveGroup).
 pair:   member A starts alone; once a quarter is read member B joins (rebalance); once
         half is read and B holds partitions, A closes (rebalance again); B reads the rest.
@@ -24,8 +25,9 @@ from confluent_kafka import Consumer, KafkaException
 TIMEOUT_S = 90
 
 
-def config(bootstrap, group):
-    return {
+def config(bootstrap, group, instance_id=None):
+    extra = {"group.instance.id": instance_id} if instance_id else {}
+    return {**extra,
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "auto.offset.reset": "earliest",
@@ -39,10 +41,10 @@ def config(bootstrap, group):
 class Member:
     """One consumer whose rebalances and records are recorded under a shared lock."""
 
-    def __init__(self, name, bootstrap, group, topics, shared):
+    def __init__(self, name, bootstrap, group, topics, shared, instance_id=None):
         self.name = name
         self.shared = shared
-        self.consumer = Consumer(config(bootstrap, group))
+        self.consumer = Consumer(config(bootstrap, group, instance_id))
         self.assignments = []
         self.owned = []
         self.consumer.subscribe(topics, on_assign=self.on_assign, on_revoke=self.on_revoke)
@@ -89,7 +91,7 @@ def subscription(a):
 
 def single(a):
     shared = {"lock": threading.Lock(), "records": []}
-    member = Member("A", a.bootstrap, a.group, subscription(a), shared)
+    member = Member("A", a.bootstrap, a.group, subscription(a), shared, a.instance_id)
     deadline = time.time() + TIMEOUT_S
     while count(shared) < a.count and time.time() < deadline:
         member.poll_once(0)
@@ -159,6 +161,7 @@ def main():
     ap.add_argument("--pattern")
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--idle", type=float, default=0)
+    ap.add_argument("--instance-id")
     a = ap.parse_args()
     shared, assignments = single(a) if a.mode == "single" else pair(a)
     records = shared["records"]

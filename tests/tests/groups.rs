@@ -431,3 +431,38 @@ fn group_apis_answer_old_and_new_versions_on_the_wire() -> Result<()> {
     );
     Ok(())
 }
+
+/// KIP-345: a static member does not leave on close; the same instance id coming back
+/// replaces it at once and resumes from its commits.
+#[test]
+fn a_static_member_restarts_and_resumes_from_its_commits() -> Result<()> {
+    let (_source, node, expected) = mirrored(&[("a_static", 2, 200)])?;
+    let addr = node.kafka.to_string();
+    let run = |count: &str, idle: &str| {
+        let args = [
+            "single",
+            "--topics",
+            "a_static",
+            "--instance-id",
+            "host-1",
+            "--count",
+            count,
+            "--idle",
+            idle,
+        ];
+        run_json(
+            "consume_group.py",
+            &[&[addr.as_str(), "static-group"], &args[..]].concat(),
+        )
+    };
+    let mut all = records(&run("120", "0")?)?;
+    let started = std::time::Instant::now();
+    all.extend(records(&run("80", "2")?)?);
+    // Well within the old member's 6 s session: it was replaced, not waited out.
+    ensure!(
+        started.elapsed() < Duration::from_secs(20),
+        "rejoin took {:?}",
+        started.elapsed()
+    );
+    exactly_once(&all, &expected)
+}
