@@ -1,6 +1,7 @@
 //! Test harness: starts real third-party brokers and the `shadowlink` binary, and reads
 //! partitions back as raw record batches so tests can compare bytes and offsets.
 
+pub mod fake;
 pub mod raw;
 pub mod scenario;
 
@@ -8,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -117,13 +118,21 @@ pub fn tansu_bin() -> Result<PathBuf> {
     }
 }
 
-/// A kill-on-drop child process.
+/// A kill-on-drop child process whose stderr lines are kept for assertions.
 pub struct Process {
     child: Child,
     name: String,
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Process {
+    /// Whether any stderr line so far contains every one of `parts`.
+    pub fn logged(&self, parts: &[&str]) -> bool {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.iter()
+            .any(|line| parts.iter().all(|p| line.contains(p)))
+    }
+
     /// Kills with SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -154,15 +163,20 @@ impl Drop for Process {
     }
 }
 
-/// Forwards a child's stderr to ours, prefixed, so failures show its logs.
-fn relay_stderr(child: &mut Child, prefix: String) {
+/// Forwards a child's stderr to ours, prefixed, so failures show its logs, and keeps
+/// the lines for [`Process::logged`].
+fn relay_stderr(child: &mut Child, prefix: String) -> Arc<Mutex<Vec<String>>> {
+    let logs = Arc::new(Mutex::new(Vec::new()));
     if let Some(err) = child.stderr.take() {
+        let kept = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 eprintln!("[{prefix}] {line}");
+                kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
     }
+    logs
 }
 
 /// A tansu broker with in-memory storage on a loopback port.
@@ -189,11 +203,12 @@ impl Tansu {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        relay_stderr(&mut child, format!("tansu:{port}"));
+        let logs = relay_stderr(&mut child, format!("tansu:{port}"));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let process = Process {
             child,
             name: "tansu".into(),
+            logs,
         };
         wait_for_port(addr, Duration::from_secs(20))?;
         Ok(Tansu { process, addr })
@@ -244,11 +259,12 @@ impl Node {
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start shadowlink")?;
-        relay_stderr(&mut child, "shadowlink".into());
+        let logs = relay_stderr(&mut child, "shadowlink".into());
         let stdout = child.stdout.take().context("stdout is piped")?;
         let mut process = Process {
             child,
             name: "shadowlink".into(),
+            logs,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use shadowlink_storage::StorageError;
+
 use crate::mirror::MirrorPartition;
 
 /// Changes to a mirror log, applied strictly in the order they were queued.
@@ -53,20 +55,30 @@ async fn run(partition: Arc<MirrorPartition>, link: String, mut rx: mpsc::Receiv
     }
 }
 
+/// Appends fetched batches. When one is invalid (a CRC mismatch, say), the valid ones
+/// before it are still stored, so the mirror stays an exact prefix of the source, and the
+/// error names the offset of the bad batch.
+fn append(partition: &MirrorPartition, records: Bytes) -> Result<(), String> {
+    let name = format!("{}-{}", partition.topic, partition.partition);
+    match partition.append(records.clone()) {
+        Ok(_) => Ok(()),
+        Err(StorageError::Batch { position, source }) => {
+            if position > 0 {
+                partition
+                    .append(records.slice(..position))
+                    .map_err(|e| format!("{name}: {e}"))?;
+            }
+            Err(format!(
+                "{name}: {source}; nothing from this batch on is stored"
+            ))
+        }
+        Err(e) => Err(format!("{name}: {e}")),
+    }
+}
+
 fn apply(partition: &MirrorPartition, job: WriteJob) -> Result<(), String> {
     match job {
-        WriteJob::Append(records) => {
-            let first = records
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map_or(-1, i64::from_be_bytes);
-            partition.append(records).map(|_| ()).map_err(|e| {
-                format!(
-                    "{}-{}: cannot store the batches fetched at offset {first}: {e}",
-                    partition.topic, partition.partition
-                )
-            })
-        }
+        WriteJob::Append(records) => append(partition, records),
         WriteJob::Truncate(offset) => {
             let mut log = partition.log();
             let before = log.log_end_offset();

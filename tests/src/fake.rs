@@ -1,0 +1,332 @@
+//! A scripted single-broker source for fault injection: corrupt batches, leader-epoch
+//! divergence and partition errors that a real broker cannot be made to produce on cue.
+//!
+//! It answers ApiVersions, Metadata, ListOffsets, DescribeConfigs and Fetch (v12, with
+//! Kafka's KIP-320 divergence check) from logs the test edits while it runs.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use bytes::Bytes;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use shadowlink_protocol::batch::RecordBatch;
+use shadowlink_protocol::request::{decode_body, parse_header, RequestHeader};
+use shadowlink_protocol::response::encode_response;
+
+/// The broker id the fake reports for itself.
+pub const FAKE_NODE: i32 = 7;
+
+/// One partition's log as the fake serves it: complete batches in offset order.
+#[derive(Debug, Clone, Default)]
+pub struct FakeLog {
+    pub batches: Vec<Bytes>,
+    /// Error code answered to every fetch instead of data, while non-zero.
+    pub fetch_error: i16,
+}
+
+impl FakeLog {
+    fn end_offset(&self) -> i64 {
+        self.batches
+            .last()
+            .and_then(|b| RecordBatch::parse(b.clone()).ok())
+            .map_or(0, |b| b.next_offset())
+    }
+
+    fn epochs(&self) -> Vec<(i32, i64)> {
+        let mut out: Vec<(i32, i64)> = Vec::new();
+        for b in &self.batches {
+            let Ok(b) = RecordBatch::parse(b.clone()) else {
+                continue;
+            };
+            if out
+                .last()
+                .is_none_or(|(e, _)| *e < b.partition_leader_epoch())
+            {
+                out.push((b.partition_leader_epoch(), b.base_offset()));
+            }
+        }
+        out
+    }
+
+    fn latest_epoch(&self) -> i32 {
+        self.epochs().last().map_or(0, |(e, _)| *e)
+    }
+
+    /// Kafka's leader-side answer to OffsetForLeaderEpoch: the largest epoch at or below
+    /// `epoch`, and where it ends.
+    fn end_of_epoch(&self, epoch: i32) -> (i32, i64) {
+        let epochs = self.epochs();
+        let Some(i) = epochs.iter().rposition(|(e, _)| *e <= epoch) else {
+            return (-1, -1);
+        };
+        let end = epochs
+            .get(i + 1)
+            .map_or(self.end_offset(), |(_, start)| *start);
+        (epochs[i].0, end)
+    }
+}
+
+/// The fake's state: topic → partition logs. Tests edit it through [`FakeBroker::edit`].
+pub type FakeTopics = BTreeMap<String, Vec<FakeLog>>;
+
+pub struct FakeBroker {
+    pub addr: SocketAddr,
+    topics: Arc<Mutex<FakeTopics>>,
+}
+
+impl FakeBroker {
+    pub fn start(topics: FakeTopics) -> Result<FakeBroker> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let topics = Arc::new(Mutex::new(topics));
+        let shared = topics.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let topics = shared.clone();
+                std::thread::spawn(move || serve(stream, addr, topics));
+            }
+        });
+        Ok(FakeBroker { addr, topics })
+    }
+
+    /// Changes the served logs.
+    pub fn edit(&self, change: impl FnOnce(&mut FakeTopics)) {
+        change(&mut self.topics.lock().unwrap());
+    }
+}
+
+fn serve(mut stream: TcpStream, addr: SocketAddr, topics: Arc<Mutex<FakeTopics>>) {
+    loop {
+        let mut size = [0u8; 4];
+        if stream.read_exact(&mut size).is_err() {
+            return;
+        }
+        let mut frame = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+        if stream.read_exact(&mut frame).is_err() {
+            return;
+        }
+        let Ok((header, body)) = parse_header(&Bytes::from(frame)) else {
+            return;
+        };
+        let reply = {
+            let topics = topics.lock().unwrap();
+            answer(&header, body, addr, &topics)
+        };
+        match reply {
+            Some(bytes) if stream.write_all(&bytes).is_ok() => {}
+            _ => return,
+        }
+    }
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn answer(
+    header: &RequestHeader,
+    body: Bytes,
+    addr: SocketAddr,
+    topics: &FakeTopics,
+) -> Option<Bytes> {
+    let (v, corr) = (header.api_version, header.correlation_id);
+    let frame = match header.api_key {
+        ApiKey::ApiVersions => {
+            let keys = [
+                (ApiKey::ApiVersions, 0, 3),
+                (ApiKey::Metadata, 1, 12),
+                (ApiKey::Fetch, 4, 12),
+                (ApiKey::ListOffsets, 1, 7),
+                (ApiKey::DescribeConfigs, 1, 4),
+            ];
+            let api_keys = keys
+                .iter()
+                .map(|(k, min, max)| {
+                    ApiVersion::default()
+                        .with_api_key(*k as i16)
+                        .with_min_version(*min)
+                        .with_max_version(*max)
+                })
+                .collect();
+            let r = ApiVersionsResponse::default().with_api_keys(api_keys);
+            encode_response(ApiKey::ApiVersions, v, corr, &r)
+        }
+        ApiKey::Metadata => {
+            let _: MetadataRequest = decode_body(header, body).ok()?;
+            encode_response(ApiKey::Metadata, v, corr, &metadata(addr, topics, v))
+        }
+        ApiKey::ListOffsets => {
+            let r: ListOffsetsRequest = decode_body(header, body).ok()?;
+            encode_response(ApiKey::ListOffsets, v, corr, &list_offsets(&r, topics))
+        }
+        ApiKey::DescribeConfigs => {
+            let _: DescribeConfigsRequest = decode_body(header, body).ok()?;
+            encode_response(
+                ApiKey::DescribeConfigs,
+                v,
+                corr,
+                &DescribeConfigsResponse::default(),
+            )
+        }
+        ApiKey::Fetch => {
+            let r: FetchRequest = decode_body(header, body).ok()?;
+            encode_response(ApiKey::Fetch, v, corr, &fetch(&r, topics))
+        }
+        _ => return None,
+    };
+    frame.ok()
+}
+
+fn metadata(addr: SocketAddr, topics: &FakeTopics, version: i16) -> MetadataResponse {
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(FAKE_NODE.into())
+        .with_host(StrBytes::from_string(addr.ip().to_string()))
+        .with_port(i32::from(addr.port()));
+    let topics = topics
+        .iter()
+        .enumerate()
+        .map(|(i, (t, logs))| {
+            let partitions = logs
+                .iter()
+                .enumerate()
+                .map(|(p, log)| {
+                    let partition = MetadataResponsePartition::default()
+                        .with_partition_index(p as i32)
+                        .with_leader_id(FAKE_NODE.into())
+                        .with_replica_nodes(vec![FAKE_NODE.into()])
+                        .with_isr_nodes(vec![FAKE_NODE.into()]);
+                    if version >= 7 {
+                        partition.with_leader_epoch(log.latest_epoch())
+                    } else {
+                        partition
+                    }
+                })
+                .collect();
+            let topic = MetadataResponseTopic::default()
+                .with_name(Some(name(t)))
+                .with_partitions(partitions);
+            if version >= 10 {
+                topic.with_topic_id(uuid_for(i))
+            } else {
+                topic
+            }
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_controller_id(FAKE_NODE.into())
+        .with_topics(topics)
+}
+
+fn uuid_for(i: usize) -> shadowlink_protocol::fetch::Uuid {
+    shadowlink_protocol::fetch::Uuid::from_u128(
+        0xfa4e_0000_0000_0000_0000_0000_0000_0000 + i as u128 + 1,
+    )
+}
+
+fn list_offsets(request: &ListOffsetsRequest, topics: &FakeTopics) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let log = topics
+                        .get(t.name.as_str())
+                        .and_then(|l| l.get(p.partition_index as usize));
+                    let offset = match (log, p.timestamp) {
+                        (Some(_), -2) => 0,
+                        (Some(log), _) => log.end_offset(),
+                        (None, _) => -1,
+                    };
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_offset(offset)
+                        .with_timestamp(-1)
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn fetch(request: &FetchRequest, topics: &FakeTopics) -> FetchResponse {
+    let responses = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let log = topics
+                        .get(t.topic.as_str())
+                        .and_then(|l| l.get(p.partition as usize));
+                    fetch_partition(p, log)
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}
+
+fn fetch_partition(p: &fetch_request::FetchPartition, log: Option<&FakeLog>) -> PartitionData {
+    let data = PartitionData::default().with_partition_index(p.partition);
+    let Some(log) = log else {
+        return data.with_error_code(3);
+    };
+    if log.fetch_error != 0 {
+        return data.with_error_code(log.fetch_error);
+    }
+    let end = log.end_offset();
+    let data = data
+        .with_high_watermark(end)
+        .with_last_stable_offset(end)
+        .with_log_start_offset(0);
+    // KIP-320: the follower's last fetched epoch ends earlier on the leader, so the
+    // follower must truncate to where the two logs agree.
+    if p.last_fetched_epoch >= 0 {
+        let (epoch, end_offset) = log.end_of_epoch(p.last_fetched_epoch);
+        if epoch < p.last_fetched_epoch || end_offset < p.fetch_offset {
+            return data.with_diverging_epoch(
+                EpochEndOffset::default()
+                    .with_epoch(epoch)
+                    .with_end_offset(end_offset),
+            );
+        }
+    }
+    if p.fetch_offset > end {
+        return data.with_error_code(1);
+    }
+    let records: Vec<u8> = log
+        .batches
+        .iter()
+        .filter(|b| {
+            RecordBatch::parse((*b).clone()).is_ok_and(|b| b.last_offset() >= p.fetch_offset)
+        })
+        .flat_map(|b| b.iter().copied())
+        .collect();
+    data.with_records(Some(Bytes::from(records)))
+}

@@ -1,0 +1,141 @@
+//! Faults a real broker cannot be made to show on cue, from a scripted source: a corrupt
+//! batch, a leader change that rewrote the source log (KIP-320), transient leader errors.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use bytes::Bytes;
+use shadowlink_protocol::batch::testing::build_batch;
+use shadowlink_tests::fake::{FakeBroker, FakeLog};
+use shadowlink_tests::raw::RawClient;
+use shadowlink_tests::scenario::link_config;
+use shadowlink_tests::{eventually, Node};
+
+/// One single-record batch per offset in `offsets`, all in leader epoch `epoch`.
+fn batches(offsets: std::ops::Range<i64>, epoch: i32, tag: &str) -> Vec<Bytes> {
+    offsets
+        .map(|o| {
+            let value = format!("{tag}-{o}");
+            build_batch(
+                o,
+                epoch,
+                &[(Some(b"k".as_slice()), Some(value.as_bytes()))],
+                1_000 + o,
+            )
+        })
+        .collect()
+}
+
+fn log(batches: Vec<Bytes>) -> Vec<FakeLog> {
+    vec![FakeLog {
+        batches,
+        fetch_error: 0,
+    }]
+}
+
+/// The mirror's batches equal `expected`, byte for byte.
+fn mirrored(node: &Node, topic: &str, expected: &[Bytes]) -> Result<Option<()>> {
+    let got: Vec<Bytes> = RawClient::connect(node.kafka)?
+        .read_batches(topic, 0, 0)?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    Ok((got == expected).then_some(()))
+}
+
+#[test]
+fn a_corrupt_batch_stops_only_its_partition_and_names_it() -> Result<()> {
+    let mut bad = batches(0..10, 0, "bad");
+    let mut flipped = bad[5].to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x55;
+    bad[5] = Bytes::from(flipped);
+    let good = batches(0..10, 0, "good");
+    let source = FakeBroker::start(BTreeMap::from([
+        ("a_bad".to_string(), log(bad.clone())),
+        ("a_good".to_string(), log(good.clone())),
+    ]))?;
+    let node = Node::start(&link_config(source.addr))?;
+
+    eventually(Duration::from_secs(30), || mirrored(&node, "a_good", &good))?;
+    eventually(Duration::from_secs(30), || {
+        mirrored(&node, "a_bad", &bad[..5])
+    })?;
+    eventually(Duration::from_secs(10), || {
+        Ok(node
+            .process
+            .logged(&["mirror partition stopped", "a_bad-0", "offset 5"])
+            .then_some(()))
+    })?;
+
+    // The stopped partition takes nothing more; the healthy one carries on.
+    let more = batches(10..15, 0, "good");
+    source.edit(|t| {
+        t.get_mut("a_good").unwrap()[0].batches.extend(more.clone());
+        t.get_mut("a_bad").unwrap()[0]
+            .batches
+            .extend(batches(10..15, 0, "bad"));
+    });
+    let all_good: Vec<Bytes> = good.iter().chain(&more).cloned().collect();
+    eventually(Duration::from_secs(30), || {
+        mirrored(&node, "a_good", &all_good)
+    })?;
+    assert_eq!(
+        RawClient::connect(node.kafka)?.list_offset("a_bad", 0, -1)?,
+        5
+    );
+    Ok(())
+}
+
+#[test]
+fn a_diverged_source_log_is_followed_after_truncation() -> Result<()> {
+    // Epoch 0 wrote 0..10 and epoch 1 wrote 10..15; all of it reaches the mirror.
+    let before: Vec<Bytes> = batches(0..10, 0, "e0")
+        .into_iter()
+        .chain(batches(10..15, 1, "e1"))
+        .collect();
+    let source = FakeBroker::start(BTreeMap::from([("a_log".to_string(), log(before.clone()))]))?;
+    let node = Node::start(&link_config(source.addr))?;
+    eventually(Duration::from_secs(30), || {
+        mirrored(&node, "a_log", &before)
+    })?;
+
+    // An unclean leader change: the new leader had epoch 1 only up to offset 12, and
+    // writes 12.. in epoch 2. Offsets 12..15 of the mirror no longer exist anywhere.
+    let after: Vec<Bytes> = before[..12]
+        .iter()
+        .cloned()
+        .chain(batches(12..20, 2, "e2"))
+        .collect();
+    source.edit(|t| t.get_mut("a_log").unwrap()[0].batches = after.clone());
+
+    eventually(Duration::from_secs(30), || mirrored(&node, "a_log", &after))?;
+    assert!(node
+        .process
+        .logged(&["truncated", "discarded_from=12", "discarded_to=15"]));
+    Ok(())
+}
+
+#[test]
+fn transient_leader_errors_are_retried() -> Result<()> {
+    let data = batches(0..20, 0, "x");
+    let source = FakeBroker::start(BTreeMap::from([(
+        "a_flaky".to_string(),
+        vec![FakeLog {
+            batches: data.clone(),
+            fetch_error: 6, // NOT_LEADER_OR_FOLLOWER
+        }],
+    )]))?;
+    let node = Node::start(&link_config(source.addr))?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        RawClient::connect(node.kafka)?.list_offset("a_flaky", 0, -1)?,
+        0
+    );
+    source.edit(|t| t.get_mut("a_flaky").unwrap()[0].fetch_error = 0);
+    eventually(Duration::from_secs(30), || {
+        mirrored(&node, "a_flaky", &data)
+    })?;
+    Ok(())
+}
