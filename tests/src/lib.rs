@@ -33,22 +33,24 @@ pub fn shadowlink_bin() -> &'static Path {
             return PathBuf::from(path);
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut args = vec!["build", "--quiet", "-p", "shadowlink", "--bin", "shadowlink"];
+        // The node is built in the caller's profile: a release benchmark drives a
+        // release node.
+        if !cfg!(debug_assertions) {
+            args.push("--release");
+        }
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "shadowlink",
-                "--bin",
-                "shadowlink",
-            ])
+            .args(&args)
             .current_dir(workspace_root())
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building shadowlink failed");
         let exe = std::env::current_exe().expect("test binary path");
-        // target/<profile>/deps/<test> -> target/<profile>/shadowlink
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target layout");
+        // A test runs as target/<profile>/deps/<test>, a binary as target/<profile>/<bin>.
+        let mut profile_dir = exe.parent().expect("target layout");
+        if profile_dir.ends_with("deps") {
+            profile_dir = profile_dir.parent().expect("target layout");
+        }
         profile_dir.join("shadowlink")
     })
 }
