@@ -311,7 +311,8 @@ impl FetchTopicParts {
 
 impl FetchPartitionParts {
     fn to_message(&self) -> PartitionData {
-        let mut records = BytesMut::new();
+        let len = self.records.iter().map(Bytes::len).sum();
+        let mut records = BytesMut::with_capacity(len);
         self.records
             .iter()
             .for_each(|c| records.extend_from_slice(c));
