@@ -201,3 +201,64 @@ fn request_key<T: Request>() -> ApiKey {
 pub fn needs_api_versions_fallback(version: i16) -> bool {
     version > <ApiVersionsRequest as Message>::VERSIONS.max
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::{FetchRequest, HeartbeatRequest, MetadataRequest};
+
+    use super::*;
+    use crate::client::encode_request;
+
+    fn frame_of<T: kafka_protocol::protocol::Encodable>(key: ApiKey, v: i16, body: &T) -> Bytes {
+        encode_request(key, v, 31, "tester", body)
+            .unwrap()
+            .slice(4..)
+    }
+
+    #[test]
+    fn flexible_header_is_parsed_and_the_body_is_a_slice_of_the_frame() {
+        let frame = frame_of(ApiKey::Fetch, 12, &FetchRequest::default());
+        let (header, body) = parse_header(&frame).unwrap();
+        assert_eq!(header.client_id.as_deref(), Some("tester"));
+        assert_eq!(
+            (header.api_key, header.api_version, header.correlation_id),
+            (ApiKey::Fetch, 12, 31)
+        );
+        let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        assert!(frame_range.contains(&(body.as_ptr() as usize)));
+        assert_eq!(body.as_ptr() as usize + body.len(), frame_range.end);
+        decode_body::<FetchRequest>(&header, body).unwrap();
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused_with_the_correlation_id() {
+        let mut raw = frame_of(ApiKey::Heartbeat, 4, &HeartbeatRequest::default()).to_vec();
+        raw.extend_from_slice(&[1, 2, 3]);
+        let (header, body) = parse_header(&Bytes::from(raw)).unwrap();
+        let err = decode_body::<HeartbeatRequest>(&header, body.clone()).unwrap_err();
+        let expected = RequestError::TrailingBytes {
+            api_key: ApiKey::Heartbeat,
+            version: 4,
+            correlation_id: Some(31),
+            len: 3,
+        };
+        assert_eq!(err, expected);
+        let bare = decode_request::<HeartbeatRequest>(body, 4).unwrap_err();
+        assert_eq!(bare.correlation_id(), None);
+    }
+
+    #[test]
+    fn versions_outside_the_struct_range_are_refused() {
+        let err = decode_request::<MetadataRequest>(Bytes::new(), 14).unwrap_err();
+        assert!(matches!(
+            err,
+            RequestError::Malformed {
+                api_key: ApiKey::Metadata,
+                version: 14,
+                ..
+            }
+        ));
+        assert!(needs_api_versions_fallback(5));
+        assert!(!needs_api_versions_fallback(4));
+    }
+}

@@ -166,4 +166,30 @@ mod tests {
         assert_eq!(s.remaining(), 0);
         assert_eq!(sample().to_contiguous(), Bytes::from_static(b"abcdef"));
     }
+
+    /// What `write_all_buf` does with a vectored writer that accepts a few bytes at a time.
+    #[test]
+    fn partial_vectored_writes_deliver_every_byte_in_order() {
+        let payload: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let mut segments: Segments = payload.chunks(37).map(Bytes::copy_from_slice).collect();
+        let mut written = Vec::new();
+        let mut step = 1;
+        while segments.has_remaining() {
+            let mut slices = [IoSlice::new(&[]); 4];
+            let n = segments.chunks_vectored(&mut slices);
+            let budget = step % 97 + 1;
+            let mut taken = 0;
+            for slice in &slices[..n] {
+                let take = slice.len().min(budget - taken);
+                written.extend_from_slice(&slice[..take]);
+                taken += take;
+                if taken == budget {
+                    break;
+                }
+            }
+            segments.advance(taken);
+            step += 13;
+        }
+        assert_eq!(written, payload);
+    }
 }
