@@ -24,7 +24,6 @@ const NON_CANONICAL_RESPONSES: &[(&str, &str)] = &[
         "kafka-python-api_versions-v4",
         "default tagged fields written",
     ),
-    ("kcat-api_versions-v3", "default tagged fields written"),
     // tansu writes Fetch v16's NodeEndpoints tagged field (tag 0) even when it is empty.
     (
         "confluent-fetch-v16",

@@ -9,6 +9,12 @@ that succeeded (not the MEMBER_ID_REQUIRED round), the Metadata that listed the 
 clients reconnect to the broker directly after their first Metadata call.
 
     capture.py --client NAME --listen PORT --upstream HOST:PORT [--out DIR] [--max-bytes N]
+               [--strip-api-versions-tags]
+
+--strip-api-versions-tags drops the top-level tagged fields from ApiVersions v3+ responses
+before forwarding (and recording) them. librdkafka 2.0.2 (kcat 1.7.1) fails with "Read
+underflow" on tansu 0.6's reply, which writes all four of them even at default values;
+without them kcat works, and shadowlink (kafka-protocol omits default tags) sends none.
 """
 import argparse
 import asyncio
@@ -33,8 +39,9 @@ async def read_frame(reader):
 
 
 class Capture:
-    def __init__(self, client, out, max_bytes):
+    def __init__(self, client, out, max_bytes, strip_api_versions_tags=False):
         self.client, self.out, self.max_bytes = client, out, max_bytes
+        self.strip_api_versions_tags = strip_api_versions_tags
         self.written = {}
 
     def name(self, key, version, kind):
@@ -80,12 +87,44 @@ def _produce_acks(frame, version):
     return struct.unpack(">h", frame[pos:pos + 2])[0]
 
 
+def _uvarint(buf, pos):
+    value, shift = 0, 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, pos
+
+
+def _skip_tags(buf, pos):
+    count, pos = _uvarint(buf, pos)
+    for _ in range(count):
+        _, pos = _uvarint(buf, pos)
+        size, pos = _uvarint(buf, pos)
+        pos += size
+    return pos
+
+
+def strip_api_versions_tags(frame):
+    """ApiVersions v3+ response (header v0): error_code, api_keys, throttle, tags."""
+    body = frame[4:]
+    n, pos = _uvarint(body, 6)
+    for _ in range(max(n - 1, 0)):
+        pos = _skip_tags(body, pos + 6)
+    body = body[:pos + 4] + b"\x00"
+    return struct.pack(">i", len(body)) + body
+
+
 async def pump_responses(reader, writer, pending, capture):
     while True:
         frame = await read_frame(reader)
         (corr,) = struct.unpack(">i", frame[4:8])
         if corr in pending:
             key, version, request = pending.pop(corr)
+            if capture.strip_api_versions_tags and key == 18 and version >= 3:
+                frame = strip_api_versions_tags(frame)
             capture.save(key, version, request, frame)
         writer.write(frame)
         await writer.drain()
@@ -113,9 +152,10 @@ async def main():
     p.add_argument("--upstream", required=True)
     p.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     p.add_argument("--max-bytes", type=int, default=16 * 1024)
+    p.add_argument("--strip-api-versions-tags", action="store_true")
     args = p.parse_args()
     host, port = args.upstream.rsplit(":", 1)
-    capture = Capture(args.client, args.out, args.max_bytes)
+    capture = Capture(args.client, args.out, args.max_bytes, args.strip_api_versions_tags)
     server = await asyncio.start_server(
         lambda r, w: handle(r, w, (host, int(port)), capture), "127.0.0.1", args.listen
     )
