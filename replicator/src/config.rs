@@ -57,7 +57,7 @@ pub struct KafkaListener {
     pub advertised: Option<String>,
 }
 
-/// The HTTP admin listener (metrics, status, failover).
+/// The HTTP admin listener: `/metrics`, `/v1/status`, `/healthz`, `/readyz`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminListener {
@@ -120,6 +120,9 @@ pub struct LinkConfig {
     pub fetches_in_flight: usize,
     #[serde(default = "default_client_id")]
     pub client_id: String,
+    /// How often a topic's first sync logs its progress.
+    #[serde(default = "default_progress_interval", with = "humantime_serde")]
+    pub progress_interval: Duration,
 }
 
 fn default_start() -> StartPosition {
@@ -139,6 +142,9 @@ fn default_partition_max_bytes() -> i32 {
 }
 fn default_fetches_in_flight() -> usize {
     4
+}
+fn default_progress_interval() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_client_id() -> String {
     "shadowlink".to_string()
@@ -272,6 +278,9 @@ fn validate_link(i: usize, link: &LinkConfig) -> Result<(), ConfigError> {
     })?;
     if link.metadata_interval < Duration::from_millis(100) {
         return Err(invalid(key("metadata_interval"), "must be at least 100ms"));
+    }
+    if link.progress_interval < Duration::from_millis(100) {
+        return Err(invalid(key("progress_interval"), "must be at least 100ms"));
     }
     if link.fetch_max_bytes < 1024 || link.partition_max_bytes < 1024 {
         return Err(invalid(

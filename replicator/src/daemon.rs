@@ -1,4 +1,5 @@
-//! The running node: the store, one task per link, and orderly shutdown.
+//! The running node: the store, one task per link, the Kafka and admin listeners, and
+//! orderly shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,10 +9,12 @@ use shadowlink_storage::{LogConfig, StorageError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use crate::config::{Config, ConfigError};
 use crate::link::LinkRunner;
 use crate::mirror::Store;
 use crate::server::{self, ServerContext};
+use crate::status::Status;
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,9 @@ pub struct Daemon {
     pub store: Arc<Store>,
     /// Where the Kafka-API listener accepts clients (the real port when configured as 0).
     pub kafka_addr: SocketAddr,
+    /// Where the admin HTTP listener accepts requests, when `[admin]` is configured.
+    pub admin_addr: Option<SocketAddr>,
+    pub status: Arc<Status>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -70,11 +76,31 @@ impl Daemon {
             server::Limits::default(),
             stopped.clone(),
         )));
+        let status = Arc::new(Status::new(kafka_addr.to_string()));
         for link in config.links() {
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
-            let runner = LinkRunner::new(link, store.clone());
+            let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
+            let runner = LinkRunner::new(link, store.clone(), link_status);
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
+        let admin_addr = match &config.admin {
+            Some(admin) => {
+                let (listener, addr) =
+                    admin::bind(&admin.listen)
+                        .await
+                        .map_err(|source| StartError::Listen {
+                            addr: admin.listen.clone(),
+                            source,
+                        })?;
+                let state = admin::AdminState {
+                    status: status.clone(),
+                    store: store.clone(),
+                };
+                tasks.push(tokio::spawn(admin::serve(listener, state, stopped.clone())));
+                Some(addr)
+            }
+            None => None,
+        };
         tasks.push(tokio::spawn(crate::retention::run(
             store.clone(),
             config.storage.retention_interval,
@@ -84,6 +110,8 @@ impl Daemon {
         Ok(Daemon {
             store,
             kafka_addr,
+            admin_addr,
+            status,
             stop,
             tasks,
         })

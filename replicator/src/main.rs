@@ -36,6 +36,20 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Show a running node's links, topics and partitions (from its admin listener).
+    Status {
+        /// The node's admin listener, `http://host:port` or `host:port`.
+        #[arg(long, default_value = shadowlink::admin::table::DEFAULT_ADMIN)]
+        admin: String,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusFormat {
+    Text,
+    Json,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -75,6 +89,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Status { admin, format } => status(&admin, format),
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
@@ -83,10 +98,24 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+fn status(admin: &str, format: StatusFormat) -> anyhow::Result<()> {
+    use shadowlink::admin::table;
+    let json = table::fetch_json(admin)?;
+    let report = table::parse(admin, &json)?;
+    match format {
+        StatusFormat::Text => print!("{}", table::render(&report)),
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(())
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let daemon = Daemon::start(config).await?;
     // One machine-readable line, so scripts and tests learn the ports actually bound.
     println!("shadowlink kafka={}", daemon.kafka_addr);
+    if let Some(admin) = daemon.admin_addr {
+        println!("shadowlink admin={admin}");
+    }
     wait_for_signal().await?;
     tracing::info!("shutting down");
     daemon.shutdown().await?;

@@ -33,7 +33,14 @@ pub fn shadowlink_bin() -> &'static Path {
             return PathBuf::from(path);
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let mut args = vec!["build", "--quiet", "-p", "shadowlink", "--bin", "shadowlink"];
+        let mut args = vec![
+            "build",
+            "--quiet",
+            "-p",
+            "shadowlink",
+            "--bin",
+            "shadowlink",
+        ];
         // The node is built in the caller's profile: a release benchmark drives a
         // release node.
         if !cfg!(debug_assertions) {
@@ -226,6 +233,8 @@ pub struct Node {
     pub process: Process,
     /// The node's Kafka-API listener, as the node reported it.
     pub kafka: SocketAddr,
+    /// The admin HTTP listener, when the config has an `[admin]` table.
+    pub admin: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
     _dir: tempfile::TempDir,
@@ -239,17 +248,23 @@ impl Node {
         let config_path = dir.path().join("shadowlink.toml");
         let text = config.replace("{data_dir}", &data_dir.display().to_string());
         std::fs::write(&config_path, text)?;
-        let (process, kafka) = Self::spawn(&config_path)?;
+        let (process, kafka, admin) = Self::spawn(&config_path)?;
         Ok(Node {
             process,
             kafka,
+            admin,
             data_dir,
             config_path,
             _dir: dir,
         })
     }
 
-    fn spawn(config_path: &Path) -> Result<(Process, SocketAddr)> {
+    fn spawn(config_path: &Path) -> Result<(Process, SocketAddr, Option<SocketAddr>)> {
+        // The node prints `shadowlink admin=ADDR` right after its Kafka line, and only
+        // when the config has an admin listener.
+        let expects_admin = std::fs::read_to_string(config_path)?
+            .lines()
+            .any(|l| l.trim() == "[admin]");
         let mut child = Command::new(shadowlink_bin())
             .args(["run", "--config"])
             .arg(config_path)
@@ -271,27 +286,43 @@ impl Node {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("shadowlink kafka=") {
-                    let _ = tx.send(addr.to_string());
+                for prefix in ["shadowlink kafka=", "shadowlink admin="] {
+                    if let Some(addr) = line.strip_prefix(prefix) {
+                        let _ = tx.send((prefix, addr.to_string()));
+                    }
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr.parse()?,
-            Err(_) => {
-                process.kill9();
-                bail!("shadowlink did not report its listener within 30 s");
+        let next_addr = |prefix: &str| -> Result<SocketAddr> {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((p, addr)) if p == prefix => Ok(addr.parse()?),
+                Ok((p, addr)) => bail!("shadowlink printed {p}{addr} where {prefix}ADDR was due"),
+                Err(_) => bail!("shadowlink did not print {prefix}ADDR within 30 s"),
             }
         };
-        Ok((process, addr))
+        let addrs = next_addr("shadowlink kafka=").and_then(|kafka| {
+            let admin = match expects_admin {
+                true => Some(next_addr("shadowlink admin=")?),
+                false => None,
+            };
+            Ok((kafka, admin))
+        });
+        match addrs {
+            Ok((kafka, admin)) => Ok((process, kafka, admin)),
+            Err(e) => {
+                process.kill9();
+                Err(e)
+            }
+        }
     }
 
     /// Starts the node again on the same config and data directory.
     pub fn restart(&mut self) -> Result<()> {
         self.process.kill9();
-        let (process, kafka) = Self::spawn(&self.config_path)?;
+        let (process, kafka, admin) = Self::spawn(&self.config_path)?;
         self.process = process;
         self.kafka = kafka;
+        self.admin = admin;
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use super::offsets::{self, EARLIEST, LATEST};
 use super::writer::WriteJob;
 use super::{Backoff, LinkRunner, TopicPartition};
 use crate::source::{SourceClient, SourceError};
+use crate::status::SourceOffsets;
 
 /// How long the source may hold a fetch open waiting for data.
 const MAX_WAIT_MS: i32 = 500;
@@ -28,6 +29,8 @@ pub struct FetchOutcome {
     client: Option<SourceClient>,
     keys: Vec<TopicPartition>,
     result: Result<FetchResponse, SourceError>,
+    /// The round trip, connecting included when a connection had to be made.
+    elapsed: Duration,
 }
 
 impl LinkRunner {
@@ -112,6 +115,7 @@ impl LinkRunner {
 
     /// Applies one fetch response: stores data, follows errors, reschedules.
     pub(super) async fn on_fetch(&mut self, outcome: FetchOutcome) {
+        crate::metrics::fetch_round_trip(self.name(), outcome.elapsed.as_secs_f64());
         let broker = self.brokers.entry(outcome.broker).or_default();
         broker.in_flight = broker.in_flight.saturating_sub(1);
         for key in &outcome.keys {
@@ -126,6 +130,7 @@ impl LinkRunner {
             Ok(r) => r,
             Err(e) => return self.on_broker_error(outcome.broker, &outcome.keys, e),
         };
+        self.status.set_connected();
         let broker = self.brokers.entry(outcome.broker).or_default();
         broker.backoff = None;
         if response.throttle_time_ms > 0 {
@@ -151,7 +156,17 @@ impl LinkRunner {
     }
 
     fn on_broker_error(&mut self, broker: i32, keys: &[TopicPartition], error: SourceError) {
-        tracing::warn!(link = %self.link.config.name, broker, error = %error, "fetch failed");
+        // Not a warning per failure: a broker that is down fails every retry, and the
+        // link's lost/connected transitions are the events worth a line.
+        tracing::debug!(link = %self.link.config.name, broker, error = %error, "fetch failed");
+        crate::metrics::fetch_error(self.name(), error.kind());
+        let message = error.to_string();
+        if error.is_unreachable() {
+            self.status.set_lost(&message);
+        }
+        for key in keys {
+            self.status.on_error(key, &message);
+        }
         if let Some(addr) = self.cluster.view.brokers.get(&broker).cloned() {
             self.cluster.forget(&addr);
         }
@@ -177,6 +192,12 @@ impl LinkRunner {
             code => {
                 let retriable = ResponseError::try_from_code(code).is_none_or(|e| e.is_retriable());
                 tracing::debug!(link = %self.link.config.name, topic = %key.0, partition = key.1, code, retriable, "partition fetch error");
+                let name = kafka_error_name(code);
+                crate::metrics::fetch_error(self.name(), &name);
+                self.status.on_error(
+                    &key,
+                    &format!("the source answered Fetch with {name} (code {code})"),
+                );
                 self.refresh_soon = true;
                 if let Some(s) = self.partitions.get_mut(&key) {
                     s.backoff.fail();
@@ -187,6 +208,7 @@ impl LinkRunner {
 
     async fn store_fetched(&mut self, key: &TopicPartition, p: PartitionData) {
         let link = self.link.config.name.clone();
+        let status = self.status.clone();
         let Some(state) = self.partitions.get_mut(key) else {
             return;
         };
@@ -207,6 +229,7 @@ impl LinkRunner {
             send(state, WriteJob::DeleteBefore(p.log_start_offset)).await;
         }
         let records = p.records.unwrap_or_default();
+        crate::metrics::bytes_fetched(&link, records.len());
         match complete_batches(&records, fetch_offset) {
             Ok(Some(chunk)) => {
                 state.next_offset = Some(chunk.next_offset);
@@ -218,7 +241,18 @@ impl LinkRunner {
                 let reason = format!("{}-{}: {reason}", key.0, key.1);
                 tracing::error!(link = %link, error = %reason, "mirror partition stopped");
                 state.mirror.fail(reason);
+                return;
             }
+        }
+        let source = SourceOffsets {
+            log_start: p.log_start_offset,
+            high_watermark: p.high_watermark,
+            last_stable: p.last_stable_offset,
+        };
+        let to = state.next_offset.unwrap_or(fetch_offset);
+        if let Some(took) = status.on_fetched(key, source, fetch_offset, to, Instant::now()) {
+            tracing::info!(link = %link, topic = %key.0, took = %humantime::format_duration(
+                Duration::from_secs(took.as_secs())), "initial sync complete");
         }
     }
 
@@ -266,6 +300,23 @@ async fn send(state: &mut super::PartitionState, job: WriteJob) {
     let _ = state.writer.send(job).await;
 }
 
+/// A Kafka error code as a metric label: `NOT_LEADER_OR_FOLLOWER` becomes
+/// `not_leader_or_follower`; codes this build does not know become `code_N`.
+pub fn kafka_error_name(code: i16) -> String {
+    let error = match ResponseError::try_from_code(code) {
+        None | Some(ResponseError::Unknown(_)) => return format!("code_{code}"),
+        Some(e) => e,
+    };
+    let mut name = String::new();
+    for (i, c) in format!("{error:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_lowercase());
+    }
+    name
+}
+
 /// The complete batches of a fetched record set, from the one holding `fetch_offset`.
 struct Chunk {
     bytes: Bytes,
@@ -306,6 +357,7 @@ async fn send_fetch(
     keys: Vec<TopicPartition>,
     request: FetchRequest,
 ) -> FetchOutcome {
+    let started = Instant::now();
     let (client, fresh) = match cached {
         Some(c) => (Ok(c), false),
         None => (SourceClient::connect(&addr, &client_id).await, true),
@@ -326,6 +378,7 @@ async fn send_fetch(
         client,
         keys,
         result,
+        elapsed: started.elapsed(),
     }
 }
 
@@ -355,6 +408,13 @@ mod tests {
         assert_eq!(chunk.last_epoch, 3);
         let one = records.len() / 3;
         assert_eq!(chunk.bytes, records.slice(one..));
+    }
+
+    #[test]
+    fn kafka_errors_become_snake_case_labels() {
+        let code = ResponseError::NotLeaderOrFollower.code();
+        assert_eq!(kafka_error_name(code), "not_leader_or_follower");
+        assert_eq!(kafka_error_name(-42), "code_-42");
     }
 
     #[test]

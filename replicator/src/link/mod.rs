@@ -7,9 +7,10 @@
 mod configs;
 mod fetch;
 mod offsets;
+mod progress;
 pub mod writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,10 +20,11 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Link, StartPosition};
 use crate::mirror::{topic_id_hex, MirrorPartition, MirrorTopic, Store, TopicMeta, TopicState};
 use crate::source::metadata::{SourceCluster, TopicView};
+use crate::status::LinkStatus;
 use writer::WriteJob;
 
 /// The key of a partition in the link's state.
-pub type TopicPartition = (String, i32);
+pub use crate::status::TopicPartition;
 
 /// Fetch state of one mirrored partition.
 struct PartitionState {
@@ -85,6 +87,10 @@ pub struct LinkRunner {
     refresh_soon: bool,
     /// A topic was created since the last config sync.
     configs_soon: bool,
+    /// What `/v1/status` and `/metrics` report about this link.
+    status: Arc<LinkStatus>,
+    /// Source topics matching the filter, so each is logged once when it appears.
+    discovered: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -94,10 +100,13 @@ struct BrokerState {
 }
 
 impl LinkRunner {
-    pub fn new(link: Link, store: Arc<Store>) -> LinkRunner {
+    pub fn new(link: Link, store: Arc<Store>, status: Arc<LinkStatus>) -> LinkRunner {
         let cluster =
             SourceCluster::new(link.config.bootstrap.clone(), link.config.client_id.clone());
+        crate::metrics::register_link(&link.config.name);
         LinkRunner {
+            status,
+            discovered: BTreeSet::new(),
             link,
             store,
             cluster,
@@ -117,6 +126,7 @@ impl LinkRunner {
         let mut in_flight = FuturesUnordered::new();
         let mut metadata_at = Instant::now();
         let mut configs_at = Instant::now();
+        let mut progress = progress::ProgressLog::new(self.link.config.progress_interval);
         let idle = Duration::from_millis(20);
         loop {
             if *shutdown.borrow() {
@@ -132,6 +142,7 @@ impl LinkRunner {
                 self.sync_configs().await;
                 configs_at = Instant::now() + self.link.config.config_interval;
             }
+            progress.tick(&self.status, Instant::now());
             for request in self.schedule_fetches() {
                 in_flight.push(request);
             }
@@ -152,22 +163,31 @@ impl LinkRunner {
         let view = match self.cluster.refresh().await {
             Ok(view) => view.clone(),
             Err(e) => {
-                tracing::warn!(link = %self.name(), error = %e, "source metadata refresh failed");
-                self.refresh_soon = false;
+                tracing::debug!(link = %self.name(), error = %e, "source metadata refresh failed");
+                self.status.set_lost(&e.to_string());
                 return;
             }
         };
+        self.status.set_connected();
         let mut seen = Vec::new();
         for (name, topic) in &view.topics {
             if topic.internal || !self.link.filter.matches(name) || topic.error_code != 0 {
                 continue;
             }
             seen.push(name.clone());
+            if self.discovered.insert(name.clone()) {
+                tracing::info!(link = %self.name(), topic = %name, partitions = topic.partitions.len(), "topic discovered");
+            }
             if let Err(e) = self.reconcile_topic(name, topic) {
                 tracing::error!(link = %self.name(), topic = %name, error = %e, "cannot set up mirror topic");
             }
         }
         self.partitions.retain(|(topic, _), _| seen.contains(topic));
+        self.discovered.retain(|topic| seen.contains(topic));
+        for key in self.partitions.keys() {
+            self.status.track(key);
+        }
+        self.status.retain(|key| self.partitions.contains_key(key));
     }
 
     fn reconcile_topic(

@@ -5,10 +5,12 @@
 //! partition whose writer is behind, so one slow partition cannot hold up the others.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use shadowlink_protocol::batch::BatchWalker;
 use shadowlink_storage::StorageError;
 
 use crate::mirror::MirrorPartition;
@@ -37,7 +39,8 @@ pub fn spawn(partition: Arc<MirrorPartition>, link: String) -> mpsc::Sender<Writ
 async fn run(partition: Arc<MirrorPartition>, link: String, mut rx: mpsc::Receiver<WriteJob>) {
     while let Some(job) = rx.recv().await {
         let p = partition.clone();
-        let outcome = tokio::task::spawn_blocking(move || apply(&p, job)).await;
+        let l = link.clone();
+        let outcome = tokio::task::spawn_blocking(move || apply(&p, &l, job)).await;
         let error = match outcome {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e,
@@ -76,14 +79,21 @@ fn append(partition: &MirrorPartition, records: Bytes) -> Result<(), String> {
     }
 }
 
-fn apply(partition: &MirrorPartition, job: WriteJob) -> Result<(), String> {
+fn apply(partition: &MirrorPartition, link: &str, job: WriteJob) -> Result<(), String> {
     match job {
-        WriteJob::Append(records) => append(partition, records),
+        WriteJob::Append(records) => {
+            let started = Instant::now();
+            let (bytes, count) = (records.len(), record_count(&records));
+            append(partition, records)?;
+            crate::metrics::appended(link, bytes, count, started.elapsed().as_secs_f64());
+            Ok(())
+        }
         WriteJob::Truncate(offset) => {
             let mut log = partition.log();
             let before = log.log_end_offset();
             log.truncate_to(offset).map_err(|e| e.to_string())?;
             tracing::warn!(
+                link,
                 topic = %partition.topic,
                 partition = partition.partition,
                 discarded_from = offset,
@@ -97,4 +107,12 @@ fn apply(partition: &MirrorPartition, job: WriteJob) -> Result<(), String> {
             .delete_before(offset)
             .map_err(|e| e.to_string()),
     }
+}
+
+/// Records in complete batches, control records included; only batch headers are read.
+fn record_count(records: &Bytes) -> u64 {
+    BatchWalker::new(records.clone())
+        .map_while(Result::ok)
+        .map(|b| u64::try_from(b.record_count()).unwrap_or(0))
+        .sum()
 }

@@ -45,6 +45,35 @@ pub enum SourceError {
     Timeout { addr: String },
 }
 
+impl SourceError {
+    /// A short, bounded name for the `error` label of `shadowlink_fetch_errors_total`
+    /// (see `metrics::FETCH_ERROR_KINDS`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceError::Connect { .. } => "connect",
+            SourceError::ConnectionLost { .. } => "connection_lost",
+            SourceError::Unsupported { .. } => "unsupported",
+            SourceError::Encode { .. } => "encode",
+            SourceError::Decode { .. } => "decode",
+            SourceError::Broker { .. } => "broker_error",
+            SourceError::NoBroker(_) => "no_broker",
+            SourceError::Timeout { .. } => "timeout",
+        }
+    }
+
+    /// Whether the error means the source could not be reached at all, as opposed to a
+    /// broker that answered with an error.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Connect { .. }
+                | SourceError::ConnectionLost { .. }
+                | SourceError::NoBroker(_)
+                | SourceError::Timeout { .. }
+        )
+    }
+}
+
 /// The highest request version shadowlink sends per API: the ones whose shapes the fetch
 /// path handles (topic names, not ids, in Fetch).
 fn our_max_version(api: ApiKey) -> i16 {

@@ -1,0 +1,108 @@
+//! The admin HTTP listener: Prometheus metrics, JSON status and health probes.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text exposition |
+//! | `GET /v1/status` | [`StatusReport`](crate::status::StatusReport) as JSON |
+//! | `GET /healthz` | 200 while the process serves requests |
+//! | `GET /readyz` | 200 when every link is connected and no topic failed, else 503 with the reasons |
+
+pub mod table;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::mirror::Store;
+use crate::status::Status;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub status: Arc<Status>,
+    pub store: Arc<Store>,
+}
+
+/// The admin routes, separate from the socket so tests can drive them directly.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Binds the admin listener; `addr` may use port 0.
+pub async fn bind(addr: &str) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Serves until `stop` turns true.
+pub async fn serve(listener: TcpListener, state: AdminState, mut stop: watch::Receiver<bool>) {
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "admin listener failed");
+    }
+}
+
+/// Reports are built on the blocking pool: they lock every partition log briefly, and
+/// a slow disk must not stall the runtime's workers.
+async fn report(state: &AdminState) -> Option<crate::status::StatusReport> {
+    let (status, store) = (state.status.clone(), state.store.clone());
+    tokio::task::spawn_blocking(move || status.report(&store))
+        .await
+        .ok()
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "status unavailable\n").into_response()
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let Some(report) = report(&state).await else {
+        return unavailable();
+    };
+    let body = crate::metrics::render(&report);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+}
+
+async fn status(State(state): State<AdminState>) -> Response {
+    let Some(report) = report(&state).await else {
+        return unavailable();
+    };
+    match serde_json::to_string_pretty(&report) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let Some(report) = report(&state).await else {
+        return unavailable();
+    };
+    if report.ready {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let body = format!("not ready: {}\n", report.not_ready.join("; "));
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}

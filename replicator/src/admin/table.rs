@@ -1,0 +1,264 @@
+//! `shadowlink status`: reads `/v1/status` from a node and prints it as tables.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::status::{PartitionReport, StatusReport, SyncProgress};
+
+/// Where `shadowlink status` looks without `--admin`: the port the deploy examples use.
+pub const DEFAULT_ADMIN: &str = "http://127.0.0.1:9644";
+
+/// Why a status could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("cannot read {url}: {reason}")]
+    Http { url: String, reason: String },
+    #[error("{url} did not answer with a status report: {reason}")]
+    Body { url: String, reason: String },
+}
+
+/// Fetches the raw JSON of `/v1/status` from the admin listener at `admin`
+/// (`http://host:port`, or `host:port`).
+pub fn fetch_json(admin: &str) -> Result<String, StatusError> {
+    let base = if admin.contains("://") {
+        admin.to_string()
+    } else {
+        format!("http://{admin}")
+    };
+    let url = format!("{}/v1/status", base.trim_end_matches('/'));
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    let http = |reason: String| StatusError::Http {
+        url: url.clone(),
+        reason,
+    };
+    let mut response = agent.get(&url).call().map_err(|e| http(e.to_string()))?;
+    response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| http(e.to_string()))
+}
+
+/// Parses what [`fetch_json`] returned.
+pub fn parse(admin: &str, json: &str) -> Result<StatusReport, StatusError> {
+    serde_json::from_str(json).map_err(|e| StatusError::Body {
+        url: admin.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The text form: the node, a table of links, a table of partitions.
+pub fn render(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let ready = if report.ready { "ready" } else { "NOT READY" };
+    let _ = writeln!(
+        out,
+        "node kafka={} uptime={} {ready}",
+        report.kafka,
+        duration(report.uptime_seconds as f64)
+    );
+    for reason in &report.not_ready {
+        let _ = writeln!(out, "  - {reason}");
+    }
+    out.push('\n');
+    let mut links = vec![row(&["LINK", "STATE", "FOR", "SOURCE", "LAST_ERROR"])];
+    for l in &report.links {
+        links.push(vec![
+            l.name.clone(),
+            l.state.clone(),
+            duration(l.state_seconds as f64),
+            l.source.join(","),
+            l.last_error.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    out.push_str(&table(&links));
+    out.push('\n');
+    let mut parts = vec![row(&[
+        "LINK",
+        "TOPIC",
+        "STATE",
+        "PARTITION",
+        "SRC_LSO",
+        "SRC_HWM",
+        "DST_HWM",
+        "LAG",
+        "LAG_SECONDS",
+        "LAST_ERROR",
+    ])];
+    let mut syncs = Vec::new();
+    for l in &report.links {
+        for t in &l.topics {
+            if let Some(sync) = &t.sync {
+                syncs.push(sync_line(&t.name, sync));
+            }
+            for p in &t.partitions {
+                parts.push(partition_row(&l.name, &t.name, &t.state, p));
+            }
+        }
+    }
+    out.push_str(&table(&parts));
+    for line in syncs {
+        let _ = writeln!(out, "\n{line}");
+    }
+    out
+}
+
+fn partition_row(link: &str, topic: &str, state: &str, p: &PartitionReport) -> Vec<String> {
+    let offset = |o: Option<i64>| o.map_or_else(|| "-".to_string(), |o| o.to_string());
+    vec![
+        link.to_string(),
+        topic.to_string(),
+        state.to_string(),
+        p.partition.to_string(),
+        offset(p.src_lso),
+        offset(p.src_hwm),
+        p.dst_hwm.to_string(),
+        offset(p.lag),
+        format!("{:.1}", p.lag_seconds),
+        p.last_error.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+fn sync_line(topic: &str, s: &SyncProgress) -> String {
+    let eta = s.eta_seconds.map_or_else(|| "unknown".into(), duration);
+    format!(
+        "{topic}: initial sync {:.1}% done, {:.0} records/s, {} to go, ETA {eta}",
+        s.percent, s.records_per_second, s.remaining
+    )
+}
+
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Whole seconds in the largest two units: `42s`, `3m 5s`, `2h 10m`.
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{LinkReport, TopicReport};
+
+    fn partition(partition: i32, src: i64, dst: i64, error: Option<&str>) -> PartitionReport {
+        PartitionReport {
+            partition,
+            src_log_start: Some(0),
+            src_lso: Some(src),
+            src_hwm: Some(src),
+            dst_log_start: 0,
+            dst_hwm: dst,
+            lag: Some(src - dst),
+            lag_seconds: if src > dst { 12.0 } else { 0.0 },
+            last_error: error.map(str::to_string),
+        }
+    }
+
+    fn report() -> StatusReport {
+        StatusReport {
+            kafka: "127.0.0.1:9192".into(),
+            uptime_seconds: 125,
+            ready: true,
+            not_ready: vec![],
+            links: vec![LinkReport {
+                name: "from-a".into(),
+                source: vec!["a-1:9092".into(), "a-2:9092".into()],
+                state: "connected".into(),
+                state_seconds: 61,
+                last_error: None,
+                topics: vec![
+                    TopicReport {
+                        name: "a_orders".into(),
+                        state: "active".into(),
+                        reason: None,
+                        sync: None,
+                        partitions: vec![partition(0, 1000, 1000, None)],
+                    },
+                    TopicReport {
+                        name: "a_big".into(),
+                        state: "syncing".into(),
+                        reason: None,
+                        sync: Some(crate::status::sync_progress(500, 2000, 10.0)),
+                        partitions: vec![partition(0, 2000, 500, Some("timed out"))],
+                    },
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn renders_aligned_tables_and_sync_progress() {
+        let text = render(&report());
+        let expected = "\
+node kafka=127.0.0.1:9192 uptime=2m 5s ready
+
+LINK    STATE      FOR    SOURCE             LAST_ERROR
+from-a  connected  1m 1s  a-1:9092,a-2:9092  -
+
+LINK    TOPIC     STATE    PARTITION  SRC_LSO  SRC_HWM  DST_HWM  LAG   LAG_SECONDS  LAST_ERROR
+from-a  a_orders  active   0          1000     1000     1000     0     0.0          -
+from-a  a_big     syncing  0          2000     2000     500      1500  12.0         timed out
+
+a_big: initial sync 25.0% done, 50 records/s, 1500 to go, ETA 30s
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn not_ready_names_its_reasons() {
+        let mut r = report();
+        r.ready = false;
+        r.not_ready = vec!["link from-a is lost".into()];
+        let text = render(&r);
+        assert!(
+            text.starts_with(
+                "node kafka=127.0.0.1:9192 uptime=2m 5s NOT READY\n  - link from-a is lost\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_json_form_round_trips() {
+        let json = serde_json::to_string(&report()).unwrap();
+        let back = parse("test", &json).unwrap();
+        assert_eq!(render(&back), render(&report()));
+        assert!(parse("test", "<html>").is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! Prometheus metrics of the node, in one process-wide registry.
+//!
+//! A process runs one node, so a global registry is the simplest owner; tests that run
+//! several nodes start several processes. Counters and histograms are updated where the
+//! work happens (fetch loop, writers, the Kafka listener); gauges that describe state
+//! (lag, topic state, link state) are recomputed from the status registry at each scrape,
+//! so a topic that disappears also disappears from `/metrics`.
+
+use std::sync::LazyLock;
+
+use kafka_protocol::messages::ApiKey;
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::status::{StatusReport, TopicStateName};
+
+/// Every metric, registered once.
+struct Metrics {
+    registry: Registry,
+    shadow_lag: IntGaugeVec,
+    shadow_lag_seconds: GaugeVec,
+    sync_progress: GaugeVec,
+    topic_state: IntGaugeVec,
+    link_connected: IntGaugeVec,
+    bytes_fetched: IntCounterVec,
+    bytes_written: IntCounterVec,
+    records_written: IntCounterVec,
+    fetch_errors: IntCounterVec,
+    fetch_duration: HistogramVec,
+    append_duration: HistogramVec,
+    client_connections: IntGauge,
+    kafka_requests: IntCounterVec,
+}
+
+/// Kinds of fetch failure that are zero-initialized for every link, so a dashboard or
+/// alert sees `0` rather than no series before the first failure.
+pub const FETCH_ERROR_KINDS: &[&str] = &[
+    "connect",
+    "connection_lost",
+    "timeout",
+    "no_broker",
+    "decode",
+    "broker_error",
+    "unsupported",
+    "encode",
+];
+
+/// The listener's own APIs (the group coordinator's come from `server::groups::HANDLED`),
+/// zero-initialized in `shadowlink_kafka_requests_total`.
+const NODE_APIS: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::Metadata,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::DescribeConfigs,
+    ApiKey::Produce,
+];
+
+/// Latency buckets from 0.5 ms to 30 s: fetches long-poll for up to 500 ms, appends
+/// take microseconds to tens of milliseconds with fsync.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+fn register<T: Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+fn int_gauges(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid"),
+    )
+}
+
+fn gauges(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    register(
+        r,
+        GaugeVec::new(Opts::new(name, help), labels).expect("valid"),
+    )
+}
+
+fn counters(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid"),
+    )
+}
+
+fn histograms(r: &Registry, name: &str, help: &str) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    register(r, HistogramVec::new(opts, &["link"]).expect("valid"))
+}
+
+const PARTITION: &[&str] = &["link", "topic", "partition"];
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new();
+        let m = Metrics {
+            shadow_lag: int_gauges(&r, "shadowlink_shadow_lag",
+                "Records the mirror is behind: source last stable offset minus mirror high watermark.",
+                PARTITION),
+            shadow_lag_seconds: gauges(&r, "shadowlink_shadow_lag_seconds",
+                "Seconds since the partition was last confirmed to hold everything committed at the source; 0 while it is (the live RPO).",
+                PARTITION),
+            sync_progress: gauges(&r, "shadowlink_initial_sync_progress_ratio",
+                "Share (0..1) of a topic's first sync already copied; absent once the topic caught up.",
+                &["link", "topic"]),
+            topic_state: int_gauges(&r, "shadowlink_topic_state",
+                "1 for the state a mirror topic is in, 0 for the others.",
+                &["link", "topic", "state"]),
+            link_connected: int_gauges(&r, "shadowlink_link_connected",
+                "1 while the link reaches its source cluster.", &["link"]),
+            bytes_fetched: counters(&r, "shadowlink_bytes_fetched_total",
+                "Record bytes received from source brokers.", &["link"]),
+            bytes_written: counters(&r, "shadowlink_bytes_written_total",
+                "Record bytes appended to mirror logs.", &["link"]),
+            records_written: counters(&r, "shadowlink_records_written_total",
+                "Records appended to mirror logs, control records included.", &["link"]),
+            fetch_errors: counters(&r, "shadowlink_fetch_errors_total",
+                "Failed fetches from the source, by kind or Kafka error name.", &["link", "error"]),
+            fetch_duration: histograms(&r, "shadowlink_fetch_duration_seconds",
+                "Fetch round trips to source brokers, long-poll wait included."),
+            append_duration: histograms(&r, "shadowlink_append_duration_seconds",
+                "Time to append one fetched chunk to a mirror log."),
+            client_connections: register(&r, IntGauge::new("shadowlink_kafka_client_connections",
+                "Open client connections on the Kafka listener.").expect("valid")),
+            kafka_requests: counters(&r, "shadowlink_kafka_requests_total",
+                "Requests received on the Kafka listener, by API.", &["api"]),
+            registry: r,
+        };
+        let groups = crate::server::groups::HANDLED.iter().map(|(api, _, _)| api);
+        for api in NODE_APIS.iter().chain(groups) {
+            m.kafka_requests.with_label_values(&[&format!("{api:?}")]);
+        }
+        m
+    }
+}
+
+/// Declares a link's series, so they read 0 from the start instead of being absent.
+pub fn register_link(link: &str) {
+    let m = &*METRICS;
+    m.link_connected.with_label_values(&[link]);
+    m.bytes_fetched.with_label_values(&[link]);
+    m.bytes_written.with_label_values(&[link]);
+    m.records_written.with_label_values(&[link]);
+    for kind in FETCH_ERROR_KINDS {
+        m.fetch_errors.with_label_values(&[link, kind]);
+    }
+}
+
+/// Record bytes received from the source by `link`.
+pub fn bytes_fetched(link: &str, bytes: usize) {
+    METRICS
+        .bytes_fetched
+        .with_label_values(&[link])
+        .inc_by(bytes as u64);
+}
+
+/// One chunk appended to a mirror log of `link`.
+pub fn appended(link: &str, bytes: usize, records: u64, seconds: f64) {
+    let m = &*METRICS;
+    m.bytes_written
+        .with_label_values(&[link])
+        .inc_by(bytes as u64);
+    m.records_written.with_label_values(&[link]).inc_by(records);
+    m.append_duration
+        .with_label_values(&[link])
+        .observe(seconds);
+}
+
+/// One Fetch round trip of `link`, successful or not.
+pub fn fetch_round_trip(link: &str, seconds: f64) {
+    METRICS
+        .fetch_duration
+        .with_label_values(&[link])
+        .observe(seconds);
+}
+
+/// One failed fetch; `error` is a kind from [`FETCH_ERROR_KINDS`] or a Kafka error name.
+pub fn fetch_error(link: &str, error: &str) {
+    METRICS.fetch_errors.with_label_values(&[link, error]).inc();
+}
+
+/// Open connections on the Kafka listener: the server increments it on accept and
+/// decrements it when a connection ends.
+pub fn client_connections() -> &'static IntGauge {
+    &METRICS.client_connections
+}
+
+/// The request counter of `api` (an `ApiKey`'s name, as `format!("{api:?}")` writes it).
+pub fn kafka_requests(api: &str) -> IntCounter {
+    METRICS.kafka_requests.with_label_values(&[api])
+}
+
+/// Replaces every state gauge with what `report` says.
+fn apply_report(report: &StatusReport) {
+    let m = &*METRICS;
+    m.shadow_lag.reset();
+    m.shadow_lag_seconds.reset();
+    m.sync_progress.reset();
+    m.topic_state.reset();
+    for link in &report.links {
+        m.link_connected
+            .with_label_values(&[link.name.as_str()])
+            .set(i64::from(link.state == "connected"));
+        for topic in &link.topics {
+            for state in TopicStateName::ALL {
+                let on = topic.state == state.as_str();
+                m.topic_state
+                    .with_label_values(&[&link.name, &topic.name, state.as_str()])
+                    .set(i64::from(on));
+            }
+            if let Some(sync) = &topic.sync {
+                m.sync_progress
+                    .with_label_values(&[&link.name, &topic.name])
+                    .set(sync.percent / 100.0);
+            }
+            for p in &topic.partitions {
+                let labels = [&link.name, &topic.name, &p.partition.to_string()];
+                let labels = labels.map(|s| s.as_str());
+                if let Some(lag) = p.lag {
+                    m.shadow_lag.with_label_values(&labels).set(lag);
+                }
+                m.shadow_lag_seconds
+                    .with_label_values(&labels)
+                    .set(p.lag_seconds);
+            }
+        }
+    }
+}
+
+/// The text exposition of every metric, state gauges refreshed from `report`.
+pub fn render(report: &StatusReport) -> String {
+    apply_report(report);
+    let mut out = Vec::new();
+    let families = METRICS.registry.gather();
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        tracing::warn!(error = %e, "cannot encode metrics");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The Prometheus text format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

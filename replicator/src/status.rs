@@ -1,0 +1,587 @@
+//! What the node knows about its links, topics and partitions, for `/v1/status`,
+//! `/readyz` and the state gauges of `/metrics`.
+//!
+//! Each link runner owns a [`LinkStatus`] and updates it from every fetch response (the
+//! source's log start, high watermark and last stable offset) and every failure. The mirror
+//! side (high watermark, failures, topic state) is read from the store when a report is
+//! made, so it is never stale. Locks are held for one update and never across an await.
+//!
+//! ## Lag in seconds
+//!
+//! `lag_seconds` is the time since the partition was last *confirmed* to hold everything
+//! the source had committed: 0 while the latest fetch response (at most [`STALE_AFTER`]
+//! old) showed the mirror at the source's last stable offset, otherwise the time since the
+//! last response that did. Fetches long-poll for 500 ms, so a caught-up partition is
+//! confirmed at least twice a second. This is an upper bound on the age of the oldest
+//! record not yet mirrored, which is what is lost if the source region is lost now (the
+//! live RPO); it keeps growing while the source is unreachable, because nothing newer can
+//! be vouched for. A partition never confirmed since the node started counts from when the
+//! link first saw it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::mirror::{MirrorTopic, Store, TopicState};
+
+/// A partition of a source topic.
+pub type TopicPartition = (String, i32);
+
+/// After this long without a fetch response confirming it, a caught-up partition is no
+/// longer reported at zero lag.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// Whether a link reaches its source cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Started, nothing heard from the source yet.
+    Connecting,
+    Connected,
+    Lost,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Connected => "connected",
+            LinkState::Lost => "lost",
+        }
+    }
+}
+
+/// The states a mirror topic is reported in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicStateName {
+    /// Copying the source's existing data for the first time since the node started.
+    Syncing,
+    Active,
+    /// The topic, or one of its partitions, stopped on an error.
+    Failed,
+}
+
+impl TopicStateName {
+    pub const ALL: [TopicStateName; 3] = [
+        TopicStateName::Syncing,
+        TopicStateName::Active,
+        TopicStateName::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TopicStateName::Syncing => "syncing",
+            TopicStateName::Active => "active",
+            TopicStateName::Failed => "failed",
+        }
+    }
+}
+
+/// The source side of a partition, from one fetch response.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceOffsets {
+    pub log_start: i64,
+    pub high_watermark: i64,
+    pub last_stable: i64,
+}
+
+impl SourceOffsets {
+    /// The end of what the source committed. Brokers without transactions may report the
+    /// LSO as -1; then the high watermark is the bound.
+    pub fn committed(&self) -> i64 {
+        if self.last_stable >= 0 {
+            self.last_stable
+        } else {
+            self.high_watermark
+        }
+    }
+}
+
+/// A first sync in progress on one partition.
+#[derive(Debug, Clone, Copy)]
+struct InitialSync {
+    start_offset: i64,
+    started: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct PartitionStatus {
+    source: Option<SourceOffsets>,
+    /// Where the next fetch starts: everything below is fetched and queued for the log.
+    fetched_to: Option<i64>,
+    caught_up: bool,
+    confirmed_at: Option<Instant>,
+    first_seen: Instant,
+    last_error: Option<(String, Instant)>,
+    sync: Option<InitialSync>,
+}
+
+impl PartitionStatus {
+    fn new(now: Instant) -> PartitionStatus {
+        PartitionStatus {
+            source: None,
+            fetched_to: None,
+            caught_up: false,
+            confirmed_at: None,
+            first_seen: now,
+            last_error: None,
+            sync: None,
+        }
+    }
+
+    fn lag_seconds(&self, now: Instant) -> f64 {
+        let since = self.confirmed_at.unwrap_or(self.first_seen);
+        let age = now.saturating_duration_since(since);
+        if self.caught_up && age <= STALE_AFTER {
+            0.0
+        } else {
+            age.as_secs_f64()
+        }
+    }
+}
+
+/// Progress of a topic's first sync, summed over its partitions still syncing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    pub percent: f64,
+    /// Offsets copied per second since the sync started.
+    pub records_per_second: f64,
+    pub remaining: i64,
+    /// `None` until anything was copied.
+    pub eta_seconds: Option<f64>,
+}
+
+struct LinkInner {
+    state: LinkState,
+    since: Instant,
+    last_error: Option<(String, Instant)>,
+    partitions: BTreeMap<TopicPartition, PartitionStatus>,
+}
+
+/// The live status of one link, shared by its runner and the admin listener.
+pub struct LinkStatus {
+    pub name: String,
+    pub source: Vec<String>,
+    inner: Mutex<LinkInner>,
+}
+
+impl LinkStatus {
+    fn new(name: &str, source: &[String]) -> LinkStatus {
+        LinkStatus {
+            name: name.to_string(),
+            source: source.to_vec(),
+            inner: Mutex::new(LinkInner {
+                state: LinkState::Connecting,
+                since: Instant::now(),
+                last_error: None,
+                partitions: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LinkInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.lock().state
+    }
+
+    /// The source answered; logs the transition when it was not connected.
+    pub fn set_connected(&self) {
+        let mut inner = self.lock();
+        if inner.state != LinkState::Connected {
+            let was = inner.state;
+            inner.state = LinkState::Connected;
+            inner.since = Instant::now();
+            drop(inner);
+            tracing::info!(link = %self.name, source = ?self.source, was = was.as_str(), "link connected");
+        }
+    }
+
+    /// The source cannot be reached. Every partition loses its confirmation: nothing the
+    /// source commits from now on can be vouched for.
+    pub fn set_lost(&self, error: &str) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.last_error = Some((error.to_string(), now));
+        for p in inner.partitions.values_mut() {
+            p.caught_up = false;
+        }
+        if inner.state != LinkState::Lost {
+            inner.state = LinkState::Lost;
+            inner.since = now;
+            drop(inner);
+            tracing::warn!(link = %self.name, source = ?self.source, error, "link lost");
+        }
+    }
+
+    /// Starts tracking a partition the link mirrors.
+    pub fn track(&self, key: &TopicPartition) {
+        let now = Instant::now();
+        self.lock()
+            .partitions
+            .entry(key.clone())
+            .or_insert_with(|| PartitionStatus::new(now));
+    }
+
+    /// Stops tracking partitions the link no longer mirrors.
+    pub fn retain(&self, keep: impl Fn(&TopicPartition) -> bool) {
+        self.lock().partitions.retain(|k, _| keep(k));
+    }
+
+    /// Records a successful fetch of `key` from `from`, which advanced the fetch position
+    /// to `to`. Returns how long the topic's first sync took when this response ended it.
+    pub fn on_fetched(
+        &self,
+        key: &TopicPartition,
+        source: SourceOffsets,
+        from: i64,
+        to: i64,
+        now: Instant,
+    ) -> Option<Duration> {
+        let mut inner = self.lock();
+        let p = inner
+            .partitions
+            .entry(key.clone())
+            .or_insert_with(|| PartitionStatus::new(now));
+        p.source = Some(source);
+        p.fetched_to = Some(to);
+        p.caught_up = to >= source.committed();
+        if p.caught_up {
+            p.confirmed_at = Some(now);
+            let sync = p.sync.take()?;
+            let topic_done = !inner
+                .partitions
+                .iter()
+                .any(|((t, _), s)| *t == key.0 && s.sync.is_some());
+            return topic_done.then(|| now.saturating_duration_since(sync.started));
+        }
+        if p.sync.is_none() && p.confirmed_at.is_none() {
+            p.sync = Some(InitialSync {
+                start_offset: from,
+                started: now,
+            });
+        }
+        None
+    }
+
+    /// Records a failed fetch of `key`.
+    pub fn on_error(&self, key: &TopicPartition, error: &str) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let p = inner
+            .partitions
+            .entry(key.clone())
+            .or_insert_with(|| PartitionStatus::new(now));
+        p.caught_up = false;
+        p.last_error = Some((error.to_string(), now));
+    }
+
+    /// First-sync progress of every topic that has one.
+    pub fn progress(&self, now: Instant) -> BTreeMap<String, SyncProgress> {
+        let inner = self.lock();
+        let mut acc: BTreeMap<&str, (i64, i64, Instant)> = BTreeMap::new();
+        for ((topic, _), p) in &inner.partitions {
+            let (Some(sync), Some(to)) = (p.sync, p.fetched_to) else {
+                continue;
+            };
+            let target = p.source.map_or(to, |s| s.committed());
+            let entry = acc.entry(topic).or_insert((0, 0, sync.started));
+            entry.0 += (to - sync.start_offset).max(0);
+            entry.1 += (target.max(to) - sync.start_offset).max(0);
+            entry.2 = entry.2.min(sync.started);
+        }
+        acc.into_iter()
+            .map(|(topic, (copied, total, started))| {
+                let elapsed = now.saturating_duration_since(started).as_secs_f64();
+                (topic.to_string(), sync_progress(copied, total, elapsed))
+            })
+            .collect()
+    }
+}
+
+/// Percent, rate and ETA of `copied` out of `total` offsets after `elapsed` seconds.
+pub fn sync_progress(copied: i64, total: i64, elapsed: f64) -> SyncProgress {
+    let remaining = (total - copied).max(0);
+    let percent = if total > 0 {
+        100.0 * copied as f64 / total as f64
+    } else {
+        100.0
+    };
+    let rate = if elapsed > 0.0 {
+        copied as f64 / elapsed
+    } else {
+        0.0
+    };
+    SyncProgress {
+        percent,
+        records_per_second: rate,
+        remaining,
+        eta_seconds: (rate > 0.0).then(|| remaining as f64 / rate),
+    }
+}
+
+/// Every link of the node.
+pub struct Status {
+    started: Instant,
+    kafka: String,
+    links: Mutex<Vec<Arc<LinkStatus>>>,
+}
+
+impl Status {
+    pub fn new(kafka: String) -> Status {
+        Status {
+            started: Instant::now(),
+            kafka,
+            links: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Registers a link and returns the status its runner updates.
+    pub fn add_link(&self, name: &str, source: &[String]) -> Arc<LinkStatus> {
+        let link = Arc::new(LinkStatus::new(name, source));
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(link.clone());
+        link
+    }
+
+    fn links(&self) -> Vec<Arc<LinkStatus>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A snapshot of every link, topic and partition.
+    pub fn report(&self, store: &Store) -> StatusReport {
+        let now = Instant::now();
+        let links: Vec<LinkReport> = self
+            .links()
+            .iter()
+            .map(|l| link_report(l, store, now))
+            .collect();
+        let mut not_ready = Vec::new();
+        for link in &links {
+            if link.state != LinkState::Connected.as_str() {
+                not_ready.push(format!("link {} is {}", link.name, link.state));
+            }
+            for topic in &link.topics {
+                if topic.state == TopicStateName::Failed.as_str() {
+                    not_ready.push(format!("topic {} failed", topic.name));
+                }
+            }
+        }
+        StatusReport {
+            kafka: self.kafka.clone(),
+            uptime_seconds: now.saturating_duration_since(self.started).as_secs(),
+            ready: not_ready.is_empty(),
+            not_ready,
+            links,
+        }
+    }
+}
+
+fn link_report(link: &LinkStatus, store: &Store, now: Instant) -> LinkReport {
+    let progress = link.progress(now);
+    let inner = link.lock();
+    let topics = store
+        .topics()
+        .into_iter()
+        .filter(|t| t.meta().link == link.name)
+        .map(|t| topic_report(&t, &inner.partitions, progress.get(&t.name).copied(), now))
+        .collect();
+    LinkReport {
+        name: link.name.clone(),
+        source: link.source.clone(),
+        state: inner.state.as_str().to_string(),
+        state_seconds: now.saturating_duration_since(inner.since).as_secs(),
+        last_error: inner.last_error.as_ref().map(|(e, _)| e.clone()),
+        topics,
+    }
+}
+
+fn topic_report(
+    topic: &MirrorTopic,
+    tracked: &BTreeMap<TopicPartition, PartitionStatus>,
+    sync: Option<SyncProgress>,
+    now: Instant,
+) -> TopicReport {
+    let mut reason = match topic.meta().state {
+        TopicState::Failed { reason } => Some(reason),
+        TopicState::Active => None,
+    };
+    let partitions: Vec<PartitionReport> = topic
+        .partitions()
+        .iter()
+        .map(|mirror| {
+            let (dst_log_start, dst_hwm) = {
+                let log = mirror.log();
+                (log.log_start_offset(), log.high_watermark())
+            };
+            let failure = mirror.failure();
+            if reason.is_none() {
+                reason.clone_from(&failure);
+            }
+            let key = (topic.name.clone(), mirror.partition);
+            let status = tracked.get(&key);
+            let source = status.and_then(|s| s.source);
+            let last_error = failure.or_else(|| {
+                status
+                    .and_then(|s| s.last_error.as_ref())
+                    .map(|(e, _)| e.clone())
+            });
+            PartitionReport {
+                partition: mirror.partition,
+                src_log_start: source.map(|s| s.log_start),
+                src_lso: source.map(|s| s.last_stable),
+                src_hwm: source.map(|s| s.high_watermark),
+                dst_log_start,
+                dst_hwm,
+                lag: source.map(|s| (s.committed() - dst_hwm).max(0)),
+                lag_seconds: status.map_or(0.0, |s| s.lag_seconds(now)),
+                last_error,
+            }
+        })
+        .collect();
+    let state = if reason.is_some() {
+        TopicStateName::Failed
+    } else if sync.is_some() {
+        TopicStateName::Syncing
+    } else {
+        TopicStateName::Active
+    };
+    TopicReport {
+        name: topic.name.clone(),
+        state: state.as_str().to_string(),
+        reason,
+        sync,
+        partitions,
+    }
+}
+
+/// `GET /v1/status`: the node, each link, each mirror topic and partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The Kafka listener's bound address.
+    pub kafka: String,
+    pub uptime_seconds: u64,
+    /// What `/readyz` answers: every link connected and no topic failed.
+    pub ready: bool,
+    /// Why the node is not ready, one sentence per cause.
+    pub not_ready: Vec<String>,
+    pub links: Vec<LinkReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkReport {
+    pub name: String,
+    /// The source cluster's bootstrap addresses.
+    pub source: Vec<String>,
+    /// `connecting`, `connected` or `lost`.
+    pub state: String,
+    /// How long the link has been in that state.
+    pub state_seconds: u64,
+    pub last_error: Option<String>,
+    pub topics: Vec<TopicReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicReport {
+    pub name: String,
+    /// `syncing`, `active` or `failed`.
+    pub state: String,
+    /// Why the topic (or one of its partitions) failed.
+    pub reason: Option<String>,
+    /// First-sync progress while `state` is `syncing`.
+    pub sync: Option<SyncProgress>,
+    pub partitions: Vec<PartitionReport>,
+}
+
+/// Source offsets are those of the latest fetch response; `None` before the first one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionReport {
+    pub partition: i32,
+    pub src_log_start: Option<i64>,
+    pub src_lso: Option<i64>,
+    pub src_hwm: Option<i64>,
+    pub dst_log_start: i64,
+    pub dst_hwm: i64,
+    /// Records behind: source last stable offset minus mirror high watermark.
+    pub lag: Option<i64>,
+    pub lag_seconds: f64,
+    pub last_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(lso: i64) -> SourceOffsets {
+        SourceOffsets {
+            log_start: 0,
+            high_watermark: lso,
+            last_stable: lso,
+        }
+    }
+
+    fn key(p: i32) -> TopicPartition {
+        ("a_big".to_string(), p)
+    }
+
+    #[test]
+    fn first_sync_reports_percent_rate_and_eta_then_ends() {
+        let link = LinkStatus::new("from-a", &["src:9092".to_string()]);
+        let t0 = Instant::now();
+        assert_eq!(link.on_fetched(&key(0), offsets(1000), 0, 100, t0), None);
+        assert_eq!(link.on_fetched(&key(1), offsets(1000), 0, 100, t0), None);
+        let t1 = t0 + Duration::from_secs(10);
+        link.on_fetched(&key(0), offsets(1000), 100, 600, t1);
+        link.on_fetched(&key(1), offsets(1000), 100, 400, t1);
+        let p = link.progress(t1)["a_big"];
+        assert_eq!(p.percent, 50.0);
+        assert_eq!(p.records_per_second, 100.0);
+        assert_eq!(p.remaining, 1000);
+        assert_eq!(p.eta_seconds, Some(10.0));
+        let t2 = t1 + Duration::from_secs(5);
+        assert_eq!(link.on_fetched(&key(0), offsets(1000), 600, 1000, t2), None);
+        let done = link.on_fetched(&key(1), offsets(1000), 400, 1000, t2);
+        assert_eq!(done, Some(Duration::from_secs(15)));
+        assert!(link.progress(t2).is_empty());
+    }
+
+    #[test]
+    fn a_partition_caught_up_at_its_first_fetch_never_syncs() {
+        let link = LinkStatus::new("from-a", &[]);
+        let now = Instant::now();
+        assert_eq!(link.on_fetched(&key(0), offsets(10), 0, 10, now), None);
+        assert!(link.progress(now).is_empty());
+        // Falling behind later is lag, not a first sync.
+        link.on_fetched(&key(0), offsets(500), 10, 20, now);
+        assert!(link.progress(now).is_empty());
+    }
+
+    #[test]
+    fn lag_seconds_counts_from_the_last_confirmation() {
+        let link = LinkStatus::new("from-a", &[]);
+        let t0 = Instant::now();
+        link.on_fetched(&key(0), offsets(10), 0, 10, t0);
+        let p = |now| link.lock().partitions[&key(0)].lag_seconds(now);
+        assert_eq!(p(t0 + Duration::from_secs(1)), 0.0);
+        // Confirmed caught up, but nothing heard since: it cannot stay at zero.
+        assert_eq!(p(t0 + Duration::from_secs(7)), 7.0);
+        link.on_fetched(&key(0), offsets(50), 10, 20, t0 + Duration::from_secs(2));
+        assert_eq!(p(t0 + Duration::from_secs(3)), 3.0);
+        link.on_fetched(&key(0), offsets(50), 20, 50, t0 + Duration::from_secs(4));
+        assert_eq!(p(t0 + Duration::from_secs(4)), 0.0);
+        link.on_error(&key(0), "connection lost");
+        assert_eq!(p(t0 + Duration::from_secs(6)), 2.0);
+    }
+
+    #[test]
+    fn progress_of_an_empty_remainder_is_complete() {
+        let p = sync_progress(0, 0, 0.0);
+        assert_eq!(p.percent, 100.0);
+        assert_eq!(p.eta_seconds, None);
+    }
+}

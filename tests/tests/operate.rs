@@ -1,0 +1,399 @@
+//! Operating a node: the admin listener (`/metrics`, `/v1/status`, `/healthz`, `/readyz`),
+//! `shadowlink status`, `shadowlink check-config`, first-sync progress, SIGTERM, and the
+//! Grafana dashboard in deploy/, all against a real tansu source.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
+use shadowlink_tests::{eventually, python, shadowlink_bin, workspace_root, Node, Tansu};
+
+/// [`link_config`] plus an admin listener on a free port.
+fn admin_config(source: SocketAddr) -> String {
+    link_config(source).replace("[storage]", "[admin]\nlisten = \"127.0.0.1:0\"\n[storage]")
+}
+
+/// A plain HTTP/1.0 GET: the status code and the body.
+fn get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status code")?
+        .parse()?;
+    Ok((code, body.to_string()))
+}
+
+fn admin(node: &Node) -> Result<SocketAddr> {
+    node.admin
+        .context("the node did not print its admin address")
+}
+
+fn status_json(node: &Node) -> Result<Value> {
+    let (code, body) = get(admin(node)?, "/v1/status")?;
+    if code != 200 {
+        bail!("/v1/status answered {code}: {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
+fn shadowlink(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(shadowlink_bin()).args(args).output()?)
+}
+
+/// The value of the first sample of `name` whose labels include every `labels` pair.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (label_text, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        let matches = labels
+            .iter()
+            .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")));
+        matches.then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// The names of every sample a `/metrics` text exposes.
+fn exported_names(metrics: &str) -> BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every `shadowlink_*` identifier in any string of a JSON document.
+fn metric_names_in(value: &Value, into: &mut BTreeSet<String>) {
+    match value {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(at) = rest.find("shadowlink_") {
+                let tail = &rest[at..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                into.insert(tail[..end].to_string());
+                rest = &tail[end..];
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| metric_names_in(v, into)),
+        Value::Object(map) => map.values().for_each(|v| metric_names_in(v, into)),
+        _ => {}
+    }
+}
+
+/// One node mirroring a topic: every admin endpoint, both status formats, and the metrics
+/// the dashboard in deploy/ is built on.
+#[test]
+fn admin_endpoints_status_command_and_dashboard_metrics() -> Result<()> {
+    let source = Tansu::start()?;
+    create_topic(source.addr, "a_orders", 3, &[])?;
+    produce(source.addr, "a_orders", 300, "lz4", 3, 0)?;
+    let node = Node::start(&admin_config(source.addr))?;
+    let addr = admin(&node)?;
+    wait_identical(source.addr, node.kafka, "a_orders", 3)?;
+    assert_eq!(get(addr, "/healthz")?.0, 200);
+    eventually(Duration::from_secs(30), || {
+        Ok((get(addr, "/readyz")?.0 == 200).then_some(()))
+    })?;
+    // A Kafka client reads the mirror: the listener's request counters are wired by
+    // its owner; the gauge and counters exist either way.
+    python(
+        "consume.py",
+        &[
+            &node.kafka.to_string(),
+            "a_orders",
+            "300",
+            "--partitions",
+            "3",
+        ],
+    )?;
+
+    let status = eventually(Duration::from_secs(30), || {
+        let s = status_json(&node)?;
+        let lags: Vec<i64> = s["links"][0]["topics"][0]["partitions"]
+            .as_array()
+            .context("partitions")?
+            .iter()
+            .filter_map(|p| p["lag"].as_i64())
+            .collect();
+        Ok((lags == [0, 0, 0]).then_some(s))
+    })?;
+    let link = &status["links"][0];
+    assert_eq!(link["name"], "from-a");
+    assert_eq!(link["state"], "connected");
+    assert_eq!(link["source"][0], source.addr.to_string());
+    let topic = &link["topics"][0];
+    assert_eq!(topic["name"], "a_orders");
+    assert_eq!(topic["state"], "active");
+    let mut total = 0;
+    for p in topic["partitions"].as_array().context("partitions")? {
+        assert_eq!(p["src_lso"], p["dst_hwm"], "{p}");
+        assert_eq!(p["src_hwm"], p["dst_hwm"], "{p}");
+        assert_eq!(p["lag_seconds"], 0.0, "{p}");
+        total += p["dst_hwm"].as_i64().context("dst_hwm")?;
+    }
+    assert_eq!(total, 300);
+    assert_eq!(status["ready"], true);
+
+    let text = shadowlink(&["status", "--admin", &format!("http://{addr}")])?;
+    assert!(text.status.success(), "{text:?}");
+    let text = String::from_utf8(text.stdout)?;
+    println!("{text}");
+    assert!(text.contains("LINK    TOPIC     STATE   PARTITION  SRC_LSO  SRC_HWM  DST_HWM  LAG  LAG_SECONDS  LAST_ERROR"), "{text}");
+    assert!(text.contains("from-a  connected"), "{text}");
+    let rows = text
+        .lines()
+        .filter(|l| l.starts_with("from-a  a_orders  active"))
+        .count();
+    assert_eq!(rows, 3, "{text}");
+    let json = shadowlink(&["status", "--admin", &addr.to_string(), "--format", "json"])?;
+    let json: Value = serde_json::from_slice(&json.stdout)?;
+    assert_eq!(json["links"][0]["topics"][0]["name"], "a_orders");
+
+    let (code, metrics) = get(addr, "/metrics")?;
+    assert_eq!(code, 200);
+    let partition0 = [
+        ("link", "from-a"),
+        ("topic", "a_orders"),
+        ("partition", "0"),
+    ];
+    assert_eq!(
+        sample(&metrics, "shadowlink_shadow_lag", &partition0),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&metrics, "shadowlink_shadow_lag_seconds", &partition0),
+        Some(0.0)
+    );
+    let from_a = [("link", "from-a")];
+    assert_eq!(
+        sample(&metrics, "shadowlink_records_written_total", &from_a),
+        Some(300.0)
+    );
+    assert!(sample(&metrics, "shadowlink_bytes_written_total", &from_a) > Some(0.0));
+    assert!(sample(&metrics, "shadowlink_bytes_fetched_total", &from_a) > Some(0.0));
+    assert!(sample(&metrics, "shadowlink_fetch_duration_seconds_count", &from_a) > Some(0.0));
+    assert!(
+        sample(
+            &metrics,
+            "shadowlink_append_duration_seconds_count",
+            &from_a
+        ) > Some(0.0)
+    );
+    let active = [("topic", "a_orders"), ("state", "active")];
+    assert_eq!(
+        sample(&metrics, "shadowlink_topic_state", &active),
+        Some(1.0)
+    );
+    let failed = [("topic", "a_orders"), ("state", "failed")];
+    assert_eq!(
+        sample(&metrics, "shadowlink_topic_state", &failed),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&metrics, "shadowlink_link_connected", &from_a),
+        Some(1.0)
+    );
+    let timeouts = [("link", "from-a"), ("error", "timeout")];
+    assert_eq!(
+        sample(&metrics, "shadowlink_fetch_errors_total", &timeouts),
+        Some(0.0)
+    );
+    assert!(sample(&metrics, "shadowlink_kafka_client_connections", &[]).is_some());
+    assert!(sample(
+        &metrics,
+        "shadowlink_kafka_requests_total",
+        &[("api", "Fetch")]
+    )
+    .is_some());
+
+    let path = workspace_root().join("deploy/grafana/shadowlink.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let mut used = BTreeSet::new();
+    metric_names_in(&dashboard, &mut used);
+    assert!(used.len() >= 10, "the dashboard uses only {used:?}");
+    let exported = exported_names(&metrics);
+    let missing: Vec<_> = used.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard uses metrics the node does not export: {missing:?}"
+    );
+    Ok(())
+}
+
+/// A link whose source is down: not ready, the link reported lost with its error, and
+/// the status table says so.
+#[test]
+fn readyz_and_status_report_an_unreachable_source() -> Result<()> {
+    let nowhere: SocketAddr = format!("127.0.0.1:{}", shadowlink_tests::free_port()).parse()?;
+    let node = Node::start(&admin_config(nowhere))?;
+    let addr = admin(&node)?;
+    assert_eq!(get(addr, "/healthz")?.0, 200);
+    let body = eventually(Duration::from_secs(30), || {
+        let (code, body) = get(addr, "/readyz")?;
+        Ok((code == 503 && body.contains("link from-a is lost")).then_some(body))
+    })?;
+    assert!(body.starts_with("not ready"), "{body}");
+    let status = status_json(&node)?;
+    let error = status["links"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains(&nowhere.to_string()), "{status}");
+    let out = shadowlink(&["status", "--admin", &addr.to_string()])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.contains("NOT READY"), "{text}");
+    assert!(text.contains("from-a  lost"), "{text}");
+    let (_, metrics) = get(addr, "/metrics")?;
+    assert_eq!(
+        sample(&metrics, "shadowlink_link_connected", &[("link", "from-a")]),
+        Some(0.0)
+    );
+    assert!(node.process.logged(&["link lost", "from-a"]));
+    Ok(())
+}
+
+/// `shadowlink status` without a node to ask fails with a message naming the URL.
+#[test]
+fn status_without_a_node_names_the_url() -> Result<()> {
+    let port = shadowlink_tests::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = shadowlink(&["status", "--admin", &url])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(
+        err.contains(&format!("cannot read {url}/v1/status")),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// A first sync slowed to one small batch per fetch logs its progress, shows it in
+/// status, and logs its end.
+#[test]
+fn first_sync_reports_progress_in_logs_and_status() -> Result<()> {
+    let source = Tansu::start()?;
+    create_topic(source.addr, "a_big", 1, &[])?;
+    // One record per batch and one batch per fetch: thousands of round trips to copy.
+    let acked = python(
+        "produce_batches.py",
+        &[&source.addr.to_string(), "a_big", "3000"],
+    )?;
+    assert_eq!(acked.trim(), "3000");
+    let config = admin_config(source.addr).replace(
+        "config_interval = \"1s\"",
+        "config_interval = \"1s\"\nprogress_interval = \"100ms\"\nfetch_max_bytes = 1024\npartition_max_bytes = 1024",
+    );
+    let node = Node::start(&config)?;
+    let mut seen_syncing = false;
+    eventually(Duration::from_secs(120), || {
+        let s = status_json(&node)?;
+        let topic = &s["links"][0]["topics"][0];
+        if topic["state"] == "syncing" {
+            let percent = topic["sync"]["percent"].as_f64().context("percent")?;
+            assert!((0.0..100.0).contains(&percent), "{topic}");
+            seen_syncing = true;
+        }
+        Ok((topic["state"] == "active" && topic["partitions"][0]["lag"] == 0).then_some(()))
+    })?;
+    assert!(seen_syncing, "the sync ended before status could show it");
+    assert!(node
+        .process
+        .logged(&["initial sync progress", "a_big", "percent", "eta"]));
+    assert!(node.process.logged(&["initial sync complete", "a_big"]));
+    wait_identical(source.addr, node.kafka, "a_big", 1)
+}
+
+/// SIGTERM: the node stops fetching, flushes, exits 0; a restart resumes where it ended.
+#[test]
+fn sigterm_exits_zero_and_a_restart_resumes() -> Result<()> {
+    let source = Tansu::start()?;
+    create_topic(source.addr, "a_events", 2, &[])?;
+    produce(source.addr, "a_events", 400, "zstd", 2, 0)?;
+    let mut node = Node::start(&admin_config(source.addr))?;
+    wait_identical(source.addr, node.kafka, "a_events", 2)?;
+    let exit = node.process.terminate(Duration::from_secs(30))?;
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert!(node.process.logged(&["stopped cleanly"]));
+    produce(source.addr, "a_events", 200, "zstd", 2, 400)?;
+    node.restart()?;
+    wait_identical(source.addr, node.kafka, "a_events", 2)?;
+    // The restarted node went on from its own log end: it wrote only the new records.
+    let (_, metrics) = get(admin(&node)?, "/metrics")?;
+    let written = sample(
+        &metrics,
+        "shadowlink_records_written_total",
+        &[("link", "from-a")],
+    );
+    assert_eq!(written, Some(200.0));
+    Ok(())
+}
+
+/// check-config stops on bad files with the key at fault, and accepts the deploy examples.
+#[test]
+fn check_config_names_the_key_at_fault() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let good = admin_config("127.0.0.1:9092".parse()?).replace("{data_dir}", "/tmp/x");
+    let cases = [
+        (
+            good.replace(
+                "listen = \"127.0.0.1:0\"\n[storage]",
+                "listen = \"localhost\"\n[storage]",
+            ),
+            "admin.listen",
+        ),
+        (
+            good.replace("metadata_interval", "metadata_intervall"),
+            "metadata_intervall",
+        ),
+        (
+            good.replace("persist = \"os\"", "persist = \"sometimes\""),
+            "storage.persist",
+        ),
+        (
+            good.replace("include = [\"a_*\"]", "include = []"),
+            "links[0].include",
+        ),
+        (
+            format!("{good}fetches_in_flight = 0\n"),
+            "links[0].fetches_in_flight",
+        ),
+        (
+            format!("{good}progress_interval = \"1ms\"\n"),
+            "links[0].progress_interval",
+        ),
+        (good.replace("data_dir = \"/tmp/x\"", ""), "data_dir"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, text)?;
+        let out = shadowlink(&["check-config", "--config", path.to_str().context("utf-8")?])?;
+        let err = String::from_utf8(out.stderr)?;
+        assert!(!out.status.success(), "case {i} was accepted");
+        assert!(err.contains(key), "case {i}: {key} not named in {err}");
+    }
+    for example in ["region-a.toml", "region-b.toml"] {
+        let path = workspace_root().join("deploy").join(example);
+        let out = shadowlink(&["check-config", "--config", path.to_str().context("utf-8")?])?;
+        assert!(
+            out.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
