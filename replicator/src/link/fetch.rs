@@ -50,7 +50,7 @@ impl LinkRunner {
         }
         let limit = self.link.config.fetches_in_flight;
         let mut requests = Vec::new();
-        for (broker, keys) in ready {
+        for (broker, mut keys) in ready {
             let entry = self.brokers.entry(broker).or_default();
             let broker_ready = entry.backoff.as_ref().is_none_or(|b| b.ready(now));
             if entry.in_flight >= limit || !broker_ready {
@@ -61,6 +61,12 @@ impl LinkRunner {
                 continue;
             };
             entry.in_flight += 1;
+            // A broker fills a response in request order and stops at fetch_max_bytes, so
+            // a fixed order would let one busy partition starve the ones after it
+            // (KIP-74): each request starts one partition further on.
+            self.fetch_rotation = self.fetch_rotation.wrapping_add(1);
+            let len = keys.len();
+            keys.rotate_left(self.fetch_rotation % len);
             let request = self.fetch_request(&keys);
             for key in &keys {
                 if let Some(s) = self.partitions.get_mut(key) {
@@ -78,22 +84,13 @@ impl LinkRunner {
     }
 
     fn fetch_request(&self, keys: &[TopicPartition]) -> FetchRequest {
-        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-        for key in keys {
-            let state = &self.partitions[key];
-            topics.entry(&key.0).or_default().push(
-                FetchPartition::default()
-                    .with_partition(key.1)
-                    .with_current_leader_epoch(state.leader_epoch)
-                    .with_fetch_offset(state.next_offset.unwrap_or(0))
-                    .with_last_fetched_epoch(state.last_fetched_epoch)
-                    .with_log_start_offset(-1)
-                    .with_partition_max_bytes(self.link.config.partition_max_bytes),
-            );
-        }
-        let topics = topics
+        let topics = group_in_order(keys)
             .into_iter()
-            .map(|(name, partitions)| {
+            .map(|(name, indexes)| {
+                let partitions = indexes
+                    .into_iter()
+                    .map(|index| self.fetch_partition(&(name.to_string(), index)))
+                    .collect();
                 FetchTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(name.to_string())))
                     .with_partitions(partitions)
@@ -111,6 +108,17 @@ impl LinkRunner {
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(topics)
+    }
+
+    fn fetch_partition(&self, key: &TopicPartition) -> FetchPartition {
+        let state = &self.partitions[key];
+        FetchPartition::default()
+            .with_partition(key.1)
+            .with_current_leader_epoch(state.leader_epoch)
+            .with_fetch_offset(state.next_offset.unwrap_or(0))
+            .with_last_fetched_epoch(state.last_fetched_epoch)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(self.link.config.partition_max_bytes)
     }
 
     /// Applies one fetch response: stores data, follows errors, reschedules.
@@ -300,6 +308,19 @@ async fn send(state: &mut super::PartitionState, job: WriteJob) {
     let _ = state.writer.send(job).await;
 }
 
+/// Partitions grouped by topic, topics in the order their first partition appears, so
+/// the request keeps the order of `keys`.
+fn group_in_order(keys: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
+    let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
+    for (topic, partition) in keys {
+        match topics.iter_mut().find(|(t, _)| t == topic) {
+            Some((_, partitions)) => partitions.push(*partition),
+            None => topics.push((topic, vec![*partition])),
+        }
+    }
+    topics
+}
+
 /// A Kafka error code as a metric label: `NOT_LEADER_OR_FOLLOWER` becomes
 /// `not_leader_or_follower`; codes this build does not know become `code_N`.
 pub fn kafka_error_name(code: i16) -> String {
@@ -408,6 +429,25 @@ mod tests {
         assert_eq!(chunk.last_epoch, 3);
         let one = records.len() / 3;
         assert_eq!(chunk.bytes, records.slice(one..));
+    }
+
+    #[test]
+    fn requests_keep_the_rotated_partition_order() {
+        let mut keys: Vec<TopicPartition> = [("a", 0), ("a", 1), ("b", 0), ("c", 0)]
+            .iter()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect();
+        keys.rotate_left(2);
+        assert_eq!(
+            group_in_order(&keys),
+            vec![("b", vec![0]), ("c", vec![0]), ("a", vec![0, 1])]
+        );
+        // Partitions of one topic stay together; the first partition still leads.
+        keys.rotate_left(3);
+        assert_eq!(
+            group_in_order(&keys),
+            vec![("a", vec![1, 0]), ("b", vec![0]), ("c", vec![0])]
+        );
     }
 
     #[test]

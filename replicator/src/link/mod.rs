@@ -91,6 +91,8 @@ pub struct LinkRunner {
     status: Arc<LinkStatus>,
     /// Source topics matching the filter, so each is logged once when it appears.
     discovered: BTreeSet<String>,
+    /// Advances with every fetch request, to rotate the partition order in requests.
+    fetch_rotation: usize,
 }
 
 #[derive(Default)]
@@ -107,6 +109,7 @@ impl LinkRunner {
         LinkRunner {
             status,
             discovered: BTreeSet::new(),
+            fetch_rotation: 0,
             link,
             store,
             cluster,
