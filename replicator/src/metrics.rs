@@ -6,7 +6,7 @@
 //! (lag, topic state, link state) are recomputed from the status registry at each scrape,
 //! so a topic that disappears also disappears from `/metrics`.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::core::Collector;
@@ -231,9 +231,9 @@ fn apply_report(report: &StatusReport) {
                 if let Some(lag) = p.lag {
                     m.shadow_lag.with_label_values(&labels).set(lag);
                 }
-                m.shadow_lag_seconds
-                    .with_label_values(&labels)
-                    .set(p.lag_seconds);
+                if let Some(seconds) = p.lag_seconds {
+                    m.shadow_lag_seconds.with_label_values(&labels).set(seconds);
+                }
             }
         }
     }
@@ -241,6 +241,9 @@ fn apply_report(report: &StatusReport) {
 
 /// The text exposition of every metric, state gauges refreshed from `report`.
 pub fn render(report: &StatusReport) -> String {
+    // Two scrapes at once must not interleave one's reset with the other's gather.
+    static RENDER: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = RENDER.lock().unwrap_or_else(|p| p.into_inner());
     apply_report(report);
     let mut out = Vec::new();
     let families = METRICS.registry.gather();

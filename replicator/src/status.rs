@@ -16,7 +16,7 @@
 //! record not yet mirrored, which is what is lost if the source region is lost now (the
 //! live RPO); it keeps growing while the source is unreachable, because nothing newer can
 //! be vouched for. A partition never confirmed since the node started counts from when the
-//! link first saw it.
+//! link first saw it; one the link does not fetch at all (its topic failed) has no value.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -439,7 +439,7 @@ fn topic_report(
                 dst_log_start,
                 dst_hwm,
                 lag: source.map(|s| (s.committed() - dst_hwm).max(0)),
-                lag_seconds: status.map_or(0.0, |s| s.lag_seconds(now)),
+                lag_seconds: status.map(|s| s.lag_seconds(now)),
                 last_error,
             }
         })
@@ -509,7 +509,9 @@ pub struct PartitionReport {
     pub dst_hwm: i64,
     /// Records behind: source last stable offset minus mirror high watermark.
     pub lag: Option<i64>,
-    pub lag_seconds: f64,
+    /// `None` for a partition the link does not fetch (its topic failed): nothing is
+    /// known about it from this run.
+    pub lag_seconds: Option<f64>,
     pub last_error: Option<String>,
 }
 

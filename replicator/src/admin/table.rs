@@ -116,7 +116,8 @@ fn partition_row(link: &str, topic: &str, state: &str, p: &PartitionReport) -> V
         offset(p.src_hwm),
         p.dst_hwm.to_string(),
         offset(p.lag),
-        format!("{:.1}", p.lag_seconds),
+        p.lag_seconds
+            .map_or_else(|| "-".to_string(), |s| format!("{s:.1}")),
         p.last_error.clone().unwrap_or_else(|| "-".into()),
     ]
 }
@@ -185,7 +186,7 @@ mod tests {
             dst_log_start: 0,
             dst_hwm: dst,
             lag: Some(src - dst),
-            lag_seconds: if src > dst { 12.0 } else { 0.0 },
+            lag_seconds: Some(if src > dst { 12.0 } else { 0.0 }),
             last_error: error.map(str::to_string),
         }
     }
