@@ -175,7 +175,7 @@ pub fn decode_request<T: Request>(body: Bytes, version: i16) -> Result<T, Reques
     }
     let mut buf = body;
     let message = T::decode(&mut buf, version).map_err(|e| malformed(e.to_string()))?;
-    if buf.has_remaining() {
+    if buf.has_remaining() && !tolerates_trailing_bytes(api_key, version) {
         return Err(RequestError::TrailingBytes {
             api_key,
             version,
@@ -190,6 +190,14 @@ pub fn decode_request<T: Request>(body: Bytes, version: i16) -> Result<T, Reques
 pub fn decode_body<T: Request>(header: &RequestHeader, body: Bytes) -> Result<T, RequestError> {
     decode_request(body, header.api_version)
         .map_err(|e| e.with_correlation_id(header.correlation_id))
+}
+
+/// librdkafka up to 2.16 writes the "all topics" list of a flexible Metadata request
+/// (v9+) as a 4-byte array length, which a flexible decoder reads as a 1-byte null plus
+/// 3 stray bytes (librdkafka#5049). The decoded request means what the client meant, and
+/// Kafka ignores trailing bytes, so they are accepted here and nowhere else.
+fn tolerates_trailing_bytes(api_key: ApiKey, version: i16) -> bool {
+    api_key == ApiKey::Metadata && version >= 9
 }
 
 fn request_key<T: Request>() -> ApiKey {
@@ -245,6 +253,21 @@ mod tests {
         assert_eq!(err, expected);
         let bare = decode_request::<HeartbeatRequest>(body, 4).unwrap_err();
         assert_eq!(bare.correlation_id(), None);
+    }
+
+    #[test]
+    fn librdkafka_all_topics_metadata_decodes_as_all_topics() {
+        // The body librdkafka 2.16 sends for "all topics" at Metadata v12: a 4-byte
+        // array length where a flexible version has a 1-byte one (librdkafka#5049).
+        let body = Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0]);
+        let request = decode_request::<MetadataRequest>(body.clone(), 12).unwrap();
+        assert_eq!(request.topics, None);
+        assert!(!request.allow_auto_topic_creation);
+        // Before flexible versions the same bytes leave two over, which stays an error.
+        assert!(matches!(
+            decode_request::<MetadataRequest>(body, 4),
+            Err(RequestError::TrailingBytes { len: 2, .. })
+        ));
     }
 
     #[test]

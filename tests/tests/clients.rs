@@ -1,0 +1,135 @@
+//! Real clients read a mirror exactly as they read its source: the same records at the
+//! same offsets (keys, values, headers, timestamps), and every producer is refused.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
+use shadowlink_tests::{python, workspace_root, Node, Tansu};
+
+const RECORDS: usize = 240;
+const PARTITIONS: i32 = 3;
+
+/// Runs a kafkajs script from tests/js and returns its stdout.
+fn node_js(script: &str, args: &[&str]) -> Result<String> {
+    let dir = workspace_root().join("tests/js");
+    let out = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .current_dir(&dir)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "{script} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn mirrored(topic: &str, codec: &str) -> Result<(Tansu, Node)> {
+    let source = Tansu::start()?;
+    create_topic(source.addr, topic, PARTITIONS, &[])?;
+    produce(source.addr, topic, RECORDS, codec, PARTITIONS, 0)?;
+    let node = Node::start(&link_config(source.addr))?;
+    wait_identical(source.addr, node.kafka, topic, PARTITIONS)?;
+    Ok((source, node))
+}
+
+/// One JSON value per record line, so dumps from different languages compare by content.
+fn records(text: &str) -> Result<Vec<serde_json::Value>> {
+    text.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
+}
+
+fn dump(client: &str, bootstrap: &str, topic: &str) -> Result<Vec<serde_json::Value>> {
+    records(&python(
+        "dump.py",
+        &[
+            client,
+            bootstrap,
+            topic,
+            &PARTITIONS.to_string(),
+            &RECORDS.to_string(),
+        ],
+    )?)
+}
+
+#[test]
+fn every_client_reads_the_mirror_exactly_as_the_source() -> Result<()> {
+    let topic = "a_orders";
+    // gzip: the one codec kafkajs decodes without plugins.
+    let (source, node) = mirrored(topic, "gzip")?;
+    let reference = dump("confluent", &source.bootstrap(), topic)?;
+    assert_eq!(
+        reference.len(),
+        RECORDS,
+        "the source itself reads back whole"
+    );
+    let mirror = node.kafka.to_string();
+    for client in ["confluent", "kafka-python", "kcat"] {
+        let got = dump(client, &mirror, topic)?;
+        assert_eq!(
+            got, reference,
+            "{client} reads the mirror differently from the source"
+        );
+    }
+    let got = records(&node_js(
+        "consume.js",
+        &[&mirror, topic, &RECORDS.to_string(), "kafkajs-reader"],
+    )?)?;
+    assert_eq!(
+        got, reference,
+        "kafkajs reads the mirror differently from the source"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_producer_is_refused_on_a_shadow_topic() -> Result<()> {
+    let topic = "a_orders";
+    let (source, node) = mirrored(topic, "none")?;
+    let mirror = node.kafka.to_string();
+    for client in ["confluent", "kafka-python"] {
+        python("produce_refused.py", &[client, &mirror, topic])?;
+    }
+    let out = node_js("produce_refused.js", &[&mirror, topic])?;
+    assert!(out.contains("POLICY_VIOLATION"), "{out}");
+    let kcat = Command::new("kcat")
+        .args([
+            "-b",
+            &mirror,
+            "-P",
+            "-t",
+            topic,
+            "-p",
+            "0",
+            "-X",
+            "message.send.max.retries=0",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .output_with_input(b"must not be written\n")?;
+    let stderr = String::from_utf8_lossy(&kcat.stderr);
+    assert!(stderr.contains("Policy violation"), "kcat: {stderr}");
+    // Nothing reached the mirror: it is still exactly the source.
+    wait_identical(source.addr, node.kafka, topic, PARTITIONS)?;
+    Ok(())
+}
+
+trait OutputWithInput {
+    fn output_with_input(&mut self, input: &[u8]) -> std::io::Result<std::process::Output>;
+}
+
+impl OutputWithInput for Command {
+    fn output_with_input(&mut self, input: &[u8]) -> std::io::Result<std::process::Output> {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input)?;
+        }
+        child.wait_with_output()
+    }
+}
