@@ -169,8 +169,7 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let config: Config = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         config.validate()?;
         Ok(config)
     }
@@ -245,6 +244,49 @@ impl Config {
                 }),
         }
     }
+}
+
+/// A TOML or type error, named by the dotted key on the line it points at
+/// (`links[1].fetch_max_bytes`), with toml's own rendering when no key can be found.
+fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let found = error.span().and_then(|span| key_at(text, span.start));
+    match found {
+        Some((key, line)) => invalid(key, format!("{} (line {line})", error.message().trim())),
+        None => ConfigError::Syntax(error.to_string()),
+    }
+}
+
+/// The dotted key of the `key = value` line holding byte `at`, and its line number.
+fn key_at(text: &str, at: usize) -> Option<(String, usize)> {
+    let line_start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..line_start].matches('\n').count() + 1;
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
+        return None;
+    }
+    // The innermost table header above the line; `[[links]]` counts its occurrences.
+    let mut table = String::new();
+    let mut arrays: std::collections::HashMap<String, usize> = Default::default();
+    for header in text[..line_start].lines().map(str::trim) {
+        if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = arrays
+                .entry(name.clone())
+                .and_modify(|n| *n += 1)
+                .or_insert(0);
+            table = format!("{name}[{n}]");
+        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = name.trim().to_string();
+        }
+    }
+    let dotted = if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    };
+    Some((dotted, line_no))
 }
 
 fn validate_link(i: usize, link: &LinkConfig) -> Result<(), ConfigError> {
@@ -371,6 +413,26 @@ start = "earliest"
         assert!(e.contains("links[0].include[0]"), "{e}");
         let e = err_of(&format!("{GOOD}\n[storage]\npersist = \"sometimes\"\n"));
         assert!(e.contains("storage.persist"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_and_unknown_keys_name_the_dotted_key() {
+        let e = err_of(&format!("{GOOD}\n[storage]\nsegment_bytes = \"big\"\n"));
+        assert!(
+            e.starts_with("`storage.segment_bytes`: invalid type"),
+            "{e}"
+        );
+        let second = GOOD
+            .split("[[links]]")
+            .nth(1)
+            .unwrap()
+            .replace("from-a", "from-c");
+        let e = err_of(&format!(
+            "{GOOD}\n[[links]]{second}fetch_max_bytes = \"x\"\n"
+        ));
+        assert!(e.starts_with("`links[1].fetch_max_bytes`"), "{e}");
+        let e = err_of(&GOOD.replace("[admin]\nlisten", "[admin]\nlisen"));
+        assert!(e.starts_with("`admin.lisen`: unknown field"), "{e}");
     }
 
     #[test]

@@ -386,6 +386,10 @@ fn check_config_names_the_key_at_fault() -> Result<()> {
             format!("{good}progress_interval = \"1ms\"\n"),
             "links[0].progress_interval",
         ),
+        (
+            good.replace("persist = \"os\"", "segment_bytes = \"big\""),
+            "`storage.segment_bytes`: invalid type",
+        ),
         (good.replace("data_dir = \"/tmp/x\"", ""), "data_dir"),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
