@@ -411,3 +411,52 @@ fn check_config_names_the_key_at_fault() -> Result<()> {
     }
     Ok(())
 }
+
+/// `--log-format json`: every stderr line is one JSON object, and events carry their
+/// fields (here the link lost with its error).
+#[test]
+fn json_logs_are_one_object_per_line_with_event_fields() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nowhere: SocketAddr = format!("127.0.0.1:{}", shadowlink_tests::free_port()).parse()?;
+    let data_dir = dir.path().join("data").display().to_string();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        link_config(nowhere).replace("{data_dir}", &data_dir),
+    )?;
+    let mut child = Command::new(shadowlink_bin())
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("stderr is piped")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let found = (|| -> Result<Value> {
+        loop {
+            let line = rx.recv_timeout(Duration::from_secs(30))?;
+            let event: Value = serde_json::from_str(&line).context(line)?;
+            if event["fields"]["message"] == "link lost" {
+                return Ok(event);
+            }
+        }
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let event = found?;
+    assert_eq!(event["level"], "WARN", "{event}");
+    assert_eq!(event["fields"]["link"], "from-a", "{event}");
+    let error = event["fields"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&nowhere.to_string()), "{event}");
+    Ok(())
+}
