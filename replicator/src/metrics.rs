@@ -191,15 +191,36 @@ pub fn fetch_error(link: &str, error: &str) {
     METRICS.fetch_errors.with_label_values(&[link, error]).inc();
 }
 
-/// Open connections on the Kafka listener: the server increments it on accept and
-/// decrements it when a connection ends.
+/// Open connections on the Kafka listener.
 pub fn client_connections() -> &'static IntGauge {
     &METRICS.client_connections
+}
+
+/// Counts one open Kafka client connection for as long as it lives; dropping it (when
+/// the connection task ends, however it ends) uncounts it.
+pub struct ClientConnection(());
+
+impl ClientConnection {
+    pub fn open() -> ClientConnection {
+        METRICS.client_connections.inc();
+        ClientConnection(())
+    }
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        METRICS.client_connections.dec();
+    }
 }
 
 /// The request counter of `api` (an `ApiKey`'s name, as `format!("{api:?}")` writes it).
 pub fn kafka_requests(api: &str) -> IntCounter {
     METRICS.kafka_requests.with_label_values(&[api])
+}
+
+/// Counts one request received on the Kafka listener.
+pub fn count_kafka_request(api: ApiKey) {
+    kafka_requests(&format!("{api:?}")).inc();
 }
 
 /// Replaces every state gauge with what `report` says.
@@ -255,3 +276,36 @@ pub fn render(report: &StatusReport) -> String {
 
 /// The Prometheus text format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_metrics_count_connections_and_requests_by_api() {
+        let before = client_connections().get();
+        let connection = ClientConnection::open();
+        assert_eq!(client_connections().get(), before + 1);
+        drop(connection);
+        assert_eq!(client_connections().get(), before);
+        let fetches = kafka_requests("Fetch").get();
+        count_kafka_request(ApiKey::Fetch);
+        assert_eq!(kafka_requests("Fetch").get(), fetches + 1);
+        let empty = StatusReport {
+            kafka: String::new(),
+            uptime_seconds: 0,
+            ready: true,
+            not_ready: vec![],
+            links: vec![],
+        };
+        let text = render(&empty);
+        assert!(
+            text.contains("shadowlink_kafka_requests_total{api=\"JoinGroup\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE shadowlink_kafka_client_connections gauge"),
+            "{text}"
+        );
+    }
+}
