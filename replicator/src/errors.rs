@@ -49,3 +49,26 @@ pub fn topic_write_refusal(store: &Store, topic: &str) -> Refusal {
         },
     }
 }
+
+/// ConfigResource type of a topic.
+const TOPIC_RESOURCE: i8 = 2;
+
+/// The error code and message answered to a config change of `resource_name`.
+pub fn config_change_refusal(
+    store: &Store,
+    resource_type: i8,
+    resource_name: &str,
+) -> (i16, String) {
+    if resource_type == TOPIC_RESOURCE {
+        let refusal = topic_write_refusal(store, resource_name);
+        let message = match &refusal {
+            Refusal::Shadow { .. } => format!("{refusal}; its configs follow the source topic"),
+            Refusal::Unknown { .. } => refusal.to_string(),
+        };
+        return (refusal.code(), message);
+    }
+    (
+        ResponseError::InvalidRequest.code(),
+        "shadowlink has no dynamic configs besides those synced to shadow topics".to_string(),
+    )
+}

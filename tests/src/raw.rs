@@ -121,6 +121,36 @@ impl RawClient {
 }
 
 impl RawClient {
+    /// OffsetForLeaderEpoch v2 for one partition: (error code, epoch, end offset).
+    pub fn end_of_epoch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        current: i32,
+        epoch: i32,
+    ) -> Result<(i16, i32, i64)> {
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{
+            OffsetForLeaderPartition, OffsetForLeaderTopic,
+        };
+        use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+        let request = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(partition)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)]),
+        ]);
+        let response: OffsetForLeaderEpochResponse =
+            self.call(ApiKey::OffsetForLeaderEpoch, 2, &request)?;
+        let p = response
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .context("empty OffsetForLeaderEpoch response")?;
+        Ok((p.error_code, p.leader_epoch, p.end_offset))
+    }
+
     /// ListOffsets for one partition: -2 earliest, -1 latest, or a timestamp.
     pub fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
         use kafka_protocol::messages::list_offsets_request::{

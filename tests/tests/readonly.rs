@@ -44,6 +44,34 @@ fn producers_are_refused_with_policy_violation_and_nothing_is_written() -> Resul
     Ok(())
 }
 
+#[test]
+fn admin_writes_are_refused_with_policy_violation_and_change_nothing() -> Result<()> {
+    let (source, node) = mirrored_node()?;
+    let before = RawClient::connect(node.kafka)?.read_batches("a_orders", 0, 0)?;
+    let out = python("admin_refused.py", &[&node.kafka.to_string(), "a_orders"])?;
+    for op in [
+        "delete_records",
+        "create_partitions",
+        "delete_topics",
+        "alter_configs",
+        "incremental_alter_configs",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{op}:")))
+            .unwrap_or_default();
+        assert!(line.contains("POLICY_VIOLATION"), "{op}: {out}");
+    }
+    // The messages that clients show name the link and the way out.
+    assert!(out.contains("read-only shadow of link from-a"), "{out}");
+    assert_eq!(
+        RawClient::connect(node.kafka)?.read_batches("a_orders", 0, 0)?,
+        before
+    );
+    wait_identical(source.addr, node.kafka, "a_orders", 1)?;
+    Ok(())
+}
+
 /// Produces one batch with Produce v9 and returns the partition's error message.
 fn raw_produce_error(node: std::net::SocketAddr, topic: &str) -> Result<String> {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};

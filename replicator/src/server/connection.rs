@@ -16,8 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{
-    api_versions, describe_configs, fetch, groups, list_offsets, metadata, produce, Reply,
-    ServerContext,
+    alter_configs, api_versions, create_partitions, delete_records, delete_topics,
+    describe_configs, fetch, groups, list_offsets, metadata, offset_for_leader_epoch, produce,
+    Reply, ServerContext,
 };
 
 /// Why a connection is being closed.
@@ -141,6 +142,20 @@ impl Connection {
             ApiKey::Metadata => metadata::handle(ctx, header, decode_body(header, body)?)?,
             ApiKey::ListOffsets => list_offsets::handle(ctx, header, decode_body(header, body)?)?,
             ApiKey::Produce => produce::handle(ctx, header, decode_body(header, body)?)?,
+            ApiKey::OffsetForLeaderEpoch => {
+                offset_for_leader_epoch::handle(ctx, header, decode_body(header, body)?)?
+            }
+            ApiKey::DeleteRecords => {
+                delete_records::handle(ctx, header, decode_body(header, body)?)?
+            }
+            ApiKey::CreatePartitions => {
+                create_partitions::handle(ctx, header, decode_body(header, body)?)?
+            }
+            ApiKey::DeleteTopics => delete_topics::handle(ctx, header, decode_body(header, body)?)?,
+            ApiKey::AlterConfigs => alter_configs::handle(ctx, header, decode_body(header, body)?)?,
+            ApiKey::IncrementalAlterConfigs => {
+                alter_configs::handle_incremental(ctx, header, decode_body(header, body)?)?
+            }
             ApiKey::DescribeConfigs => {
                 describe_configs::handle(ctx, header, decode_body(header, body)?)?
             }

@@ -1,12 +1,17 @@
 //! The node's Kafka-API listener: serves mirror partitions to ordinary Kafka clients.
 
+mod alter_configs;
 mod api_versions;
 mod connection;
+mod create_partitions;
+mod delete_records;
+mod delete_topics;
 mod describe_configs;
 mod fetch;
 pub mod groups;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use std::net::SocketAddr;
@@ -35,6 +40,14 @@ const HANDLED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     // v13 names topics by id only.
     (ApiKey::Produce, 3, 12),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // The rest are refused on shadow topics, per topic, with POLICY_VIOLATION.
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    // v6 names topics by id.
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// What handlers need from the node.

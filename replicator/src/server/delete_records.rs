@@ -1,0 +1,46 @@
+//! DeleteRecords: refused on shadow topics; their log start follows the source.
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
+use shadowlink_protocol::request::RequestHeader;
+use shadowlink_protocol::response::{encode_response, EncodeError};
+
+use super::{Reply, ServerContext};
+use crate::errors::topic_write_refusal;
+
+pub fn handle(
+    ctx: &ServerContext,
+    header: &RequestHeader,
+    request: DeleteRecordsRequest,
+) -> Result<Reply, EncodeError> {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let refusal = topic_write_refusal(&ctx.store, topic.name.as_str());
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1)
+                        .with_error_code(refusal.code())
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    let response = DeleteRecordsResponse::default().with_topics(topics);
+    let frame = encode_response(
+        ApiKey::DeleteRecords,
+        header.api_version,
+        header.correlation_id,
+        &response,
+    )?;
+    Ok(Reply::Frame(frame))
+}
