@@ -165,6 +165,8 @@ fn admin_endpoints_status_command_and_dashboard_metrics() -> Result<()> {
     let json: Value = serde_json::from_slice(&json.stdout)?;
     assert_eq!(json["links"][0]["topics"][0]["name"], "a_orders");
 
+    // A client connection held open while scraping shows in the connections gauge.
+    let _held = shadowlink_tests::raw::RawClient::connect(node.kafka)?;
     let (code, metrics) = get(addr, "/metrics")?;
     assert_eq!(code, 200);
     let partition0 = [
@@ -214,13 +216,15 @@ fn admin_endpoints_status_command_and_dashboard_metrics() -> Result<()> {
         sample(&metrics, "shadowlink_fetch_errors_total", &timeouts),
         Some(0.0)
     );
-    assert!(sample(&metrics, "shadowlink_kafka_client_connections", &[]).is_some());
-    assert!(sample(
-        &metrics,
-        "shadowlink_kafka_requests_total",
-        &[("api", "Fetch")]
-    )
-    .is_some());
+    assert!(sample(&metrics, "shadowlink_kafka_client_connections", &[]) >= Some(1.0));
+    // wait_identical read the mirror with Fetch requests.
+    assert!(
+        sample(
+            &metrics,
+            "shadowlink_kafka_requests_total",
+            &[("api", "Fetch")]
+        ) > Some(0.0)
+    );
 
     let path = workspace_root().join("deploy/grafana/shadowlink.json");
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;

@@ -126,6 +126,7 @@ impl Connection {
         header: &RequestHeader,
         body: Bytes,
     ) -> Result<Reply, ConnectionError> {
+        crate::metrics::count_kafka_request(header.api_key);
         let ctx = &self.context;
         let handled = api_versions::advertised(header.api_key)
             .is_some_and(|(min, max)| (min..=max).contains(&header.api_version));

@@ -109,6 +109,7 @@ pub async fn serve(
         };
         let context = context.clone();
         tokio::spawn(async move {
+            let _connected = crate::metrics::ClientConnection::open();
             connection::Connection::new(stream, peer, context)
                 .run()
                 .await;
