@@ -36,6 +36,8 @@ pub struct FakeLog {
     pub batches: Vec<Bytes>,
     /// Error code answered to every fetch instead of data, while non-zero.
     pub fetch_error: i16,
+    /// The log start offset reported (retention or DeleteRecords at the source).
+    pub log_start: i64,
 }
 
 impl FakeLog {
@@ -251,7 +253,7 @@ fn list_offsets(request: &ListOffsetsRequest, topics: &FakeTopics) -> ListOffset
                         .get(t.name.as_str())
                         .and_then(|l| l.get(p.partition_index as usize));
                     let offset = match (log, p.timestamp) {
-                        (Some(_), -2) => 0,
+                        (Some(log), -2) => log.log_start,
                         (Some(log), _) => log.end_offset(),
                         (None, _) => -1,
                     };
@@ -304,7 +306,7 @@ fn fetch_partition(p: &fetch_request::FetchPartition, log: Option<&FakeLog>) -> 
     let data = data
         .with_high_watermark(end)
         .with_last_stable_offset(end)
-        .with_log_start_offset(0);
+        .with_log_start_offset(log.log_start);
     // KIP-320: the follower's last fetched epoch ends earlier on the leader, so the
     // follower must truncate to where the two logs agree.
     if p.last_fetched_epoch >= 0 {
@@ -317,7 +319,7 @@ fn fetch_partition(p: &fetch_request::FetchPartition, log: Option<&FakeLog>) -> 
             );
         }
     }
-    if p.fetch_offset > end {
+    if p.fetch_offset > end || p.fetch_offset < log.log_start {
         return data.with_error_code(1);
     }
     let records: Vec<u8> = log

@@ -30,7 +30,7 @@ fn batches(offsets: std::ops::Range<i64>, epoch: i32, tag: &str) -> Vec<Bytes> {
 fn log(batches: Vec<Bytes>) -> Vec<FakeLog> {
     vec![FakeLog {
         batches,
-        fetch_error: 0,
+        ..FakeLog::default()
     }]
 }
 
@@ -125,6 +125,7 @@ fn transient_leader_errors_are_retried() -> Result<()> {
         vec![FakeLog {
             batches: data.clone(),
             fetch_error: 6, // NOT_LEADER_OR_FOLLOWER
+            ..FakeLog::default()
         }],
     )]))?;
     let node = Node::start(&link_config(source.addr))?;
@@ -137,5 +138,65 @@ fn transient_leader_errors_are_retried() -> Result<()> {
     eventually(Duration::from_secs(30), || {
         mirrored(&node, "a_flaky", &data)
     })?;
+    Ok(())
+}
+
+#[test]
+fn the_mirror_log_start_follows_the_source() -> Result<()> {
+    let data = batches(0..20, 0, "r");
+    let source = FakeBroker::start(BTreeMap::from([("a_trim".to_string(), log(data.clone()))]))?;
+    let node = Node::start(&link_config(source.addr))?;
+    eventually(Duration::from_secs(30), || mirrored(&node, "a_trim", &data))?;
+    assert_eq!(
+        RawClient::connect(node.kafka)?.list_offset("a_trim", 0, -2)?,
+        0
+    );
+
+    // Retention or DeleteRecords at the source moves its log start to 12.
+    source.edit(|t| t.get_mut("a_trim").unwrap()[0].log_start = 12);
+    eventually(Duration::from_secs(30), || {
+        Ok((RawClient::connect(node.kafka)?.list_offset("a_trim", 0, -2)? == 12).then_some(()))
+    })?;
+    let kept = RawClient::connect(node.kafka)?.read_batches("a_trim", 0, 12)?;
+    assert_eq!(kept.first().map(|(o, _)| *o), Some(12));
+    assert_eq!(kept.len(), 8);
+    Ok(())
+}
+
+#[test]
+fn partitions_added_at_the_source_are_mirrored_and_a_shrink_fails_the_topic() -> Result<()> {
+    let first = batches(0..5, 0, "p0");
+    let source = FakeBroker::start(BTreeMap::from([("a_grow".to_string(), log(first.clone()))]))?;
+    let node = Node::start(&link_config(source.addr))?;
+    eventually(Duration::from_secs(30), || {
+        mirrored(&node, "a_grow", &first)
+    })?;
+
+    let second = batches(0..7, 0, "p1");
+    source.edit(|t| {
+        t.get_mut("a_grow").unwrap().push(FakeLog {
+            batches: second.clone(),
+            ..FakeLog::default()
+        })
+    });
+    eventually(Duration::from_secs(30), || {
+        let got: Vec<Bytes> = RawClient::connect(node.kafka)?
+            .read_batches("a_grow", 1, 0)?
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
+        Ok((got == second).then_some(()))
+    })?;
+
+    // Partitions never shrink in Kafka; a source that shows fewer is not the same topic.
+    source.edit(|t| {
+        t.get_mut("a_grow").unwrap().pop();
+    });
+    let meta_path = node.data_dir.join("topics/a_grow/topic.json");
+    let reason = eventually(Duration::from_secs(20), || {
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path)?)?;
+        Ok((meta["state"] == "failed").then(|| meta["reason"].to_string()))
+    })?;
+    assert!(reason.contains("shrank from 2 to 1"), "{reason}");
     Ok(())
 }
