@@ -70,6 +70,24 @@ impl LeaderEpochCache {
         true
     }
 
+    /// Starts `epoch` at `log_end_offset` before any batch carries it (a leader taking
+    /// over). An entry already starting at the LEO has no batches yet and is replaced,
+    /// which keeps start offsets strictly increasing. Returns whether the cache changed.
+    pub(crate) fn begin_at(&mut self, epoch: i32, log_end_offset: i64) -> bool {
+        if epoch < 0 || self.latest_epoch().is_some_and(|latest| epoch <= latest) {
+            return false;
+        }
+        if self
+            .entries
+            .last()
+            .is_some_and(|&(_, start)| start >= log_end_offset)
+        {
+            self.entries.pop();
+        }
+        self.entries.push((epoch, log_end_offset));
+        true
+    }
+
     /// Drops epochs that start at or after the new log end offset.
     pub(crate) fn truncate_from_end(&mut self, log_end_offset: i64) -> bool {
         let keep = self

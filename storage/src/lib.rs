@@ -16,6 +16,7 @@ mod index;
 mod log;
 mod meta;
 mod mmap;
+mod producers;
 mod recovery;
 mod retention;
 mod segment;

@@ -65,6 +65,8 @@ pub struct PartitionLog {
     /// writes are refused until the log is reopened (and recovered).
     pub(crate) poisoned: bool,
     pub(crate) last_sync: Instant,
+    /// Upper bound of the producer ids stored (see `producers.rs`).
+    pub(crate) max_producer_id: i64,
 }
 
 impl PartitionLog {
@@ -146,6 +148,7 @@ impl PartitionLog {
         self.check_writable()?;
         let batches = self.validate(record_set)?;
         self.guarded(|log| {
+            log.raise_max_producer_id(&batches)?;
             let mut epochs_changed = false;
             for batch in &batches {
                 log.append_batch(batch)?;

@@ -225,6 +225,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         .max(first_base)
         .min(log_end);
     let epochs = load_epochs(dir, &segments, log_start, log_end)?;
+    let max_producer_id = crate::producers::load_max_producer_id(dir, &segments)?;
     Ok(PartitionLog {
         dir: dir.to_path_buf(),
         config,
@@ -233,6 +234,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         epochs,
         poisoned: false,
         last_sync: Instant::now(),
+        max_producer_id,
     })
 }
 
