@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::filter::{FilterError, TopicFilter};
+use crate::filter::{FilterError, GroupFilter, TopicFilter};
 
 /// A configuration problem, always naming the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +123,12 @@ pub struct LinkConfig {
     /// How often a topic's first sync logs its progress.
     #[serde(default = "default_progress_interval", with = "humantime_serde")]
     pub progress_interval: Duration,
+    /// Consumer groups whose committed offsets are copied from the source (same filter
+    /// syntax as topics); empty copies none.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default = "default_group_interval", with = "humantime_serde")]
+    pub group_interval: Duration,
 }
 
 fn default_start() -> StartPosition {
@@ -146,6 +152,9 @@ fn default_fetches_in_flight() -> usize {
 fn default_progress_interval() -> Duration {
     Duration::from_secs(10)
 }
+fn default_group_interval() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_client_id() -> String {
     "shadowlink".to_string()
 }
@@ -155,6 +164,7 @@ fn default_client_id() -> String {
 pub struct Link {
     pub config: LinkConfig,
     pub filter: TopicFilter,
+    pub groups: GroupFilter,
 }
 
 impl Config {
@@ -215,6 +225,7 @@ impl Config {
             .map(|config| Link {
                 filter: TopicFilter::new(&config.include, &config.exclude)
                     .expect("filters were validated at load"),
+                groups: GroupFilter::new(&config.groups).expect("filters were validated at load"),
                 config: config.clone(),
             })
             .collect()
@@ -318,8 +329,16 @@ fn validate_link(i: usize, link: &LinkConfig) -> Result<(), ConfigError> {
         FilterError::Include(pos, reason) => invalid(format!("links[{i}].include[{pos}]"), reason),
         FilterError::Exclude(pos, reason) => invalid(format!("links[{i}].exclude[{pos}]"), reason),
     })?;
+    GroupFilter::new(&link.groups).map_err(|e| match e {
+        FilterError::Include(pos, reason) | FilterError::Exclude(pos, reason) => {
+            invalid(format!("links[{i}].groups[{pos}]"), reason)
+        }
+    })?;
     if link.metadata_interval < Duration::from_millis(100) {
         return Err(invalid(key("metadata_interval"), "must be at least 100ms"));
+    }
+    if link.group_interval < Duration::from_millis(100) {
+        return Err(invalid(key("group_interval"), "must be at least 100ms"));
     }
     if link.progress_interval < Duration::from_millis(100) {
         return Err(invalid(key("progress_interval"), "must be at least 100ms"));

@@ -69,7 +69,12 @@ impl Daemon {
                     source,
                 })?;
         let groups = Arc::new(server::groups::Coordinator::open(&config.data_dir)?);
-        let context = Arc::new(server_context(&config, kafka_addr, store.clone(), groups));
+        let context = Arc::new(server_context(
+            &config,
+            kafka_addr,
+            store.clone(),
+            groups.clone(),
+        ));
         tasks.push(tokio::spawn(server::serve(
             listener,
             context,
@@ -80,7 +85,7 @@ impl Daemon {
         for link in config.links() {
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
-            let runner = LinkRunner::new(link, store.clone(), link_status);
+            let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone());
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
         let admin_addr = match &config.admin {

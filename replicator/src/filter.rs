@@ -24,7 +24,9 @@ enum Pattern {
 }
 
 impl Pattern {
-    fn parse(text: &str) -> Result<Pattern, String> {
+    /// Parses a pattern; `topic_chars` restricts it to the characters a Kafka topic
+    /// name may hold (group ids may hold any).
+    fn parse(text: &str, topic_chars: bool) -> Result<Pattern, String> {
         let (body, prefix) = match text.strip_suffix('*') {
             Some(body) => (body, true),
             None => (text, false),
@@ -39,7 +41,7 @@ impl Pattern {
         }
         if let Some(c) = body
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .find(|c| topic_chars && !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         {
             return Err(format!(
                 "{text:?}: {c:?} cannot appear in a Kafka topic name"
@@ -72,12 +74,12 @@ impl TopicFilter {
         let include = include
             .iter()
             .enumerate()
-            .map(|(i, p)| Pattern::parse(p).map_err(|e| FilterError::Include(i, e)))
+            .map(|(i, p)| Pattern::parse(p, true).map_err(|e| FilterError::Include(i, e)))
             .collect::<Result<_, _>>()?;
         let exclude = exclude
             .iter()
             .enumerate()
-            .map(|(i, p)| Pattern::parse(p).map_err(|e| FilterError::Exclude(i, e)))
+            .map(|(i, p)| Pattern::parse(p, true).map_err(|e| FilterError::Exclude(i, e)))
             .collect::<Result<_, _>>()?;
         Ok(TopicFilter { include, exclude })
     }
@@ -87,6 +89,32 @@ impl TopicFilter {
         !is_internal(topic)
             && self.include.iter().any(|p| p.matches(topic))
             && !self.exclude.iter().any(|p| p.matches(topic))
+    }
+}
+
+/// Which consumer groups' offsets a link copies: the same `"name"`, `"prefix*"`, `"*"`
+/// patterns as topics, over group ids (which may hold any character).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupFilter {
+    include: Vec<Pattern>,
+}
+
+impl GroupFilter {
+    pub fn new(include: &[String]) -> Result<GroupFilter, FilterError> {
+        let include = include
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Pattern::parse(p, false).map_err(|e| FilterError::Include(i, e)))
+            .collect::<Result<_, _>>()?;
+        Ok(GroupFilter { include })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty()
+    }
+
+    pub fn matches(&self, group: &str) -> bool {
+        self.include.iter().any(|p| p.matches(group))
     }
 }
 
@@ -135,6 +163,20 @@ mod tests {
             assert!(!f.matches(t), "{t}");
         }
         assert!(f.matches("_private_but_ordinary"));
+    }
+
+    #[test]
+    fn group_filters_take_any_characters() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let f = GroupFilter::new(&s(&["billing svc/*", "exact"])).unwrap();
+        assert!(f.matches("billing svc/eu"));
+        assert!(f.matches("exact"));
+        assert!(!f.matches("exactly"));
+        assert!(GroupFilter::new(&s(&["*"]))
+            .unwrap()
+            .matches("anything at all"));
+        assert!(GroupFilter::new(&[]).unwrap().is_empty());
+        assert!(GroupFilter::new(&s(&["a*b"])).is_err());
     }
 
     #[test]

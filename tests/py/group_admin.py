@@ -4,6 +4,7 @@ DescribeGroups, OffsetFetch on the node).
 usage: group_admin.py BOOTSTRAP list                 (prints "group state" lines, sorted)
        group_admin.py BOOTSTRAP describe GROUP       (prints one JSON object)
        group_admin.py BOOTSTRAP offsets GROUP        (prints "topic partition offset" lines)
+       group_admin.py BOOTSTRAP commit GROUP TOPIC:PARTITION:OFFSET ...   (a simple commit)
 """
 import json
 import sys
@@ -15,7 +16,17 @@ from confluent_kafka.admin import AdminClient
 def main():
     bootstrap, command = sys.argv[1], sys.argv[2]
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    if command == "list":
+    if command == "commit":
+        from confluent_kafka import Consumer, TopicPartition
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": sys.argv[3],
+                             "enable.auto.commit": False})
+        offsets = [TopicPartition(t, int(p), int(o))
+                   for t, p, o in (arg.split(":") for arg in sys.argv[4:])]
+        for tp in consumer.commit(offsets=offsets, asynchronous=False):
+            if tp.error:
+                sys.exit("commit %s: %s" % (tp, tp.error))
+        consumer.close()
+    elif command == "list":
         result = admin.list_consumer_groups(request_timeout=15).result(timeout=30)
         if result.errors:
             sys.exit("list errors: %s" % result.errors)

@@ -6,6 +6,7 @@
 
 mod configs;
 mod fetch;
+mod offset_sync;
 mod offsets;
 mod progress;
 pub mod writer;
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Link, StartPosition};
 use crate::mirror::{topic_id_hex, MirrorPartition, MirrorTopic, Store, TopicMeta, TopicState};
+use crate::server::groups::Coordinator;
 use crate::source::metadata::{SourceCluster, TopicView};
 use crate::status::LinkStatus;
 use writer::WriteJob;
@@ -89,6 +91,8 @@ pub struct LinkRunner {
     configs_soon: bool,
     /// What `/v1/status` and `/metrics` report about this link.
     status: Arc<LinkStatus>,
+    /// The node's group coordinator, where synced consumer offsets are committed.
+    groups: Arc<Coordinator>,
     /// Source topics matching the filter, so each is logged once when it appears.
     discovered: BTreeSet<String>,
     /// Advances with every fetch request, to rotate the partition order in requests.
@@ -102,12 +106,18 @@ struct BrokerState {
 }
 
 impl LinkRunner {
-    pub fn new(link: Link, store: Arc<Store>, status: Arc<LinkStatus>) -> LinkRunner {
+    pub fn new(
+        link: Link,
+        store: Arc<Store>,
+        status: Arc<LinkStatus>,
+        groups: Arc<Coordinator>,
+    ) -> LinkRunner {
         let cluster =
             SourceCluster::new(link.config.bootstrap.clone(), link.config.client_id.clone());
         crate::metrics::register_link(&link.config.name);
         LinkRunner {
             status,
+            groups,
             discovered: BTreeSet::new(),
             fetch_rotation: 0,
             link,
@@ -129,6 +139,7 @@ impl LinkRunner {
         let mut in_flight = FuturesUnordered::new();
         let mut metadata_at = Instant::now();
         let mut configs_at = Instant::now();
+        let mut groups_at = Instant::now();
         let mut progress = progress::ProgressLog::new(self.link.config.progress_interval);
         let idle = Duration::from_millis(20);
         loop {
@@ -144,6 +155,10 @@ impl LinkRunner {
                 self.configs_soon = false;
                 self.sync_configs().await;
                 configs_at = Instant::now() + self.link.config.config_interval;
+            }
+            if Instant::now() >= groups_at {
+                self.sync_group_offsets().await;
+                groups_at = Instant::now() + self.link.config.group_interval;
             }
             progress.tick(&self.status, Instant::now());
             for request in self.schedule_fetches() {

@@ -84,6 +84,11 @@ fn our_max_version(api: ApiKey) -> i16 {
         ApiKey::OffsetForLeaderEpoch => 4,
         ApiKey::DescribeConfigs => 4,
         ApiKey::ApiVersions => 3,
+        // Offset sync. FindCoordinator v4 batches keys; OffsetFetch v8+ is batched too,
+        // and the request is built in whichever shape the negotiated version has.
+        ApiKey::ListGroups => 4,
+        ApiKey::FindCoordinator => 3,
+        ApiKey::OffsetFetch => 9,
         _ => 0,
     }
 }
