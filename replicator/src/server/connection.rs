@@ -17,8 +17,8 @@ use tokio::net::TcpStream;
 
 use super::{
     alter_configs, api_versions, create_partitions, delete_records, delete_topics,
-    describe_configs, fetch, groups, list_offsets, metadata, offset_for_leader_epoch, produce,
-    Reply, ServerContext,
+    describe_configs, fetch, groups, incremental_alter_configs, list_offsets, metadata,
+    offset_for_leader_epoch, produce, Reply, ServerContext,
 };
 
 /// Why a connection is being closed.
@@ -155,7 +155,7 @@ impl Connection {
             ApiKey::DeleteTopics => delete_topics::handle(ctx, header, decode_body(header, body)?)?,
             ApiKey::AlterConfigs => alter_configs::handle(ctx, header, decode_body(header, body)?)?,
             ApiKey::IncrementalAlterConfigs => {
-                alter_configs::handle_incremental(ctx, header, decode_body(header, body)?)?
+                incremental_alter_configs::handle(ctx, header, decode_body(header, body)?)?
             }
             ApiKey::DescribeConfigs => {
                 describe_configs::handle(ctx, header, decode_body(header, body)?)?

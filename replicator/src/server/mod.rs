@@ -9,6 +9,7 @@ mod delete_topics;
 mod describe_configs;
 mod fetch;
 pub mod groups;
+mod incremental_alter_configs;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
