@@ -55,6 +55,27 @@ pub struct KafkaListener {
     /// What Metadata tells clients to connect to; defaults to `listen`.
     #[serde(default)]
     pub advertised: Option<String>,
+    /// Client connections accepted at once; further ones are closed on accept.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection with no request for this long is closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// The largest request frame accepted; a larger one closes its connection.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_idle_timeout() -> Duration {
+    // Kafka's connections.max.idle.ms.
+    Duration::from_secs(600)
+}
+fn default_max_request_bytes() -> usize {
+    // Kafka's socket.request.max.bytes.
+    100 * 1024 * 1024
 }
 
 /// The HTTP admin listener: `/metrics`, `/v1/status`, `/healthz`, `/readyz`.
@@ -189,6 +210,15 @@ impl Config {
             return Err(invalid("data_dir", "must not be empty"));
         }
         check_socket_addr("kafka.listen", &self.kafka.listen)?;
+        if self.kafka.max_connections == 0 {
+            return Err(invalid("kafka.max_connections", "must be at least 1"));
+        }
+        if self.kafka.idle_timeout < Duration::from_millis(100) {
+            return Err(invalid("kafka.idle_timeout", "must be at least 100ms"));
+        }
+        if self.kafka.max_request_bytes < 1024 {
+            return Err(invalid("kafka.max_request_bytes", "must be at least 1024"));
+        }
         if let Some(adv) = &self.kafka.advertised {
             check_host_port("kafka.advertised", adv)?;
         }

@@ -78,7 +78,9 @@ impl Daemon {
         tasks.push(tokio::spawn(server::serve(
             listener,
             context,
-            server::Limits::default(),
+            server::Limits {
+                max_connections: config.kafka.max_connections,
+            },
             stopped.clone(),
         )));
         let status = Arc::new(Status::new(kafka_addr.to_string()));
@@ -155,8 +157,8 @@ fn server_context(
         advertised_host: host,
         advertised_port: port,
         cluster_id: format!("shadowlink-{}", config.data_dir.display()),
-        max_frame_bytes: shadowlink_protocol::frame::DEFAULT_MAX_FRAME_BYTES,
-        idle_timeout: Duration::from_secs(600),
+        max_frame_bytes: config.kafka.max_request_bytes,
+        idle_timeout: config.kafka.idle_timeout,
     }
 }
 

@@ -158,3 +158,45 @@ fn thousands_of_malformed_frames_leave_the_node_serving() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_listener_caps_connections_and_closes_idle_ones() -> Result<()> {
+    use std::io::Read;
+    let node = Node::start(
+        r#"
+data_dir = "{data_dir}"
+[kafka]
+listen = "127.0.0.1:0"
+max_connections = 3
+idle_timeout = "2s"
+"#,
+    )?;
+    // How long until the node closes `s`, reading with a 5 s limit.
+    let closed_after = |mut s: TcpStream| -> Result<Duration> {
+        let started = std::time::Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        match s.read(&mut [0u8; 1]) {
+            Ok(0) | Err(_) => Ok(started.elapsed()),
+            Ok(_) => anyhow::bail!("the node sent bytes unasked"),
+        }
+    };
+    let held: Vec<RawClient> = (0..3)
+        .map(|_| RawClient::connect(node.kafka))
+        .collect::<Result<_>>()?;
+    let fourth = closed_after(TcpStream::connect(node.kafka)?)?;
+    assert!(
+        fourth < Duration::from_secs(1),
+        "a fourth connection is closed at once, not after {fourth:?}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    RawClient::connect(node.kafka)?;
+
+    // A client that goes quiet for longer than the idle timeout is disconnected.
+    let quiet = closed_after(TcpStream::connect(node.kafka)?)?;
+    assert!(
+        quiet >= Duration::from_millis(1500) && quiet < Duration::from_millis(4500),
+        "closed after {quiet:?}, expected about the 2 s idle timeout"
+    );
+    Ok(())
+}

@@ -75,14 +75,6 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 1024,
-        }
-    }
-}
-
 /// Accepts connections until `stop` turns true.
 pub async fn serve(
     listener: TcpListener,
