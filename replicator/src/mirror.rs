@@ -1,8 +1,18 @@
-//! The node's local partitions: mirror topics and their logs on disk.
+//! The node's local partitions and their logs on disk.
+//!
+//! A topic is either a read-only *shadow* of a link (written only by that link, at the
+//! source's offsets) or *owned* by this node (written by Kafka producers, offsets assigned
+//! here). An owned topic is declared in the config or created with CreateTopics; a shadow
+//! becomes owned, one way, with [`MirrorTopic::make_writable`] (failover).
 //!
 //! Layout under `data_dir`: `topics/{topic}/topic.json` holds what must survive a restart
-//! (the link, the source topic id, the state), and `topics/{topic}/{partition}/` holds the
-//! partition log.
+//! (the link, the source topic id, the state, and for owned topics their ownership), and
+//! `topics/{topic}/{partition}/` holds the partition log. `producer-ids.json` holds the
+//! producer-id allocator's state.
+
+pub mod owned;
+pub mod producer_ids;
+pub mod producer_state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use shadowlink_storage::{AppendInfo, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
+use owned::OwnedState;
+use producer_ids::ProducerIdAllocator;
+
 /// Lifecycle of a mirror topic. Failures are sticky: a topic whose source changed under
 /// it stays untouched until an operator acts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +34,30 @@ use tokio::sync::Notify;
 pub enum TopicState {
     Active,
     Failed { reason: String },
+}
+
+/// That this node writes a topic, and the epochs its partitions write in. Stored in
+/// `topic.json` next to [`TopicMeta`] (under `owned`); files without it are shadows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ownership {
+    /// The link the topic shadowed before it was made writable; `None` when created owned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_link: Option<String>,
+    /// Per partition, the leader epoch of every batch produced here: one above every
+    /// epoch mirrored into it, so KIP-320 consumers see a new leader, never a rewind.
+    pub leader_epochs: BTreeMap<i32, i32>,
+    /// Per partition, the log end offset when it became writable: the first offset a
+    /// producer got here (everything below was mirrored).
+    pub writable_from: BTreeMap<i32, i64>,
+}
+
+/// `topic.json`: the shadow fields as before, plus the ownership of owned topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct TopicRecord {
+    #[serde(flatten)]
+    meta: TopicMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owned: Option<Ownership>,
 }
 
 /// What `topic.json` records about a mirror topic.
@@ -46,6 +83,8 @@ pub struct MirrorPartition {
     appended: Arc<Notify>,
     /// Set when the partition stopped on an error; replication of it does not resume.
     failure: Mutex<Option<String>>,
+    /// `Some` once the partition is owned: producers write it, links no longer do.
+    owned: Mutex<Option<OwnedState>>,
 }
 
 impl MirrorPartition {
@@ -54,11 +93,46 @@ impl MirrorPartition {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends complete batches exactly as fetched.
+    /// Appends complete batches exactly as fetched. Refused once the partition is owned:
+    /// from then on only producers write it, at offsets this node assigns.
     pub fn append(&self, record_set: Bytes) -> Result<AppendInfo, StorageError> {
+        if self.is_owned() {
+            return Err(StorageError::Refused(format!(
+                "{}-{} is writable on this node; its link no longer writes it",
+                self.topic, self.partition
+            )));
+        }
         let info = self.log().append(record_set)?;
         self.appended.notify_waiters();
         Ok(info)
+    }
+
+    pub fn is_owned(&self) -> bool {
+        self.owned_state().is_some()
+    }
+
+    /// The leader epoch producers write in, for owned partitions.
+    pub fn owned_epoch(&self) -> Option<i32> {
+        self.owned_state().as_ref().map(|o| o.leader_epoch)
+    }
+
+    fn owned_state(&self) -> MutexGuard<'_, Option<OwnedState>> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the partition writable in `epoch`: starts the epoch at the log end (so
+    /// Metadata and OffsetsForLeaderEpoch report it before anything is produced) and
+    /// rebuilds producer state from the log's tail.
+    fn own(&self, epoch: i32) -> Result<(), StorageError> {
+        let mut owned = self.owned_state();
+        let log = &mut *self.log();
+        log.begin_epoch(epoch)?;
+        let producers = owned::rebuild_producer_states(log)?;
+        *owned = Some(OwnedState {
+            leader_epoch: epoch,
+            producers,
+        });
+        Ok(())
     }
 
     pub fn fail(&self, reason: String) {
@@ -77,13 +151,76 @@ impl MirrorPartition {
 pub struct MirrorTopic {
     pub name: String,
     dir: PathBuf,
-    meta: Mutex<TopicMeta>,
+    record: Mutex<TopicRecord>,
     partitions: Mutex<BTreeMap<i32, Arc<MirrorPartition>>>,
 }
 
 impl MirrorTopic {
     pub fn meta(&self) -> TopicMeta {
-        self.meta.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.record().meta.clone()
+    }
+
+    /// `Some` for topics this node writes.
+    pub fn ownership(&self) -> Option<Ownership> {
+        self.record().owned.clone()
+    }
+
+    pub fn is_owned(&self) -> bool {
+        self.record().owned.is_some()
+    }
+
+    fn record(&self) -> MutexGuard<'_, TopicRecord> {
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_record(&self, record: &TopicRecord) -> Result<(), StorageError> {
+        shadowlink_storage::write_meta(&self.dir.join("topic.json"), record)
+    }
+
+    /// Turns this shadow into an owned topic, for good: each partition continues at its
+    /// mirrored log end offset in leader epoch max(mirrored epochs) + 1. The ownership is
+    /// persisted before any partition accepts a write, and re-applied on every open.
+    /// Idempotent: an owned topic returns its ownership unchanged.
+    ///
+    /// The caller must have stopped the link's fetching first (failover); mirrored
+    /// appends are refused from here on.
+    pub fn make_writable(&self) -> Result<Ownership, StorageError> {
+        let mut record = self.record();
+        if let Some(owned) = &record.owned {
+            return Ok(owned.clone());
+        }
+        let mut ownership = Ownership {
+            from_link: Some(record.meta.link.clone()),
+            leader_epochs: BTreeMap::new(),
+            writable_from: BTreeMap::new(),
+        };
+        for p in self.partitions() {
+            let log = p.log();
+            let epoch = log.latest_epoch().map_or(0, |e| e.saturating_add(1));
+            ownership.leader_epochs.insert(p.partition, epoch);
+            ownership
+                .writable_from
+                .insert(p.partition, log.log_end_offset());
+        }
+        let updated = TopicRecord {
+            meta: record.meta.clone(),
+            owned: Some(ownership.clone()),
+        };
+        self.write_record(&updated)?;
+        *record = updated;
+        drop(record);
+        self.own_partitions(&ownership)?;
+        tracing::info!(topic = %self.name, epochs = ?ownership.leader_epochs, "topic made writable");
+        Ok(ownership)
+    }
+
+    /// Installs the persisted ownership into the partitions (on open and after changes).
+    fn own_partitions(&self, ownership: &Ownership) -> Result<(), StorageError> {
+        for p in self.partitions().iter().filter(|p| !p.is_owned()) {
+            let epoch = ownership.leader_epochs.get(&p.partition).copied();
+            p.own(epoch.unwrap_or(0))?;
+        }
+        Ok(())
     }
 
     pub fn partition(&self, index: i32) -> Option<Arc<MirrorPartition>> {
@@ -103,10 +240,15 @@ impl MirrorTopic {
             .collect()
     }
 
-    /// Replaces the persisted metadata (atomically on disk).
+    /// Replaces the persisted metadata (atomically on disk); ownership is kept.
     pub fn set_meta(&self, meta: TopicMeta) -> Result<(), StorageError> {
-        shadowlink_storage::write_meta(&self.dir.join("topic.json"), &meta)?;
-        *self.meta.lock().unwrap_or_else(|p| p.into_inner()) = meta;
+        let mut record = self.record();
+        let updated = TopicRecord {
+            meta,
+            owned: record.owned.clone(),
+        };
+        self.write_record(&updated)?;
+        *record = updated;
         Ok(())
     }
 
@@ -126,6 +268,49 @@ impl MirrorTopic {
     }
 }
 
+/// Why an owned topic cannot be created.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnTopicError {
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("a topic needs at least one partition, not {0}")]
+    InvalidPartitions(i32),
+    #[error("topic {0} already exists")]
+    Exists(String),
+    #[error(
+        "topic {topic} is a read-only shadow of link {link}; a node cannot also own it \
+         (fail it over to make it writable)"
+    )]
+    Shadow { topic: String, link: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Kafka's topic name rules; they also keep names safe as directory names.
+pub fn validate_topic_name(name: &str) -> Result<(), OwnTopicError> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name == "." || name == ".." {
+        Some("it cannot be \".\" or \"..\"")
+    } else if name.len() > 249 {
+        Some("it is longer than 249 characters")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("only ASCII letters, digits, '.', '_' and '-' are allowed")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(OwnTopicError::InvalidName {
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// All topics of the node.
 pub struct Store {
     root: PathBuf,
@@ -133,6 +318,9 @@ pub struct Store {
     topics: DashMap<String, Arc<MirrorTopic>>,
     /// Woken after every append, for fetches waiting on new data.
     appended: Arc<Notify>,
+    producer_ids: ProducerIdAllocator,
+    /// Serialises topic creation, so two creators of one name cannot both succeed.
+    creating: Mutex<()>,
 }
 
 impl Store {
@@ -145,16 +333,18 @@ impl Store {
             log_config,
             topics: DashMap::new(),
             appended: Arc::new(Notify::new()),
+            producer_ids: ProducerIdAllocator::open(data_dir)?,
+            creating: Mutex::new(()),
         };
         let entries = std::fs::read_dir(&root).map_err(|e| io_error(&root, e))?;
         for entry in entries {
             let dir = entry.map_err(|e| io_error(&root, e))?.path();
-            let Some(meta) = shadowlink_storage::read_meta::<TopicMeta>(&dir.join("topic.json"))?
-            else {
+            let path = dir.join("topic.json");
+            let Some(record) = shadowlink_storage::read_meta::<TopicRecord>(&path)? else {
                 continue;
             };
             let name = dir_name(&dir);
-            let topic = store.open_topic(name, dir, meta)?;
+            let topic = store.open_topic(name, dir, record)?;
             store.topics.insert(topic.name.clone(), topic);
         }
         Ok(store)
@@ -164,18 +354,23 @@ impl Store {
         &self,
         name: String,
         dir: PathBuf,
-        meta: TopicMeta,
+        record: TopicRecord,
     ) -> Result<Arc<MirrorTopic>, StorageError> {
         let mut partitions = BTreeMap::new();
-        for index in 0..meta.partitions {
+        for index in 0..record.meta.partitions {
             partitions.insert(index, self.open_partition(&name, &dir, index)?);
         }
-        Ok(Arc::new(MirrorTopic {
+        let owned = record.owned.clone();
+        let topic = Arc::new(MirrorTopic {
             name,
             dir,
-            meta: Mutex::new(meta),
+            record: Mutex::new(record),
             partitions: Mutex::new(partitions),
-        }))
+        });
+        if let Some(ownership) = owned {
+            topic.own_partitions(&ownership)?;
+        }
+        Ok(topic)
     }
 
     fn open_partition(
@@ -191,6 +386,7 @@ impl Store {
             log: Mutex::new(log),
             appended: self.appended.clone(),
             failure: Mutex::new(None),
+            owned: Mutex::new(None),
         }))
     }
 
@@ -219,13 +415,97 @@ impl Store {
             self.grow(&topic, meta.partitions)?;
             return Ok(topic);
         }
-        let dir = self.root.join(name);
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
-        shadowlink_storage::write_meta(&dir.join("topic.json"), &meta)?;
-        let topic = self.open_topic(name.to_string(), dir, meta)?;
-        self.topics.insert(name.to_string(), topic.clone());
+        let topic = self.create(name, TopicRecord { meta, owned: None })?;
         tracing::info!(topic = name, "mirror topic created");
         Ok(topic)
+    }
+
+    fn create(&self, name: &str, record: TopicRecord) -> Result<Arc<MirrorTopic>, StorageError> {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        shadowlink_storage::write_meta(&dir.join("topic.json"), &record)?;
+        let topic = self.open_topic(name.to_string(), dir, record)?;
+        self.topics.insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Creates an owned topic; fails if any topic of that name exists.
+    pub fn create_owned_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<MirrorTopic>, OwnTopicError> {
+        validate_topic_name(name)?;
+        if partitions < 1 {
+            return Err(OwnTopicError::InvalidPartitions(partitions));
+        }
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if self.topic(name).is_some() {
+            return Err(OwnTopicError::Exists(name.to_string()));
+        }
+        let meta = TopicMeta {
+            link: String::new(),
+            source_topic_id: topic_id_hex(&[0; 16]),
+            partitions,
+            state: TopicState::Active,
+            configs,
+        };
+        let ownership = Ownership {
+            from_link: None,
+            leader_epochs: (0..partitions).map(|p| (p, 0)).collect(),
+            writable_from: (0..partitions).map(|p| (p, 0)).collect(),
+        };
+        let record = TopicRecord {
+            meta,
+            owned: Some(ownership),
+        };
+        let topic = self.create(name, record)?;
+        tracing::info!(topic = name, partitions, "owned topic created");
+        Ok(topic)
+    }
+
+    /// For `[[topics]]` in the config: creates the owned topic if missing, or grows it to
+    /// `partitions`. A shadow topic of that name is an error: only failover makes one
+    /// writable.
+    pub fn ensure_owned_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+    ) -> Result<Arc<MirrorTopic>, OwnTopicError> {
+        let Some(topic) = self.topic(name) else {
+            return match self.create_owned_topic(name, partitions, BTreeMap::new()) {
+                Err(OwnTopicError::Exists(_)) => self.ensure_owned_topic(name, partitions),
+                other => other,
+            };
+        };
+        if !topic.is_owned() {
+            return Err(OwnTopicError::Shadow {
+                topic: name.to_string(),
+                link: topic.meta().link,
+            });
+        }
+        self.grow(&topic, partitions)?;
+        Ok(topic)
+    }
+
+    /// A new producer id (InitProducerId), above every producer id stored in any log
+    /// (mirrored ones included) and every id handed out or observed before.
+    pub fn allocate_producer_id(&self) -> Result<i64, StorageError> {
+        let stored_max = self
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .map(|p| p.log().max_producer_id())
+            .max()
+            .unwrap_or(-1);
+        self.producer_ids.allocate(stored_max)
+    }
+
+    /// Keeps future producer ids above `producer_id`. The mirror write path may call it
+    /// for ids it stores; allocation also consults every log, so this is belt and braces.
+    pub fn observe_producer_id(&self, producer_id: i64) {
+        self.producer_ids.observe(producer_id);
     }
 
     fn grow(&self, topic: &MirrorTopic, partitions: i32) -> Result<(), StorageError> {
@@ -241,9 +521,24 @@ impl Store {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(index, p);
         }
-        tracing::info!(topic = %topic.name, from = meta.partitions, to = partitions, "mirror topic grew");
+        tracing::info!(topic = %topic.name, from = meta.partitions, to = partitions, "topic grew");
+        let Some(mut ownership) = topic.ownership() else {
+            meta.partitions = partitions;
+            return topic.set_meta(meta);
+        };
+        // New partitions of an owned topic start empty, in epoch 0.
+        for index in meta.partitions..partitions {
+            ownership.leader_epochs.insert(index, 0);
+            ownership.writable_from.insert(index, 0);
+        }
         meta.partitions = partitions;
-        topic.set_meta(meta)
+        let record = TopicRecord {
+            meta,
+            owned: Some(ownership.clone()),
+        };
+        topic.write_record(&record)?;
+        *topic.record() = record;
+        topic.own_partitions(&ownership)
     }
 }
 
@@ -265,3 +560,6 @@ fn io_error(path: &Path, source: std::io::Error) -> StorageError {
 pub fn topic_id_hex(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -59,6 +59,8 @@ mod tests {
         }
         assert_eq!(advertised(ApiKey::Fetch), Some((4, 12)));
         assert_eq!(advertised(ApiKey::Produce), Some((3, 12)));
-        assert_eq!(advertised(ApiKey::CreateTopics), None);
+        assert_eq!(advertised(ApiKey::CreateTopics), Some((2, 7)));
+        assert_eq!(advertised(ApiKey::InitProducerId), Some((0, 5)));
+        assert_eq!(advertised(ApiKey::EndTxn), None);
     }
 }

@@ -16,9 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{
-    alter_configs, api_versions, create_partitions, delete_records, delete_topics,
-    describe_configs, fetch, groups, incremental_alter_configs, list_offsets, metadata,
-    offset_for_leader_epoch, produce, Reply, ServerContext,
+    alter_configs, api_versions, create_partitions, create_topics, delete_records, delete_topics,
+    describe_configs, fetch, groups, incremental_alter_configs, init_producer_id, list_offsets,
+    metadata, offset_for_leader_epoch, produce, Reply, ServerContext,
 };
 
 /// Why a connection is being closed.
@@ -142,7 +142,13 @@ impl Connection {
             ApiKey::ApiVersions => api_versions::handle(header, decode_body(header, body)?)?,
             ApiKey::Metadata => metadata::handle(ctx, header, decode_body(header, body)?)?,
             ApiKey::ListOffsets => list_offsets::handle(ctx, header, decode_body(header, body)?)?,
-            ApiKey::Produce => produce::handle(ctx, header, decode_body(header, body)?)?,
+            ApiKey::Produce => produce::handle(ctx, header, decode_body(header, body)?).await?,
+            ApiKey::CreateTopics => {
+                create_topics::handle(ctx, header, decode_body(header, body)?).await?
+            }
+            ApiKey::InitProducerId => {
+                init_producer_id::handle(ctx, header, decode_body(header, body)?).await?
+            }
             ApiKey::OffsetForLeaderEpoch => {
                 offset_for_leader_epoch::handle(ctx, header, decode_body(header, body)?)?
             }

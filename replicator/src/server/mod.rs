@@ -4,12 +4,14 @@ mod alter_configs;
 mod api_versions;
 mod connection;
 mod create_partitions;
+mod create_topics;
 mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
 pub mod groups;
 mod incremental_alter_configs;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
@@ -39,8 +41,12 @@ const HANDLED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::DescribeConfigs, 1, 4),
-    // v13 names topics by id only.
+    // v13 names topics by id only. Appends to owned topics; refused on shadow topics.
     (ApiKey::Produce, 3, 12),
+    // Creates owned topics.
+    (ApiKey::CreateTopics, 2, 7),
+    // Idempotent producers only: no transactions.
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     // The rest are refused on shadow topics, per topic, with POLICY_VIOLATION.
     (ApiKey::DeleteRecords, 0, 2),

@@ -1,0 +1,324 @@
+//! The write path of owned partitions: validate a client's batch, check its producer's
+//! sequence, assign offsets, append.
+//!
+//! Offsets are assigned the way a Kafka leader does it for v2 batches that need no
+//! conversion: only `baseOffset` (bytes 0..8) and `partitionLeaderEpoch` (12..16) are
+//! overwritten. Both lie before the CRC-32C's range (byte 21 to the end), so the client's
+//! CRC stays valid and nothing else is re-encoded. LogAppendTime topics would also need
+//! `maxTimestamp` rewritten and the CRC recomputed; they are not supported (batches keep
+//! the producer's CreateTime).
+
+use bytes::{Bytes, BytesMut};
+use shadowlink_protocol::batch::{BatchError, BatchWalker, Compression, RecordBatch};
+use shadowlink_storage::{PartitionLog, PersistMode, StorageError};
+
+use super::producer_state::{ProducerBatch, ProducerStates, SequenceCheck, SequenceError};
+use super::MirrorPartition;
+
+/// Kafka's default `max.message.bytes`: 1 MiB of records plus the 12-byte log overhead.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024 + 12;
+/// How much of an owned log's tail is read on open to rebuild producer state. Batches
+/// older than that fall out of the duplicate window anyway unless a producer has been
+/// idle for that long; such a producer is then accepted as unknown (KIP-360).
+pub const PRODUCER_STATE_SCAN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Per owned partition: the epoch it writes in and its producers.
+#[derive(Debug)]
+pub struct OwnedState {
+    pub leader_epoch: i32,
+    pub producers: ProducerStates,
+}
+
+/// How one partition's record set is to be written.
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceRequest {
+    pub acks: i16,
+    pub api_version: i16,
+    pub max_message_bytes: usize,
+}
+
+/// Where the batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Produced {
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+    /// True when the batch was a retry of one already stored (nothing was written).
+    pub duplicate: bool,
+}
+
+/// Why a record set was not written. Mapped to Kafka codes in `errors.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("the partition is a read-only shadow")]
+    NotOwned,
+    #[error("the record set is corrupt: {0}")]
+    Corrupt(BatchError),
+    #[error("{0}")]
+    InvalidRecord(String),
+    #[error("compression codec {0:?} is not supported at this Produce version")]
+    UnsupportedCompression(Compression),
+    #[error("the batch is {size} bytes, above the topic's max.message.bytes of {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The record set as exactly one valid client batch. Produce v3+ requests carry exactly
+/// one batch per partition (Kafka refuses anything else with INVALID_RECORD).
+pub fn validate_batch(
+    records: Bytes,
+    request: &ProduceRequest,
+) -> Result<RecordBatch, ProduceError> {
+    let mut walker = BatchWalker::new(records);
+    let batch = match walker.next() {
+        Some(Ok(batch)) => batch,
+        Some(Err(e @ BatchError::BadMagic { .. })) => {
+            return Err(ProduceError::InvalidRecord(e.to_string()))
+        }
+        Some(Err(e)) => return Err(ProduceError::Corrupt(e)),
+        None => {
+            let rest = walker.into_remainder();
+            return Err(match RecordBatch::parse(rest) {
+                Err(e) => ProduceError::Corrupt(e),
+                Ok(_) => ProduceError::InvalidRecord("the record set is empty".into()),
+            });
+        }
+    };
+    if walker.next().is_some() || !walker.remainder().is_empty() {
+        return Err(ProduceError::InvalidRecord(
+            "a Produce request must carry exactly one record batch per partition".into(),
+        ));
+    }
+    if batch.len() > request.max_message_bytes {
+        return Err(ProduceError::TooLarge {
+            size: batch.len(),
+            max: request.max_message_bytes,
+        });
+    }
+    batch.validate_crc().map_err(ProduceError::Corrupt)?;
+    check_client_batch(&batch, request.api_version)?;
+    Ok(batch)
+}
+
+/// Kafka's `LogValidator` checks for batches written by clients.
+fn check_client_batch(batch: &RecordBatch, api_version: i16) -> Result<(), ProduceError> {
+    let invalid = |reason: &str| Err(ProduceError::InvalidRecord(reason.to_string()));
+    match batch.compression() {
+        Compression::Unknown(_) => {
+            return Err(ProduceError::UnsupportedCompression(batch.compression()))
+        }
+        // zstd needs Produce v7+ (KIP-110).
+        Compression::Zstd if api_version < 7 => {
+            return Err(ProduceError::UnsupportedCompression(Compression::Zstd))
+        }
+        _ => {}
+    }
+    if batch.record_count() <= 0 {
+        return invalid("the batch has no records");
+    }
+    if i64::from(batch.last_offset_delta()) + 1 != i64::from(batch.record_count()) {
+        return invalid("the batch's lastOffsetDelta does not match its record count");
+    }
+    if batch.is_control() {
+        return invalid("clients may not write control batches");
+    }
+    if batch.is_transactional() {
+        return invalid("transactions are not supported by shadowlink");
+    }
+    if batch.producer_id() >= 0 && batch.base_sequence() < 0 {
+        return invalid("an idempotent batch needs a non-negative base sequence");
+    }
+    Ok(())
+}
+
+/// `batch` with `baseOffset` and `partitionLeaderEpoch` overwritten; every other byte,
+/// the CRC included, is the client's.
+pub fn assign_offsets(batch: &RecordBatch, base_offset: i64, leader_epoch: i32) -> Bytes {
+    let mut bytes = BytesMut::from(batch.as_bytes().as_ref());
+    bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    bytes[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    bytes.freeze()
+}
+
+/// Producer state from the newest batches of an owned log (bounded, see
+/// [`PRODUCER_STATE_SCAN_BYTES`]).
+pub fn rebuild_producer_states(log: &PartitionLog) -> Result<ProducerStates, StorageError> {
+    let mut states = ProducerStates::default();
+    log.for_each_tail_batch(PRODUCER_STATE_SCAN_BYTES, |batch| {
+        if let Some(p) = ProducerBatch::of(batch) {
+            states.record(&p, batch.base_offset());
+        }
+    })?;
+    Ok(states)
+}
+
+impl MirrorPartition {
+    /// Writes one client batch to this owned partition. Blocking: call it from
+    /// `spawn_blocking`.
+    ///
+    /// Durability when this returns, by persist mode: `Always` fsyncs before returning
+    /// (for acks=all explicitly, for acks=1 because the log fsyncs every append), so an
+    /// acknowledged batch survives power loss; `Interval` and `Os` acknowledge once the
+    /// batch is in the page cache, so it survives a process crash but a power loss may
+    /// take the last interval's (or, for `Os`, any recent) batches. The node is the only
+    /// replica, so acks=all waits for nothing else.
+    pub fn produce(
+        &self,
+        records: Bytes,
+        request: &ProduceRequest,
+    ) -> Result<Produced, ProduceError> {
+        let batch = validate_batch(records, request)?;
+        let producer = ProducerBatch::of(&batch);
+        // Held across the append: check, offset assignment and state update are one step.
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        let owned = owned.as_mut().ok_or(ProduceError::NotOwned)?;
+        if let Some(p) = &producer {
+            if let SequenceCheck::Duplicate { base_offset } = owned.producers.check(p)? {
+                let log_start_offset = self.log().log_start_offset();
+                return Ok(Produced {
+                    base_offset,
+                    log_start_offset,
+                    duplicate: true,
+                });
+            }
+        }
+        let (base_offset, log_start_offset) = {
+            let mut log = self.log();
+            let base_offset = log.log_end_offset();
+            log.append(assign_offsets(&batch, base_offset, owned.leader_epoch))?;
+            if request.acks == -1 && log.config().persist == PersistMode::Always {
+                log.flush()?;
+            }
+            (base_offset, log.log_start_offset())
+        };
+        if let Some(p) = &producer {
+            owned.producers.record(p, base_offset);
+        }
+        self.appended.notify_waiters();
+        Ok(Produced {
+            base_offset,
+            log_start_offset,
+            duplicate: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowlink_protocol::batch::testing::BatchBuilder;
+
+    fn request() -> ProduceRequest {
+        ProduceRequest {
+            acks: -1,
+            api_version: 9,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    fn client_batch() -> Bytes {
+        BatchBuilder::new(0)
+            .leader_epoch(-1)
+            .timestamp(1_700_000_000_000)
+            .producer(42, 3, 17)
+            .records(&[(Some(b"k"), Some(b"v1")), (None, Some(b"v2"))])
+            .build()
+    }
+
+    #[test]
+    fn assigning_offsets_rewrites_only_base_offset_and_leader_epoch() {
+        let original = client_batch();
+        let batch = validate_batch(original.clone(), &request()).unwrap();
+        let assigned = assign_offsets(&batch, 0x0102_0304_0506_0708, 9);
+        assert_eq!(assigned.len(), original.len());
+        assert_eq!(&assigned[0..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&assigned[8..12], &original[8..12]);
+        assert_eq!(&assigned[12..16], &9i32.to_be_bytes());
+        assert_eq!(&assigned[16..], &original[16..]);
+        let stored = RecordBatch::parse(assigned).unwrap();
+        assert!(stored.validate_crc().is_ok());
+        assert_eq!(stored.base_offset(), 0x0102_0304_0506_0708);
+        assert_eq!(stored.last_offset(), 0x0102_0304_0506_0709);
+        assert_eq!(stored.partition_leader_epoch(), 9);
+        assert_eq!(
+            (
+                stored.producer_id(),
+                stored.producer_epoch(),
+                stored.base_sequence()
+            ),
+            (42, 3, 17)
+        );
+    }
+
+    #[test]
+    fn a_flipped_byte_is_corrupt_and_an_oversized_batch_too_large() {
+        let mut bytes = BytesMut::from(client_batch().as_ref());
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(matches!(
+            validate_batch(bytes.freeze(), &request()),
+            Err(ProduceError::Corrupt(BatchError::CrcMismatch { .. }))
+        ));
+        let small = ProduceRequest {
+            max_message_bytes: 70,
+            ..request()
+        };
+        assert!(matches!(
+            validate_batch(client_batch(), &small),
+            Err(ProduceError::TooLarge { max: 70, .. })
+        ));
+    }
+
+    #[test]
+    fn client_rules_are_enforced() {
+        let two = [client_batch(), client_batch()].concat();
+        let cases = [
+            Bytes::from(two),
+            BatchBuilder::new(0)
+                .attributes(0x20)
+                .records(&[(None, None)])
+                .build(),
+            BatchBuilder::new(0)
+                .attributes(0x10)
+                .records(&[(None, None)])
+                .build(),
+            BatchBuilder::new(0)
+                .last_offset_delta(5)
+                .records(&[(None, None)])
+                .build(),
+            BatchBuilder::new(0)
+                .producer(1, 0, -1)
+                .records(&[(None, None)])
+                .build(),
+            BatchBuilder::new(0).build(),
+        ];
+        for case in cases {
+            assert!(
+                matches!(
+                    validate_batch(case, &request()),
+                    Err(ProduceError::InvalidRecord(_))
+                ),
+                "accepted"
+            );
+        }
+        let zstd = BatchBuilder::new(0)
+            .attributes(4)
+            .records(&[(None, None)])
+            .build();
+        let v6 = ProduceRequest {
+            api_version: 6,
+            ..request()
+        };
+        assert!(validate_batch(zstd.clone(), &request()).is_ok());
+        assert!(matches!(
+            validate_batch(zstd, &v6),
+            Err(ProduceError::UnsupportedCompression(_))
+        ));
+        assert!(matches!(
+            validate_batch(Bytes::from_static(&[0, 0, 0]), &request()),
+            Err(ProduceError::Corrupt(_))
+        ));
+    }
+}

@@ -1,0 +1,210 @@
+//! Owned topics in the store: persistence, the shadow-to-owned transition, restarts.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use shadowlink_protocol::batch::testing::BatchBuilder;
+use shadowlink_protocol::batch::RecordBatch;
+use shadowlink_storage::LogConfig;
+
+use super::owned::{ProduceError, ProduceRequest, DEFAULT_MAX_MESSAGE_BYTES};
+use super::*;
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, LogConfig::default()).unwrap()
+}
+
+fn request() -> ProduceRequest {
+    ProduceRequest {
+        acks: -1,
+        api_version: 9,
+        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+    }
+}
+
+/// A client batch: offsets and epoch as a producer sends them (0 and -1).
+fn client_batch(producer: (i64, i16, i32), records: usize) -> Bytes {
+    let values: Vec<_> = (0..records).map(|_| (None, Some(&b"v"[..]))).collect();
+    BatchBuilder::new(0)
+        .leader_epoch(-1)
+        .producer(producer.0, producer.1, producer.2)
+        .records(&values)
+        .build()
+}
+
+fn shadow_meta(partitions: i32) -> TopicMeta {
+    TopicMeta {
+        link: "from-a".into(),
+        source_topic_id: topic_id_hex(&[0; 16]),
+        partitions,
+        state: TopicState::Active,
+        configs: BTreeMap::new(),
+    }
+}
+
+fn stored(partition: &MirrorPartition) -> Vec<RecordBatch> {
+    let read = partition.log().read(0, usize::MAX).unwrap();
+    read.chunks
+        .into_iter()
+        .flat_map(|c| shadowlink_protocol::batch::BatchWalker::new(c).map(Result::unwrap))
+        .collect()
+}
+
+#[test]
+fn topic_json_without_ownership_still_loads_as_a_shadow() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic_dir = dir.path().join("topics/a_orders");
+    std::fs::create_dir_all(&topic_dir).unwrap();
+    let old = r#"{"link":"from-a","source_topic_id":"00","partitions":1,"state":"active","configs":{"retention.ms":"1000"}}"#;
+    std::fs::write(topic_dir.join("topic.json"), old).unwrap();
+    let store = open(dir.path());
+    let topic = store.topic("a_orders").unwrap();
+    assert!(!topic.is_owned());
+    assert_eq!(topic.meta().link, "from-a");
+    assert_eq!(topic.meta().configs["retention.ms"], "1000");
+    let p = topic.partition(0).unwrap();
+    assert!(matches!(
+        p.produce(client_batch((-1, -1, -1), 1), &request()),
+        Err(ProduceError::NotOwned)
+    ));
+}
+
+#[test]
+fn produced_batches_get_contiguous_offsets_and_survive_a_restart_with_their_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_owned_topic("b_payments", 2, BTreeMap::new())
+        .unwrap();
+    let p = store.topic("b_payments").unwrap().partition(1).unwrap();
+    let first = p.produce(client_batch((5, 0, 0), 3), &request()).unwrap();
+    let second = p.produce(client_batch((5, 0, 3), 2), &request()).unwrap();
+    assert_eq!((first.base_offset, second.base_offset), (0, 3));
+    let retry = p.produce(client_batch((5, 0, 0), 3), &request()).unwrap();
+    assert!(retry.duplicate && retry.base_offset == 0);
+    assert_eq!(p.log().log_end_offset(), 5);
+    drop((p, store));
+
+    let store = open(dir.path());
+    let topic = store.topic("b_payments").unwrap();
+    assert!(topic.is_owned());
+    let p = topic.partition(1).unwrap();
+    let retry = p.produce(client_batch((5, 0, 3), 2), &request()).unwrap();
+    assert!(retry.duplicate && retry.base_offset == 3, "{retry:?}");
+    assert!(matches!(
+        p.produce(client_batch((5, 0, 9), 1), &request()),
+        Err(ProduceError::Sequence(_))
+    ));
+    let next = p.produce(client_batch((5, 0, 5), 1), &request()).unwrap();
+    assert_eq!(next.base_offset, 5);
+    let offsets: Vec<_> = stored(&p).iter().map(RecordBatch::base_offset).collect();
+    assert_eq!(offsets, vec![0, 3, 5]);
+}
+
+#[test]
+fn a_shadow_made_writable_continues_at_its_end_in_a_newer_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let topic = store.ensure_topic("a_orders", shadow_meta(1)).unwrap();
+    let p = topic.partition(0).unwrap();
+    // Mirrored: the source's offsets (with a gap) and epochs 2 then 7.
+    let mirrored = BatchBuilder::new(10)
+        .leader_epoch(2)
+        .producer(90_000, 0, 0)
+        .records(&[(None, None)])
+        .build();
+    p.append(mirrored).unwrap();
+    p.append(
+        BatchBuilder::new(20)
+            .leader_epoch(7)
+            .last_offset_delta(4)
+            .build(),
+    )
+    .unwrap();
+    assert!(store.allocate_producer_id().unwrap() > 90_000);
+
+    let ownership = topic.make_writable().unwrap();
+    assert_eq!(ownership.leader_epochs[&0], 8);
+    assert_eq!(ownership.writable_from[&0], 25);
+    assert_eq!(ownership.from_link.as_deref(), Some("from-a"));
+    assert_eq!(
+        topic.make_writable().unwrap(),
+        ownership,
+        "one way, idempotent"
+    );
+    assert_eq!(p.log().latest_epoch(), Some(8));
+    // The link can no longer write it.
+    assert!(p.append(BatchBuilder::new(25).build()).is_err());
+
+    let produced = p
+        .produce(client_batch((-1, -1, -1), 2), &request())
+        .unwrap();
+    assert_eq!(produced.base_offset, 25);
+    let last = stored(&p).pop().unwrap();
+    assert_eq!((last.base_offset(), last.partition_leader_epoch()), (25, 8));
+    drop((p, topic, store));
+
+    let store = open(dir.path());
+    let topic = store.topic("a_orders").unwrap();
+    assert_eq!(topic.ownership(), Some(ownership));
+    assert_eq!(topic.meta().link, "from-a");
+    let p = topic.partition(0).unwrap();
+    assert_eq!(p.owned_epoch(), Some(8));
+    assert_eq!(
+        p.produce(client_batch((-1, -1, -1), 1), &request())
+            .unwrap()
+            .base_offset,
+        27
+    );
+}
+
+#[test]
+fn an_epoch_begun_without_batches_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let topic = store.ensure_topic("a_orders", shadow_meta(1)).unwrap();
+    let p = topic.partition(0).unwrap();
+    p.append(
+        BatchBuilder::new(0)
+            .leader_epoch(4)
+            .records(&[(None, None)])
+            .build(),
+    )
+    .unwrap();
+    topic.make_writable().unwrap();
+    drop((p, topic, store));
+    // Recovery drops an epoch that starts at the log end; the ownership restores it.
+    let store = open(dir.path());
+    let p = store.topic("a_orders").unwrap().partition(0).unwrap();
+    assert_eq!(p.log().latest_epoch(), Some(5));
+}
+
+#[test]
+fn owned_topics_are_declared_once_grown_and_never_over_a_shadow() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.ensure_owned_topic("b_payments", 1).unwrap();
+    let topic = store.ensure_owned_topic("b_payments", 3).unwrap();
+    assert_eq!(topic.partitions().len(), 3);
+    assert!(topic.partitions().iter().all(|p| p.is_owned()));
+    assert_eq!(topic.ownership().unwrap().leader_epochs.len(), 3);
+    assert!(matches!(
+        store.create_owned_topic("b_payments", 1, BTreeMap::new()),
+        Err(OwnTopicError::Exists(_))
+    ));
+    store.ensure_topic("a_orders", shadow_meta(1)).unwrap();
+    assert!(matches!(
+        store.ensure_owned_topic("a_orders", 1),
+        Err(OwnTopicError::Shadow { .. })
+    ));
+    for bad in ["", "..", "a/b", "../x", &"x".repeat(250)] {
+        assert!(matches!(
+            store.create_owned_topic(bad, 1, BTreeMap::new()),
+            Err(OwnTopicError::InvalidName { .. })
+        ));
+    }
+    assert!(matches!(
+        store.create_owned_topic("b_zero", 0, BTreeMap::new()),
+        Err(OwnTopicError::InvalidPartitions(0))
+    ));
+}
