@@ -20,7 +20,12 @@ const POOL: usize = 4096;
 fn batch(base_offset: i64) -> Bytes {
     let build = |len: usize| {
         let value = vec![0xabu8; len];
-        build_batch(base_offset, 0, &[(None, Some(&value[..]))], 1_700_000_000_000)
+        build_batch(
+            base_offset,
+            0,
+            &[(None, Some(&value[..]))],
+            1_700_000_000_000,
+        )
     };
     // Size the value so header + record framing + value is exactly 16 KiB (the framing's
     // varint lengths are the same for both sizes tried).
