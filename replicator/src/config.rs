@@ -45,6 +45,17 @@ pub struct Config {
     pub storage: StorageSettings,
     #[serde(default)]
     pub links: Vec<LinkConfig>,
+    /// Topics this node owns and accepts writes for.
+    #[serde(default)]
+    pub topics: Vec<OwnedTopicConfig>,
+}
+
+/// A topic this node owns: clients produce to it here, and other nodes may shadow it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnedTopicConfig {
+    pub name: String,
+    pub partitions: i32,
 }
 
 /// The node's Kafka-API listener.
@@ -235,6 +246,7 @@ impl Config {
                 "must be at least 100ms",
             ));
         }
+        validate_owned_topics(&self.topics)?;
         let mut names = std::collections::HashSet::new();
         for (i, link) in self.links.iter().enumerate() {
             validate_link(i, link)?;
@@ -328,6 +340,27 @@ fn key_at(text: &str, at: usize) -> Option<(String, usize)> {
         format!("{table}.{key}")
     };
     Some((dotted, line_no))
+}
+
+fn validate_owned_topics(topics: &[OwnedTopicConfig]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in topics.iter().enumerate() {
+        crate::mirror::validate_topic_name(&t.name)
+            .map_err(|e| invalid(format!("topics[{i}].name"), e.to_string()))?;
+        if t.partitions < 1 {
+            return Err(invalid(
+                format!("topics[{i}].partitions"),
+                "must be at least 1",
+            ));
+        }
+        if !seen.insert(t.name.as_str()) {
+            return Err(invalid(
+                format!("topics[{i}].name"),
+                format!("{:?} is declared twice", t.name),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_link(i: usize, link: &LinkConfig) -> Result<(), ConfigError> {

@@ -59,6 +59,9 @@ impl Daemon {
                 source: std::io::Error::other(e.to_string()),
             })??;
         let store = Arc::new(store);
+        // Before any link starts: a link whose filter matches an owned topic's name must
+        // find it owned, not create a shadow of it.
+        create_owned_topics(&config, &store).await?;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let (listener, kafka_addr) =
@@ -135,6 +138,24 @@ impl Daemon {
             .await
             .unwrap_or(Ok(()))
     }
+}
+
+async fn create_owned_topics(config: &Config, store: &Arc<Store>) -> Result<(), StartError> {
+    for (i, t) in config.topics.iter().enumerate() {
+        let (s, name, partitions) = (store.clone(), t.name.clone(), t.partitions);
+        let created = tokio::task::spawn_blocking(move || s.ensure_owned_topic(&name, partitions))
+            .await
+            .map_err(|e| StorageError::Io {
+                action: "creating owned topics in",
+                path: config.data_dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        created.map_err(|e| ConfigError::Invalid {
+            key: format!("topics[{i}].name"),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 fn server_context(

@@ -296,3 +296,33 @@ fn create_topics_and_init_producer_id_refuse_what_the_node_cannot_do() -> Result
     assert_eq!(init_producer_id(&mut client, Some("txn-1"))?.0, 53);
     Ok(())
 }
+
+#[test]
+fn topics_declared_in_the_config_are_owned_even_when_a_link_matches_them() -> Result<()> {
+    let source = shadowlink_tests::Tansu::start()?;
+    for topic in ["b_payments", "b_other"] {
+        shadowlink_tests::scenario::create_topic(source.addr, topic, 3, &[])?;
+        shadowlink_tests::scenario::produce(source.addr, topic, 30, "none", 3, 0)?;
+    }
+    let config = format!(
+        r#"{OWNER_CONFIG}
+[[topics]]
+name = "b_payments"
+partitions = 3
+
+[[links]]
+name = "from-b"
+bootstrap = ["{}"]
+include = ["b_*"]
+metadata_interval = "300ms"
+"#,
+        source.addr
+    );
+    let node = Node::start(&config)?;
+    // The link shadows what this node does not own...
+    shadowlink_tests::scenario::wait_identical(source.addr, node.kafka, "b_other", 3)?;
+    // ...and leaves the declared topic to its producers: only their records are in it.
+    produce_with("confluent", node.kafka, "b_payments", 90, "lz4")?;
+    assert_eq!(contiguous_records(node.kafka, "b_payments", 3)?, 90);
+    Ok(())
+}

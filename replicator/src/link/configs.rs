@@ -7,7 +7,6 @@ use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsRe
 use kafka_protocol::protocol::StrBytes;
 
 use super::LinkRunner;
-use crate::mirror::TopicState;
 
 /// Configs copied from each source topic. Retention is enforced by the mirror itself, so
 /// a mirror keeps no more and no less history than its source would.
@@ -31,10 +30,7 @@ impl LinkRunner {
             .store
             .topics()
             .into_iter()
-            .filter(|t| {
-                let meta = t.meta();
-                meta.link == self.link.config.name && meta.state == TopicState::Active
-            })
+            .filter(|t| self.fetches(t))
             .map(|t| t.name.clone())
             .collect();
         if topics.is_empty() {

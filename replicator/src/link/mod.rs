@@ -261,6 +261,13 @@ impl LinkRunner {
 
     /// Checks an existing mirror topic against its source; `None` when it must not be
     /// fetched (failed, owned by another link, or its source changed identity).
+    /// Whether `topic` is an active shadow of this link, which it keeps up to date. A
+    /// failed topic, another link's, or one made writable by failover is left alone.
+    pub(super) fn fetches(&self, topic: &MirrorTopic) -> bool {
+        let meta = topic.meta();
+        meta.link == self.link.config.name && meta.state == TopicState::Active && !topic.is_owned()
+    }
+
     fn check_existing(
         &self,
         topic: &Arc<MirrorTopic>,
@@ -268,7 +275,7 @@ impl LinkRunner {
         count: i32,
     ) -> Result<Option<Arc<MirrorTopic>>, shadowlink_storage::StorageError> {
         let meta = topic.meta();
-        if meta.link != self.name() || meta.state != TopicState::Active {
+        if !self.fetches(topic) {
             return Ok(None);
         }
         let zero = topic_id_hex(&[0; 16]);

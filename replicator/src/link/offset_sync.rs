@@ -15,7 +15,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::LinkRunner;
-use crate::mirror::TopicState;
 use crate::source::SourceError;
 
 /// (topic, partition, offset) as OffsetFetch reports and the coordinator stores them.
@@ -131,11 +130,7 @@ impl LinkRunner {
         offsets
             .into_iter()
             .filter_map(|(topic, partition, offset)| {
-                let mirror = self.store.topic(&topic)?;
-                let meta = mirror.meta();
-                if meta.link != self.link.config.name || meta.state != TopicState::Active {
-                    return None;
-                }
+                let mirror = self.store.topic(&topic).filter(|m| self.fetches(m))?;
                 let high_watermark = mirror.partition(partition)?.log().high_watermark();
                 Some((topic, partition, offset.min(high_watermark)))
             })
