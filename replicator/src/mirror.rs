@@ -16,6 +16,7 @@ pub mod producer_state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -85,6 +86,8 @@ pub struct MirrorPartition {
     failure: Mutex<Option<String>>,
     /// `Some` once the partition is owned: producers write it, links no longer do.
     owned: Mutex<Option<OwnedState>>,
+    /// The source leader's epoch as its link last saw it in Metadata (-1 before).
+    source_epoch: AtomicI32,
 }
 
 impl MirrorPartition {
@@ -109,6 +112,20 @@ impl MirrorPartition {
 
     pub fn is_owned(&self) -> bool {
         self.owned_state().is_some()
+    }
+
+    /// Records the source partition's current leader epoch, which may run ahead of the
+    /// newest mirrored batch (a leader change with nothing written since).
+    pub fn observe_source_epoch(&self, epoch: i32) {
+        self.source_epoch.fetch_max(epoch, Ordering::Relaxed);
+    }
+
+    /// The leader epoch clients see: never below the source's (KIP-320, so a consumer
+    /// holding an epoch from the source is not told it is ahead), nor below any batch
+    /// the partition holds.
+    pub fn leader_epoch(&self) -> i32 {
+        let stored = self.log().latest_epoch().unwrap_or(0);
+        stored.max(self.source_epoch.load(Ordering::Relaxed)).max(0)
     }
 
     /// The leader epoch producers write in, for owned partitions.
@@ -387,6 +404,7 @@ impl Store {
             appended: self.appended.clone(),
             failure: Mutex::new(None),
             owned: Mutex::new(None),
+            source_epoch: AtomicI32::new(-1),
         }))
     }
 

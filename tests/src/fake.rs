@@ -38,6 +38,9 @@ pub struct FakeLog {
     pub fetch_error: i16,
     /// The log start offset reported (retention or DeleteRecords at the source).
     pub log_start: i64,
+    /// The leader epoch Metadata reports, when ahead of the newest batch's (a leader
+    /// change with nothing written since).
+    pub leader_epoch: Option<i32>,
 }
 
 impl FakeLog {
@@ -212,7 +215,7 @@ fn metadata(addr: SocketAddr, topics: &FakeTopics, version: i16) -> MetadataResp
                         .with_replica_nodes(vec![FAKE_NODE.into()])
                         .with_isr_nodes(vec![FAKE_NODE.into()]);
                     if version >= 7 {
-                        partition.with_leader_epoch(log.latest_epoch())
+                        partition.with_leader_epoch(log.leader_epoch.unwrap_or(log.latest_epoch()))
                     } else {
                         partition
                     }

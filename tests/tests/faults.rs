@@ -200,3 +200,41 @@ fn partitions_added_at_the_source_are_mirrored_and_a_shrink_fails_the_topic() ->
     assert!(reason.contains("shrank from 2 to 1"), "{reason}");
     Ok(())
 }
+
+/// The leader epoch the node's Metadata reports for `topic`-0.
+fn metadata_epoch(node: &Node, topic: &str) -> Result<i32> {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    let response: MetadataResponse = RawClient::connect(node.kafka)?.call(
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default().with_topics(None),
+    )?;
+    let topic = response
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some(topic))
+        .ok_or_else(|| anyhow::anyhow!("{topic} not in metadata"))?;
+    Ok(topic.partitions[0].leader_epoch)
+}
+
+#[test]
+fn the_node_reports_a_leader_epoch_never_below_the_source() -> Result<()> {
+    let data = batches(0..5, 2, "e2");
+    let source = FakeBroker::start(BTreeMap::from([("a_epoch".to_string(), log(data.clone()))]))?;
+    let node = Node::start(&link_config(source.addr))?;
+    eventually(Duration::from_secs(30), || {
+        mirrored(&node, "a_epoch", &data)
+    })?;
+    assert_eq!(
+        metadata_epoch(&node, "a_epoch")?,
+        2,
+        "the newest mirrored batch's epoch"
+    );
+
+    // Two leader changes at the source, nothing written since: clients must still see 4.
+    source.edit(|t| t.get_mut("a_epoch").unwrap()[0].leader_epoch = Some(4));
+    eventually(Duration::from_secs(30), || {
+        Ok((metadata_epoch(&node, "a_epoch")? == 4).then_some(()))
+    })?;
+    Ok(())
+}

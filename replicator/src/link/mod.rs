@@ -255,6 +255,7 @@ impl LinkRunner {
                 });
             state.leader = p.leader;
             state.leader_epoch = p.leader_epoch;
+            state.mirror.observe_source_epoch(p.leader_epoch);
         }
         Ok(())
     }

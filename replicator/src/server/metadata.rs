@@ -68,9 +68,7 @@ fn describe(topic: &MirrorTopic, version: i16) -> MetadataResponseTopic {
         .partitions()
         .iter()
         .map(|p| {
-            // The epoch clients see is the newest one among the mirrored batches, so a
-            // consumer's committed epoch from the source is never ahead of ours (KIP-320).
-            let epoch = p.log().latest_epoch().unwrap_or(0).max(0);
+            let epoch = p.leader_epoch();
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(p.partition)
                 .with_leader_id(NODE_ID.into())

@@ -1,6 +1,7 @@
 //! OffsetForLeaderEpoch (KIP-320): where each leader epoch ends in a mirror, from the
 //! epochs carried by the mirrored batches.
 
+use crate::mirror::MirrorPartition;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -8,7 +9,6 @@ use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLea
 use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::{encode_response, EncodeError};
-use shadowlink_storage::PartitionLog;
 
 use super::{Reply, ServerContext};
 
@@ -31,9 +31,7 @@ pub fn handle(
                         .and_then(|t| t.partition(p.partition));
                     let answer = EpochEndOffset::default().with_partition(p.partition);
                     match mirror {
-                        Some(m) => {
-                            end_of_epoch(&m.log(), p.current_leader_epoch, p.leader_epoch, answer)
-                        }
+                        Some(m) => end_of_epoch(&m, p.current_leader_epoch, p.leader_epoch, answer),
                         None => answer
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                             .with_leader_epoch(-1)
@@ -57,12 +55,12 @@ pub fn handle(
 }
 
 fn end_of_epoch(
-    log: &PartitionLog,
+    partition: &MirrorPartition,
     current: i32,
     requested: i32,
     answer: EpochEndOffset,
 ) -> EpochEndOffset {
-    let ours = log.latest_epoch().unwrap_or(0).max(0);
+    let ours = partition.leader_epoch();
     // The client's view of the leader epoch must match ours (KIP-320 fencing): an older
     // one means stale metadata, a newer one means ours has not caught up.
     if current >= 0 && current < ours {
@@ -71,7 +69,7 @@ fn end_of_epoch(
     if current > ours {
         return answer.with_error_code(ResponseError::UnknownLeaderEpoch.code());
     }
-    match log.end_offset_for_epoch(requested) {
+    match partition.log().end_offset_for_epoch(requested) {
         Some((epoch, end)) => answer.with_leader_epoch(epoch).with_end_offset(end),
         None => answer.with_leader_epoch(-1).with_end_offset(-1),
     }
