@@ -66,11 +66,11 @@ fn unknown_api_keys_keep_the_correlation_id() {
 
 #[test]
 fn apis_we_do_not_handle_and_versions_out_of_range_are_refused_before_decoding() {
-    let err = parse_header(&frame(ApiKey::CreateTopics as i16, 5, 3, &[])).unwrap_err();
+    let err = parse_header(&frame(ApiKey::DescribeAcls as i16, 2, 3, &[])).unwrap_err();
     assert!(matches!(
         err,
         RequestError::UnsupportedApi {
-            api_key: ApiKey::CreateTopics,
+            api_key: ApiKey::DescribeAcls,
             correlation_id: 3,
             ..
         }

@@ -182,12 +182,13 @@ fn fetch_request(topic: &str, partition: i32, offset: i64) -> FetchRequest {
     let partition = FetchPartition::default()
         .with_partition(partition)
         .with_fetch_offset(offset)
-        .with_partition_max_bytes(1024 * 1024);
+        // Large enough for any batch a test writes: a partial batch reads as the end.
+        .with_partition_max_bytes(16 * 1024 * 1024);
     FetchRequest::default()
         .with_replica_id((-1).into())
         .with_max_wait_ms(100)
         .with_min_bytes(1)
-        .with_max_bytes(4 * 1024 * 1024)
+        .with_max_bytes(64 * 1024 * 1024)
         .with_isolation_level(0)
         .with_session_epoch(-1)
         .with_topics(vec![FetchTopic::default()
