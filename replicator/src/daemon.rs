@@ -62,6 +62,15 @@ impl Daemon {
         // Before any link starts: a link whose filter matches an owned topic's name must
         // find it owned, not create a shadow of it.
         create_owned_topics(&config, &store).await?;
+        // A failover cut short by a crash is finished before anything else runs.
+        let resumed = store.clone();
+        tokio::task::spawn_blocking(move || crate::failover::resume_interrupted(&resumed))
+            .await
+            .map_err(|e| StorageError::Io {
+                action: "resuming failovers in",
+                path: config.data_dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let (listener, kafka_addr) =

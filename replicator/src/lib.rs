@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod errors;
+pub mod failover;
 pub mod filter;
 pub mod link;
 pub mod metrics;

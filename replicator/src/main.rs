@@ -44,6 +44,28 @@ enum Command {
         #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
         format: StatusFormat,
     },
+    /// Make a link's shadow topics writable on the node, one way, without contacting the
+    /// source; prints per partition the records that were at risk.
+    Failover {
+        /// The node's admin listener, `http://host:port` or `host:port`.
+        #[arg(long, default_value = shadowlink::admin::table::DEFAULT_ADMIN)]
+        admin: String,
+        #[arg(long)]
+        link: String,
+        #[command(flatten)]
+        topics: FailoverTopics,
+    },
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct FailoverTopics {
+    /// Every shadow topic of the link.
+    #[arg(long)]
+    all: bool,
+    /// A shadow topic to fail over; repeat for several.
+    #[arg(long = "topic")]
+    topics: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,6 +112,19 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { admin, format } => status(&admin, format),
+        Command::Failover {
+            admin,
+            link,
+            topics,
+        } => {
+            let request = shadowlink::failover::FailoverRequest {
+                all: topics.all,
+                topics: topics.topics,
+            };
+            let outcomes = shadowlink::admin::failover::request(&admin, &link, &request)?;
+            print!("{}", shadowlink::admin::failover::render(&outcomes));
+            Ok(())
+        }
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;

@@ -34,7 +34,13 @@ use producer_ids::ProducerIdAllocator;
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TopicState {
     Active,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
+    /// Failover started: the link no longer writes it; not yet writable here.
+    FailingOver,
+    /// Failover done: writable on this node, one way (never back to `Active`).
+    FailedOver,
 }
 
 /// That this node writes a topic, and the epochs its partitions write in. Stored in

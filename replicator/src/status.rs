@@ -60,13 +60,19 @@ pub enum TopicStateName {
     Active,
     /// The topic, or one of its partitions, stopped on an error.
     Failed,
+    /// Being failed over: no longer fetched, not yet writable.
+    FailingOver,
+    /// Failed over: writable on this node.
+    FailedOver,
 }
 
 impl TopicStateName {
-    pub const ALL: [TopicStateName; 3] = [
+    pub const ALL: [TopicStateName; 5] = [
         TopicStateName::Syncing,
         TopicStateName::Active,
         TopicStateName::Failed,
+        TopicStateName::FailingOver,
+        TopicStateName::FailedOver,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +80,8 @@ impl TopicStateName {
             TopicStateName::Syncing => "syncing",
             TopicStateName::Active => "active",
             TopicStateName::Failed => "failed",
+            TopicStateName::FailingOver => "failing_over",
+            TopicStateName::FailedOver => "failed_over",
         }
     }
 }
@@ -349,6 +357,10 @@ impl Status {
         link
     }
 
+    pub fn has_link(&self, name: &str) -> bool {
+        self.links().iter().any(|l| l.name == name)
+    }
+
     fn links(&self) -> Vec<Arc<LinkStatus>> {
         self.links.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -407,9 +419,11 @@ fn topic_report(
     sync: Option<SyncProgress>,
     now: Instant,
 ) -> TopicReport {
-    let mut reason = match topic.meta().state {
-        TopicState::Failed { reason } => Some(reason),
-        TopicState::Active => None,
+    let (mut reason, handed_over) = match topic.meta().state {
+        TopicState::Failed { reason } => (Some(reason), None),
+        TopicState::Active => (None, None),
+        TopicState::FailingOver => (None, Some(TopicStateName::FailingOver)),
+        TopicState::FailedOver => (None, Some(TopicStateName::FailedOver)),
     };
     let partitions: Vec<PartitionReport> = topic
         .partitions()
@@ -444,7 +458,9 @@ fn topic_report(
             }
         })
         .collect();
-    let state = if reason.is_some() {
+    let state = if let Some(state) = handed_over {
+        state
+    } else if reason.is_some() {
         TopicStateName::Failed
     } else if sync.is_some() {
         TopicStateName::Syncing

@@ -6,20 +6,25 @@
 //! | `GET /v1/status` | [`StatusReport`](crate::status::StatusReport) as JSON |
 //! | `GET /healthz` | 200 while the process serves requests |
 //! | `GET /readyz` | 200 when every link is connected and no topic failed, else 503 with the reasons |
+//! | `POST /v1/links/{name}/failover` | body `{"all": true}` or `{"topics": [...]}`: fails them over, answers the records at risk per partition |
 
+pub mod failover;
 pub mod table;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::Json;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::failover::{fail_over, FailoverError, FailoverRequest};
 use crate::mirror::Store;
 use crate::status::Status;
 
@@ -37,6 +42,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/links/{name}/failover", post(failover))
         .with_state(state)
 }
 
@@ -88,6 +94,24 @@ async fn status(State(state): State<AdminState>) -> Response {
     match serde_json::to_string_pretty(&report) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn failover(
+    State(state): State<AdminState>,
+    Path(link): Path<String>,
+    Json(request): Json<FailoverRequest>,
+) -> Response {
+    let (status, store) = (state.status.clone(), state.store.clone());
+    let done =
+        tokio::task::spawn_blocking(move || fail_over(&store, &status, &link, &request)).await;
+    match done {
+        Ok(Ok(outcomes)) => Json(outcomes).into_response(),
+        Ok(Err(e @ FailoverError::Storage(_))) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 

@@ -20,16 +20,8 @@ pub enum StatusError {
 /// Fetches the raw JSON of `/v1/status` from the admin listener at `admin`
 /// (`http://host:port`, or `host:port`).
 pub fn fetch_json(admin: &str) -> Result<String, StatusError> {
-    let base = if admin.contains("://") {
-        admin.to_string()
-    } else {
-        format!("http://{admin}")
-    };
-    let url = format!("{}/v1/status", base.trim_end_matches('/'));
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent();
+    let url = admin_url(admin, "/v1/status");
+    let agent = agent();
     let http = |reason: String| StatusError::Http {
         url: url.clone(),
         reason,
@@ -39,6 +31,24 @@ pub fn fetch_json(admin: &str) -> Result<String, StatusError> {
         .body_mut()
         .read_to_string()
         .map_err(|e| http(e.to_string()))
+}
+
+/// `path` on the admin listener at `admin` (`http://host:port` or `host:port`).
+pub(super) fn admin_url(admin: &str, path: &str) -> String {
+    let base = if admin.contains("://") {
+        admin.to_string()
+    } else {
+        format!("http://{admin}")
+    };
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+pub(super) fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
 }
 
 /// Parses what [`fetch_json`] returned.
@@ -130,12 +140,12 @@ fn sync_line(topic: &str, s: &SyncProgress) -> String {
     )
 }
 
-fn row(cells: &[&str]) -> Vec<String> {
+pub(super) fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
 
 /// Left-aligned columns two spaces apart; the last column is not padded.
-fn table(rows: &[Vec<String>]) -> String {
+pub(super) fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

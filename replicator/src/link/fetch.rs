@@ -39,7 +39,9 @@ impl LinkRunner {
         let now = Instant::now();
         let mut ready: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         for (key, state) in &self.partitions {
-            let writable = state.writer.capacity() >= 2 && state.mirror.failure().is_none();
+            let writable = state.writer.capacity() >= 2
+                && state.mirror.failure().is_none()
+                && !state.mirror.is_owned();
             if !state.in_flight
                 && state.next_offset.is_some()
                 && state.backoff.ready(now)

@@ -75,6 +75,11 @@ fn append(partition: &MirrorPartition, records: Bytes) -> Result<(), String> {
                 "{name}: {source}; nothing from this batch on is stored"
             ))
         }
+        // Failed over while this fetch was in flight: the topic is no longer a mirror.
+        Err(StorageError::Refused(_)) if partition.is_owned() => {
+            tracing::debug!(partition = %name, "fetched data dropped: the partition was failed over");
+            Ok(())
+        }
         Err(e) => Err(format!("{name}: {e}")),
     }
 }

@@ -1,0 +1,66 @@
+//! `shadowlink failover`: asks a node's admin listener to fail topics over and prints
+//! the records each partition had at risk.
+
+use super::table::{admin_url, agent, row, table, StatusError};
+use crate::failover::{FailoverRequest, TopicOutcome};
+
+/// POSTs the failover of `request` for `link` to the node at `admin`.
+pub fn request(
+    admin: &str,
+    link: &str,
+    request: &FailoverRequest,
+) -> Result<Vec<TopicOutcome>, StatusError> {
+    let url = admin_url(admin, &format!("/v1/links/{link}/failover"));
+    let http = |reason: String| StatusError::Http {
+        url: url.clone(),
+        reason,
+    };
+    let body = serde_json::to_string(request).map_err(|e| http(e.to_string()))?;
+    let mut response = agent()
+        .post(&url)
+        .header("content-type", "application/json")
+        .send(body)
+        .map_err(|e| http(e.to_string()))?;
+    let code = response.status();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| http(e.to_string()))?;
+    if !code.is_success() {
+        return Err(http(format!("{code}: {}", text.trim())));
+    }
+    serde_json::from_str(&text).map_err(|e| StatusError::Body {
+        url: url.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// One row per partition: where producers continue, and what the source had beyond it.
+pub fn render(outcomes: &[TopicOutcome]) -> String {
+    let unknown = || "?".to_string();
+    let mut rows = vec![row(&[
+        "TOPIC",
+        "PARTITION",
+        "STATE",
+        "NEXT_OFFSET",
+        "SRC_HWM",
+        "RECORDS_AT_RISK",
+        "SECONDS_AT_RISK",
+    ])];
+    for t in outcomes {
+        for p in &t.partitions {
+            rows.push(vec![
+                t.topic.clone(),
+                p.partition.to_string(),
+                t.state.clone(),
+                p.last_mirrored_offset.to_string(),
+                p.source_high_watermark
+                    .map_or_else(unknown, |v| v.to_string()),
+                p.records_at_risk.map_or_else(unknown, |v| v.to_string()),
+                p.seconds_at_risk
+                    .map_or_else(unknown, |v| format!("{v:.1}")),
+            ]);
+        }
+    }
+    table(&rows)
+}

@@ -1,0 +1,165 @@
+//! Failover: a link's shadow topics become writable on this node, one way.
+//!
+//! Per topic: `active → failing_over → failed_over`, each step persisted before the next.
+//! `failing_over` stops the link from writing the topic; making it writable continues
+//! its offsets from the mirrored log end, in a leader epoch above every mirrored one.
+//! Nothing here talks to the source: failover is for when the source is gone.
+
+use serde::{Deserialize, Serialize};
+use shadowlink_storage::StorageError;
+
+use crate::mirror::{MirrorTopic, Store, TopicState};
+use crate::status::{PartitionReport, Status};
+
+/// Why a failover request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    #[error("link {0} is not configured on this node")]
+    UnknownLink(String),
+    #[error("topic {topic} is not a shadow topic of link {link}")]
+    NotShadowed { topic: String, link: String },
+    #[error("name the topics to fail over, or ask for all of them")]
+    NothingNamed,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What to fail over: every shadow topic of the link, or the named ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FailoverRequest {
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+/// The records at risk in one partition: what the source had that the mirror did not.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionOutcome {
+    pub partition: i32,
+    /// The mirror's log end: the first offset producers write here.
+    pub last_mirrored_offset: i64,
+    /// The source's high watermark as last seen by the link, if it was ever seen.
+    pub source_high_watermark: Option<i64>,
+    /// Records the source had acknowledged beyond the mirror (the achieved RPO).
+    pub records_at_risk: Option<i64>,
+    /// Age of the oldest record not mirrored, as measured by the link (the RPO in time).
+    pub seconds_at_risk: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicOutcome {
+    pub topic: String,
+    pub state: String,
+    pub partitions: Vec<PartitionOutcome>,
+}
+
+/// Fails over the requested topics of `link`; already failed-over ones are reported again.
+pub fn fail_over(
+    store: &Store,
+    status: &Status,
+    link: &str,
+    request: &FailoverRequest,
+) -> Result<Vec<TopicOutcome>, FailoverError> {
+    if !status.has_link(link) {
+        return Err(FailoverError::UnknownLink(link.to_string()));
+    }
+    let topics = chosen_topics(store, link, request)?;
+    let before = status.report(store);
+    let risk = |topic: &str| -> Vec<PartitionReport> {
+        before
+            .links
+            .iter()
+            .filter(|l| l.name == link)
+            .flat_map(|l| l.topics.iter())
+            .filter(|t| t.name == topic)
+            .flat_map(|t| t.partitions.clone())
+            .collect()
+    };
+    let mut outcomes = Vec::new();
+    for topic in topics {
+        let seen = risk(&topic.name);
+        complete(&topic)?;
+        outcomes.push(outcome(&topic, &seen));
+    }
+    Ok(outcomes)
+}
+
+fn chosen_topics(
+    store: &Store,
+    link: &str,
+    request: &FailoverRequest,
+) -> Result<Vec<std::sync::Arc<MirrorTopic>>, FailoverError> {
+    let of_link = |t: &MirrorTopic| t.meta().link == link;
+    if request.all {
+        return Ok(store.topics().into_iter().filter(|t| of_link(t)).collect());
+    }
+    if request.topics.is_empty() {
+        return Err(FailoverError::NothingNamed);
+    }
+    request
+        .topics
+        .iter()
+        .map(|name| {
+            store
+                .topic(name)
+                .filter(|t| of_link(t))
+                .ok_or_else(|| FailoverError::NotShadowed {
+                    topic: name.clone(),
+                    link: link.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Drives one topic to `failed_over`, resuming wherever an earlier attempt stopped.
+pub fn complete(topic: &MirrorTopic) -> Result<(), StorageError> {
+    let mut meta = topic.meta();
+    if meta.state == TopicState::FailedOver {
+        return Ok(());
+    }
+    if meta.state != TopicState::FailingOver {
+        meta.state = TopicState::FailingOver;
+        topic.set_meta(meta.clone())?;
+        tracing::warn!(topic = %topic.name, link = %meta.link, "failover started");
+    }
+    topic.make_writable()?;
+    meta.state = TopicState::FailedOver;
+    topic.set_meta(meta.clone())?;
+    tracing::warn!(topic = %topic.name, link = %meta.link, "failover complete: the topic is writable here");
+    Ok(())
+}
+
+fn outcome(topic: &MirrorTopic, seen: &[PartitionReport]) -> TopicOutcome {
+    let partitions = topic
+        .partitions()
+        .iter()
+        .map(|p| {
+            let last_mirrored_offset = p.log().log_end_offset();
+            let report = seen.iter().find(|r| r.partition == p.partition);
+            let source_high_watermark = report.and_then(|r| r.src_hwm);
+            PartitionOutcome {
+                partition: p.partition,
+                last_mirrored_offset,
+                source_high_watermark,
+                records_at_risk: source_high_watermark.map(|h| (h - last_mirrored_offset).max(0)),
+                seconds_at_risk: report.and_then(|r| r.lag_seconds),
+            }
+        })
+        .collect();
+    TopicOutcome {
+        topic: topic.name.clone(),
+        state: "failed_over".to_string(),
+        partitions,
+    }
+}
+
+/// Finishes failovers a crash interrupted between `failing_over` and `failed_over`.
+pub fn resume_interrupted(store: &Store) -> Result<(), StorageError> {
+    for topic in store.topics() {
+        if topic.meta().state == TopicState::FailingOver {
+            complete(&topic)?;
+        }
+    }
+    Ok(())
+}
