@@ -161,6 +161,9 @@ pub struct LinkConfig {
     pub groups: Vec<String>,
     #[serde(default = "default_group_interval", with = "humantime_serde")]
     pub group_interval: Duration,
+    /// Mirror the schema registry's `_schemas` topic too (on the non-primary site only).
+    #[serde(default)]
+    pub mirror_schemas: bool,
 }
 
 fn default_start() -> StartPosition {
@@ -266,7 +269,8 @@ impl Config {
             .iter()
             .map(|config| Link {
                 filter: TopicFilter::new(&config.include, &config.exclude)
-                    .expect("filters were validated at load"),
+                    .expect("filters were validated at load")
+                    .with_schemas(config.mirror_schemas),
                 groups: GroupFilter::new(&config.groups).expect("filters were validated at load"),
                 config: config.clone(),
             })

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::StorageError;
 
+use crate::filter::SCHEMAS;
 use crate::mirror::{MirrorTopic, Store, TopicState};
 use crate::status::{PartitionReport, Status};
 
@@ -92,7 +93,13 @@ fn chosen_topics(
 ) -> Result<Vec<std::sync::Arc<MirrorTopic>>, FailoverError> {
     let of_link = |t: &MirrorTopic| t.meta().link == link;
     if request.all {
-        return Ok(store.topics().into_iter().filter(|t| of_link(t)).collect());
+        // `_schemas` fails over only when named: making the schema registry writable on
+        // this site is a separate decision from moving the data.
+        let all = store
+            .topics()
+            .into_iter()
+            .filter(|t| of_link(t) && t.name != SCHEMAS);
+        return Ok(all.collect());
     }
     if request.topics.is_empty() {
         return Err(FailoverError::NothingNamed);

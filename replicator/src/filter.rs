@@ -4,8 +4,12 @@
 //! copying another cluster's group offsets or transaction log byte for byte would corrupt
 //! this side's own coordinators.
 
-/// Topics no link ever mirrors.
-const INTERNAL_EXACT: &[&str] = &["__consumer_offsets", "__transaction_state", "_schemas"];
+/// Topics no link ever mirrors, except `_schemas` when a link asks for it.
+const INTERNAL_EXACT: &[&str] = &["__consumer_offsets", "__transaction_state", SCHEMAS];
+
+/// The schema registry's topic. Only one site of a pair may write it, so only the other
+/// site's link mirrors it, and only when told to.
+pub const SCHEMAS: &str = "_schemas";
 const INTERNAL_PREFIXES: &[&str] = &["_redpanda", "__redpanda"];
 
 /// Why a filter pattern was refused, with its position in `include` or `exclude`.
@@ -67,6 +71,7 @@ impl Pattern {
 pub struct TopicFilter {
     include: Vec<Pattern>,
     exclude: Vec<Pattern>,
+    schemas: bool,
 }
 
 impl TopicFilter {
@@ -81,11 +86,24 @@ impl TopicFilter {
             .enumerate()
             .map(|(i, p)| Pattern::parse(p, true).map_err(|e| FilterError::Exclude(i, e)))
             .collect::<Result<_, _>>()?;
-        Ok(TopicFilter { include, exclude })
+        Ok(TopicFilter {
+            include,
+            exclude,
+            schemas: false,
+        })
+    }
+
+    /// Also mirror the schema registry's `_schemas` topic, whatever the patterns say.
+    pub fn with_schemas(mut self, schemas: bool) -> TopicFilter {
+        self.schemas = schemas;
+        self
     }
 
     /// Whether `topic` is mirrored by this filter.
     pub fn matches(&self, topic: &str) -> bool {
+        if topic == SCHEMAS {
+            return self.schemas;
+        }
         !is_internal(topic)
             && self.include.iter().any(|p| p.matches(topic))
             && !self.exclude.iter().any(|p| p.matches(topic))
@@ -163,6 +181,15 @@ mod tests {
             assert!(!f.matches(t), "{t}");
         }
         assert!(f.matches("_private_but_ordinary"));
+    }
+
+    #[test]
+    fn schemas_only_when_asked_for() {
+        let f = filter(&["*"], &[]);
+        assert!(!f.matches("_schemas"));
+        let f = filter(&["a_*"], &["*"]).with_schemas(true);
+        assert!(f.matches("_schemas"), "the option wins over the patterns");
+        assert!(!f.matches("a_x"));
     }
 
     #[test]

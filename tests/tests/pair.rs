@@ -1,0 +1,179 @@
+//! Two shadowlink nodes alone form a reciprocal pair: each owns its prefix and shadows the
+//! other's. Both directions are byte-identical; after region A dies, B fails `a_*` over,
+//! producers carry on at the same offsets and consumer groups resume where they committed.
+
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use shadowlink_protocol::batch::RecordBatch;
+use shadowlink_tests::raw::RawClient;
+use shadowlink_tests::scenario::wait_identical;
+use shadowlink_tests::{eventually, free_port, python, shadowlink_bin, Node};
+
+fn node_config(
+    port: u16,
+    owns: &[(&str, i32)],
+    link_from: &str,
+    peer: u16,
+    schemas: bool,
+) -> String {
+    let mut config = format!(
+        r#"
+data_dir = "{{data_dir}}"
+[kafka]
+listen = "127.0.0.1:{port}"
+[admin]
+listen = "127.0.0.1:0"
+[storage]
+persist = "always"
+"#
+    );
+    for (name, partitions) in owns {
+        config.push_str(&format!(
+            "[[topics]]\nname = \"{name}\"\npartitions = {partitions}\n"
+        ));
+    }
+    config.push_str(&format!(
+        r#"[[links]]
+name = "from-{link_from}"
+bootstrap = ["127.0.0.1:{peer}"]
+include = ["{link_from}_*"]
+groups = ["*"]
+mirror_schemas = {schemas}
+metadata_interval = "300ms"
+group_interval = "300ms"
+"#
+    ));
+    config
+}
+
+fn produce(node: &Node, topic: &str, count: usize, partitions: i32) -> Result<()> {
+    let out = python(
+        "produce_owned.py",
+        &[
+            "confluent",
+            &node.kafka.to_string(),
+            topic,
+            &count.to_string(),
+            "--partitions",
+            &partitions.to_string(),
+        ],
+    )?;
+    ensure!(
+        out.trim() == count.to_string(),
+        "{topic}: acknowledged {out}"
+    );
+    Ok(())
+}
+
+/// (records, max leader epoch) of a partition, checking its offsets run without a gap.
+fn contiguous(node: &Node, topic: &str, partition: i32) -> Result<(i64, i32)> {
+    let (mut next, mut epoch) = (0, -1);
+    for (base, bytes) in RawClient::connect(node.kafka)?.read_batches(topic, partition, 0)? {
+        let batch = RecordBatch::parse(bytes)?;
+        ensure!(
+            base == next,
+            "{topic}-{partition}: batch at {base}, expected {next}"
+        );
+        next = batch.next_offset();
+        epoch = epoch.max(batch.partition_leader_epoch());
+    }
+    Ok((next, epoch))
+}
+
+fn failover(node: &Node, args: &[&str]) -> Result<String> {
+    let admin = node.admin.context("admin listener")?.to_string();
+    let out = Command::new(shadowlink_bin())
+        .args(["failover", "--admin", &admin, "--link", "from-a"])
+        .args(args)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn a_reciprocal_pair_mirrors_both_ways_and_fails_over_without_loss() -> Result<()> {
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = Node::start(&node_config(
+        port_a,
+        &[("a_orders", 2), ("_schemas", 1)],
+        "b",
+        port_b,
+        false,
+    ))?;
+    let b = Node::start(&node_config(
+        port_b,
+        &[("b_payments", 2)],
+        "a",
+        port_a,
+        true,
+    ))?;
+
+    produce(&a, "a_orders", 100, 2)?;
+    produce(&a, "_schemas", 5, 1)?;
+    produce(&b, "b_payments", 60, 2)?;
+    wait_identical(a.kafka, b.kafka, "a_orders", 2)?;
+    wait_identical(a.kafka, b.kafka, "_schemas", 1)?;
+    wait_identical(b.kafka, a.kafka, "b_payments", 2)?;
+
+    // A consumer group of region A commits; region B's link copies the commits.
+    let at = a.kafka.to_string();
+    python(
+        "group_admin.py",
+        &[
+            &at,
+            "commit",
+            "orders-app",
+            "a_orders:0:20",
+            "a_orders:1:35",
+        ],
+    )?;
+    let bt = b.kafka.to_string();
+    let expected = vec!["a_orders 0 20".to_string(), "a_orders 1 35".to_string()];
+    eventually(std::time::Duration::from_secs(30), || {
+        let out = python("group_admin.py", &[&bt, "offsets", "orders-app"])?;
+        Ok((out.lines().map(str::to_string).collect::<Vec<_>>() == expected).then_some(()))
+    })?;
+
+    // Region A dies; B takes over a_* (but not _schemas, which is its own decision).
+    let before: Vec<(i64, i32)> = (0..2)
+        .map(|p| contiguous(&b, "a_orders", p))
+        .collect::<Result<_>>()?;
+    a.process.kill9();
+    let report = failover(&b, &["--all"])?;
+    assert!(
+        report.contains("a_orders") && !report.contains("_schemas"),
+        "{report}"
+    );
+    python("produce_refused.py", &["confluent", &bt, "_schemas"])?;
+
+    produce(&b, "a_orders", 40, 2)?;
+    for (p, (mirrored_end, mirrored_epoch)) in before.iter().enumerate() {
+        let (end, epoch) = contiguous(&b, "a_orders", p as i32)?;
+        assert_eq!(
+            end,
+            mirrored_end + 20,
+            "a_orders-{p} continues at the mirrored end"
+        );
+        assert!(
+            epoch > *mirrored_epoch,
+            "a_orders-{p}: new batches in a higher epoch"
+        );
+    }
+    // The group resumes on B exactly where it had committed on A.
+    let out = python("group_admin.py", &[&bt, "offsets", "orders-app"])?;
+    assert_eq!(
+        out.lines().map(str::to_string).collect::<Vec<_>>(),
+        expected
+    );
+
+    // Failing over _schemas is the separate, explicit step.
+    failover(&b, &["--topic", "_schemas"])?;
+    produce(&b, "_schemas", 1, 1)?;
+    assert_eq!(contiguous(&b, "_schemas", 0)?.0, 6);
+    Ok(())
+}
