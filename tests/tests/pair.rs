@@ -82,9 +82,13 @@ fn contiguous(node: &Node, topic: &str, partition: i32) -> Result<(i64, i32)> {
 }
 
 fn failover(node: &Node, args: &[&str]) -> Result<String> {
+    failover_link(node, "from-a", args)
+}
+
+fn failover_link(node: &Node, link: &str, args: &[&str]) -> Result<String> {
     let admin = node.admin.context("admin listener")?.to_string();
     let out = Command::new(shadowlink_bin())
-        .args(["failover", "--admin", &admin, "--link", "from-a"])
+        .args(["failover", "--admin", &admin, "--link", link])
         .args(args)
         .output()?;
     ensure!(
@@ -175,5 +179,68 @@ fn a_reciprocal_pair_mirrors_both_ways_and_fails_over_without_loss() -> Result<(
     failover(&b, &["--topic", "_schemas"])?;
     produce(&b, "_schemas", 1, 1)?;
     assert_eq!(contiguous(&b, "_schemas", 0)?.0, 6);
+    Ok(())
+}
+
+#[test]
+fn the_drill_in_the_other_direction_b_dies_and_a_takes_over() -> Result<()> {
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = Node::start(&node_config(port_a, &[("a_orders", 1)], "b", port_b, false))?;
+    let mut b = Node::start(&node_config(
+        port_b,
+        &[("b_payments", 2)],
+        "a",
+        port_a,
+        false,
+    ))?;
+    produce(&b, "b_payments", 50, 2)?;
+    produce(&a, "a_orders", 10, 1)?;
+    wait_identical(b.kafka, a.kafka, "b_payments", 2)?;
+    wait_identical(a.kafka, b.kafka, "a_orders", 1)?;
+    let before: Vec<i64> = (0..2)
+        .map(|p| Ok(contiguous(&a, "b_payments", p)?.0))
+        .collect::<Result<_>>()?;
+
+    b.process.kill9();
+    failover_link(&a, "from-b", &["--all"])?;
+    produce(&a, "b_payments", 30, 2)?;
+    for (p, end) in before.iter().enumerate() {
+        assert_eq!(contiguous(&a, "b_payments", p as i32)?.0, end + 15);
+    }
+    // A's own topic is untouched by the takeover.
+    assert_eq!(contiguous(&a, "a_orders", 0)?.0, 10);
+    Ok(())
+}
+
+/// The pair beside two real clusters: each node shadows the other region's tansu.
+#[test]
+fn nodes_beside_two_tansu_clusters_fail_over_when_a_cluster_dies() -> Result<()> {
+    use shadowlink_tests::scenario::{create_topic, produce as produce_at};
+    let (mut cluster_a, cluster_b) = (
+        shadowlink_tests::Tansu::start()?,
+        shadowlink_tests::Tansu::start()?,
+    );
+    create_topic(cluster_a.addr, "a_orders", 2, &[])?;
+    create_topic(cluster_b.addr, "b_payments", 2, &[])?;
+    produce_at(cluster_a.addr, "a_orders", 80, "zstd", 2, 0)?;
+    produce_at(cluster_b.addr, "b_payments", 40, "lz4", 2, 0)?;
+    let beside = |link_from: &str, peer: std::net::SocketAddr| {
+        node_config(0, &[], link_from, peer.port(), false)
+    };
+    let node_a = Node::start(&beside("b", cluster_b.addr))?;
+    let node_b = Node::start(&beside("a", cluster_a.addr))?;
+    wait_identical(cluster_a.addr, node_b.kafka, "a_orders", 2)?;
+    wait_identical(cluster_b.addr, node_a.kafka, "b_payments", 2)?;
+
+    cluster_a.process.kill9();
+    failover(&node_b, &["--topic", "a_orders"])?;
+    produce(&node_b, "a_orders", 20, 2)?;
+    for p in 0..2 {
+        assert_eq!(
+            contiguous(&node_b, "a_orders", p)?.0,
+            50,
+            "40 mirrored, then 10 produced"
+        );
+    }
     Ok(())
 }
