@@ -1,0 +1,174 @@
+//! Hand-built batches for tests in this and other crates. Not part of the stable API.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// A record's (key, value); `None` encodes as a null (length -1).
+pub type RecordRef<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+/// Owned form of [`RecordRef`].
+pub type OwnedRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Builds a valid uncompressed v2 batch with a correct CRC. Every record gets
+/// `timestamp`, offset deltas 0..n, no headers; producer fields are "none" (-1).
+pub fn build_batch(
+    base_offset: i64,
+    leader_epoch: i32,
+    records: &[RecordRef<'_>],
+    timestamp: i64,
+) -> Bytes {
+    BatchBuilder::new(base_offset)
+        .leader_epoch(leader_epoch)
+        .timestamp(timestamp)
+        .records(records)
+        .build()
+}
+
+/// Builds a COMMIT (`commit == true`) or ABORT control batch for `producer_id`.
+pub fn build_control_batch(
+    base_offset: i64,
+    leader_epoch: i32,
+    producer_id: i64,
+    commit: bool,
+    timestamp: i64,
+) -> Bytes {
+    let key = [0u8, 0, 0, u8::from(commit)];
+    let value = [0u8, 0, 0, 0, 0, 0];
+    BatchBuilder::new(base_offset)
+        .leader_epoch(leader_epoch)
+        .timestamp(timestamp)
+        .producer(producer_id, 0, -1)
+        .attributes(0x30)
+        .records(&[(Some(&key[..]), Some(&value[..]))])
+        .build()
+}
+
+/// Builder for unusual batches: offset gaps (`last_offset_delta` beyond the record
+/// count, as after compaction), arbitrary attributes and producer fields.
+#[derive(Debug, Clone)]
+pub struct BatchBuilder {
+    pub(super) base_offset: i64,
+    pub(super) leader_epoch: i32,
+    pub(super) attributes: i16,
+    pub(super) timestamp: i64,
+    pub(super) max_timestamp: Option<i64>,
+    pub(super) last_offset_delta: Option<i32>,
+    pub(super) producer: (i64, i16, i32),
+    pub(super) records: Vec<OwnedRecord>,
+}
+
+impl BatchBuilder {
+    pub fn new(base_offset: i64) -> Self {
+        BatchBuilder {
+            base_offset,
+            leader_epoch: 0,
+            attributes: 0,
+            timestamp: 0,
+            max_timestamp: None,
+            last_offset_delta: None,
+            producer: (-1, -1, -1),
+            records: Vec::new(),
+        }
+    }
+
+    pub fn leader_epoch(mut self, epoch: i32) -> Self {
+        self.leader_epoch = epoch;
+        self
+    }
+
+    /// Raw attributes; the compression bits are written as given but the records
+    /// are never compressed, so only use non-zero codecs to test header parsing.
+    pub fn attributes(mut self, attributes: i16) -> Self {
+        self.attributes = attributes;
+        self
+    }
+
+    /// Base timestamp, also used as every record's timestamp.
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+
+    /// Overrides the header's maxTimestamp (defaults to the base timestamp).
+    pub fn max_timestamp(mut self, max_timestamp: i64) -> Self {
+        self.max_timestamp = Some(max_timestamp);
+        self
+    }
+
+    /// Overrides lastOffsetDelta (defaults to `records - 1`, or 0 when empty).
+    pub fn last_offset_delta(mut self, delta: i32) -> Self {
+        self.last_offset_delta = Some(delta);
+        self
+    }
+
+    pub fn producer(mut self, id: i64, epoch: i16, base_sequence: i32) -> Self {
+        self.producer = (id, epoch, base_sequence);
+        self
+    }
+
+    pub fn records(mut self, records: &[RecordRef<'_>]) -> Self {
+        self.records = records
+            .iter()
+            .map(|(k, v)| (k.map(<[u8]>::to_vec), v.map(<[u8]>::to_vec)))
+            .collect();
+        self
+    }
+
+    pub fn build(&self) -> Bytes {
+        let mut body = BytesMut::new();
+        for (delta, (key, value)) in self.records.iter().enumerate() {
+            encode_record(&mut body, delta as i64, key.as_deref(), value.as_deref());
+        }
+        let count = self.records.len() as i32;
+        let last_delta = self.last_offset_delta.unwrap_or((count - 1).max(0));
+        let (producer_id, producer_epoch, base_sequence) = self.producer;
+        let mut buf = BytesMut::with_capacity(super::BATCH_HEADER_LEN + body.len());
+        buf.put_i64(self.base_offset);
+        buf.put_i32((super::BATCH_HEADER_LEN - super::LOG_OVERHEAD + body.len()) as i32);
+        buf.put_i32(self.leader_epoch);
+        buf.put_i8(super::CURRENT_MAGIC);
+        buf.put_u32(0); // CRC, filled in below
+        buf.put_i16(self.attributes);
+        buf.put_i32(last_delta);
+        buf.put_i64(self.timestamp);
+        buf.put_i64(self.max_timestamp.unwrap_or(self.timestamp));
+        buf.put_i64(producer_id);
+        buf.put_i16(producer_epoch);
+        buf.put_i32(base_sequence);
+        buf.put_i32(count);
+        buf.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&buf[super::ATTRIBUTES_OFFSET..]);
+        buf[super::CRC_OFFSET..super::CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        buf.freeze()
+    }
+}
+
+fn encode_record(out: &mut BytesMut, offset_delta: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+    let mut rec = BytesMut::new();
+    rec.put_i8(0); // attributes
+    put_varlong(&mut rec, 0); // timestampDelta
+    put_varlong(&mut rec, offset_delta);
+    put_nullable(&mut rec, key);
+    put_nullable(&mut rec, value);
+    put_varlong(&mut rec, 0); // header count
+    put_varlong(out, rec.len() as i64);
+    out.extend_from_slice(&rec);
+}
+
+fn put_nullable(out: &mut BytesMut, data: Option<&[u8]>) {
+    match data {
+        None => put_varlong(out, -1),
+        Some(d) => {
+            put_varlong(out, d.len() as i64);
+            out.extend_from_slice(d);
+        }
+    }
+}
+
+/// Zigzag varint; varint and varlong share the encoding for values that fit.
+pub fn put_varlong(out: &mut BytesMut, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
