@@ -419,6 +419,11 @@ impl Store {
         self.appended.clone()
     }
 
+    /// Partition `index` of `topic`, if the node holds it.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<MirrorPartition>> {
+        self.topic(topic).and_then(|t| t.partition(index))
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<MirrorTopic>> {
         self.topics.get(name).map(|t| t.clone())
     }

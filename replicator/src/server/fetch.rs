@@ -101,11 +101,7 @@ fn read_partition(
         partition_index: partition,
         ..Default::default()
     };
-    let Some(mirror) = ctx
-        .store
-        .topic(topic.0.as_str())
-        .and_then(|t| t.partition(partition))
-    else {
+    let Some(mirror) = ctx.store.partition(topic.0.as_str(), partition) else {
         part.error_code = ResponseError::UnknownTopicOrPartition.code();
         return part;
     };

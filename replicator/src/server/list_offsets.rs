@@ -32,8 +32,7 @@ pub fn handle(
                 .map(|p| {
                     let mirror = ctx
                         .store
-                        .topic(topic.name.0.as_str())
-                        .and_then(|t| t.partition(p.partition_index));
+                        .partition(topic.name.0.as_str(), p.partition_index);
                     let answer = match mirror {
                         Some(m) => lookup(&m.log(), p.timestamp),
                         None => Err(ResponseError::UnknownTopicOrPartition.code()),

@@ -25,10 +25,7 @@ pub fn handle(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let mirror = ctx
-                        .store
-                        .topic(topic.topic.as_str())
-                        .and_then(|t| t.partition(p.partition));
+                    let mirror = ctx.store.partition(topic.topic.as_str(), p.partition);
                     let answer = EpochEndOffset::default().with_partition(p.partition);
                     match mirror {
                         Some(m) => end_of_epoch(&m, p.current_leader_epoch, p.leader_epoch, answer),
