@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod errors;
 pub mod failover;
 pub mod filter;

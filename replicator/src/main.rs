@@ -44,6 +44,14 @@ enum Command {
         #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
         format: StatusFormat,
     },
+    /// Two nodes in this process, each owning topics and shadowing the other's: produce,
+    /// watch the lag, stop region A, fail over to B, and verify every record.
+    Demo {
+        /// After setup, leave the pair up (idle, no demo producers) and print its
+        /// addresses for your own clients; stop with Ctrl-C or SIGTERM.
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Make a link's shadow topics writable on the node, one way, without contacting the
     /// source; prints per partition the records that were at risk.
     Failover {
@@ -74,9 +82,9 @@ enum StatusFormat {
     Json,
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -89,7 +97,12 @@ fn init_tracing(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // The demo prints its own story on stdout; only warnings go to stderr unless asked.
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    init_tracing(cli.log_format, default_filter);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -125,6 +138,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", shadowlink::admin::failover::render(&outcomes));
             Ok(())
         }
+        Command::Demo { keep_running } => shadowlink::demo::run(keep_running),
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;

@@ -84,6 +84,8 @@ fn our_max_version(api: ApiKey) -> i16 {
         ApiKey::OffsetForLeaderEpoch => 4,
         ApiKey::DescribeConfigs => 4,
         ApiKey::ApiVersions => 3,
+        // `shadowlink demo`'s producers (topic names, not ids).
+        ApiKey::Produce => 9,
         // Offset sync. FindCoordinator v4 batches keys; OffsetFetch v8+ is batched too,
         // and the request is built in whichever shape the negotiated version has.
         ApiKey::ListGroups => 4,

@@ -1,0 +1,153 @@
+//! The demo's applications: a producer per region writing its topics, and a consumer per
+//! node reading every topic there, local and shadow.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::client::{DemoClient, Read};
+use super::pair::{A_TOPICS, B_TOPICS, PARTITIONS};
+use super::verify::Acked;
+
+/// A topic-partition.
+pub type Tp = (String, i32);
+
+/// Records by topic-partition: acknowledged ones (producers) or read ones (consumers).
+#[derive(Default)]
+pub struct Ledger {
+    pub acked: BTreeMap<Tp, Acked>,
+    pub consumed: BTreeMap<Tp, Vec<Read>>,
+}
+
+pub type Shared = Arc<Mutex<Ledger>>;
+
+pub fn lock(ledger: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Ledger {
+    /// Acknowledged records of the topics starting with `prefix`.
+    pub fn acked_count(&self, prefix: &str) -> usize {
+        self.acked
+            .iter()
+            .filter(|((t, _), _)| t.starts_with(prefix))
+            .map(|(_, a)| a.len())
+            .sum()
+    }
+
+    pub fn consumed_count(&self) -> usize {
+        self.consumed.values().map(Vec::len).sum()
+    }
+}
+
+/// Records per batch, and the pause between batches: 5 / 10 ms is ~500 records/s.
+const BATCH: usize = 5;
+const PAUSE: Duration = Duration::from_millis(10);
+
+/// Writes `topics` round-robin over their partitions until `stop` turns true; every
+/// acknowledged record goes into the ledger at the offset the node assigned. The values
+/// carry `tag` (the region writing) and a per-partition counter, so each is unique.
+pub fn spawn_producer(
+    addr: String,
+    tag: &'static str,
+    topics: &'static [&'static str],
+    ledger: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let client = DemoClient::connect(&addr, &format!("demo-producer-{tag}")).await?;
+        let mut counters: BTreeMap<Tp, usize> = BTreeMap::new();
+        let targets: Vec<Tp> = topics
+            .iter()
+            .flat_map(|t| (0..PARTITIONS).map(move |p| (t.to_string(), p)))
+            .collect();
+        for target in targets.iter().cycle() {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let n = counters.entry(target.clone()).or_default();
+            let values: Vec<Bytes> = (0..BATCH)
+                .map(|i| Bytes::from(format!("{tag}:{}-{}:{}", target.0, target.1, *n + i)))
+                .collect();
+            *n += BATCH;
+            let base = client.produce(&target.0, target.1, &values).await?;
+            record_acks(&ledger, target, base, values)?;
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep(PAUSE) => {}
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Enters one acknowledged batch into the ledger at the offsets the node assigned.
+fn record_acks(ledger: &Shared, target: &Tp, base: i64, values: Vec<Bytes>) -> anyhow::Result<()> {
+    let mut ledger = lock(ledger);
+    let acked = ledger.acked.entry(target.clone()).or_default();
+    for (i, value) in values.into_iter().enumerate() {
+        let offset = base + i as i64;
+        if acked.insert(offset, value).is_some() {
+            anyhow::bail!(
+                "{}-{}: offset {offset} acknowledged twice",
+                target.0,
+                target.1
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads every partition of all four topics on one node, local and shadow alike, from
+/// offset 0, into `ledger.consumed`, until `stop` turns true.
+pub fn spawn_consumer(
+    addr: String,
+    tag: &'static str,
+    ledger: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let client = DemoClient::connect(&addr, &format!("demo-consumer-{tag}")).await?;
+        let targets: Vec<Tp> = A_TOPICS
+            .iter()
+            .chain(B_TOPICS.iter())
+            .flat_map(|t| (0..PARTITIONS).map(move |p| (t.to_string(), p)))
+            .collect();
+        let mut next: BTreeMap<Tp, i64> = BTreeMap::new();
+        loop {
+            for target in &targets {
+                if *stop.borrow() {
+                    return Ok(());
+                }
+                let from = next.get(target).copied().unwrap_or(0);
+                let (records, _) = client.fetch(&target.0, target.1, from).await?;
+                if let Some((last, _)) = records.last() {
+                    next.insert(target.clone(), last + 1);
+                    lock(&ledger)
+                        .consumed
+                        .entry(target.clone())
+                        .or_default()
+                        .extend(records);
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+}
+
+/// Stops a task and returns its own error, if any.
+pub async fn finish(
+    stop: &watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let _ = stop.send(true);
+    task.await
+        .map_err(|e| anyhow::anyhow!("a demo task panicked: {e}"))?
+}
