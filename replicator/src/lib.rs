@@ -4,7 +4,6 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod errors;
 pub mod failover;
 pub mod filter;

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use shadowlink::config::Config;
 use shadowlink::daemon::Daemon;
 
+mod demo;
+
 /// Offset-preserving Kafka shadow replication for reciprocal active-passive pairs.
 #[derive(Parser)]
 #[command(name = "shadowlink", version)]
@@ -138,7 +140,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", shadowlink::admin::failover::render(&outcomes));
             Ok(())
         }
-        Command::Demo { keep_running } => shadowlink::demo::run(keep_running),
+        Command::Demo { keep_running } => demo::run(keep_running),
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;

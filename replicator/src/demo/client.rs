@@ -15,7 +15,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use crate::source::SourceClient;
+use shadowlink::source::SourceClient;
 
 /// One record read back: its offset and value.
 pub type Read = (i64, Bytes);

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use tokio::sync::watch;
 
-use crate::daemon::Daemon;
-use crate::failover::{fail_over, FailoverRequest};
 use client::{DemoClient, Read};
 use pair::{A_TOPICS, B_TOPICS, PARTITIONS};
+use shadowlink::daemon::Daemon;
+use shadowlink::failover::{fail_over, FailoverRequest};
 use verify::Acked;
 use workload::{finish, lock, spawn_consumer, spawn_producer, Shared, Tp};
 
@@ -270,18 +270,8 @@ async fn serve_until_signal(a: Daemon, b: Daemon) -> anyhow::Result<()> {
     println!("the pair is up and idle (no demo producers): produce to a_* on A and b_* on B with your own clients,");
     println!("read any topic on either node; `shadowlink status --admin <admin>` shows the lag,");
     println!("`shadowlink failover --admin <B's admin> --link from-a --all` fails a_* over to B. Ctrl-C stops both.");
-    wait_for_signal().await?;
+    crate::wait_for_signal().await?;
     b.shutdown().await?;
     a.shutdown().await?;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
-    }
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 
-use crate::config::Config;
-use crate::daemon::{Daemon, StartError};
+use shadowlink::config::Config;
+use shadowlink::daemon::{Daemon, StartError};
 
 /// Topics region A owns (B shadows them through its link `from-a`).
 pub const A_TOPICS: [&str; 2] = ["a_orders", "a_shipments"];

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use crate::daemon::Daemon;
-use crate::failover::TopicOutcome;
+use shadowlink::daemon::Daemon;
+use shadowlink::failover::TopicOutcome;
 
 use super::workload::{lock, Shared};
 
