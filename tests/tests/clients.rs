@@ -133,3 +133,51 @@ impl OutputWithInput for Command {
         child.wait_with_output()
     }
 }
+
+#[test]
+fn kafkajs_group_members_share_a_pattern_subscription_and_resume_after_a_restart() -> Result<()> {
+    let source = Tansu::start()?;
+    for topic in ["a_orders", "a_events"] {
+        create_topic(source.addr, topic, PARTITIONS, &[])?;
+        produce(source.addr, topic, 90, "gzip", PARTITIONS, 0)?;
+    }
+    let mut node = Node::start(&link_config(source.addr))?;
+    wait_identical(source.addr, node.kafka, "a_orders", PARTITIONS)?;
+    wait_identical(source.addr, node.kafka, "a_events", PARTITIONS)?;
+
+    let run = |node: &Node, expected: usize| -> Result<serde_json::Value> {
+        let args = [
+            &node.kafka.to_string(),
+            "js-group",
+            "^a_.*",
+            &expected.to_string(),
+        ];
+        Ok(serde_json::from_str(node_js("group.js", &args)?.trim())?)
+    };
+    let first = run(&node, 180)?;
+    assert_eq!(first["distinct"], 180, "{first}");
+    assert_eq!(first["duplicates"], 0, "{first}");
+    // The second member's join rebalances the group: the six partitions end up shared.
+    let assigned: Vec<u64> = first["assigned"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_u64())
+        .collect();
+    assert!(
+        assigned.len() == 2 && assigned.iter().all(|n| *n > 0),
+        "{first}"
+    );
+    assert_eq!(assigned.iter().sum::<u64>(), 6, "{first}");
+
+    // The group's commits survive a node restart: nothing is read twice.
+    node.restart()?;
+    produce(source.addr, "a_orders", 30, "gzip", PARTITIONS, 90)?;
+    wait_identical(source.addr, node.kafka, "a_orders", PARTITIONS)?;
+    let second = run(&node, 30)?;
+    assert_eq!(
+        second["distinct"], 30,
+        "only the new records after the restart: {second}"
+    );
+    Ok(())
+}
