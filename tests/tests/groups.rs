@@ -233,12 +233,29 @@ fn admin_client_lists_describes_and_reads_offsets_of_groups() -> Result<()> {
             "-X",
             "auto.offset.reset=earliest",
             "-q",
+            "-u",
+            "-f",
+            "%p %o\\n",
         ])
         .arg("a_admin")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .context("kcat runs")?;
+    // One line per record consumed: SIGTERM only once all 100 are in, so the commits kcat
+    // makes on the way out cover everything.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = kcat.stdout.take().context("kcat stdout")?;
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let read = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take(100)
+            .count();
+        let _ = tx.send(read);
+    });
+    let consumed = rx.recv_timeout(Duration::from_secs(30)).unwrap_or(0);
     let live = eventually(Duration::from_secs(30), || {
         let described = run_json("group_admin.py", &[&addr, "describe", "admin-group"])?;
         Ok((described["state"] == "STABLE").then_some(described))
@@ -249,6 +266,7 @@ fn admin_client_lists_describes_and_reads_offsets_of_groups() -> Result<()> {
         .status()?;
     let exited = kcat.wait()?;
     let live = live?;
+    ensure!(consumed == 100, "kcat consumed {consumed} of 100 records");
     ensure!(exited.success(), "kcat exited with {exited}");
     let partitions = &live["members"][0]["partitions"];
     ensure!(
