@@ -296,8 +296,14 @@ fn first_sync_reports_progress_in_logs_and_status() -> Result<()> {
     produce(source.addr, "a_small", 50, "none", 1, 0)?;
     // One record per batch and one batch per fetch: thousands of round trips to copy.
     let acked = python(
-        "produce_batches.py",
-        &[&source.addr.to_string(), "a_big", "3000"],
+        "produce.py",
+        &[
+            &source.addr.to_string(),
+            "a_big",
+            "3000",
+            "--batch-size",
+            "1",
+        ],
     )?;
     assert_eq!(acked.trim(), "3000");
     let config = admin_config(source.addr).replace(
