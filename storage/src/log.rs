@@ -152,9 +152,9 @@ impl PartitionLog {
             let mut epochs_changed = false;
             for batch in &batches {
                 log.append_batch(batch)?;
-                epochs_changed |= log
-                    .epochs
-                    .assign(batch.partition_leader_epoch(), batch.base_offset());
+                // A batch straddling the log start begins its epoch at the log start.
+                let start = batch.base_offset().max(log.log_start_offset);
+                epochs_changed |= log.epochs.assign(batch.partition_leader_epoch(), start);
             }
             if epochs_changed {
                 log.epochs.persist()?;
@@ -171,11 +171,15 @@ impl PartitionLog {
         let mut walker = BatchWalker::new(record_set);
         let mut batches = Vec::new();
         let (mut position, mut expected) = (0, self.log_end_offset());
+        // A log restarted at an offset inside a source batch (the source's log start
+        // lies mid-batch) takes that whole batch first: reads at the log start return it.
+        let mut may_straddle = self.log_start_offset == self.log_end_offset();
         for item in walker.by_ref() {
             let batch_error = |source| StorageError::Batch { position, source };
             let batch = item.map_err(batch_error)?;
             batch.validate_crc().map_err(batch_error)?;
-            check_offsets(&batch, expected)?;
+            check_offsets(&batch, expected, may_straddle)?;
+            may_straddle = false;
             expected = batch.next_offset();
             position += batch.len();
             batches.push(batch);
@@ -392,7 +396,9 @@ impl PartitionLog {
     }
 }
 
-fn check_offsets(batch: &RecordBatch, expected: i64) -> Result<()> {
+/// Checks that `batch` starts at or after `expected`, or, with `may_straddle`, that it at
+/// least ends there.
+fn check_offsets(batch: &RecordBatch, expected: i64, may_straddle: bool) -> Result<()> {
     let (base, delta) = (batch.base_offset(), batch.last_offset_delta());
     if base < 0 || delta < 0 || base.checked_add(i64::from(delta) + 1).is_none() {
         return Err(StorageError::InvalidOffsets {
@@ -400,7 +406,12 @@ fn check_offsets(batch: &RecordBatch, expected: i64) -> Result<()> {
             last_offset_delta: delta,
         });
     }
-    if base < expected {
+    let first_kept = if may_straddle {
+        batch.last_offset()
+    } else {
+        base
+    };
+    if first_kept < expected {
         return Err(StorageError::OffsetRegression {
             base_offset: base,
             log_end_offset: expected,

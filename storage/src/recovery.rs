@@ -218,6 +218,15 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     {
         segments.remove(0).delete()?;
     }
+    // A log restarted past its end (truncate_fully_and_start_at) persists the new start
+    // before it deletes the old segments: finish the restart.
+    if start > segments[segments.len() - 1].next_offset {
+        for segment in segments.drain(..) {
+            segment.delete()?;
+        }
+        segments.push(Segment::create(dir, start)?);
+        sync_dir(dir)?;
+    }
     let first_base = segments[0].base_offset;
     let log_end = segments.last().map_or(first_base, |s| s.next_offset);
     let log_start = persisted_start

@@ -165,6 +165,71 @@ fn truncate_below_log_start_restarts_the_log() {
 }
 
 #[test]
+fn a_restarted_log_takes_the_source_batch_holding_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = filled(dir.path(), small_config());
+    log.truncate_fully_and_start_at(1_000).unwrap();
+    // The source's log start (1000) lies inside its batch 998..=1001.
+    let straddling = batch(998, 4, 3, 7);
+    log.append(straddling.clone()).unwrap();
+    let after = batch(1_002, 2, 3, 8);
+    log.append(after.clone()).unwrap();
+    assert!(matches!(
+        log.append(batch(1_003, 1, 3, 9)),
+        Err(StorageError::OffsetRegression { .. })
+    ));
+    let check = |log: &PartitionLog| {
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (1_000, 1_004)
+        );
+        assert_eq!(read_all(log), concat(&[straddling.clone(), after.clone()]));
+        assert!(matches!(
+            log.read(999, 1),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(log.epoch_entries(), vec![(3, 1_000)]);
+    };
+    check(&log);
+    drop(log);
+    check(&open(dir.path(), small_config()));
+}
+
+#[test]
+fn only_an_empty_log_takes_a_batch_that_starts_below_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    log.append(batch(0, 4, 0, 1)).unwrap();
+    assert!(matches!(
+        log.append(batch(2, 4, 0, 2)),
+        Err(StorageError::OffsetRegression { .. })
+    ));
+}
+
+#[test]
+fn a_restart_interrupted_before_its_deletions_is_finished_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = filled(dir.path(), small_config());
+    drop(log);
+    // As truncate_fully_and_start_at leaves it when the process dies right after
+    // persisting the new log start.
+    fs::write(dir.path().join("log-start-offset"), b"5000").unwrap();
+    let mut log = open(dir.path(), small_config());
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset(), log.size_bytes()),
+        (5_000, 5_000, 0)
+    );
+    assert!(!dir.path().join(format!("{:020}.log", 0)).exists());
+    log.append(batch(5_000, 1, 0, 1)).unwrap();
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (5_000, 5_001)
+    );
+}
+
+#[test]
 fn time_retention_deletes_old_sealed_segments_only() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
