@@ -216,7 +216,11 @@ fn a_restart_interrupted_before_its_deletions_is_finished_on_open() {
     fs::write(dir.path().join("log-start-offset"), b"5000").unwrap();
     let mut log = open(dir.path(), small_config());
     assert_eq!(
-        (log.log_start_offset(), log.log_end_offset(), log.size_bytes()),
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.size_bytes()
+        ),
         (5_000, 5_000, 0)
     );
     assert!(!dir.path().join(format!("{:020}.log", 0)).exists());

@@ -43,6 +43,7 @@ impl LinkRunner {
                 && state.mirror.failure().is_none()
                 && !state.mirror.is_owned();
             if !state.in_flight
+                && !state.absent
                 && state.next_offset.is_some()
                 && state.backoff.ready(now)
                 && writable
@@ -283,7 +284,6 @@ impl LinkRunner {
             return;
         };
         let (earliest, latest) = (*earliest, *latest);
-        let link = self.link.config.name.clone();
         let Some(state) = self.partitions.get_mut(key) else {
             return;
         };
@@ -291,10 +291,12 @@ impl LinkRunner {
             return;
         };
         if at < earliest {
-            tracing::warn!(link = %link, topic = %key.0, partition = key.1, from = at, to = earliest,
-                "the source deleted records before they were mirrored");
+            // The writer restarts the log at `earliest` and names the records skipped.
             send(state, WriteJob::DeleteBefore(earliest)).await;
             state.next_offset = Some(earliest);
+            // Nothing fetched is left to check for divergence (KIP-320), as for a
+            // follower that truncates fully.
+            state.last_fetched_epoch = -1;
         } else if at > latest {
             send(state, WriteJob::Truncate(latest)).await;
             state.next_offset = Some(latest);

@@ -19,7 +19,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Link, StartPosition};
-use crate::mirror::{topic_id_hex, MirrorPartition, MirrorTopic, Store, TopicMeta, TopicState};
+use crate::mirror::{
+    topic_id_hex, validate_topic_name, MirrorPartition, MirrorTopic, Store, TopicMeta, TopicState,
+};
 use crate::server::groups::Coordinator;
 use crate::source::metadata::{SourceCluster, TopicView};
 use crate::status::LinkStatus;
@@ -40,6 +42,9 @@ struct PartitionState {
     last_fetched_epoch: i32,
     in_flight: bool,
     backoff: Backoff,
+    /// The topic was missing from the last source Metadata. Its state (writer, next
+    /// offset) is kept, so a topic that reappears continues with the same single writer.
+    absent: bool,
 }
 
 /// Retry delay that doubles from 100 ms to 10 s, with jitter so that many partitions
@@ -95,6 +100,8 @@ pub struct LinkRunner {
     groups: Arc<Coordinator>,
     /// Source topics matching the filter, so each is logged once when it appears.
     discovered: BTreeSet<String>,
+    /// Matching source topics whose names Kafka's rules reject, each warned of once.
+    invalid_names: BTreeSet<String>,
     /// Advances with every fetch request, to rotate the partition order in requests.
     fetch_rotation: usize,
 }
@@ -119,6 +126,7 @@ impl LinkRunner {
             status,
             groups,
             discovered: BTreeSet::new(),
+            invalid_names: BTreeSet::new(),
             fetch_rotation: 0,
             link,
             store,
@@ -192,6 +200,12 @@ impl LinkRunner {
             if topic.internal || !self.link.filter.matches(name) || topic.error_code != 0 {
                 continue;
             }
+            if let Err(e) = validate_topic_name(name) {
+                if self.invalid_names.insert(name.clone()) {
+                    tracing::warn!(link = %self.name(), error = %e, "source topic skipped");
+                }
+                continue;
+            }
             seen.push(name.clone());
             if self.discovered.insert(name.clone()) {
                 tracing::info!(link = %self.name(), topic = %name, partitions = topic.partitions.len(), "topic discovered");
@@ -200,12 +214,17 @@ impl LinkRunner {
                 tracing::error!(link = %self.name(), topic = %name, error = %e, "cannot set up mirror topic");
             }
         }
-        self.partitions.retain(|(topic, _), _| seen.contains(topic));
-        self.discovered.retain(|topic| seen.contains(topic));
-        for key in self.partitions.keys() {
-            self.status.track(key);
+        for ((topic, _), state) in self.partitions.iter_mut() {
+            state.absent = !seen.contains(topic);
         }
-        self.status.retain(|key| self.partitions.contains_key(key));
+        self.discovered.retain(|topic| seen.contains(topic));
+        for (key, state) in &self.partitions {
+            if !state.absent {
+                self.status.track(key);
+            }
+        }
+        self.status
+            .retain(|key| self.partitions.get(key).is_some_and(|s| !s.absent));
     }
 
     fn reconcile_topic(
@@ -252,6 +271,7 @@ impl LinkRunner {
                     last_fetched_epoch: -1,
                     in_flight: false,
                     backoff: Backoff::new(),
+                    absent: false,
                 });
             state.leader = p.leader;
             state.leader_epoch = p.leader_epoch;
@@ -302,26 +322,23 @@ impl LinkRunner {
         Ok(Some(topic.clone()))
     }
 
-    /// Sets the first fetch offset of partitions that have none yet.
+    /// Sets the first fetch offset of partitions that have none yet. A mirror that ever
+    /// held data resumes at its own end; a new one asks the source where `start` is,
+    /// which on a real cluster is rarely offset 0 (retention moves the log start).
     async fn resolve_start_offsets(&mut self) {
-        let start = self.link.config.start;
+        let timestamp = match self.link.config.start {
+            StartPosition::Earliest => offsets::EARLIEST,
+            StartPosition::Latest => offsets::LATEST,
+        };
         let mut unresolved: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
         for (key, state) in self.partitions.iter_mut() {
-            if state.next_offset.is_some() {
+            if state.next_offset.is_some() || state.absent {
                 continue;
             }
-            let (leo, empty) = {
-                let log = state.mirror.log();
-                (
-                    log.log_end_offset(),
-                    log.log_end_offset() == log.log_start_offset(),
-                )
-            };
-            // A mirror that holds data resumes at its own end: nothing else is needed to
-            // know where it stopped. An empty one starts where the link says.
-            if !empty || start == StartPosition::Earliest {
-                state.next_offset = Some(leo);
-                state.last_fetched_epoch = state.mirror.log().latest_epoch().unwrap_or(-1);
+            let log = state.mirror.log();
+            if log.log_end_offset() > 0 {
+                state.next_offset = Some(log.log_end_offset());
+                state.last_fetched_epoch = log.latest_epoch().unwrap_or(-1);
             } else {
                 unresolved
                     .entry(state.leader)
@@ -330,8 +347,7 @@ impl LinkRunner {
             }
         }
         for (leader, keys) in unresolved {
-            let offsets =
-                offsets::list_offsets(&mut self.cluster, leader, &keys, offsets::LATEST).await;
+            let offsets = offsets::list_offsets(&mut self.cluster, leader, &keys, timestamp).await;
             for (key, result) in offsets {
                 match result {
                     Ok(offset) => self.start_empty_at(&key, offset),
@@ -343,18 +359,18 @@ impl LinkRunner {
         }
     }
 
-    /// Starts an empty mirror partition at `offset`, moving its log start there.
+    /// Starts an empty mirror partition at `offset`: its log restarts there (persisted
+    /// before the first append) and the first fetch asks for it.
     fn start_empty_at(&mut self, key: &TopicPartition, offset: i64) {
-        if let Some(state) = self.partitions.get_mut(key) {
-            if offset > 0
-                && state
-                    .writer
-                    .try_send(WriteJob::DeleteBefore(offset))
-                    .is_err()
-            {
-                return;
-            }
-            state.next_offset = Some(offset);
+        let Some(state) = self.partitions.get_mut(key) else {
+            return;
+        };
+        if offset < 0 {
+            return;
         }
+        if offset > 0 && state.writer.try_send(WriteJob::StartAt(offset)).is_err() {
+            return;
+        }
+        state.next_offset = Some(offset);
     }
 }

@@ -22,8 +22,11 @@ pub enum WriteJob {
     Append(Bytes),
     /// Drop everything at and after this offset (source divergence).
     Truncate(i64),
-    /// Move the log start forward (source retention or DeleteRecords).
+    /// Move the log start forward (source retention or DeleteRecords). Past the log end,
+    /// the log restarts empty there: the source no longer holds what lies between.
     DeleteBefore(i64),
+    /// An empty mirror begins at this offset (the link's `start` position).
+    StartAt(i64),
 }
 
 /// How many fetched chunks may wait for the disk per partition.
@@ -107,11 +110,49 @@ fn apply(partition: &MirrorPartition, link: &str, job: WriteJob) -> Result<(), S
             );
             Ok(())
         }
-        WriteJob::DeleteBefore(offset) => partition
-            .log()
-            .delete_before(offset)
-            .map_err(|e| e.to_string()),
+        WriteJob::DeleteBefore(offset) => {
+            let mut log = partition.log();
+            if offset > log.log_end_offset() {
+                drop(log);
+                let why = "the source's log start passed the mirror's end";
+                return restart_at(partition, link, offset, why);
+            }
+            log.delete_before(offset).map_err(|e| e.to_string())
+        }
+        WriteJob::StartAt(offset) => restart_at(
+            partition,
+            link,
+            offset,
+            "the link starts an empty mirror there",
+        ),
     }
+}
+
+/// Restarts the log empty at `offset` (log start = log end = `offset`), persisted before
+/// any later job appends. Never moves a mirror backwards.
+fn restart_at(
+    partition: &MirrorPartition,
+    link: &str,
+    offset: i64,
+    why: &'static str,
+) -> Result<(), String> {
+    let mut log = partition.log();
+    let from = log.log_end_offset();
+    if offset <= from {
+        return Ok(());
+    }
+    log.truncate_fully_and_start_at(offset)
+        .map_err(|e| e.to_string())?;
+    tracing::warn!(
+        link,
+        topic = %partition.topic,
+        partition = partition.partition,
+        skipped_from = from,
+        skipped_to = offset,
+        reason = why,
+        "mirror restarts at a later offset; the records between are not mirrored"
+    );
+    Ok(())
 }
 
 /// Records in complete batches, control records included; only batch headers are read.
