@@ -197,20 +197,30 @@ fn latest_on_a_tansu_topic_mirrors_only_what_comes_after() -> Result<()> {
     Ok(())
 }
 
-/// The source's Metadata loses the topic and finds it again, over and over, while it
-/// grows; the mirror must stay exactly the source's log, written by one writer.
+/// The source's Metadata loses the topic and finds it again, over and over, during a
+/// first sync that keeps the writer busy (large batches, an fsync per append) and while
+/// the topic grows; the mirror must stay exactly the source's log, written by one writer.
 #[test]
 fn a_topic_flickering_in_source_metadata_keeps_one_writer() -> Result<()> {
-    let big = "x".repeat(20_000);
+    let big = "x".repeat(100_000);
     let batch_of = |o: i64| {
         let value = format!("{o}-{big}");
         build_batch(o, 0, &[(None, Some(value.as_bytes()))], 1_000 + o)
     };
-    let source = Arc::new(source_of("a_flicker", FakeLog::default())?);
-    let config = link_config(source.addr).replace(
-        "metadata_interval = \"300ms\"",
-        "metadata_interval = \"100ms\"",
-    );
+    let backlog: Vec<Bytes> = (0..300).map(batch_of).collect();
+    let source = Arc::new(source_of(
+        "a_flicker",
+        FakeLog {
+            batches: backlog.clone(),
+            ..FakeLog::default()
+        },
+    )?);
+    let config = link_config(source.addr)
+        .replace("persist = \"os\"", "persist = \"always\"")
+        .replace(
+            "metadata_interval = \"300ms\"",
+            "metadata_interval = \"100ms\"",
+        );
     let node = Node::start(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flicker = {
@@ -233,8 +243,8 @@ fn a_topic_flickering_in_source_metadata_keeps_one_writer() -> Result<()> {
             }
         })
     };
-    let mut all = Vec::new();
-    for _ in 0..600 {
+    let mut all = backlog;
+    for _ in 0..300 {
         let b = batch_of(all.len() as i64);
         let mut landed = false;
         source.edit(|t| {
@@ -246,7 +256,7 @@ fn a_topic_flickering_in_source_metadata_keeps_one_writer() -> Result<()> {
         if landed {
             all.push(b);
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
     flicker.join().expect("flicker thread");
@@ -263,4 +273,46 @@ fn fastrand_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     20 + u64::from(nanos % 160)
+}
+
+#[test]
+fn source_topics_with_names_kafka_rejects_are_skipped() -> Result<()> {
+    let data = batches(0..4, 2, "ok");
+    let long = format!("a_{}", "l".repeat(248));
+    let bad = ["a_../../escape", "a_sp ace", long.as_str()];
+    let mut topics = BTreeMap::from([(
+        "a_ok".to_string(),
+        vec![FakeLog {
+            batches: data.clone(),
+            ..FakeLog::default()
+        }],
+    )]);
+    for name in bad {
+        let log = FakeLog {
+            batches: data.clone(),
+            ..FakeLog::default()
+        };
+        topics.insert(name.to_string(), vec![log]);
+    }
+    let source = FakeBroker::start(topics)?;
+    let node = Node::start(&link_config(source.addr))?;
+    wait_mirror(&node, "a_ok", (0, 4), &data)?;
+    for name in bad {
+        eventually(Duration::from_secs(10), || {
+            Ok(node
+                .process
+                .logged(&["WARN", "source topic skipped", &format!("{name:?}")])
+                .then_some(()))
+        })?;
+        ensure!(
+            RawClient::connect(node.kafka)?
+                .list_offset(name, 0, -1)
+                .is_err(),
+            "{name} was mirrored"
+        );
+    }
+    let topics = std::fs::read_dir(node.data_dir.join("topics"))?.count();
+    ensure!(topics == 1, "{topics} topic directories, not 1");
+    ensure!(!node.data_dir.join("escape").exists());
+    Ok(())
 }
