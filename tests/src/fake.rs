@@ -325,13 +325,17 @@ fn fetch_partition(p: &fetch_request::FetchPartition, log: Option<&FakeLog>) -> 
     if p.fetch_offset > end || p.fetch_offset < log.log_start {
         return data.with_error_code(1);
     }
-    let records: Vec<u8> = log
-        .batches
-        .iter()
-        .filter(|b| {
-            RecordBatch::parse((*b).clone()).is_ok_and(|b| b.last_offset() >= p.fetch_offset)
-        })
-        .flat_map(|b| b.iter().copied())
-        .collect();
+    // Whole batches from the one holding the fetch offset, up to the partition's byte
+    // limit but at least one (KIP-74).
+    let mut records: Vec<u8> = Vec::new();
+    let wanted = log.batches.iter().filter(|b| {
+        RecordBatch::parse((*b).clone()).is_ok_and(|b| b.last_offset() >= p.fetch_offset)
+    });
+    for batch in wanted {
+        if !records.is_empty() && records.len() + batch.len() > p.partition_max_bytes as usize {
+            break;
+        }
+        records.extend_from_slice(batch);
+    }
     data.with_records(Some(Bytes::from(records)))
 }
