@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use memmap2::Mmap;
-use shadowlink_protocol::batch::{BatchWalker, RecordBatch, LOG_OVERHEAD, MIN_BATCH_LENGTH};
+use shadowlink_protocol::batch::{BatchWalker, RecordBatch, LOG_OVERHEAD, MIN_ENTRY_LENGTH};
 
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetEntry, OffsetIndex};
@@ -262,7 +262,9 @@ impl Segment {
         }
     }
 
-    /// Length of the batch at `position`, reading only its length field.
+    /// Length of the batch at `position`, reading only its length field. The bound is the
+    /// smallest of any format (a v0 message), so legacy entries are taken too; each was
+    /// checked against its own format's minimum when it was appended or recovered.
     fn batch_len_at(&self, data: &Bytes, position: u64) -> Result<u64> {
         let at = position as usize;
         let header = data
@@ -270,7 +272,7 @@ impl Segment {
             .ok_or_else(|| self.corrupt(position, "a batch header is cut off"))?;
         let length = i32::from_be_bytes([header[8], header[9], header[10], header[11]]);
         let total = LOG_OVERHEAD as u64 + u64::try_from(length).unwrap_or(0);
-        if length < MIN_BATCH_LENGTH || position + total > self.size {
+        if length < MIN_ENTRY_LENGTH || position + total > self.size {
             return Err(self.corrupt(position, format!("impossible batchLength {length}")));
         }
         Ok(total)
