@@ -77,14 +77,11 @@ fn legacy_entries_then_v2_batches_are_stored_indexed_and_read_at_their_offsets()
     assert_eq!(log.epoch_entries(), vec![(2, 16), (3, 19)]);
     // v0 has no timestamps, so the first v1 message is the first at or after time 0.
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((7, 1_007)));
-    assert_eq!(
-        log.offset_for_timestamp(2_002).unwrap().map(|(_, ts)| ts),
-        Some(2_003)
-    );
-    assert_eq!(
-        log.offset_for_timestamp(3_001).unwrap().map(|(_, ts)| ts),
-        Some(3_001)
-    );
+    // A compressed wrapper is found from the offset after the entry before it, so a
+    // consumer starting there receives all of its records.
+    assert_eq!(log.offset_for_timestamp(2_002).unwrap(), Some((10, 2_003)));
+    assert_eq!(log.offset_for_timestamp(3_001).unwrap(), Some((14, 3_001)));
+    assert_eq!(log.offset_for_timestamp(3_002).unwrap(), Some((16, 4_000)));
     assert_eq!(log.max_timestamp(), Some((5_000, 19)));
     assert_eq!(log.max_producer_id(), -1);
 }
@@ -105,6 +102,31 @@ fn reopening_and_rebuilding_indexes_reads_legacy_entries_identically() {
     let log = open(dir.path(), config());
     check_reads(&log, &entries);
     assert_eq!(log.epoch_entries(), vec![(2, 16), (3, 19)]);
+}
+
+#[test]
+fn a_segment_rolled_for_a_legacy_wrapper_starts_at_the_log_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    let first = build_legacy_message(0, MAGIC_V1, 10, None, Some(b"v"));
+    let records = [
+        (None, Some(&b"a"[..])),
+        (None, Some(b"b")),
+        (None, Some(b"c")),
+    ];
+    let wrapper = build_gzip_wrapper(3, MAGIC_V1, &records, 20);
+    log.append(first).unwrap();
+    log.append(wrapper.clone()).unwrap();
+    // The wrapper holds offsets 1..=3, so its segment is based at 1, not at 3.
+    assert!(dir.path().join(format!("{:020}.log", 1)).exists());
+    assert_eq!(log.offset_for_timestamp(11).unwrap(), Some((1, 22)));
+    for offset in 1..=3 {
+        assert_eq!(joined(&log.read(offset, 1).unwrap()), wrapper);
+    }
 }
 
 /// v0 and v1 messages then a gzip v1 wrapper, all in one segment.
