@@ -27,16 +27,16 @@
 //! Legacy layout: the length field and the magic byte sit where they do in v2, so one
 //! framing check covers every entry.
 //!
-//! | off | size | field                                  |
-//! |-----|------|----------------------------------------|
-//! | 0   | 8    | offset                                 |
-//! | 8   | 4    | messageSize                            |
-//! | 12  | 4    | crc (CRC-32 IEEE of 16..)              |
-//! | 16  | 1    | magic                                  |
-//! | 17  | 1    | attributes (codec bits 0-2, v1 bit 3 timestamp type) |
-//! | 18  | 8    | timestamp (v1 only)                    |
-//! | ..  | 4+K  | key                                    |
-//! | ..  | 4+V  | value                                  |
+//! | off | size | field                                      |
+//! |-----|------|--------------------------------------------|
+//! | 0   | 8    | offset                                     |
+//! | 8   | 4    | messageSize                                |
+//! | 12  | 4    | crc (CRC-32 IEEE of 16..)                  |
+//! | 16  | 1    | magic                                      |
+//! | 17  | 1    | attributes (codec 0-2, v1 timestamp type 3)|
+//! | 18  | 8    | timestamp (v1 only)                        |
+//! | ..  | 4+K  | key                                        |
+//! | ..  | 4+V  | value                                      |
 //!
 //! A compressed legacy message is a wrapper whose value is a compressed message set, and
 //! its offset is that of its *last* inner message (v1 inner offsets are relative, v0
