@@ -1,9 +1,11 @@
-//! Zero-copy view of a v2 (magic 2) record batch, and a walker over a record set.
+//! Zero-copy view of one entry of a record set, and a walker over a record set.
 //!
-//! Record data stays opaque: a [`RecordBatch`] is one complete batch held as a `Bytes`
+//! An entry is a v2 (magic 2) record batch or a legacy v0/v1 (magic 0/1) message, which
+//! long-lived topics still hold ahead of the v2 batches written after an upgrade in place.
+//! Record data stays opaque: a [`RecordBatch`] is one complete entry held as a `Bytes`
 //! slice of whatever buffer it arrived in, and every accessor reads a fixed header field.
-//! Nothing here decompresses or re-encodes, so a batch can be stored and served
-//! byte-identical. Layout (all big-endian, offsets from the batch start):
+//! Nothing here decompresses or re-encodes, so an entry can be stored and served
+//! byte-identical. v2 layout (all big-endian, offsets from the batch start):
 //!
 //! | off | size | field                |
 //! |-----|------|----------------------|
@@ -21,17 +23,51 @@
 //! | 53  | 4    | baseSequence         |
 //! | 57  | 4    | recordsCount         |
 //! | 61  | ..   | records              |
+//!
+//! Legacy layout: the length field and the magic byte sit where they do in v2, so one
+//! framing check covers every entry.
+//!
+//! | off | size | field                                      |
+//! |-----|------|--------------------------------------------|
+//! | 0   | 8    | offset                                     |
+//! | 8   | 4    | messageSize                                |
+//! | 12  | 4    | crc (CRC-32 IEEE of 16..)                  |
+//! | 16  | 1    | magic                                      |
+//! | 17  | 1    | attributes (codec 0-2, v1 timestamp type 3)|
+//! | 18  | 8    | timestamp (v1 only)                        |
+//! | ..  | 4+K  | key                                        |
+//! | ..  | 4+V  | value                                      |
+//!
+//! A compressed legacy message is a wrapper whose value is a compressed message set, and
+//! its offset is that of its *last* inner message (v1 inner offsets are relative, v0
+//! absolute). Its first offset is only known after decompressing, which nothing on the
+//! data path does. So the view reports a legacy entry's offset as its base offset with a
+//! lastOffsetDelta of 0: `last_offset()` and `next_offset()` are exact, and the entry's
+//! records lie in `(previous entry's last offset, base_offset()]`. That is all storage
+//! (offsets increasing, indexes keyed by base offset), the link (skip entries whose last
+//! offset is below the fetch offset) and serving (the first entry whose last offset
+//! reaches the fetch offset) rely on; Kafka reads legacy entries the same way.
 
 use bytes::Bytes;
 
 /// Size of the v2 batch header, i.e. the offset at which records start.
 pub const BATCH_HEADER_LEN: usize = 61;
-/// Bytes before `batchLength` counts: baseOffset (8) + batchLength (4).
+/// Bytes before `batchLength` (or `messageSize`) counts: offset (8) + length (4).
 pub const LOG_OVERHEAD: usize = 12;
-/// Smallest legal `batchLength`: the header minus the log overhead.
+/// Smallest legal v2 `batchLength`: the header minus the log overhead.
 pub const MIN_BATCH_LENGTH: i32 = (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32;
-/// The only record format this crate understands.
+/// The v2 record batch format (Kafka 0.11+, KIP-98).
 pub const CURRENT_MAGIC: i8 = 2;
+/// The v0 message format (Kafka 0.8 to 0.9).
+pub const MAGIC_V0: i8 = 0;
+/// The v1 message format (Kafka 0.10, KIP-32 timestamps).
+pub const MAGIC_V1: i8 = 1;
+/// Smallest legal v0 `messageSize`: crc (4), magic, attributes, key and value lengths (4 each).
+pub const MIN_V0_MESSAGE_SIZE: i32 = 14;
+/// Smallest legal v1 `messageSize`: v0's plus the timestamp (8).
+pub const MIN_V1_MESSAGE_SIZE: i32 = 22;
+/// Smallest legal length field of any entry, checkable before the magic byte arrives.
+pub const MIN_ENTRY_LENGTH: i32 = MIN_V0_MESSAGE_SIZE;
 
 const BATCH_LENGTH_OFFSET: usize = 8;
 const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
@@ -45,6 +81,10 @@ const PRODUCER_ID_OFFSET: usize = 43;
 const PRODUCER_EPOCH_OFFSET: usize = 51;
 const BASE_SEQUENCE_OFFSET: usize = 53;
 const RECORDS_COUNT_OFFSET: usize = 57;
+
+const LEGACY_CRC_OFFSET: usize = 12;
+const LEGACY_ATTRIBUTES_OFFSET: usize = 17;
+const LEGACY_TIMESTAMP_OFFSET: usize = 18;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_FLAG: i16 = 0x08;
@@ -82,6 +122,8 @@ impl Compression {
 pub enum TimestampType {
     CreateTime,
     LogAppendTime,
+    /// A v0 message, which has no timestamp.
+    NoTimestamp,
 }
 
 /// Type of the single record in a control batch (its key's `type` field).
@@ -91,20 +133,27 @@ pub enum ControlType {
     Commit,
 }
 
-/// Why bytes are not exactly one well-formed v2 batch.
+/// Why bytes are not exactly one well-formed entry (v2 batch or legacy message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
     #[error(
         "the batch is truncated: {needed} bytes are needed but only {available} are available"
     )]
     Truncated { needed: usize, available: usize },
-    #[error("the batch at offset {base_offset} has magic {magic}, but only magic 2 is supported")]
+    #[error(
+        "the batch at offset {base_offset} has magic {magic}, \
+         but only magic 0, 1 and 2 are supported"
+    )]
     BadMagic { base_offset: i64, magic: i8 },
     #[error(
-        "the batch at offset {base_offset} declares batchLength {batch_length}, \
-         below the minimum of {MIN_BATCH_LENGTH}"
+        "the batch at offset {base_offset} declares length {batch_length}, \
+         below the minimum of {minimum}"
     )]
-    BadLength { base_offset: i64, batch_length: i32 },
+    BadLength {
+        base_offset: i64,
+        batch_length: i32,
+        minimum: i32,
+    },
     #[error(
         "the batch at offset {base_offset} is {batch_len} bytes long, \
          but {trailing} more bytes follow it"
@@ -125,10 +174,14 @@ pub enum BatchError {
     },
 }
 
-/// Exactly one complete v2 record batch, as an immutable zero-copy byte slice.
+/// Exactly one complete entry of a record set, a v2 record batch or a legacy v0/v1
+/// message, as an immutable zero-copy byte slice.
 ///
-/// Construction checks the length framing and magic, so every accessor can read its
-/// fixed-offset header field without further bounds checks failing.
+/// Construction checks the length framing and magic against that magic's minimum length,
+/// so every accessor can read its fixed-offset header field without bounds checks
+/// failing. Accessors answer for legacy entries as the module documentation describes:
+/// the offset is the base offset, lastOffsetDelta is 0, and fields the format lacks
+/// read as Kafka's "none" values (-1).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RecordBatch {
     bytes: Bytes,
@@ -138,6 +191,7 @@ impl std::fmt::Debug for RecordBatch {
     // Record payloads are opaque and may be large; show the header only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecordBatch")
+            .field("magic", &self.magic())
             .field("base_offset", &self.base_offset())
             .field("last_offset", &self.last_offset())
             .field("len", &self.len())
@@ -148,33 +202,44 @@ impl std::fmt::Debug for RecordBatch {
     }
 }
 
-/// Reads `batchLength` and checks it is plausible. `bytes` must hold at least 12 bytes.
-fn checked_batch_length(bytes: &[u8]) -> Result<usize, BatchError> {
+/// The smallest legal length field for `magic`, or `None` for an unknown magic.
+fn min_length(magic: i8) -> Option<i32> {
+    match magic {
+        MAGIC_V0 => Some(MIN_V0_MESSAGE_SIZE),
+        MAGIC_V1 => Some(MIN_V1_MESSAGE_SIZE),
+        CURRENT_MAGIC => Some(MIN_BATCH_LENGTH),
+        _ => None,
+    }
+}
+
+/// Checks the framing of the entry starting `bytes` and returns its total length.
+/// `bytes` must hold at least [`LOG_OVERHEAD`] bytes. The magic byte, and the minimum
+/// length it implies, are checked as soon as they have arrived, so a partial entry with
+/// a hopeless header is refused without waiting for the rest.
+fn checked_entry_len(bytes: &[u8]) -> Result<usize, BatchError> {
+    let base_offset = read_i64(bytes, 0);
     let batch_length = read_i32(bytes, BATCH_LENGTH_OFFSET);
-    if batch_length < MIN_BATCH_LENGTH {
-        return Err(BatchError::BadLength {
-            base_offset: read_i64(bytes, 0),
-            batch_length,
-        });
+    let bad_length = |minimum| BatchError::BadLength {
+        base_offset,
+        batch_length,
+        minimum,
+    };
+    if batch_length < MIN_ENTRY_LENGTH {
+        return Err(bad_length(MIN_ENTRY_LENGTH));
+    }
+    if let Some(&byte) = bytes.get(MAGIC_OFFSET) {
+        let magic = byte as i8;
+        let minimum = min_length(magic).ok_or(BatchError::BadMagic { base_offset, magic })?;
+        if batch_length < minimum {
+            return Err(bad_length(minimum));
+        }
     }
     // Non-negative i32 always fits in usize on supported (>= 32-bit) targets.
     Ok(LOG_OVERHEAD + batch_length as usize)
 }
 
-/// Checks the magic byte. `bytes` must hold at least 17 bytes.
-fn check_magic(bytes: &[u8]) -> Result<(), BatchError> {
-    let magic = bytes[MAGIC_OFFSET] as i8;
-    if magic != CURRENT_MAGIC {
-        return Err(BatchError::BadMagic {
-            base_offset: read_i64(bytes, 0),
-            magic,
-        });
-    }
-    Ok(())
-}
-
 impl RecordBatch {
-    /// Views `bytes` as exactly one batch. Checks framing and magic, not the CRC
+    /// Views `bytes` as exactly one entry. Checks framing and magic, not the CRC
     /// (see [`RecordBatch::validate_crc`]), because serving paths never need to hash.
     pub fn parse(bytes: Bytes) -> Result<RecordBatch, BatchError> {
         if bytes.len() < LOG_OVERHEAD {
@@ -183,7 +248,7 @@ impl RecordBatch {
                 available: bytes.len(),
             });
         }
-        let total = checked_batch_length(&bytes)?;
+        let total = checked_entry_len(&bytes)?;
         if bytes.len() < total {
             return Err(BatchError::Truncated {
                 needed: total,
@@ -197,7 +262,6 @@ impl RecordBatch {
                 trailing: bytes.len() - total,
             });
         }
-        check_magic(&bytes)?;
         Ok(RecordBatch { bytes })
     }
 
@@ -219,15 +283,26 @@ impl RecordBatch {
         self.bytes.is_empty()
     }
 
+    /// The first offset of a v2 batch; a legacy entry's offset (see the module docs).
     pub fn base_offset(&self) -> i64 {
         read_i64(&self.bytes, 0)
     }
 
+    /// `batchLength` of a v2 batch, `messageSize` of a legacy message.
     pub fn batch_length(&self) -> i32 {
         read_i32(&self.bytes, BATCH_LENGTH_OFFSET)
     }
 
+    /// Whether this is a v0 or v1 message rather than a v2 batch.
+    pub fn is_legacy(&self) -> bool {
+        self.magic() != CURRENT_MAGIC
+    }
+
+    /// -1 for legacy entries: leader epochs arrived with v2 (KIP-101).
     pub fn partition_leader_epoch(&self) -> i32 {
+        if self.is_legacy() {
+            return -1;
+        }
         read_i32(&self.bytes, PARTITION_LEADER_EPOCH_OFFSET)
     }
 
@@ -236,10 +311,19 @@ impl RecordBatch {
     }
 
     pub fn crc(&self) -> u32 {
-        read_i32(&self.bytes, CRC_OFFSET) as u32
+        let at = if self.is_legacy() {
+            LEGACY_CRC_OFFSET
+        } else {
+            CRC_OFFSET
+        };
+        read_i32(&self.bytes, at) as u32
     }
 
+    /// The attributes as stored; a legacy message's single byte is widened unsigned.
     pub fn attributes(&self) -> i16 {
+        if self.is_legacy() {
+            return i16::from(self.bytes[LEGACY_ATTRIBUTES_OFFSET]);
+        }
         read_i16(&self.bytes, ATTRIBUTES_OFFSET)
     }
 
@@ -248,51 +332,91 @@ impl RecordBatch {
     }
 
     pub fn timestamp_type(&self) -> TimestampType {
-        if self.attributes() & TIMESTAMP_TYPE_FLAG != 0 {
+        if self.magic() == MAGIC_V0 {
+            TimestampType::NoTimestamp
+        } else if self.attributes() & TIMESTAMP_TYPE_FLAG != 0 {
             TimestampType::LogAppendTime
         } else {
             TimestampType::CreateTime
         }
     }
 
+    /// Bits 4 and up of a legacy message's attributes are reserved, so the flags below
+    /// are false for legacy entries whatever those bits hold.
+    fn v2_flag(&self, flag: i16) -> bool {
+        !self.is_legacy() && self.attributes() & flag != 0
+    }
+
     pub fn is_transactional(&self) -> bool {
-        self.attributes() & TRANSACTIONAL_FLAG != 0
+        self.v2_flag(TRANSACTIONAL_FLAG)
     }
 
     pub fn is_control(&self) -> bool {
-        self.attributes() & CONTROL_FLAG != 0
+        self.v2_flag(CONTROL_FLAG)
     }
 
     pub fn has_delete_horizon(&self) -> bool {
-        self.attributes() & DELETE_HORIZON_FLAG != 0
+        self.v2_flag(DELETE_HORIZON_FLAG)
     }
 
+    /// 0 for a legacy entry, whose base offset is already its last offset.
     pub fn last_offset_delta(&self) -> i32 {
+        if self.is_legacy() {
+            return 0;
+        }
         read_i32(&self.bytes, LAST_OFFSET_DELTA_OFFSET)
     }
 
+    /// A v1 message's timestamp (a compressed wrapper's is its inner maximum, or the
+    /// log append time); -1 for v0, which has none.
     pub fn base_timestamp(&self) -> i64 {
-        read_i64(&self.bytes, BASE_TIMESTAMP_OFFSET)
+        match self.magic() {
+            MAGIC_V0 => -1,
+            MAGIC_V1 => read_i64(&self.bytes, LEGACY_TIMESTAMP_OFFSET),
+            _ => read_i64(&self.bytes, BASE_TIMESTAMP_OFFSET),
+        }
     }
 
+    /// Like [`RecordBatch::base_timestamp`] for legacy entries, which carry one timestamp.
     pub fn max_timestamp(&self) -> i64 {
+        if self.is_legacy() {
+            return self.base_timestamp();
+        }
         read_i64(&self.bytes, MAX_TIMESTAMP_OFFSET)
     }
 
+    /// -1 (no producer) for legacy entries, which predate idempotence.
     pub fn producer_id(&self) -> i64 {
+        if self.is_legacy() {
+            return -1;
+        }
         read_i64(&self.bytes, PRODUCER_ID_OFFSET)
     }
 
     pub fn producer_epoch(&self) -> i16 {
+        if self.is_legacy() {
+            return -1;
+        }
         read_i16(&self.bytes, PRODUCER_EPOCH_OFFSET)
     }
 
     pub fn base_sequence(&self) -> i32 {
+        if self.is_legacy() {
+            return -1;
+        }
         read_i32(&self.bytes, BASE_SEQUENCE_OFFSET)
     }
 
+    /// `recordsCount` of a v2 batch. A legacy message counts 1 when uncompressed; a
+    /// compressed wrapper reports -1, since counting its messages means decompressing.
     pub fn record_count(&self) -> i32 {
-        read_i32(&self.bytes, RECORDS_COUNT_OFFSET)
+        if !self.is_legacy() {
+            read_i32(&self.bytes, RECORDS_COUNT_OFFSET)
+        } else if self.compression() == Compression::None {
+            1
+        } else {
+            -1
+        }
     }
 
     /// `baseOffset + lastOffsetDelta`. This, not `recordsCount`, locates the end of the
@@ -308,9 +432,14 @@ impl RecordBatch {
         self.last_offset().saturating_add(1)
     }
 
-    /// CRC-32C over everything from `attributes` to the end of the batch.
+    /// CRC-32C from `attributes` to the end of a v2 batch; CRC-32 (IEEE) from `magic` to
+    /// the end of a legacy message.
     pub fn compute_crc(&self) -> u32 {
-        crc32c::crc32c(&self.bytes[ATTRIBUTES_OFFSET..])
+        if self.is_legacy() {
+            crc32fast::hash(&self.bytes[MAGIC_OFFSET..])
+        } else {
+            crc32c::crc32c(&self.bytes[ATTRIBUTES_OFFSET..])
+        }
     }
 
     pub fn validate_crc(&self) -> Result<(), BatchError> {
@@ -400,9 +529,10 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Iterates the complete batches of a record set (concatenated batches).
+/// Iterates the complete entries of a record set: v2 batches and legacy messages, in any
+/// mix, concatenated.
 ///
-/// Each batch is a `Bytes::slice` of the input. Iteration ends when fewer than
+/// Each entry is a `Bytes::slice` of the input. Iteration ends when fewer than
 /// [`LOG_OVERHEAD`] bytes or fewer than a whole batch remain: fetch responses may end with a
 /// partial batch, which is not an error and stays in [`BatchWalker::remainder`]. A batch
 /// with an impossible length or wrong magic yields one `Err` and ends iteration, because
@@ -439,7 +569,7 @@ impl Iterator for BatchWalker {
         if self.failed || self.rest.len() < LOG_OVERHEAD {
             return None;
         }
-        let total = match checked_batch_length(&self.rest) {
+        let total = match checked_entry_len(&self.rest) {
             Ok(total) => total,
             Err(e) => {
                 self.failed = true;
@@ -448,10 +578,6 @@ impl Iterator for BatchWalker {
         };
         if self.rest.len() < total {
             return None;
-        }
-        if let Err(e) = check_magic(&self.rest) {
-            self.failed = true;
-            return Some(Err(e));
         }
         let bytes = self.rest.split_to(total);
         Some(Ok(RecordBatch { bytes }))
@@ -480,3 +606,6 @@ pub mod testing;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod legacy_tests;

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{
 };
 use proptest::prelude::*;
 use shadowlink_protocol::api::{decode_any, supported_versions, SUPPORTED_API_KEYS};
+use shadowlink_protocol::batch::BatchWalker;
 use shadowlink_protocol::client::{decode_api_versions_response, decode_response};
 use shadowlink_protocol::frame::{split_frame, FrameError, DEFAULT_MAX_FRAME_BYTES};
 use shadowlink_protocol::request::{decode_request, parse_header, RequestError};
@@ -202,6 +203,33 @@ proptest! {
             }
             Err(e) => prop_assert_eq!(e.correlation_id(), Some(42)),
         }
+    }
+
+    #[test]
+    fn record_sets_with_legacy_framing_never_panic(
+        magic in prop::sample::select(vec![0u8, 1, 2]),
+        length in 14i32..80,
+        body in prop::collection::vec(any::<u8>(), 0..160),
+    ) {
+        // An offset, a plausible length and a known magic get past framing, so the
+        // accessors run over arbitrary legacy (and v2) header bytes.
+        let mut bytes = vec![0u8; 8];
+        bytes.extend_from_slice(&length.to_be_bytes());
+        bytes.extend_from_slice(&body);
+        if bytes.len() > 16 {
+            bytes[16] = magic;
+        }
+        let bytes = Bytes::from(bytes);
+        let mut walker = BatchWalker::new(bytes.clone());
+        let mut consumed = 0;
+        for item in walker.by_ref() {
+            let Ok(entry) = item else { break };
+            consumed += entry.len();
+            let _ = (entry.control_type(), entry.validate_crc(), entry.record_count());
+            let _ = (entry.next_offset(), entry.max_timestamp(), entry.partition_leader_epoch());
+            let _ = (entry.producer_id(), entry.timestamp_type(), format!("{entry:?}"));
+        }
+        prop_assert_eq!(consumed + walker.remainder().len(), bytes.len());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Offset-preserving partition log.
 //!
-//! A [`PartitionLog`] stores v2 record batches byte for byte at the offsets they carry,
+//! A [`PartitionLog`] stores record batches (v2, and the legacy v0/v1 messages of older
+//! topics) byte for byte at the offsets they carry,
 //! in segments with sparse offset and time indexes, and serves them back as zero-copy
 //! `Bytes` over memory-mapped files. It knows nothing about Kafka requests or networking;
 //! the API is synchronous (call it from a dedicated writer task or `spawn_blocking`).

@@ -210,7 +210,7 @@ impl PartitionLog {
             return Ok(());
         }
         if !active.is_empty() && (!active.can_hold_offsets(batch) || self.should_roll(batch)) {
-            self.roll(batch.base_offset())?;
+            self.roll(crate::segment::roll_offset(batch, self.log_end_offset()))?;
         }
         Ok(())
     }
@@ -327,19 +327,20 @@ impl PartitionLog {
     }
 
     /// `(offset, timestamp)` of the first batch whose max timestamp is `>= ts`: the
-    /// batch's base offset (clamped to the log start) and its max timestamp. Batches are
-    /// not decompressed, so the offset is batch-granular, not the exact record.
+    /// batch's first offset (clamped to the log start) and its max timestamp. Batches are
+    /// not decompressed, so the offset is batch-granular, not the exact record; for a
+    /// compressed legacy wrapper it is the offset after the entry before it.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
         let from = self.segment_index_for(self.log_start_offset);
         for segment in &self.segments[from..] {
             if segment.max.is_none_or(|m| m.timestamp < ts) {
                 continue;
             }
-            if let Some(batch) = segment.find_timestamp(ts)? {
+            if let Some((first, batch)) = segment.find_timestamp(ts)? {
                 if batch.last_offset() < self.log_start_offset {
                     continue;
                 }
-                let offset = batch.base_offset().max(self.log_start_offset);
+                let offset = first.max(self.log_start_offset);
                 return Ok(Some((offset, batch.max_timestamp())));
             }
         }

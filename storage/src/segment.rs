@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use memmap2::Mmap;
-use shadowlink_protocol::batch::{BatchWalker, RecordBatch, LOG_OVERHEAD, MIN_BATCH_LENGTH};
+use shadowlink_protocol::batch::{
+    BatchWalker, Compression, RecordBatch, LOG_OVERHEAD, MIN_ENTRY_LENGTH,
+};
 
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetEntry, OffsetIndex};
@@ -30,6 +32,18 @@ pub(crate) const SWAP_EXT: &str = "swap";
 
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{ext}"))
+}
+
+/// Where to start a new segment for `batch`: its base offset, except for a legacy entry,
+/// whose base offset is its last (see `shadowlink_protocol::batch`). That one starts at the
+/// log end offset, so the segment's base stays at or below every offset it holds, as
+/// Kafka does; but no lower than relative offsets allow.
+pub(crate) fn roll_offset(batch: &RecordBatch, log_end_offset: i64) -> i64 {
+    if !batch.is_legacy() {
+        return batch.base_offset();
+    }
+    let lowest = batch.base_offset().saturating_sub(i64::from(u32::MAX));
+    log_end_offset.clamp(lowest, batch.base_offset())
 }
 
 /// The batch with the largest max timestamp in a segment (first one on ties).
@@ -262,7 +276,9 @@ impl Segment {
         }
     }
 
-    /// Length of the batch at `position`, reading only its length field.
+    /// Length of the batch at `position`, reading only its length field. The bound is the
+    /// smallest of any format (a v0 message), so legacy entries are taken too; each was
+    /// checked against its own format's minimum when it was appended or recovered.
     fn batch_len_at(&self, data: &Bytes, position: u64) -> Result<u64> {
         let at = position as usize;
         let header = data
@@ -270,7 +286,7 @@ impl Segment {
             .ok_or_else(|| self.corrupt(position, "a batch header is cut off"))?;
         let length = i32::from_be_bytes([header[8], header[9], header[10], header[11]]);
         let total = LOG_OVERHEAD as u64 + u64::try_from(length).unwrap_or(0);
-        if length < MIN_BATCH_LENGTH || position + total > self.size {
+        if length < MIN_ENTRY_LENGTH || position + total > self.size {
             return Err(self.corrupt(position, format!("impossible batchLength {length}")));
         }
         Ok(total)
@@ -310,18 +326,29 @@ impl Segment {
         Ok(end)
     }
 
-    /// The first batch whose max timestamp is `>= target`.
-    pub(crate) fn find_timestamp(&self, target: i64) -> Result<Option<RecordBatch>> {
+    /// The first batch whose max timestamp is `>= target`, with the offset a fetch must
+    /// start at to receive all of its records: its base offset, except for a compressed
+    /// legacy wrapper, whose first inner offset is unknown without decompressing. That
+    /// one gets the offset after the entry before it (or the segment base), a lower
+    /// bound: the fetch returns the whole wrapper and the client skips nothing it wants.
+    pub(crate) fn find_timestamp(&self, target: i64) -> Result<Option<(i64, RecordBatch)>> {
         let data = self.mapped()?;
         let mut position = self
             .time_index
             .scan_start(target)
             .map_or(0, |rel| u64::from(self.index.lookup(rel)));
+        let mut floor = self.base_offset;
         while position < self.size {
             let batch = self.batch_at(&data, position)?;
             if batch.max_timestamp() >= target {
-                return Ok(Some(batch));
+                let first = if batch.is_legacy() && batch.compression() != Compression::None {
+                    floor.min(batch.base_offset())
+                } else {
+                    batch.base_offset()
+                };
+                return Ok(Some((first, batch)));
             }
+            floor = batch.next_offset();
             position += batch.len() as u64;
         }
         Ok(None)

@@ -172,3 +172,98 @@ pub fn put_varlong(out: &mut BytesMut, value: i64) {
     }
     out.put_u8(v as u8);
 }
+
+/// One uncompressed legacy message (`magic` 0 or 1) at `offset`, laid out as the protocol
+/// guide gives it: offset, messageSize, crc, magic, attributes, timestamp (v1 only), key,
+/// value, with the CRC-32 (IEEE) over magic to the end.
+pub fn build_legacy_message(
+    offset: i64,
+    magic: i8,
+    timestamp: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Bytes {
+    encode_legacy(offset, magic, 0, timestamp, key, value)
+}
+
+/// A gzip-compressed legacy wrapper holding `records`, as a 0.10 producer (v1) or a 0.8
+/// broker (v0) writes it. The wrapper's offset is `last_offset`, that of its last inner
+/// message; inner offsets are relative (0..n) in v1 and absolute in v0. Inner message `i`
+/// gets timestamp `timestamp + i`, and a v1 wrapper carries the largest (CreateTime).
+pub fn build_gzip_wrapper(
+    last_offset: i64,
+    magic: i8,
+    records: &[RecordRef<'_>],
+    timestamp: i64,
+) -> Bytes {
+    let count = records.len() as i64;
+    let mut inner = BytesMut::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        let i = i as i64;
+        let offset = if magic == super::MAGIC_V0 {
+            last_offset - count + 1 + i
+        } else {
+            i
+        };
+        inner.extend_from_slice(&encode_legacy(
+            offset,
+            magic,
+            0,
+            timestamp + i,
+            *key,
+            *value,
+        ));
+    }
+    let compressed = gzip(&inner);
+    let max_timestamp = timestamp + (count - 1).max(0);
+    encode_legacy(
+        last_offset,
+        magic,
+        1,
+        max_timestamp,
+        None,
+        Some(&compressed),
+    )
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use kafka_protocol::compression::{Compressor, Gzip};
+    let mut out = BytesMut::new();
+    <Gzip as Compressor<BytesMut>>::compress(&mut out, |buf| {
+        buf.extend_from_slice(data);
+        Ok(())
+    })
+    .expect("gzip into memory does not fail");
+    out.to_vec()
+}
+
+fn encode_legacy(
+    offset: i64,
+    magic: i8,
+    attributes: i8,
+    timestamp: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Bytes {
+    let mut body = BytesMut::new();
+    body.put_i8(magic);
+    body.put_i8(attributes);
+    if magic == super::MAGIC_V1 {
+        body.put_i64(timestamp);
+    }
+    for field in [key, value] {
+        match field {
+            None => body.put_i32(-1),
+            Some(d) => {
+                body.put_i32(d.len() as i32);
+                body.extend_from_slice(d);
+            }
+        }
+    }
+    let mut buf = BytesMut::with_capacity(super::LOG_OVERHEAD + 4 + body.len());
+    buf.put_i64(offset);
+    buf.put_i32(4 + body.len() as i32);
+    buf.put_u32(crc32fast::hash(&body));
+    buf.extend_from_slice(&body);
+    buf.freeze()
+}

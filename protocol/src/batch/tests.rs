@@ -190,10 +190,10 @@ fn parse_rejects_bad_framing() {
         })
     ));
     let mut bad_magic = BytesMut::from(&bytes[..]);
-    bad_magic[16] = 1;
+    bad_magic[16] = 3;
     assert!(matches!(
         RecordBatch::parse(bad_magic.freeze()),
-        Err(BatchError::BadMagic { magic: 1, .. })
+        Err(BatchError::BadMagic { magic: 3, .. })
     ));
 }
 
@@ -217,14 +217,14 @@ fn walker_yields_zero_copy_slices() {
 fn walker_stops_once_on_bad_magic_or_length() {
     let (all, batches) = sample_set();
     let mut bytes = BytesMut::from(&all[..]);
-    bytes[batches[0].len() + 16] = 0;
+    bytes[batches[0].len() + 16] = 0xff;
     let mut walker = BatchWalker::new(bytes.freeze());
     assert!(walker.next().unwrap().is_ok());
     assert!(matches!(
         walker.next(),
         Some(Err(BatchError::BadMagic {
             base_offset: 2,
-            magic: 0
+            magic: -1
         }))
     ));
     assert!(walker.next().is_none());
@@ -244,7 +244,7 @@ fn walker_stops_once_on_bad_magic_or_length() {
 }
 
 /// Walks `all[..cut]` and checks it yields exactly the batches wholly before `cut`.
-fn check_cut(all: &Bytes, batches: &[Bytes], cut: usize) {
+pub(super) fn check_cut(all: &Bytes, batches: &[Bytes], cut: usize) {
     let input = all.slice(..cut);
     let mut walker = BatchWalker::new(input.clone());
     let got: Vec<Bytes> = walker.by_ref().map(|b| b.unwrap().into_bytes()).collect();

@@ -436,6 +436,28 @@ mod tests {
     }
 
     #[test]
+    fn a_fetch_inside_a_compressed_legacy_wrapper_keeps_the_wrapper() {
+        use shadowlink_protocol::batch::testing::{build_gzip_wrapper, build_legacy_message};
+        let inner = [
+            (None, Some(&b"a"[..])),
+            (None, Some(b"b")),
+            (None, Some(b"c")),
+        ];
+        let entries = [
+            build_legacy_message(6, 1, 100, None, Some(b"v")),
+            build_gzip_wrapper(9, 1, &inner, 200),
+            build_batch(10, 4, &[(None, None)], 300),
+        ];
+        let records = Bytes::from(entries.concat());
+        // The wrapper holds 7..=9: a fetch at 8 keeps all of it and the batch after it.
+        let chunk = complete_batches(&records, 8).unwrap().unwrap();
+        assert_eq!(chunk.bytes, records.slice(entries[0].len()..));
+        assert_eq!((chunk.next_offset, chunk.last_epoch), (11, 4));
+        let chunk = complete_batches(&records.slice(..entries[0].len()), 6).unwrap();
+        assert_eq!(chunk.map(|c| (c.next_offset, c.last_epoch)), Some((7, -1)));
+    }
+
+    #[test]
     fn requests_keep_the_rotated_partition_order() {
         let mut keys: Vec<TopicPartition> = [("a", 0), ("a", 1), ("b", 0), ("c", 0)]
             .iter()

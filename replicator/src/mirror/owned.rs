@@ -105,6 +105,11 @@ pub fn validate_batch(
 /// Kafka's `LogValidator` checks for batches written by clients.
 fn check_client_batch(batch: &RecordBatch, api_version: i16) -> Result<(), ProduceError> {
     let invalid = |reason: &str| Err(ProduceError::InvalidRecord(reason.to_string()));
+    // Produce v3+ carries only magic 2, as in Kafka; a legacy message also has no
+    // partitionLeaderEpoch field for `assign_offsets` to overwrite (its CRC sits there).
+    if batch.is_legacy() {
+        return invalid("Produce v3 and later may carry only magic 2 record batches");
+    }
     match batch.compression() {
         Compression::Unknown(_) => {
             return Err(ProduceError::UnsupportedCompression(batch.compression()))
