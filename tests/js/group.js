@@ -2,10 +2,12 @@
 // Prints one JSON summary: records per member, partitions per member after the last
 // rebalance, distinct (topic, partition, offset) seen, and duplicates. Offsets are committed (kafkajs autocommit) before the members leave.
 //
-// usage: node group.js BOOTSTRAP GROUP PATTERN EXPECTED [IDLE_MS]
+// usage: node group.js BOOTSTRAP GROUP PATTERN EXPECTED [IDLE_MS] [PARTITIONS]
+// With PARTITIONS, the run also waits until the members' latest assignments add up to it
+// (a member that has not yet rejoined after a rebalance still counts its old share).
 const { Kafka, logLevel } = require('kafkajs')
 
-const [bootstrap, group, pattern, expected, idleMs] = process.argv.slice(2)
+const [bootstrap, group, pattern, expected, idleMs, partitions] = process.argv.slice(2)
 const idle = Number(idleMs || 3000)
 
 async function main () {
@@ -34,7 +36,8 @@ async function main () {
   }
   const deadline = Date.now() + 60000
   while (Date.now() < deadline) {
-    const settled = assigned[0] > 0 && assigned[1] > 0
+    const shared = !partitions || assigned[0] + assigned[1] === Number(partitions)
+    const settled = assigned[0] > 0 && assigned[1] > 0 && shared
     if (seen.size >= Number(expected) && settled && Date.now() - last > idle) break
     if (Number(expected) === 0 && Date.now() - last > idle) break
     await new Promise((resolve) => setTimeout(resolve, 200))

@@ -151,6 +151,8 @@ fn kafkajs_group_members_share_a_pattern_subscription_and_resume_after_a_restart
             "js-group",
             "^a_.*",
             &expected.to_string(),
+            "3000",
+            &(2 * PARTITIONS).to_string(),
         ];
         Ok(serde_json::from_str(node_js("group.js", &args)?.trim())?)
     };
