@@ -17,6 +17,7 @@ mod log;
 mod meta;
 mod mmap;
 mod producers;
+mod record_time;
 mod recovery;
 mod retention;
 mod segment;
