@@ -89,9 +89,9 @@ fn fetch(node: &Node, topic: &str, current: i32) -> Result<(i16, usize)> {
     Ok((p.error_code, p.records.as_ref().map_or(0, Bytes::len)))
 }
 
-/// ListOffsets v7 (latest) of `topic`-0 with `current` as the client's leader epoch:
-/// (error code, offset, leader epoch).
-fn list_latest(node: &Node, topic: &str, current: i32) -> Result<(i16, i64, i32)> {
+/// ListOffsets v7 of `topic`-0 at `timestamp` with `current` as the client's leader
+/// epoch: (error code, offset, leader epoch).
+fn list_offset(node: &Node, topic: &str, current: i32, timestamp: i64) -> Result<(i16, i64, i32)> {
     let request = ListOffsetsRequest::default()
         .with_replica_id((-1).into())
         .with_topics(vec![ListOffsetsTopic::default()
@@ -99,7 +99,7 @@ fn list_latest(node: &Node, topic: &str, current: i32) -> Result<(i16, i64, i32)
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(0)
                 .with_current_leader_epoch(current)
-                .with_timestamp(-1)])]);
+                .with_timestamp(timestamp)])]);
     let response: ListOffsetsResponse =
         RawClient::connect(node.kafka)?.call(ApiKey::ListOffsets, 7, &request)?;
     let p = &response.topics[0].partitions[0];
@@ -112,7 +112,10 @@ fn end_of_epoch(node: &Node, topic: &str, current: i32, epoch: i32) -> Result<(i
 
 #[test]
 fn fetch_list_offsets_and_offset_for_leader_epoch_fence_stale_and_unknown_epochs() -> Result<()> {
-    let data = batches(0..5, 3, "e3");
+    let data: Vec<Bytes> = batches(0..3, 1, "e1")
+        .into_iter()
+        .chain(batches(3..5, 3, "e3"))
+        .collect();
     let source = source_with(
         "a_fence",
         FakeLog {
@@ -128,20 +131,27 @@ fn fetch_list_offsets_and_offset_for_leader_epoch_fence_stale_and_unknown_epochs
 
     // -1: no check, as for clients that do not know epochs.
     assert_eq!(fetch(&node, "a_fence", -1)?.0, 0);
-    assert_eq!(list_latest(&node, "a_fence", -1)?, (0, 5, 3));
+    assert_eq!(list_offset(&node, "a_fence", -1, -1)?, (0, 5, 3));
+    // Each offset found comes with the epoch it was written in.
+    assert_eq!(list_offset(&node, "a_fence", -1, -2)?, (0, 0, 1));
+    assert_eq!(list_offset(&node, "a_fence", -1, 1_001)?, (0, 1, 1));
+    assert_eq!(list_offset(&node, "a_fence", -1, 1_003)?, (0, 3, 3));
     assert_eq!(end_of_epoch(&node, "a_fence", -1, 3)?, (0, 3, 5));
     // The partition's epoch: served.
     let (code, bytes) = fetch(&node, "a_fence", 3)?;
     assert_eq!((code, bytes), (0, data.iter().map(Bytes::len).sum()));
-    assert_eq!(list_latest(&node, "a_fence", 3)?, (0, 5, 3));
+    assert_eq!(list_offset(&node, "a_fence", 3, -1)?, (0, 5, 3));
     assert_eq!(end_of_epoch(&node, "a_fence", 3, 3)?, (0, 3, 5));
     // Older: the client's metadata is stale.
     assert_eq!(fetch(&node, "a_fence", 2)?, (FENCED_LEADER_EPOCH, 0));
-    assert_eq!(list_latest(&node, "a_fence", 2)?.0, FENCED_LEADER_EPOCH);
+    assert_eq!(list_offset(&node, "a_fence", 2, -1)?.0, FENCED_LEADER_EPOCH);
     assert_eq!(end_of_epoch(&node, "a_fence", 2, 3)?.0, FENCED_LEADER_EPOCH);
     // Newer: this node has not seen that epoch yet.
     assert_eq!(fetch(&node, "a_fence", 4)?, (UNKNOWN_LEADER_EPOCH, 0));
-    assert_eq!(list_latest(&node, "a_fence", 4)?.0, UNKNOWN_LEADER_EPOCH);
+    assert_eq!(
+        list_offset(&node, "a_fence", 4, -1)?.0,
+        UNKNOWN_LEADER_EPOCH
+    );
     assert_eq!(
         end_of_epoch(&node, "a_fence", 4, 3)?.0,
         UNKNOWN_LEADER_EPOCH
@@ -200,7 +210,7 @@ fn the_source_epoch_survives_a_restart_and_failover_goes_above_it() -> Result<()
     )?;
     node.restart()?;
     assert_eq!(metadata_epoch(&node, "a_floor")?, 5);
-    assert_eq!(list_latest(&node, "a_floor", 5)?.0, 0);
+    assert_eq!(list_offset(&node, "a_floor", 5, -1)?.0, 0);
     assert_eq!(end_of_epoch(&node, "a_floor", 5, 5)?, (0, 5, 5));
     assert_eq!(end_of_epoch(&node, "a_floor", 5, 2)?, (0, 2, 5));
     assert_eq!(fetch(&node, "a_floor", 5)?.0, 0);

@@ -65,7 +65,10 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64, i32), i16> {
     let found = match timestamp {
         // Everything mirrored is decided, so latest is the same for both isolation levels.
         LATEST => return Ok((-1, log.high_watermark(), epoch)),
-        EARLIEST => return Ok((-1, log.log_start_offset(), epoch)),
+        EARLIEST => {
+            let start = log.log_start_offset();
+            return Ok((-1, start, log.epoch_for_offset(start).unwrap_or(epoch)));
+        }
         MAX_TIMESTAMP => log.max_timestamp(),
         ts if ts >= 0 => log
             .offset_for_timestamp(ts)
