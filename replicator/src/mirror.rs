@@ -245,8 +245,9 @@ impl MirrorTopic {
     }
 
     /// Turns this shadow into an owned topic, for good: each partition continues at its
-    /// mirrored log end offset in a leader epoch one above every epoch it advertised. The ownership is
-    /// persisted before any partition accepts a write, and re-applied on every open.
+    /// mirrored log end offset in a leader epoch one above every epoch it advertised. The
+    /// ownership is persisted before any partition accepts a write, and re-applied on
+    /// every open.
     /// Idempotent: an owned topic returns its ownership unchanged.
     ///
     /// The caller must have stopped the link's fetching first (failover); mirrored
