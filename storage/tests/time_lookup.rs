@@ -8,6 +8,7 @@ use common::*;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use shadowlink_storage::LogConfig;
 
 /// One batch at `base` whose records carry `stamps`, compressed with `codec`.
 fn stamped(base: i64, stamps: &[i64], codec: Compression) -> Bytes {
@@ -62,7 +63,13 @@ fn lookups_name_exact_records_at_or_above_a_mid_segment_log_start() {
     let codecs = [Compression::None, Compression::Gzip, Compression::Zstd];
     for codec in codecs {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = open(dir.path(), small_config());
+        // Segments of a few compressed batches, or of one uncompressed batch each.
+        let config = LogConfig {
+            segment_bytes: 200,
+            index_interval_bytes: 64,
+            ..LogConfig::default()
+        };
+        let mut log = open(dir.path(), config);
         let mut records = Vec::new();
         // Timestamps rise overall but not within a batch; batch 3 holds the maximum twice.
         for b in 0..8i64 {
