@@ -5,13 +5,22 @@ use shadowlink_storage::StorageError;
 
 use crate::mirror::owned::ProduceError;
 use crate::mirror::producer_state::SequenceError;
-use crate::mirror::Store;
+use crate::mirror::{EpochMismatch, Store};
 
 /// The Kafka error code a client sees for a storage failure.
 pub fn storage_error_code(error: &StorageError) -> i16 {
     match error {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         _ => ResponseError::KafkaStorageError.code(),
+    }
+}
+
+/// The Kafka error code for a request whose `current_leader_epoch` is not the
+/// partition's (KIP-320): clients refresh metadata on either and retry.
+pub fn epoch_error_code(error: &EpochMismatch) -> i16 {
+    match error {
+        EpochMismatch::Fenced { .. } => ResponseError::FencedLeaderEpoch.code(),
+        EpochMismatch::Unknown { .. } => ResponseError::UnknownLeaderEpoch.code(),
     }
 }
 

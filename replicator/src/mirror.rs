@@ -16,13 +16,12 @@ pub mod producer_state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
-use shadowlink_storage::{AppendInfo, LogConfig, PartitionLog, StorageError};
+use shadowlink_storage::{AppendInfo, EpochFloor, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
 use owned::OwnedState;
@@ -92,8 +91,18 @@ pub struct MirrorPartition {
     failure: Mutex<Option<String>>,
     /// `Some` once the partition is owned: producers write it, links no longer do.
     owned: Mutex<Option<OwnedState>>,
-    /// The source leader's epoch as its link last saw it in Metadata (-1 before).
-    source_epoch: AtomicI32,
+    /// The highest source leader epoch its link saw in Metadata (-1 before), kept on
+    /// disk so the epoch clients see never goes backwards across a restart.
+    source_epoch: Mutex<EpochFloor>,
+}
+
+/// How a client's `current_leader_epoch` disagrees with the partition's (KIP-320).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EpochMismatch {
+    #[error("the client's leader epoch {client} is older than the partition's {ours}")]
+    Fenced { client: i32, ours: i32 },
+    #[error("the client's leader epoch {client} is newer than the partition's {ours}")]
+    Unknown { client: i32, ours: i32 },
 }
 
 impl MirrorPartition {
@@ -121,9 +130,24 @@ impl MirrorPartition {
     }
 
     /// Records the source partition's current leader epoch, which may run ahead of the
-    /// newest mirrored batch (a leader change with nothing written since).
+    /// newest mirrored batch (a leader change with nothing written since). It is made
+    /// durable before clients see it; if that fails it is not advertised, and the next
+    /// observation tries again.
     pub fn observe_source_epoch(&self, epoch: i32) {
-        self.source_epoch.fetch_max(epoch, Ordering::Relaxed);
+        let mut floor = self.source_epoch();
+        if let Err(e) = floor.raise(epoch) {
+            tracing::warn!(
+                topic = %self.topic,
+                partition = self.partition,
+                epoch,
+                error = %e,
+                "cannot record the source leader epoch"
+            );
+        }
+    }
+
+    fn source_epoch(&self) -> MutexGuard<'_, EpochFloor> {
+        self.source_epoch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The leader epoch clients see: never below the source's (KIP-320, so a consumer
@@ -131,7 +155,27 @@ impl MirrorPartition {
     /// the partition holds.
     pub fn leader_epoch(&self) -> i32 {
         let stored = self.log().latest_epoch().unwrap_or(0);
-        stored.max(self.source_epoch.load(Ordering::Relaxed)).max(0)
+        stored.max(self.source_epoch().epoch()).max(0)
+    }
+
+    /// Checks a request's `current_leader_epoch` as a Kafka leader does (KIP-320): -1
+    /// skips the check, an older epoch is fenced, a newer one is not known here yet.
+    pub fn check_leader_epoch(&self, current: i32) -> Result<(), EpochMismatch> {
+        if current < 0 {
+            return Ok(());
+        }
+        let ours = self.leader_epoch();
+        match current.cmp(&ours) {
+            std::cmp::Ordering::Less => Err(EpochMismatch::Fenced {
+                client: current,
+                ours,
+            }),
+            std::cmp::Ordering::Greater => Err(EpochMismatch::Unknown {
+                client: current,
+                ours,
+            }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
     }
 
     /// The leader epoch producers write in, for owned partitions.
@@ -201,8 +245,9 @@ impl MirrorTopic {
     }
 
     /// Turns this shadow into an owned topic, for good: each partition continues at its
-    /// mirrored log end offset in leader epoch max(mirrored epochs) + 1. The ownership is
-    /// persisted before any partition accepts a write, and re-applied on every open.
+    /// mirrored log end offset in a leader epoch one above every epoch it advertised. The
+    /// ownership is persisted before any partition accepts a write, and re-applied on
+    /// every open.
     /// Idempotent: an owned topic returns its ownership unchanged.
     ///
     /// The caller must have stopped the link's fetching first (failover); mirrored
@@ -218,12 +263,13 @@ impl MirrorTopic {
             writable_from: BTreeMap::new(),
         };
         for p in self.partitions() {
-            let log = p.log();
-            let epoch = log.latest_epoch().map_or(0, |e| e.saturating_add(1));
+            // Above every epoch this node ever advertised for the partition, the source's
+            // included, so every KIP-320 client sees a new leader.
+            let epoch = p.leader_epoch().saturating_add(1);
             ownership.leader_epochs.insert(p.partition, epoch);
             ownership
                 .writable_from
-                .insert(p.partition, log.log_end_offset());
+                .insert(p.partition, p.log().log_end_offset());
         }
         let updated = TopicRecord {
             meta: record.meta.clone(),
@@ -403,6 +449,7 @@ impl Store {
         index: i32,
     ) -> Result<Arc<MirrorPartition>, StorageError> {
         let log = PartitionLog::open(&dir.join(index.to_string()), self.log_config.clone())?;
+        let source_epoch = EpochFloor::open(log.dir())?;
         Ok(Arc::new(MirrorPartition {
             topic: topic.to_string(),
             partition: index,
@@ -410,7 +457,7 @@ impl Store {
             appended: self.appended.clone(),
             failure: Mutex::new(None),
             owned: Mutex::new(None),
-            source_epoch: AtomicI32::new(-1),
+            source_epoch: Mutex::new(source_epoch),
         }))
     }
 

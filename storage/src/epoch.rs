@@ -58,6 +58,12 @@ impl LeaderEpochCache {
         self.entries.last().map(|&(epoch, _)| epoch)
     }
 
+    /// The epoch `offset` was written in: the latest one starting at or before it.
+    pub(crate) fn epoch_at(&self, offset: i64) -> Option<i32> {
+        let after = self.entries.partition_point(|&(_, start)| start <= offset);
+        after.checked_sub(1).map(|i| self.entries[i].0)
+    }
+
     /// Records that `epoch` starts at `start_offset` if it is newer than the latest.
     /// Returns whether the cache changed. A mirror copies a single leader history, so an
     /// older epoch after a newer one is never a new leader; negative (unknown) epochs,

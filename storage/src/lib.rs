@@ -8,16 +8,19 @@
 //!
 //! Directory layout: `{base:020}.log`, `.index` (u32 relative offset, u32 position) and
 //! `.timeindex` (i64 timestamp, u32 relative offset) per segment, plus
-//! `log-start-offset` and `leader-epoch-checkpoint` (JSON, atomically replaced).
+//! `log-start-offset`, `leader-epoch-checkpoint` and `leader-epoch-floor` (JSON,
+//! atomically replaced).
 
 mod config;
 mod epoch;
+mod epoch_floor;
 mod error;
 mod index;
 mod log;
 mod meta;
 mod mmap;
 mod producers;
+mod record_time;
 mod recovery;
 mod retention;
 mod segment;
@@ -25,6 +28,7 @@ mod time_index;
 mod truncate;
 
 pub use config::{LogConfig, PersistMode};
+pub use epoch_floor::EpochFloor;
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 pub use meta::{read_meta, sync_dir, write_meta, TopicMeta};

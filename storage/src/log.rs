@@ -326,37 +326,48 @@ impl PartitionLog {
             .saturating_sub(1)
     }
 
-    /// `(offset, timestamp)` of the first batch whose max timestamp is `>= ts`: the
-    /// batch's first offset (clamped to the log start) and its max timestamp. Batches are
-    /// not decompressed, so the offset is batch-granular, not the exact record; for a
-    /// compressed legacy wrapper it is the offset after the entry before it.
+    /// ListOffsets by time: `(offset, timestamp)` of the first record at or above the log
+    /// start whose timestamp is `>= ts`. The time index finds the batch by its header's
+    /// max timestamp; the exact record is then read from that batch.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
-        let from = self.segment_index_for(self.log_start_offset);
+        let start = self.log_start_offset;
+        let from = self.segment_index_for(start);
         for segment in &self.segments[from..] {
             if segment.max.is_none_or(|m| m.timestamp < ts) {
                 continue;
             }
-            if let Some((first, batch)) = segment.find_timestamp(ts)? {
-                if batch.last_offset() < self.log_start_offset {
-                    continue;
-                }
-                let offset = first.max(self.log_start_offset);
-                return Ok(Some((offset, batch.max_timestamp())));
+            if let Some(found) = segment.find_timestamp(ts, start)? {
+                return Ok(Some(found));
             }
         }
         Ok(None)
     }
 
-    /// `(timestamp, offset)` of the batch with the largest max timestamp (earliest on
-    /// ties), for ListOffsets `-3`. The offset is that batch's last offset.
-    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        let mut best: Option<(i64, i64)> = None;
-        for m in self.segments.iter().filter_map(|s| s.max) {
-            if best.is_none_or(|(ts, _)| m.timestamp > ts) {
-                best = Some((m.timestamp, m.offset));
+    /// KIP-734 ListOffsets `-3`: `(timestamp, offset)` of the record at or above the log
+    /// start with the largest timestamp, the earliest on ties.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>> {
+        let start = self.log_start_offset;
+        let mut best: Option<(i64, usize, u64)> = None;
+        for (i, segment) in self.segments.iter().enumerate() {
+            if segment.next_offset <= start {
+                continue;
+            }
+            if let Some((ts, position)) = segment.max_timestamp_from(start)? {
+                if best.is_none_or(|(b, _, _)| ts > b) {
+                    best = Some((ts, i, position));
+                }
             }
         }
-        best
+        let Some((_, i, position)) = best else {
+            return Ok(None);
+        };
+        let record = self.segments[i].max_record_at(position, start)?;
+        Ok(record.map(|(offset, ts)| (ts, offset)))
+    }
+
+    /// The leader epoch of the batch holding `offset`, from the epoch cache.
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.epochs.epoch_at(offset)
     }
 
     pub fn latest_epoch(&self) -> Option<i32> {

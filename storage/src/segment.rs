@@ -22,6 +22,7 @@ use crate::error::{Result, StorageError};
 use crate::index::{OffsetEntry, OffsetIndex};
 use crate::meta::sync_dir;
 use crate::mmap;
+use crate::record_time;
 use crate::time_index::TimeIndex;
 
 pub(crate) const LOG_EXT: &str = "log";
@@ -50,7 +51,7 @@ pub(crate) fn roll_offset(batch: &RecordBatch, log_end_offset: i64) -> i64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MaxTimestamp {
     pub(crate) timestamp: i64,
-    /// Last offset of that batch: without decompressing we cannot name the exact record.
+    /// Last offset of that batch, which finds it again.
     pub(crate) offset: i64,
     pub(crate) relative_offset: u32,
 }
@@ -326,32 +327,87 @@ impl Segment {
         Ok(end)
     }
 
-    /// The first batch whose max timestamp is `>= target`, with the offset a fetch must
-    /// start at to receive all of its records: its base offset, except for a compressed
-    /// legacy wrapper, whose first inner offset is unknown without decompressing. That
-    /// one gets the offset after the entry before it (or the segment base), a lower
-    /// bound: the fetch returns the whole wrapper and the client skips nothing it wants.
-    pub(crate) fn find_timestamp(&self, target: i64) -> Result<Option<(i64, RecordBatch)>> {
+    /// `(offset, timestamp)` of the first record at offset `>= min_offset` whose timestamp
+    /// is `>= target`, as Kafka's `LogSegment.findOffsetByTimestamp`: the time index skips
+    /// batches whose max timestamp is too old, then the records of each remaining batch
+    /// are checked in order (usually only the first one's).
+    pub(crate) fn find_timestamp(
+        &self,
+        target: i64,
+        min_offset: i64,
+    ) -> Result<Option<(i64, i64)>> {
         let data = self.mapped()?;
-        let mut position = self
-            .time_index
-            .scan_start(target)
-            .map_or(0, |rel| u64::from(self.index.lookup(rel)));
+        let from_time = self.time_index.scan_start(target).unwrap_or(0);
+        let from = from_time.max(self.relative(min_offset));
+        let mut position = u64::from(self.index.lookup(from));
+        // Where the entry being scanned may begin: the end of the one before it, or the
+        // segment base (a lower bound) for the first one scanned.
         let mut floor = self.base_offset;
         while position < self.size {
             let batch = self.batch_at(&data, position)?;
-            if batch.max_timestamp() >= target {
-                let first = if batch.is_legacy() && batch.compression() != Compression::None {
-                    floor.min(batch.base_offset())
+            if batch.max_timestamp() >= target && batch.last_offset() >= min_offset {
+                let found = if batch.is_legacy() && batch.compression() != Compression::None {
+                    // A compressed legacy wrapper's first inner offset is unknown without
+                    // decompressing: a fetch from the lower bound returns the whole
+                    // wrapper, and the client skips nothing it wants.
+                    Some((floor.max(min_offset), batch.max_timestamp()))
                 } else {
-                    batch.base_offset()
+                    record_time::first_at_or_after(&batch, target, min_offset)
+                        .map_err(|e| self.corrupt(position, e))?
                 };
-                return Ok(Some((first, batch)));
+                if found.is_some() {
+                    return Ok(found);
+                }
             }
             floor = batch.next_offset();
             position += batch.len() as u64;
         }
         Ok(None)
+    }
+
+    /// `(timestamp, position)` of the batch holding the largest record timestamp at
+    /// offsets `>= min_offset`, the first on ties. A segment wholly above `min_offset`
+    /// answers from its tracked maximum; one straddling it is scanned, and the batch
+    /// holding `min_offset` counts only its records from there.
+    pub(crate) fn max_timestamp_from(&self, min_offset: i64) -> Result<Option<(i64, u64)>> {
+        let Some(max) = self.max else {
+            return Ok(None);
+        };
+        let data = self.mapped()?;
+        if self.base_offset >= min_offset {
+            let found = self.locate(&data, max.offset)?;
+            return Ok(found.map(|(pos, _)| (max.timestamp, pos)));
+        }
+        let mut best: Option<(i64, u64)> = None;
+        let mut next = self.locate(&data, min_offset)?;
+        while let Some((position, batch)) = next {
+            let timestamp = if batch.base_offset() < min_offset {
+                record_time::max_record(&batch, min_offset)
+                    .map_err(|e| self.corrupt(position, e))?
+                    .map(|(_, ts)| ts)
+            } else {
+                Some(batch.max_timestamp())
+            };
+            if let Some(ts) = timestamp.filter(|&ts| best.is_none_or(|(b, _)| ts > b)) {
+                best = Some((ts, position));
+            }
+            let after = position + batch.len() as u64;
+            next = (after < self.size)
+                .then(|| self.batch_at(&data, after).map(|b| (after, b)))
+                .transpose()?;
+        }
+        Ok(best)
+    }
+
+    /// `(offset, timestamp)` of the record with the largest timestamp at offset
+    /// `>= min_offset` in the batch at `position`, the earliest on ties.
+    pub(crate) fn max_record_at(
+        &self,
+        position: u64,
+        min_offset: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        let batch = self.batch_at(&self.mapped()?, position)?;
+        record_time::max_record(&batch, min_offset).map_err(|e| self.corrupt(position, e))
     }
 
     /// Calls `f` for every batch, in order.

@@ -82,7 +82,7 @@ fn legacy_entries_then_v2_batches_are_stored_indexed_and_read_at_their_offsets()
     assert_eq!(log.offset_for_timestamp(2_002).unwrap(), Some((10, 2_003)));
     assert_eq!(log.offset_for_timestamp(3_001).unwrap(), Some((14, 3_001)));
     assert_eq!(log.offset_for_timestamp(3_002).unwrap(), Some((16, 4_000)));
-    assert_eq!(log.max_timestamp(), Some((5_000, 19)));
+    assert_eq!(log.max_timestamp().unwrap(), Some((5_000, 19)));
     assert_eq!(log.max_producer_id(), -1);
 }
 

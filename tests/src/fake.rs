@@ -1,8 +1,8 @@
 //! A scripted single-broker source for fault injection: corrupt batches, leader-epoch
 //! divergence and partition errors that a real broker cannot be made to produce on cue.
 //!
-//! It answers ApiVersions, Metadata, ListOffsets, DescribeConfigs and Fetch (v12, with
-//! Kafka's KIP-320 divergence check) from logs the test edits while it runs.
+//! It answers ApiVersions, Metadata, ListOffsets (by time too), DescribeConfigs and Fetch
+//! (v12, with Kafka's KIP-320 divergence check) from logs the test edits while it runs.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -23,6 +23,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_protocol::request::{decode_body, parse_header, RequestHeader};
 use shadowlink_protocol::response::encode_response;
@@ -65,6 +66,40 @@ impl FakeLog {
             }
         }
         out
+    }
+
+    /// `(offset, timestamp, epoch)` of every record at or above the log start, decoded
+    /// from the hand-built batches.
+    fn records(&self) -> Vec<(i64, i64, i32)> {
+        let mut out = Vec::new();
+        for b in &self.batches {
+            let Ok(set) = RecordBatchDecoder::decode(&mut b.clone()) else {
+                continue;
+            };
+            for r in set.records.iter().filter(|r| r.offset >= self.log_start) {
+                out.push((r.offset, r.timestamp, r.partition_leader_epoch));
+            }
+        }
+        out
+    }
+
+    /// Kafka's ListOffsets answer `(offset, timestamp, epoch)`: -2 the log start, -1 the
+    /// end, -3 the record with the largest timestamp (KIP-734, earliest on ties), else the
+    /// first record whose timestamp is at or above the target.
+    fn list_offset(&self, target: i64) -> (i64, i64, i32) {
+        let records = self.records();
+        let found = match target {
+            -2 => return (self.log_start, -1, -1),
+            -1 => return (self.end_offset(), -1, self.latest_epoch()),
+            -3 => records
+                .iter()
+                .fold(None, |best: Option<&(i64, i64, i32)>, r| match best {
+                    Some(b) if b.1 >= r.1 => Some(b),
+                    _ => Some(r),
+                }),
+            ts => records.iter().find(|r| r.1 >= ts),
+        };
+        found.map_or((-1, -1, -1), |&(offset, ts, epoch)| (offset, ts, epoch))
     }
 
     fn latest_epoch(&self) -> i32 {
@@ -176,7 +211,7 @@ fn answer(
         }
         ApiKey::ListOffsets => {
             let r: ListOffsetsRequest = decode_body(header, body).ok()?;
-            encode_response(ApiKey::ListOffsets, v, corr, &list_offsets(&r, topics))
+            encode_response(ApiKey::ListOffsets, v, corr, &list_offsets(&r, topics, v))
         }
         ApiKey::DescribeConfigs => {
             let _: DescribeConfigsRequest = decode_body(header, body).ok()?;
@@ -243,7 +278,11 @@ fn uuid_for(i: usize) -> shadowlink_protocol::fetch::Uuid {
     )
 }
 
-fn list_offsets(request: &ListOffsetsRequest, topics: &FakeTopics) -> ListOffsetsResponse {
+fn list_offsets(
+    request: &ListOffsetsRequest,
+    topics: &FakeTopics,
+    version: i16,
+) -> ListOffsetsResponse {
     let topics = request
         .topics
         .iter()
@@ -255,15 +294,16 @@ fn list_offsets(request: &ListOffsetsRequest, topics: &FakeTopics) -> ListOffset
                     let log = topics
                         .get(t.name.as_str())
                         .and_then(|l| l.get(p.partition_index as usize));
-                    let offset = match (log, p.timestamp) {
-                        (Some(log), -2) => log.log_start,
-                        (Some(log), _) => log.end_offset(),
-                        (None, _) => -1,
-                    };
-                    ListOffsetsPartitionResponse::default()
+                    let (offset, timestamp, epoch) =
+                        log.map_or((-1, -1, -1), |log| log.list_offset(p.timestamp));
+                    let answer = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_offset(offset)
-                        .with_timestamp(-1)
+                        .with_timestamp(timestamp);
+                    match version >= 4 {
+                        true => answer.with_leader_epoch(epoch),
+                        false => answer,
+                    }
                 })
                 .collect();
             ListOffsetsTopicResponse::default()

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::ResponseError;
 use shadowlink_protocol::fetch::{
@@ -11,7 +12,7 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
-use crate::errors::storage_error_code;
+use crate::errors::{epoch_error_code, storage_error_code};
 
 /// Upper bound on how long one request may be held, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -62,14 +63,7 @@ fn read_all(ctx: &ServerContext, request: &FetchRequest) -> (FetchResponseParts,
             let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
             // KIP-74: the first non-empty partition may exceed the budget by one batch.
             let may_read = limit > 0 || total == 0;
-            let part = read_partition(
-                ctx,
-                &topic.topic,
-                p.partition,
-                p.fetch_offset,
-                limit,
-                may_read,
-            );
+            let part = read_partition(ctx, &topic.topic, p, limit, may_read);
             let size: usize = part.records.iter().map(|r| r.len()).sum();
             errors |= part.error_code != 0;
             total += size;
@@ -92,19 +86,27 @@ fn read_all(ctx: &ServerContext, request: &FetchRequest) -> (FetchResponseParts,
 fn read_partition(
     ctx: &ServerContext,
     topic: &TopicName,
-    partition: i32,
-    offset: i64,
+    request: &FetchPartition,
     limit: usize,
     may_read: bool,
 ) -> FetchPartitionParts {
     let mut part = FetchPartitionParts {
-        partition_index: partition,
+        partition_index: request.partition,
         ..Default::default()
     };
-    let Some(mirror) = ctx.store.partition(topic.0.as_str(), partition) else {
+    let Some(mirror) = ctx.store.partition(topic.0.as_str(), request.partition) else {
         part.error_code = ResponseError::UnknownTopicOrPartition.code();
         return part;
     };
+    // KIP-320: a consumer whose leader epoch is stale may be reading records a leader
+    // change replaced; it must refresh metadata and validate its position first.
+    if let Err(e) = mirror.check_leader_epoch(request.current_leader_epoch) {
+        part.error_code = epoch_error_code(&e);
+        part.high_watermark = -1;
+        part.last_stable_offset = -1;
+        part.log_start_offset = -1;
+        return part;
+    }
     let log = mirror.log();
     part.high_watermark = log.high_watermark();
     // Mirrors are fetched read_committed from the source, so everything stored is decided:
@@ -114,7 +116,7 @@ fn read_partition(
     if !may_read {
         return part;
     }
-    match log.read(offset, limit.max(1)) {
+    match log.read(request.fetch_offset, limit.max(1)) {
         Ok(read) => part.records = read.chunks,
         Err(e) => part.error_code = storage_error_code(&e),
     }

@@ -10,7 +10,7 @@ use shadowlink_protocol::response::{encode_response, EncodeError};
 use shadowlink_storage::PartitionLog;
 
 use super::{Reply, ServerContext};
-use crate::errors::storage_error_code;
+use crate::errors::{epoch_error_code, storage_error_code};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -34,7 +34,10 @@ pub fn handle(
                         .store
                         .partition(topic.name.0.as_str(), p.partition_index);
                     let answer = match mirror {
-                        Some(m) => lookup(&m.log(), p.timestamp),
+                        Some(m) => m
+                            .check_leader_epoch(p.current_leader_epoch)
+                            .map_err(|e| epoch_error_code(&e))
+                            .and_then(|()| lookup(&m.log(), p.timestamp)),
                         None => Err(ResponseError::UnknownTopicOrPartition.code()),
                     };
                     partition_response(header.api_version, p.partition_index, answer)
@@ -55,22 +58,27 @@ pub fn handle(
     Ok(Reply::Frame(frame))
 }
 
-/// `(timestamp, offset, leader epoch)` for one partition, or a Kafka error code.
+/// `(timestamp, offset, leader epoch)` for one partition, or a Kafka error code. A
+/// record found by time carries the epoch it was written in.
 fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64, i32), i16> {
     let epoch = log.latest_epoch().unwrap_or(-1);
-    match timestamp {
+    let found = match timestamp {
         // Everything mirrored is decided, so latest is the same for both isolation levels.
-        LATEST => Ok((-1, log.high_watermark(), epoch)),
-        EARLIEST => Ok((-1, log.log_start_offset(), epoch)),
-        MAX_TIMESTAMP => Ok(log
-            .max_timestamp()
-            .map_or((-1, -1, epoch), |(ts, offset)| (ts, offset, epoch))),
-        ts if ts >= 0 => match log.offset_for_timestamp(ts) {
-            Ok(Some((offset, found))) => Ok((found, offset, epoch)),
-            Ok(None) => Ok((-1, -1, epoch)),
-            Err(e) => Err(storage_error_code(&e)),
-        },
-        _ => Err(ResponseError::UnsupportedVersion.code()),
+        LATEST => return Ok((-1, log.high_watermark(), epoch)),
+        EARLIEST => {
+            let start = log.log_start_offset();
+            return Ok((-1, start, log.epoch_for_offset(start).unwrap_or(epoch)));
+        }
+        MAX_TIMESTAMP => log.max_timestamp(),
+        ts if ts >= 0 => log
+            .offset_for_timestamp(ts)
+            .map(|found| found.map(|(offset, ts)| (ts, offset))),
+        _ => return Err(ResponseError::UnsupportedVersion.code()),
+    };
+    match found {
+        Ok(Some((ts, offset))) => Ok((ts, offset, log.epoch_for_offset(offset).unwrap_or(-1))),
+        Ok(None) => Ok((-1, -1, -1)),
+        Err(e) => Err(storage_error_code(&e)),
     }
 }
 

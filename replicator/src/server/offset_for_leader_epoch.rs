@@ -11,6 +11,7 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::{encode_response, EncodeError};
 
 use super::{Reply, ServerContext};
+use crate::errors::epoch_error_code;
 
 pub fn handle(
     ctx: &ServerContext,
@@ -57,17 +58,28 @@ fn end_of_epoch(
     requested: i32,
     answer: EpochEndOffset,
 ) -> EpochEndOffset {
+    if let Err(e) = partition.check_leader_epoch(current) {
+        return answer
+            .with_error_code(epoch_error_code(&e))
+            .with_leader_epoch(-1)
+            .with_end_offset(-1);
+    }
     let ours = partition.leader_epoch();
-    // The client's view of the leader epoch must match ours (KIP-320 fencing): an older
-    // one means stale metadata, a newer one means ours has not caught up.
-    if current >= 0 && current < ours {
-        return answer.with_error_code(ResponseError::FencedLeaderEpoch.code());
-    }
-    if current > ours {
-        return answer.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-    }
-    match partition.log().end_offset_for_epoch(requested) {
+    let log = partition.log();
+    match log.end_offset_for_epoch(requested) {
         Some((epoch, end)) => answer.with_leader_epoch(epoch).with_end_offset(end),
+        // The advertised epoch may be above every stored one (the source changed leader
+        // with nothing written since): it begins at the log end, as a new Kafka leader's
+        // epoch does, so the epochs between end there too.
+        None if (0..=ours).contains(&requested) => {
+            let epoch = match requested == ours {
+                true => ours,
+                false => log.latest_epoch().unwrap_or(requested),
+            };
+            answer
+                .with_leader_epoch(epoch)
+                .with_end_offset(log.log_end_offset())
+        }
         None => answer.with_leader_epoch(-1).with_end_offset(-1),
     }
 }
