@@ -189,6 +189,15 @@ fn server_context(
         cluster_id: format!("shadowlink-{}", config.data_dir.display()),
         max_frame_bytes: config.kafka.max_request_bytes,
         idle_timeout: config.kafka.idle_timeout,
+        create_policy: server::CreatePolicy {
+            links: config
+                .links()
+                .into_iter()
+                .map(|l| (l.config.name, l.filter))
+                .collect(),
+            max_partitions_per_request: config.kafka.max_partitions_per_request,
+            max_partitions: config.storage.max_partitions,
+        },
     }
 }
 

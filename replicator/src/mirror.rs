@@ -176,6 +176,9 @@ pub struct MirrorTopic {
     dir: PathBuf,
     record: Mutex<TopicRecord>,
     partitions: Mutex<BTreeMap<i32, Arc<MirrorPartition>>>,
+    /// Partitions on disk that could not be opened, and why. They are neither served
+    /// nor written until an operator repairs them and restarts the node.
+    offline: BTreeMap<i32, String>,
 }
 
 impl MirrorTopic {
@@ -263,6 +266,11 @@ impl MirrorTopic {
             .collect()
     }
 
+    /// Partitions that could not be opened, with the reason (the file and what is wrong).
+    pub fn offline_partitions(&self) -> &BTreeMap<i32, String> {
+        &self.offline
+    }
+
     /// Replaces the persisted metadata (atomically on disk); ownership is kept.
     pub fn set_meta(&self, meta: TopicMeta) -> Result<(), StorageError> {
         let mut record = self.record();
@@ -305,6 +313,19 @@ pub enum OwnTopicError {
          (fail it over to make it writable)"
     )]
     Shadow { topic: String, link: String },
+    /// Kafka refuses names that differ only in '.' versus '_': metric names conflate them.
+    #[error(
+        "topic {name} collides with existing topic {existing}: \
+         names that differ only in '.' and '_' are not allowed"
+    )]
+    Collides { name: String, existing: String },
+    #[error("topic {topic} exists on disk but cannot be opened: {reason}")]
+    Offline { topic: String, reason: String },
+    #[error(
+        "the node holds {held} partitions and allows at most {max} \
+         (storage.max_partitions); {requested} more would exceed that"
+    )]
+    TooManyPartitions { requested: i32, held: i64, max: i64 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -339,6 +360,9 @@ pub struct Store {
     root: PathBuf,
     log_config: LogConfig,
     topics: DashMap<String, Arc<MirrorTopic>>,
+    /// Topic directories that could not be opened, and why. The name stays taken: a
+    /// link or CreateTopics must not write over what an operator may still recover.
+    offline_topics: DashMap<String, String>,
     /// Woken after every append, for fetches waiting on new data.
     appended: Arc<Notify>,
     producer_ids: ProducerIdAllocator,
@@ -346,8 +370,20 @@ pub struct Store {
     creating: Mutex<()>,
 }
 
+/// A topic or partition the node holds on disk but cannot serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offline {
+    pub topic: String,
+    /// `None` when the whole topic is offline (its `topic.json` is unusable).
+    pub partition: Option<i32>,
+    /// The file at fault and what is wrong with it.
+    pub reason: String,
+}
+
 impl Store {
-    /// Opens every topic under `data_dir`, recovering each partition log.
+    /// Opens every topic under `data_dir`, recovering each partition log. A topic or
+    /// partition whose metadata cannot be read is set aside as offline, with the reason,
+    /// so one damaged file never keeps the node from serving everything else.
     pub fn open(data_dir: &Path, log_config: LogConfig) -> Result<Store, StorageError> {
         let root = data_dir.join("topics");
         std::fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
@@ -355,45 +391,96 @@ impl Store {
             root: root.clone(),
             log_config,
             topics: DashMap::new(),
+            offline_topics: DashMap::new(),
             appended: Arc::new(Notify::new()),
-            producer_ids: ProducerIdAllocator::open(data_dir)?,
+            producer_ids: ProducerIdAllocator::open(data_dir),
             creating: Mutex::new(()),
         };
         let entries = std::fs::read_dir(&root).map_err(|e| io_error(&root, e))?;
         for entry in entries {
             let dir = entry.map_err(|e| io_error(&root, e))?.path();
-            let path = dir.join("topic.json");
-            let Some(record) = shadowlink_storage::read_meta::<TopicRecord>(&path)? else {
+            if !dir.is_dir() {
                 continue;
-            };
+            }
             let name = dir_name(&dir);
-            let topic = store.open_topic(name, dir, record)?;
-            store.topics.insert(topic.name.clone(), topic);
+            match store.open_existing(&name, dir) {
+                Ok(Some(topic)) => {
+                    store.topics.insert(name, topic);
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::error!(topic = %name, %reason, "topic offline: it cannot be opened");
+                    store.offline_topics.insert(name, reason);
+                }
+            }
         }
         Ok(store)
     }
 
+    /// Opens a topic directory found at start. `Ok(None)` for the leftover of a creation
+    /// cut short (no `topic.json`, no partition directory), which is removed.
+    fn open_existing(&self, name: &str, dir: PathBuf) -> Result<Option<Arc<MirrorTopic>>, String> {
+        let path = dir.join("topic.json");
+        let record = shadowlink_storage::read_meta::<TopicRecord>(&path).map_err(|e| e.to_string())?;
+        let Some(record) = record else {
+            if validate_topic_name(name).is_err() {
+                tracing::warn!(dir = %dir.display(), "ignoring a directory that is not a topic");
+                return Ok(None);
+            }
+            return remove_creation_leftover(&dir).map(|()| None);
+        };
+        if record.meta.partitions < 1 {
+            return Err(format!(
+                "{} is corrupt: it records {} partitions",
+                path.display(),
+                record.meta.partitions
+            ));
+        }
+        self.open_topic(name.to_string(), dir, record, true)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Opens a topic's partitions. With `tolerate`, a partition that cannot be opened is
+    /// set aside as offline; without it (a topic being created or grown) it is an error.
     fn open_topic(
         &self,
         name: String,
         dir: PathBuf,
         record: TopicRecord,
+        tolerate: bool,
     ) -> Result<Arc<MirrorTopic>, StorageError> {
         let mut partitions = BTreeMap::new();
+        let mut offline = BTreeMap::new();
         for index in 0..record.meta.partitions {
-            partitions.insert(index, self.open_partition(&name, &dir, index)?);
+            let epoch = record
+                .owned
+                .as_ref()
+                .map(|o| o.leader_epochs.get(&index).copied().unwrap_or(0));
+            let opened = self.open_partition(&name, &dir, index).and_then(|p| {
+                if let Some(epoch) = epoch {
+                    p.own(epoch)?;
+                }
+                Ok(p)
+            });
+            match opened {
+                Ok(p) => {
+                    partitions.insert(index, p);
+                }
+                Err(e) if tolerate => {
+                    tracing::error!(topic = %name, partition = index, error = %e, "partition offline: it cannot be opened");
+                    offline.insert(index, e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let owned = record.owned.clone();
-        let topic = Arc::new(MirrorTopic {
+        Ok(Arc::new(MirrorTopic {
             name,
             dir,
             record: Mutex::new(record),
             partitions: Mutex::new(partitions),
-        });
-        if let Some(ownership) = owned {
-            topic.own_partitions(&ownership)?;
-        }
-        Ok(topic)
+            offline,
+        }))
     }
 
     fn open_partition(
@@ -412,6 +499,43 @@ impl Store {
             owned: Mutex::new(None),
             source_epoch: AtomicI32::new(-1),
         }))
+    }
+
+    /// Every topic and partition on disk that could not be opened, sorted.
+    pub fn offline(&self) -> Vec<Offline> {
+        let mut all: Vec<Offline> = self
+            .offline_topics
+            .iter()
+            .map(|e| Offline {
+                topic: e.key().clone(),
+                partition: None,
+                reason: e.value().clone(),
+            })
+            .collect();
+        for topic in self.topics() {
+            all.extend(topic.offline.iter().map(|(&p, reason)| Offline {
+                topic: topic.name.clone(),
+                partition: Some(p),
+                reason: reason.clone(),
+            }));
+        }
+        all.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        all
+    }
+
+    /// Why InitProducerId is refused, when the allocator's state could not be read.
+    pub fn producer_ids_failure(&self) -> Option<String> {
+        self.producer_ids.failure()
+    }
+
+    /// Why `topic`, or its partition `partition`, is on disk but not served; `None` when
+    /// it is served or unknown.
+    pub fn offline_reason(&self, topic: &str, partition: Option<i32>) -> Option<String> {
+        if let Some(reason) = self.offline_topics.get(topic) {
+            return Some(reason.clone());
+        }
+        let partition = partition?;
+        self.topic(topic)?.offline.get(&partition).cloned()
     }
 
     /// Notified after every append to any partition.
@@ -449,29 +573,49 @@ impl Store {
         Ok(topic)
     }
 
+    /// Creates the topic's directory and `topic.json`, then its partitions. `topic.json`
+    /// is replaced atomically and written before any partition directory, so a crash
+    /// leaves either a directory without it (removed at the next start) or a whole topic
+    /// whose missing partition directories are created when it is opened.
     fn create(&self, name: &str, record: TopicRecord) -> Result<Arc<MirrorTopic>, StorageError> {
+        if let Some(reason) = self.offline_topics.get(name) {
+            return Err(StorageError::Refused(format!(
+                "topic {name} exists on disk but cannot be opened: {}",
+                reason.value()
+            )));
+        }
         let dir = self.root.join(name);
         std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        // The new directory's entry in topics/ must survive a power loss as well.
+        shadowlink_storage::sync_dir(&self.root)?;
         shadowlink_storage::write_meta(&dir.join("topic.json"), &record)?;
-        let topic = self.open_topic(name.to_string(), dir, record)?;
+        let topic = self.open_topic(name.to_string(), dir, record, false)?;
         self.topics.insert(name.to_string(), topic.clone());
         Ok(topic)
     }
 
-    /// Creates an owned topic; fails if any topic of that name exists.
+    /// Creates an owned topic; fails if any topic of that name exists, or if the node
+    /// would then hold more than `max_partitions` partitions.
     pub fn create_owned_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
+        max_partitions: i64,
     ) -> Result<Arc<MirrorTopic>, OwnTopicError> {
         validate_topic_name(name)?;
         if partitions < 1 {
             return Err(OwnTopicError::InvalidPartitions(partitions));
         }
         let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-        if self.topic(name).is_some() {
-            return Err(OwnTopicError::Exists(name.to_string()));
+        self.check_new_name(name)?;
+        let held = self.partition_count();
+        if held + i64::from(partitions) > max_partitions {
+            return Err(OwnTopicError::TooManyPartitions {
+                requested: partitions,
+                held,
+                max: max_partitions,
+            });
         }
         let meta = TopicMeta {
             link: String::new(),
@@ -494,6 +638,44 @@ impl Store {
         Ok(topic)
     }
 
+    /// Partitions the node holds, shadows and offline ones included (an offline topic,
+    /// whose count is unknown, as one).
+    pub fn partition_count(&self) -> i64 {
+        let held: i64 = self
+            .topics
+            .iter()
+            .map(|t| i64::from(t.meta().partitions))
+            .sum();
+        held + self.offline_topics.len() as i64
+    }
+
+    /// Refuses a name that is taken, on disk or by a topic that collides with it.
+    pub fn check_new_name(&self, name: &str) -> Result<(), OwnTopicError> {
+        if self.topic(name).is_some() {
+            return Err(OwnTopicError::Exists(name.to_string()));
+        }
+        if let Some(reason) = self.offline_topics.get(name) {
+            return Err(OwnTopicError::Offline {
+                topic: name.to_string(),
+                reason: reason.value().clone(),
+            });
+        }
+        let key = collision_key(name);
+        let taken = self
+            .topics
+            .iter()
+            .map(|t| t.key().clone())
+            .chain(self.offline_topics.iter().map(|t| t.key().clone()))
+            .find(|existing| collision_key(existing) == key);
+        match taken {
+            Some(existing) => Err(OwnTopicError::Collides {
+                name: name.to_string(),
+                existing,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// For `[[topics]]` in the config: creates the owned topic if missing, or grows it to
     /// `partitions`. A shadow topic of that name is an error: only failover makes one
     /// writable.
@@ -503,7 +685,7 @@ impl Store {
         partitions: i32,
     ) -> Result<Arc<MirrorTopic>, OwnTopicError> {
         let Some(topic) = self.topic(name) else {
-            return match self.create_owned_topic(name, partitions, BTreeMap::new()) {
+            return match self.create_owned_topic(name, partitions, BTreeMap::new(), i64::MAX) {
                 Err(OwnTopicError::Exists(_)) => self.ensure_owned_topic(name, partitions),
                 other => other,
             };
@@ -569,6 +751,31 @@ impl Store {
         *topic.record() = record;
         topic.own_partitions(&ownership)
     }
+}
+
+/// Kafka's collision rule: '.' and '_' are the same character in metric names.
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+/// Removes a topic directory without `topic.json` when it holds no partition directory:
+/// what a creation cut short before `topic.json` was in place leaves behind. A directory
+/// with partition data but no `topic.json` is damage, not a leftover, and is kept.
+fn remove_creation_leftover(dir: &Path) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e).to_string())?;
+    let mut has_partitions = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e).to_string())?;
+        has_partitions |= entry.path().is_dir();
+    }
+    if has_partitions {
+        return Err(format!(
+            "{} is missing, but the directory holds partition data",
+            dir.join("topic.json").display()
+        ));
+    }
+    tracing::warn!(dir = %dir.display(), "removing the leftover of an interrupted topic creation");
+    std::fs::remove_dir_all(dir).map_err(|e| io_error(dir, e).to_string())
 }
 
 fn dir_name(dir: &Path) -> String {

@@ -74,7 +74,7 @@ fn produced_batches_get_contiguous_offsets_and_survive_a_restart_with_their_prod
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
-        .create_owned_topic("b_payments", 2, BTreeMap::new())
+        .create_owned_topic("b_payments", 2, BTreeMap::new(), i64::MAX)
         .unwrap();
     let p = store.topic("b_payments").unwrap().partition(1).unwrap();
     let first = p.produce(client_batch((5, 0, 0), 3), &request()).unwrap();
@@ -189,7 +189,7 @@ fn owned_topics_are_declared_once_grown_and_never_over_a_shadow() {
     assert!(topic.partitions().iter().all(|p| p.is_owned()));
     assert_eq!(topic.ownership().unwrap().leader_epochs.len(), 3);
     assert!(matches!(
-        store.create_owned_topic("b_payments", 1, BTreeMap::new()),
+        store.create_owned_topic("b_payments", 1, BTreeMap::new(), i64::MAX),
         Err(OwnTopicError::Exists(_))
     ));
     store.ensure_topic("a_orders", shadow_meta(1)).unwrap();
@@ -199,12 +199,12 @@ fn owned_topics_are_declared_once_grown_and_never_over_a_shadow() {
     ));
     for bad in ["", "..", "a/b", "../x", &"x".repeat(250)] {
         assert!(matches!(
-            store.create_owned_topic(bad, 1, BTreeMap::new()),
+            store.create_owned_topic(bad, 1, BTreeMap::new(), i64::MAX),
             Err(OwnTopicError::InvalidName { .. })
         ));
     }
     assert!(matches!(
-        store.create_owned_topic("b_zero", 0, BTreeMap::new()),
+        store.create_owned_topic("b_zero", 0, BTreeMap::new(), i64::MAX),
         Err(OwnTopicError::InvalidPartitions(0))
     ));
 }
