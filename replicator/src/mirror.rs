@@ -215,6 +215,13 @@ impl MirrorTopic {
         if let Some(owned) = &record.owned {
             return Ok(owned.clone());
         }
+        // An offline partition's epochs are unknown, so no safe epoch can be chosen for it.
+        if let Some((p, reason)) = self.offline.iter().next() {
+            return Err(StorageError::Refused(format!(
+                "{}-{p} is offline, so the topic cannot be made writable: {reason}",
+                self.name
+            )));
+        }
         let mut ownership = Ownership {
             from_link: Some(record.meta.link.clone()),
             leader_epochs: BTreeMap::new(),

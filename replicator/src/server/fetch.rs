@@ -102,7 +102,7 @@ fn read_partition(
         ..Default::default()
     };
     let Some(mirror) = ctx.store.partition(topic.0.as_str(), partition) else {
-        part.error_code = ResponseError::UnknownTopicOrPartition.code();
+        part.error_code = super::offline::partition_code(&ctx.store, topic.0.as_str(), partition);
         return part;
     };
     let log = mirror.log();

@@ -35,7 +35,11 @@ pub fn handle(
                         .partition(topic.name.0.as_str(), p.partition_index);
                     let answer = match mirror {
                         Some(m) => lookup(&m.log(), p.timestamp),
-                        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                        None => Err(super::offline::partition_code(
+                            &ctx.store,
+                            topic.name.0.as_str(),
+                            p.partition_index,
+                        )),
                     };
                     partition_response(header.api_version, p.partition_index, answer)
                 })

@@ -14,6 +14,7 @@ mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offline;
 mod offset_for_leader_epoch;
 mod produce;
 
