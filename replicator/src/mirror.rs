@@ -425,27 +425,37 @@ impl Store {
     }
 
     /// Opens a topic directory found at start. `Ok(None)` for the leftover of a creation
-    /// cut short (no `topic.json`, no partition directory), which is removed.
+    /// cut short, which is removed: `topic.json` missing or unreadable and no partition
+    /// directory (`topic.json` is in place before any partition is made, so no record
+    /// was ever stored there). With partition data, the same is damage: `Err(why)`.
     fn open_existing(&self, name: &str, dir: PathBuf) -> Result<Option<Arc<MirrorTopic>>, String> {
         let path = dir.join("topic.json");
-        let record = shadowlink_storage::read_meta::<TopicRecord>(&path).map_err(|e| e.to_string())?;
-        let Some(record) = record else {
-            if validate_topic_name(name).is_err() {
-                tracing::warn!(dir = %dir.display(), "ignoring a directory that is not a topic");
-                return Ok(None);
+        let read = shadowlink_storage::read_meta::<TopicRecord>(&path);
+        let unusable = match read {
+            Ok(Some(record)) if record.meta.partitions >= 1 => {
+                return self
+                    .open_topic(name.to_string(), dir, record, true)
+                    .map(Some)
+                    .map_err(|e| e.to_string());
             }
-            return remove_creation_leftover(&dir).map(|()| None);
-        };
-        if record.meta.partitions < 1 {
-            return Err(format!(
+            Ok(Some(record)) => format!(
                 "{} is corrupt: it records {} partitions",
                 path.display(),
                 record.meta.partitions
-            ));
+            ),
+            Ok(None) => format!("{} is missing", path.display()),
+            Err(e) => e.to_string(),
+        };
+        if validate_topic_name(name).is_err() {
+            tracing::warn!(dir = %dir.display(), "ignoring a directory that is not a topic");
+            return Ok(None);
         }
-        self.open_topic(name.to_string(), dir, record, true)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        if holds_partitions(&dir).map_err(|e| e.to_string())? {
+            return Err(unusable);
+        }
+        tracing::warn!(dir = %dir.display(), %unusable, "removing the leftover of an interrupted topic creation");
+        std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e).to_string())?;
+        Ok(None)
     }
 
     /// Opens a topic's partitions. With `tolerate`, a partition that cannot be opened is
@@ -765,24 +775,14 @@ fn collision_key(name: &str) -> String {
     name.replace('.', "_")
 }
 
-/// Removes a topic directory without `topic.json` when it holds no partition directory:
-/// what a creation cut short before `topic.json` was in place leaves behind. A directory
-/// with partition data but no `topic.json` is damage, not a leftover, and is kept.
-fn remove_creation_leftover(dir: &Path) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e).to_string())?;
-    let mut has_partitions = false;
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error(dir, e).to_string())?;
-        has_partitions |= entry.path().is_dir();
+/// Whether a topic directory holds any partition directory.
+fn holds_partitions(dir: &Path) -> Result<bool, StorageError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        if entry.map_err(|e| io_error(dir, e))?.path().is_dir() {
+            return Ok(true);
+        }
     }
-    if has_partitions {
-        return Err(format!(
-            "{} is missing, but the directory holds partition data",
-            dir.join("topic.json").display()
-        ));
-    }
-    tracing::warn!(dir = %dir.display(), "removing the leftover of an interrupted topic creation");
-    std::fs::remove_dir_all(dir).map_err(|e| io_error(dir, e).to_string())
+    Ok(false)
 }
 
 fn dir_name(dir: &Path) -> String {
