@@ -64,7 +64,9 @@ pub async fn handle(
             let message = format!("topic {} appears more than once in the request", *topic.name);
             Err((ResponseError::InvalidRequest.code(), message))
         } else {
-            match validate(ctx, topic, requested) {
+            // Validated-only topics are not in the store, so the node total adds them.
+            let pending = if request.validate_only { requested } else { 0 };
+            match validate(ctx, topic, requested, pending) {
                 Ok(new) if request.validate_only => Ok(new),
                 Ok(new) => create(ctx, topic.name.as_str(), new).await,
                 Err(refused) => Err(refused),
@@ -97,11 +99,13 @@ fn duplicate_names(request: &CreateTopicsRequest) -> HashSet<&str> {
         .collect()
 }
 
-/// Checks one topic of a request that already created `requested` partitions.
+/// Checks one topic of a request that already accepted `requested` partitions, of
+/// which `pending` are not created.
 fn validate(
     ctx: &ServerContext,
     topic: &CreatableTopic,
     requested: i64,
+    pending: i64,
 ) -> Result<NewTopic, Refused> {
     let name = topic.name.as_str();
     validate_topic_name(name)
@@ -131,7 +135,7 @@ fn validate(
             return Err((ResponseError::InvalidPartitions.code(), message));
         }
     };
-    check_partition_limits(ctx, partitions, requested)?;
+    check_partition_limits(ctx, partitions, requested, pending)?;
     if !matches!(topic.replication_factor, -1 | 1) {
         let message = format!(
             "replication factor {} is larger than the one node of this cluster",
@@ -151,6 +155,7 @@ fn check_partition_limits(
     ctx: &ServerContext,
     partitions: i32,
     requested: i64,
+    pending: i64,
 ) -> Result<(), Refused> {
     let policy = &ctx.create_policy;
     let wanted = requested + i64::from(partitions);
@@ -162,7 +167,7 @@ fn check_partition_limits(
         );
         return Err((ResponseError::InvalidPartitions.code(), message));
     }
-    let held = ctx.store.partition_count() + requested;
+    let held = ctx.store.partition_count() + pending;
     if held + i64::from(partitions) > policy.max_partitions {
         let error = OwnTopicError::TooManyPartitions {
             requested: partitions,
