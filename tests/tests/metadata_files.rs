@@ -247,3 +247,70 @@ fn missing_metadata_files_are_rebuilt_or_safely_defaulted() -> Result<()> {
     assert_eq!(consume(&node, "b_created", 80, &[0, 1, 2, 3])?, 80);
     Ok(())
 }
+
+/// Every file of a partition directory with its length.
+fn files(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        all.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.metadata()?.len(),
+        ));
+    }
+    all.sort();
+    Ok(all)
+}
+
+#[test]
+fn a_link_does_not_write_offline_shadows_and_keeps_mirroring_the_rest() -> Result<()> {
+    use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
+    let source = shadowlink_tests::Tansu::start()?;
+    for topic in ["a_orders", "a_other"] {
+        create_topic(source.addr, topic, 2, &[])?;
+        produce(source.addr, topic, 20, "none", 2, 0)?;
+    }
+    let config =
+        link_config(source.addr).replace("[storage]", "[admin]\nlisten = \"127.0.0.1:0\"\n[storage]");
+    let mut node = Node::start(&config)?;
+    wait_identical(source.addr, node.kafka, "a_orders", 2)?;
+    wait_identical(source.addr, node.kafka, "a_other", 2)?;
+    node.process.terminate(std::time::Duration::from_secs(20))?;
+    let topics = node.data_dir.join("topics");
+    corrupt(&topics.join("a_orders/topic.json"), b"[")?;
+    std::fs::write(topics.join("a_other/0/log-start-offset"), b"x")?;
+    let before = [
+        files(&topics.join("a_orders/0"))?,
+        files(&topics.join("a_other/0"))?,
+    ];
+    for topic in ["a_orders", "a_other"] {
+        produce(source.addr, topic, 20, "none", 2, 20)?;
+    }
+    node.restart()?;
+
+    // The healthy partition catches up, so the link has reconciled and fetched since.
+    shadowlink_tests::eventually(std::time::Duration::from_secs(60), || {
+        let expected = RawClient::connect(source.addr)?.read_batches("a_other", 1, 0)?;
+        let actual = RawClient::connect(node.kafka)?.read_batches("a_other", 1, 0)?;
+        Ok((actual == expected).then_some(()))
+    })?;
+    let after = [
+        files(&topics.join("a_orders/0"))?,
+        files(&topics.join("a_other/0"))?,
+    ];
+    assert_eq!(before, after, "an offline partition was written");
+    assert_eq!(std::fs::read(topics.join("a_orders/topic.json"))?, b"[");
+    let report: Value = serde_json::from_str(&status(&node, "json")?)?;
+    assert!(offline_error(&report, "a_orders", None).is_some(), "{report}");
+    let other = report["links"][0]["topics"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "a_other"))
+        .context("a_other in the link's status")?;
+    assert_eq!(other["state"], "failed", "{other}");
+    let reason = other["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("partition 0 is offline") && reason.contains("log-start-offset"),
+        "{reason}"
+    );
+    Ok(())
+}

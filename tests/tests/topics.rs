@@ -170,16 +170,24 @@ fn check_config_refuses_bad_partition_limits() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("shadowlink.toml");
     let config = OWNER_CONFIG.replace("{data_dir}", "/tmp/unused");
-    for (table, key) in [("kafka", "max_partitions_per_request"), ("storage", "max_partitions")] {
-        let text = config.replace(&format!("[{table}]\n"), &format!("[{table}]\n{key} = 0\n"));
-        std::fs::write(&path, text)?;
+    let check = |table: &str, key: &str, value: i64| -> Result<(bool, String)> {
+        let line = format!("[{table}]\n{key} = {value}\n");
+        std::fs::write(&path, config.replace(&format!("[{table}]\n"), &line))?;
         let out = Command::new(shadowlink_bin())
             .args(["check-config", "--config"])
             .arg(&path)
             .output()?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{key} = 0 was accepted");
-        assert!(stderr.contains(&format!("`{table}.{key}`")), "{stderr}");
+        Ok((out.status.success(), String::from_utf8(out.stderr)?))
+    };
+    for (table, key) in [("kafka", "max_partitions_per_request"), ("storage", "max_partitions")] {
+        let (ok, stderr) = check(table, key, 5)?;
+        assert!(ok, "{key} = 5 was refused: {stderr}");
+        let (ok, stderr) = check(table, key, 0)?;
+        assert!(!ok, "{key} = 0 was accepted");
+        assert!(
+            stderr.contains(&format!("`{table}.{key}`: must be at least 1")),
+            "{stderr}"
+        );
     }
     Ok(())
 }
