@@ -82,10 +82,9 @@ fn metadata(node: SocketAddr, topic: &str) -> Result<(i16, Vec<(i32, i16)>)> {
     let mut client = RawClient::connect(node)?;
     let version = client.version(ApiKey::Metadata, 12)?;
     let name = TopicName(StrBytes::from_string(topic.to_string()));
-    let request =
-        MetadataRequest::default().with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(name))
-        ]));
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(name)),
+    ]));
     let response: MetadataResponse = client.call(ApiKey::Metadata, version, &request)?;
     let t = response.topics.first().context("no topic")?;
     let mut partitions: Vec<(i32, i16)> = t
@@ -173,7 +172,11 @@ fn corrupt_metadata_files_take_only_their_topic_or_partition_offline() -> Result
     named("b_declared", None, &topic_json)?;
     named("b_created", Some(1), &log_start)?;
     named("b_created", Some(2), &max_producer_id)?;
-    assert_eq!(report["offline"].as_array().map(Vec::len), Some(3), "{report}");
+    assert_eq!(
+        report["offline"].as_array().map(Vec::len),
+        Some(3),
+        "{report}"
+    );
     let producer_ids_error = report["producer_ids_error"].as_str().unwrap_or_default();
     assert!(producer_ids_error.contains("producer-ids.json"), "{report}");
     assert_eq!(report["ready"], false);
@@ -213,7 +216,10 @@ fn corrupt_metadata_files_take_only_their_topic_or_partition_offline() -> Result
     assert!(list.to_string().contains("error 56"), "{list}");
     assert_eq!(init_producer_id(node.kafka)?.0, 56);
     // The name stays taken: nothing writes over what an operator may still recover.
-    let out = python("create_topics.py", &[&node.kafka.to_string(), "b_declared:1"])?;
+    let out = python(
+        "create_topics.py",
+        &[&node.kafka.to_string(), "b_declared:1"],
+    )?;
     assert!(out.contains("TOPIC_ALREADY_EXISTS"), "{out}");
     assert!(out.contains("cannot be opened"), "{out}");
     assert_eq!(std::fs::read(&topic_json)?, b"{\"link\": \"\", \"source_");
@@ -226,7 +232,11 @@ fn missing_metadata_files_are_rebuilt_or_safely_defaulted() -> Result<()> {
     node.process.terminate(std::time::Duration::from_secs(20))?;
     for p in 0..4 {
         let dir = node.data_dir.join(format!("topics/b_created/{p}"));
-        for file in ["leader-epoch-checkpoint", "max-producer-id", "log-start-offset"] {
+        for file in [
+            "leader-epoch-checkpoint",
+            "max-producer-id",
+            "log-start-offset",
+        ] {
             let _ = std::fs::remove_file(dir.join(file));
         }
     }
@@ -242,7 +252,10 @@ fn missing_metadata_files_are_rebuilt_or_safely_defaulted() -> Result<()> {
     let stored = max_stored_producer_id(&node)?;
     let (code, pid) = init_producer_id(node.kafka)?;
     assert_eq!(code, 0);
-    assert!(stored >= 0 && pid > stored, "{pid} handed out, {stored} stored");
+    assert!(
+        stored >= 0 && pid > stored,
+        "{pid} handed out, {stored} stored"
+    );
     produce(&node, "b_created", 40, 4)?;
     assert_eq!(consume(&node, "b_created", 80, &[0, 1, 2, 3])?, 80);
     Ok(())
@@ -270,8 +283,8 @@ fn a_link_does_not_write_offline_shadows_and_keeps_mirroring_the_rest() -> Resul
         create_topic(source.addr, topic, 2, &[])?;
         produce(source.addr, topic, 20, "none", 2, 0)?;
     }
-    let config =
-        link_config(source.addr).replace("[storage]", "[admin]\nlisten = \"127.0.0.1:0\"\n[storage]");
+    let config = link_config(source.addr)
+        .replace("[storage]", "[admin]\nlisten = \"127.0.0.1:0\"\n[storage]");
     let mut node = Node::start(&config)?;
     wait_identical(source.addr, node.kafka, "a_orders", 2)?;
     wait_identical(source.addr, node.kafka, "a_other", 2)?;
@@ -301,7 +314,10 @@ fn a_link_does_not_write_offline_shadows_and_keeps_mirroring_the_rest() -> Resul
     assert_eq!(before, after, "an offline partition was written");
     assert_eq!(std::fs::read(topics.join("a_orders/topic.json"))?, b"[");
     let report: Value = serde_json::from_str(&status(&node, "json")?)?;
-    assert!(offline_error(&report, "a_orders", None).is_some(), "{report}");
+    assert!(
+        offline_error(&report, "a_orders", None).is_some(),
+        "{report}"
+    );
     let other = report["links"][0]["topics"]
         .as_array()
         .and_then(|t| t.iter().find(|t| t["name"] == "a_other"))

@@ -82,7 +82,11 @@ fn create_raw(node: &Node, names: &[&str]) -> Result<Vec<(String, i16, String)>>
         .iter()
         .map(|t| {
             let message = t.error_message.as_ref().map(|m| m.to_string());
-            (t.name.to_string(), t.error_code, message.unwrap_or_default())
+            (
+                t.name.to_string(),
+                t.error_code,
+                message.unwrap_or_default(),
+            )
         })
         .collect())
 }
@@ -120,7 +124,10 @@ fn names_follow_kafkas_rules_including_collisions_and_duplicates() -> Result<()>
             && out["b_metrics"].contains("collides with existing topic b.metrics"),
         "{out:?}"
     );
-    assert!(out["b.metrics"].starts_with("TOPIC_ALREADY_EXISTS"), "{out:?}");
+    assert!(
+        out["b.metrics"].starts_with("TOPIC_ALREADY_EXISTS"),
+        "{out:?}"
+    );
     // An empty name, and one named twice in a request: every entry of it is refused.
     let answers = create_raw(&node, &["", "b_twice", "b_once", "b_twice"])?;
     assert_eq!(answers[0].1, 17, "{answers:?}");
@@ -139,7 +146,10 @@ fn partitions_are_capped_per_request_and_per_node() -> Result<()> {
             "listen = \"127.0.0.1:0\"",
             "listen = \"127.0.0.1:0\"\nmax_partitions_per_request = 10",
         )
-        .replace("persist = \"always\"", "persist = \"always\"\nmax_partitions = 15");
+        .replace(
+            "persist = \"always\"",
+            "persist = \"always\"\nmax_partitions = 15",
+        );
     let node = Node::start(&config)?;
     let out = create(&node, &[("b_huge", 11)])?;
     assert!(
@@ -179,7 +189,10 @@ fn check_config_refuses_bad_partition_limits() -> Result<()> {
             .output()?;
         Ok((out.status.success(), String::from_utf8(out.stderr)?))
     };
-    for (table, key) in [("kafka", "max_partitions_per_request"), ("storage", "max_partitions")] {
+    for (table, key) in [
+        ("kafka", "max_partitions_per_request"),
+        ("storage", "max_partitions"),
+    ] {
         let (ok, stderr) = check(table, key, 5)?;
         assert!(ok, "{key} = 5 was refused: {stderr}");
         let (ok, stderr) = check(table, key, 0)?;
@@ -211,8 +224,7 @@ fn a_name_a_link_mirrors_is_refused_naming_the_link() -> Result<()> {
     let node = Node::start(&link_config(""))?;
     let out = create(&node, &[("a_orders", 1), ("a_local", 1), ("b_orders", 1)])?;
     assert!(
-        out["a_orders"].starts_with("POLICY_VIOLATION")
-            && out["a_orders"].contains("link from-a"),
+        out["a_orders"].starts_with("POLICY_VIOLATION") && out["a_orders"].contains("link from-a"),
         "{out:?}"
     );
     assert_eq!(out["a_local"], "OK");
@@ -223,7 +235,10 @@ fn a_name_a_link_mirrors_is_refused_naming_the_link() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("shadowlink.toml");
     let declared = "[[topics]]\nname = \"a_orders\"\npartitions = 1\n";
-    std::fs::write(&path, link_config(declared).replace("{data_dir}", "/tmp/unused"))?;
+    std::fs::write(
+        &path,
+        link_config(declared).replace("{data_dir}", "/tmp/unused"),
+    )?;
     let out = Command::new(shadowlink_bin())
         .args(["check-config", "--config"])
         .arg(&path)

@@ -61,7 +61,10 @@ pub async fn handle(
     let mut requested = 0i64;
     for topic in &request.topics {
         let outcome = if duplicates.contains(topic.name.as_str()) {
-            let message = format!("topic {} appears more than once in the request", *topic.name);
+            let message = format!(
+                "topic {} appears more than once in the request",
+                *topic.name
+            );
             Err((ResponseError::InvalidRequest.code(), message))
         } else {
             // Validated-only topics are not in the store, so the node total adds them.

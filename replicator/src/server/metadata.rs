@@ -39,9 +39,11 @@ pub fn handle(
             .iter()
             .map(|name| match ctx.store.topic(name) {
                 Some(t) => describe(&t, version),
-                None => super::offline::metadata_topic(&ctx.store, name).unwrap_or_else(|| MetadataResponseTopic::default()
-                    .with_name(Some(topic_name(name)))
-                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())),
+                None => super::offline::metadata_topic(&ctx.store, name).unwrap_or_else(|| {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(topic_name(name)))
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                }),
             })
             .collect(),
     };
