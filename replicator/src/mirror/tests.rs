@@ -208,3 +208,36 @@ fn owned_topics_are_declared_once_grown_and_never_over_a_shadow() {
         Err(OwnTopicError::InvalidPartitions(0))
     ));
 }
+
+#[test]
+fn a_shadow_with_an_offline_partition_is_not_made_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let topic = store.ensure_topic("a_orders", shadow_meta(2)).unwrap();
+    topic
+        .partition(1)
+        .unwrap()
+        .append(BatchBuilder::new(0).leader_epoch(5).build())
+        .unwrap();
+    drop((topic, store));
+    let log_start = dir.path().join("topics/a_orders/1/log-start-offset");
+    std::fs::write(&log_start, b"?").unwrap();
+
+    let store = open(dir.path());
+    let topic = store.topic("a_orders").unwrap();
+    assert!(topic.partition(1).is_none());
+    let offline = store.offline();
+    assert_eq!(offline.len(), 1);
+    assert_eq!(
+        (offline[0].topic.as_str(), offline[0].partition),
+        ("a_orders", Some(1))
+    );
+    // Its epochs are unknown, so no epoch above them can be chosen.
+    let refused = topic.make_writable().unwrap_err().to_string();
+    assert!(refused.contains("a_orders-1 is offline"), "{refused}");
+    assert!(
+        refused.contains(&log_start.display().to_string()),
+        "{refused}"
+    );
+    assert_eq!(topic.ownership(), None);
+}
