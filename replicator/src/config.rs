@@ -75,6 +75,9 @@ pub struct KafkaListener {
     /// The largest request frame accepted; a larger one closes its connection.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+    /// Partitions one CreateTopics request may create, over all its topics.
+    #[serde(default = "default_max_partitions_per_request")]
+    pub max_partitions_per_request: i64,
 }
 
 fn default_max_connections() -> usize {
@@ -87,6 +90,9 @@ fn default_idle_timeout() -> Duration {
 fn default_max_request_bytes() -> usize {
     // Kafka's socket.request.max.bytes.
     100 * 1024 * 1024
+}
+fn default_max_partitions_per_request() -> i64 {
+    1000
 }
 
 /// The HTTP admin listener: `/metrics`, `/v1/status`, `/healthz`, `/readyz`.
@@ -107,6 +113,9 @@ pub struct StorageSettings {
     /// How often retention limits synced from the source are enforced.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+    /// Partitions the node may hold, shadows included, before CreateTopics is refused.
+    /// Every partition keeps its segments mapped, so this bounds memory maps and files.
+    pub max_partitions: i64,
 }
 
 impl Default for StorageSettings {
@@ -115,6 +124,7 @@ impl Default for StorageSettings {
             segment_bytes: 256 * 1024 * 1024,
             persist: "100ms".to_string(),
             retention_interval: Duration::from_secs(60),
+            max_partitions: 10_000,
         }
     }
 }
@@ -249,6 +259,15 @@ impl Config {
                 "must be at least 100ms",
             ));
         }
+        if self.kafka.max_partitions_per_request < 1 {
+            return Err(invalid(
+                "kafka.max_partitions_per_request",
+                "must be at least 1",
+            ));
+        }
+        if self.storage.max_partitions < 1 {
+            return Err(invalid("storage.max_partitions", "must be at least 1"));
+        }
         validate_owned_topics(&self.topics)?;
         let mut names = std::collections::HashSet::new();
         for (i, link) in self.links.iter().enumerate() {
@@ -258,6 +277,27 @@ impl Config {
                     format!("links[{i}].name"),
                     format!("duplicate link name {:?}", link.name),
                 ));
+            }
+        }
+        self.check_owned_not_mirrored()
+    }
+
+    /// A topic declared in `[[topics]]` must not also be mirrored by a link: the node
+    /// would hold it as owned while the link's source has a topic of that name that is
+    /// never copied, and a failover of the link would find it already owned.
+    fn check_owned_not_mirrored(&self) -> Result<(), ConfigError> {
+        for (i, topic) in self.topics.iter().enumerate() {
+            for (j, link) in self.links().iter().enumerate() {
+                if link.filter.matches(&topic.name) {
+                    return Err(invalid(
+                        format!("topics[{i}].name"),
+                        format!(
+                            "{:?} is also mirrored by link {:?} (links[{j}].include matches it); \
+                             a node cannot own a topic a link mirrors: add it to links[{j}].exclude",
+                            topic.name, link.config.name
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -519,6 +559,29 @@ start = "earliest"
         assert!(e.starts_with("`links[1].fetch_max_bytes`"), "{e}");
         let e = err_of(&GOOD.replace("[admin]\nlisten", "[admin]\nlisen"));
         assert!(e.starts_with("`admin.lisen`: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn an_owned_topic_a_link_mirrors_names_both() {
+        let owned = "[[topics]]\nname = \"a_orders\"\npartitions = 3\n";
+        let e = err_of(&format!("{GOOD}{owned}"));
+        assert!(
+            e.starts_with("`topics[0].name`") && e.contains("\"from-a\"") && e.contains("a_orders"),
+            "{e}"
+        );
+        let excluded = GOOD.replace("[\"a_scratch\"]", "[\"a_scratch\", \"a_orders\"]");
+        assert!(Config::parse(&format!("{excluded}{owned}")).is_ok());
+    }
+
+    #[test]
+    fn partition_limits_default_and_are_checked() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.kafka.max_partitions_per_request, 1000);
+        assert_eq!(c.storage.max_partitions, 10_000);
+        let e = err_of(&GOOD.replace("[admin]", "max_partitions_per_request = 0\n[admin]"));
+        assert!(e.contains("kafka.max_partitions_per_request"), "{e}");
+        let e = err_of(&format!("{GOOD}\n[storage]\nmax_partitions = 0\n"));
+        assert!(e.contains("storage.max_partitions"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::admin;
 use crate::config::{Config, ConfigError};
 use crate::link::LinkRunner;
-use crate::mirror::Store;
+use crate::mirror::{OwnTopicError, Store};
 use crate::server::{self, ServerContext};
 use crate::status::Status;
 
@@ -159,10 +159,17 @@ async fn create_owned_topics(config: &Config, store: &Arc<Store>) -> Result<(), 
                 path: config.data_dir.clone(),
                 source: std::io::Error::other(e.to_string()),
             })?;
-        created.map_err(|e| ConfigError::Invalid {
-            key: format!("topics[{i}].name"),
-            reason: e.to_string(),
-        })?;
+        match created {
+            // Reported as offline; the node serves everything else.
+            Ok(_) | Err(OwnTopicError::Offline { .. }) => {}
+            Err(e) => {
+                return Err(ConfigError::Invalid {
+                    key: format!("topics[{i}].name"),
+                    reason: e.to_string(),
+                }
+                .into())
+            }
+        }
     }
     Ok(())
 }
@@ -189,6 +196,15 @@ fn server_context(
         cluster_id: format!("shadowlink-{}", config.data_dir.display()),
         max_frame_bytes: config.kafka.max_request_bytes,
         idle_timeout: config.kafka.idle_timeout,
+        create_policy: server::CreatePolicy {
+            links: config
+                .links()
+                .into_iter()
+                .map(|l| (l.config.name, l.filter))
+                .collect(),
+            max_partitions_per_request: config.kafka.max_partitions_per_request,
+            max_partitions: config.storage.max_partitions,
+        },
     }
 }
 

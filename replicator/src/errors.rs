@@ -37,6 +37,8 @@ pub enum Refusal {
     Unknown { topic: String },
     #[error("topic {topic} is owned by this node, which does not support this change to it")]
     Unsupported { topic: String },
+    #[error("topic {topic} is offline on this node: {reason}")]
+    Offline { topic: String, reason: String },
 }
 
 impl Refusal {
@@ -48,6 +50,7 @@ impl Refusal {
                 ResponseError::PolicyViolation.code()
             }
             Refusal::Unknown { .. } => ResponseError::UnknownTopicOrPartition.code(),
+            Refusal::Offline { .. } => ResponseError::KafkaStorageError.code(),
         }
     }
 }
@@ -64,8 +67,14 @@ pub fn topic_write_refusal(store: &Store, topic: &str) -> Refusal {
             topic: topic.to_string(),
             link: t.meta().link,
         },
-        None => Refusal::Unknown {
-            topic: topic.to_string(),
+        None => match store.offline_reason(topic, None) {
+            Some(reason) => Refusal::Offline {
+                topic: topic.to_string(),
+                reason,
+            },
+            None => Refusal::Unknown {
+                topic: topic.to_string(),
+            },
         },
     }
 }
@@ -83,7 +92,9 @@ pub fn config_change_refusal(
         let refusal = topic_write_refusal(store, resource_name);
         let message = match &refusal {
             Refusal::Shadow { .. } => format!("{refusal}; its configs follow the source topic"),
-            Refusal::Unknown { .. } | Refusal::Unsupported { .. } => refusal.to_string(),
+            Refusal::Unknown { .. } | Refusal::Unsupported { .. } | Refusal::Offline { .. } => {
+                refusal.to_string()
+            }
         };
         return (refusal.code(), message);
     }

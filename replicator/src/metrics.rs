@@ -297,6 +297,8 @@ mod tests {
             ready: true,
             not_ready: vec![],
             links: vec![],
+            offline: vec![],
+            producer_ids_error: None,
         };
         let text = render(&empty);
         assert!(

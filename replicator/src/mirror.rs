@@ -10,6 +10,7 @@
 //! `topics/{topic}/{partition}/` holds the partition log. `producer-ids.json` holds the
 //! producer-id allocator's state.
 
+mod open;
 pub mod owned;
 pub mod producer_ids;
 pub mod producer_state;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use shadowlink_storage::{AppendInfo, EpochFloor, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
+pub use open::Offline;
 use owned::OwnedState;
 use producer_ids::ProducerIdAllocator;
 
@@ -220,6 +222,9 @@ pub struct MirrorTopic {
     dir: PathBuf,
     record: Mutex<TopicRecord>,
     partitions: Mutex<BTreeMap<i32, Arc<MirrorPartition>>>,
+    /// Partitions on disk that could not be opened, and why. They are neither served
+    /// nor written until an operator repairs them and restarts the node.
+    offline: BTreeMap<i32, String>,
 }
 
 impl MirrorTopic {
@@ -256,6 +261,13 @@ impl MirrorTopic {
         let mut record = self.record();
         if let Some(owned) = &record.owned {
             return Ok(owned.clone());
+        }
+        // An offline partition's epochs are unknown, so no safe epoch can be chosen for it.
+        if let Some((p, reason)) = self.offline.iter().next() {
+            return Err(StorageError::Refused(format!(
+                "{}-{p} is offline, so the topic cannot be made writable: {reason}",
+                self.name
+            )));
         }
         let mut ownership = Ownership {
             from_link: Some(record.meta.link.clone()),
@@ -309,6 +321,11 @@ impl MirrorTopic {
             .collect()
     }
 
+    /// Partitions that could not be opened, with the reason (the file and what is wrong).
+    pub fn offline_partitions(&self) -> &BTreeMap<i32, String> {
+        &self.offline
+    }
+
     /// Replaces the persisted metadata (atomically on disk); ownership is kept.
     pub fn set_meta(&self, meta: TopicMeta) -> Result<(), StorageError> {
         let mut record = self.record();
@@ -351,6 +368,19 @@ pub enum OwnTopicError {
          (fail it over to make it writable)"
     )]
     Shadow { topic: String, link: String },
+    /// Kafka refuses names that differ only in '.' versus '_': metric names conflate them.
+    #[error(
+        "topic {name} collides with existing topic {existing}: \
+         names that differ only in '.' and '_' are not allowed"
+    )]
+    Collides { name: String, existing: String },
+    #[error("topic {topic} exists on disk but cannot be opened: {reason}")]
+    Offline { topic: String, reason: String },
+    #[error(
+        "the node holds {held} partitions and allows at most {max} \
+         (storage.max_partitions); {requested} more would exceed that"
+    )]
+    TooManyPartitions { requested: i32, held: i64, max: i64 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -385,6 +415,9 @@ pub struct Store {
     root: PathBuf,
     log_config: LogConfig,
     topics: DashMap<String, Arc<MirrorTopic>>,
+    /// Topic directories that could not be opened, and why. The name stays taken: a
+    /// link or CreateTopics must not write over what an operator may still recover.
+    offline_topics: DashMap<String, String>,
     /// Woken after every append, for fetches waiting on new data.
     appended: Arc<Notify>,
     producer_ids: ProducerIdAllocator,
@@ -393,74 +426,6 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens every topic under `data_dir`, recovering each partition log.
-    pub fn open(data_dir: &Path, log_config: LogConfig) -> Result<Store, StorageError> {
-        let root = data_dir.join("topics");
-        std::fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
-        let store = Store {
-            root: root.clone(),
-            log_config,
-            topics: DashMap::new(),
-            appended: Arc::new(Notify::new()),
-            producer_ids: ProducerIdAllocator::open(data_dir)?,
-            creating: Mutex::new(()),
-        };
-        let entries = std::fs::read_dir(&root).map_err(|e| io_error(&root, e))?;
-        for entry in entries {
-            let dir = entry.map_err(|e| io_error(&root, e))?.path();
-            let path = dir.join("topic.json");
-            let Some(record) = shadowlink_storage::read_meta::<TopicRecord>(&path)? else {
-                continue;
-            };
-            let name = dir_name(&dir);
-            let topic = store.open_topic(name, dir, record)?;
-            store.topics.insert(topic.name.clone(), topic);
-        }
-        Ok(store)
-    }
-
-    fn open_topic(
-        &self,
-        name: String,
-        dir: PathBuf,
-        record: TopicRecord,
-    ) -> Result<Arc<MirrorTopic>, StorageError> {
-        let mut partitions = BTreeMap::new();
-        for index in 0..record.meta.partitions {
-            partitions.insert(index, self.open_partition(&name, &dir, index)?);
-        }
-        let owned = record.owned.clone();
-        let topic = Arc::new(MirrorTopic {
-            name,
-            dir,
-            record: Mutex::new(record),
-            partitions: Mutex::new(partitions),
-        });
-        if let Some(ownership) = owned {
-            topic.own_partitions(&ownership)?;
-        }
-        Ok(topic)
-    }
-
-    fn open_partition(
-        &self,
-        topic: &str,
-        dir: &Path,
-        index: i32,
-    ) -> Result<Arc<MirrorPartition>, StorageError> {
-        let log = PartitionLog::open(&dir.join(index.to_string()), self.log_config.clone())?;
-        let source_epoch = EpochFloor::open(log.dir())?;
-        Ok(Arc::new(MirrorPartition {
-            topic: topic.to_string(),
-            partition: index,
-            log: Mutex::new(log),
-            appended: self.appended.clone(),
-            failure: Mutex::new(None),
-            owned: Mutex::new(None),
-            source_epoch: Mutex::new(source_epoch),
-        }))
-    }
-
     /// Notified after every append to any partition.
     pub fn appended(&self) -> Arc<Notify> {
         self.appended.clone()
@@ -496,29 +461,49 @@ impl Store {
         Ok(topic)
     }
 
+    /// Creates the topic's directory and `topic.json`, then its partitions. `topic.json`
+    /// is replaced atomically and written before any partition directory, so a crash
+    /// leaves either a directory without it (removed at the next start) or a whole topic
+    /// whose missing partition directories are created when it is opened.
     fn create(&self, name: &str, record: TopicRecord) -> Result<Arc<MirrorTopic>, StorageError> {
+        if let Some(reason) = self.offline_topics.get(name) {
+            return Err(StorageError::Refused(format!(
+                "topic {name} exists on disk but cannot be opened: {}",
+                reason.value()
+            )));
+        }
         let dir = self.root.join(name);
         std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        // The new directory's entry in topics/ must survive a power loss as well.
+        shadowlink_storage::sync_dir(&self.root)?;
         shadowlink_storage::write_meta(&dir.join("topic.json"), &record)?;
-        let topic = self.open_topic(name.to_string(), dir, record)?;
+        let topic = self.open_topic(name.to_string(), dir, record, false)?;
         self.topics.insert(name.to_string(), topic.clone());
         Ok(topic)
     }
 
-    /// Creates an owned topic; fails if any topic of that name exists.
+    /// Creates an owned topic; fails if any topic of that name exists, or if the node
+    /// would then hold more than `max_partitions` partitions.
     pub fn create_owned_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
+        max_partitions: i64,
     ) -> Result<Arc<MirrorTopic>, OwnTopicError> {
         validate_topic_name(name)?;
         if partitions < 1 {
             return Err(OwnTopicError::InvalidPartitions(partitions));
         }
         let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-        if self.topic(name).is_some() {
-            return Err(OwnTopicError::Exists(name.to_string()));
+        self.check_new_name(name)?;
+        let held = self.partition_count();
+        if held + i64::from(partitions) > max_partitions {
+            return Err(OwnTopicError::TooManyPartitions {
+                requested: partitions,
+                held,
+                max: max_partitions,
+            });
         }
         let meta = TopicMeta {
             link: String::new(),
@@ -541,6 +526,44 @@ impl Store {
         Ok(topic)
     }
 
+    /// Partitions the node holds, shadows and offline ones included (an offline topic,
+    /// whose count is unknown, as one).
+    pub fn partition_count(&self) -> i64 {
+        let held: i64 = self
+            .topics
+            .iter()
+            .map(|t| i64::from(t.meta().partitions))
+            .sum();
+        held + self.offline_topics.len() as i64
+    }
+
+    /// Refuses a name that is taken, on disk or by a topic that collides with it.
+    pub fn check_new_name(&self, name: &str) -> Result<(), OwnTopicError> {
+        if self.topic(name).is_some() {
+            return Err(OwnTopicError::Exists(name.to_string()));
+        }
+        if let Some(reason) = self.offline_topics.get(name) {
+            return Err(OwnTopicError::Offline {
+                topic: name.to_string(),
+                reason: reason.value().clone(),
+            });
+        }
+        let key = collision_key(name);
+        let taken = self
+            .topics
+            .iter()
+            .map(|t| t.key().clone())
+            .chain(self.offline_topics.iter().map(|t| t.key().clone()))
+            .find(|existing| collision_key(existing) == key);
+        match taken {
+            Some(existing) => Err(OwnTopicError::Collides {
+                name: name.to_string(),
+                existing,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// For `[[topics]]` in the config: creates the owned topic if missing, or grows it to
     /// `partitions`. A shadow topic of that name is an error: only failover makes one
     /// writable.
@@ -550,7 +573,7 @@ impl Store {
         partitions: i32,
     ) -> Result<Arc<MirrorTopic>, OwnTopicError> {
         let Some(topic) = self.topic(name) else {
-            return match self.create_owned_topic(name, partitions, BTreeMap::new()) {
+            return match self.create_owned_topic(name, partitions, BTreeMap::new(), i64::MAX) {
                 Err(OwnTopicError::Exists(_)) => self.ensure_owned_topic(name, partitions),
                 other => other,
             };
@@ -616,6 +639,11 @@ impl Store {
         *topic.record() = record;
         topic.own_partitions(&ownership)
     }
+}
+
+/// Kafka's collision rule: '.' and '_' are the same character in metric names.
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
 }
 
 fn dir_name(dir: &Path) -> String {

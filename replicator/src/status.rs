@@ -384,12 +384,31 @@ impl Status {
                 }
             }
         }
+        let offline: Vec<OfflineReport> = store
+            .offline()
+            .into_iter()
+            .map(|o| OfflineReport {
+                topic: o.topic,
+                partition: o.partition,
+                error: o.reason,
+            })
+            .collect();
+        not_ready.extend(offline.iter().map(|o| match o.partition {
+            Some(p) => format!("partition {}-{p} is offline", o.topic),
+            None => format!("topic {} is offline", o.topic),
+        }));
+        let producer_ids_error = store.producer_ids_failure();
+        if producer_ids_error.is_some() {
+            not_ready.push("producer ids cannot be allocated".to_string());
+        }
         StatusReport {
             kafka: self.kafka.clone(),
             uptime_seconds: now.saturating_duration_since(self.started).as_secs(),
             ready: not_ready.is_empty(),
             not_ready,
             links,
+            offline,
+            producer_ids_error,
         }
     }
 }
@@ -425,6 +444,9 @@ fn topic_report(
         TopicState::FailingOver => (None, Some(TopicStateName::FailingOver)),
         TopicState::FailedOver => (None, Some(TopicStateName::FailedOver)),
     };
+    if let Some((p, why)) = topic.offline_partitions().iter().next() {
+        reason.get_or_insert_with(|| format!("partition {p} is offline: {why}"));
+    }
     let partitions: Vec<PartitionReport> = topic
         .partitions()
         .iter()
@@ -487,6 +509,22 @@ pub struct StatusReport {
     /// Why the node is not ready, one sentence per cause.
     pub not_ready: Vec<String>,
     pub links: Vec<LinkReport>,
+    /// Topics and partitions on disk that cannot be opened: neither served (clients get
+    /// KAFKA_STORAGE_ERROR) nor written until repaired and the node restarted.
+    #[serde(default)]
+    pub offline: Vec<OfflineReport>,
+    /// Why InitProducerId is refused, when the allocator's file cannot be read.
+    #[serde(default)]
+    pub producer_ids_error: Option<String>,
+}
+
+/// A topic (whole, when `partition` is `None`) or partition that cannot be opened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OfflineReport {
+    pub topic: String,
+    pub partition: Option<i32>,
+    /// The file at fault and what is wrong with it.
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

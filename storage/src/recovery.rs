@@ -210,7 +210,7 @@ fn delete_after_corruption(dir: &Path, bases: &[i64]) -> Result<()> {
 pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     fs::create_dir_all(dir).map_err(StorageError::io("creating", dir))?;
     let bases = list_segments(dir)?;
-    let persisted_start: Option<i64> = read_meta(&dir.join(LOG_START_FILE))?;
+    let persisted_start = read_log_start(dir)?;
     let mut segments = open_segments(dir, &bases, &config, persisted_start.unwrap_or(0))?;
     // Drop segments that a crash during delete_before left wholly below the log start.
     let start = persisted_start.unwrap_or(i64::MIN);
@@ -247,6 +247,21 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     })
 }
 
+/// The persisted log start offset. A missing file means nothing was ever deleted from
+/// the front, so the first segment's base is the start. An unreadable or negative one is
+/// an error: guessing could expose deleted records, or hide live ones.
+fn read_log_start(dir: &Path) -> Result<Option<i64>> {
+    let path = dir.join(LOG_START_FILE);
+    match read_meta::<i64>(&path)? {
+        Some(start) if start < 0 => Err(StorageError::Corrupt {
+            path,
+            position: 0,
+            reason: format!("the log start offset {start} is negative"),
+        }),
+        start => Ok(start),
+    }
+}
+
 /// Loads the epoch cache and reconciles it with the recovered log, or rebuilds it from
 /// every batch header if the file is unusable.
 fn load_epochs(
@@ -270,4 +285,45 @@ fn load_epochs(
         cache.persist()?;
     }
     Ok(cache)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{LogConfig, PartitionLog, StorageError};
+    use shadowlink_protocol::batch::testing::BatchBuilder;
+
+    fn log_with_records(dir: &std::path::Path) {
+        let mut log = PartitionLog::open(dir, LogConfig::default()).unwrap();
+        for base in 0..3 {
+            let batch = BatchBuilder::new(base)
+                .records(&[(None, Some(b"v"))])
+                .build();
+            log.append(batch).unwrap();
+        }
+        log.flush().unwrap();
+    }
+
+    #[test]
+    fn a_missing_log_start_offset_is_the_first_segment_base() {
+        let dir = tempfile::tempdir().unwrap();
+        log_with_records(dir.path());
+        let _ = std::fs::remove_file(dir.path().join(super::LOG_START_FILE));
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 3));
+    }
+
+    #[test]
+    fn an_unreadable_or_negative_log_start_offset_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        log_with_records(dir.path());
+        let path = dir.path().join(super::LOG_START_FILE);
+        std::fs::write(&path, b"1x").unwrap();
+        let e = PartitionLog::open(dir.path(), LogConfig::default()).unwrap_err();
+        assert!(matches!(e, StorageError::Meta { .. }), "{e}");
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        std::fs::write(&path, b"-5").unwrap();
+        let e = PartitionLog::open(dir.path(), LogConfig::default()).unwrap_err();
+        assert!(matches!(e, StorageError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("-5 is negative"), "{e}");
+    }
 }

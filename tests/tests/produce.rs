@@ -298,7 +298,7 @@ fn create_topics_and_init_producer_id_refuse_what_the_node_cannot_do() -> Result
 }
 
 #[test]
-fn topics_declared_in_the_config_are_owned_even_when_a_link_matches_them() -> Result<()> {
+fn declared_topics_are_owned_while_a_link_shadows_the_rest() -> Result<()> {
     let source = shadowlink_tests::Tansu::start()?;
     for topic in ["b_payments", "b_other"] {
         shadowlink_tests::scenario::create_topic(source.addr, topic, 3, &[])?;
@@ -314,6 +314,7 @@ partitions = 3
 name = "from-b"
 bootstrap = ["{}"]
 include = ["b_*"]
+exclude = ["b_payments"]
 metadata_interval = "300ms"
 "#,
         source.addr

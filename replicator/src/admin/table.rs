@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::status::{PartitionReport, StatusReport, SyncProgress};
+use crate::status::{OfflineReport, PartitionReport, StatusReport, SyncProgress};
 
 /// Where `shadowlink status` looks without `--admin`: the port the deploy examples use.
 pub const DEFAULT_ADMIN: &str = "http://127.0.0.1:9644";
@@ -112,7 +112,27 @@ pub fn render(report: &StatusReport) -> String {
     for line in syncs {
         let _ = writeln!(out, "\n{line}");
     }
+    if !report.offline.is_empty() {
+        out.push('\n');
+        out.push_str(&offline_table(&report.offline));
+    }
+    if let Some(error) = &report.producer_ids_error {
+        let _ = writeln!(out, "\nproducer ids cannot be allocated: {error}");
+    }
     out
+}
+
+/// What cannot be opened: these are served to clients as KAFKA_STORAGE_ERROR.
+fn offline_table(offline: &[OfflineReport]) -> String {
+    let mut rows = vec![row(&["OFFLINE_TOPIC", "PARTITION", "ERROR"])];
+    for o in offline {
+        rows.push(vec![
+            o.topic.clone(),
+            o.partition.map_or_else(|| "all".into(), |p| p.to_string()),
+            o.error.clone(),
+        ]);
+    }
+    table(&rows)
 }
 
 fn partition_row(link: &str, topic: &str, state: &str, p: &PartitionReport) -> Vec<String> {
@@ -230,6 +250,8 @@ mod tests {
                     },
                 ],
             }],
+            offline: vec![],
+            producer_ids_error: None,
         }
     }
 
@@ -263,6 +285,30 @@ a_big: initial sync 25.0% done, 50 records/s, 1500 to go, ETA 30s
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn offline_topics_and_partitions_are_listed_with_their_errors() {
+        let mut r = report();
+        r.offline = vec![
+            OfflineReport {
+                topic: "a_gone".into(),
+                partition: None,
+                error: "/d/topics/a_gone/topic.json is bad".into(),
+            },
+            OfflineReport {
+                topic: "a_orders".into(),
+                partition: Some(2),
+                error: "/d/topics/a_orders/2/log-start-offset is bad".into(),
+            },
+        ];
+        let text = render(&r);
+        let expected = "\n\
+OFFLINE_TOPIC  PARTITION  ERROR
+a_gone         all        /d/topics/a_gone/topic.json is bad
+a_orders       2          /d/topics/a_orders/2/log-start-offset is bad
+";
+        assert!(text.ends_with(expected), "{text}");
     }
 
     #[test]

@@ -40,22 +40,40 @@ struct State {
 pub struct ProducerIdAllocator {
     path: PathBuf,
     state: Mutex<State>,
+    /// Why the persisted state could not be read. Allocation is refused then: ids handed
+    /// out before the restart but never stored in a log cannot be known, so any guess
+    /// could give a live producer's id to another.
+    failure: Option<String>,
 }
 
 impl ProducerIdAllocator {
-    /// Opens the allocator state in `data_dir`; a missing file starts at 0.
-    pub fn open(data_dir: &Path) -> Result<ProducerIdAllocator, StorageError> {
+    /// Opens the allocator state in `data_dir`; a missing file starts at 0 (every stored
+    /// id is still avoided through `allocate`'s `stored_max`). An unreadable file leaves
+    /// the allocator failed, not the node.
+    pub fn open(data_dir: &Path) -> ProducerIdAllocator {
         let path = data_dir.join(FILE);
-        let persisted: Persisted = read_meta(&path)?.unwrap_or_default();
+        let (persisted, failure) = match read_meta::<Persisted>(&path) {
+            Ok(persisted) => (persisted.unwrap_or_default(), None),
+            Err(e) => {
+                tracing::error!(error = %e, "producer ids cannot be allocated");
+                (Persisted::default(), Some(e.to_string()))
+            }
+        };
         let start = persisted.reserved_end.max(0);
-        Ok(ProducerIdAllocator {
+        ProducerIdAllocator {
             path,
             state: Mutex::new(State {
                 next: start,
                 reserved_end: start,
                 floor: 0,
             }),
-        })
+            failure,
+        }
+    }
+
+    /// Why allocation is refused, if it is.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.clone()
     }
 
     /// Raises the floor above `producer_id`, e.g. one found in a mirrored batch.
@@ -67,6 +85,11 @@ impl ProducerIdAllocator {
     /// A new producer id above `stored_max` (the largest id stored on the node, -1 for
     /// none), every id observed, and every id handed out before (across restarts).
     pub fn allocate(&self, stored_max: i64) -> Result<i64, StorageError> {
+        if let Some(failure) = &self.failure {
+            return Err(StorageError::Refused(format!(
+                "producer ids cannot be allocated: {failure}"
+            )));
+        }
         let mut state = self.lock();
         let next = state
             .next
@@ -100,34 +123,45 @@ mod tests {
     #[test]
     fn ids_are_unique_across_restarts_and_written_once_per_block() {
         let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIdAllocator::open(dir.path()).unwrap();
+        let ids = ProducerIdAllocator::open(dir.path());
         assert_eq!(ids.allocate(-1).unwrap(), 0);
         assert_eq!(ids.allocate(-1).unwrap(), 1);
         let persisted: Persisted = read_meta(&dir.path().join(FILE)).unwrap().unwrap();
         assert_eq!(persisted.reserved_end, BLOCK_SIZE);
         drop(ids);
         // A restart skips the rest of the block: 2..1000 may never be handed out.
-        let ids = ProducerIdAllocator::open(dir.path()).unwrap();
+        let ids = ProducerIdAllocator::open(dir.path());
         assert_eq!(ids.allocate(-1).unwrap(), BLOCK_SIZE);
     }
 
     #[test]
     fn allocation_stays_above_stored_and_observed_ids_and_persists_that() {
         let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIdAllocator::open(dir.path()).unwrap();
+        let ids = ProducerIdAllocator::open(dir.path());
         assert_eq!(ids.allocate(4999).unwrap(), 5000);
         ids.observe(70_000);
         assert_eq!(ids.allocate(4999).unwrap(), 70_001);
         assert_eq!(ids.allocate(-1).unwrap(), 70_002);
         drop(ids);
-        let ids = ProducerIdAllocator::open(dir.path()).unwrap();
+        let ids = ProducerIdAllocator::open(dir.path());
         assert!(ids.allocate(-1).unwrap() > 70_002);
+    }
+
+    #[test]
+    fn an_unreadable_file_refuses_allocation_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), b"{\"reserved_end\": 10").unwrap();
+        let ids = ProducerIdAllocator::open(dir.path());
+        let failure = ids.failure().unwrap();
+        assert!(failure.contains("producer-ids.json"), "{failure}");
+        let refused = ids.allocate(-1).unwrap_err().to_string();
+        assert!(refused.contains("producer-ids.json"), "{refused}");
     }
 
     #[test]
     fn an_exhausted_id_space_is_an_error_not_a_wrap() {
         let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIdAllocator::open(dir.path()).unwrap();
+        let ids = ProducerIdAllocator::open(dir.path());
         ids.observe(i64::MAX);
         assert!(ids.allocate(-1).is_err());
         assert!(ids.allocate(i64::MAX).is_err());

@@ -74,7 +74,7 @@ fn produced_batches_get_contiguous_offsets_and_survive_a_restart_with_their_prod
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
-        .create_owned_topic("b_payments", 2, BTreeMap::new())
+        .create_owned_topic("b_payments", 2, BTreeMap::new(), i64::MAX)
         .unwrap();
     let p = store.topic("b_payments").unwrap().partition(1).unwrap();
     let first = p.produce(client_batch((5, 0, 0), 3), &request()).unwrap();
@@ -189,7 +189,7 @@ fn owned_topics_are_declared_once_grown_and_never_over_a_shadow() {
     assert!(topic.partitions().iter().all(|p| p.is_owned()));
     assert_eq!(topic.ownership().unwrap().leader_epochs.len(), 3);
     assert!(matches!(
-        store.create_owned_topic("b_payments", 1, BTreeMap::new()),
+        store.create_owned_topic("b_payments", 1, BTreeMap::new(), i64::MAX),
         Err(OwnTopicError::Exists(_))
     ));
     store.ensure_topic("a_orders", shadow_meta(1)).unwrap();
@@ -199,12 +199,45 @@ fn owned_topics_are_declared_once_grown_and_never_over_a_shadow() {
     ));
     for bad in ["", "..", "a/b", "../x", &"x".repeat(250)] {
         assert!(matches!(
-            store.create_owned_topic(bad, 1, BTreeMap::new()),
+            store.create_owned_topic(bad, 1, BTreeMap::new(), i64::MAX),
             Err(OwnTopicError::InvalidName { .. })
         ));
     }
     assert!(matches!(
-        store.create_owned_topic("b_zero", 0, BTreeMap::new()),
+        store.create_owned_topic("b_zero", 0, BTreeMap::new(), i64::MAX),
         Err(OwnTopicError::InvalidPartitions(0))
     ));
+}
+
+#[test]
+fn a_shadow_with_an_offline_partition_is_not_made_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let topic = store.ensure_topic("a_orders", shadow_meta(2)).unwrap();
+    topic
+        .partition(1)
+        .unwrap()
+        .append(BatchBuilder::new(0).leader_epoch(5).build())
+        .unwrap();
+    drop((topic, store));
+    let log_start = dir.path().join("topics/a_orders/1/log-start-offset");
+    std::fs::write(&log_start, b"?").unwrap();
+
+    let store = open(dir.path());
+    let topic = store.topic("a_orders").unwrap();
+    assert!(topic.partition(1).is_none());
+    let offline = store.offline();
+    assert_eq!(offline.len(), 1);
+    assert_eq!(
+        (offline[0].topic.as_str(), offline[0].partition),
+        ("a_orders", Some(1))
+    );
+    // Its epochs are unknown, so no epoch above them can be chosen.
+    let refused = topic.make_writable().unwrap_err().to_string();
+    assert!(refused.contains("a_orders-1 is offline"), "{refused}");
+    assert!(
+        refused.contains(&log_start.display().to_string()),
+        "{refused}"
+    );
+    assert_eq!(topic.ownership(), None);
 }

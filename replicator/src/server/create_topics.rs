@@ -3,8 +3,14 @@
 //! Only the topic configs the node acts on or reports are accepted: `retention.ms` and
 //! `retention.bytes` (enforced by the retention task), `max.message.bytes` (enforced on
 //! Produce) and `cleanup.policy` (stored and reported; compaction is not implemented).
+//!
+//! Names follow Kafka's rules, including its collision rule ('.' and '_' are one
+//! character to metrics). A name one of the node's links would mirror is refused: the
+//! link would otherwise find an owned topic where it expects its shadow, and the source's
+//! topic of that name would never be mirrored. Partitions are capped per request and per
+//! node ([`CreatePolicy`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
@@ -17,7 +23,8 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::{encode_response, EncodeError};
 
 use super::{Reply, ServerContext};
-use crate::mirror::{validate_topic_name, OwnTopicError, Store};
+use crate::filter::TopicFilter;
+use crate::mirror::{validate_topic_name, OwnTopicError};
 
 /// ConfigSource DYNAMIC_TOPIC_CONFIG, for the configs echoed back (v5+).
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
@@ -31,19 +38,46 @@ struct NewTopic {
 /// A refused creation: the Kafka code and the message clients show.
 type Refused = (i16, String);
 
+/// What CreateTopics may create on this node.
+#[derive(Debug, Clone)]
+pub struct CreatePolicy {
+    /// Each link's name and topic filter: a name a link mirrors is not created here.
+    pub links: Vec<(String, TopicFilter)>,
+    /// Partitions one request may create, over all its topics.
+    pub max_partitions_per_request: i64,
+    /// Partitions the node may hold, shadows included.
+    pub max_partitions: i64,
+}
+
 pub async fn handle(
     ctx: &ServerContext,
     header: &RequestHeader,
     request: CreateTopicsRequest,
 ) -> Result<Reply, EncodeError> {
     let version = header.api_version;
+    let duplicates = duplicate_names(&request);
     let mut results = Vec::with_capacity(request.topics.len());
+    // Partitions this request created (or, with validate_only, would have).
+    let mut requested = 0i64;
     for topic in &request.topics {
-        let outcome = match validate(&ctx.store, topic) {
-            Ok(new) if request.validate_only => Ok(new),
-            Ok(new) => create(ctx, topic.name.as_str(), new).await,
-            Err(refused) => Err(refused),
+        let outcome = if duplicates.contains(topic.name.as_str()) {
+            let message = format!(
+                "topic {} appears more than once in the request",
+                *topic.name
+            );
+            Err((ResponseError::InvalidRequest.code(), message))
+        } else {
+            // Validated-only topics are not in the store, so the node total adds them.
+            let pending = if request.validate_only { requested } else { 0 };
+            match validate(ctx, topic, requested, pending) {
+                Ok(new) if request.validate_only => Ok(new),
+                Ok(new) => create(ctx, topic.name.as_str(), new).await,
+                Err(refused) => Err(refused),
+            }
         };
+        if let Ok(new) = &outcome {
+            requested += i64::from(new.partitions);
+        }
         results.push(result(topic, outcome, version));
     }
     let response = CreateTopicsResponse::default().with_topics(results);
@@ -56,13 +90,40 @@ pub async fn handle(
     Ok(Reply::Frame(frame))
 }
 
-fn validate(store: &Store, topic: &CreatableTopic) -> Result<NewTopic, Refused> {
+/// Names given more than once: Kafka refuses every entry of such a name, since which
+/// of them should win is not the broker's call.
+fn duplicate_names(request: &CreateTopicsRequest) -> HashSet<&str> {
+    let mut seen = HashSet::new();
+    request
+        .topics
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|name| !seen.insert(*name))
+        .collect()
+}
+
+/// Checks one topic of a request that already accepted `requested` partitions, of
+/// which `pending` are not created.
+fn validate(
+    ctx: &ServerContext,
+    topic: &CreatableTopic,
+    requested: i64,
+    pending: i64,
+) -> Result<NewTopic, Refused> {
     let name = topic.name.as_str();
     validate_topic_name(name)
         .map_err(|e| (ResponseError::InvalidTopicException.code(), e.to_string()))?;
-    if store.topic(name).is_some() {
-        let message = format!("topic {name} already exists");
-        return Err((ResponseError::TopicAlreadyExists.code(), message));
+    ctx.store
+        .check_new_name(name)
+        .map_err(|e| (own_topic_error_code(&e), e.to_string()))?;
+    let policy = &ctx.create_policy;
+    if let Some((link, _)) = policy.links.iter().find(|(_, f)| f.matches(name)) {
+        let message = format!(
+            "topic {name} is mirrored by link {link} (its include matches the name), so this \
+             node cannot also own it; create it on the link's source cluster, or exclude it \
+             from the link"
+        );
+        return Err((ResponseError::PolicyViolation.code(), message));
     }
     if !topic.assignments.is_empty() {
         let message = "manual replica assignments are not supported".to_string();
@@ -77,6 +138,7 @@ fn validate(store: &Store, topic: &CreatableTopic) -> Result<NewTopic, Refused> 
             return Err((ResponseError::InvalidPartitions.code(), message));
         }
     };
+    check_partition_limits(ctx, partitions, requested, pending)?;
     if !matches!(topic.replication_factor, -1 | 1) {
         let message = format!(
             "replication factor {} is larger than the one node of this cluster",
@@ -90,6 +152,34 @@ fn validate(store: &Store, topic: &CreatableTopic) -> Result<NewTopic, Refused> 
         partitions,
         configs,
     })
+}
+
+fn check_partition_limits(
+    ctx: &ServerContext,
+    partitions: i32,
+    requested: i64,
+    pending: i64,
+) -> Result<(), Refused> {
+    let policy = &ctx.create_policy;
+    let wanted = requested + i64::from(partitions);
+    if wanted > policy.max_partitions_per_request {
+        let message = format!(
+            "one request may create at most {} partitions (kafka.max_partitions_per_request); \
+             this one asks for {wanted}",
+            policy.max_partitions_per_request
+        );
+        return Err((ResponseError::InvalidPartitions.code(), message));
+    }
+    let held = ctx.store.partition_count() + pending;
+    if held + i64::from(partitions) > policy.max_partitions {
+        let error = OwnTopicError::TooManyPartitions {
+            requested: partitions,
+            held,
+            max: policy.max_partitions,
+        };
+        return Err((own_topic_error_code(&error), error.to_string()));
+    }
+    Ok(())
 }
 
 fn validate_configs(topic: &CreatableTopic) -> Result<BTreeMap<String, String>, String> {
@@ -118,9 +208,10 @@ fn validate_configs(topic: &CreatableTopic) -> Result<BTreeMap<String, String>, 
 async fn create(ctx: &ServerContext, name: &str, new: NewTopic) -> Result<NewTopic, Refused> {
     let store = ctx.store.clone();
     let (topic, configs) = (name.to_string(), new.configs.clone());
+    let max_partitions = ctx.create_policy.max_partitions;
     let created = tokio::task::spawn_blocking(move || {
         store
-            .create_owned_topic(&topic, new.partitions, configs)
+            .create_owned_topic(&topic, new.partitions, configs, max_partitions)
             .map(|_| ())
     })
     .await;
@@ -133,9 +224,12 @@ async fn create(ctx: &ServerContext, name: &str, new: NewTopic) -> Result<NewTop
 
 fn own_topic_error_code(error: &OwnTopicError) -> i16 {
     match error {
-        OwnTopicError::InvalidName { .. } => ResponseError::InvalidTopicException.code(),
+        OwnTopicError::InvalidName { .. } | OwnTopicError::Collides { .. } => {
+            ResponseError::InvalidTopicException.code()
+        }
         OwnTopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
-        OwnTopicError::Exists(_) | OwnTopicError::Shadow { .. } => {
+        OwnTopicError::TooManyPartitions { .. } => ResponseError::PolicyViolation.code(),
+        OwnTopicError::Exists(_) | OwnTopicError::Shadow { .. } | OwnTopicError::Offline { .. } => {
             ResponseError::TopicAlreadyExists.code()
         }
         OwnTopicError::Storage(e) => crate::errors::storage_error_code(e),

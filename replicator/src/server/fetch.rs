@@ -95,7 +95,8 @@ fn read_partition(
         ..Default::default()
     };
     let Some(mirror) = ctx.store.partition(topic.0.as_str(), request.partition) else {
-        part.error_code = ResponseError::UnknownTopicOrPartition.code();
+        part.error_code =
+            super::offline::partition_code(&ctx.store, topic.0.as_str(), request.partition);
         return part;
     };
     // KIP-320: a consumer whose leader epoch is stale may be reading records a leader

@@ -38,7 +38,11 @@ pub fn handle(
                             .check_leader_epoch(p.current_leader_epoch)
                             .map_err(|e| epoch_error_code(&e))
                             .and_then(|()| lookup(&m.log(), p.timestamp)),
-                        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                        None => Err(super::offline::partition_code(
+                            &ctx.store,
+                            topic.name.0.as_str(),
+                            p.partition_index,
+                        )),
                     };
                     partition_response(header.api_version, p.partition_index, answer)
                 })

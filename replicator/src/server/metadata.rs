@@ -33,14 +33,17 @@ pub fn handle(
             .topics()
             .iter()
             .map(|t| describe(t, version))
+            .chain(super::offline::metadata_topics(&ctx.store))
             .collect(),
         Some(names) => names
             .iter()
             .map(|name| match ctx.store.topic(name) {
                 Some(t) => describe(&t, version),
-                None => MetadataResponseTopic::default()
-                    .with_name(Some(topic_name(name)))
-                    .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                None => super::offline::metadata_topic(&ctx.store, name).unwrap_or_else(|| {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(topic_name(name)))
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                }),
             })
             .collect(),
     };
@@ -79,6 +82,7 @@ fn describe(topic: &MirrorTopic, version: i16) -> MetadataResponseTopic {
             }
             partition
         })
+        .chain(super::offline::metadata_partitions(topic, version))
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))

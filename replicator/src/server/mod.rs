@@ -14,6 +14,7 @@ mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offline;
 mod offset_for_leader_epoch;
 mod produce;
 
@@ -28,6 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::mirror::Store;
+
+pub use create_topics::CreatePolicy;
 
 /// This node's id in every Metadata answer; a node is a one-broker cluster to clients.
 pub const NODE_ID: i32 = 1;
@@ -66,6 +69,7 @@ pub struct ServerContext {
     pub cluster_id: String,
     pub max_frame_bytes: usize,
     pub idle_timeout: Duration,
+    pub create_policy: CreatePolicy,
 }
 
 /// A handler's answer: a frame to write, or a zero-copy segment list.

@@ -6,7 +6,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::{encode_response, EncodeError};
 
@@ -31,7 +30,11 @@ pub fn handle(
                     match mirror {
                         Some(m) => end_of_epoch(&m, p.current_leader_epoch, p.leader_epoch, answer),
                         None => answer
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_code(super::offline::partition_code(
+                                &ctx.store,
+                                topic.topic.as_str(),
+                                p.partition,
+                            ))
                             .with_leader_epoch(-1)
                             .with_end_offset(-1),
                     }

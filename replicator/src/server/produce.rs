@@ -82,6 +82,11 @@ async fn produce_partition(
 ) -> PartitionProduceResponse {
     let index = data.index;
     let Some(partition) = topic.partition(index) else {
+        if let Some(reason) = topic.offline_partitions().get(&index) {
+            let code = ResponseError::KafkaStorageError.code();
+            let message = format!("{}-{index} is offline: {reason}", topic.name);
+            return failed(version, index, code, message);
+        }
         let code = ResponseError::UnknownTopicOrPartition.code();
         return failed(
             version,
