@@ -10,6 +10,7 @@
 //! `log-start-offset` and `leader-epoch-checkpoint` (JSON, atomically replaced).
 
 mod config;
+mod durability;
 mod epoch;
 mod error;
 mod index;
@@ -24,6 +25,7 @@ mod time_index;
 mod truncate;
 
 pub use config::{LogConfig, PersistMode};
+pub use durability::PendingSync;
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 pub use meta::{read_meta, sync_dir, write_meta, TopicMeta};
