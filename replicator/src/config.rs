@@ -107,6 +107,10 @@ pub struct StorageSettings {
     /// How often retention limits synced from the source are enforced.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+    /// Fault injection for tests: every fsync of partition data first sleeps this long,
+    /// as on a slow disk. Never set it in production.
+    #[serde(with = "humantime_serde")]
+    pub fault_fsync_delay: Duration,
 }
 
 impl Default for StorageSettings {
@@ -115,6 +119,7 @@ impl Default for StorageSettings {
             segment_bytes: 256 * 1024 * 1024,
             persist: "100ms".to_string(),
             retention_interval: Duration::from_secs(60),
+            fault_fsync_delay: Duration::ZERO,
         }
     }
 }

@@ -48,6 +48,7 @@ impl Daemon {
         let log_config = LogConfig {
             segment_bytes: config.storage.segment_bytes,
             persist: config.persist_mode()?,
+            fsync_delay: config.storage.fault_fsync_delay,
             ..LogConfig::default()
         };
         let data_dir = config.data_dir.clone();
