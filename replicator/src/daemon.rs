@@ -196,7 +196,7 @@ fn server_context(
 fn flush_all(store: &Store) -> Result<(), StorageError> {
     for topic in store.topics() {
         for partition in topic.partitions() {
-            partition.log().flush()?;
+            partition.flush()?;
         }
     }
     Ok(())
@@ -214,7 +214,7 @@ async fn flush_loop(store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
         let _ = tokio::task::spawn_blocking(move || {
             for topic in store.topics() {
                 for partition in topic.partitions() {
-                    if let Err(e) = partition.log().flush_if_due() {
+                    if let Err(e) = partition.flush_if_due() {
                         partition.fail(format!("flush failed: {e}"));
                     }
                 }
