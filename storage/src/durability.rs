@@ -61,6 +61,9 @@ pub(crate) struct Durability {
     poisoned: AtomicBool,
     /// Fault injection (see `LogConfig::fsync_delay`).
     delay: Duration,
+    /// Rounds of fsyncs run, for tests of group commit.
+    #[cfg(test)]
+    rounds: AtomicU64,
 }
 
 impl Durability {
@@ -71,6 +74,8 @@ impl Durability {
             synced: Mutex::new(0),
             poisoned: AtomicBool::new(false),
             delay,
+            #[cfg(test)]
+            rounds: AtomicU64::new(0),
         })
     }
 
@@ -87,7 +92,7 @@ impl Durability {
     fn add(&self, path: &Path, file: Option<Weak<File>>) {
         let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
         unsynced.retain(|u| u.file.as_ref().is_none_or(|f| f.strong_count() > 0));
-        if !unsynced.iter().any(|u| &u.path == path) {
+        if !unsynced.iter().any(|u| u.path == path) {
             unsynced.push(Unsynced {
                 path: path.to_path_buf(),
                 file,
@@ -133,7 +138,10 @@ impl Durability {
         // Every write numbered up to `upto` noted its files before finishing, so they
         // are in the list taken next, and their bytes precede the fsyncs below.
         let upto = self.written.load(Ordering::Acquire);
-        let files = std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(PoisonError::into_inner));
+        let files =
+            std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(PoisonError::into_inner));
+        #[cfg(test)]
+        self.rounds.fetch_add(1, Ordering::Relaxed);
         if !files.is_empty() && !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
@@ -162,5 +170,50 @@ impl PendingSync {
     /// fsync fails; fails with [`StorageError::Poisoned`] if the log was poisoned before.
     pub fn wait(self) -> Result<()> {
         self.durability.sync_to(self.target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(durability: &Durability, path: &Path, file: &Arc<File>) {
+        durability.wrote_data(path, file);
+        durability.finish_write();
+    }
+
+    #[test]
+    fn a_sync_covered_by_an_earlier_one_runs_no_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let file = Arc::new(File::create(&path).unwrap());
+        let durability = Durability::new(Duration::ZERO);
+        written(&durability, &path, &file);
+        let first = durability.pending();
+        written(&durability, &path, &file);
+        let second = durability.pending();
+        second.wait().unwrap();
+        assert!(!durability.is_unsynced(&path));
+        first.wait().unwrap();
+        assert_eq!(durability.rounds.load(Ordering::Relaxed), 1);
+        written(&durability, &path, &file);
+        durability.pending().wait().unwrap();
+        assert_eq!(durability.rounds.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_failed_fsync_poisons_every_later_sync() {
+        let durability = Durability::new(Duration::ZERO);
+        // The null device refuses fsync (EINVAL): a stand-in for a failed writeback.
+        let path = Path::new("/dev/null");
+        let null = Arc::new(File::options().write(true).open(path).unwrap());
+        written(&durability, path, &null);
+        let failed = durability.pending().wait();
+        assert!(matches!(failed, Err(StorageError::Io { .. })), "{failed:?}");
+        assert!(durability.is_poisoned());
+        assert!(matches!(
+            durability.pending().wait(),
+            Err(StorageError::Poisoned)
+        ));
     }
 }

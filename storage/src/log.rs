@@ -559,7 +559,10 @@ mod tests {
             .unwrap();
         let sync = sync.expect("always mode owes a sync");
         assert!(unsynced(&log, 0));
-        assert_eq!(log.read(0, 1 << 20).unwrap().log_end_offset, info.next_offset);
+        assert_eq!(
+            log.read(0, 1 << 20).unwrap().log_end_offset,
+            info.next_offset
+        );
         sync.wait().unwrap();
         assert!(!unsynced(&log, 0));
         let (_, os_sync) = open(PersistMode::Os, 1 << 30)

@@ -192,8 +192,8 @@ impl MirrorPartition {
         if let Some(p) = &producer {
             if let SequenceCheck::Duplicate { base_offset } = owned.producers.check(p)? {
                 // A retry is acked no sooner than its original: it may still be syncing.
-                let sync = (log.config().persist == PersistMode::Always)
-                    .then(|| log.pending_sync());
+                let sync =
+                    (log.config().persist == PersistMode::Always).then(|| log.pending_sync());
                 let produced = Produced {
                     base_offset,
                     log_start_offset: log.log_start_offset(),
