@@ -230,8 +230,9 @@ impl PartitionLog {
             // An empty segment whose base is too far below the batch: replace it.
             let empty = self.segments.pop().expect("a log always has a segment");
             empty.delete()?;
-            self.segments
-                .push(Segment::create(&self.dir, batch.base_offset())?);
+            let created = Segment::create_unsynced(&self.dir, batch.base_offset());
+            self.durability.wrote_path(&self.dir);
+            self.segments.push(created?);
             return Ok(());
         }
         if !active.is_empty() && (!active.can_hold_offsets(batch) || self.should_roll(batch)) {
@@ -584,6 +585,20 @@ mod tests {
             log.append(build_batch(1, 0, &[(None, None)], 1)),
             Err(StorageError::Poisoned)
         ));
+    }
+
+    #[test]
+    fn a_new_segments_directory_entry_is_synced_by_the_append_that_made_it() {
+        let (mut log, _dir) = open(PersistMode::Always, 1 << 30);
+        // Too far above the empty first segment's base for its index: replaced.
+        let far = i64::from(u32::MAX) + 10;
+        let (_, sync) = log
+            .append_deferred(build_batch(far, 0, &[(None, None)], 1))
+            .unwrap();
+        assert_eq!(log.segments[0].base_offset, far);
+        assert!(log.durability.is_unsynced(&log.dir));
+        sync.expect("always mode owes a sync").wait().unwrap();
+        assert!(!log.durability.is_unsynced(&log.dir));
     }
 
     #[test]
