@@ -89,7 +89,7 @@ struct Produced {
     fastest_ack: Duration,
 }
 
-fn run_producer(addr: SocketAddr, done: Arc<AtomicBool>) -> Result<Produced> {
+fn run_producer(addr: SocketAddr) -> Result<Produced> {
     let mut client = RawClient::connect(addr)?;
     let started = Instant::now();
     let mut produced = Produced {
@@ -107,7 +107,6 @@ fn run_producer(addr: SocketAddr, done: Arc<AtomicBool>) -> Result<Produced> {
         );
         produced.batches += 1;
     }
-    done.store(true, Ordering::Release);
     Ok(produced)
 }
 
@@ -190,7 +189,8 @@ fn produce_while_consuming(persist: &str) -> Result<Report> {
     let producer = {
         let (addr, done) = (node.kafka, done.clone());
         thread::spawn(move || {
-            let produced = run_producer(addr, done.clone());
+            // Whether it finished or failed, the consumer stops with it.
+            let produced = run_producer(addr);
             done.store(true, Ordering::Release);
             produced
         })
