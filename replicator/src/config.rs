@@ -116,6 +116,10 @@ pub struct StorageSettings {
     /// Partitions the node may hold, shadows included, before CreateTopics is refused.
     /// Every partition keeps its segments mapped, so this bounds memory maps and files.
     pub max_partitions: i64,
+    /// Fault injection for tests: every fsync of partition data first sleeps this long,
+    /// as on a slow disk. Never set it in production.
+    #[serde(with = "humantime_serde")]
+    pub fault_fsync_delay: Duration,
 }
 
 impl Default for StorageSettings {
@@ -125,6 +129,7 @@ impl Default for StorageSettings {
             persist: "100ms".to_string(),
             retention_interval: Duration::from_secs(60),
             max_partitions: 10_000,
+            fault_fsync_delay: Duration::ZERO,
         }
     }
 }

@@ -48,6 +48,7 @@ impl Daemon {
         let log_config = LogConfig {
             segment_bytes: config.storage.segment_bytes,
             persist: config.persist_mode()?,
+            fsync_delay: config.storage.fault_fsync_delay,
             ..LogConfig::default()
         };
         let data_dir = config.data_dir.clone();
@@ -211,7 +212,7 @@ fn server_context(
 fn flush_all(store: &Store) -> Result<(), StorageError> {
     for topic in store.topics() {
         for partition in topic.partitions() {
-            partition.log().flush()?;
+            partition.flush()?;
         }
     }
     Ok(())
@@ -229,7 +230,7 @@ async fn flush_loop(store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
         let _ = tokio::task::spawn_blocking(move || {
             for topic in store.topics() {
                 for partition in topic.partitions() {
-                    if let Err(e) = partition.log().flush_if_due() {
+                    if let Err(e) = partition.flush_if_due() {
                         partition.fail(format!("flush failed: {e}"));
                     }
                 }

@@ -16,7 +16,9 @@ pub mod producer_ids;
 pub mod producer_state;
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -83,11 +85,15 @@ pub struct TopicMeta {
 }
 
 /// One mirror partition. The log sits behind a mutex because appends come from a writer
-/// task while readers serve clients; both hold it only for the duration of one call.
+/// task while readers serve clients; both hold it only for the duration of one call, and
+/// never across an fsync: writers wait for the disk after releasing it.
 pub struct MirrorPartition {
     pub topic: String,
     pub partition: i32,
     log: Mutex<PartitionLog>,
+    /// The log's latest leader epoch (-1 for none), refreshed whenever the log's guard
+    /// is released, so Metadata reads it without queueing behind a write.
+    stored_epoch: AtomicI32,
     appended: Arc<Notify>,
     /// Set when the partition stopped on an error; replication of it does not resume.
     failure: Mutex<Option<String>>,
@@ -96,6 +102,8 @@ pub struct MirrorPartition {
     /// The highest source leader epoch its link saw in Metadata (-1 before), kept on
     /// disk so the epoch clients see never goes backwards across a restart.
     source_epoch: Mutex<EpochFloor>,
+    /// `source_epoch` once durable, readable without a lock (Metadata, fencing checks).
+    source_floor: AtomicI32,
 }
 
 /// How a client's `current_leader_epoch` disagrees with the partition's (KIP-320).
@@ -107,14 +115,68 @@ pub enum EpochMismatch {
     Unknown { client: i32, ours: i32 },
 }
 
+/// The locked log of a partition. Releasing it publishes the log's latest epoch to
+/// [`MirrorPartition::leader_epoch`], whatever the holder changed.
+pub struct LogGuard<'a> {
+    log: MutexGuard<'a, PartitionLog>,
+    stored_epoch: &'a AtomicI32,
+}
+
+impl Deref for LogGuard<'_> {
+    type Target = PartitionLog;
+
+    fn deref(&self) -> &PartitionLog {
+        &self.log
+    }
+}
+
+impl DerefMut for LogGuard<'_> {
+    fn deref_mut(&mut self) -> &mut PartitionLog {
+        &mut self.log
+    }
+}
+
+impl Drop for LogGuard<'_> {
+    fn drop(&mut self) {
+        let epoch = self.log.latest_epoch().unwrap_or(-1);
+        self.stored_epoch.store(epoch, Ordering::Relaxed);
+    }
+}
+
 impl MirrorPartition {
-    /// The log, recovering the guard if a writer panicked while holding it.
-    pub fn log(&self) -> MutexGuard<'_, PartitionLog> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    fn new(
+        topic: &str,
+        partition: i32,
+        log: PartitionLog,
+        source_epoch: EpochFloor,
+        appended: Arc<Notify>,
+    ) -> Self {
+        MirrorPartition {
+            topic: topic.to_string(),
+            partition,
+            stored_epoch: AtomicI32::new(log.latest_epoch().unwrap_or(-1)),
+            log: Mutex::new(log),
+            appended,
+            failure: Mutex::new(None),
+            owned: Mutex::new(None),
+            source_floor: AtomicI32::new(source_epoch.epoch()),
+            source_epoch: Mutex::new(source_epoch),
+        }
+    }
+
+    /// The log, recovering the guard if a writer panicked while holding it. Never hold
+    /// it across an fsync: take the sync out (`append_deferred`, `pending_sync`) and wait
+    /// on it after the guard is dropped.
+    pub fn log(&self) -> LogGuard<'_> {
+        LogGuard {
+            log: self.log.lock().unwrap_or_else(|p| p.into_inner()),
+            stored_epoch: &self.stored_epoch,
+        }
     }
 
     /// Appends complete batches exactly as fetched. Refused once the partition is owned:
-    /// from then on only producers write it, at offsets this node assigns.
+    /// from then on only producers write it, at offsets this node assigns. Blocking: the
+    /// fsync the persist mode owes runs after the log is released, before this returns.
     pub fn append(&self, record_set: Bytes) -> Result<AppendInfo, StorageError> {
         if self.is_owned() {
             return Err(StorageError::Refused(format!(
@@ -122,9 +184,34 @@ impl MirrorPartition {
                 self.topic, self.partition
             )));
         }
-        let info = self.log().append(record_set)?;
+        let (info, sync) = self.log().append_deferred(record_set)?;
         self.appended.notify_waiters();
+        if let Some(sync) = sync {
+            sync.wait()?;
+        }
         Ok(info)
+    }
+
+    /// Fsyncs everything appended so far, without holding the log during the fsync.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let sync = {
+            let mut log = self.log();
+            if log.is_poisoned() {
+                return Err(StorageError::Poisoned);
+            }
+            log.pending_sync()
+        };
+        sync.wait()
+    }
+
+    /// In `Interval` mode, fsyncs if the interval has passed since the last sync, without
+    /// holding the log during the fsync.
+    pub fn flush_if_due(&self) -> Result<(), StorageError> {
+        let due = self.log().due_sync()?;
+        match due {
+            Some(sync) => sync.wait(),
+            None => Ok(()),
+        }
     }
 
     pub fn is_owned(&self) -> bool {
@@ -137,7 +224,9 @@ impl MirrorPartition {
     /// observation tries again.
     pub fn observe_source_epoch(&self, epoch: i32) {
         let mut floor = self.source_epoch();
-        if let Err(e) = floor.raise(epoch) {
+        let raised = floor.raise(epoch);
+        self.source_floor.store(floor.epoch(), Ordering::Relaxed);
+        if let Err(e) = raised {
             tracing::warn!(
                 topic = %self.topic,
                 partition = self.partition,
@@ -156,8 +245,8 @@ impl MirrorPartition {
     /// holding an epoch from the source is not told it is ahead), nor below any batch
     /// the partition holds.
     pub fn leader_epoch(&self) -> i32 {
-        let stored = self.log().latest_epoch().unwrap_or(0);
-        stored.max(self.source_epoch().epoch()).max(0)
+        let stored = self.stored_epoch.load(Ordering::Relaxed);
+        stored.max(self.source_floor.load(Ordering::Relaxed)).max(0)
     }
 
     /// Checks a request's `current_leader_epoch` as a Kafka leader does (KIP-320): -1

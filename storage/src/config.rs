@@ -9,8 +9,9 @@ use std::time::Duration;
 /// only differ in how many acknowledged batches a power loss may take away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PersistMode {
-    /// `fdatasync` the segment after every append, before `append` returns. An
-    /// acknowledged batch survives power loss. Slowest.
+    /// `fdatasync` the segment after every append, before `append` returns (or before
+    /// the sync `append_deferred` hands back completes). An acknowledged batch survives
+    /// power loss. Slowest.
     Always,
     /// `fdatasync` on the first append (or [`crate::PartitionLog::flush_if_due`] call) at
     /// least this long after the previous sync. A power loss loses at most the batches
@@ -40,6 +41,9 @@ pub struct LogConfig {
     pub retention_ms: Option<i64>,
     /// Delete the oldest sealed segments while the log exceeds this many bytes.
     pub retention_bytes: Option<u64>,
+    /// Fault injection for tests: every fsync of appended data first sleeps this long,
+    /// as on a slow disk. Zero, the default, adds nothing.
+    pub fsync_delay: Duration,
 }
 
 impl Default for LogConfig {
@@ -51,6 +55,7 @@ impl Default for LogConfig {
             persist: PersistMode::Os,
             retention_ms: None,
             retention_bytes: None,
+            fsync_delay: Duration::ZERO,
         }
     }
 }

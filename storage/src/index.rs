@@ -139,14 +139,6 @@ impl<E: Entry> IndexFile<E> {
         Ok(())
     }
 
-    /// Writes pending entries and fsyncs the file.
-    pub(crate) fn sync(&mut self) -> Result<()> {
-        self.write_pending()?;
-        File::open(&self.path)
-            .and_then(|f| f.sync_all())
-            .map_err(StorageError::io("syncing", &self.path))
-    }
-
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

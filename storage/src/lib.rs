@@ -12,6 +12,7 @@
 //! atomically replaced).
 
 mod config;
+mod durability;
 mod epoch;
 mod epoch_floor;
 mod error;
@@ -28,6 +29,7 @@ mod time_index;
 mod truncate;
 
 pub use config::{LogConfig, PersistMode};
+pub use durability::PendingSync;
 pub use epoch_floor::EpochFloor;
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, PartitionLog, ReadResult};

@@ -5,12 +5,14 @@
 //! log end offset (LEO) is the last batch's `baseOffset + lastOffsetDelta + 1`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use shadowlink_protocol::batch::{BatchWalker, RecordBatch};
 
 use crate::config::{LogConfig, PersistMode};
+use crate::durability::{Durability, PendingSync};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
 use crate::meta::{sync_dir, write_meta};
@@ -61,10 +63,15 @@ pub struct PartitionLog {
     pub(crate) segments: Vec<Segment>,
     pub(crate) log_start_offset: i64,
     pub(crate) epochs: LeaderEpochCache,
-    /// Set after a failed write or fsync: what is on disk is then unknown, so further
-    /// writes are refused until the log is reopened (and recovered).
-    pub(crate) poisoned: bool,
+    /// What is written but not yet fsynced, and whether a failed write or fsync poisoned
+    /// the log: what is on disk is then unknown, so further writes are refused until the
+    /// log is reopened (and recovered).
+    pub(crate) durability: Arc<Durability>,
+    /// When the last sync was handed out (`Interval` mode counts from here).
     pub(crate) last_sync: Instant,
+    /// A segment was sealed since the last sync was handed out; outside `Os` mode it is
+    /// synced at the end of the append that rolled.
+    pub(crate) sealed_unsynced: bool,
     /// Upper bound of the producer ids stored (see `producers.rs`).
     pub(crate) max_producer_id: i64,
 }
@@ -108,7 +115,7 @@ impl PartitionLog {
 
     /// Whether a failed write or fsync has made the log refuse writes.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.durability.is_poisoned()
     }
 
     pub(crate) fn active(&self) -> &Segment {
@@ -122,7 +129,7 @@ impl PartitionLog {
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
-        if self.poisoned {
+        if self.durability.is_poisoned() {
             Err(StorageError::Poisoned)
         } else {
             Ok(())
@@ -134,7 +141,7 @@ impl PartitionLog {
         self.check_writable()?;
         let result = f(self);
         if result.is_err() {
-            self.poisoned = true;
+            self.durability.poison();
         }
         result
     }
@@ -143,11 +150,27 @@ impl PartitionLog {
     ///
     /// The whole record set is validated first (framing, magic, CRC-32C, offsets `>=`
     /// the LEO and increasing), so an invalid one writes nothing. Durability on return
-    /// depends on [`PersistMode`].
+    /// depends on [`PersistMode`]. Holding the log across the fsync, this suits a log
+    /// with no concurrent readers; otherwise use [`PartitionLog::append_deferred`].
     pub fn append(&mut self, record_set: Bytes) -> Result<AppendInfo> {
+        let (info, sync) = self.append_deferred(record_set)?;
+        if let Some(sync) = sync {
+            sync.wait()?;
+        }
+        Ok(info)
+    }
+
+    /// Like [`PartitionLog::append`], but the fsync the persist mode owes is returned
+    /// instead of run: wait on it after releasing the log, and acknowledge the write only
+    /// then. Readers may see the batches before they are durable, as Kafka consumers see
+    /// a leader's batches before any fsync.
+    pub fn append_deferred(
+        &mut self,
+        record_set: Bytes,
+    ) -> Result<(AppendInfo, Option<PendingSync>)> {
         self.check_writable()?;
         let batches = self.validate(record_set)?;
-        self.guarded(|log| {
+        let written = self.guarded(|log| {
             log.raise_max_producer_id(&batches)?;
             let mut epochs_changed = false;
             for batch in &batches {
@@ -159,9 +182,11 @@ impl PartitionLog {
             if epochs_changed {
                 log.epochs.persist()?;
             }
-            log.sync_after_append()
-        })?;
-        Ok(append_info(&batches))
+            Ok(())
+        });
+        self.durability.finish_write();
+        written?;
+        Ok((append_info(&batches), self.sync_after_append()))
     }
 
     fn validate(&self, record_set: Bytes) -> Result<Vec<RecordBatch>> {
@@ -196,7 +221,11 @@ impl PartitionLog {
     fn append_batch(&mut self, batch: &RecordBatch) -> Result<()> {
         self.maybe_roll(batch)?;
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(batch, interval)
+        let active = self.active_mut();
+        let written = active.append(batch, interval);
+        let active = self.active();
+        self.durability.wrote_data(&active.log_path, active.file());
+        written
     }
 
     fn maybe_roll(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -205,8 +234,9 @@ impl PartitionLog {
             // An empty segment whose base is too far below the batch: replace it.
             let empty = self.segments.pop().expect("a log always has a segment");
             empty.delete()?;
-            self.segments
-                .push(Segment::create(&self.dir, batch.base_offset())?);
+            let created = Segment::create_unsynced(&self.dir, batch.base_offset());
+            self.durability.wrote_path(&self.dir);
+            self.segments.push(created?);
             return Ok(());
         }
         if !active.is_empty() && (!active.can_hold_offsets(batch) || self.should_roll(batch)) {
@@ -233,47 +263,69 @@ impl PartitionLog {
         }
     }
 
-    /// Seals the active segment and starts a new one at `base_offset`.
+    /// Seals the active segment and starts a new one at `base_offset`. The sealed
+    /// segment's files and the directory entry of the new one are synced by the next
+    /// sync handed out (outside `Os` mode, the one of the append that rolled).
     pub(crate) fn roll(&mut self, base_offset: i64) -> Result<()> {
-        let persist = self.config.persist;
         let active = self.active_mut();
         active.seal()?;
-        if persist != PersistMode::Os {
-            active.sync()?;
+        let sealed = [
+            active.log_path.clone(),
+            active.index.path().to_path_buf(),
+            active.time_index.path().to_path_buf(),
+        ];
+        for path in &sealed {
+            self.durability.wrote_path(path);
         }
-        self.segments.push(Segment::create(&self.dir, base_offset)?);
+        self.sealed_unsynced = true;
+        let created = Segment::create_unsynced(&self.dir, base_offset);
+        self.durability.wrote_path(&self.dir);
+        self.segments.push(created?);
         Ok(())
     }
 
-    fn sync_after_append(&mut self) -> Result<()> {
-        match self.config.persist {
-            PersistMode::Always => self.sync_all(),
-            PersistMode::Interval(interval) if self.last_sync.elapsed() >= interval => {
-                self.sync_all()
+    fn sync_after_append(&mut self) -> Option<PendingSync> {
+        let due = match self.config.persist {
+            PersistMode::Always => true,
+            PersistMode::Interval(interval) => {
+                self.sealed_unsynced || self.last_sync.elapsed() >= interval
             }
-            _ => Ok(()),
-        }
+            PersistMode::Os => false,
+        };
+        due.then(|| self.pending_sync())
     }
 
-    fn sync_all(&mut self) -> Result<()> {
-        for segment in self.segments.iter_mut().filter(|s| s.dirty) {
-            segment.sync()?;
-        }
+    /// A sync of everything written so far, to wait on after releasing the log. The
+    /// active segment's index is not synced: recovery rescans the last segment anyway.
+    pub fn pending_sync(&mut self) -> PendingSync {
         self.last_sync = Instant::now();
-        Ok(())
+        self.sealed_unsynced = false;
+        self.durability.pending()
     }
 
     /// Fsyncs everything appended so far, in any persist mode.
     pub fn flush(&mut self) -> Result<()> {
-        self.guarded(|log| log.sync_all())
+        self.check_writable()?;
+        self.pending_sync().wait()
     }
 
-    /// In `Interval` mode, fsyncs if the interval has passed since the last sync; call it
-    /// from a timer so a quiet log still becomes durable. A no-op in other modes.
+    /// In `Interval` mode, the sync owed once the interval has passed since the last one;
+    /// call it from a timer so a quiet log still becomes durable. `None` in other modes.
+    pub fn due_sync(&mut self) -> Result<Option<PendingSync>> {
+        self.check_writable()?;
+        Ok(match self.config.persist {
+            PersistMode::Interval(interval) if self.last_sync.elapsed() >= interval => {
+                Some(self.pending_sync())
+            }
+            _ => None,
+        })
+    }
+
+    /// [`PartitionLog::due_sync`], waited on while holding the log.
     pub fn flush_if_due(&mut self) -> Result<()> {
-        match self.config.persist {
-            PersistMode::Interval(interval) if self.last_sync.elapsed() >= interval => self.flush(),
-            _ => self.check_writable(),
+        match self.due_sync()? {
+            Some(sync) => sync.wait(),
+            None => Ok(()),
         }
     }
 
@@ -450,7 +502,7 @@ fn append_info(batches: &[RecordBatch]) -> AppendInfo {
 impl Drop for PartitionLog {
     /// Best effort: write pending index entries so a clean restart need not rebuild.
     fn drop(&mut self) {
-        if self.poisoned {
+        if self.durability.is_poisoned() {
             return;
         }
         for segment in &mut self.segments {
@@ -467,16 +519,25 @@ mod tests {
     use shadowlink_protocol::batch::testing::build_batch;
     use std::time::Duration;
 
-    fn dirty_after_append(persist: PersistMode) -> (bool, PartitionLog, tempfile::TempDir) {
+    fn unsynced(log: &PartitionLog, segment: usize) -> bool {
+        log.durability.is_unsynced(&log.segments[segment].log_path)
+    }
+
+    fn open(persist: PersistMode, segment_bytes: u64) -> (PartitionLog, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
             persist,
+            segment_bytes,
             ..LogConfig::default()
         };
-        let mut log = PartitionLog::open(dir.path(), config).unwrap();
+        (PartitionLog::open(dir.path(), config).unwrap(), dir)
+    }
+
+    fn dirty_after_append(persist: PersistMode) -> (bool, PartitionLog, tempfile::TempDir) {
+        let (mut log, dir) = open(persist, 1 << 30);
         log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1))
             .unwrap();
-        (log.active().dirty, log, dir)
+        (unsynced(&log, 0), log, dir)
     }
 
     #[test]
@@ -487,16 +548,16 @@ mod tests {
             dirty_after_append(PersistMode::Interval(Duration::from_secs(3600)));
         assert!(dirty);
         log.flush_if_due().unwrap();
-        assert!(log.active().dirty, "not due yet");
+        assert!(unsynced(&log, 0), "not due yet");
         log.last_sync -= Duration::from_secs(3601);
         log.flush_if_due().unwrap();
-        assert!(!log.active().dirty);
+        assert!(!unsynced(&log, 0));
         let (dirty, mut log, _dir) = dirty_after_append(PersistMode::Os);
         assert!(dirty);
         log.flush_if_due().unwrap();
-        assert!(log.active().dirty, "Os mode leaves syncing to the OS");
+        assert!(unsynced(&log, 0), "Os mode leaves syncing to the OS");
         log.flush().unwrap();
-        assert!(!log.active().dirty);
+        assert!(!unsynced(&log, 0));
     }
 
     #[test]
@@ -505,23 +566,68 @@ mod tests {
             (PersistMode::Interval(Duration::from_secs(3600)), false),
             (PersistMode::Os, true),
         ] {
-            let dir = tempfile::tempdir().unwrap();
-            let config = LogConfig {
-                persist,
-                segment_bytes: 1,
-                ..LogConfig::default()
-            };
-            let mut log = PartitionLog::open(dir.path(), config).unwrap();
+            let (mut log, _dir) = open(persist, 1);
             log.append(build_batch(0, 0, &[(None, None)], 1)).unwrap();
             log.append(build_batch(1, 0, &[(None, None)], 1)).unwrap();
             assert_eq!(log.segments.len(), 2);
-            assert_eq!(log.segments[0].dirty, expect_dirty, "{persist:?}");
+            assert_eq!(unsynced(&log, 0), expect_dirty, "{persist:?}");
+            assert_eq!(log.durability.is_unsynced(&log.dir), expect_dirty);
         }
+    }
+
+    #[test]
+    fn a_deferred_append_is_readable_before_its_sync_and_durable_after() {
+        let (mut log, _dir) = open(PersistMode::Always, 1 << 30);
+        let (info, sync) = log
+            .append_deferred(build_batch(0, 0, &[(None, Some(b"v"))], 1))
+            .unwrap();
+        let sync = sync.expect("always mode owes a sync");
+        assert!(unsynced(&log, 0));
+        assert_eq!(
+            log.read(0, 1 << 20).unwrap().log_end_offset,
+            info.next_offset
+        );
+        sync.wait().unwrap();
+        assert!(!unsynced(&log, 0));
+        let (_, os_sync) = open(PersistMode::Os, 1 << 30)
+            .0
+            .append_deferred(build_batch(0, 0, &[(None, None)], 1))
+            .unwrap();
+        assert!(os_sync.is_none());
+    }
+
+    #[test]
+    fn a_sync_after_a_poisoned_log_fails() {
+        let (mut log, _dir) = open(PersistMode::Always, 1 << 30);
+        let (_, sync) = log
+            .append_deferred(build_batch(0, 0, &[(None, None)], 1))
+            .unwrap();
+        log.durability.poison();
+        assert!(matches!(sync.unwrap().wait(), Err(StorageError::Poisoned)));
+        assert!(matches!(
+            log.append(build_batch(1, 0, &[(None, None)], 1)),
+            Err(StorageError::Poisoned)
+        ));
+    }
+
+    #[test]
+    fn a_new_segments_directory_entry_is_synced_by_the_append_that_made_it() {
+        let (mut log, _dir) = open(PersistMode::Always, 1 << 30);
+        // Too far above the empty first segment's base for its index: replaced.
+        let far = i64::from(u32::MAX) + 10;
+        let (_, sync) = log
+            .append_deferred(build_batch(far, 0, &[(None, None)], 1))
+            .unwrap();
+        assert_eq!(log.segments[0].base_offset, far);
+        assert!(log.durability.is_unsynced(&log.dir));
+        sync.expect("always mode owes a sync").wait().unwrap();
+        assert!(!log.durability.is_unsynced(&log.dir));
     }
 
     #[test]
     fn log_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<PartitionLog>();
+        assert_send_sync::<PendingSync>();
     }
 }

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use shadowlink_protocol::batch::RecordBatch;
 
 use crate::config::LogConfig;
+use crate::durability::Durability;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
 use crate::log::{PartitionLog, LOG_START_FILE};
@@ -237,12 +238,13 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     let max_producer_id = crate::producers::load_max_producer_id(dir, &segments)?;
     Ok(PartitionLog {
         dir: dir.to_path_buf(),
+        durability: Durability::new(config.fsync_delay),
         config,
         segments,
         log_start_offset: log_start,
         epochs,
-        poisoned: false,
         last_sync: Instant::now(),
+        sealed_unsynced: false,
         max_producer_id,
     })
 }

@@ -60,7 +60,8 @@ pub(crate) struct MaxTimestamp {
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     pub(crate) log_path: PathBuf,
-    file: File,
+    /// Shared with pending syncs, which fsync it without the log's lock.
+    file: Arc<File>,
     /// Bytes of whole, validated batches. The file is never read past this.
     pub(crate) size: u64,
     /// Last offset + 1 of the last batch, or `base_offset` when empty.
@@ -72,8 +73,6 @@ pub(crate) struct Segment {
     /// Max timestamp of the first batch, the reference point for time-based rolling.
     pub(crate) first_timestamp: Option<i64>,
     pub(crate) created: Instant,
-    /// Appended since the last fsync.
-    pub(crate) dirty: bool,
     /// Whether both index files loaded and passed format checks on open.
     pub(crate) indexes_loaded: bool,
     map: Mutex<Option<Arc<Mmap>>>,
@@ -96,7 +95,7 @@ impl Segment {
         Segment {
             base_offset,
             log_path: segment_path(dir, base_offset, LOG_EXT),
-            file,
+            file: Arc::new(file),
             size,
             next_offset: base_offset,
             index: OffsetIndex::empty(segment_path(dir, base_offset, INDEX_EXT)),
@@ -105,7 +104,6 @@ impl Segment {
             max: None,
             first_timestamp: None,
             created: Instant::now(),
-            dirty: false,
             indexes_loaded: false,
             map: Mutex::new(None),
             readers: Arc::new(()),
@@ -115,13 +113,19 @@ impl Segment {
     /// Creates an empty segment and its index files, then fsyncs the directory so the
     /// new entries survive power loss.
     pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Self> {
+        let segment = Self::create_unsynced(dir, base_offset)?;
+        sync_dir(dir)?;
+        Ok(segment)
+    }
+
+    /// Creates an empty segment and its index files; the caller owes `dir` an fsync.
+    pub(crate) fn create_unsynced(dir: &Path, base_offset: i64) -> Result<Self> {
         let path = segment_path(dir, base_offset, LOG_EXT);
         let file = open_log_file(&path, true)?;
         let mut segment = Self::with_file(dir, base_offset, file, 0);
         segment.index = OffsetIndex::create(segment.index.path().to_path_buf())?;
         segment.time_index = TimeIndex::create(segment.time_index.path().to_path_buf())?;
         segment.indexes_loaded = true;
-        sync_dir(dir)?;
         Ok(segment)
     }
 
@@ -163,8 +167,7 @@ impl Segment {
     /// Writes the batch at the end of the file and indexes it.
     pub(crate) fn append(&mut self, batch: &RecordBatch, index_interval: u32) -> Result<()> {
         let position = self.size;
-        self.dirty = true;
-        self.file
+        (&*self.file)
             .write_all(batch.as_bytes())
             .map_err(StorageError::io("appending to", &self.log_path))?;
         self.track(batch, position, index_interval)
@@ -229,15 +232,9 @@ impl Segment {
         self.time_index.write_pending()
     }
 
-    /// Writes pending index entries and fsyncs the log and the indexes.
-    pub(crate) fn sync(&mut self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(StorageError::io("syncing", &self.log_path))?;
-        self.index.sync()?;
-        self.time_index.sync()?;
-        self.dirty = false;
-        Ok(())
+    /// The handle appends write through, for fsyncs run without the log's lock.
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.file
     }
 
     /// The first `size` bytes of the file as zero-copy `Bytes` over a memory map.
@@ -455,7 +452,7 @@ impl Segment {
         };
         copy().map_err(StorageError::io("writing truncated copy", &swap))?;
         fs::rename(&swap, &self.log_path).map_err(StorageError::io("renaming", &swap))?;
-        self.file = open_log_file(&self.log_path, false)?;
+        self.file = Arc::new(open_log_file(&self.log_path, false)?);
         self.readers = Arc::new(());
         sync_dir(self.log_path.parent().unwrap_or(Path::new(".")))
     }

@@ -147,15 +147,13 @@ impl Store {
     ) -> Result<Arc<MirrorPartition>, StorageError> {
         let log = PartitionLog::open(&dir.join(index.to_string()), self.log_config.clone())?;
         let source_epoch = EpochFloor::open(log.dir())?;
-        Ok(Arc::new(MirrorPartition {
-            topic: topic.to_string(),
-            partition: index,
-            log: Mutex::new(log),
-            appended: self.appended.clone(),
-            failure: Mutex::new(None),
-            owned: Mutex::new(None),
-            source_epoch: Mutex::new(source_epoch),
-        }))
+        Ok(Arc::new(MirrorPartition::new(
+            topic,
+            index,
+            log,
+            source_epoch,
+            self.appended.clone(),
+        )))
     }
 
     /// Every topic and partition on disk that could not be opened, sorted.

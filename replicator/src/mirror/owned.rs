@@ -10,7 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 use shadowlink_protocol::batch::{BatchError, BatchWalker, Compression, RecordBatch};
-use shadowlink_storage::{PartitionLog, PersistMode, StorageError};
+use shadowlink_storage::{PartitionLog, PendingSync, PersistMode, StorageError};
 
 use super::producer_state::{ProducerBatch, ProducerStates, SequenceCheck, SequenceError};
 use super::MirrorPartition;
@@ -164,49 +164,64 @@ impl MirrorPartition {
     /// `spawn_blocking`.
     ///
     /// Durability when this returns, by persist mode: `Always` fsyncs before returning
-    /// (for acks=all explicitly, for acks=1 because the log fsyncs every append), so an
-    /// acknowledged batch survives power loss; `Interval` and `Os` acknowledge once the
-    /// batch is in the page cache, so it survives a process crash but a power loss may
-    /// take the last interval's (or, for `Os`, any recent) batches. The node is the only
-    /// replica, so acks=all waits for nothing else.
+    /// (whatever the acks), so an acknowledged batch survives power loss; `Interval` and
+    /// `Os` acknowledge once the batch is in the page cache (plus the interval's fsync
+    /// when one falls due), so it survives a process crash but a power loss may take the
+    /// last interval's (or, for `Os`, any recent) batches. The node is the only replica,
+    /// so acks=all waits for nothing else. The fsync runs after the partition's locks
+    /// are released: readers and Metadata never wait for the disk, and the next batch
+    /// of any producer is checked and written meanwhile.
     pub fn produce(
         &self,
         records: Bytes,
         request: &ProduceRequest,
     ) -> Result<Produced, ProduceError> {
         let batch = validate_batch(records, request)?;
-        let producer = ProducerBatch::of(&batch);
-        // Held across the append: check, offset assignment and state update are one step.
+        let (produced, sync) = self.write_owned(&batch)?;
+        if let Some(sync) = sync {
+            sync.wait()?;
+        }
+        Ok(produced)
+    }
+
+    /// Checks the producer's sequence, assigns offsets and writes, as one step under the
+    /// partition's locks; returns the fsync still owed before the write may be acked.
+    fn write_owned(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(Produced, Option<PendingSync>), ProduceError> {
+        let producer = ProducerBatch::of(batch);
         let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         let owned = owned.as_mut().ok_or(ProduceError::NotOwned)?;
+        let mut log = self.log();
         if let Some(p) = &producer {
             if let SequenceCheck::Duplicate { base_offset } = owned.producers.check(p)? {
-                let log_start_offset = self.log().log_start_offset();
-                return Ok(Produced {
+                // A retry is acked no sooner than its original: it may still be syncing.
+                let sync =
+                    (log.config().persist == PersistMode::Always).then(|| log.pending_sync());
+                let produced = Produced {
                     base_offset,
-                    log_start_offset,
+                    log_start_offset: log.log_start_offset(),
                     duplicate: true,
-                });
+                };
+                return Ok((produced, sync));
             }
         }
-        let (base_offset, log_start_offset) = {
-            let mut log = self.log();
-            let base_offset = log.log_end_offset();
-            log.append(assign_offsets(&batch, base_offset, owned.leader_epoch))?;
-            if request.acks == -1 && log.config().persist == PersistMode::Always {
-                log.flush()?;
-            }
-            (base_offset, log.log_start_offset())
-        };
+        let base_offset = log.log_end_offset();
+        let (_, sync) =
+            log.append_deferred(assign_offsets(batch, base_offset, owned.leader_epoch))?;
+        let log_start_offset = log.log_start_offset();
+        drop(log);
         if let Some(p) = &producer {
             owned.producers.record(p, base_offset);
         }
         self.appended.notify_waiters();
-        Ok(Produced {
+        let produced = Produced {
             base_offset,
             log_start_offset,
             duplicate: false,
-        })
+        };
+        Ok((produced, sync))
     }
 }
 
