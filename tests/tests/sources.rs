@@ -198,8 +198,9 @@ fn latest_on_a_tansu_topic_mirrors_only_what_comes_after() -> Result<()> {
 }
 
 /// The source's Metadata loses the topic and finds it again, over and over, during a
-/// first sync that keeps the writer busy (large batches, an fsync per append) and while
-/// the topic grows; the mirror must stay exactly the source's log, written by one writer.
+/// first sync that keeps the writer busy (large batches, a slow fsync per append) and
+/// while the topic grows; the mirror must stay exactly the source's log, written by one
+/// writer.
 #[test]
 fn a_topic_flickering_in_source_metadata_keeps_one_writer() -> Result<()> {
     let big = "x".repeat(1_000_000);
@@ -216,7 +217,10 @@ fn a_topic_flickering_in_source_metadata_keeps_one_writer() -> Result<()> {
         },
     )?);
     let config = link_config(source.addr)
-        .replace("persist = \"os\"", "persist = \"always\"")
+        .replace(
+            "persist = \"os\"",
+            "persist = \"always\"\nfault_fsync_delay = \"150ms\"",
+        )
         .replace(
             "metadata_interval = \"300ms\"",
             "metadata_interval = \"100ms\"\npartition_max_bytes = 16777216",
