@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use bytes::Bytes;
 
 use crate::raw::RawClient;
 use crate::{eventually, python, Node};
@@ -104,6 +105,17 @@ pub fn identical(
         }
     }
     Ok(Some(()))
+}
+
+/// `Some(())` once partition 0 of `topic` on the node holds exactly `expected`, byte for
+/// byte, from offset 0.
+pub fn mirrored(node: &Node, topic: &str, expected: &[Bytes]) -> Result<Option<()>> {
+    let got: Vec<Bytes> = RawClient::connect(node.kafka)?
+        .read_batches(topic, 0, 0)?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    Ok((got == expected).then_some(()))
 }
 
 /// Waits until `topic` is identical on both sides.

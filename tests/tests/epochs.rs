@@ -20,7 +20,7 @@ use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::link_config;
+use shadowlink_tests::scenario::{link_config, mirrored};
 use shadowlink_tests::{eventually, free_port, python, shadowlink_bin, workspace_root, Node};
 
 const FENCED_LEADER_EPOCH: i16 = 74;
@@ -42,16 +42,6 @@ fn source_with(topic: &str, log: FakeLog) -> Result<FakeBroker> {
 
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
-}
-
-/// The mirror's batches equal `expected`, byte for byte.
-fn mirrored(node: &Node, topic: &str, expected: &[Bytes]) -> Result<Option<()>> {
-    let got: Vec<Bytes> = RawClient::connect(node.kafka)?
-        .read_batches(topic, 0, 0)?
-        .into_iter()
-        .map(|(_, b)| b)
-        .collect();
-    Ok((got == expected).then_some(()))
 }
 
 /// The leader epoch the node's Metadata reports for `topic`-0.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::link_config;
+use shadowlink_tests::scenario::{link_config, mirrored};
 use shadowlink_tests::{eventually, Node};
 
 /// One single-record batch per offset in `offsets`, all in leader epoch `epoch`.
@@ -32,16 +32,6 @@ fn log(batches: Vec<Bytes>) -> Vec<FakeLog> {
         batches,
         ..FakeLog::default()
     }]
-}
-
-/// The mirror's batches equal `expected`, byte for byte.
-fn mirrored(node: &Node, topic: &str, expected: &[Bytes]) -> Result<Option<()>> {
-    let got: Vec<Bytes> = RawClient::connect(node.kafka)?
-        .read_batches(topic, 0, 0)?
-        .into_iter()
-        .map(|(_, b)| b)
-        .collect();
-    Ok((got == expected).then_some(()))
 }
 
 #[test]

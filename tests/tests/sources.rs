@@ -22,7 +22,7 @@ fn batches(offsets: std::ops::Range<i64>, per_batch: i64, tag: &str) -> Vec<Byte
             let values: Vec<String> = (base..base + per_batch)
                 .map(|o| format!("{tag}-{o}"))
                 .collect();
-            let records: Vec<(Option<&[u8]>, Option<&[u8]>)> = values
+            let records: Vec<_> = values
                 .iter()
                 .map(|v| (Some(b"k".as_slice()), Some(v.as_bytes())))
                 .collect();
