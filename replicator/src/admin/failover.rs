@@ -1,8 +1,8 @@
 //! `shadowlink failover`: asks a node's admin listener to fail topics over and prints
-//! the records each partition had at risk.
+//! the records each partition had at risk, known and possibly unseen.
 
 use super::table::{admin_url, agent, row, table, StatusError};
-use crate::failover::{FailoverRequest, TopicOutcome};
+use crate::failover::{summarize, FailoverRequest, TopicOutcome};
 
 /// POSTs the failover of `request` for `link` to the node at `admin`.
 pub fn request(
@@ -35,7 +35,8 @@ pub fn request(
     })
 }
 
-/// One row per partition: where producers continue, and what the source had beyond it.
+/// One row per partition: where producers continue, what the source had beyond it, and
+/// how much more it may have acknowledged unseen; then the totals in a sentence.
 pub fn render(outcomes: &[TopicOutcome]) -> String {
     let unknown = || "?".to_string();
     let mut rows = vec![row(&[
@@ -46,6 +47,9 @@ pub fn render(outcomes: &[TopicOutcome]) -> String {
         "SRC_HWM",
         "RECORDS_AT_RISK",
         "SECONDS_AT_RISK",
+        "UNCONFIRMED_MS",
+        "RECORDS_PER_SECOND",
+        "RECORDS_AT_RISK_MAX",
     ])];
     for t in outcomes {
         for p in &t.partitions {
@@ -59,8 +63,27 @@ pub fn render(outcomes: &[TopicOutcome]) -> String {
                 p.records_at_risk.map_or_else(unknown, |v| v.to_string()),
                 p.seconds_at_risk
                     .map_or_else(unknown, |v| format!("{v:.1}")),
+                p.unconfirmed.map_or_else(unknown, |u| {
+                    format!("{}", (u.seconds * 1000.0).ceil() as i64)
+                }),
+                p.unconfirmed
+                    .map_or_else(unknown, |u| format!("{:.0}", u.records_per_second)),
+                p.records_at_risk_max
+                    .map_or_else(unknown, |v| v.to_string()),
             ]);
         }
     }
-    table(&rows)
+    let mut out = table(&rows);
+    out.push_str(&format!("\ntotal: {}\n", summarize(outcomes)));
+    let still_connected = outcomes
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.unconfirmed.is_some_and(|u| !u.ends_at_loss));
+    if still_connected {
+        out.push_str(
+            "the link had not lost the source: windows run to the failover, and writes the \
+             source accepts from now on are not counted\n",
+        );
+    }
+    out
 }
