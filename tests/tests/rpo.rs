@@ -1,0 +1,243 @@
+//! The crash drill: an owner node is killed with SIGKILL under a steady acks=all producer,
+//! its mirror fails over, and the failover report must not understate what was lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use shadowlink_tests::{free_port, python, shadowlink_bin, workspace_root, Node};
+
+const TOPIC: &str = "a_rpo";
+const PARTITIONS: i32 = 4;
+/// Records per second: enough that every fetch response carries new data.
+const RATE: u32 = 2000;
+
+fn owner_config(port: u16) -> String {
+    format!(
+        r#"
+data_dir = "{{data_dir}}"
+[kafka]
+listen = "127.0.0.1:{port}"
+[storage]
+persist = "os"
+[[topics]]
+name = "{TOPIC}"
+partitions = {PARTITIONS}
+"#
+    )
+}
+
+fn mirror_config(owner: u16) -> String {
+    format!(
+        r#"
+data_dir = "{{data_dir}}"
+[kafka]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[storage]
+persist = "os"
+[[links]]
+name = "from-a"
+bootstrap = ["127.0.0.1:{owner}"]
+include = ["a_*"]
+metadata_interval = "300ms"
+"#
+    )
+}
+
+/// The steady producer, its stdout lines ("PARTITION OFFSET KEY", one per acknowledged
+/// record) arriving on the receiver.
+fn start_producer(node: &Node) -> Result<(Child, Receiver<String>)> {
+    let script = workspace_root().join("tests/py/produce_steady.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args([&node.kafka.to_string(), TOPIC, "--rate", &RATE.to_string()])
+        .args(["--partitions", &PARTITIONS.to_string(), "--seconds", "30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the producer")?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((child, rx))
+}
+
+/// Acknowledged records by partition: offset to key.
+type Acked = BTreeMap<i32, BTreeMap<i64, String>>;
+
+fn note(acked: &mut Acked, line: &str) -> Result<()> {
+    let mut cells = line.split_whitespace();
+    let (Some(p), Some(o), Some(k)) = (cells.next(), cells.next(), cells.next()) else {
+        bail!("unexpected producer line {line:?}");
+    };
+    acked
+        .entry(p.parse()?)
+        .or_default()
+        .insert(o.parse()?, k.to_string());
+    Ok(())
+}
+
+fn count(acked: &Acked) -> usize {
+    acked.values().map(BTreeMap::len).sum()
+}
+
+/// One partition's row of the failover report.
+#[derive(Debug)]
+struct Row {
+    next_offset: i64,
+    src_hwm: i64,
+    known_at_risk: i64,
+    at_risk_max: i64,
+}
+
+/// The report's rows by partition, and its total upper estimate.
+fn parse_report(report: &str) -> Result<(BTreeMap<i32, Row>, i64)> {
+    let mut rows = BTreeMap::new();
+    for line in report.lines().filter(|l| l.starts_with(TOPIC)) {
+        // TOPIC PARTITION STATE NEXT_OFFSET SRC_HWM RECORDS_AT_RISK SECONDS_AT_RISK
+        // UNCONFIRMED_MS RECORDS_PER_SECOND RECORDS_AT_RISK_MAX
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        ensure!(cells.len() == 10, "{report}");
+        ensure!(cells[2] == "failed_over", "{report}");
+        let number = |i: usize| -> Result<i64> {
+            cells[i]
+                .parse()
+                .with_context(|| format!("column {i} of {line:?}"))
+        };
+        let row = Row {
+            next_offset: number(3)?,
+            src_hwm: number(4)?,
+            known_at_risk: number(5)?,
+            at_risk_max: number(9)?,
+        };
+        rows.insert(number(1)? as i32, row);
+    }
+    let total = report
+        .lines()
+        .find_map(|l| l.strip_prefix("total: "))
+        .and_then(|l| l.split("at most ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .context("the report has a total line")?
+        .parse()?;
+    Ok((rows, total))
+}
+
+/// Keys of every record on the node, by partition.
+fn keys_on(node: &Node, expected: i64) -> Result<BTreeMap<i32, BTreeSet<String>>> {
+    let out = python(
+        "dump.py",
+        &[
+            "confluent",
+            &node.kafka.to_string(),
+            TOPIC,
+            &PARTITIONS.to_string(),
+            &expected.to_string(),
+        ],
+    )?;
+    let mut keys: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+    for line in out.lines() {
+        let record: Value = serde_json::from_str(line)?;
+        let hex = record["key"].as_str().context("a key")?;
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<Result<_, _>>()?;
+        let partition = record["partition"].as_i64().context("a partition")? as i32;
+        keys.entry(partition)
+            .or_default()
+            .insert(String::from_utf8(bytes)?);
+    }
+    Ok(keys)
+}
+
+#[test]
+fn a_crash_failover_report_bounds_the_acknowledged_records_lost() -> Result<()> {
+    let port_a = free_port();
+    let mut a = Node::start(&owner_config(port_a))?;
+    let b = Node::start(&mirror_config(port_a))?;
+    let (mut producer, lines) = start_producer(&a)?;
+
+    // Two seconds of steady writes, mirrored as they come.
+    let mut acked = Acked::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&acked) < 2 * RATE as usize {
+        ensure!(Instant::now() < deadline, "the producer is too slow");
+        let line = lines.recv_timeout(Duration::from_secs(10))?;
+        note(&mut acked, &line)?;
+    }
+    a.process.kill9();
+    let admin = b.admin.context("admin listener")?.to_string();
+    let out = Command::new(shadowlink_bin())
+        .args(["failover", "--admin", &admin, "--link", "from-a", "--all"])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8(out.stdout)?;
+    println!("{report}");
+    let (rows, total_max) = parse_report(&report)?;
+    ensure!(rows.len() == PARTITIONS as usize, "{report}");
+
+    // Every acknowledgement A sent before it died, however late it arrives.
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(15)) {
+        note(&mut acked, &line)?;
+    }
+    let _ = producer.kill();
+    let _ = producer.wait();
+
+    let mirrored: i64 = rows.values().map(|r| r.next_offset).sum();
+    let on_b = keys_on(&b, mirrored)?;
+    let mut total_lost = 0;
+    for (partition, row) in &rows {
+        let acked_here = acked.get(partition).cloned().unwrap_or_default();
+        let present = on_b.get(partition).cloned().unwrap_or_default();
+        let lost: Vec<(&i64, &String)> = acked_here
+            .iter()
+            .filter(|(_, key)| !present.contains(*key))
+            .collect();
+        // What B holds is a prefix of A: nothing below the mirrored end is missing.
+        ensure!(
+            lost.iter().all(|(offset, _)| **offset >= row.next_offset),
+            "{TOPIC}-{partition}: lost below the mirrored end: {lost:?}"
+        );
+        let lost = lost.len() as i64;
+        println!("{TOPIC}-{partition}: {lost} acknowledged records lost, report {row:?}");
+        assert!(
+            lost <= row.at_risk_max,
+            "{TOPIC}-{partition}: {lost} lost, the report says at most {}\n{report}",
+            row.at_risk_max
+        );
+        // The known part counts records the source had taken: where the producer saw
+        // every one of them acknowledged, each is a loss.
+        let all_acked = (row.next_offset..row.src_hwm).all(|o| acked_here.contains_key(&o));
+        if all_acked {
+            assert!(
+                row.known_at_risk <= lost,
+                "{TOPIC}-{partition}: {} known at risk, {lost} lost\n{report}",
+                row.known_at_risk
+            );
+        }
+        total_lost += lost;
+    }
+    println!("total: {total_lost} acknowledged records lost, report says at most {total_max}");
+    assert!(total_lost <= total_max, "{report}");
+    assert_eq!(
+        total_max,
+        rows.values().map(|r| r.at_risk_max).sum::<i64>(),
+        "{report}"
+    );
+    Ok(())
+}
