@@ -719,6 +719,25 @@ mod tests {
     }
 
     #[test]
+    fn the_lag_in_seconds_covers_the_blind_window() {
+        let link = LinkStatus::new("from-a", &[]);
+        let t0 = Instant::now() - Duration::from_secs(2);
+        link.track(&key(0));
+        let mut inner = link.lock();
+        let p = inner.partitions.get_mut(&key(0)).expect("tracked");
+        p.last_outcome = t0;
+        drop(inner);
+        link.on_fetched(&key(0), offsets(10), 0, 10, t0 + Duration::from_secs(1));
+        link.on_error(&key(0), "connection lost");
+        let inner = link.lock();
+        let p = &inner.partitions[&key(0)];
+        let failed = p.failing_since.expect("the failure is noted");
+        let u = p.unconfirmed(failed, true, 0.0).expect("a window");
+        assert!(p.lag_seconds(failed) >= u.seconds, "{u:?}");
+        assert_eq!(u.seconds, (failed - t0).as_secs_f64());
+    }
+
+    #[test]
     fn a_new_response_closes_the_window_and_a_partition_never_heard_has_none() {
         let link = LinkStatus::new("from-a", &[]);
         let t0 = Instant::now();

@@ -2,7 +2,8 @@
 //! its mirror fails over, and the failover report must not understate what was lost.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
@@ -161,6 +162,51 @@ fn keys_on(node: &Node, expected: i64) -> Result<BTreeMap<i32, BTreeSet<String>>
     Ok(keys)
 }
 
+/// The body of `GET path` on the admin listener.
+fn get(admin: SocketAddr, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect(admin)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("an HTTP response")?;
+    ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Ok(body.to_string())
+}
+
+/// While the link is up, `/v1/status` and `/metrics` show each partition's blind window
+/// and the upper estimate built on it.
+fn check_live_bound(admin: SocketAddr) -> Result<()> {
+    let status: Value = serde_json::from_str(&get(admin, "/v1/status")?)?;
+    let partitions = status["links"][0]["topics"][0]["partitions"]
+        .as_array()
+        .context("partitions")?;
+    ensure!(partitions.len() == PARTITIONS as usize, "{status}");
+    for p in partitions {
+        let u = &p["unconfirmed"];
+        ensure!(u["seconds"].as_f64().is_some(), "{p}");
+        ensure!(u["ends_at_loss"] == false, "{p}");
+        ensure!(u["records_per_second"].as_f64() > Some(0.0), "{p}");
+        ensure!(u["records_max"].as_i64() > Some(0), "{p}");
+    }
+    let metrics = get(admin, "/metrics")?;
+    for partition in 0..PARTITIONS {
+        let labels = format!("{{link=\"from-a\",partition=\"{partition}\",topic=\"{TOPIC}\"}}");
+        for name in [
+            "shadowlink_shadow_unconfirmed_seconds",
+            "shadowlink_shadow_records_at_risk_max",
+        ] {
+            let series = format!("{name}{labels} ");
+            ensure!(metrics.contains(&series), "no {series} in\n{metrics}");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn a_crash_failover_report_bounds_the_acknowledged_records_lost() -> Result<()> {
     let port_a = free_port();
@@ -176,8 +222,10 @@ fn a_crash_failover_report_bounds_the_acknowledged_records_lost() -> Result<()> 
         let line = lines.recv_timeout(Duration::from_secs(10))?;
         note(&mut acked, &line)?;
     }
+    let admin = b.admin.context("admin listener")?;
+    check_live_bound(admin)?;
     a.process.kill9();
-    let admin = b.admin.context("admin listener")?.to_string();
+    let admin = admin.to_string();
     let out = Command::new(shadowlink_bin())
         .args(["failover", "--admin", &admin, "--link", "from-a", "--all"])
         .output()?;
