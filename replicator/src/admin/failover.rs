@@ -87,3 +87,70 @@ pub fn render(outcomes: &[TopicOutcome]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failover::PartitionOutcome;
+    use crate::rpo::Unconfirmed;
+
+    fn partition(partition: i32, unconfirmed: Option<Unconfirmed>) -> PartitionOutcome {
+        PartitionOutcome {
+            partition,
+            last_mirrored_offset: 998,
+            source_high_watermark: unconfirmed.map(|_| 1000),
+            records_at_risk: unconfirmed.map(|_| 2),
+            seconds_at_risk: unconfirmed.map(|_| 0.1),
+            unconfirmed,
+            records_at_risk_max: unconfirmed.map(|u| 2 + u.records_max),
+        }
+    }
+
+    #[test]
+    fn the_report_adds_the_unseen_writes_and_sums_them_up() {
+        let window = Unconfirmed {
+            seconds: 0.0032,
+            ends_at_loss: true,
+            records_per_second: 500.0,
+            bytes_per_second: 50_000.0,
+            records_max: 12,
+            bytes_max: 1200,
+        };
+        let outcomes = [TopicOutcome {
+            topic: "a_rpo".into(),
+            state: "failed_over".into(),
+            partitions: vec![
+                partition(0, Some(window)),
+                partition(1, Some(window)),
+                partition(2, None),
+            ],
+        }];
+        let text = render(&outcomes);
+        assert!(
+            text.contains("a_rpo  0          failed_over  998          1000     2                0.1              4               500                 14"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a_rpo  2          failed_over  998          ?"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "total: 4 known at risk; up to ~4 ms of writes unconfirmed (about 24 records, \
+                 2400 bytes at the recent peak rate of 1000 records/s): at most 28 records \
+                 lost; 1 partition(s) never heard from, unknown"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("had not lost the source"), "{text}");
+        let connected = Unconfirmed {
+            ends_at_loss: false,
+            ..window
+        };
+        let outcomes = [TopicOutcome {
+            partitions: vec![partition(0, Some(connected))],
+            ..outcomes[0].clone()
+        }];
+        assert!(render(&outcomes).contains("had not lost the source"));
+    }
+}
