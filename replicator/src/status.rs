@@ -154,15 +154,20 @@ impl PartitionStatus {
         }
     }
 
-    /// The blind window as of `now`; `lost` says whether the link has lost its source,
-    /// which ends the window at this partition's first failure since its last response.
-    fn unconfirmed(&self, now: Instant, lost: bool, bytes_per_record: f64) -> Option<Unconfirmed> {
+    /// The blind window as of `now`. `lost` is when the link lost its source, if it has
+    /// not reached it since: the window of a partition failing since then ends at the
+    /// later of the two, so a partition that failed earlier for another reason (its
+    /// leader moved) still counts the writes its new leader took until the source was gone.
+    fn unconfirmed(
+        &self,
+        now: Instant,
+        lost: Option<Instant>,
+        bytes_per_record: f64,
+    ) -> Option<Unconfirmed> {
         let from = self.vouched_from?;
-        let until = match self.failing_since {
-            Some(failed) if lost => failed,
-            _ => now,
-        };
-        let ends_at_loss = lost && self.failing_since.is_some();
+        let end = lost.zip(self.failing_since).map(|(l, f)| l.max(f));
+        let until = end.unwrap_or(now);
+        let ends_at_loss = end.is_some();
         let window = until.saturating_duration_since(from);
         let peak = self.writes.peak(until);
         Some(Unconfirmed::new(
@@ -446,7 +451,7 @@ fn link_report(link: &LinkStatus, store: &Store, now: Instant) -> LinkReport {
         .map(|t| {
             let sync = progress.get(&t.name).copied();
             let mut report = topic_report(&t, &inner.partitions, sync, now);
-            let lost = inner.state == LinkState::Lost;
+            let lost = (inner.state == LinkState::Lost).then_some(inner.since);
             add_unconfirmed(&mut report, &t, &inner.partitions, lost, now);
             report
         })
@@ -466,7 +471,7 @@ fn add_unconfirmed(
     report: &mut TopicReport,
     topic: &MirrorTopic,
     tracked: &BTreeMap<TopicPartition, PartitionStatus>,
-    lost: bool,
+    lost: Option<Instant>,
     now: Instant,
 ) {
     for mirror in topic.partitions().iter() {
@@ -705,7 +710,8 @@ mod tests {
         let p = &inner.partitions[&key(0)];
         let failed = p.failing_since.expect("the failure is noted");
         let later = failed + Duration::from_secs(5);
-        let u = p.unconfirmed(later, true, 100.0).expect("a window");
+        let lost = Some(inner.since);
+        let u = p.unconfirmed(later, lost, 100.0).expect("a window");
         assert!(u.ends_at_loss);
         assert_eq!(u.seconds, (failed - last_request_after).as_secs_f64());
         assert!(u.records_per_second >= 1000.0, "{u:?}");
@@ -713,7 +719,7 @@ mod tests {
         assert!(u.records_max >= at_rate + 10, "{u:?}");
         assert_eq!(u.bytes_max, u.records_max * 100);
         // Had the link not lost the source, nothing ends the window before now.
-        let u = p.unconfirmed(later, false, 100.0).expect("a window");
+        let u = p.unconfirmed(later, None, 100.0).expect("a window");
         assert!(!u.ends_at_loss);
         assert_eq!(u.seconds, (later - last_request_after).as_secs_f64());
     }
@@ -732,9 +738,26 @@ mod tests {
         let inner = link.lock();
         let p = &inner.partitions[&key(0)];
         let failed = p.failing_since.expect("the failure is noted");
-        let u = p.unconfirmed(failed, true, 0.0).expect("a window");
+        let u = p.unconfirmed(failed, Some(failed), 0.0).expect("a window");
         assert!(p.lag_seconds(failed) >= u.seconds, "{u:?}");
         assert_eq!(u.seconds, (failed - t0).as_secs_f64());
+    }
+
+    #[test]
+    fn a_partition_that_failed_before_the_source_was_lost_counts_until_the_loss() {
+        let link = LinkStatus::new("from-a", &[]);
+        let t0 = Instant::now() - Duration::from_secs(10);
+        link.on_fetched(&key(0), offsets(10), 0, 10, t0);
+        link.on_fetched(&key(0), offsets(10), 10, 10, t0 + Duration::from_secs(1));
+        // Its leader moved; then, before the link fetched from the new one, all was lost.
+        link.on_error(&key(0), "NOT_LEADER_OR_FOLLOWER");
+        let inner = link.lock();
+        let p = &inner.partitions[&key(0)];
+        let moved = p.failing_since.expect("the failure is noted");
+        let lost = moved + Duration::from_secs(3);
+        let u = p.unconfirmed(lost + Duration::from_secs(5), Some(lost), 0.0);
+        assert_eq!(u.map(|u| u.seconds), Some((lost - t0).as_secs_f64()));
+        assert!(u.is_some_and(|u| u.ends_at_loss));
     }
 
     #[test]
@@ -748,12 +771,15 @@ mod tests {
         let inner = link.lock();
         let p = &inner.partitions[&key(0)];
         assert_eq!(p.failing_since, None);
-        let u = p.unconfirmed(t0 + Duration::from_secs(1), true, 0.0);
+        let u = p.unconfirmed(t0 + Duration::from_secs(1), Some(t0), 0.0);
         assert!(
             u.is_some_and(|u| !u.ends_at_loss && u.seconds < 1.0),
             "{u:?}"
         );
-        assert_eq!(inner.partitions[&key(1)].unconfirmed(t0, true, 0.0), None);
+        assert_eq!(
+            inner.partitions[&key(1)].unconfirmed(t0, Some(t0), 0.0),
+            None
+        );
     }
 
     #[test]
