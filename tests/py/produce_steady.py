@@ -2,9 +2,9 @@
 
 usage: produce_steady.py BOOTSTRAP TOPIC --rate R [--partitions N] [--seconds S]
 Record i goes to partition i % N with key "key-i" and a 100-byte value. Prints one line per
-acknowledged record, "PARTITION OFFSET KEY", as soon as its acknowledgement arrives. Stops
-producing when the broker has been unreachable for a second (acknowledgements already on
-the wire are still printed), or after S seconds.
+acknowledged record, "PARTITION OFFSET KEY TIME" (TIME in Unix seconds), as soon as its
+acknowledgement arrives. Stops producing when the broker has been unreachable for a second
+(acknowledgements already on the wire are still printed), or after S seconds.
 """
 import argparse
 import os
@@ -39,7 +39,8 @@ def main():
 
     def on_delivery(err, msg):
         if err is None:
-            sys.stdout.write("%d %d %s\n" % (msg.partition(), msg.offset(), msg.key().decode()))
+            sys.stdout.write("%d %d %s %.6f\n" % (msg.partition(), msg.offset(), msg.key().decode(),
+                                                  time.time()))
 
     value = b"v" * 100
     start = time.time()

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
@@ -51,13 +51,13 @@ metadata_interval = "300ms"
     )
 }
 
-/// The steady producer, its stdout lines ("PARTITION OFFSET KEY", one per acknowledged
-/// record) arriving on the receiver.
-fn start_producer(node: &Node) -> Result<(Child, Receiver<String>)> {
+/// The steady producer, its stdout lines ("PARTITION OFFSET KEY TIME", one per
+/// acknowledged record) arriving on the receiver.
+fn start_producer(node: &Node, rate: u32) -> Result<(Child, Receiver<String>)> {
     let script = workspace_root().join("tests/py/produce_steady.py");
     let mut child = Command::new("python3")
         .arg(script)
-        .args([&node.kafka.to_string(), TOPIC, "--rate", &RATE.to_string()])
+        .args([&node.kafka.to_string(), TOPIC, "--rate", &rate.to_string()])
         .args(["--partitions", &PARTITIONS.to_string(), "--seconds", "30"])
         .stdout(Stdio::piped())
         .spawn()
@@ -74,18 +74,20 @@ fn start_producer(node: &Node) -> Result<(Child, Receiver<String>)> {
     Ok((child, rx))
 }
 
-/// Acknowledged records by partition: offset to key.
-type Acked = BTreeMap<i32, BTreeMap<i64, String>>;
+/// Acknowledged records by partition: offset to key and when the acknowledgement came.
+type Acked = BTreeMap<i32, BTreeMap<i64, (String, f64)>>;
 
 fn note(acked: &mut Acked, line: &str) -> Result<()> {
     let mut cells = line.split_whitespace();
-    let (Some(p), Some(o), Some(k)) = (cells.next(), cells.next(), cells.next()) else {
+    let (Some(p), Some(o), Some(k), Some(at)) =
+        (cells.next(), cells.next(), cells.next(), cells.next())
+    else {
         bail!("unexpected producer line {line:?}");
     };
     acked
         .entry(p.parse()?)
         .or_default()
-        .insert(o.parse()?, k.to_string());
+        .insert(o.parse()?, (k.to_string(), at.parse()?));
     Ok(())
 }
 
@@ -207,27 +209,48 @@ fn check_live_bound(admin: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_crash_failover_report_bounds_the_acknowledged_records_lost() -> Result<()> {
+/// What one drill saw.
+struct Drill {
+    report: String,
+    rows: BTreeMap<i32, Row>,
+    /// The report's total upper estimate.
+    total_max: i64,
+    /// Acknowledged records missing on the mirror, by partition.
+    lost: BTreeMap<i32, i64>,
+    /// Partitions where every record the report knew at risk had been acknowledged, so
+    /// each of them is a loss.
+    known_established: BTreeSet<i32>,
+    /// Seconds from the oldest lost acknowledgement to the kill.
+    oldest_lost_age: Option<f64>,
+}
+
+/// Owner and mirror, a steady producer at `rate` records/s for two seconds, kill -9 of
+/// the owner, failover of the mirror; then what the mirror lacks of what was acknowledged.
+fn drill(rate: u32) -> Result<Drill> {
     let port_a = free_port();
     let mut a = Node::start(&owner_config(port_a))?;
     let b = Node::start(&mirror_config(port_a))?;
-    let (mut producer, lines) = start_producer(&a)?;
-
-    // Two seconds of steady writes, mirrored as they come.
+    let (mut producer, lines) = start_producer(&a, rate)?;
     let mut acked = Acked::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&acked) < 2 * RATE as usize {
+    while count(&acked) < 2 * rate as usize {
         ensure!(Instant::now() < deadline, "the producer is too slow");
         let line = lines.recv_timeout(Duration::from_secs(10))?;
         note(&mut acked, &line)?;
     }
     let admin = b.admin.context("admin listener")?;
     check_live_bound(admin)?;
+    let killed = unix_seconds();
     a.process.kill9();
-    let admin = admin.to_string();
     let out = Command::new(shadowlink_bin())
-        .args(["failover", "--admin", &admin, "--link", "from-a", "--all"])
+        .args([
+            "failover",
+            "--admin",
+            &admin.to_string(),
+            "--link",
+            "from-a",
+            "--all",
+        ])
         .output()?;
     ensure!(
         out.status.success(),
@@ -235,10 +258,8 @@ fn a_crash_failover_report_bounds_the_acknowledged_records_lost() -> Result<()> 
         String::from_utf8_lossy(&out.stderr)
     );
     let report = String::from_utf8(out.stdout)?;
-    println!("{report}");
     let (rows, total_max) = parse_report(&report)?;
     ensure!(rows.len() == PARTITIONS as usize, "{report}");
-
     // Every acknowledgement A sent before it died, however late it arrives.
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(15)) {
         note(&mut acked, &line)?;
@@ -248,44 +269,124 @@ fn a_crash_failover_report_bounds_the_acknowledged_records_lost() -> Result<()> 
 
     let mirrored: i64 = rows.values().map(|r| r.next_offset).sum();
     let on_b = keys_on(&b, mirrored)?;
-    let mut total_lost = 0;
-    for (partition, row) in &rows {
+    let mut drill = Drill {
+        report,
+        rows,
+        total_max,
+        lost: BTreeMap::new(),
+        known_established: BTreeSet::new(),
+        oldest_lost_age: None,
+    };
+    for (partition, row) in &drill.rows {
         let acked_here = acked.get(partition).cloned().unwrap_or_default();
         let present = on_b.get(partition).cloned().unwrap_or_default();
-        let lost: Vec<(&i64, &String)> = acked_here
+        let lost: Vec<(&i64, &(String, f64))> = acked_here
             .iter()
-            .filter(|(_, key)| !present.contains(*key))
+            .filter(|(_, (key, _))| !present.contains(key))
             .collect();
         // What B holds is a prefix of A: nothing below the mirrored end is missing.
         ensure!(
             lost.iter().all(|(offset, _)| **offset >= row.next_offset),
             "{TOPIC}-{partition}: lost below the mirrored end: {lost:?}"
         );
-        let lost = lost.len() as i64;
+        for (_, (_, at)) in &lost {
+            let age = killed - at;
+            drill.oldest_lost_age = Some(drill.oldest_lost_age.map_or(age, |a| a.max(age)));
+        }
+        drill.lost.insert(*partition, lost.len() as i64);
+        if (row.next_offset..row.src_hwm).all(|o| acked_here.contains_key(&o)) {
+            drill.known_established.insert(*partition);
+        }
+    }
+    Ok(drill)
+}
+
+fn unix_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[test]
+fn a_crash_failover_report_bounds_the_acknowledged_records_lost() -> Result<()> {
+    let d = drill(RATE)?;
+    let report = &d.report;
+    println!("{report}");
+    for (partition, row) in &d.rows {
+        let lost = d.lost[partition];
         println!("{TOPIC}-{partition}: {lost} acknowledged records lost, report {row:?}");
         assert!(
             lost <= row.at_risk_max,
             "{TOPIC}-{partition}: {lost} lost, the report says at most {}\n{report}",
             row.at_risk_max
         );
-        // The known part counts records the source had taken: where the producer saw
-        // every one of them acknowledged, each is a loss.
-        let all_acked = (row.next_offset..row.src_hwm).all(|o| acked_here.contains_key(&o));
-        if all_acked {
+        if d.known_established.contains(partition) {
             assert!(
                 row.known_at_risk <= lost,
                 "{TOPIC}-{partition}: {} known at risk, {lost} lost\n{report}",
                 row.known_at_risk
             );
         }
-        total_lost += lost;
     }
-    println!("total: {total_lost} acknowledged records lost, report says at most {total_max}");
-    assert!(total_lost <= total_max, "{report}");
+    let total_lost: i64 = d.lost.values().sum();
+    println!(
+        "total: {total_lost} acknowledged records lost, report says at most {}",
+        d.total_max
+    );
+    assert!(total_lost <= d.total_max, "{report}");
     assert_eq!(
-        total_max,
-        rows.values().map(|r| r.at_risk_max).sum::<i64>(),
+        d.total_max,
+        d.rows.values().map(|r| r.at_risk_max).sum::<i64>(),
         "{report}"
     );
+    Ok(())
+}
+
+/// min / median / max of `values`, formatted with `f`.
+fn spread<T: Copy + PartialOrd>(mut values: Vec<T>, f: impl Fn(T) -> String) -> String {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    match (values.first(), values.get(values.len() / 2), values.last()) {
+        (Some(&min), Some(&median), Some(&max)) => {
+            format!("{} / {} / {}", f(min), f(median), f(max))
+        }
+        _ => "-".into(),
+    }
+}
+
+/// The crash-RPO benchmark: the drill repeated at several rates, printing min / median /
+/// max of what was lost and what the report estimated. Rates (records/s of 100-byte
+/// values) from `SHADOWLINK_RPO_RATES` (default `2000,10000`), runs per rate from
+/// `SHADOWLINK_RPO_RUNS` (default 10).
+#[test]
+#[ignore = "a benchmark: cargo test -p shadowlink-tests --test rpo -- --ignored --nocapture"]
+fn crash_rpo_benchmark() -> Result<()> {
+    let rates = std::env::var("SHADOWLINK_RPO_RATES").unwrap_or_else(|_| "2000,10000".into());
+    let runs: usize = std::env::var("SHADOWLINK_RPO_RUNS").map_or(Ok(10), |r| r.parse())?;
+    let mut table = vec![
+        "| records/s | runs | acknowledged lost | known at risk | upper estimate | oldest lost ack (ms) |".to_string(),
+        "|---|---|---|---|---|---|".to_string(),
+    ];
+    for rate in rates.split(',') {
+        let rate: u32 = rate.trim().parse()?;
+        let (mut lost, mut known, mut max, mut age) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..runs {
+            let d = drill(rate)?;
+            let total_lost: i64 = d.lost.values().sum();
+            assert!(total_lost <= d.total_max, "{}", d.report);
+            lost.push(total_lost);
+            known.push(d.rows.values().map(|r| r.known_at_risk).sum::<i64>());
+            max.push(d.total_max);
+            age.push(d.oldest_lost_age.map_or(0.0, |a| a * 1000.0));
+        }
+        let n = |v: i64| v.to_string();
+        table.push(format!(
+            "| {rate} | {runs} | {} | {} | {} | {} |",
+            spread(lost, n),
+            spread(known, n),
+            spread(max, n),
+            spread(age, |a| format!("{a:.0}")),
+        ));
+    }
+    println!("{}", table.join("\n"));
     Ok(())
 }
