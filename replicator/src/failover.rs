@@ -4,12 +4,17 @@
 //! `failing_over` stops the link from writing the topic; making it writable continues
 //! its offsets from the mirrored log end, in a leader epoch above every mirrored one.
 //! Nothing here talks to the source: failover is for when the source is gone.
+//!
+//! The report never says less than the truth it can bound: besides the records the source
+//! was known to hold beyond the mirror, it names each partition's blind window (see
+//! [`crate::rpo`]) and the records the source may have acknowledged in it.
 
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::StorageError;
 
 use crate::filter::SCHEMAS;
 use crate::mirror::{MirrorTopic, Store, TopicState};
+use crate::rpo::Unconfirmed;
 use crate::status::{PartitionReport, Status};
 
 /// Why a failover request was refused.
@@ -44,8 +49,16 @@ pub struct PartitionOutcome {
     pub source_high_watermark: Option<i64>,
     /// Records the source had acknowledged beyond the mirror (the achieved RPO).
     pub records_at_risk: Option<i64>,
-    /// Age of the oldest record not mirrored, as measured by the link (the RPO in time).
+    /// Age of the oldest record not mirrored, as measured by the link (the RPO in time);
+    /// the same value as `shadowlink_shadow_lag_seconds` at the failover.
     pub seconds_at_risk: Option<f64>,
+    /// The blind window before the failover, as `/v1/status` showed it.
+    #[serde(default)]
+    pub unconfirmed: Option<Unconfirmed>,
+    /// `records_at_risk` plus what the source may have acknowledged in the blind window:
+    /// an upper estimate of the records this failover lost.
+    #[serde(default)]
+    pub records_at_risk_max: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,12 +158,18 @@ fn outcome(topic: &MirrorTopic, seen: &[PartitionReport]) -> TopicOutcome {
             let last_mirrored_offset = p.log().log_end_offset();
             let report = seen.iter().find(|r| r.partition == p.partition);
             let source_high_watermark = report.and_then(|r| r.src_hwm);
+            let records_at_risk = source_high_watermark.map(|h| (h - last_mirrored_offset).max(0));
+            let unconfirmed = report.and_then(|r| r.unconfirmed);
             PartitionOutcome {
                 partition: p.partition,
                 last_mirrored_offset,
                 source_high_watermark,
-                records_at_risk: source_high_watermark.map(|h| (h - last_mirrored_offset).max(0)),
+                records_at_risk,
                 seconds_at_risk: report.and_then(|r| r.lag_seconds),
+                unconfirmed,
+                records_at_risk_max: records_at_risk
+                    .zip(unconfirmed)
+                    .map(|(known, u)| known + u.records_max),
             }
         })
         .collect();
@@ -158,6 +177,68 @@ fn outcome(topic: &MirrorTopic, seen: &[PartitionReport]) -> TopicOutcome {
         topic: topic.name.clone(),
         state: "failed_over".to_string(),
         partitions,
+    }
+}
+
+/// The whole failover in one line: known losses and the widest blind window, summed over
+/// partitions (windows overlap in time, so the widest one is the link's).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    pub records_at_risk: i64,
+    pub records_at_risk_max: i64,
+    pub bytes_unconfirmed_max: i64,
+    pub unconfirmed_seconds: f64,
+    pub records_per_second: f64,
+    /// Partitions the link never heard from: nothing can be said about them.
+    pub unknown_partitions: usize,
+}
+
+pub fn summarize(outcomes: &[TopicOutcome]) -> Summary {
+    let mut sum = Summary::default();
+    for p in outcomes.iter().flat_map(|t| &t.partitions) {
+        let (Some(known), Some(u)) = (p.records_at_risk, p.unconfirmed) else {
+            sum.unknown_partitions += 1;
+            continue;
+        };
+        sum.records_at_risk += known;
+        sum.records_at_risk_max += known + u.records_max;
+        sum.bytes_unconfirmed_max += u.bytes_max;
+        sum.unconfirmed_seconds = sum.unconfirmed_seconds.max(u.seconds);
+        sum.records_per_second += u.records_per_second;
+    }
+    sum
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} known at risk; up to ~{} of writes unconfirmed (about {} records, {} bytes at \
+             the recent peak rate of {:.0} records/s): at most {} records lost",
+            self.records_at_risk,
+            window(self.unconfirmed_seconds),
+            self.records_at_risk_max - self.records_at_risk,
+            self.bytes_unconfirmed_max,
+            self.records_per_second,
+            self.records_at_risk_max,
+        )?;
+        if self.unknown_partitions > 0 {
+            write!(
+                f,
+                "; {} partition(s) never heard from, unknown",
+                self.unknown_partitions
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A window in the unit that reads best: `4 ms`, `1.3 s`.
+pub fn window(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{} ms", (seconds * 1000.0).ceil() as i64)
+    } else {
+        format!("{seconds:.1} s")
     }
 }
 

@@ -11,6 +11,7 @@ pub mod link;
 pub mod metrics;
 pub mod mirror;
 pub mod retention;
+pub mod rpo;
 pub mod server;
 pub mod source;
 pub mod status;

@@ -55,7 +55,8 @@ enum Command {
         keep_running: bool,
     },
     /// Make a link's shadow topics writable on the node, one way, without contacting the
-    /// source; prints per partition the records that were at risk.
+    /// source; prints per partition the records known at risk, the blind window before the
+    /// failover and the upper estimate of records lost, then the totals.
     Failover {
         /// The node's admin listener, `http://host:port` or `host:port`.
         #[arg(long, default_value = shadowlink::admin::table::DEFAULT_ADMIN)]

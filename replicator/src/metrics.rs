@@ -22,6 +22,8 @@ struct Metrics {
     registry: Registry,
     shadow_lag: IntGaugeVec,
     shadow_lag_seconds: GaugeVec,
+    shadow_unconfirmed_seconds: GaugeVec,
+    shadow_records_at_risk_max: IntGaugeVec,
     sync_progress: GaugeVec,
     topic_state: IntGaugeVec,
     link_connected: IntGaugeVec,
@@ -111,6 +113,12 @@ impl Metrics {
                 PARTITION),
             shadow_lag_seconds: gauges(&r, "shadowlink_shadow_lag_seconds",
                 "Seconds since the partition was last confirmed to hold everything committed at the source; 0 while it is (the live RPO).",
+                PARTITION),
+            shadow_unconfirmed_seconds: gauges(&r, "shadowlink_shadow_unconfirmed_seconds",
+                "The blind window: seconds of source writes no fetch response has vouched for, up to now or until the link lost the source.",
+                PARTITION),
+            shadow_records_at_risk_max: int_gauges(&r, "shadowlink_shadow_records_at_risk_max",
+                "Upper estimate of records lost if the source were lost now: known beyond the mirror plus the blind window at the recent peak write rate.",
                 PARTITION),
             sync_progress: gauges(&r, "shadowlink_initial_sync_progress_ratio",
                 "Share (0..1) of a topic's first sync already copied; absent once the topic caught up.",
@@ -228,6 +236,8 @@ fn apply_report(report: &StatusReport) {
     let m = &*METRICS;
     m.shadow_lag.reset();
     m.shadow_lag_seconds.reset();
+    m.shadow_unconfirmed_seconds.reset();
+    m.shadow_records_at_risk_max.reset();
     m.sync_progress.reset();
     m.topic_state.reset();
     for link in &report.links {
@@ -254,6 +264,16 @@ fn apply_report(report: &StatusReport) {
                 }
                 if let Some(seconds) = p.lag_seconds {
                     m.shadow_lag_seconds.with_label_values(&labels).set(seconds);
+                }
+                if let Some(u) = p.unconfirmed {
+                    m.shadow_unconfirmed_seconds
+                        .with_label_values(&labels)
+                        .set(u.seconds);
+                }
+                if let Some(max) = p.records_at_risk_max() {
+                    m.shadow_records_at_risk_max
+                        .with_label_values(&labels)
+                        .set(max);
                 }
             }
         }

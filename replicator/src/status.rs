@@ -17,6 +17,8 @@
 //! live RPO); it keeps growing while the source is unreachable, because nothing newer can
 //! be vouched for. A partition never confirmed since the node started counts from when the
 //! link first saw it; one the link does not fetch at all (its topic failed) has no value.
+//! A confirmation counts from before its request was sent (see [`crate::rpo`]), so the
+//! lag in seconds of a partition behind the source always covers its blind window.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::mirror::{MirrorTopic, Store, TopicState};
+use crate::rpo::{self, Unconfirmed, WriteHistory};
 
 /// A partition of a source topic.
 pub type TopicPartition = (String, i32);
@@ -123,6 +126,15 @@ struct PartitionStatus {
     first_seen: Instant,
     last_error: Option<(String, Instant)>,
     sync: Option<InitialSync>,
+    /// When the link last handled a fetch outcome (data or error) of this partition: the
+    /// next request was sent after it.
+    last_outcome: Instant,
+    /// The [`Self::last_outcome`] before the latest successful response: no later than
+    /// that response's request, so no later than the high watermark it carries.
+    vouched_from: Option<Instant>,
+    /// The first failure since the latest successful response.
+    failing_since: Option<Instant>,
+    writes: WriteHistory,
 }
 
 impl PartitionStatus {
@@ -135,7 +147,35 @@ impl PartitionStatus {
             first_seen: now,
             last_error: None,
             sync: None,
+            last_outcome: now,
+            vouched_from: None,
+            failing_since: None,
+            writes: WriteHistory::default(),
         }
+    }
+
+    /// The blind window as of `now`. `lost` is when the link lost its source, if it has
+    /// not reached it since: the window of a partition failing since then ends at the
+    /// later of the two, so a partition that failed earlier for another reason (its
+    /// leader moved) still counts the writes its new leader took until the source was gone.
+    fn unconfirmed(
+        &self,
+        now: Instant,
+        lost: Option<Instant>,
+        bytes_per_record: f64,
+    ) -> Option<Unconfirmed> {
+        let from = self.vouched_from?;
+        let end = lost.zip(self.failing_since).map(|(l, f)| l.max(f));
+        let until = end.unwrap_or(now);
+        let ends_at_loss = end.is_some();
+        let window = until.saturating_duration_since(from);
+        let peak = self.writes.peak(until);
+        Some(Unconfirmed::new(
+            window,
+            ends_at_loss,
+            peak,
+            bytes_per_record,
+        ))
     }
 
     fn lag_seconds(&self, now: Instant) -> f64 {
@@ -257,8 +297,13 @@ impl LinkStatus {
         p.source = Some(source);
         p.fetched_to = Some(to);
         p.caught_up = to >= source.committed();
+        let vouched_from = p.last_outcome;
+        p.vouched_from = Some(vouched_from);
+        p.last_outcome = now;
+        p.failing_since = None;
+        p.writes.observe(source.high_watermark, now);
         if p.caught_up {
-            p.confirmed_at = Some(now);
+            p.confirmed_at = Some(vouched_from);
             let sync = p.sync.take()?;
             let topic_done = !inner
                 .partitions
@@ -285,6 +330,8 @@ impl LinkStatus {
             .or_insert_with(|| PartitionStatus::new(now));
         p.caught_up = false;
         p.last_error = Some((error.to_string(), now));
+        p.last_outcome = now;
+        p.failing_since.get_or_insert(now);
     }
 
     /// First-sync progress of every topic that has one.
@@ -420,7 +467,13 @@ fn link_report(link: &LinkStatus, store: &Store, now: Instant) -> LinkReport {
         .topics()
         .into_iter()
         .filter(|t| t.meta().link == link.name)
-        .map(|t| topic_report(&t, &inner.partitions, progress.get(&t.name).copied(), now))
+        .map(|t| {
+            let sync = progress.get(&t.name).copied();
+            let mut report = topic_report(&t, &inner.partitions, sync, now);
+            let lost = (inner.state == LinkState::Lost).then_some(inner.since);
+            add_unconfirmed(&mut report, &t, &inner.partitions, lost, now);
+            report
+        })
         .collect();
     LinkReport {
         name: link.name.clone(),
@@ -429,6 +482,34 @@ fn link_report(link: &LinkStatus, store: &Store, now: Instant) -> LinkReport {
         state_seconds: now.saturating_duration_since(inner.since).as_secs(),
         last_error: inner.last_error.as_ref().map(|(e, _)| e.clone()),
         topics,
+    }
+}
+
+/// Fills in each partition's blind window.
+fn add_unconfirmed(
+    report: &mut TopicReport,
+    topic: &MirrorTopic,
+    tracked: &BTreeMap<TopicPartition, PartitionStatus>,
+    lost: Option<Instant>,
+    now: Instant,
+) {
+    for mirror in topic.partitions().iter() {
+        let Some(p) = report
+            .partitions
+            .iter_mut()
+            .find(|p| p.partition == mirror.partition)
+        else {
+            continue;
+        };
+        let bytes_per_record = {
+            let log = mirror.log();
+            let (start, end) = (log.log_start_offset(), log.log_end_offset());
+            rpo::bytes_per_record(log.size_bytes(), start, end)
+        };
+        let key = (topic.name.clone(), mirror.partition);
+        p.unconfirmed = tracked
+            .get(&key)
+            .and_then(|s| s.unconfirmed(now, lost, bytes_per_record));
     }
 }
 
@@ -477,6 +558,7 @@ fn topic_report(
                 lag: source.map(|s| (s.committed() - dst_hwm).max(0)),
                 lag_seconds: status.map(|s| s.lag_seconds(now)),
                 last_error,
+                unconfirmed: None,
             }
         })
         .collect();
@@ -567,6 +649,19 @@ pub struct PartitionReport {
     /// known about it from this run.
     pub lag_seconds: Option<f64>,
     pub last_error: Option<String>,
+    /// The blind window and the records the source may have acknowledged in it; `None`
+    /// before the first response.
+    #[serde(default)]
+    pub unconfirmed: Option<Unconfirmed>,
+}
+
+impl PartitionReport {
+    /// Records the source holds beyond the mirror, known or possibly unseen: what would
+    /// be lost if the source were lost now. The failover report's `records_at_risk_max`.
+    pub fn records_at_risk_max(&self) -> Option<i64> {
+        let known = (self.src_hwm? - self.dst_hwm).max(0);
+        Some(known + self.unconfirmed?.records_max)
+    }
 }
 
 #[cfg(test)]
@@ -631,7 +726,98 @@ mod tests {
         link.on_fetched(&key(0), offsets(50), 20, 50, t0 + Duration::from_secs(4));
         assert_eq!(p(t0 + Duration::from_secs(4)), 0.0);
         link.on_error(&key(0), "connection lost");
-        assert_eq!(p(t0 + Duration::from_secs(6)), 2.0);
+        // The last confirmation's request went out after the outcome handled at 2 s.
+        assert_eq!(p(t0 + Duration::from_secs(6)), 4.0);
+    }
+
+    #[test]
+    fn the_blind_window_starts_before_the_vouching_request_and_ends_at_the_loss() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now() - Duration::from_secs(3);
+        let link = LinkStatus::new("from-a", &[]);
+        link.track(&key(0));
+        // 1000 records/s in steps of 10, each response handled 10 ms after the last.
+        for step in 0..=200 {
+            let hwm = 10 * step as i64;
+            link.on_fetched(&key(0), offsets(hwm), hwm, hwm, t0 + ms(10 * step));
+        }
+        let last_request_after = t0 + ms(1990);
+        link.set_lost("connection lost");
+        link.on_error(&key(0), "connection lost");
+        let inner = link.lock();
+        let p = &inner.partitions[&key(0)];
+        let failed = p.failing_since.expect("the failure is noted");
+        let later = failed + Duration::from_secs(5);
+        let lost = Some(inner.since);
+        let u = p.unconfirmed(later, lost, 100.0).expect("a window");
+        assert!(u.ends_at_loss);
+        assert_eq!(u.seconds, (failed - last_request_after).as_secs_f64());
+        assert!(u.records_per_second >= 1000.0, "{u:?}");
+        let at_rate = (1000.0 * u.seconds) as i64;
+        assert!(u.records_max >= at_rate + 10, "{u:?}");
+        assert_eq!(u.bytes_max, u.records_max * 100);
+        // Had the link not lost the source, nothing ends the window before now.
+        let u = p.unconfirmed(later, None, 100.0).expect("a window");
+        assert!(!u.ends_at_loss);
+        assert_eq!(u.seconds, (later - last_request_after).as_secs_f64());
+    }
+
+    #[test]
+    fn the_lag_in_seconds_covers_the_blind_window() {
+        let link = LinkStatus::new("from-a", &[]);
+        let t0 = Instant::now() - Duration::from_secs(2);
+        link.track(&key(0));
+        let mut inner = link.lock();
+        let p = inner.partitions.get_mut(&key(0)).expect("tracked");
+        p.last_outcome = t0;
+        drop(inner);
+        link.on_fetched(&key(0), offsets(10), 0, 10, t0 + Duration::from_secs(1));
+        link.on_error(&key(0), "connection lost");
+        let inner = link.lock();
+        let p = &inner.partitions[&key(0)];
+        let failed = p.failing_since.expect("the failure is noted");
+        let u = p.unconfirmed(failed, Some(failed), 0.0).expect("a window");
+        assert!(p.lag_seconds(failed) >= u.seconds, "{u:?}");
+        assert_eq!(u.seconds, (failed - t0).as_secs_f64());
+    }
+
+    #[test]
+    fn a_partition_that_failed_before_the_source_was_lost_counts_until_the_loss() {
+        let link = LinkStatus::new("from-a", &[]);
+        let t0 = Instant::now() - Duration::from_secs(10);
+        link.on_fetched(&key(0), offsets(10), 0, 10, t0);
+        link.on_fetched(&key(0), offsets(10), 10, 10, t0 + Duration::from_secs(1));
+        // Its leader moved; then, before the link fetched from the new one, all was lost.
+        link.on_error(&key(0), "NOT_LEADER_OR_FOLLOWER");
+        let inner = link.lock();
+        let p = &inner.partitions[&key(0)];
+        let moved = p.failing_since.expect("the failure is noted");
+        let lost = moved + Duration::from_secs(3);
+        let u = p.unconfirmed(lost + Duration::from_secs(5), Some(lost), 0.0);
+        assert_eq!(u.map(|u| u.seconds), Some((lost - t0).as_secs_f64()));
+        assert!(u.is_some_and(|u| u.ends_at_loss));
+    }
+
+    #[test]
+    fn a_new_response_closes_the_window_and_a_partition_never_heard_has_none() {
+        let link = LinkStatus::new("from-a", &[]);
+        let t0 = Instant::now();
+        link.track(&key(0));
+        link.track(&key(1));
+        link.on_error(&key(0), "connection lost");
+        link.on_fetched(&key(0), offsets(5), 5, 5, t0 + Duration::from_secs(1));
+        let inner = link.lock();
+        let p = &inner.partitions[&key(0)];
+        assert_eq!(p.failing_since, None);
+        let u = p.unconfirmed(t0 + Duration::from_secs(1), Some(t0), 0.0);
+        assert!(
+            u.is_some_and(|u| !u.ends_at_loss && u.seconds < 1.0),
+            "{u:?}"
+        );
+        assert_eq!(
+            inner.partitions[&key(1)].unconfirmed(t0, Some(t0), 0.0),
+            None
+        );
     }
 
     #[test]

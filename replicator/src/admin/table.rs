@@ -218,6 +218,7 @@ mod tests {
             lag: Some(src - dst),
             lag_seconds: Some(if src > dst { 12.0 } else { 0.0 }),
             last_error: error.map(str::to_string),
+            unconfirmed: None,
         }
     }
 
