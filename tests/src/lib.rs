@@ -1,18 +1,22 @@
 //! Test harness: starts real third-party brokers and the `shadowlink` binary, and reads
 //! partitions back as raw record batches so tests can compare bytes and offsets.
 
+pub mod config;
 pub mod fake;
 pub mod raw;
 pub mod scenario;
 
+use std::fmt::Debug;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+
+pub use config::{Link, NodeConfig};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -83,18 +87,41 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.
+///
+/// On timeout the error tells what the last attempt saw: its error, or that it found
+/// the condition still false. An earlier error is not reported once a later attempt
+/// got further.
 pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let deadline = Instant::now() + timeout;
-    let mut last_error = None;
     loop {
-        match check() {
+        let last = match check() {
             Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
+            Ok(None) => anyhow!("the last attempt found the condition still false"),
+            Err(e) => e.context("the last attempt failed"),
+        };
         if Instant::now() >= deadline {
-            return Err(last_error.unwrap_or_else(|| anyhow::anyhow!("condition not met")))
-                .context(format!("still not true after {timeout:?}"));
+            return Err(last).context(format!("still not true after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `probe` until its value satisfies `done` or `timeout` passes, and returns that
+/// value; on timeout the error shows the last value (or the last error) seen.
+pub fn until<V: Debug>(
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<V>,
+    mut done: impl FnMut(&V) -> bool,
+) -> Result<V> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match probe() {
+            Ok(v) if done(&v) => return Ok(v),
+            Ok(v) => anyhow!("the last value seen was {v:?}"),
+            Err(e) => e.context("the last attempt failed"),
+        };
+        if Instant::now() >= deadline {
+            return Err(last).context(format!("still not true after {timeout:?}"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -241,13 +268,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// Writes `config` (with `{data_dir}` replaced) and starts the node on it.
-    pub fn start(config: &str) -> Result<Node> {
+    /// Writes `config` with a fresh data directory and starts the node on it.
+    pub fn start(config: &NodeConfig) -> Result<Node> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         let config_path = dir.path().join("shadowlink.toml");
-        let text = config.replace("{data_dir}", &data_dir.display().to_string());
-        std::fs::write(&config_path, text)?;
+        std::fs::write(&config_path, config.render(Some(&data_dir)))?;
         let (process, kafka, admin) = Self::spawn(&config_path)?;
         Ok(Node {
             process,
@@ -259,14 +285,20 @@ impl Node {
         })
     }
 
+    /// Replaces the config file, keeping the data directory; the next
+    /// [`restart`](Node::restart) runs on it.
+    pub fn rewrite_config(&self, config: &NodeConfig) -> Result<()> {
+        std::fs::write(&self.config_path, config.render(Some(&self.data_dir)))?;
+        Ok(())
+    }
+
     fn spawn(config_path: &Path) -> Result<(Process, SocketAddr, Option<SocketAddr>)> {
         // The node prints `shadowlink admin=ADDR` right after its Kafka line, and only
         // when the config has an admin listener.
         let expects_admin = std::fs::read_to_string(config_path)?
             .lines()
             .any(|l| l.trim() == "[admin]");
-        let mut child = Command::new(shadowlink_bin())
-            .args(["run", "--config"])
+        let mut child = shadowlink_command(&["run", "--config"])
             .arg(config_path)
             .env(
                 "RUST_LOG",
@@ -327,19 +359,101 @@ impl Node {
     }
 }
 
+/// What a finished command printed, and whether it succeeded.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    fn of(command: &mut Command) -> std::io::Result<Ran> {
+        let out = command.output()?;
+        Ok(Ran {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// The stdout of a command that succeeded; otherwise an error with all it printed.
+    pub fn stdout(self, what: &str) -> Result<String> {
+        if !self.status.success() {
+            bail!(
+                "{what} failed ({}): {}{}",
+                self.status,
+                self.stdout,
+                self.stderr
+            );
+        }
+        Ok(self.stdout)
+    }
+}
+
+/// The command `shadowlink ARGS`, not yet started.
+pub fn shadowlink_command(args: &[&str]) -> Command {
+    let mut command = Command::new(shadowlink_bin());
+    command.args(args);
+    command
+}
+
+/// Runs `shadowlink ARGS` (a CLI subcommand such as `status` or `failover`) to the end.
+pub fn shadowlink(args: &[&str]) -> Result<Ran> {
+    Ran::of(&mut shadowlink_command(args))
+        .with_context(|| format!("cannot run shadowlink {args:?}"))
+}
+
+/// `shadowlink check-config` on `text`, written to a temporary file.
+pub fn check_config(text: &str) -> Result<Ran> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("shadowlink.toml");
+    std::fs::write(&path, text)?;
+    shadowlink(&[
+        "check-config",
+        "--config",
+        path.to_str().context("utf-8 path")?,
+    ])
+}
+
+/// The runtimes of the client scripts: Python (confluent-kafka, kafka-python) in
+/// `tests/py`, Node (kafkajs) in `tests/js`.
+#[derive(Clone, Copy, Debug)]
+pub enum Client {
+    Python,
+    Node,
+}
+
+impl Client {
+    /// The command that runs `script` with `args`, not yet started.
+    pub fn command(self, script: &str, args: &[&str]) -> Command {
+        let (program, dir) = match self {
+            Client::Python => ("python3", workspace_root().join("tests/py")),
+            Client::Node => ("node", workspace_root().join("tests/js")),
+        };
+        let mut command = Command::new(program);
+        command.arg(dir.join(script)).args(args).current_dir(dir);
+        command
+    }
+
+    /// Runs `script` to the end and returns its stdout; an error carries all it printed.
+    pub fn run(self, script: &str, args: &[&str]) -> Result<String> {
+        Ran::of(&mut self.command(script, args))
+            .with_context(|| format!("cannot run {script}"))?
+            .stdout(&format!("{script} {args:?}"))
+    }
+}
+
 /// Runs one of the Python client scripts in `tests/py` and returns its stdout.
 pub fn python(script: &str, args: &[&str]) -> Result<String> {
-    let path = workspace_root().join("tests/py").join(script);
-    let out = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {}", path.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{script} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Client::Python.run(script, args)
+}
+
+/// Runs one of the kafkajs scripts in `tests/js` and returns its stdout.
+pub fn node_js(script: &str, args: &[&str]) -> Result<String> {
+    Client::Node.run(script, args)
 }

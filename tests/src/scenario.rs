@@ -7,30 +7,10 @@ use anyhow::{bail, Result};
 use bytes::Bytes;
 
 use crate::raw::RawClient;
-use crate::{eventually, python, Node};
+use crate::{eventually, python, Node, NodeConfig};
 
 /// Every compression codec a producer can choose.
 pub const CODECS: &[&str] = &["none", "gzip", "snappy", "lz4", "zstd"];
-
-/// A node config with one link `from-a` taking `a_*` but `a_scratch` from `source`.
-pub fn link_config(source: SocketAddr) -> String {
-    format!(
-        r#"
-data_dir = "{{data_dir}}"
-[kafka]
-listen = "127.0.0.1:0"
-[storage]
-persist = "os"
-[[links]]
-name = "from-a"
-bootstrap = ["{source}"]
-include = ["a_*"]
-exclude = ["a_scratch"]
-metadata_interval = "300ms"
-config_interval = "1s"
-"#
-    )
-}
 
 /// Creates a topic through the Kafka protocol (librdkafka's AdminClient).
 pub fn create_topic(
@@ -142,7 +122,7 @@ pub fn every_codec(source: SocketAddr) -> Result<Node> {
         create_topic(source, other, 1, &[])?;
         produce(source, other, 10, "none", 1, 0)?;
     }
-    let node = Node::start(&link_config(source))?;
+    let node = Node::start(&NodeConfig::linked_to(source))?;
     for codec in CODECS {
         wait_identical(source, node.kafka, &format!("a_{codec}"), 2)?;
     }
@@ -174,7 +154,7 @@ pub fn kill_and_resume(source: SocketAddr) -> Result<()> {
             "2000",
         ],
     )?;
-    let mut node = Node::start(&link_config(source))?;
+    let mut node = Node::start(&NodeConfig::linked_to(source))?;
     eventually(Duration::from_secs(30), || {
         let got = RawClient::connect(node.kafka)?.read_batches("a_bulk", 0, 0)?;
         Ok((!got.is_empty()).then_some(()))

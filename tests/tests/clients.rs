@@ -3,36 +3,18 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Result};
-use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
-use shadowlink_tests::{python, workspace_root, Node, Tansu};
+use anyhow::Result;
+use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
+use shadowlink_tests::{node_js, python, Node, NodeConfig, Tansu};
 
 const RECORDS: usize = 240;
 const PARTITIONS: i32 = 3;
-
-/// Runs a kafkajs script from tests/js and returns its stdout.
-fn node_js(script: &str, args: &[&str]) -> Result<String> {
-    let dir = workspace_root().join("tests/js");
-    let out = Command::new("node")
-        .arg(dir.join(script))
-        .args(args)
-        .current_dir(&dir)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "{script} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn mirrored(topic: &str, codec: &str) -> Result<(Tansu, Node)> {
     let source = Tansu::start()?;
     create_topic(source.addr, topic, PARTITIONS, &[])?;
     produce(source.addr, topic, RECORDS, codec, PARTITIONS, 0)?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     wait_identical(source.addr, node.kafka, topic, PARTITIONS)?;
     Ok((source, node))
 }
@@ -141,7 +123,7 @@ fn kafkajs_group_members_share_a_pattern_subscription_and_resume_after_a_restart
         create_topic(source.addr, topic, PARTITIONS, &[])?;
         produce(source.addr, topic, 90, "gzip", PARTITIONS, 0)?;
     }
-    let mut node = Node::start(&link_config(source.addr))?;
+    let mut node = Node::start(&NodeConfig::linked_to(source.addr))?;
     wait_identical(source.addr, node.kafka, "a_orders", PARTITIONS)?;
     wait_identical(source.addr, node.kafka, "a_events", PARTITIONS)?;
 

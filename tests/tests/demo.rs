@@ -2,11 +2,11 @@
 //! external software; it must verify every record and exit 0 well inside 90 s.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use shadowlink_tests::shadowlink_bin;
+use shadowlink_tests::shadowlink_command;
 
 /// The number right after `label` in `line`, e.g. `12 records` after "VERIFIED: ".
 fn number_after(line: &str, label: &str) -> Option<u64> {
@@ -16,10 +16,8 @@ fn number_after(line: &str, label: &str) -> Option<u64> {
 
 #[test]
 fn demo_runs_the_pair_fails_over_and_verifies_every_record() -> Result<()> {
-    let bin = shadowlink_bin();
     let started = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("demo")
+    let mut child = shadowlink_command(&["demo"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::Node;
+use shadowlink_tests::{Node, NodeConfig};
 
 const TOPIC: &str = "disk-latency";
 const FSYNC_DELAY: Duration = Duration::from_millis(200);
@@ -32,21 +32,11 @@ const LATENCY_BOUND: Duration = Duration::from_millis(100);
 const PRODUCE_FOR: Duration = Duration::from_secs(10);
 const RECORDS_PER_BATCH: usize = 100;
 
-fn config(persist: &str) -> String {
-    format!(
-        r#"
-data_dir = "{{data_dir}}"
-[kafka]
-listen = "127.0.0.1:0"
-[storage]
-persist = "{persist}"
-fault_fsync_delay = "{}ms"
-[[topics]]
-name = "{TOPIC}"
-partitions = 2
-"#,
-        FSYNC_DELAY.as_millis()
-    )
+fn config(persist: &str) -> NodeConfig {
+    NodeConfig::new()
+        .persist(persist)
+        .fault_fsync_delay(FSYNC_DELAY)
+        .topic(TOPIC, 2)
 }
 
 fn topic_name() -> TopicName {

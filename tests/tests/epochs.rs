@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -20,8 +21,8 @@ use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::{link_config, mirrored};
-use shadowlink_tests::{eventually, free_port, python, shadowlink_bin, workspace_root, Node};
+use shadowlink_tests::scenario::mirrored;
+use shadowlink_tests::{eventually, free_port, python, shadowlink, Client, Node, NodeConfig};
 
 const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
@@ -113,7 +114,7 @@ fn fetch_list_offsets_and_offset_for_leader_epoch_fence_stale_and_unknown_epochs
             ..FakeLog::default()
         },
     )?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || {
         mirrored(&node, "a_fence", &data)
     })?;
@@ -151,21 +152,16 @@ fn fetch_list_offsets_and_offset_for_leader_epoch_fence_stale_and_unknown_epochs
 
 fn failover(node: &Node, topic: &str) -> Result<()> {
     let admin = node.admin.context("the node has an admin listener")?;
-    let out = Command::new(shadowlink_bin())
-        .args([
-            "failover",
-            "--admin",
-            &admin.to_string(),
-            "--link",
-            "from-a",
-        ])
-        .args(["--topic", topic])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "failover failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shadowlink(&[
+        "failover",
+        "--admin",
+        &admin.to_string(),
+        "--link",
+        "from-a",
+        "--topic",
+        topic,
+    ])?
+    .stdout("failover")?;
     Ok(())
 }
 
@@ -181,8 +177,7 @@ fn the_source_epoch_survives_a_restart_and_failover_goes_above_it() -> Result<()
             ..FakeLog::default()
         },
     )?;
-    let config = link_config(source.addr)
-        .replace("[storage]", "[admin]\nlisten = \"127.0.0.1:0\"\n[storage]");
+    let config = NodeConfig::linked_to(source.addr).admin();
     let mut node = Node::start(&config)?;
     eventually(Duration::from_secs(30), || {
         mirrored(&node, "a_floor", &data)
@@ -192,12 +187,8 @@ fn the_source_epoch_survives_a_restart_and_failover_goes_above_it() -> Result<()
     })?;
 
     // Restart with the source out of reach: only what the node kept can answer.
-    let gone = format!("127.0.0.1:{}", free_port());
-    let text = std::fs::read_to_string(&node.config_path)?;
-    std::fs::write(
-        &node.config_path,
-        text.replace(&source.addr.to_string(), &gone),
-    )?;
+    let gone: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    node.rewrite_config(&NodeConfig::linked_to(gone).admin())?;
     node.restart()?;
     assert_eq!(metadata_epoch(&node, "a_floor")?, 5);
     assert_eq!(list_offset(&node, "a_floor", 5, -1)?.0, 0);
@@ -249,14 +240,15 @@ fn consume_across_truncation(topic: &str, reset: &str) -> Result<Vec<serde_json:
             ..FakeLog::default()
         },
     )?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || mirrored(&node, topic, &before))?;
 
-    let script = workspace_root().join("tests/py/consume_truncation.py");
     let mut consumer = Consumer(
-        Command::new("python3")
-            .arg(script)
-            .args([&node.kafka.to_string(), topic, "15", reset])
+        Client::Python
+            .command(
+                "consume_truncation.py",
+                &[&node.kafka.to_string(), topic, "15", reset],
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?,

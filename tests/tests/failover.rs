@@ -1,26 +1,17 @@
 //! Failover: with the source cluster gone, `shadowlink failover` makes shadow topics
 //! writable; producers continue at the mirrored offsets, consumers read one contiguous log.
 
-use std::process::Command;
-
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
-use shadowlink_tests::{python, shadowlink_bin, Node, Tansu};
+use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
+use shadowlink_tests::{python, shadowlink, Node, NodeConfig, Tansu};
 
 fn failover(admin: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(shadowlink_bin())
-        .args(["failover", "--admin", admin, "--link", "from-a"])
-        .args(args)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "failover failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let mut all = vec!["failover", "--admin", admin, "--link", "from-a"];
+    all.extend_from_slice(args);
+    shadowlink(&all)?.stdout("failover")
 }
 
 /// Every batch of `topic`-`partition`: (base offset, leader epoch, records), checking the
@@ -51,8 +42,7 @@ fn failover_without_the_source_continues_offsets_and_keeps_the_rest_read_only() 
         create_topic(source.addr, topic, 2, &[])?;
         produce(source.addr, topic, 60, "none", 2, 0)?;
     }
-    let config = link_config(source.addr)
-        .replace("[storage]", "[admin]\nlisten = \"127.0.0.1:0\"\n[storage]");
+    let config = NodeConfig::linked_to(source.addr).admin();
     let node = Node::start(&config)?;
     let admin = node
         .admin
@@ -116,10 +106,8 @@ fn failover_without_the_source_continues_offsets_and_keeps_the_rest_read_only() 
     assert_eq!(consumed.trim(), "100");
 
     // The status shows the one-way state; the topic not failed over is still read-only.
-    let status = Command::new(shadowlink_bin())
-        .args(["status", "--admin", &admin, "--format", "json"])
-        .output()?;
-    let status: Value = serde_json::from_slice(&status.stdout)?;
+    let status = shadowlink(&["status", "--admin", &admin, "--format", "json"])?;
+    let status: Value = serde_json::from_str(&status.stdout)?;
     let states: Vec<(String, String)> = status["links"][0]["topics"]
         .as_array()
         .context("topics")?
@@ -148,11 +136,9 @@ fn failover_without_the_source_continues_offsets_and_keeps_the_rest_read_only() 
             .any(|l| l.starts_with("a_other") && l.contains("failed_over")),
         "{report}"
     );
-    let unknown = Command::new(shadowlink_bin())
-        .args(["failover", "--admin", &admin, "--link", "nope", "--all"])
-        .output()?;
-    assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("link nope is not configured"));
+    let unknown = shadowlink(&["failover", "--admin", &admin, "--link", "nope", "--all"])?;
+    assert!(!unknown.success());
+    assert!(unknown.stderr.contains("link nope is not configured"));
     Ok(())
 }
 
@@ -161,8 +147,7 @@ fn a_failed_over_topic_stays_writable_after_a_restart_and_the_link_leaves_it() -
     let source = Tansu::start()?;
     create_topic(source.addr, "a_orders", 1, &[])?;
     produce(source.addr, "a_orders", 20, "none", 1, 0)?;
-    let config = link_config(source.addr)
-        .replace("[storage]", "[admin]\nlisten = \"127.0.0.1:0\"\n[storage]");
+    let config = NodeConfig::linked_to(source.addr).admin();
     let mut node = Node::start(&config)?;
     wait_identical(source.addr, node.kafka, "a_orders", 1)?;
     let admin = node.admin.context("admin")?.to_string();

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::{link_config, mirrored};
-use shadowlink_tests::{eventually, Node};
+use shadowlink_tests::scenario::mirrored;
+use shadowlink_tests::{eventually, Node, NodeConfig};
 
 /// One single-record batch per offset in `offsets`, all in leader epoch `epoch`.
 fn batches(offsets: std::ops::Range<i64>, epoch: i32, tag: &str) -> Vec<Bytes> {
@@ -46,7 +46,7 @@ fn a_corrupt_batch_stops_only_its_partition_and_names_it() -> Result<()> {
         ("a_bad".to_string(), log(bad.clone())),
         ("a_good".to_string(), log(good.clone())),
     ]))?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
 
     eventually(Duration::from_secs(30), || mirrored(&node, "a_good", &good))?;
     eventually(Duration::from_secs(30), || {
@@ -86,7 +86,7 @@ fn a_diverged_source_log_is_followed_after_truncation() -> Result<()> {
         .chain(batches(10..15, 1, "e1"))
         .collect();
     let source = FakeBroker::start(BTreeMap::from([("a_log".to_string(), log(before.clone()))]))?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || {
         mirrored(&node, "a_log", &before)
     })?;
@@ -118,7 +118,7 @@ fn transient_leader_errors_are_retried() -> Result<()> {
             ..FakeLog::default()
         }],
     )]))?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         RawClient::connect(node.kafka)?.list_offset("a_flaky", 0, -1)?,
@@ -135,7 +135,7 @@ fn transient_leader_errors_are_retried() -> Result<()> {
 fn the_mirror_log_start_follows_the_source() -> Result<()> {
     let data = batches(0..20, 0, "r");
     let source = FakeBroker::start(BTreeMap::from([("a_trim".to_string(), log(data.clone()))]))?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || mirrored(&node, "a_trim", &data))?;
     assert_eq!(
         RawClient::connect(node.kafka)?.list_offset("a_trim", 0, -2)?,
@@ -157,7 +157,7 @@ fn the_mirror_log_start_follows_the_source() -> Result<()> {
 fn partitions_added_at_the_source_are_mirrored_and_a_shrink_fails_the_topic() -> Result<()> {
     let first = batches(0..5, 0, "p0");
     let source = FakeBroker::start(BTreeMap::from([("a_grow".to_string(), log(first.clone()))]))?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || {
         mirrored(&node, "a_grow", &first)
     })?;
@@ -211,7 +211,7 @@ fn metadata_epoch(node: &Node, topic: &str) -> Result<i32> {
 fn the_node_reports_a_leader_epoch_never_below_the_source() -> Result<()> {
     let data = batches(0..5, 2, "e2");
     let source = FakeBroker::start(BTreeMap::from([("a_epoch".to_string(), log(data.clone()))]))?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || {
         mirrored(&node, "a_epoch", &data)
     })?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
-use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
-use shadowlink_tests::{eventually, python, Node, Tansu};
+use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
+use shadowlink_tests::{eventually, python, Node, NodeConfig, Tansu};
 
 type Record = (String, i32, i64);
 
@@ -26,7 +26,7 @@ fn mirrored(topics: &[(&str, i32, usize)]) -> Result<(Tansu, Node, BTreeSet<Reco
             expected.extend((0..per_partition).map(|o| (topic.to_string(), p, o)));
         }
     }
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     for (topic, partitions, _) in topics {
         wait_identical(source.addr, node.kafka, topic, *partitions)?;
     }

@@ -17,8 +17,8 @@ use shadowlink_protocol::batch::testing::{
 use shadowlink_protocol::batch::{MAGIC_V0, MAGIC_V1};
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::{create_topic, identical, link_config};
-use shadowlink_tests::{eventually, python, Node};
+use shadowlink_tests::scenario::{create_topic, identical};
+use shadowlink_tests::{eventually, python, Node, NodeConfig};
 
 /// A record as kafka-python reports it: offset, hex key, hex value, timestamp.
 type Seen = (i64, Option<String>, Option<String>, Option<i64>);
@@ -126,7 +126,7 @@ fn legacy_messages_then_v2_batches_are_mirrored_byte_identical_and_consumed() ->
             ..FakeLog::default()
         }],
     )]))?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || {
         identical(source.addr, node.kafka, "a_legacy", 1)
     })?;
@@ -189,13 +189,7 @@ fn dumped(out: &str) -> Result<Vec<Seen>> {
 /// Produce v3 and later carry only v2 batches; Kafka answers INVALID_RECORD otherwise.
 #[test]
 fn a_legacy_message_set_produced_to_an_owned_topic_is_refused() -> Result<()> {
-    let node = Node::start(
-        r#"
-data_dir = "{data_dir}"
-[kafka]
-listen = "127.0.0.1:0"
-"#,
-    )?;
+    let node = Node::start(&NodeConfig::new())?;
     create_topic(node.kafka, "b_owned", 1, &[])?;
     let mut client = RawClient::connect(node.kafka)?;
     let messages = [

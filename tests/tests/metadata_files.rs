@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
 use kafka_protocol::messages::{
@@ -15,20 +14,11 @@ use kafka_protocol::messages::{
 use serde_json::Value;
 use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::{python, shadowlink_bin, Node};
+use shadowlink_tests::{python, shadowlink, Node, NodeConfig};
 
-const CONFIG: &str = r#"
-data_dir = "{data_dir}"
-[kafka]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[storage]
-persist = "always"
-[[topics]]
-name = "b_declared"
-partitions = 2
-"#;
+fn config() -> NodeConfig {
+    NodeConfig::owner().admin().topic("b_declared", 2)
+}
 
 fn produce(node: &Node, topic: &str, count: usize, partitions: i32) -> Result<()> {
     let count = count.to_string();
@@ -62,11 +52,8 @@ fn consume(node: &Node, topic: &str, expected: usize, partitions: &[i32]) -> Res
 /// `shadowlink status` against the node, in `format` (text or json).
 fn status(node: &Node, format: &str) -> Result<String> {
     let admin = node.admin.context("no admin listener")?;
-    let out = Command::new(shadowlink_bin())
-        .args(["status", "--admin", &admin.to_string(), "--format", format])
-        .output()?;
-    ensure!(out.status.success(), "shadowlink status: {out:?}");
-    Ok(String::from_utf8(out.stdout)?)
+    shadowlink(&["status", "--admin", &admin.to_string(), "--format", format])?
+        .stdout("shadowlink status")
 }
 
 fn corrupt(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -133,7 +120,7 @@ fn offline_error(status: &Value, topic: &str, partition: Option<i32>) -> Option<
 
 /// A node holding three topics: one declared in the config, two created by clients.
 fn node_with_topics() -> Result<Node> {
-    let node = Node::start(CONFIG)?;
+    let node = Node::start(&config())?;
     let bootstrap = node.kafka.to_string();
     python("admin.py", &[&bootstrap, "create", "b_created", "4"])?;
     python("admin.py", &[&bootstrap, "create", "b_healthy", "2"])?;
@@ -279,14 +266,13 @@ fn files(dir: &Path) -> Result<Vec<(String, u64)>> {
 
 #[test]
 fn a_link_does_not_write_offline_shadows_and_keeps_mirroring_the_rest() -> Result<()> {
-    use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
+    use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
     let source = shadowlink_tests::Tansu::start()?;
     for topic in ["a_orders", "a_other"] {
         create_topic(source.addr, topic, 2, &[])?;
         produce(source.addr, topic, 20, "none", 2, 0)?;
     }
-    let config = link_config(source.addr)
-        .replace("[storage]", "[admin]\nlisten = \"127.0.0.1:0\"\n[storage]");
+    let config = NodeConfig::linked_to(source.addr).admin();
     let mut node = Node::start(&config)?;
     wait_identical(source.addr, node.kafka, "a_orders", 2)?;
     wait_identical(source.addr, node.kafka, "a_other", 2)?;

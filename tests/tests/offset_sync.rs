@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Result;
-use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
-use shadowlink_tests::{eventually, python, Node, Tansu};
+use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
+use shadowlink_tests::{eventually, python, Node, NodeConfig, Tansu};
 
 fn offsets(at: SocketAddr, group: &str) -> Result<Vec<String>> {
     let out = python("group_admin.py", &[&at.to_string(), "offsets", group])?;
@@ -32,10 +32,10 @@ fn source_commits_reach_the_node_for_matching_groups_only() -> Result<()> {
     )?;
     commit(source.addr, "analytics", &["a_orders:0:5"])?;
 
-    let config = link_config(source.addr).replace(
-        "config_interval = \"1s\"",
-        "config_interval = \"1s\"\ngroups = [\"bill*\"]\ngroup_interval = \"300ms\"",
-    );
+    let config = NodeConfig::linked_to(source.addr).link(|l| {
+        l.groups(&["bill*"])
+            .group_interval(Duration::from_millis(300))
+    });
     let node = Node::start(&config)?;
     wait_identical(source.addr, node.kafka, "a_orders", 3)?;
 

@@ -12,8 +12,7 @@ use kafka_protocol::records::{
 use serde_json::Value;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::link_config;
-use shadowlink_tests::{eventually, python, Node};
+use shadowlink_tests::{eventually, python, Node, NodeConfig};
 
 const BASE_TS: i64 = 1_700_000_000_000;
 /// Records per batch, and their timestamps' offsets within the batch's second: not in
@@ -93,7 +92,7 @@ fn offsets_for_times_on_a_mirror_match_the_source_above_a_mid_batch_log_start() 
             ..FakeLog::default()
         }],
     )]))?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || {
         let got = RawClient::connect(node.kafka)?.read_batches("a_times", 0, 0)?;
         Ok((got.into_iter().map(|(_, b)| b).collect::<Vec<_>>() == batches).then_some(()))

@@ -5,17 +5,20 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
-use shadowlink_tests::{eventually, python, shadowlink_bin, workspace_root, Node, Tansu};
+use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
+use shadowlink_tests::{
+    check_config, eventually, python, shadowlink, shadowlink_command, workspace_root, Node,
+    NodeConfig, Tansu,
+};
 
-/// [`link_config`] plus an admin listener on a free port.
-fn admin_config(source: SocketAddr) -> String {
-    link_config(source).replace("[storage]", "[admin]\nlisten = \"127.0.0.1:0\"\n[storage]")
+/// [`NodeConfig::linked_to`] plus an admin listener on a free port.
+fn admin_config(source: SocketAddr) -> NodeConfig {
+    NodeConfig::linked_to(source).admin()
 }
 
 /// A plain HTTP/1.0 GET: the status code and the body.
@@ -45,10 +48,6 @@ fn status_json(node: &Node) -> Result<Value> {
         bail!("/v1/status answered {code}: {body}");
     }
     Ok(serde_json::from_str(&body)?)
-}
-
-fn shadowlink(args: &[&str]) -> Result<Output> {
-    Ok(Command::new(shadowlink_bin()).args(args).output()?)
 }
 
 /// The value of the first sample of `name` whose labels include every `labels` pair.
@@ -150,9 +149,7 @@ fn admin_endpoints_status_command_and_dashboard_metrics() -> Result<()> {
     assert_eq!(total, 300);
     assert_eq!(status["ready"], true);
 
-    let text = shadowlink(&["status", "--admin", &format!("http://{addr}")])?;
-    assert!(text.status.success(), "{text:?}");
-    let text = String::from_utf8(text.stdout)?;
+    let text = shadowlink(&["status", "--admin", &format!("http://{addr}")])?.stdout("status")?;
     println!("{text}");
     assert!(text.contains("LINK    TOPIC     STATE   PARTITION  SRC_LSO  SRC_HWM  DST_HWM  LAG  LAG_SECONDS  LAST_ERROR"), "{text}");
     assert!(text.contains("from-a  connected"), "{text}");
@@ -162,7 +159,7 @@ fn admin_endpoints_status_command_and_dashboard_metrics() -> Result<()> {
         .count();
     assert_eq!(rows, 3, "{text}");
     let json = shadowlink(&["status", "--admin", &addr.to_string(), "--format", "json"])?;
-    let json: Value = serde_json::from_slice(&json.stdout)?;
+    let json: Value = serde_json::from_str(&json.stdout)?;
     assert_eq!(json["links"][0]["topics"][0]["name"], "a_orders");
 
     // A client connection held open while scraping shows in the connections gauge.
@@ -258,8 +255,7 @@ fn readyz_and_status_report_an_unreachable_source() -> Result<()> {
         .as_str()
         .unwrap_or_default();
     assert!(error.contains(&nowhere.to_string()), "{status}");
-    let out = shadowlink(&["status", "--admin", &addr.to_string()])?;
-    let text = String::from_utf8(out.stdout)?;
+    let text = shadowlink(&["status", "--admin", &addr.to_string()])?.stdout;
     assert!(text.contains("NOT READY"), "{text}");
     assert!(text.contains("from-a  lost"), "{text}");
     let (_, metrics) = get(addr, "/metrics")?;
@@ -277,11 +273,11 @@ fn status_without_a_node_names_the_url() -> Result<()> {
     let port = shadowlink_tests::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let out = shadowlink(&["status", "--admin", &url])?;
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr)?;
+    assert!(!out.success());
     assert!(
-        err.contains(&format!("cannot read {url}/v1/status")),
-        "{err}"
+        out.stderr.contains(&format!("cannot read {url}/v1/status")),
+        "{}",
+        out.stderr
     );
     Ok(())
 }
@@ -306,10 +302,11 @@ fn first_sync_reports_progress_in_logs_and_status() -> Result<()> {
         ],
     )?;
     assert_eq!(acked.trim(), "3000");
-    let config = admin_config(source.addr).replace(
-        "config_interval = \"1s\"",
-        "config_interval = \"1s\"\nprogress_interval = \"100ms\"\nfetch_max_bytes = 1024\npartition_max_bytes = 1024",
-    );
+    let config = admin_config(source.addr).link(|l| {
+        l.progress_interval(Duration::from_millis(100))
+            .fetch_max_bytes(1024)
+            .partition_max_bytes(1024)
+    });
     let node = Node::start(&config)?;
     let (mut seen_syncing, mut small_done_during_sync) = (false, false);
     eventually(Duration::from_secs(120), || {
@@ -366,59 +363,77 @@ fn sigterm_exits_zero_and_a_restart_resumes() -> Result<()> {
 /// check-config stops on bad files with the key at fault, and accepts the deploy examples.
 #[test]
 fn check_config_names_the_key_at_fault() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let good = admin_config("127.0.0.1:9092".parse()?).replace("{data_dir}", "/tmp/x");
+    let good = || admin_config("127.0.0.1:9092".parse().expect("an address"));
+    let at_x = |config: NodeConfig| config.render(Some(Path::new("/tmp/x")));
     let cases = [
+        (at_x(good().admin_listen("localhost")), "admin.listen"),
         (
-            good.replace(
-                "listen = \"127.0.0.1:0\"\n[storage]",
-                "listen = \"localhost\"\n[storage]",
-            ),
-            "admin.listen",
-        ),
-        (
-            good.replace("metadata_interval", "metadata_intervall"),
+            at_x(good().link(|l| l.entry("metadata_intervall", "\"300ms\""))),
             "metadata_intervall",
         ),
+        (at_x(good().persist("sometimes")), "storage.persist"),
+        (at_x(good().link(|l| l.include(&[]))), "links[0].include"),
         (
-            good.replace("persist = \"os\"", "persist = \"sometimes\""),
-            "storage.persist",
-        ),
-        (
-            good.replace("include = [\"a_*\"]", "include = []"),
-            "links[0].include",
-        ),
-        (
-            format!("{good}fetches_in_flight = 0\n"),
+            at_x(good().link(|l| l.fetches_in_flight(0))),
             "links[0].fetches_in_flight",
         ),
         (
-            format!("{good}progress_interval = \"1ms\"\n"),
+            at_x(good().link(|l| l.progress_interval(Duration::from_millis(1)))),
             "links[0].progress_interval",
         ),
         (
-            good.replace("persist = \"os\"", "segment_bytes = \"big\""),
+            at_x(good().storage_entry("segment_bytes", "\"big\"")),
             "`storage.segment_bytes`: invalid type",
         ),
-        (good.replace("data_dir = \"/tmp/x\"", ""), "data_dir"),
+        (good().render(None), "data_dir"),
     ];
+    assert!(check_config(&at_x(good()))?.success(), "the base case");
     for (i, (text, key)) in cases.iter().enumerate() {
-        let path = dir.path().join(format!("bad{i}.toml"));
-        std::fs::write(&path, text)?;
-        let out = shadowlink(&["check-config", "--config", path.to_str().context("utf-8")?])?;
-        let err = String::from_utf8(out.stderr)?;
-        assert!(!out.status.success(), "case {i} was accepted");
-        assert!(err.contains(key), "case {i}: {key} not named in {err}");
+        let out = check_config(text)?;
+        assert!(!out.success(), "case {i} was accepted");
+        assert!(
+            out.stderr.contains(key),
+            "case {i}: {key} not named in {}",
+            out.stderr
+        );
     }
     for example in ["region-a.toml", "region-b.toml"] {
         let path = workspace_root().join("deploy").join(example);
         let out = shadowlink(&["check-config", "--config", path.to_str().context("utf-8")?])?;
-        assert!(
-            out.status.success(),
-            "{example}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.success(), "{example}: {}", out.stderr);
     }
+    Ok(())
+}
+
+/// Every setting the test config builder can render is one the daemon accepts, so the
+/// tests that use them run the config they name.
+#[test]
+fn every_setting_of_the_test_config_builder_passes_check_config() -> Result<()> {
+    let source: SocketAddr = "127.0.0.1:9092".parse()?;
+    let config = NodeConfig::linked_to(source)
+        .listen("127.0.0.1:0")
+        .max_connections(3)
+        .idle_timeout(Duration::from_secs(2))
+        .max_partitions_per_request(10)
+        .admin()
+        .persist("always")
+        .segment_bytes(2048)
+        .retention_interval(Duration::from_millis(200))
+        .max_partitions(15)
+        .fault_fsync_delay(Duration::from_millis(1))
+        .topic("b_owned", 2)
+        .link(|l| {
+            l.start("latest")
+                .groups(&["bill*"])
+                .group_interval(Duration::from_millis(300))
+                .mirror_schemas(true)
+                .fetch_max_bytes(1024)
+                .partition_max_bytes(1024)
+                .fetches_in_flight(2)
+                .progress_interval(Duration::from_millis(100))
+        });
+    let out = check_config(&config.render(Some(Path::new("/tmp/x"))))?;
+    assert!(out.success(), "{}", out.stderr);
     Ok(())
 }
 
@@ -428,14 +443,13 @@ fn check_config_names_the_key_at_fault() -> Result<()> {
 fn json_logs_are_one_object_per_line_with_event_fields() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let nowhere: SocketAddr = format!("127.0.0.1:{}", shadowlink_tests::free_port()).parse()?;
-    let data_dir = dir.path().join("data").display().to_string();
+    let data_dir = dir.path().join("data");
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,
-        link_config(nowhere).replace("{data_dir}", &data_dir),
+        NodeConfig::linked_to(nowhere).render(Some(&data_dir)),
     )?;
-    let mut child = Command::new(shadowlink_bin())
-        .args(["--log-format", "json", "run", "--config"])
+    let mut child = shadowlink_command(&["--log-format", "json", "run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())

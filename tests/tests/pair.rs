@@ -2,13 +2,13 @@
 //! other's. Both directions are byte-identical; after region A dies, B fails `a_*` over,
 //! producers carry on at the same offsets and consumer groups resume where they committed.
 
-use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::wait_identical;
-use shadowlink_tests::{eventually, free_port, python, shadowlink_bin, Node};
+use shadowlink_tests::{eventually, free_port, python, shadowlink, Link, Node, NodeConfig};
 
 fn node_config(
     port: u16,
@@ -16,35 +16,22 @@ fn node_config(
     link_from: &str,
     peer: u16,
     schemas: bool,
-) -> String {
-    let mut config = format!(
-        r#"
-data_dir = "{{data_dir}}"
-[kafka]
-listen = "127.0.0.1:{port}"
-[admin]
-listen = "127.0.0.1:0"
-[storage]
-persist = "always"
-"#
+) -> NodeConfig {
+    let config = owns.iter().fold(
+        NodeConfig::owner()
+            .listen(format!("127.0.0.1:{port}"))
+            .admin(),
+        |config, (name, partitions)| config.topic(name, *partitions),
     );
-    for (name, partitions) in owns {
-        config.push_str(&format!(
-            "[[topics]]\nname = \"{name}\"\npartitions = {partitions}\n"
-        ));
-    }
-    config.push_str(&format!(
-        r#"[[links]]
-name = "from-{link_from}"
-bootstrap = ["127.0.0.1:{peer}"]
-include = ["{link_from}_*"]
-groups = ["*"]
-mirror_schemas = {schemas}
-metadata_interval = "300ms"
-group_interval = "300ms"
-"#
-    ));
-    config
+    let pattern = format!("{link_from}_*");
+    config.add_link(
+        Link::new(&format!("from-{link_from}"), format!("127.0.0.1:{peer}"))
+            .include(&[&pattern])
+            .groups(&["*"])
+            .mirror_schemas(schemas)
+            .metadata_interval(Duration::from_millis(300))
+            .group_interval(Duration::from_millis(300)),
+    )
 }
 
 fn produce(node: &Node, topic: &str, count: usize, partitions: i32) -> Result<()> {
@@ -87,16 +74,9 @@ fn failover(node: &Node, args: &[&str]) -> Result<String> {
 
 fn failover_link(node: &Node, link: &str, args: &[&str]) -> Result<String> {
     let admin = node.admin.context("admin listener")?.to_string();
-    let out = Command::new(shadowlink_bin())
-        .args(["failover", "--admin", &admin, "--link", link])
-        .args(args)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let mut all = vec!["failover", "--admin", &admin, "--link", link];
+    all.extend_from_slice(args);
+    shadowlink(&all)?.stdout("failover")
 }
 
 #[test]

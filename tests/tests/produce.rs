@@ -2,9 +2,9 @@
 //! are contiguous, idempotent retries are written once, also across a restart.
 
 use std::net::SocketAddr;
-use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -16,16 +16,7 @@ use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::{create_topic, CODECS};
-use shadowlink_tests::{python, workspace_root, Node};
-
-/// A node with no links; `always` makes every acknowledged batch survive kill -9.
-const OWNER_CONFIG: &str = r#"
-data_dir = "{data_dir}"
-[kafka]
-listen = "127.0.0.1:0"
-[storage]
-persist = "always"
-"#;
+use shadowlink_tests::{node_js, python, Link, Node, NodeConfig};
 
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
@@ -98,7 +89,7 @@ fn produce_with(
 
 #[test]
 fn an_idempotent_librdkafka_producer_writes_every_codec_at_contiguous_offsets() -> Result<()> {
-    let node = Node::start(OWNER_CONFIG)?;
+    let node = Node::start(&NodeConfig::owner())?;
     for codec in CODECS {
         let topic = format!("b_{codec}");
         create_topic(node.kafka, &topic, 3, &[])?;
@@ -114,24 +105,15 @@ fn an_idempotent_librdkafka_producer_writes_every_codec_at_contiguous_offsets() 
 
 /// Runs tests/js/produce.js (kafkajs) and returns its stdout.
 fn kafkajs_produce(node: SocketAddr, topic: &str, count: usize) -> Result<String> {
-    let dir = workspace_root().join("tests/js");
-    let out = Command::new("node")
-        .arg(dir.join("produce.js"))
-        .args([&node.to_string(), topic, &count.to_string(), "3"])
-        .current_dir(&dir)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "produce.js failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    node_js(
+        "produce.js",
+        &[&node.to_string(), topic, &count.to_string(), "3"],
+    )
 }
 
 #[test]
 fn kafka_python_and_kafkajs_produce_to_owned_topics() -> Result<()> {
-    let node = Node::start(OWNER_CONFIG)?;
+    let node = Node::start(&NodeConfig::owner())?;
     create_topic(node.kafka, "b_kafka_python", 3, &[])?;
     produce_with("kafka-python", node.kafka, "b_kafka_python", 300, "gzip")?;
     assert_eq!(contiguous_records(node.kafka, "b_kafka_python", 3)?, 300);
@@ -191,7 +173,7 @@ fn produce_batch(
 
 #[test]
 fn a_retried_batch_is_written_once_even_after_a_restart() -> Result<()> {
-    let mut node = Node::start(OWNER_CONFIG)?;
+    let mut node = Node::start(&NodeConfig::owner())?;
     create_topic(node.kafka, "b_payments", 1, &[])?;
     let mut client = RawClient::connect(node.kafka)?;
     let (code, pid) = init_producer_id(&mut client, None)?;
@@ -255,7 +237,7 @@ fn creatable(topic: &str, partitions: i32, configs: &[(&str, &str)]) -> Creatabl
 
 #[test]
 fn create_topics_and_init_producer_id_refuse_what_the_node_cannot_do() -> Result<()> {
-    let node = Node::start(OWNER_CONFIG)?;
+    let node = Node::start(&NodeConfig::owner())?;
     let mut client = RawClient::connect(node.kafka)?;
     // validate_only creates nothing.
     assert_eq!(
@@ -304,20 +286,11 @@ fn declared_topics_are_owned_while_a_link_shadows_the_rest() -> Result<()> {
         shadowlink_tests::scenario::create_topic(source.addr, topic, 3, &[])?;
         shadowlink_tests::scenario::produce(source.addr, topic, 30, "none", 3, 0)?;
     }
-    let config = format!(
-        r#"{OWNER_CONFIG}
-[[topics]]
-name = "b_payments"
-partitions = 3
-
-[[links]]
-name = "from-b"
-bootstrap = ["{}"]
-include = ["b_*"]
-exclude = ["b_payments"]
-metadata_interval = "300ms"
-"#,
-        source.addr
+    let config = NodeConfig::owner().topic("b_payments", 3).add_link(
+        Link::new("from-b", source.addr)
+            .include(&["b_*"])
+            .exclude(&["b_payments"])
+            .metadata_interval(Duration::from_millis(300)),
     );
     let node = Node::start(&config)?;
     // The link shadows what this node does not own...

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::{create_topic, link_config, produce, wait_identical};
-use shadowlink_tests::{python, Node, Tansu};
+use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
+use shadowlink_tests::{python, Node, NodeConfig, Tansu};
 
 fn mirrored_node() -> Result<(Tansu, Node)> {
     let source = Tansu::start()?;
     create_topic(source.addr, "a_orders", 1, &[])?;
     produce(source.addr, "a_orders", 50, "none", 1, 0)?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     wait_identical(source.addr, node.kafka, "a_orders", 1)?;
     Ok((source, node))
 }
@@ -163,13 +163,9 @@ fn thousands_of_malformed_frames_leave_the_node_serving() -> Result<()> {
 fn the_listener_caps_connections_and_closes_idle_ones() -> Result<()> {
     use std::io::Read;
     let node = Node::start(
-        r#"
-data_dir = "{data_dir}"
-[kafka]
-listen = "127.0.0.1:0"
-max_connections = 3
-idle_timeout = "2s"
-"#,
+        &NodeConfig::new()
+            .max_connections(3)
+            .idle_timeout(Duration::from_secs(2)),
     )?;
     // How long until the node closes `s`, reading with a 5 s limit.
     let closed_after = |mut s: TcpStream| -> Result<Duration> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::{self, create_topic, produce};
-use shadowlink_tests::{eventually, python, Tansu};
+use shadowlink_tests::{eventually, python, NodeConfig, Tansu};
 
 #[test]
 fn every_codec_is_mirrored_byte_identical_and_filters_apply() -> Result<()> {
@@ -31,7 +31,7 @@ fn topic_configs_are_synced_from_the_source() -> Result<()> {
     ];
     create_topic(source.addr, "a_configured", 1, &settings)?;
     produce(source.addr, "a_configured", 5, "none", 1, 0)?;
-    let node = shadowlink_tests::Node::start(&scenario::link_config(source.addr))?;
+    let node = shadowlink_tests::Node::start(&NodeConfig::linked_to(source.addr))?;
     let expected: Vec<String> = {
         let mut v: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
         v.sort();
@@ -53,10 +53,9 @@ fn the_mirror_enforces_retention_synced_from_the_source() -> Result<()> {
     let source = Tansu::start()?;
     create_topic(source.addr, "a_short", 1, &["retention.ms=1500"])?;
     produce(source.addr, "a_short", 300, "none", 1, 0)?;
-    let config = scenario::link_config(source.addr).replace(
-        "persist = \"os\"",
-        "persist = \"os\"\nsegment_bytes = 2048\nretention_interval = \"200ms\"",
-    );
+    let config = NodeConfig::linked_to(source.addr)
+        .segment_bytes(2048)
+        .retention_interval(Duration::from_millis(200));
     let node = shadowlink_tests::Node::start(&config)?;
     // Everything arrives, then whole old segments go once they are older than 1.5 s.
     let start = eventually(Duration::from_secs(30), || {
@@ -86,7 +85,7 @@ fn a_recreated_source_topic_fails_its_mirror_and_leaves_the_rest_running() -> Re
         create_topic(source.addr, topic, 1, &[])?;
         produce(source.addr, topic, 40, "none", 1, 0)?;
     }
-    let node = shadowlink_tests::Node::start(&scenario::link_config(source.addr))?;
+    let node = shadowlink_tests::Node::start(&NodeConfig::linked_to(source.addr))?;
     scenario::wait_identical(source.addr, node.kafka, "a_gone", 1)?;
     let before = RawClient::connect(node.kafka)?.read_batches("a_gone", 0, 0)?;
 

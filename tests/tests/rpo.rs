@@ -4,61 +4,51 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
-use shadowlink_tests::{free_port, python, shadowlink_bin, workspace_root, Node};
+use shadowlink_tests::{free_port, python, shadowlink, Client, Link, Node, NodeConfig};
 
 const TOPIC: &str = "a_rpo";
 const PARTITIONS: i32 = 4;
 /// Records per second: enough that every fetch response carries new data.
 const RATE: u32 = 2000;
 
-fn owner_config(port: u16) -> String {
-    format!(
-        r#"
-data_dir = "{{data_dir}}"
-[kafka]
-listen = "127.0.0.1:{port}"
-[storage]
-persist = "os"
-[[topics]]
-name = "{TOPIC}"
-partitions = {PARTITIONS}
-"#
-    )
+fn owner_config(port: u16) -> NodeConfig {
+    NodeConfig::new()
+        .listen(format!("127.0.0.1:{port}"))
+        .persist("os")
+        .topic(TOPIC, PARTITIONS)
 }
 
-fn mirror_config(owner: u16) -> String {
-    format!(
-        r#"
-data_dir = "{{data_dir}}"
-[kafka]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[storage]
-persist = "os"
-[[links]]
-name = "from-a"
-bootstrap = ["127.0.0.1:{owner}"]
-include = ["a_*"]
-metadata_interval = "300ms"
-"#
+fn mirror_config(owner: u16) -> NodeConfig {
+    NodeConfig::new().admin().persist("os").add_link(
+        Link::new("from-a", format!("127.0.0.1:{owner}"))
+            .include(&["a_*"])
+            .metadata_interval(Duration::from_millis(300)),
     )
 }
 
 /// The steady producer, its stdout lines ("PARTITION OFFSET KEY TIME", one per
 /// acknowledged record) arriving on the receiver.
 fn start_producer(node: &Node, rate: u32) -> Result<(Child, Receiver<String>)> {
-    let script = workspace_root().join("tests/py/produce_steady.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args([&node.kafka.to_string(), TOPIC, "--rate", &rate.to_string()])
-        .args(["--partitions", &PARTITIONS.to_string(), "--seconds", "30"])
+    let mut child = Client::Python
+        .command(
+            "produce_steady.py",
+            &[
+                &node.kafka.to_string(),
+                TOPIC,
+                "--rate",
+                &rate.to_string(),
+                "--partitions",
+                &PARTITIONS.to_string(),
+                "--seconds",
+                "30",
+            ],
+        )
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot start the producer")?;
@@ -242,22 +232,15 @@ fn drill(rate: u32) -> Result<Drill> {
     check_live_bound(admin)?;
     let killed = unix_seconds();
     a.process.kill9();
-    let out = Command::new(shadowlink_bin())
-        .args([
-            "failover",
-            "--admin",
-            &admin.to_string(),
-            "--link",
-            "from-a",
-            "--all",
-        ])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = String::from_utf8(out.stdout)?;
+    let report = shadowlink(&[
+        "failover",
+        "--admin",
+        &admin.to_string(),
+        "--link",
+        "from-a",
+        "--all",
+    ])?
+    .stdout("failover")?;
     let (rows, total_max) = parse_report(&report)?;
     ensure!(rows.len() == PARTITIONS as usize, "{report}");
     // Every acknowledgement A sent before it died, however late it arrives.

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::{create_topic, link_config, produce};
-use shadowlink_tests::{eventually, python, Node, Tansu};
+use shadowlink_tests::scenario::{create_topic, produce};
+use shadowlink_tests::{eventually, python, Node, NodeConfig, Tansu};
 
 /// Batches of `per_batch` records each, covering `offsets`.
 fn batches(offsets: std::ops::Range<i64>, per_batch: i64, tag: &str) -> Vec<Bytes> {
@@ -81,7 +81,7 @@ fn earliest_on_a_source_whose_log_start_moved_begins_there() -> Result<()> {
             ..FakeLog::default()
         },
     )?;
-    let mut node = Node::start(&link_config(source.addr))?;
+    let mut node = Node::start(&NodeConfig::linked_to(source.addr))?;
     wait_mirror(&node, "a_trimmed", (14, 40), &data[3..])?;
     ensure!(skipped_line(&node, 0, 14), "no warning names offsets 0..14");
     ensure!(!node.process.logged(&["mirror partition stopped"]));
@@ -110,7 +110,7 @@ fn latest_on_a_non_empty_source_begins_at_its_end() -> Result<()> {
             ..FakeLog::default()
         },
     )?;
-    let config = link_config(source.addr).replace("[[links]]", "[[links]]\nstart = \"latest\"");
+    let config = NodeConfig::linked_to(source.addr).link(|l| l.start("latest"));
     let mut node = Node::start(&config)?;
     wait_mirror(&node, "a_live", (20, 20), &[])?;
     node.restart()?;
@@ -133,7 +133,7 @@ fn a_mirror_overtaken_by_the_source_log_start_restarts_there() -> Result<()> {
             ..FakeLog::default()
         },
     )?;
-    let mut node = Node::start(&link_config(source.addr))?;
+    let mut node = Node::start(&NodeConfig::linked_to(source.addr))?;
     wait_mirror(&node, "a_behind", (0, 10), &first)?;
 
     // While the node is down the source writes on and its retention passes the mirror's
@@ -172,7 +172,7 @@ fn latest_on_a_tansu_topic_mirrors_only_what_comes_after() -> Result<()> {
         &[&[bootstrap.as_str(), "a_tail", "1"], &one[..]].concat(),
     )?;
     ensure!(RawClient::connect(source.addr)?.list_offset("a_tail", 0, -1)? == 1_000);
-    let config = link_config(source.addr).replace("[[links]]", "[[links]]\nstart = \"latest\"");
+    let config = NodeConfig::linked_to(source.addr).link(|l| l.start("latest"));
     let node = Node::start(&config)?;
     wait_mirror(&node, "a_tail", (1_000, 1_000), &[])?;
 
@@ -216,15 +216,13 @@ fn a_topic_flickering_in_source_metadata_keeps_one_writer() -> Result<()> {
             ..FakeLog::default()
         },
     )?);
-    let config = link_config(source.addr)
-        .replace(
-            "persist = \"os\"",
-            "persist = \"always\"\nfault_fsync_delay = \"150ms\"",
-        )
-        .replace(
-            "metadata_interval = \"300ms\"",
-            "metadata_interval = \"100ms\"\npartition_max_bytes = 16777216",
-        );
+    let config = NodeConfig::linked_to(source.addr)
+        .persist("always")
+        .fault_fsync_delay(Duration::from_millis(150))
+        .link(|l| {
+            l.metadata_interval(Duration::from_millis(100))
+                .partition_max_bytes(16777216)
+        });
     let node = Node::start(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flicker = {
@@ -300,7 +298,7 @@ fn source_topics_with_names_kafka_rejects_are_skipped() -> Result<()> {
         topics.insert(name.to_string(), vec![log]);
     }
     let source = FakeBroker::start(topics)?;
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     wait_mirror(&node, "a_ok", (0, 4), &data)?;
     for name in bad {
         eventually(Duration::from_secs(10), || {

@@ -2,23 +2,14 @@
 //! that a crash cuts short, checked with confluent-kafka's AdminClient and raw requests.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::{free_port, python, shadowlink_bin, Node};
-
-/// A node with no links; `always` makes what was acknowledged survive kill -9.
-const OWNER_CONFIG: &str = r#"
-data_dir = "{data_dir}"
-[kafka]
-listen = "127.0.0.1:0"
-[storage]
-persist = "always"
-"#;
+use shadowlink_tests::{check_config, free_port, python, Link, Node, NodeConfig};
 
 /// One CreateTopics request through the AdminClient: per topic, "OK" or the error
 /// name followed by the node's message.
@@ -93,7 +84,7 @@ fn create_raw(node: &Node, names: &[&str]) -> Result<Vec<(String, i16, String)>>
 
 #[test]
 fn names_follow_kafkas_rules_including_collisions_and_duplicates() -> Result<()> {
-    let node = Node::start(OWNER_CONFIG)?;
+    let node = Node::start(&NodeConfig::owner())?;
     let longest = "b".repeat(249);
     let too_long = "b".repeat(250);
     let out = create(
@@ -141,15 +132,9 @@ fn names_follow_kafkas_rules_including_collisions_and_duplicates() -> Result<()>
 
 #[test]
 fn partitions_are_capped_per_request_and_per_node() -> Result<()> {
-    let config = OWNER_CONFIG
-        .replace(
-            "listen = \"127.0.0.1:0\"",
-            "listen = \"127.0.0.1:0\"\nmax_partitions_per_request = 10",
-        )
-        .replace(
-            "persist = \"always\"",
-            "persist = \"always\"\nmax_partitions = 15",
-        );
+    let config = NodeConfig::owner()
+        .max_partitions_per_request(10)
+        .max_partitions(15);
     let node = Node::start(&config)?;
     let out = create(&node, &[("b_huge", 11)])?;
     assert!(
@@ -177,25 +162,23 @@ fn partitions_are_capped_per_request_and_per_node() -> Result<()> {
 
 #[test]
 fn check_config_refuses_bad_partition_limits() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("shadowlink.toml");
-    let config = OWNER_CONFIG.replace("{data_dir}", "/tmp/unused");
-    let check = |table: &str, key: &str, value: i64| -> Result<(bool, String)> {
-        let line = format!("[{table}]\n{key} = {value}\n");
-        std::fs::write(&path, config.replace(&format!("[{table}]\n"), &line))?;
-        let out = Command::new(shadowlink_bin())
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()?;
-        Ok((out.status.success(), String::from_utf8(out.stderr)?))
-    };
-    for (table, key) in [
-        ("kafka", "max_partitions_per_request"),
-        ("storage", "max_partitions"),
-    ] {
-        let (ok, stderr) = check(table, key, 5)?;
+    let limits: [(&str, &str, fn(NodeConfig, i64) -> NodeConfig); 2] = [
+        (
+            "kafka",
+            "max_partitions_per_request",
+            NodeConfig::max_partitions_per_request,
+        ),
+        ("storage", "max_partitions", NodeConfig::max_partitions),
+    ];
+    for (table, key, set) in limits {
+        let check = |value: i64| -> Result<(bool, String)> {
+            let text = set(NodeConfig::owner(), value).render(Some(Path::new("/tmp/unused")));
+            let out = check_config(&text)?;
+            Ok((out.success(), out.stderr))
+        };
+        let (ok, stderr) = check(5)?;
         assert!(ok, "{key} = 5 was refused: {stderr}");
-        let (ok, stderr) = check(table, key, 0)?;
+        let (ok, stderr) = check(0)?;
         assert!(!ok, "{key} = 0 was accepted");
         assert!(
             stderr.contains(&format!("`{table}.{key}`: must be at least 1")),
@@ -206,22 +189,17 @@ fn check_config_refuses_bad_partition_limits() -> Result<()> {
 }
 
 /// A link to a port where nothing listens: its filter is all that matters here.
-fn link_config(extra: &str) -> String {
-    format!(
-        r#"{OWNER_CONFIG}{extra}
-[[links]]
-name = "from-a"
-bootstrap = ["127.0.0.1:{}"]
-include = ["a_*"]
-exclude = ["a_local"]
-"#,
-        free_port()
+fn link_config() -> NodeConfig {
+    NodeConfig::owner().add_link(
+        Link::new("from-a", format!("127.0.0.1:{}", free_port()))
+            .include(&["a_*"])
+            .exclude(&["a_local"]),
     )
 }
 
 #[test]
 fn a_name_a_link_mirrors_is_refused_naming_the_link() -> Result<()> {
-    let node = Node::start(&link_config(""))?;
+    let node = Node::start(&link_config())?;
     let out = create(&node, &[("a_orders", 1), ("a_local", 1), ("b_orders", 1)])?;
     assert!(
         out["a_orders"].starts_with("POLICY_VIOLATION") && out["a_orders"].contains("link from-a"),
@@ -232,18 +210,9 @@ fn a_name_a_link_mirrors_is_refused_naming_the_link() -> Result<()> {
     produce_and_consume(&node, "a_local", 10, 1)?;
 
     // The same topic declared in the config is refused at start, naming both.
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("shadowlink.toml");
-    let declared = "[[topics]]\nname = \"a_orders\"\npartitions = 1\n";
-    std::fs::write(
-        &path,
-        link_config(declared).replace("{data_dir}", "/tmp/unused"),
-    )?;
-    let out = Command::new(shadowlink_bin())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let declared = link_config().topic("a_orders", 1);
+    let out = check_config(&declared.render(Some(Path::new("/tmp/unused"))))?;
+    let stderr = out.stderr;
     assert!(!out.status.success(), "accepted: {stderr}");
     assert!(
         stderr.contains("`topics[0].name`")
@@ -256,7 +225,7 @@ fn a_name_a_link_mirrors_is_refused_naming_the_link() -> Result<()> {
 
 #[test]
 fn a_creation_cut_short_by_a_crash_never_stops_the_next_start() -> Result<()> {
-    let mut node = Node::start(OWNER_CONFIG)?;
+    let mut node = Node::start(&NodeConfig::owner())?;
     assert_eq!(create(&node, &[("b_kept", 3)])?["b_kept"], "OK");
     produce_and_consume(&node, "b_kept", 30, 3)?;
     node.process.kill9();

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::{create_topic, link_config};
-use shadowlink_tests::{python, Node, Tansu};
+use shadowlink_tests::scenario::create_topic;
+use shadowlink_tests::{python, Node, NodeConfig, Tansu};
 
 const VALUE_BYTES: usize = 10_000;
 const TOPIC: &str = "a_bulk";
@@ -56,7 +56,7 @@ fn main() -> Result<()> {
 
     // shadowlink: from start to the last partition fully mirrored.
     let started = Instant::now();
-    let node = Node::start(&link_config(source.addr))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     wait_mirrored(&node, &ends, Duration::from_secs(900))?;
     let mirror = started.elapsed();
 

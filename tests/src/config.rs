@@ -1,0 +1,345 @@
+//! Node configs built from typed parts and rendered to the TOML `shadowlink` reads.
+//!
+//! A test states the settings it depends on; nothing is patched into shared text, so a
+//! change to a common config cannot quietly make a test check a different one.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The config of one node: `[kafka]`, `[admin]`, `[storage]`, `[[topics]]`, `[[links]]`.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    kafka: Table,
+    admin: Option<Table>,
+    storage: Table,
+    topics: Vec<(String, i32)>,
+    links: Vec<Link>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig::new()
+    }
+}
+
+impl NodeConfig {
+    /// A Kafka listener on a free loopback port and nothing else: every other setting
+    /// is the daemon's default.
+    pub fn new() -> NodeConfig {
+        NodeConfig {
+            kafka: Table::default().with("listen", quoted("127.0.0.1:0")),
+            admin: None,
+            storage: Table::default(),
+            topics: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+
+    /// A node that owns its topics and has no link; `persist = "always"` makes every
+    /// acknowledged batch survive kill -9.
+    pub fn owner() -> NodeConfig {
+        NodeConfig::new().persist("always")
+    }
+
+    /// A node with one link `from-a` from `source` taking `a_*` but `a_scratch`, refreshing
+    /// metadata every 300 ms and topic configs every second, with `persist = "os"`.
+    pub fn linked_to(source: SocketAddr) -> NodeConfig {
+        let link = Link::new("from-a", source)
+            .include(&["a_*"])
+            .exclude(&["a_scratch"])
+            .metadata_interval(Duration::from_millis(300))
+            .config_interval(Duration::from_secs(1));
+        NodeConfig::new().persist("os").add_link(link)
+    }
+
+    /// `kafka.listen`.
+    pub fn listen(mut self, addr: impl Display) -> Self {
+        self.kafka.set("listen", quoted(addr));
+        self
+    }
+
+    /// `kafka.max_connections`.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.kafka.set("max_connections", n.to_string());
+        self
+    }
+
+    /// `kafka.idle_timeout`.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.kafka.set("idle_timeout", duration(timeout));
+        self
+    }
+
+    /// `kafka.max_partitions_per_request`.
+    pub fn max_partitions_per_request(mut self, n: i64) -> Self {
+        self.kafka.set("max_partitions_per_request", n.to_string());
+        self
+    }
+
+    /// An admin listener on a free loopback port.
+    pub fn admin(self) -> Self {
+        self.admin_listen("127.0.0.1:0")
+    }
+
+    /// An admin listener on `addr`, which need not be valid.
+    pub fn admin_listen(mut self, addr: impl Display) -> Self {
+        self.admin = Some(Table::default().with("listen", quoted(addr)));
+        self
+    }
+
+    /// `storage.persist`, which need not be a mode the daemon knows.
+    pub fn persist(mut self, mode: &str) -> Self {
+        self.storage.set("persist", quoted(mode));
+        self
+    }
+
+    /// `storage.segment_bytes`.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.storage.set("segment_bytes", bytes.to_string());
+        self
+    }
+
+    /// `storage.retention_interval`.
+    pub fn retention_interval(mut self, interval: Duration) -> Self {
+        self.storage.set("retention_interval", duration(interval));
+        self
+    }
+
+    /// `storage.max_partitions`.
+    pub fn max_partitions(mut self, n: i64) -> Self {
+        self.storage.set("max_partitions", n.to_string());
+        self
+    }
+
+    /// `storage.fault_fsync_delay`: every fsync sleeps this long first.
+    pub fn fault_fsync_delay(mut self, delay: Duration) -> Self {
+        self.storage.set("fault_fsync_delay", duration(delay));
+        self
+    }
+
+    /// A `[storage]` key with a TOML value as written, for values the daemon must refuse.
+    pub fn storage_entry(mut self, key: &str, toml: &str) -> Self {
+        self.storage.set(key, toml.to_string());
+        self
+    }
+
+    /// A `[[topics]]` entry: a topic this node owns.
+    pub fn topic(mut self, name: &str, partitions: i32) -> Self {
+        self.topics.push((name.to_string(), partitions));
+        self
+    }
+
+    /// Another `[[links]]` entry.
+    pub fn add_link(mut self, link: Link) -> Self {
+        self.links.push(link);
+        self
+    }
+
+    /// Changes the last link added.
+    ///
+    /// # Panics
+    /// When the config has no link: the test is wrong, not the node.
+    pub fn link(mut self, change: impl FnOnce(Link) -> Link) -> Self {
+        let link = self.links.pop().expect("the config has a link to change");
+        self.links.push(change(link));
+        self
+    }
+
+    /// Whether the node will open an admin listener.
+    pub fn has_admin(&self) -> bool {
+        self.admin.is_some()
+    }
+
+    /// The TOML text, with `data_dir` set when given (leaving it out is a config error).
+    pub fn render(&self, data_dir: Option<&Path>) -> String {
+        let mut out = String::new();
+        if let Some(dir) = data_dir {
+            out.push_str(&format!("data_dir = {}\n", quoted(dir.display())));
+        }
+        self.kafka.render("[kafka]", &mut out);
+        if let Some(admin) = &self.admin {
+            admin.render("[admin]", &mut out);
+        }
+        if !self.storage.0.is_empty() {
+            self.storage.render("[storage]", &mut out);
+        }
+        for (name, partitions) in &self.topics {
+            Table::default()
+                .with("name", quoted(name))
+                .with("partitions", partitions.to_string())
+                .render("[[topics]]", &mut out);
+        }
+        for link in &self.links {
+            link.0.render("[[links]]", &mut out);
+        }
+        out
+    }
+}
+
+/// One `[[links]]` entry.
+#[derive(Clone, Debug)]
+pub struct Link(Table);
+
+impl Link {
+    /// A link named `name` to the broker at `bootstrap`, including nothing yet.
+    pub fn new(name: &str, bootstrap: impl Display) -> Link {
+        Link(
+            Table::default()
+                .with("name", quoted(name))
+                .with("bootstrap", list(&[bootstrap.to_string()])),
+        )
+    }
+
+    pub fn include(self, patterns: &[&str]) -> Self {
+        self.with("include", list(patterns))
+    }
+
+    pub fn exclude(self, patterns: &[&str]) -> Self {
+        self.with("exclude", list(patterns))
+    }
+
+    /// Where a new partition begins: `earliest` or `latest`.
+    pub fn start(self, position: &str) -> Self {
+        self.with("start", quoted(position))
+    }
+
+    pub fn metadata_interval(self, interval: Duration) -> Self {
+        self.with("metadata_interval", duration(interval))
+    }
+
+    pub fn config_interval(self, interval: Duration) -> Self {
+        self.with("config_interval", duration(interval))
+    }
+
+    /// Consumer groups whose offsets are synced.
+    pub fn groups(self, patterns: &[&str]) -> Self {
+        self.with("groups", list(patterns))
+    }
+
+    pub fn group_interval(self, interval: Duration) -> Self {
+        self.with("group_interval", duration(interval))
+    }
+
+    pub fn mirror_schemas(self, on: bool) -> Self {
+        self.with("mirror_schemas", on.to_string())
+    }
+
+    pub fn fetch_max_bytes(self, bytes: i32) -> Self {
+        self.with("fetch_max_bytes", bytes.to_string())
+    }
+
+    pub fn partition_max_bytes(self, bytes: i32) -> Self {
+        self.with("partition_max_bytes", bytes.to_string())
+    }
+
+    pub fn fetches_in_flight(self, n: usize) -> Self {
+        self.with("fetches_in_flight", n.to_string())
+    }
+
+    pub fn progress_interval(self, interval: Duration) -> Self {
+        self.with("progress_interval", duration(interval))
+    }
+
+    /// A key with a TOML value as written, for keys or values the daemon must refuse.
+    pub fn entry(self, key: &str, toml: &str) -> Self {
+        self.with(key, toml.to_string())
+    }
+
+    fn with(mut self, key: &str, value: String) -> Self {
+        self.0.set(key, value);
+        self
+    }
+}
+
+/// Keys and rendered TOML values of one table, in the order first set.
+#[derive(Clone, Debug, Default)]
+struct Table(Vec<(String, String)>);
+
+impl Table {
+    fn set(&mut self, key: &str, value: String) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((key.to_string(), value)),
+        }
+    }
+
+    fn with(mut self, key: &str, value: String) -> Self {
+        self.set(key, value);
+        self
+    }
+
+    fn render(&self, header: &str, out: &mut String) {
+        out.push_str(header);
+        out.push('\n');
+        for (key, value) in &self.0 {
+            out.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+}
+
+/// A TOML basic string: JSON string escapes are valid TOML ones.
+fn quoted(text: impl Display) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
+fn list(items: &[impl AsRef<str>]) -> String {
+    let items: Vec<String> = items.iter().map(|i| quoted(i.as_ref())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// A humantime duration, in milliseconds so that no precision the tests use is lost.
+fn duration(d: Duration) -> String {
+    quoted(format!("{}ms", d.as_millis()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_linked_node_renders_every_table() {
+        let source: SocketAddr = "127.0.0.1:9092".parse().unwrap();
+        let text = NodeConfig::linked_to(source)
+            .admin()
+            .segment_bytes(2048)
+            .topic("b_owned", 2)
+            .link(|l| l.start("latest").groups(&["bill*"]))
+            .render(Some(Path::new("/data")));
+        let expected = r#"data_dir = "/data"
+[kafka]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[storage]
+persist = "os"
+segment_bytes = 2048
+[[topics]]
+name = "b_owned"
+partitions = 2
+[[links]]
+name = "from-a"
+bootstrap = ["127.0.0.1:9092"]
+include = ["a_*"]
+exclude = ["a_scratch"]
+metadata_interval = "300ms"
+config_interval = "1000ms"
+start = "latest"
+groups = ["bill*"]
+"#;
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn setting_a_key_again_replaces_it() {
+        let text = NodeConfig::new()
+            .persist("os")
+            .persist("always")
+            .render(None);
+        assert_eq!(
+            text,
+            "[kafka]\nlisten = \"127.0.0.1:0\"\n[storage]\npersist = \"always\"\n"
+        );
+    }
+}
