@@ -457,3 +457,72 @@ pub fn python(script: &str, args: &[&str]) -> Result<String> {
 pub fn node_js(script: &str, args: &[&str]) -> Result<String> {
     Client::Node.run(script, args)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eventually_reports_the_last_attempt_not_an_earlier_error() {
+        let mut attempts = 0;
+        let err = eventually(Duration::from_millis(300), || -> Result<Option<()>> {
+            attempts += 1;
+            match attempts {
+                1 => bail!("connection refused"),
+                _ => Ok(None),
+            }
+        })
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("condition still false"), "{text}");
+        assert!(!text.contains("connection refused"), "{text}");
+    }
+
+    #[test]
+    fn eventually_reports_the_last_error() {
+        let mut attempts = 0;
+        let err = eventually(Duration::from_millis(300), || -> Result<Option<()>> {
+            attempts += 1;
+            bail!("attempt {attempts} refused")
+        })
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(&format!("attempt {attempts} refused")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn until_reports_the_last_value_seen() {
+        let mut epoch = 0;
+        let err = until(
+            Duration::from_millis(300),
+            || {
+                epoch += 1;
+                Ok(epoch)
+            },
+            |e| *e < 0,
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(&format!("last value seen was {epoch}")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn until_returns_the_first_value_that_satisfies_it() {
+        let mut n = 0;
+        let got = until(
+            Duration::from_secs(5),
+            || {
+                n += 1;
+                Ok(n)
+            },
+            |n| *n == 3,
+        );
+        assert_eq!(got.unwrap(), 3);
+    }
+}

@@ -22,7 +22,9 @@ use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::mirrored;
-use shadowlink_tests::{eventually, free_port, python, shadowlink, Client, Node, NodeConfig};
+use shadowlink_tests::{
+    eventually, free_port, python, shadowlink, until, Client, Node, NodeConfig,
+};
 
 const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
@@ -182,9 +184,11 @@ fn the_source_epoch_survives_a_restart_and_failover_goes_above_it() -> Result<()
     eventually(Duration::from_secs(30), || {
         mirrored(&node, "a_floor", &data)
     })?;
-    eventually(Duration::from_secs(30), || {
-        Ok((metadata_epoch(&node, "a_floor")? == 5).then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || metadata_epoch(&node, "a_floor"),
+        |epoch| *epoch == 5,
+    )?;
 
     // Restart with the source out of reach: only what the node kept can answer.
     let gone: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
@@ -265,9 +269,11 @@ fn consume_across_truncation(topic: &str, reset: &str) -> Result<Vec<serde_json:
         .collect();
     source.edit(|t| t.get_mut(topic).unwrap()[0].batches = after.clone());
     eventually(Duration::from_secs(30), || mirrored(&node, topic, &after))?;
-    eventually(Duration::from_secs(30), || {
-        Ok((metadata_epoch(&node, topic)? == 2).then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || metadata_epoch(&node, topic),
+        |epoch| *epoch == 2,
+    )?;
 
     writeln!(consumer.0.stdin.as_mut().context("piped stdin")?, "go")?;
     let events = out

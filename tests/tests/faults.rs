@@ -10,7 +10,7 @@ use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::mirrored;
-use shadowlink_tests::{eventually, Node, NodeConfig};
+use shadowlink_tests::{eventually, until, Node, NodeConfig};
 
 /// One single-record batch per offset in `offsets`, all in leader epoch `epoch`.
 fn batches(offsets: std::ops::Range<i64>, epoch: i32, tag: &str) -> Vec<Bytes> {
@@ -144,9 +144,11 @@ fn the_mirror_log_start_follows_the_source() -> Result<()> {
 
     // Retention or DeleteRecords at the source moves its log start to 12.
     source.edit(|t| t.get_mut("a_trim").unwrap()[0].log_start = 12);
-    eventually(Duration::from_secs(30), || {
-        Ok((RawClient::connect(node.kafka)?.list_offset("a_trim", 0, -2)? == 12).then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || RawClient::connect(node.kafka)?.list_offset("a_trim", 0, -2),
+        |start| *start == 12,
+    )?;
     let kept = RawClient::connect(node.kafka)?.read_batches("a_trim", 0, 12)?;
     assert_eq!(kept.first().map(|(o, _)| *o), Some(12));
     assert_eq!(kept.len(), 8);
@@ -223,8 +225,10 @@ fn the_node_reports_a_leader_epoch_never_below_the_source() -> Result<()> {
 
     // Two leader changes at the source, nothing written since: clients must still see 4.
     source.edit(|t| t.get_mut("a_epoch").unwrap()[0].leader_epoch = Some(4));
-    eventually(Duration::from_secs(30), || {
-        Ok((metadata_epoch(&node, "a_epoch")? == 4).then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || metadata_epoch(&node, "a_epoch"),
+        |epoch| *epoch == 4,
+    )?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
-use shadowlink_tests::{eventually, python, Node, NodeConfig, Tansu};
+use shadowlink_tests::{python, until, Node, NodeConfig, Tansu};
 
 fn offsets(at: SocketAddr, group: &str) -> Result<Vec<String>> {
     let out = python("group_admin.py", &[&at.to_string(), "offsets", group])?;
@@ -40,18 +40,20 @@ fn source_commits_reach_the_node_for_matching_groups_only() -> Result<()> {
     wait_identical(source.addr, node.kafka, "a_orders", 3)?;
 
     let expected = vec!["a_orders 0 40", "a_orders 1 7", "a_orders 2 100"];
-    eventually(Duration::from_secs(30), || {
-        Ok((offsets(node.kafka, "billing")? == expected).then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || offsets(node.kafka, "billing"),
+        |got| *got == expected,
+    )?;
     // A group outside the filter is not copied.
     assert!(offsets(node.kafka, "analytics")?.is_empty());
 
     // Later commits on the source follow.
     commit(source.addr, "billing", &["a_orders:0:55"])?;
-    eventually(Duration::from_secs(30), || {
-        Ok(offsets(node.kafka, "billing")?
-            .contains(&"a_orders 0 55".to_string())
-            .then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || offsets(node.kafka, "billing"),
+        |got| got.contains(&"a_orders 0 55".to_string()),
+    )?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use kafka_protocol::records::{
 use serde_json::Value;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::{eventually, python, Node, NodeConfig};
+use shadowlink_tests::{eventually, python, until, Node, NodeConfig};
 
 const BASE_TS: i64 = 1_700_000_000_000;
 /// Records per batch, and their timestamps' offsets within the batch's second: not in
@@ -100,10 +100,11 @@ fn offsets_for_times_on_a_mirror_match_the_source_above_a_mid_batch_log_start() 
     // Retention at the source moves its log start into the second batch (offsets 4..8).
     let log_start = 6;
     source.edit(|t| t.get_mut("a_times").unwrap()[0].log_start = log_start);
-    eventually(Duration::from_secs(30), || {
-        let start = RawClient::connect(node.kafka)?.list_offset("a_times", 0, -2)?;
-        Ok((start == log_start).then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || RawClient::connect(node.kafka)?.list_offset("a_times", 0, -2),
+        |start| *start == log_start,
+    )?;
 
     // Before everything; the oldest record, below the log start; inside the straddling
     // batch; between records; exact stamps; inside later batches; after the newest.

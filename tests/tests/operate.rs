@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
 use shadowlink_tests::{
-    check_config, eventually, python, shadowlink, shadowlink_command, workspace_root, Node,
+    check_config, eventually, python, shadowlink, shadowlink_command, until, workspace_root, Node,
     NodeConfig, Tansu,
 };
 
@@ -106,9 +106,11 @@ fn admin_endpoints_status_command_and_dashboard_metrics() -> Result<()> {
     let addr = admin(&node)?;
     wait_identical(source.addr, node.kafka, "a_orders", 3)?;
     assert_eq!(get(addr, "/healthz")?.0, 200);
-    eventually(Duration::from_secs(30), || {
-        Ok((get(addr, "/readyz")?.0 == 200).then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || get(addr, "/readyz"),
+        |(code, _)| *code == 200,
+    )?;
     // A Kafka client reads the mirror: the listener's request counters are wired by
     // its owner; the gauge and counters exist either way.
     python(

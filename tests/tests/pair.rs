@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::wait_identical;
-use shadowlink_tests::{eventually, free_port, python, shadowlink, Link, Node, NodeConfig};
+use shadowlink_tests::{free_port, python, shadowlink, until, Link, Node, NodeConfig};
 
 fn node_config(
     port: u16,
@@ -118,10 +118,11 @@ fn a_reciprocal_pair_mirrors_both_ways_and_fails_over_without_loss() -> Result<(
     )?;
     let bt = b.kafka.to_string();
     let expected = vec!["a_orders 0 20".to_string(), "a_orders 1 35".to_string()];
-    eventually(std::time::Duration::from_secs(30), || {
-        let out = python("group_admin.py", &[&bt, "offsets", "orders-app"])?;
-        Ok((out.lines().map(str::to_string).collect::<Vec<_>>() == expected).then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || python("group_admin.py", &[&bt, "offsets", "orders-app"]),
+        |out| out.lines().map(str::to_string).collect::<Vec<_>>() == expected,
+    )?;
 
     // Region A dies; B takes over a_* (but not _schemas, which is its own decision).
     let before: Vec<(i64, i32)> = (0..2)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::{self, create_topic, produce};
-use shadowlink_tests::{eventually, python, NodeConfig, Tansu};
+use shadowlink_tests::{eventually, python, until, NodeConfig, Tansu};
 
 #[test]
 fn every_codec_is_mirrored_byte_identical_and_filters_apply() -> Result<()> {
@@ -37,14 +37,17 @@ fn topic_configs_are_synced_from_the_source() -> Result<()> {
         v.sort();
         v
     };
-    eventually(Duration::from_secs(30), || {
-        let out = python(
-            "admin.py",
-            &[&node.kafka.to_string(), "configs", "a_configured"],
-        )?;
-        let got: Vec<String> = out.lines().map(str::to_string).collect();
-        Ok((got == expected).then_some(()))
-    })?;
+    until(
+        Duration::from_secs(30),
+        || {
+            let out = python(
+                "admin.py",
+                &[&node.kafka.to_string(), "configs", "a_configured"],
+            )?;
+            Ok(out.lines().map(str::to_string).collect::<Vec<_>>())
+        },
+        |got| *got == expected,
+    )?;
     Ok(())
 }
 

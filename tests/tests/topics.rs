@@ -160,9 +160,12 @@ fn partitions_are_capped_per_request_and_per_node() -> Result<()> {
     Ok(())
 }
 
+/// Sets one partition limit on a config.
+type SetLimit = fn(NodeConfig, i64) -> NodeConfig;
+
 #[test]
 fn check_config_refuses_bad_partition_limits() -> Result<()> {
-    let limits: [(&str, &str, fn(NodeConfig, i64) -> NodeConfig); 2] = [
+    let limits: [(&str, &str, SetLimit); 2] = [
         (
             "kafka",
             "max_partitions_per_request",
