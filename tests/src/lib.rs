@@ -92,18 +92,11 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
 /// the condition still false. An earlier error is not reported once a later attempt
 /// got further.
 pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match check() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => anyhow!("the last attempt found the condition still false"),
-            Err(e) => e.context("the last attempt failed"),
-        };
-        if Instant::now() >= deadline {
-            return Err(last).context(format!("still not true after {timeout:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll(timeout, || match check() {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(anyhow!("the last attempt found the condition still false")),
+        Err(e) => Err(e.context("the last attempt failed")),
+    })
 }
 
 /// Polls `probe` until its value satisfies `done` or `timeout` passes, and returns that
@@ -113,17 +106,24 @@ pub fn until<V: Debug>(
     mut probe: impl FnMut() -> Result<V>,
     mut done: impl FnMut(&V) -> bool,
 ) -> Result<V> {
+    poll(timeout, || match probe() {
+        Ok(v) if done(&v) => Ok(v),
+        Ok(v) => Err(anyhow!("the last value seen was {v:?}")),
+        Err(e) => Err(e.context("the last attempt failed")),
+    })
+}
+
+/// Retries `attempt` every 100 ms until it succeeds; after `timeout`, its latest error.
+fn poll<T>(timeout: Duration, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match probe() {
-            Ok(v) if done(&v) => return Ok(v),
-            Ok(v) => anyhow!("the last value seen was {v:?}"),
-            Err(e) => e.context("the last attempt failed"),
-        };
-        if Instant::now() >= deadline {
-            return Err(last).context(format!("still not true after {timeout:?}"));
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(last) if Instant::now() >= deadline => {
+                return Err(last).context(format!("still not true after {timeout:?}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
