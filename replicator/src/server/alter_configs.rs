@@ -38,5 +38,5 @@ pub fn handle(
         })
         .collect();
     let response = AlterConfigsResponse::default().with_responses(responses);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }

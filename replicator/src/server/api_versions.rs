@@ -38,7 +38,7 @@ pub fn handle(
         // No feature negotiation (KIP-584): an empty, never-finalized feature set.
         response = response.with_finalized_features_epoch(-1);
     }
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 #[cfg(test)]

@@ -26,5 +26,5 @@ pub fn handle(
         })
         .collect();
     let response = CreatePartitionsResponse::default().with_results(results);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }

@@ -81,7 +81,7 @@ pub async fn handle(
         results.push(result(topic, outcome, version));
     }
     let response = CreateTopicsResponse::default().with_topics(results);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 /// Names given more than once: Kafka refuses every entry of such a name, since which

@@ -36,5 +36,5 @@ pub fn handle(
         })
         .collect();
     let response = DeleteRecordsResponse::default().with_topics(topics);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }

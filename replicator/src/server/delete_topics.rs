@@ -32,5 +32,5 @@ pub fn handle(
         })
         .collect();
     let response = DeleteTopicsResponse::default().with_responses(responses);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }

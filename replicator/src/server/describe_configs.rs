@@ -57,5 +57,5 @@ pub fn handle(
         })
         .collect();
     let response = DescribeConfigsResponse::default().with_results(results);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }

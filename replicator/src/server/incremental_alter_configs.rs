@@ -26,5 +26,5 @@ pub fn handle(
         })
         .collect();
     let response = IncrementalAlterConfigsResponse::default().with_responses(responses);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }

@@ -35,7 +35,7 @@ pub async fn handle(
         }
         None => allocate(ctx).await,
     };
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 async fn allocate(ctx: &ServerContext) -> InitProducerIdResponse {

@@ -53,7 +53,7 @@ pub fn handle(
         })
         .collect();
     let response = ListOffsetsResponse::default().with_topics(topics);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 /// `(timestamp, offset, leader epoch)` for one partition, or a Kafka error code. A

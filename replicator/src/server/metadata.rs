@@ -58,7 +58,7 @@ pub fn handle(
     if version >= 2 {
         response = response.with_cluster_id(Some(StrBytes::from_string(ctx.cluster_id.clone())));
     }
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 fn topic_name(name: &str) -> TopicName {

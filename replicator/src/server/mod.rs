@@ -63,7 +63,10 @@ pub enum Reply {
 
 impl Reply {
     /// `response` encoded as the answer to the request `header` describes.
-    pub fn frame<T: Encodable>(header: &RequestHeader, response: &T) -> Result<Reply, EncodeError> {
+    pub fn encode<T: Encodable>(
+        header: &RequestHeader,
+        response: &T,
+    ) -> Result<Reply, EncodeError> {
         let frame = encode_response(
             header.api_key,
             header.api_version,

@@ -46,7 +46,7 @@ pub fn handle(
         })
         .collect();
     let response = OffsetForLeaderEpochResponse::default().with_topics(topics);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 fn end_of_epoch(

@@ -54,7 +54,7 @@ pub async fn handle(
         return Ok(Reply::None);
     }
     let response = ProduceResponse::default().with_responses(responses);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 fn refused_topic(

@@ -24,7 +24,7 @@ pub fn handle(
         .map(|id| described(version, id.clone(), ctx.groups.describe(id.0.as_str())))
         .collect();
     let response = DescribeGroupsResponse::default().with_groups(groups);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 fn described(version: i16, group_id: GroupId, summary: Option<GroupSummary>) -> DescribedGroup {

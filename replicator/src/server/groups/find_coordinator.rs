@@ -46,7 +46,7 @@ pub fn handle(
     } else {
         single(version, located)
     };
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 fn batched(

@@ -26,5 +26,5 @@ pub fn handle(
         )
     };
     let response = HeartbeatResponse::default().with_error_code(code_of(result));
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }

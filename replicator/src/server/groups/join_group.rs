@@ -23,7 +23,7 @@ pub async fn handle(
         ctx.groups.join(&group_id, join).await
     };
     let response = response(version, outcome);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 fn join_request(header: &RequestHeader, request: JoinGroupRequest) -> JoinRequest {

@@ -36,7 +36,7 @@ pub fn handle(
         ctx.groups.leave(group_id, &leaving)
     };
     let response = response(version, &leaving, &results);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 fn response(

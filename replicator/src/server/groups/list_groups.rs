@@ -26,7 +26,7 @@ pub fn handle(
         .map(|g| listed(version, &g))
         .collect();
     let response = ListGroupsResponse::default().with_groups(groups);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 /// v4 filters by state and v5 by type, both case-insensitively as Kafka does; an empty

@@ -58,7 +58,7 @@ pub async fn handle(
             .await
     };
     let response = response(checked, outcome);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 fn check_partition(

@@ -26,7 +26,7 @@ pub fn handle(
     } else {
         single(ctx, version, request)
     };
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 /// Positions of `wanted` partitions, or of everything the group committed when `None`

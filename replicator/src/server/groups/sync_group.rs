@@ -33,7 +33,7 @@ pub async fn handle(
         ctx.groups.sync(&group_id, sync).await
     };
     let response = response(version, outcome);
-    Reply::frame(header, &response)
+    Reply::encode(header, &response)
 }
 
 fn response(version: i16, outcome: SyncOutcome) -> SyncGroupResponse {
