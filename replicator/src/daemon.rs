@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::config::{Config, ConfigError};
+use crate::groups::Coordinator;
 use crate::link::LinkRunner;
 use crate::mirror::{OwnTopicError, Store};
 use crate::server::{self, ServerContext};
@@ -81,7 +82,7 @@ impl Daemon {
                     addr: config.kafka.listen.clone(),
                     source,
                 })?;
-        let groups = Arc::new(server::groups::Coordinator::open(&config.data_dir)?);
+        let groups = Arc::new(Coordinator::open(&config.data_dir)?);
         let context = Arc::new(server_context(
             &config,
             kafka_addr,
@@ -179,7 +180,7 @@ fn server_context(
     config: &Config,
     bound: SocketAddr,
     store: Arc<Store>,
-    groups: Arc<server::groups::Coordinator>,
+    groups: Arc<Coordinator>,
 ) -> ServerContext {
     // With no explicit advertised address, clients are told the address actually bound,
     // which differs from `listen` when that asks for port 0.

@@ -50,17 +50,6 @@ pub const FETCH_ERROR_KINDS: &[&str] = &[
     "encode",
 ];
 
-/// The listener's own APIs (the group coordinator's come from `server::groups::HANDLED`),
-/// zero-initialized in `shadowlink_kafka_requests_total`.
-const NODE_APIS: &[ApiKey] = &[
-    ApiKey::ApiVersions,
-    ApiKey::Metadata,
-    ApiKey::Fetch,
-    ApiKey::ListOffsets,
-    ApiKey::DescribeConfigs,
-    ApiKey::Produce,
-];
-
 /// Latency buckets from 0.5 ms to 30 s: fetches long-poll for up to 500 ms, appends
 /// take microseconds to tens of milliseconds with fsync.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -107,7 +96,7 @@ const PARTITION: &[&str] = &["link", "topic", "partition"];
 impl Metrics {
     fn new() -> Metrics {
         let r = Registry::new();
-        let m = Metrics {
+        Metrics {
             shadow_lag: int_gauges(&r, "shadowlink_shadow_lag",
                 "Records the mirror is behind: source last stable offset minus mirror high watermark.",
                 PARTITION),
@@ -145,12 +134,7 @@ impl Metrics {
             kafka_requests: counters(&r, "shadowlink_kafka_requests_total",
                 "Requests received on the Kafka listener, by API.", &["api"]),
             registry: r,
-        };
-        let groups = crate::server::groups::HANDLED.iter().map(|(api, _, _)| api);
-        for api in NODE_APIS.iter().chain(groups) {
-            m.kafka_requests.with_label_values(&[&format!("{api:?}")]);
         }
-        m
     }
 }
 
@@ -229,6 +213,23 @@ pub fn kafka_requests(api: &str) -> IntCounter {
 /// Counts one request received on the Kafka listener.
 pub fn count_kafka_request(api: ApiKey) {
     kafka_requests(&format!("{api:?}")).inc();
+}
+
+/// Declares the request counter of each of `apis` (the listener's table of served
+/// APIs), so each reads 0 from the start instead of being absent.
+pub fn declare_kafka_apis(apis: impl IntoIterator<Item = ApiKey>) {
+    for api in apis {
+        kafka_requests(&format!("{api:?}"));
+    }
+}
+
+/// The `api` label of every request counter declared or counted so far.
+#[cfg(test)]
+pub(crate) fn kafka_request_series() -> std::collections::BTreeSet<String> {
+    let families = METRICS.kafka_requests.collect();
+    let metrics = families.iter().flat_map(|family| family.get_metric());
+    let labels = metrics.flat_map(|metric| metric.get_label());
+    labels.map(|label| label.value().to_string()).collect()
 }
 
 /// Replaces every state gauge with what `report` says.
@@ -311,6 +312,7 @@ mod tests {
         let fetches = kafka_requests("Fetch").get();
         count_kafka_request(ApiKey::Fetch);
         assert_eq!(kafka_requests("Fetch").get(), fetches + 1);
+        declare_kafka_apis([ApiKey::JoinGroup]);
         let empty = StatusReport {
             kafka: String::new(),
             uptime_seconds: 0,

@@ -19,10 +19,10 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Link, StartPosition};
+use crate::groups::Coordinator;
 use crate::mirror::{
     topic_id_hex, validate_topic_name, MirrorPartition, MirrorTopic, Store, TopicMeta, TopicState,
 };
-use crate::server::groups::Coordinator;
 use crate::source::metadata::{SourceCluster, TopicView};
 use crate::status::LinkStatus;
 use writer::WriteJob;

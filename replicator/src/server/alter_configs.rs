@@ -2,10 +2,10 @@
 //! has no dynamic broker configs.
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
-use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey};
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
 use crate::errors::config_change_refusal;
@@ -38,11 +38,5 @@ pub fn handle(
         })
         .collect();
     let response = AlterConfigsResponse::default().with_responses(responses);
-    let frame = encode_response(
-        ApiKey::AlterConfigs,
-        header.api_version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }

@@ -3,30 +3,31 @@
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, supported_versions, EncodeError};
+use shadowlink_protocol::response::{supported_versions, EncodeError};
 
-use super::{groups, Reply, HANDLED};
+use super::apis::SERVED;
+use super::{Reply, ServerContext};
 
 /// The advertised range of `api`: the handler's range cut to what the codec can decode.
 pub fn advertised(api: ApiKey) -> Option<(i16, i16)> {
-    let (_, min, max) = all_handled().find(|(key, _, _)| *key == api)?;
+    let served = SERVED.iter().find(|served| served.api == api)?;
     let codec = supported_versions(api)?;
-    let (min, max) = ((*min).max(codec.min), (*max).min(codec.max));
+    let (min, max) = (served.min.max(codec.min), served.max.min(codec.max));
     (min <= max).then_some((min, max))
 }
 
-/// Every handled API: the node's own and the group coordinator's.
-fn all_handled() -> impl Iterator<Item = &'static (ApiKey, i16, i16)> {
-    HANDLED.iter().chain(groups::HANDLED)
-}
-
-pub fn handle(header: &RequestHeader, _request: ApiVersionsRequest) -> Result<Reply, EncodeError> {
-    let api_keys = all_handled()
-        .filter_map(|(api, _, _)| {
-            let (min, max) = advertised(*api)?;
+pub fn handle(
+    _ctx: &ServerContext,
+    header: &RequestHeader,
+    _request: ApiVersionsRequest,
+) -> Result<Reply, EncodeError> {
+    let api_keys = SERVED
+        .iter()
+        .filter_map(|served| {
+            let (min, max) = advertised(served.api)?;
             Some(
                 ApiVersion::default()
-                    .with_api_key(*api as i16)
+                    .with_api_key(served.api as i16)
                     .with_min_version(min)
                     .with_max_version(max),
             )
@@ -37,13 +38,7 @@ pub fn handle(header: &RequestHeader, _request: ApiVersionsRequest) -> Result<Re
         // No feature negotiation (KIP-584): an empty, never-finalized feature set.
         response = response.with_finalized_features_epoch(-1);
     }
-    let frame = encode_response(
-        ApiKey::ApiVersions,
-        header.api_version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 #[cfg(test)]
@@ -52,9 +47,10 @@ mod tests {
 
     #[test]
     fn advertised_ranges_fit_the_codec() {
-        for (api, _, _) in all_handled() {
-            let (min, max) = advertised(*api).expect("every handled API is advertised");
-            let codec = supported_versions(*api).unwrap();
+        for served in SERVED {
+            let api = served.api;
+            let (min, max) = advertised(api).expect("every handled API is advertised");
+            let codec = supported_versions(api).unwrap();
             assert!(min >= codec.min && max <= codec.max, "{api:?}");
         }
         assert_eq!(advertised(ApiKey::Fetch), Some((4, 12)));

@@ -10,16 +10,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use shadowlink_protocol::frame::split_frame;
-use shadowlink_protocol::request::{decode_body, parse_header, RequestError, RequestHeader};
+use shadowlink_protocol::request::{parse_header, RequestError, RequestHeader};
 use shadowlink_protocol::response::api_versions_unsupported;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{
-    alter_configs, api_versions, create_partitions, create_topics, delete_records, delete_topics,
-    describe_configs, fetch, groups, incremental_alter_configs, init_producer_id, list_offsets,
-    metadata, offset_for_leader_epoch, produce, Reply, ServerContext,
-};
+use super::{apis, Reply, ServerContext};
 
 /// Why a connection is being closed.
 #[derive(Debug, thiserror::Error)]
@@ -127,59 +123,7 @@ impl Connection {
         body: Bytes,
     ) -> Result<Reply, ConnectionError> {
         crate::metrics::count_kafka_request(header.api_key);
-        let ctx = &self.context;
-        let handled = api_versions::advertised(header.api_key)
-            .is_some_and(|(min, max)| (min..=max).contains(&header.api_version));
-        if !handled {
-            return Err(RequestError::UnsupportedVersion {
-                api_key: header.api_key,
-                version: header.api_version,
-                correlation_id: header.correlation_id,
-            }
-            .into());
-        }
-        let reply = match header.api_key {
-            ApiKey::ApiVersions => api_versions::handle(header, decode_body(header, body)?)?,
-            ApiKey::Metadata => metadata::handle(ctx, header, decode_body(header, body)?)?,
-            ApiKey::ListOffsets => list_offsets::handle(ctx, header, decode_body(header, body)?)?,
-            ApiKey::Produce => produce::handle(ctx, header, decode_body(header, body)?).await?,
-            ApiKey::CreateTopics => {
-                create_topics::handle(ctx, header, decode_body(header, body)?).await?
-            }
-            ApiKey::InitProducerId => {
-                init_producer_id::handle(ctx, header, decode_body(header, body)?).await?
-            }
-            ApiKey::OffsetForLeaderEpoch => {
-                offset_for_leader_epoch::handle(ctx, header, decode_body(header, body)?)?
-            }
-            ApiKey::DeleteRecords => {
-                delete_records::handle(ctx, header, decode_body(header, body)?)?
-            }
-            ApiKey::CreatePartitions => {
-                create_partitions::handle(ctx, header, decode_body(header, body)?)?
-            }
-            ApiKey::DeleteTopics => delete_topics::handle(ctx, header, decode_body(header, body)?)?,
-            ApiKey::AlterConfigs => alter_configs::handle(ctx, header, decode_body(header, body)?)?,
-            ApiKey::IncrementalAlterConfigs => {
-                incremental_alter_configs::handle(ctx, header, decode_body(header, body)?)?
-            }
-            ApiKey::DescribeConfigs => {
-                describe_configs::handle(ctx, header, decode_body(header, body)?)?
-            }
-            ApiKey::Fetch => fetch::handle(ctx, header, decode_body(header, body)?).await?,
-            api if groups::HANDLED.iter().any(|(key, _, _)| *key == api) => {
-                groups::dispatch(ctx, header, body).await?
-            }
-            other => {
-                return Err(RequestError::UnsupportedApi {
-                    api_key: other,
-                    version: header.api_version,
-                    correlation_id: header.correlation_id,
-                }
-                .into())
-            }
-        };
-        Ok(reply)
+        apis::dispatch(&self.context, header, body).await
     }
 
     async fn write(&mut self, reply: Reply) -> Result<(), ConnectionError> {

@@ -1,10 +1,10 @@
 //! CreatePartitions: refused on shadow topics; their partition count follows the source.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
 use crate::errors::topic_write_refusal;
@@ -26,11 +26,5 @@ pub fn handle(
         })
         .collect();
     let response = CreatePartitionsResponse::default().with_results(results);
-    let frame = encode_response(
-        ApiKey::CreatePartitions,
-        header.api_version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }

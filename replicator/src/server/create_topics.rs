@@ -16,11 +16,11 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
 use crate::filter::TopicFilter;
@@ -81,13 +81,7 @@ pub async fn handle(
         results.push(result(topic, outcome, version));
     }
     let response = CreateTopicsResponse::default().with_topics(results);
-    let frame = encode_response(
-        ApiKey::CreateTopics,
-        version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 /// Names given more than once: Kafka refuses every entry of such a name, since which

@@ -1,10 +1,10 @@
 //! DeleteTopics: refused on shadow topics; a mirror is removed only with its link.
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse};
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
 use crate::errors::topic_write_refusal;
@@ -32,11 +32,5 @@ pub fn handle(
         })
         .collect();
     let response = DeleteTopicsResponse::default().with_responses(responses);
-    let frame = encode_response(
-        ApiKey::DeleteTopics,
-        version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }

@@ -3,11 +3,11 @@
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
-use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
 
@@ -57,11 +57,5 @@ pub fn handle(
         })
         .collect();
     let response = DescribeConfigsResponse::default().with_results(results);
-    let frame = encode_response(
-        ApiKey::DescribeConfigs,
-        header.api_version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }

@@ -1,11 +1,9 @@
 //! IncrementalAlterConfigs: refused, as AlterConfigs is.
 
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-use kafka_protocol::messages::{
-    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-};
+use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::alter_configs::refusal;
 use super::{Reply, ServerContext};
@@ -28,12 +26,5 @@ pub fn handle(
         })
         .collect();
     let response = IncrementalAlterConfigsResponse::default().with_responses(responses);
-    let (version, correlation_id) = (header.api_version, header.correlation_id);
-    let frame = encode_response(
-        ApiKey::IncrementalAlterConfigs,
-        version,
-        correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }

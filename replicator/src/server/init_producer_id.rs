@@ -12,10 +12,10 @@
 //! the message logged here names the reason. An empty transactional id is INVALID_REQUEST,
 //! as Kafka answers it.
 
-use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
 
@@ -35,13 +35,7 @@ pub async fn handle(
         }
         None => allocate(ctx).await,
     };
-    let frame = encode_response(
-        ApiKey::InitProducerId,
-        header.api_version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 async fn allocate(ctx: &ServerContext) -> InitProducerIdResponse {

@@ -3,10 +3,10 @@
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 use shadowlink_storage::PartitionLog;
 
 use super::{Reply, ServerContext};
@@ -53,13 +53,7 @@ pub fn handle(
         })
         .collect();
     let response = ListOffsetsResponse::default().with_topics(topics);
-    let frame = encode_response(
-        ApiKey::ListOffsets,
-        header.api_version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 /// `(timestamp, offset, leader epoch)` for one partition, or a Kafka error code. A

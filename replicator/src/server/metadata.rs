@@ -3,11 +3,11 @@
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext, NODE_ID};
 use crate::mirror::MirrorTopic;
@@ -58,8 +58,7 @@ pub fn handle(
     if version >= 2 {
         response = response.with_cluster_id(Some(StrBytes::from_string(ctx.cluster_id.clone())));
     }
-    let frame = encode_response(ApiKey::Metadata, version, header.correlation_id, &response)?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 fn topic_name(name: &str) -> TopicName {

@@ -1,7 +1,10 @@
-//! The node's Kafka-API listener: serves mirror partitions to ordinary Kafka clients.
+//! The node's Kafka-API listener: serves shadow (read-only mirror) and owned topics to
+//! ordinary Kafka clients, one handler module per API. `apis` is the table of what is
+//! served; `connection` owns framing and answers requests in order.
 
 mod alter_configs;
 mod api_versions;
+mod apis;
 mod connection;
 mod create_partitions;
 mod create_topics;
@@ -9,7 +12,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
-pub mod groups;
+mod groups;
 mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
@@ -23,11 +26,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
 use shadowlink_protocol::fetch::Segments;
+use shadowlink_protocol::request::RequestHeader;
+use shadowlink_protocol::response::{encode_response, EncodeError};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::groups::Coordinator;
 use crate::mirror::Store;
 
 pub use create_topics::CreatePolicy;
@@ -35,35 +41,10 @@ pub use create_topics::CreatePolicy;
 /// This node's id in every Metadata answer; a node is a one-broker cluster to clients.
 pub const NODE_ID: i32 = 1;
 
-/// The APIs this listener answers. ApiVersions advertises exactly these, at the versions
-/// both the codec and the handler support.
-const HANDLED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::Metadata, 0, 12),
-    // Topic ids are zero, so clients stay on the name-based versions.
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
-    (ApiKey::DescribeConfigs, 1, 4),
-    // v13 names topics by id only. Appends to owned topics; refused on shadow topics.
-    (ApiKey::Produce, 3, 12),
-    // Creates owned topics.
-    (ApiKey::CreateTopics, 2, 7),
-    // Idempotent producers only: no transactions.
-    (ApiKey::InitProducerId, 0, 5),
-    (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    // The rest are refused on shadow topics, per topic, with POLICY_VIOLATION.
-    (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::CreatePartitions, 0, 3),
-    // v6 names topics by id.
-    (ApiKey::DeleteTopics, 1, 5),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-];
-
 /// What handlers need from the node.
 pub struct ServerContext {
     pub store: Arc<Store>,
-    pub groups: Arc<groups::Coordinator>,
+    pub groups: Arc<Coordinator>,
     pub advertised_host: String,
     pub advertised_port: i32,
     pub cluster_id: String,
@@ -78,6 +59,22 @@ pub enum Reply {
     Segments(Segments),
     /// No response at all (Produce with acks=0).
     None,
+}
+
+impl Reply {
+    /// `response` encoded as the answer to the request `header` describes.
+    pub fn encode<T: Encodable>(
+        header: &RequestHeader,
+        response: &T,
+    ) -> Result<Reply, EncodeError> {
+        let frame = encode_response(
+            header.api_key,
+            header.api_version,
+            header.correlation_id,
+            response,
+        )?;
+        Ok(Reply::Frame(frame))
+    }
 }
 
 /// Limits that protect the node from misbehaving clients.
@@ -130,9 +127,11 @@ pub fn split_host_port(addr: &str) -> Option<(String, i32)> {
     ))
 }
 
-/// Binds the listener; `addr` may use port 0.
+/// Binds the listener; `addr` may use port 0. The listener's metric series exist from
+/// here on.
 pub async fn bind(addr: &str) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr).await?;
+    apis::declare_metrics();
     let local = listener.local_addr()?;
     Ok((listener, local))
 }

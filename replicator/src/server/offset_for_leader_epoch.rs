@@ -5,9 +5,9 @@ use crate::mirror::MirrorPartition;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
-use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
 use crate::errors::epoch_error_code;
@@ -46,13 +46,7 @@ pub fn handle(
         })
         .collect();
     let response = OffsetForLeaderEpochResponse::default().with_topics(topics);
-    let frame = encode_response(
-        ApiKey::OffsetForLeaderEpoch,
-        header.api_version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 fn end_of_epoch(

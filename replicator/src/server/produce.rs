@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
 use crate::errors::{produce_error_code, topic_write_refusal, Refusal};
@@ -54,8 +54,7 @@ pub async fn handle(
         return Ok(Reply::None);
     }
     let response = ProduceResponse::default().with_responses(responses);
-    let frame = encode_response(ApiKey::Produce, version, header.correlation_id, &response)?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 fn refused_topic(

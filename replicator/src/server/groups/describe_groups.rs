@@ -1,12 +1,12 @@
 //! DescribeGroups: state, protocol and members of each named group.
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
-use super::group::GroupSummary;
 use super::str_bytes;
+use crate::groups::GroupSummary;
 use crate::server::{Reply, ServerContext};
 
 /// What Kafka's classic coordinator reports for a group it does not know.
@@ -24,13 +24,7 @@ pub fn handle(
         .map(|id| described(version, id.clone(), ctx.groups.describe(id.0.as_str())))
         .collect();
     let response = DescribeGroupsResponse::default().with_groups(groups);
-    let frame = encode_response(
-        ApiKey::DescribeGroups,
-        version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 fn described(version: i16, group_id: GroupId, summary: Option<GroupSummary>) -> DescribedGroup {
@@ -69,7 +63,7 @@ mod tests {
     use kafka_protocol::protocol::Encodable;
 
     use super::*;
-    use crate::server::groups::group::{MemberSummary, Phase};
+    use crate::groups::{MemberSummary, Phase};
 
     #[test]
     fn every_version_encodes() {

@@ -1,10 +1,10 @@
 //! FindCoordinator: this node coordinates every group.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator as WireCoordinator;
-use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
 use super::str_bytes;
 use crate::server::{Reply, ServerContext, NODE_ID};
@@ -46,13 +46,7 @@ pub fn handle(
     } else {
         single(version, located)
     };
-    let frame = encode_response(
-        ApiKey::FindCoordinator,
-        version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 fn batched(

@@ -1,11 +1,11 @@
 //! Heartbeat: keeps a member's session alive and tells it when to rejoin.
 
-use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
-use super::error::{code_of, GroupError};
 use super::non_empty;
+use crate::groups::{code_of, GroupError};
 use crate::server::{Reply, ServerContext};
 
 pub fn handle(
@@ -26,11 +26,5 @@ pub fn handle(
         )
     };
     let response = HeartbeatResponse::default().with_error_code(code_of(result));
-    let frame = encode_response(
-        ApiKey::Heartbeat,
-        header.api_version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }

@@ -1,13 +1,12 @@
 //! JoinGroup: parks the request until the group's next generation is formed.
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
+use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
-use super::error::GroupError;
-use super::group::{JoinOutcome, JoinRequest};
 use super::{millis, non_empty, str_bytes};
+use crate::groups::{GroupError, JoinOutcome, JoinRequest};
 use crate::server::{Reply, ServerContext};
 
 pub async fn handle(
@@ -24,8 +23,7 @@ pub async fn handle(
         ctx.groups.join(&group_id, join).await
     };
     let response = response(version, outcome);
-    let frame = encode_response(ApiKey::JoinGroup, version, header.correlation_id, &response)?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 fn join_request(header: &RequestHeader, request: JoinGroupRequest) -> JoinRequest {
@@ -90,7 +88,7 @@ mod tests {
     use kafka_protocol::protocol::Encodable;
 
     use super::*;
-    use crate::server::groups::group::JoinedMember;
+    use crate::groups::JoinedMember;
 
     #[test]
     fn every_version_encodes_success_and_error() {

@@ -2,12 +2,12 @@
 //! session to expire.
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
-use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse};
+use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
-use super::error::{code_of, GroupError};
 use super::{non_empty, str_bytes};
+use crate::groups::{code_of, GroupError};
 use crate::server::{Reply, ServerContext};
 
 pub fn handle(
@@ -36,13 +36,7 @@ pub fn handle(
         ctx.groups.leave(group_id, &leaving)
     };
     let response = response(version, &leaving, &results);
-    let frame = encode_response(
-        ApiKey::LeaveGroup,
-        version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 fn response(

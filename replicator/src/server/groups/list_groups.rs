@@ -1,12 +1,12 @@
 //! ListGroups: every group with members or committed offsets.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup as WireListedGroup;
-use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
-use super::coordinator::ListedGroup;
 use super::str_bytes;
+use crate::groups::ListedGroup;
 use crate::server::{Reply, ServerContext};
 
 /// Every group here speaks the classic protocol (KIP-848 "consumer" groups are not served).
@@ -26,13 +26,7 @@ pub fn handle(
         .map(|g| listed(version, &g))
         .collect();
     let response = ListGroupsResponse::default().with_groups(groups);
-    let frame = encode_response(
-        ApiKey::ListGroups,
-        version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 /// v4 filters by state and v5 by type, both case-insensitively as Kafka does; an empty

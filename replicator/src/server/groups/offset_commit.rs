@@ -4,13 +4,12 @@ use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartitio
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
-use super::error::{code_of, GroupError};
 use super::non_empty;
-use super::offsets::{Committed, TopicPartition, MAX_METADATA_BYTES};
+use crate::groups::{code_of, Committed, GroupError, TopicPartition, MAX_METADATA_BYTES};
 use crate::server::{Reply, ServerContext};
 
 /// Per topic, per partition: the entry to store, or why it is refused before the group
@@ -59,13 +58,7 @@ pub async fn handle(
             .await
     };
     let response = response(checked, outcome);
-    let frame = encode_response(
-        ApiKey::OffsetCommit,
-        header.api_version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 fn check_partition(

@@ -4,13 +4,12 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
-use kafka_protocol::messages::{ApiKey, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
-use super::error::{code_of, GroupError};
-use super::offsets::Committed;
 use super::str_bytes;
+use crate::groups::{code_of, Committed, GroupError};
 use crate::server::{Reply, ServerContext};
 
 /// Per topic, per partition, the committed position if any.
@@ -27,13 +26,7 @@ pub fn handle(
     } else {
         single(ctx, version, request)
     };
-    let frame = encode_response(
-        ApiKey::OffsetFetch,
-        version,
-        header.correlation_id,
-        &response,
-    )?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 /// Positions of `wanted` partitions, or of everything the group committed when `None`

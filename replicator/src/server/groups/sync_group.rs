@@ -1,12 +1,11 @@
 //! SyncGroup: the leader hands in assignments; every member waits for its own.
 
-use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use shadowlink_protocol::request::RequestHeader;
-use shadowlink_protocol::response::{encode_response, EncodeError};
+use shadowlink_protocol::response::EncodeError;
 
-use super::error::GroupError;
-use super::group::{SyncOutcome, SyncRequest};
 use super::{non_empty, str_bytes};
+use crate::groups::{GroupError, SyncOutcome, SyncRequest};
 use crate::server::{Reply, ServerContext};
 
 pub async fn handle(
@@ -34,8 +33,7 @@ pub async fn handle(
         ctx.groups.sync(&group_id, sync).await
     };
     let response = response(version, outcome);
-    let frame = encode_response(ApiKey::SyncGroup, version, header.correlation_id, &response)?;
-    Ok(Reply::Frame(frame))
+    Reply::encode(header, &response)
 }
 
 fn response(version: i16, outcome: SyncOutcome) -> SyncGroupResponse {

@@ -1,0 +1,24 @@
+//! Consumer groups (classic protocol): the coordinator, each group's membership state
+//! machine and the committed-offset store.
+//!
+//! This node is the coordinator of every group (it is a one-broker cluster to clients).
+//! Membership lives in memory, as in Kafka a restart makes members rejoin; committed
+//! offsets are persisted and survive restarts. Two callers share this state: the Kafka
+//! API handlers in `server::groups` and the link's offset sync, which copies the source's
+//! commits here.
+
+mod coordinator;
+mod error;
+mod group;
+mod offsets;
+#[cfg(test)]
+mod tests;
+mod types;
+
+pub use coordinator::{Coordinator, ListedGroup};
+pub use error::{code_of, GroupError};
+pub use offsets::{Committed, TopicPartition, MAX_METADATA_BYTES};
+pub use types::{
+    GroupConfig, GroupSummary, JoinOutcome, JoinRequest, JoinedMember, MemberSummary, Phase,
+    SyncOutcome, SyncRequest,
+};
