@@ -31,6 +31,9 @@ const FSYNC_DELAY: Duration = Duration::from_millis(200);
 const LATENCY_BOUND: Duration = Duration::from_millis(100);
 const PRODUCE_FOR: Duration = Duration::from_secs(10);
 const RECORDS_PER_BATCH: usize = 100;
+/// The two drills run one at a time: each measures a latency bound, and on a small
+/// machine the other's node and clients would compete for the same cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn config(persist: &str) -> NodeConfig {
     NodeConfig::new()
@@ -173,6 +176,7 @@ struct Report {
 /// Produces to partition 0 for `PRODUCE_FOR` while consuming partition 1, checks both
 /// kept going and that partition 0 holds exactly what was acked.
 fn produce_while_consuming(persist: &str) -> Result<Report> {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let node = Node::start(&config(persist))?;
     produce(&mut RawClient::connect(node.kafka)?, 1, 0)?;
     let done = Arc::new(AtomicBool::new(false));
