@@ -30,7 +30,7 @@ pub async fn handle(
             ..Default::default()
         };
         return encode_fetch_response(header.api_version, header.correlation_id, parts)
-            .map(Reply::Segments);
+            .map(Reply::Chunks);
     }
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
@@ -44,7 +44,7 @@ pub async fn handle(
         let now = Instant::now();
         if bytes >= min_bytes || errors || now >= deadline {
             return encode_fetch_response(header.api_version, header.correlation_id, parts)
-                .map(Reply::Segments);
+                .map(Reply::Chunks);
         }
         let _ = tokio::time::timeout(deadline - now, notified).await;
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use shadowlink_protocol::fetch::Segments;
+use shadowlink_protocol::fetch::ChunkList;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -72,10 +72,10 @@ pub struct ServerContext {
     pub create_policy: CreatePolicy,
 }
 
-/// A handler's answer: a frame to write, or a zero-copy segment list.
+/// A handler's answer: a frame to write, or a zero-copy chunk list.
 pub enum Reply {
     Frame(Bytes),
-    Segments(Segments),
+    Chunks(ChunkList),
     /// No response at all (Produce with acks=0).
     None,
 }
