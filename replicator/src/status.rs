@@ -625,7 +625,7 @@ pub struct LinkReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopicReport {
     pub name: String,
-    /// `syncing`, `active` or `failed`.
+    /// `syncing`, `active`, `failed`, `failing_over` or `failed_over` (see [`TopicStateName`]).
     pub state: String,
     /// Why the topic (or one of its partitions) failed.
     pub reason: Option<String>,
