@@ -10,7 +10,7 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use shadowlink_protocol::batch::BatchWalker;
+use shadowlink_protocol::batch::{BatchError, BatchWalker};
 
 use super::offsets::{self, EARLIEST, LATEST};
 use super::writer::WriteJob;
@@ -349,13 +349,26 @@ struct Chunk {
     last_epoch: i32,
 }
 
-fn complete_batches(records: &Bytes, fetch_offset: i64) -> Result<Option<Chunk>, String> {
+/// A fetched batch whose header cannot be read: the source sent something that is not a
+/// record batch, and nothing from it on can be mirrored.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable batch at offset {offset}: {source}")]
+struct UnreadableBatch {
+    offset: i64,
+    #[source]
+    source: BatchError,
+}
+
+fn complete_batches(records: &Bytes, fetch_offset: i64) -> Result<Option<Chunk>, UnreadableBatch> {
     let mut position = 0;
     let mut start = None;
     let mut next_offset = fetch_offset;
     let mut last_epoch = -1;
     for batch in BatchWalker::new(records.clone()) {
-        let batch = batch.map_err(|e| format!("unreadable batch at offset {next_offset}: {e}"))?;
+        let batch = batch.map_err(|source| UnreadableBatch {
+            offset: next_offset,
+            source,
+        })?;
         let len = batch.len();
         // A fetch may start inside a batch: skip batches wholly below the fetch offset.
         if batch.last_offset() >= next_offset {
@@ -491,5 +504,27 @@ mod tests {
         assert_eq!(chunk.next_offset, 7);
         assert_eq!(chunk.bytes.len(), records.len() / 2);
         assert!(complete_batches(&Bytes::new(), 5).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unreadable_batch_names_the_offset_and_keeps_its_cause() {
+        let mut records = record_set(&[5, 7]).to_vec();
+        let second = records.len() / 2;
+        // The magic byte follows base offset, length and partition leader epoch.
+        records[second + 16] = 9;
+        let error = complete_batches(&Bytes::from(records), 5)
+            .err()
+            .expect("a batch with magic 9 is unreadable");
+        assert_eq!(error.offset, 7);
+        assert!(matches!(
+            error.source,
+            BatchError::BadMagic {
+                base_offset: 7,
+                magic: 9
+            }
+        ));
+        assert!(error
+            .to_string()
+            .starts_with("unreadable batch at offset 7: "));
     }
 }

@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Link, StartPosition};
 use crate::mirror::{
-    topic_id_hex, validate_topic_name, MirrorPartition, MirrorTopic, Store, TopicMeta, TopicState,
+    topic_id_hex, validate_topic_name, MirrorError, MirrorPartition, MirrorTopic, Store, TopicMeta,
+    TopicState,
 };
 use crate::server::groups::Coordinator;
 use crate::source::metadata::{SourceCluster, TopicView};
@@ -227,11 +228,7 @@ impl LinkRunner {
             .retain(|key| self.partitions.get(key).is_some_and(|s| !s.absent));
     }
 
-    fn reconcile_topic(
-        &mut self,
-        name: &str,
-        source: &TopicView,
-    ) -> Result<(), shadowlink_storage::StorageError> {
+    fn reconcile_topic(&mut self, name: &str, source: &TopicView) -> Result<(), MirrorError> {
         let count = source.partitions.len() as i32;
         let source_id = topic_id_hex(&source.id);
         let wanted = TopicMeta {
@@ -294,7 +291,7 @@ impl LinkRunner {
         topic: &Arc<MirrorTopic>,
         source_id: &str,
         count: i32,
-    ) -> Result<Option<Arc<MirrorTopic>>, shadowlink_storage::StorageError> {
+    ) -> Result<Option<Arc<MirrorTopic>>, MirrorError> {
         let meta = topic.meta();
         if !self.fetches(topic) {
             return Ok(None);
