@@ -15,3 +15,4 @@ pub mod rpo;
 pub mod server;
 pub mod source;
 pub mod status;
+pub mod topic_partition;

@@ -92,7 +92,7 @@ impl LinkRunner {
             .map(|(name, indexes)| {
                 let partitions = indexes
                     .into_iter()
-                    .map(|index| self.fetch_partition(&(name.to_string(), index)))
+                    .map(|index| self.fetch_partition(&TopicPartition::new(name, index)))
                     .collect();
                 FetchTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(name.to_string())))
@@ -116,7 +116,7 @@ impl LinkRunner {
     fn fetch_partition(&self, key: &TopicPartition) -> FetchPartition {
         let state = &self.partitions[key];
         FetchPartition::default()
-            .with_partition(key.1)
+            .with_partition(key.partition)
             .with_current_leader_epoch(state.leader_epoch)
             .with_fetch_offset(state.next_offset.unwrap_or(0))
             .with_last_fetched_epoch(state.last_fetched_epoch)
@@ -160,7 +160,7 @@ impl LinkRunner {
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
-                let key = (name.clone(), p.partition_index);
+                let key = TopicPartition::new(name.clone(), p.partition_index);
                 self.on_partition(key, p).await;
             }
         }
@@ -202,7 +202,7 @@ impl LinkRunner {
             }
             code => {
                 let retriable = ResponseError::try_from_code(code).is_none_or(|e| e.is_retriable());
-                tracing::debug!(link = %self.link.config.name, topic = %key.0, partition = key.1, code, retriable, "partition fetch error");
+                tracing::debug!(link = %self.link.config.name, topic = %key.topic, partition = key.partition, code, retriable, "partition fetch error");
                 let name = kafka_error_name(code);
                 crate::metrics::fetch_error(self.name(), &name);
                 self.status.on_error(
@@ -249,7 +249,7 @@ impl LinkRunner {
             }
             Ok(None) => {}
             Err(reason) => {
-                let reason = format!("{}-{}: {reason}", key.0, key.1);
+                let reason = format!("{key}: {reason}");
                 tracing::error!(link = %link, error = %reason, "mirror partition stopped");
                 state.mirror.fail(reason);
                 return;
@@ -262,7 +262,7 @@ impl LinkRunner {
         };
         let to = state.next_offset.unwrap_or(fetch_offset);
         if let Some(took) = status.on_fetched(key, source, fetch_offset, to, Instant::now()) {
-            tracing::info!(link = %link, topic = %key.0, took = %humantime::format_duration(
+            tracing::info!(link = %link, topic = %key.topic, took = %humantime::format_duration(
                 Duration::from_secs(took.as_secs())), "initial sync complete");
         }
     }
@@ -316,7 +316,7 @@ async fn send(state: &mut super::PartitionState, job: WriteJob) {
 /// the request keeps the order of `keys`.
 fn group_in_order(keys: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
     let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
-    for (topic, partition) in keys {
+    for TopicPartition { topic, partition } in keys {
         match topics.iter_mut().find(|(t, _)| t == topic) {
             Some((_, partitions)) => partitions.push(*partition),
             None => topics.push((topic, vec![*partition])),
@@ -474,7 +474,7 @@ mod tests {
     fn requests_keep_the_rotated_partition_order() {
         let mut keys: Vec<TopicPartition> = [("a", 0), ("a", 1), ("b", 0), ("c", 0)]
             .iter()
-            .map(|(t, p)| (t.to_string(), *p))
+            .map(|(t, p)| TopicPartition::new(*t, *p))
             .collect();
         keys.rotate_left(2);
         assert_eq!(

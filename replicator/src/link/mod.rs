@@ -215,8 +215,8 @@ impl LinkRunner {
                 tracing::error!(link = %self.name(), topic = %name, error = %e, "cannot set up mirror topic");
             }
         }
-        for ((topic, _), state) in self.partitions.iter_mut() {
-            state.absent = !seen.contains(topic);
+        for (key, state) in self.partitions.iter_mut() {
+            state.absent = !seen.contains(&key.topic);
         }
         self.discovered.retain(|topic| seen.contains(topic));
         for (key, state) in &self.partitions {
@@ -246,7 +246,7 @@ impl LinkRunner {
             Some(existing) => match self.check_existing(&existing, &source_id, count)? {
                 Some(topic) => topic,
                 None => {
-                    self.partitions.retain(|(t, _), _| t != name);
+                    self.partitions.retain(|key, _| key.topic != name);
                     return Ok(());
                 }
             },
@@ -255,7 +255,7 @@ impl LinkRunner {
             let Some(mirror) = topic.partition(*index) else {
                 continue;
             };
-            let key = (name.to_string(), *index);
+            let key = TopicPartition::new(name, *index);
             let state = self
                 .partitions
                 .entry(key)
@@ -349,7 +349,7 @@ impl LinkRunner {
                 match result {
                     Ok(offset) => self.start_empty_at(&key, offset),
                     Err(e) => {
-                        tracing::warn!(link = %self.link.config.name, topic = %key.0, partition = key.1, error = %e, "cannot find the start offset");
+                        tracing::warn!(link = %self.link.config.name, topic = %key.topic, partition = key.partition, error = %e, "cannot find the start offset");
                     }
                 }
             }
