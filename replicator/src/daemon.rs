@@ -167,7 +167,7 @@ async fn create_owned_topics(config: &Config, store: &Arc<Store>) -> Result<(), 
         let (s, name, partitions) = (store.clone(), t.name.clone(), t.partitions);
         let created = tokio::task::spawn_blocking(move || s.ensure_owned_topic(&name, partitions))
             .await
-            .map_err(task_failed("create owned topics in", &config))?;
+            .map_err(task_failed("create owned topics in", config))?;
         match created {
             // Reported as offline; the node serves everything else.
             Ok(_) | Err(OwnTopicError::Offline { .. }) => {}

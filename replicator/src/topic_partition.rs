@@ -32,7 +32,7 @@ mod tests {
 
     #[test]
     fn orders_by_topic_then_partition_and_displays_as_kafka_does() {
-        let mut keys = vec![
+        let mut keys = [
             TopicPartition::new("b", 0),
             TopicPartition::new("a", 10),
             TopicPartition::new("a", 2),
