@@ -2,9 +2,9 @@
 //!
 //! kafka-protocol's `FetchResponse::encode` copies every record byte into the output buffer.
 //! Here the small fields are written into a few header buffers and each stored record chunk
-//! becomes its own segment, so a response is sent with one vectored write and record data
-//! is never copied. The byte layout (guide §6) is pinned against `FetchResponse::encode` for
-//! every version by the tests below.
+//! becomes its own chunk of a [`ChunkList`], so a response is sent with one vectored write
+//! and record data is never copied. The byte layout is Kafka's `FetchResponse` schema,
+//! pinned against `FetchResponse::encode` for every version by the tests in `fetch_tests.rs`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{
@@ -14,8 +14,8 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FetchResponse, ProducerId, Topi
 use kafka_protocol::protocol::{Message, StrBytes};
 pub use uuid::Uuid;
 
+pub use crate::chunk_list::ChunkList;
 use crate::encode::{frame_size, EncodeError};
-pub use crate::segments::Segments;
 
 /// First Fetch version with flexible encoding (compact lengths, tagged fields).
 const FLEXIBLE_FROM: i16 = 12;
@@ -76,15 +76,15 @@ impl Default for FetchPartitionParts {
     }
 }
 
-/// Encodes a complete Fetch response frame (size prefix, response header, body) as segments.
+/// Encodes a complete Fetch response frame (size prefix, response header, body) as chunks.
 ///
-/// The first segment holds the size prefix and response header; every non-empty record
-/// chunk is a segment of its own, shared with the caller's `Bytes` rather than copied.
+/// The first chunk holds the size prefix and response header; every non-empty record
+/// chunk is a chunk of its own, shared with the caller's `Bytes` rather than copied.
 pub fn encode_fetch_response(
     version: i16,
     correlation_id: i32,
     parts: FetchResponseParts,
-) -> Result<Segments, EncodeError> {
+) -> Result<ChunkList, EncodeError> {
     let range = <FetchResponse as Message>::VERSIONS;
     if version < range.min || version > range.max {
         return Err(EncodeError::UnsupportedVersion {
@@ -123,7 +123,7 @@ fn estimate_header_bytes(parts: &FetchResponseParts) -> usize {
 
 struct Writer {
     version: i16,
-    /// Segments finished so far, still mutable so the size prefix can be patched last.
+    /// Chunks finished so far, still mutable so the size prefix can be patched last.
     done: Vec<Piece>,
     buf: BytesMut,
 }
@@ -240,7 +240,7 @@ impl Writer {
         self.done.push(Piece::Records(chunk));
     }
 
-    fn finish(mut self) -> Result<Segments, EncodeError> {
+    fn finish(mut self) -> Result<ChunkList, EncodeError> {
         if !self.buf.is_empty() {
             self.done.push(Piece::Small(self.buf.split()));
         }

@@ -73,9 +73,9 @@ proptest! {
     #[test]
     fn hand_encoder_matches_the_crate_encoder((version, parts) in response(), corr in any::<i32>()) {
         let expected = encode_response(ApiKey::Fetch, version, corr, &parts.to_message()).unwrap();
-        let segments = encode_fetch_response(version, corr, parts.clone()).unwrap();
-        prop_assert_eq!(segments.remaining(), expected.len());
-        prop_assert_eq!(segments.to_contiguous(), expected.clone());
+        let response = encode_fetch_response(version, corr, parts.clone()).unwrap();
+        prop_assert_eq!(response.remaining(), expected.len());
+        prop_assert_eq!(response.to_contiguous(), expected.clone());
         let (decoded_corr, decoded) =
             decode_response::<FetchResponse>(expected.slice(4..), ApiKey::Fetch, version).unwrap();
         prop_assert_eq!(decoded_corr, corr);
@@ -120,23 +120,23 @@ fn every_version_matches_with_aborted_transactions_and_several_chunks() {
     for version in 4..=18 {
         let parts = sample_parts(chunks.clone());
         let expected = encode_response(ApiKey::Fetch, version, 99, &parts.to_message()).unwrap();
-        let segments = encode_fetch_response(version, 99, parts).unwrap();
-        assert_eq!(segments.to_contiguous(), expected, "Fetch v{version}");
+        let response = encode_fetch_response(version, 99, parts).unwrap();
+        assert_eq!(response.to_contiguous(), expected, "Fetch v{version}");
     }
 }
 
 #[test]
 fn record_chunks_are_shared_not_copied() {
     let chunks = vec![Bytes::from(vec![1u8; 300]), Bytes::from(vec![2u8; 70])];
-    let segments = encode_fetch_response(12, 1, sample_parts(chunks.clone())).unwrap();
-    let segs: Vec<&Bytes> = segments.iter().collect();
+    let response = encode_fetch_response(12, 1, sample_parts(chunks.clone())).unwrap();
+    let pieces: Vec<&Bytes> = response.iter().collect();
     // header, chunk, chunk, trailer (tags + second partition)
-    assert_eq!(segs.len(), 4);
-    assert_eq!(segs[1].as_ptr(), chunks[0].as_ptr());
-    assert_eq!(segs[2].as_ptr(), chunks[1].as_ptr());
+    assert_eq!(pieces.len(), 4);
+    assert_eq!(pieces[1].as_ptr(), chunks[0].as_ptr());
+    assert_eq!(pieces[2].as_ptr(), chunks[1].as_ptr());
     assert_eq!(
-        &segs[0][..4],
-        &(segments.remaining() as i32 - 4).to_be_bytes()
+        &pieces[0][..4],
+        &(response.remaining() as i32 - 4).to_be_bytes()
     );
 }
 

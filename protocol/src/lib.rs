@@ -4,13 +4,13 @@
 
 pub mod api;
 pub mod batch;
+pub mod chunk_list;
 pub mod client;
 mod encode;
 pub mod fetch;
 pub mod frame;
 pub mod request;
 pub mod response;
-pub mod segments;
 
 pub use encode::EncodeError;
 /// The kafka-protocol this codec is built on, so dependents name the same message types.

@@ -438,12 +438,16 @@ fn validate_link(i: usize, link: &LinkConfig) -> Result<(), ConfigError> {
         ));
     }
     TopicFilter::new(&link.include, &link.exclude).map_err(|e| match e {
-        FilterError::Include(pos, reason) => invalid(format!("links[{i}].include[{pos}]"), reason),
-        FilterError::Exclude(pos, reason) => invalid(format!("links[{i}].exclude[{pos}]"), reason),
+        FilterError::Include(pos, e) => {
+            invalid(format!("links[{i}].include[{pos}]"), e.to_string())
+        }
+        FilterError::Exclude(pos, e) => {
+            invalid(format!("links[{i}].exclude[{pos}]"), e.to_string())
+        }
     })?;
     GroupFilter::new(&link.groups).map_err(|e| match e {
-        FilterError::Include(pos, reason) | FilterError::Exclude(pos, reason) => {
-            invalid(format!("links[{i}].groups[{pos}]"), reason)
+        FilterError::Include(pos, e) | FilterError::Exclude(pos, e) => {
+            invalid(format!("links[{i}].groups[{pos}]"), e.to_string())
         }
     })?;
     if link.metadata_interval < Duration::from_millis(100) {

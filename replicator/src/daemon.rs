@@ -2,18 +2,19 @@
 //! orderly shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use shadowlink_storage::{LogConfig, StorageError};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin;
 use crate::config::{Config, ConfigError};
 use crate::groups::Coordinator;
 use crate::link::LinkRunner;
-use crate::mirror::{OwnTopicError, Store};
+use crate::mirror::{MirrorError, OwnTopicError, Store};
 use crate::server::{self, ServerContext};
 use crate::status::Status;
 
@@ -24,6 +25,16 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("cannot open the data directory: {0}")]
     Storage(#[from] StorageError),
+    #[error("cannot finish an interrupted failover: {0}")]
+    Failover(#[from] MirrorError),
+    /// A blocking start-up task panicked or was cancelled.
+    #[error("cannot {action} {}: the task failed: {source}", path.display())]
+    Task {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: JoinError,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -55,11 +66,7 @@ impl Daemon {
         let data_dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, log_config))
             .await
-            .map_err(|e| StorageError::Io {
-                action: "opening",
-                path: config.data_dir.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
+            .map_err(task_failed("open", &config))??;
         let store = Arc::new(store);
         // Before any link starts: a link whose filter matches an owned topic's name must
         // find it owned, not create a shadow of it.
@@ -68,11 +75,7 @@ impl Daemon {
         let resumed = store.clone();
         tokio::task::spawn_blocking(move || crate::failover::resume_interrupted(&resumed))
             .await
-            .map_err(|e| StorageError::Io {
-                action: "resuming failovers in",
-                path: config.data_dir.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
+            .map_err(task_failed("resume failovers in", &config))??;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let (listener, kafka_addr) =
@@ -151,16 +154,21 @@ impl Daemon {
     }
 }
 
+fn task_failed(action: &'static str, config: &Config) -> impl FnOnce(JoinError) -> StartError {
+    let path = config.data_dir.clone();
+    move |source| StartError::Task {
+        action,
+        path,
+        source,
+    }
+}
+
 async fn create_owned_topics(config: &Config, store: &Arc<Store>) -> Result<(), StartError> {
     for (i, t) in config.topics.iter().enumerate() {
         let (s, name, partitions) = (store.clone(), t.name.clone(), t.partitions);
         let created = tokio::task::spawn_blocking(move || s.ensure_owned_topic(&name, partitions))
             .await
-            .map_err(|e| StorageError::Io {
-                action: "creating owned topics in",
-                path: config.data_dir.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            .map_err(task_failed("create owned topics in", config))?;
         match created {
             // Reported as offline; the node serves everything else.
             Ok(_) | Err(OwnTopicError::Offline { .. }) => {}

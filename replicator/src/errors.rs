@@ -2,16 +2,84 @@
 
 use kafka_protocol::ResponseError;
 use shadowlink_storage::StorageError;
+use tokio::task::JoinError;
 
 use crate::mirror::owned::ProduceError;
+use crate::mirror::producer_ids::ProducerIdError;
 use crate::mirror::producer_state::SequenceError;
-use crate::mirror::{EpochMismatch, Store};
+use crate::mirror::{EpochMismatch, OwnTopicError, Store};
 
 /// The Kafka error code a client sees for a storage failure.
 pub fn storage_error_code(error: &StorageError) -> i16 {
     match error {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         _ => ResponseError::KafkaStorageError.code(),
+    }
+}
+
+/// The code for work that failed inside the node (its task panicked or was cancelled):
+/// nothing the client sent is at fault, and the node logs the cause.
+pub fn task_failed_code(_: &JoinError) -> i16 {
+    ResponseError::UnknownServerError.code()
+}
+
+/// The code for InitProducerId when no producer id can be handed out.
+pub fn producer_id_error_code(_: &ProducerIdError) -> i16 {
+    ResponseError::KafkaStorageError.code()
+}
+
+/// Why a topic or partition named in a request is not served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unserved {
+    /// On disk but unreadable at start. KAFKA_STORAGE_ERROR, as Kafka answers for a
+    /// partition whose log directory failed, so clients see a failure instead of a topic
+    /// that silently vanished.
+    Offline,
+    Unknown,
+}
+
+impl Unserved {
+    pub fn code(self) -> i16 {
+        match self {
+            Unserved::Offline => ResponseError::KafkaStorageError.code(),
+            Unserved::Unknown => ResponseError::UnknownTopicOrPartition.code(),
+        }
+    }
+}
+
+/// Why the store does not serve `partition` of `topic`, or the whole topic for `None`.
+pub fn unserved(store: &Store, topic: &str, partition: Option<i32>) -> Unserved {
+    match store.offline_reason(topic, partition) {
+        Some(_) => Unserved::Offline,
+        None => Unserved::Unknown,
+    }
+}
+
+/// Requests the node declines whatever the state of its topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declined {
+    /// A KIP-227 fetch session: the node always answers session 0, so a client naming
+    /// one is out of step and must start over with a full fetch.
+    FetchSession,
+    /// A negative ListOffsets timestamp that names no special offset.
+    UnknownSpecialTimestamp,
+    /// InitProducerId with an empty transactional id.
+    EmptyTransactionalId,
+    /// InitProducerId with a transactional id: transactions are not supported.
+    Transactions,
+    /// Produce with a null record set.
+    NullRecords,
+}
+
+impl Declined {
+    pub fn code(self) -> i16 {
+        match self {
+            Declined::FetchSession => ResponseError::FetchSessionIdNotFound.code(),
+            Declined::UnknownSpecialTimestamp => ResponseError::UnsupportedVersion.code(),
+            Declined::EmptyTransactionalId => ResponseError::InvalidRequest.code(),
+            Declined::Transactions => ResponseError::TransactionalIdAuthorizationFailed.code(),
+            Declined::NullRecords => ResponseError::InvalidRecord.code(),
+        }
     }
 }
 
@@ -49,8 +117,8 @@ impl Refusal {
             Refusal::Shadow { .. } | Refusal::Unsupported { .. } => {
                 ResponseError::PolicyViolation.code()
             }
-            Refusal::Unknown { .. } => ResponseError::UnknownTopicOrPartition.code(),
-            Refusal::Offline { .. } => ResponseError::KafkaStorageError.code(),
+            Refusal::Unknown { .. } => Unserved::Unknown.code(),
+            Refusal::Offline { .. } => Unserved::Offline.code(),
         }
     }
 }
@@ -102,6 +170,68 @@ pub fn config_change_refusal(
         ResponseError::InvalidRequest.code(),
         "shadowlink has no dynamic configs besides those synced to shadow topics".to_string(),
     )
+}
+
+/// Why CreateTopics did not create a topic.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateRefusal {
+    #[error("topic {0} appears more than once in the request")]
+    Duplicate(String),
+    #[error(
+        "topic {topic} is mirrored by link {link} (its include matches the name), so this \
+         node cannot also own it; create it on the link's source cluster, or exclude it \
+         from the link"
+    )]
+    Mirrored { topic: String, link: String },
+    #[error("manual replica assignments are not supported")]
+    ManualAssignment,
+    #[error(
+        "one request may create at most {max} partitions (kafka.max_partitions_per_request); \
+         this one asks for {wanted}"
+    )]
+    TooManyForRequest { max: i64, wanted: i64 },
+    #[error("replication factor {0} is larger than the one node of this cluster")]
+    ReplicationFactor(i16),
+    #[error("config {0} is not supported by shadowlink")]
+    UnsupportedConfig(String),
+    #[error("invalid value {value:?} for config {name}")]
+    InvalidConfig { name: String, value: String },
+    #[error(transparent)]
+    Topic(#[from] OwnTopicError),
+    #[error(transparent)]
+    Task(#[from] JoinError),
+}
+
+impl CreateRefusal {
+    pub fn code(&self) -> i16 {
+        match self {
+            CreateRefusal::Duplicate(_) => ResponseError::InvalidRequest.code(),
+            CreateRefusal::Mirrored { .. } => ResponseError::PolicyViolation.code(),
+            CreateRefusal::ManualAssignment => ResponseError::InvalidReplicaAssignment.code(),
+            CreateRefusal::TooManyForRequest { .. } => ResponseError::InvalidPartitions.code(),
+            CreateRefusal::ReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+            CreateRefusal::UnsupportedConfig(_) | CreateRefusal::InvalidConfig { .. } => {
+                ResponseError::InvalidConfig.code()
+            }
+            CreateRefusal::Topic(e) => own_topic_error_code(e),
+            CreateRefusal::Task(e) => task_failed_code(e),
+        }
+    }
+}
+
+/// The Kafka error code for an owned topic that was not created.
+pub fn own_topic_error_code(error: &OwnTopicError) -> i16 {
+    match error {
+        OwnTopicError::InvalidName { .. } | OwnTopicError::Collides { .. } => {
+            ResponseError::InvalidTopicException.code()
+        }
+        OwnTopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+        OwnTopicError::TooManyPartitions { .. } => ResponseError::PolicyViolation.code(),
+        OwnTopicError::Exists(_) | OwnTopicError::Shadow { .. } | OwnTopicError::Offline { .. } => {
+            ResponseError::TopicAlreadyExists.code()
+        }
+        OwnTopicError::Storage(e) => storage_error_code(e),
+    }
 }
 
 /// The Kafka error code a producer sees for a batch that was not written.
@@ -158,5 +288,50 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(produce_error_code(&error), code, "{error}");
         }
+    }
+
+    #[test]
+    fn create_refusals_map_to_kafka_codes() {
+        let mirrored = CreateRefusal::Mirrored {
+            topic: "a_orders".into(),
+            link: "from-a".into(),
+        };
+        let cases = [
+            (CreateRefusal::Duplicate("t".into()), 42),
+            (mirrored, 44),
+            (CreateRefusal::ManualAssignment, 39),
+            (CreateRefusal::TooManyForRequest { max: 1, wanted: 2 }, 37),
+            (CreateRefusal::ReplicationFactor(3), 38),
+            (CreateRefusal::UnsupportedConfig("x".into()), 40),
+            (OwnTopicError::Exists("t".into()).into(), 36),
+            (OwnTopicError::InvalidPartitions(0).into(), 37),
+            (
+                OwnTopicError::InvalidName {
+                    name: "a b".into(),
+                    reason: "it has a space",
+                }
+                .into(),
+                17,
+            ),
+        ];
+        for (refusal, code) in cases {
+            assert_eq!(refusal.code(), code, "{refusal}");
+        }
+    }
+
+    #[test]
+    fn declined_and_unserved_requests_map_to_kafka_codes() {
+        let declined = [
+            (Declined::FetchSession, 70),
+            (Declined::UnknownSpecialTimestamp, 35),
+            (Declined::EmptyTransactionalId, 42),
+            (Declined::Transactions, 53),
+            (Declined::NullRecords, 87),
+        ];
+        for (declined, code) in declined {
+            assert_eq!(declined.code(), code, "{declined:?}");
+        }
+        assert_eq!(Unserved::Offline.code(), 56);
+        assert_eq!(Unserved::Unknown.code(), 3);
     }
 }

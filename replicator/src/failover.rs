@@ -10,10 +10,9 @@
 //! [`crate::rpo`]) and the records the source may have acknowledged in it.
 
 use serde::{Deserialize, Serialize};
-use shadowlink_storage::StorageError;
 
 use crate::filter::SCHEMAS;
-use crate::mirror::{MirrorTopic, Store, TopicState};
+use crate::mirror::{MirrorError, MirrorTopic, Store, TopicState};
 use crate::rpo::Unconfirmed;
 use crate::status::{PartitionReport, Status};
 
@@ -27,7 +26,7 @@ pub enum FailoverError {
     #[error("name the topics to fail over, or ask for all of them")]
     NothingNamed,
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Mirror(#[from] MirrorError),
 }
 
 /// What to fail over: every shadow topic of the link, or the named ones.
@@ -133,7 +132,7 @@ fn chosen_topics(
 }
 
 /// Drives one topic to `failed_over`, resuming wherever an earlier attempt stopped.
-pub fn complete(topic: &MirrorTopic) -> Result<(), StorageError> {
+pub fn complete(topic: &MirrorTopic) -> Result<(), MirrorError> {
     let mut meta = topic.meta();
     if meta.state == TopicState::FailedOver {
         return Ok(());
@@ -243,7 +242,7 @@ pub fn window(seconds: f64) -> String {
 }
 
 /// Finishes failovers a crash interrupted between `failing_over` and `failed_over`.
-pub fn resume_interrupted(store: &Store) -> Result<(), StorageError> {
+pub fn resume_interrupted(store: &Store) -> Result<(), MirrorError> {
     for topic in store.topics() {
         if topic.meta().state == TopicState::FailingOver {
             complete(&topic)?;

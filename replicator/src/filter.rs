@@ -16,9 +16,20 @@ const INTERNAL_PREFIXES: &[&str] = &["_redpanda", "__redpanda"];
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
     #[error("include[{0}]: {1}")]
-    Include(usize, String),
+    Include(usize, #[source] PatternError),
     #[error("exclude[{0}]: {1}")]
-    Exclude(usize, String),
+    Exclude(usize, #[source] PatternError),
+}
+
+/// Why one pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("{pattern:?}: '*' is only allowed at the end of a pattern")]
+    InnerStar { pattern: String },
+    #[error("an empty pattern matches nothing")]
+    Empty,
+    #[error("{pattern:?}: {character:?} cannot appear in a Kafka topic name")]
+    NotInTopicNames { pattern: String, character: char },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,26 +41,27 @@ enum Pattern {
 impl Pattern {
     /// Parses a pattern; `topic_chars` restricts it to the characters a Kafka topic
     /// name may hold (group ids may hold any).
-    fn parse(text: &str, topic_chars: bool) -> Result<Pattern, String> {
+    fn parse(text: &str, topic_chars: bool) -> Result<Pattern, PatternError> {
         let (body, prefix) = match text.strip_suffix('*') {
             Some(body) => (body, true),
             None => (text, false),
         };
         if body.contains('*') {
-            return Err(format!(
-                "{text:?}: '*' is only allowed at the end of a pattern"
-            ));
+            return Err(PatternError::InnerStar {
+                pattern: text.to_string(),
+            });
         }
         if !prefix && body.is_empty() {
-            return Err("an empty pattern matches nothing".to_string());
+            return Err(PatternError::Empty);
         }
         if let Some(c) = body
             .chars()
             .find(|c| topic_chars && !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         {
-            return Err(format!(
-                "{text:?}: {c:?} cannot appear in a Kafka topic name"
-            ));
+            return Err(PatternError::NotInTopicNames {
+                pattern: text.to_string(),
+                character: c,
+            });
         }
         Ok(if prefix {
             Pattern::Prefix(body.to_string())
@@ -211,15 +223,20 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert!(matches!(
             TopicFilter::new(&s(&["ok", "a*b"]), &[]),
-            Err(FilterError::Include(1, _))
+            Err(FilterError::Include(1, PatternError::InnerStar { .. }))
         ));
+        let bad_name = TopicFilter::new(&s(&["ok"]), &s(&["bad name"])).unwrap_err();
         assert!(matches!(
-            TopicFilter::new(&s(&["ok"]), &s(&["bad name"])),
-            Err(FilterError::Exclude(0, _))
+            bad_name,
+            FilterError::Exclude(0, PatternError::NotInTopicNames { character: ' ', .. })
         ));
+        assert_eq!(
+            bad_name.to_string(),
+            "exclude[0]: \"bad name\": ' ' cannot appear in a Kafka topic name"
+        );
         assert!(matches!(
             TopicFilter::new(&s(&[""]), &[]),
-            Err(FilterError::Include(0, _))
+            Err(FilterError::Include(0, PatternError::Empty))
         ));
     }
 }

@@ -35,3 +35,4 @@ pub mod rpo;
 pub mod server;
 pub mod source;
 pub mod status;
+pub mod topic_partition;

@@ -10,6 +10,7 @@
 //! `topics/{topic}/{partition}/` holds the partition log. `producer-ids.json` holds the
 //! producer-id allocator's state.
 
+mod error;
 mod open;
 pub mod owned;
 pub mod producer_ids;
@@ -27,9 +28,10 @@ use serde::{Deserialize, Serialize};
 use shadowlink_storage::{AppendInfo, EpochFloor, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
+pub use error::{MirrorError, OwnTopicError};
 pub use open::Offline;
 use owned::OwnedState;
-use producer_ids::ProducerIdAllocator;
+use producer_ids::{ProducerIdAllocator, ProducerIdError};
 
 /// Lifecycle of a mirror topic. Failures are sticky: a topic whose source changed under
 /// it stays untouched until an operator acts.
@@ -177,12 +179,12 @@ impl MirrorPartition {
     /// Appends complete batches exactly as fetched. Refused once the partition is owned:
     /// from then on only producers write it, at offsets this node assigns. Blocking: the
     /// fsync the persist mode owes runs after the log is released, before this returns.
-    pub fn append(&self, record_set: Bytes) -> Result<AppendInfo, StorageError> {
+    pub fn append(&self, record_set: Bytes) -> Result<AppendInfo, MirrorError> {
         if self.is_owned() {
-            return Err(StorageError::Refused(format!(
-                "{}-{} is writable on this node; its link no longer writes it",
-                self.topic, self.partition
-            )));
+            return Err(MirrorError::NotMirrored {
+                topic: self.topic.clone(),
+                partition: self.partition,
+            });
         }
         let (info, sync) = self.log().append_deferred(record_set)?;
         self.appended.notify_waiters();
@@ -346,17 +348,17 @@ impl MirrorTopic {
     ///
     /// The caller must have stopped the link's fetching first (failover); mirrored
     /// appends are refused from here on.
-    pub fn make_writable(&self) -> Result<Ownership, StorageError> {
+    pub fn make_writable(&self) -> Result<Ownership, MirrorError> {
         let mut record = self.record();
         if let Some(owned) = &record.owned {
             return Ok(owned.clone());
         }
-        // An offline partition's epochs are unknown, so no safe epoch can be chosen for it.
         if let Some((p, reason)) = self.offline.iter().next() {
-            return Err(StorageError::Refused(format!(
-                "{}-{p} is offline, so the topic cannot be made writable: {reason}",
-                self.name
-            )));
+            return Err(MirrorError::PartitionOffline {
+                topic: self.name.clone(),
+                partition: *p,
+                reason: reason.clone(),
+            });
         }
         let mut ownership = Ownership {
             from_link: Some(record.meta.link.clone()),
@@ -443,37 +445,6 @@ impl MirrorTopic {
     }
 }
 
-/// Why an owned topic cannot be created.
-#[derive(Debug, thiserror::Error)]
-pub enum OwnTopicError {
-    #[error("invalid topic name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
-    #[error("a topic needs at least one partition, not {0}")]
-    InvalidPartitions(i32),
-    #[error("topic {0} already exists")]
-    Exists(String),
-    #[error(
-        "topic {topic} is a read-only shadow of link {link}; a node cannot also own it \
-         (fail it over to make it writable)"
-    )]
-    Shadow { topic: String, link: String },
-    /// Kafka refuses names that differ only in '.' versus '_': metric names conflate them.
-    #[error(
-        "topic {name} collides with existing topic {existing}: \
-         names that differ only in '.' and '_' are not allowed"
-    )]
-    Collides { name: String, existing: String },
-    #[error("topic {topic} exists on disk but cannot be opened: {reason}")]
-    Offline { topic: String, reason: String },
-    #[error(
-        "the node holds {held} partitions and allows at most {max} \
-         (storage.max_partitions); {requested} more would exceed that"
-    )]
-    TooManyPartitions { requested: i32, held: i64, max: i64 },
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
 /// Kafka's topic name rules; they also keep names safe as directory names.
 pub fn validate_topic_name(name: &str) -> Result<(), OwnTopicError> {
     let reason = if name.is_empty() {
@@ -540,10 +511,16 @@ impl Store {
         &self,
         name: &str,
         meta: TopicMeta,
-    ) -> Result<Arc<MirrorTopic>, StorageError> {
+    ) -> Result<Arc<MirrorTopic>, MirrorError> {
         if let Some(topic) = self.topic(name) {
             self.grow(&topic, meta.partitions)?;
             return Ok(topic);
+        }
+        if let Some(reason) = self.offline_topics.get(name) {
+            return Err(MirrorError::TopicOffline {
+                topic: name.to_string(),
+                reason: reason.value().clone(),
+            });
         }
         let topic = self.create(name, TopicRecord { meta, owned: None })?;
         tracing::info!(topic = name, "mirror topic created");
@@ -554,13 +531,9 @@ impl Store {
     /// is replaced atomically and written before any partition directory, so a crash
     /// leaves either a directory without it (removed at the next start) or a whole topic
     /// whose missing partition directories are created when it is opened.
+    ///
+    /// The caller has made sure no offline topic holds the name.
     fn create(&self, name: &str, record: TopicRecord) -> Result<Arc<MirrorTopic>, StorageError> {
-        if let Some(reason) = self.offline_topics.get(name) {
-            return Err(StorageError::Refused(format!(
-                "topic {name} exists on disk but cannot be opened: {}",
-                reason.value()
-            )));
-        }
         let dir = self.root.join(name);
         std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
         // The new directory's entry in topics/ must survive a power loss as well.
@@ -679,7 +652,7 @@ impl Store {
 
     /// A new producer id (InitProducerId), above every producer id stored in any log
     /// (mirrored ones included) and every id handed out or observed before.
-    pub fn allocate_producer_id(&self) -> Result<i64, StorageError> {
+    pub fn allocate_producer_id(&self) -> Result<i64, ProducerIdError> {
         let stored_max = self
             .topics()
             .iter()

@@ -28,9 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mirror::{MirrorTopic, Store, TopicState};
 use crate::rpo::{self, Unconfirmed, WriteHistory};
-
-/// A partition of a source topic.
-pub type TopicPartition = (String, i32);
+pub use crate::topic_partition::TopicPartition;
 
 /// After this long without a fetch response confirming it, a caught-up partition is no
 /// longer reported at zero lag.
@@ -308,7 +306,7 @@ impl LinkStatus {
             let topic_done = !inner
                 .partitions
                 .iter()
-                .any(|((t, _), s)| *t == key.0 && s.sync.is_some());
+                .any(|(k, s)| k.topic == key.topic && s.sync.is_some());
             return topic_done.then(|| now.saturating_duration_since(sync.started));
         }
         if p.sync.is_none() && p.confirmed_at.is_none() {
@@ -338,7 +336,7 @@ impl LinkStatus {
     pub fn progress(&self, now: Instant) -> BTreeMap<String, SyncProgress> {
         let inner = self.lock();
         let mut acc: BTreeMap<&str, (i64, i64, Instant)> = BTreeMap::new();
-        for ((topic, _), p) in &inner.partitions {
+        for (TopicPartition { topic, .. }, p) in &inner.partitions {
             let (Some(sync), Some(to)) = (p.sync, p.fetched_to) else {
                 continue;
             };
@@ -506,7 +504,7 @@ fn add_unconfirmed(
             let (start, end) = (log.log_start_offset(), log.log_end_offset());
             rpo::bytes_per_record(log.size_bytes(), start, end)
         };
-        let key = (topic.name.clone(), mirror.partition);
+        let key = TopicPartition::new(topic.name.clone(), mirror.partition);
         p.unconfirmed = tracked
             .get(&key)
             .and_then(|s| s.unconfirmed(now, lost, bytes_per_record));
@@ -540,7 +538,7 @@ fn topic_report(
             if reason.is_none() {
                 reason.clone_from(&failure);
             }
-            let key = (topic.name.clone(), mirror.partition);
+            let key = TopicPartition::new(topic.name.clone(), mirror.partition);
             let status = tracked.get(&key);
             let source = status.and_then(|s| s.source);
             let last_error = failure.or_else(|| {
@@ -625,7 +623,7 @@ pub struct LinkReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopicReport {
     pub name: String,
-    /// `syncing`, `active` or `failed`.
+    /// `syncing`, `active`, `failed`, `failing_over` or `failed_over` (see [`TopicStateName`]).
     pub state: String,
     /// Why the topic (or one of its partitions) failed.
     pub reason: Option<String>,
@@ -677,7 +675,7 @@ mod tests {
     }
 
     fn key(p: i32) -> TopicPartition {
-        ("a_big".to_string(), p)
+        TopicPartition::new("a_big", p)
     }
 
     #[test]

@@ -50,10 +50,6 @@ pub enum StorageError {
         "the log refuses writes because an earlier write or fsync failed; reopen it to recover"
     )]
     Poisoned,
-    /// A caller-level rule forbids the write (e.g. mirrored batches into a partition
-    /// that became writable); the log itself is fine.
-    #[error("the write was refused: {0}")]
-    Refused(String),
     #[error("{} is corrupt at byte {position}: {reason}", path.display())]
     Corrupt {
         path: PathBuf,

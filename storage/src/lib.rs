@@ -6,10 +6,14 @@
 //! `Bytes` over memory-mapped files. It knows nothing about Kafka requests or networking;
 //! the API is synchronous (call it from a dedicated writer task or `spawn_blocking`).
 //!
-//! Directory layout: `{base:020}.log`, `.index` (u32 relative offset, u32 position) and
-//! `.timeindex` (i64 timestamp, u32 relative offset) per segment, plus
-//! `log-start-offset`, `leader-epoch-checkpoint` and `leader-epoch-floor` (JSON,
-//! atomically replaced).
+//! Partition directory layout:
+//! - per segment, `{base:020}.log` (the batches), `{base:020}.index` (u32 relative offset,
+//!   u32 position) and `{base:020}.timeindex` (i64 timestamp, u32 relative offset);
+//! - `log-start-offset`, `leader-epoch-checkpoint`, `leader-epoch-floor` and
+//!   `max-producer-id`: JSON, atomically replaced through a `{name}.tmp` sibling;
+//! - `{base:020}.swap` only while a segment is being truncated, renamed over its `.log`.
+//!
+//! Recovery deletes a leftover `.swap` or `.tmp` file from an interrupted write.
 
 mod config;
 mod durability;

@@ -107,7 +107,7 @@ async fn failover(
         tokio::task::spawn_blocking(move || fail_over(&store, &status, &link, &request)).await;
     match done {
         Ok(Ok(outcomes)) => Json(outcomes).into_response(),
-        Ok(Err(e @ FailoverError::Storage(_))) => {
+        Ok(Err(e @ FailoverError::Mirror(_))) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
         }
         Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),

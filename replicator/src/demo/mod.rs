@@ -21,7 +21,7 @@ use pair::{A_TOPICS, B_TOPICS, PARTITIONS};
 use shadowlink::daemon::Daemon;
 use shadowlink::failover::{fail_over, FailoverRequest};
 use verify::Acked;
-use workload::{finish, lock, spawn_consumer, spawn_producer, Shared, Tp};
+use workload::{finish, lock, spawn_consumer, spawn_producer, Shared, TopicPartition};
 
 /// How long both regions run, and how long B runs alone after the failover.
 const BOTH_RUN: Duration = Duration::from_secs(8);
@@ -108,12 +108,15 @@ async fn drill(a: Daemon, b: &Daemon) -> anyhow::Result<()> {
     .map_err(|e| anyhow!("failover on B: {e}"))?;
     println!("failed a_* over to region B:");
     let (at_risk, seconds) = report::failover(&outcomes);
-    let failover_at: BTreeMap<Tp, i64> = outcomes
+    let failover_at: BTreeMap<TopicPartition, i64> = outcomes
         .iter()
         .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| ((t.topic.clone(), p.partition), p.last_mirrored_offset))
+            t.partitions.iter().map(|p| {
+                (
+                    TopicPartition::new(t.topic.clone(), p.partition),
+                    p.last_mirrored_offset,
+                )
+            })
         })
         .collect();
 
@@ -142,10 +145,13 @@ async fn drill(a: Daemon, b: &Daemon) -> anyhow::Result<()> {
 
     println!("verification: every partition read back from region B from offset 0");
     let client = DemoClient::connect(&b_addr, "demo-verify").await?;
-    let mut on_b: BTreeMap<Tp, Vec<Read>> = BTreeMap::new();
+    let mut on_b: BTreeMap<TopicPartition, Vec<Read>> = BTreeMap::new();
     for topic in A_TOPICS.iter().chain(B_TOPICS.iter()) {
         for p in 0..PARTITIONS {
-            on_b.insert((topic.to_string(), p), client.read_all(topic, p).await?);
+            on_b.insert(
+                TopicPartition::new(*topic, p),
+                client.read_all(topic, p).await?,
+            );
         }
     }
     let checked = check_all(&on_b, &acked_a, &acked_b, &seen_a, &seen_b, &failover_at)?;
@@ -176,12 +182,12 @@ struct Checked {
 /// Checks every partition read back from B against what was acknowledged, and
 /// every consumer's copy against B's, offset by offset.
 fn check_all(
-    read_back: &BTreeMap<Tp, Vec<Read>>,
+    read_back: &BTreeMap<TopicPartition, Vec<Read>>,
     acked_a: &Shared,
     acked_b: &Shared,
     seen_a: &Shared,
     seen_b: &Shared,
-    failover_at: &BTreeMap<Tp, i64>,
+    failover_at: &BTreeMap<TopicPartition, i64>,
 ) -> anyhow::Result<Checked> {
     let (acked_a, acked_b) = (lock(acked_a), lock(acked_b));
     let (seen_a, seen_b) = (lock(seen_a), lock(seen_b));
@@ -194,7 +200,7 @@ fn check_all(
     };
     for topic in A_TOPICS.iter().chain(B_TOPICS.iter()) {
         for p in 0..PARTITIONS {
-            let tp: Tp = (topic.to_string(), p);
+            let tp = TopicPartition::new(*topic, p);
             let name = format!("{topic}-{p}");
             let read = read_back.get(&tp).cloned().unwrap_or_default();
             let on_a = acked_a.acked.get(&tp).unwrap_or(&empty);
@@ -249,7 +255,7 @@ fn check_all(
     Ok(checked)
 }
 
-fn copy(consumed: &BTreeMap<Tp, Vec<Read>>, tp: &Tp) -> Vec<Read> {
+fn copy(consumed: &BTreeMap<TopicPartition, Vec<Read>>, tp: &TopicPartition) -> Vec<Read> {
     consumed.get(tp).cloned().unwrap_or_default()
 }
 

@@ -14,13 +14,13 @@ use super::pair::{A_TOPICS, B_TOPICS, PARTITIONS};
 use super::verify::Acked;
 
 /// A topic-partition.
-pub type Tp = (String, i32);
+pub use shadowlink::topic_partition::TopicPartition;
 
 /// Records by topic-partition: acknowledged ones (producers) or read ones (consumers).
 #[derive(Default)]
 pub struct Ledger {
-    pub acked: BTreeMap<Tp, Acked>,
-    pub consumed: BTreeMap<Tp, Vec<Read>>,
+    pub acked: BTreeMap<TopicPartition, Acked>,
+    pub consumed: BTreeMap<TopicPartition, Vec<Read>>,
 }
 
 pub type Shared = Arc<Mutex<Ledger>>;
@@ -34,7 +34,7 @@ impl Ledger {
     pub fn acked_count(&self, prefix: &str) -> usize {
         self.acked
             .iter()
-            .filter(|((t, _), _)| t.starts_with(prefix))
+            .filter(|(key, _)| key.topic.starts_with(prefix))
             .map(|(_, a)| a.len())
             .sum()
     }
@@ -60,10 +60,10 @@ pub fn spawn_producer(
 ) -> JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
         let client = DemoClient::connect(&addr, &format!("demo-producer-{tag}")).await?;
-        let mut counters: BTreeMap<Tp, usize> = BTreeMap::new();
-        let targets: Vec<Tp> = topics
+        let mut counters: BTreeMap<TopicPartition, usize> = BTreeMap::new();
+        let targets: Vec<TopicPartition> = topics
             .iter()
-            .flat_map(|t| (0..PARTITIONS).map(move |p| (t.to_string(), p)))
+            .flat_map(|t| (0..PARTITIONS).map(move |p| TopicPartition::new(*t, p)))
             .collect();
         for target in targets.iter().cycle() {
             if *stop.borrow() {
@@ -71,10 +71,12 @@ pub fn spawn_producer(
             }
             let n = counters.entry(target.clone()).or_default();
             let values: Vec<Bytes> = (0..BATCH)
-                .map(|i| Bytes::from(format!("{tag}:{}-{}:{}", target.0, target.1, *n + i)))
+                .map(|i| Bytes::from(format!("{tag}:{target}:{}", *n + i)))
                 .collect();
             *n += BATCH;
-            let base = client.produce(&target.0, target.1, &values).await?;
+            let base = client
+                .produce(&target.topic, target.partition, &values)
+                .await?;
             record_acks(&ledger, target, base, values)?;
             tokio::select! {
                 _ = stop.changed() => {}
@@ -86,17 +88,18 @@ pub fn spawn_producer(
 }
 
 /// Enters one acknowledged batch into the ledger at the offsets the node assigned.
-fn record_acks(ledger: &Shared, target: &Tp, base: i64, values: Vec<Bytes>) -> anyhow::Result<()> {
+fn record_acks(
+    ledger: &Shared,
+    target: &TopicPartition,
+    base: i64,
+    values: Vec<Bytes>,
+) -> anyhow::Result<()> {
     let mut ledger = lock(ledger);
     let acked = ledger.acked.entry(target.clone()).or_default();
     for (i, value) in values.into_iter().enumerate() {
         let offset = base + i as i64;
         if acked.insert(offset, value).is_some() {
-            anyhow::bail!(
-                "{}-{}: offset {offset} acknowledged twice",
-                target.0,
-                target.1
-            );
+            anyhow::bail!("{target}: offset {offset} acknowledged twice");
         }
     }
     Ok(())
@@ -112,19 +115,19 @@ pub fn spawn_consumer(
 ) -> JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
         let client = DemoClient::connect(&addr, &format!("demo-consumer-{tag}")).await?;
-        let targets: Vec<Tp> = A_TOPICS
+        let targets: Vec<TopicPartition> = A_TOPICS
             .iter()
             .chain(B_TOPICS.iter())
-            .flat_map(|t| (0..PARTITIONS).map(move |p| (t.to_string(), p)))
+            .flat_map(|t| (0..PARTITIONS).map(move |p| TopicPartition::new(*t, p)))
             .collect();
-        let mut next: BTreeMap<Tp, i64> = BTreeMap::new();
+        let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         loop {
             for target in &targets {
                 if *stop.borrow() {
                     return Ok(());
                 }
                 let from = next.get(target).copied().unwrap_or(0);
-                let (records, _) = client.fetch(&target.0, target.1, from).await?;
+                let (records, _) = client.fetch(&target.topic, target.partition, from).await?;
                 if let Some((last, _)) = records.last() {
                     next.insert(target.clone(), last + 1);
                     lock(&ledger)

@@ -10,7 +10,7 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use shadowlink_protocol::batch::BatchWalker;
+use shadowlink_protocol::batch::{BatchError, BatchWalker};
 
 use super::offsets::{self, EARLIEST, LATEST};
 use super::writer::WriteJob;
@@ -92,7 +92,7 @@ impl LinkRunner {
             .map(|(name, indexes)| {
                 let partitions = indexes
                     .into_iter()
-                    .map(|index| self.fetch_partition(&(name.to_string(), index)))
+                    .map(|index| self.fetch_partition(&TopicPartition::new(name, index)))
                     .collect();
                 FetchTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(name.to_string())))
@@ -116,7 +116,7 @@ impl LinkRunner {
     fn fetch_partition(&self, key: &TopicPartition) -> FetchPartition {
         let state = &self.partitions[key];
         FetchPartition::default()
-            .with_partition(key.1)
+            .with_partition(key.partition)
             .with_current_leader_epoch(state.leader_epoch)
             .with_fetch_offset(state.next_offset.unwrap_or(0))
             .with_last_fetched_epoch(state.last_fetched_epoch)
@@ -160,7 +160,7 @@ impl LinkRunner {
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
-                let key = (name.clone(), p.partition_index);
+                let key = TopicPartition::new(name.clone(), p.partition_index);
                 self.on_partition(key, p).await;
             }
         }
@@ -202,7 +202,7 @@ impl LinkRunner {
             }
             code => {
                 let retriable = ResponseError::try_from_code(code).is_none_or(|e| e.is_retriable());
-                tracing::debug!(link = %self.link.config.name, topic = %key.0, partition = key.1, code, retriable, "partition fetch error");
+                tracing::debug!(link = %self.link.config.name, topic = %key.topic, partition = key.partition, code, retriable, "partition fetch error");
                 let name = kafka_error_name(code);
                 crate::metrics::fetch_error(self.name(), &name);
                 self.status.on_error(
@@ -249,7 +249,7 @@ impl LinkRunner {
             }
             Ok(None) => {}
             Err(reason) => {
-                let reason = format!("{}-{}: {reason}", key.0, key.1);
+                let reason = format!("{key}: {reason}");
                 tracing::error!(link = %link, error = %reason, "mirror partition stopped");
                 state.mirror.fail(reason);
                 return;
@@ -262,7 +262,7 @@ impl LinkRunner {
         };
         let to = state.next_offset.unwrap_or(fetch_offset);
         if let Some(took) = status.on_fetched(key, source, fetch_offset, to, Instant::now()) {
-            tracing::info!(link = %link, topic = %key.0, took = %humantime::format_duration(
+            tracing::info!(link = %link, topic = %key.topic, took = %humantime::format_duration(
                 Duration::from_secs(took.as_secs())), "initial sync complete");
         }
     }
@@ -316,7 +316,7 @@ async fn send(state: &mut super::PartitionState, job: WriteJob) {
 /// the request keeps the order of `keys`.
 fn group_in_order(keys: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
     let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
-    for (topic, partition) in keys {
+    for TopicPartition { topic, partition } in keys {
         match topics.iter_mut().find(|(t, _)| t == topic) {
             Some((_, partitions)) => partitions.push(*partition),
             None => topics.push((topic, vec![*partition])),
@@ -349,13 +349,26 @@ struct Chunk {
     last_epoch: i32,
 }
 
-fn complete_batches(records: &Bytes, fetch_offset: i64) -> Result<Option<Chunk>, String> {
+/// A fetched batch whose header cannot be read: the source sent something that is not a
+/// record batch, and nothing from it on can be mirrored.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable batch at offset {offset}: {source}")]
+struct UnreadableBatch {
+    offset: i64,
+    #[source]
+    source: BatchError,
+}
+
+fn complete_batches(records: &Bytes, fetch_offset: i64) -> Result<Option<Chunk>, UnreadableBatch> {
     let mut position = 0;
     let mut start = None;
     let mut next_offset = fetch_offset;
     let mut last_epoch = -1;
     for batch in BatchWalker::new(records.clone()) {
-        let batch = batch.map_err(|e| format!("unreadable batch at offset {next_offset}: {e}"))?;
+        let batch = batch.map_err(|source| UnreadableBatch {
+            offset: next_offset,
+            source,
+        })?;
         let len = batch.len();
         // A fetch may start inside a batch: skip batches wholly below the fetch offset.
         if batch.last_offset() >= next_offset {
@@ -461,7 +474,7 @@ mod tests {
     fn requests_keep_the_rotated_partition_order() {
         let mut keys: Vec<TopicPartition> = [("a", 0), ("a", 1), ("b", 0), ("c", 0)]
             .iter()
-            .map(|(t, p)| (t.to_string(), *p))
+            .map(|(t, p)| TopicPartition::new(*t, *p))
             .collect();
         keys.rotate_left(2);
         assert_eq!(
@@ -491,5 +504,27 @@ mod tests {
         assert_eq!(chunk.next_offset, 7);
         assert_eq!(chunk.bytes.len(), records.len() / 2);
         assert!(complete_batches(&Bytes::new(), 5).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unreadable_batch_names_the_offset_and_keeps_its_cause() {
+        let mut records = record_set(&[5, 7]).to_vec();
+        let second = records.len() / 2;
+        // The magic byte follows base offset, length and partition leader epoch.
+        records[second + 16] = 9;
+        let error = complete_batches(&Bytes::from(records), 5)
+            .err()
+            .expect("a batch with magic 9 is unreadable");
+        assert_eq!(error.offset, 7);
+        assert!(matches!(
+            error.source,
+            BatchError::BadMagic {
+                base_offset: 7,
+                magic: 9
+            }
+        ));
+        assert!(error
+            .to_string()
+            .starts_with("unreadable batch at offset 7: "));
     }
 }

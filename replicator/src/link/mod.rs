@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Link, StartPosition};
 use crate::groups::Coordinator;
 use crate::mirror::{
-    topic_id_hex, validate_topic_name, MirrorPartition, MirrorTopic, Store, TopicMeta, TopicState,
+    topic_id_hex, validate_topic_name, MirrorError, MirrorPartition, MirrorTopic, Store, TopicMeta,
+    TopicState,
 };
 use crate::source::metadata::{SourceCluster, TopicView};
 use crate::status::LinkStatus;
@@ -214,8 +215,8 @@ impl LinkRunner {
                 tracing::error!(link = %self.name(), topic = %name, error = %e, "cannot set up mirror topic");
             }
         }
-        for ((topic, _), state) in self.partitions.iter_mut() {
-            state.absent = !seen.contains(topic);
+        for (key, state) in self.partitions.iter_mut() {
+            state.absent = !seen.contains(&key.topic);
         }
         self.discovered.retain(|topic| seen.contains(topic));
         for (key, state) in &self.partitions {
@@ -227,11 +228,7 @@ impl LinkRunner {
             .retain(|key| self.partitions.get(key).is_some_and(|s| !s.absent));
     }
 
-    fn reconcile_topic(
-        &mut self,
-        name: &str,
-        source: &TopicView,
-    ) -> Result<(), shadowlink_storage::StorageError> {
+    fn reconcile_topic(&mut self, name: &str, source: &TopicView) -> Result<(), MirrorError> {
         let count = source.partitions.len() as i32;
         let source_id = topic_id_hex(&source.id);
         let wanted = TopicMeta {
@@ -249,7 +246,7 @@ impl LinkRunner {
             Some(existing) => match self.check_existing(&existing, &source_id, count)? {
                 Some(topic) => topic,
                 None => {
-                    self.partitions.retain(|(t, _), _| t != name);
+                    self.partitions.retain(|key, _| key.topic != name);
                     return Ok(());
                 }
             },
@@ -258,7 +255,7 @@ impl LinkRunner {
             let Some(mirror) = topic.partition(*index) else {
                 continue;
             };
-            let key = (name.to_string(), *index);
+            let key = TopicPartition::new(name, *index);
             let state = self
                 .partitions
                 .entry(key)
@@ -294,7 +291,7 @@ impl LinkRunner {
         topic: &Arc<MirrorTopic>,
         source_id: &str,
         count: i32,
-    ) -> Result<Option<Arc<MirrorTopic>>, shadowlink_storage::StorageError> {
+    ) -> Result<Option<Arc<MirrorTopic>>, MirrorError> {
         let meta = topic.meta();
         if !self.fetches(topic) {
             return Ok(None);
@@ -352,7 +349,7 @@ impl LinkRunner {
                 match result {
                     Ok(offset) => self.start_empty_at(&key, offset),
                     Err(e) => {
-                        tracing::warn!(link = %self.link.config.name, topic = %key.0, partition = key.1, error = %e, "cannot find the start offset");
+                        tracing::warn!(link = %self.link.config.name, topic = %key.topic, partition = key.partition, error = %e, "cannot find the start offset");
                     }
                 }
             }

@@ -27,8 +27,8 @@ pub async fn list_offsets(
         Err(e) => return keys.iter().map(|k| (k.clone(), Err(e.clone()))).collect(),
     };
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, partition) in keys {
-        by_topic.entry(topic).or_default().push(*partition);
+    for key in keys {
+        by_topic.entry(&key.topic).or_default().push(key.partition);
     }
     let topics = by_topic
         .iter()
@@ -59,7 +59,7 @@ pub async fn list_offsets(
     let mut out = Vec::new();
     for topic in response.topics {
         for p in topic.partitions {
-            let key = (topic.name.0.to_string(), p.partition_index);
+            let key = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
             let result = if p.error_code == 0 {
                 Ok(p.offset)
             } else {

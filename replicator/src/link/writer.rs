@@ -10,10 +10,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use shadowlink_protocol::batch::BatchWalker;
+use shadowlink_protocol::batch::{BatchError, BatchWalker};
 use shadowlink_storage::StorageError;
+use tokio::task::JoinError;
 
-use crate::mirror::MirrorPartition;
+use crate::mirror::{MirrorError, MirrorPartition};
 
 /// Changes to a mirror log, applied strictly in the order they were queued.
 #[derive(Debug)]
@@ -27,6 +28,32 @@ pub enum WriteJob {
     DeleteBefore(i64),
     /// An empty mirror begins at this offset (the link's `start` position).
     StartAt(i64),
+}
+
+/// Why a mirror partition stopped taking fetched data. The partition stays failed
+/// until the node restarts, and its status reports this message.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The batches before the invalid one are stored, so the mirror stays an exact
+    /// prefix of the source.
+    #[error("{topic}-{partition}: {source}; nothing from this batch on is stored")]
+    InvalidBatch {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: BatchError,
+    },
+    #[error("{topic}-{partition}: {source}")]
+    Append {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: MirrorError,
+    },
+    #[error(transparent)]
+    Log(#[from] StorageError),
+    #[error("writer task failed: {0}")]
+    Task(#[from] JoinError),
 }
 
 /// How many fetched chunks may wait for the disk per partition.
@@ -47,7 +74,7 @@ async fn run(partition: Arc<MirrorPartition>, link: String, mut rx: mpsc::Receiv
         let error = match outcome {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e,
-            Err(e) => format!("writer task failed: {e}"),
+            Err(e) => WriteError::from(e),
         };
         tracing::error!(
             link = %link,
@@ -56,7 +83,7 @@ async fn run(partition: Arc<MirrorPartition>, link: String, mut rx: mpsc::Receiv
             error = %error,
             "mirror partition stopped"
         );
-        partition.fail(error);
+        partition.fail(error.to_string());
         return;
     }
 }
@@ -64,30 +91,36 @@ async fn run(partition: Arc<MirrorPartition>, link: String, mut rx: mpsc::Receiv
 /// Appends fetched batches. When one is invalid (a CRC mismatch, say), the valid ones
 /// before it are still stored, so the mirror stays an exact prefix of the source, and the
 /// error names the offset of the bad batch.
-fn append(partition: &MirrorPartition, records: Bytes) -> Result<(), String> {
-    let name = format!("{}-{}", partition.topic, partition.partition);
+fn append(partition: &MirrorPartition, records: Bytes) -> Result<(), WriteError> {
+    let failed = |source| WriteError::Append {
+        topic: partition.topic.clone(),
+        partition: partition.partition,
+        source,
+    };
     match partition.append(records.clone()) {
         Ok(_) => Ok(()),
-        Err(StorageError::Batch { position, source }) => {
+        Err(MirrorError::Storage(StorageError::Batch { position, source })) => {
             if position > 0 {
                 partition
                     .append(records.slice(..position))
-                    .map_err(|e| format!("{name}: {e}"))?;
+                    .map_err(failed)?;
             }
-            Err(format!(
-                "{name}: {source}; nothing from this batch on is stored"
-            ))
+            Err(WriteError::InvalidBatch {
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+                source,
+            })
         }
         // Failed over while this fetch was in flight: the topic is no longer a mirror.
-        Err(StorageError::Refused(_)) if partition.is_owned() => {
-            tracing::debug!(partition = %name, "fetched data dropped: the partition was failed over");
+        Err(MirrorError::NotMirrored { topic, partition }) => {
+            tracing::debug!(partition = %format!("{topic}-{partition}"), "fetched data dropped: the partition was failed over");
             Ok(())
         }
-        Err(e) => Err(format!("{name}: {e}")),
+        Err(e) => Err(failed(e)),
     }
 }
 
-fn apply(partition: &MirrorPartition, link: &str, job: WriteJob) -> Result<(), String> {
+fn apply(partition: &MirrorPartition, link: &str, job: WriteJob) -> Result<(), WriteError> {
     match job {
         WriteJob::Append(records) => {
             let started = Instant::now();
@@ -99,7 +132,7 @@ fn apply(partition: &MirrorPartition, link: &str, job: WriteJob) -> Result<(), S
         WriteJob::Truncate(offset) => {
             let mut log = partition.log();
             let before = log.log_end_offset();
-            log.truncate_to(offset).map_err(|e| e.to_string())?;
+            log.truncate_to(offset)?;
             tracing::warn!(
                 link,
                 topic = %partition.topic,
@@ -117,7 +150,7 @@ fn apply(partition: &MirrorPartition, link: &str, job: WriteJob) -> Result<(), S
                 let why = "the source's log start passed the mirror's end";
                 return restart_at(partition, link, offset, why);
             }
-            log.delete_before(offset).map_err(|e| e.to_string())
+            Ok(log.delete_before(offset)?)
         }
         WriteJob::StartAt(offset) => restart_at(
             partition,
@@ -135,14 +168,13 @@ fn restart_at(
     link: &str,
     offset: i64,
     why: &'static str,
-) -> Result<(), String> {
+) -> Result<(), WriteError> {
     let mut log = partition.log();
     let from = log.log_end_offset();
     if offset <= from {
         return Ok(());
     }
-    log.truncate_fully_and_start_at(offset)
-        .map_err(|e| e.to_string())?;
+    log.truncate_fully_and_start_at(offset)?;
     tracing::warn!(
         link,
         topic = %partition.topic,
@@ -161,4 +193,67 @@ fn record_count(records: &Bytes) -> u64 {
         .map_while(Result::ok)
         .map(|b| u64::try_from(b.record_count()).unwrap_or(0))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use shadowlink_protocol::batch::testing::BatchBuilder;
+    use shadowlink_storage::LogConfig;
+
+    use super::*;
+    use crate::mirror::{topic_id_hex, Store, TopicMeta, TopicState};
+
+    fn mirror(dir: &std::path::Path) -> (Store, Arc<MirrorPartition>) {
+        let store = Store::open(dir, LogConfig::default()).unwrap();
+        let meta = TopicMeta {
+            link: "from-a".into(),
+            source_topic_id: topic_id_hex(&[0; 16]),
+            partitions: 1,
+            state: TopicState::Active,
+            configs: BTreeMap::new(),
+        };
+        let partition = store.ensure_topic("a_orders", meta).unwrap().partition(0);
+        (store, partition.unwrap())
+    }
+
+    fn batch(base_offset: i64) -> Bytes {
+        BatchBuilder::new(base_offset)
+            .records(&[(None, Some(&b"v"[..]))])
+            .build()
+    }
+
+    #[test]
+    fn a_corrupt_batch_stores_the_batches_before_it_and_names_the_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, partition) = mirror(dir.path());
+        let mut corrupt = batch(1).to_vec();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        let records = [batch(0), Bytes::from(corrupt)].concat();
+        let error = append(&partition, Bytes::from(records)).unwrap_err();
+        assert!(matches!(
+            &error,
+            WriteError::InvalidBatch {
+                partition: 0,
+                source: BatchError::CrcMismatch { base_offset: 1, .. },
+                ..
+            }
+        ));
+        let message = error.to_string();
+        assert!(message.starts_with("a_orders-0: "), "{message}");
+        assert!(message.ends_with("; nothing from this batch on is stored"));
+        assert_eq!(partition.log().log_end_offset(), 1);
+    }
+
+    #[test]
+    fn data_fetched_for_a_failed_over_partition_is_dropped_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, partition) = mirror(dir.path());
+        append(&partition, batch(0)).unwrap();
+        store.topic("a_orders").unwrap().make_writable().unwrap();
+        append(&partition, batch(1)).unwrap();
+        assert_eq!(partition.log().log_end_offset(), 1);
+    }
 }

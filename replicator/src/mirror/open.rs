@@ -16,6 +16,17 @@ use super::{
     dir_name, io_error, validate_topic_name, MirrorPartition, MirrorTopic, Store, TopicRecord,
 };
 
+/// Why a topic directory found at start cannot be opened.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("{} is corrupt: it records {partitions} partitions", path.display())]
+    PartitionCount { path: PathBuf, partitions: i32 },
+    #[error("{} is missing", path.display())]
+    Missing { path: PathBuf },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
 /// A topic or partition the node holds on disk but cannot serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offline {
@@ -56,7 +67,7 @@ impl Store {
                 Ok(None) => {}
                 Err(reason) => {
                     tracing::error!(topic = %name, %reason, "topic offline: it cannot be opened");
-                    store.offline_topics.insert(name, reason);
+                    store.offline_topics.insert(name, reason.to_string());
                 }
             }
         }
@@ -67,33 +78,38 @@ impl Store {
     /// cut short, which is removed: `topic.json` missing or unreadable and no partition
     /// directory (`topic.json` is in place before any partition is made, so no record
     /// was ever stored there). With partition data, the same is damage: `Err(why)`.
-    fn open_existing(&self, name: &str, dir: PathBuf) -> Result<Option<Arc<MirrorTopic>>, String> {
+    fn open_existing(
+        &self,
+        name: &str,
+        dir: PathBuf,
+    ) -> Result<Option<Arc<MirrorTopic>>, OpenError> {
         let path = dir.join("topic.json");
         let read = shadowlink_storage::read_meta::<TopicRecord>(&path);
         let unusable = match read {
             Ok(Some(record)) if record.meta.partitions >= 1 => {
-                return self
-                    .open_topic(name.to_string(), dir, record, true)
-                    .map(Some)
-                    .map_err(|e| e.to_string());
+                return Ok(Some(self.open_topic(
+                    name.to_string(),
+                    dir,
+                    record,
+                    true,
+                )?));
             }
-            Ok(Some(record)) => format!(
-                "{} is corrupt: it records {} partitions",
-                path.display(),
-                record.meta.partitions
-            ),
-            Ok(None) => format!("{} is missing", path.display()),
-            Err(e) => e.to_string(),
+            Ok(Some(record)) => OpenError::PartitionCount {
+                path,
+                partitions: record.meta.partitions,
+            },
+            Ok(None) => OpenError::Missing { path },
+            Err(e) => OpenError::Storage(e),
         };
         if validate_topic_name(name).is_err() {
             tracing::warn!(dir = %dir.display(), "ignoring a directory that is not a topic");
             return Ok(None);
         }
-        if holds_partitions(&dir).map_err(|e| e.to_string())? {
+        if holds_partitions(&dir)? {
             return Err(unusable);
         }
         tracing::warn!(dir = %dir.display(), %unusable, "removing the leftover of an interrupted topic creation");
-        std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e).to_string())?;
+        std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
         Ok(None)
     }
 

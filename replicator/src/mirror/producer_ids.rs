@@ -12,10 +12,21 @@
 //! seen on the mirror write path ([`ProducerIdAllocator::observe`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::{read_meta, write_meta, StorageError};
+
+/// Why no producer id was handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerIdError {
+    #[error("producer ids cannot be allocated: {0}")]
+    Unreadable(#[source] Arc<StorageError>),
+    #[error("the producer id space is exhausted")]
+    Exhausted,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
 
 /// Ids reserved per write of `producer-ids.json`.
 pub const BLOCK_SIZE: i64 = 1000;
@@ -43,7 +54,7 @@ pub struct ProducerIdAllocator {
     /// Why the persisted state could not be read. Allocation is refused then: ids handed
     /// out before the restart but never stored in a log cannot be known, so any guess
     /// could give a live producer's id to another.
-    failure: Option<String>,
+    failure: Option<Arc<StorageError>>,
 }
 
 impl ProducerIdAllocator {
@@ -56,7 +67,7 @@ impl ProducerIdAllocator {
             Ok(persisted) => (persisted.unwrap_or_default(), None),
             Err(e) => {
                 tracing::error!(error = %e, "producer ids cannot be allocated");
-                (Persisted::default(), Some(e.to_string()))
+                (Persisted::default(), Some(Arc::new(e)))
             }
         };
         let start = persisted.reserved_end.max(0);
@@ -73,7 +84,7 @@ impl ProducerIdAllocator {
 
     /// Why allocation is refused, if it is.
     pub fn failure(&self) -> Option<String> {
-        self.failure.clone()
+        self.failure.as_ref().map(|e| e.to_string())
     }
 
     /// Raises the floor above `producer_id`, e.g. one found in a mirrored batch.
@@ -84,11 +95,9 @@ impl ProducerIdAllocator {
 
     /// A new producer id above `stored_max` (the largest id stored on the node, -1 for
     /// none), every id observed, and every id handed out before (across restarts).
-    pub fn allocate(&self, stored_max: i64) -> Result<i64, StorageError> {
+    pub fn allocate(&self, stored_max: i64) -> Result<i64, ProducerIdError> {
         if let Some(failure) = &self.failure {
-            return Err(StorageError::Refused(format!(
-                "producer ids cannot be allocated: {failure}"
-            )));
+            return Err(ProducerIdError::Unreadable(failure.clone()));
         }
         let mut state = self.lock();
         let next = state
@@ -96,11 +105,7 @@ impl ProducerIdAllocator {
             .max(state.floor)
             .max(stored_max.saturating_add(1));
         if next >= i64::MAX - BLOCK_SIZE {
-            return Err(StorageError::Io {
-                action: "allocating a producer id in",
-                path: self.path.clone(),
-                source: std::io::Error::other("the producer id space is exhausted"),
-            });
+            return Err(ProducerIdError::Exhausted);
         }
         if next >= state.reserved_end {
             let reserved_end = next + BLOCK_SIZE;
@@ -163,7 +168,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ids = ProducerIdAllocator::open(dir.path());
         ids.observe(i64::MAX);
-        assert!(ids.allocate(-1).is_err());
-        assert!(ids.allocate(i64::MAX).is_err());
+        assert!(matches!(ids.allocate(-1), Err(ProducerIdError::Exhausted)));
+        assert!(matches!(
+            ids.allocate(i64::MAX),
+            Err(ProducerIdError::Exhausted)
+        ));
     }
 }

@@ -130,7 +130,7 @@ impl Connection {
         match reply {
             Reply::Frame(bytes) => self.stream.write_all(&bytes).await?,
             // Vectored write straight from the stored chunks: record bytes are not copied.
-            Reply::Segments(mut segments) => self.stream.write_all_buf(&mut segments).await?,
+            Reply::Chunks(mut chunks) => self.stream.write_all_buf(&mut chunks).await?,
             Reply::None => {}
         }
         Ok(())

@@ -18,11 +18,11 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
+use crate::errors::CreateRefusal;
 use crate::filter::TopicFilter;
 use crate::mirror::{validate_topic_name, OwnTopicError};
 
@@ -34,9 +34,6 @@ struct NewTopic {
     partitions: i32,
     configs: BTreeMap<String, String>,
 }
-
-/// A refused creation: the Kafka code and the message clients show.
-type Refused = (i16, String);
 
 /// What CreateTopics may create on this node.
 #[derive(Debug, Clone)]
@@ -61,11 +58,7 @@ pub async fn handle(
     let mut requested = 0i64;
     for topic in &request.topics {
         let outcome = if duplicates.contains(topic.name.as_str()) {
-            let message = format!(
-                "topic {} appears more than once in the request",
-                *topic.name
-            );
-            Err((ResponseError::InvalidRequest.code(), message))
+            Err(CreateRefusal::Duplicate(topic.name.as_str().to_string()))
         } else {
             // Validated-only topics are not in the store, so the node total adds them.
             let pending = if request.validate_only { requested } else { 0 };
@@ -103,45 +96,31 @@ fn validate(
     topic: &CreatableTopic,
     requested: i64,
     pending: i64,
-) -> Result<NewTopic, Refused> {
+) -> Result<NewTopic, CreateRefusal> {
     let name = topic.name.as_str();
-    validate_topic_name(name)
-        .map_err(|e| (ResponseError::InvalidTopicException.code(), e.to_string()))?;
-    ctx.store
-        .check_new_name(name)
-        .map_err(|e| (own_topic_error_code(&e), e.to_string()))?;
+    validate_topic_name(name)?;
+    ctx.store.check_new_name(name)?;
     let policy = &ctx.create_policy;
     if let Some((link, _)) = policy.links.iter().find(|(_, f)| f.matches(name)) {
-        let message = format!(
-            "topic {name} is mirrored by link {link} (its include matches the name), so this \
-             node cannot also own it; create it on the link's source cluster, or exclude it \
-             from the link"
-        );
-        return Err((ResponseError::PolicyViolation.code(), message));
+        return Err(CreateRefusal::Mirrored {
+            topic: name.to_string(),
+            link: link.clone(),
+        });
     }
     if !topic.assignments.is_empty() {
-        let message = "manual replica assignments are not supported".to_string();
-        return Err((ResponseError::InvalidReplicaAssignment.code(), message));
+        return Err(CreateRefusal::ManualAssignment);
     }
     // -1 asks for the broker default (KIP-464): one partition, one replica.
     let partitions = match topic.num_partitions {
         -1 => 1,
         n if n >= 1 => n,
-        n => {
-            let message = format!("a topic needs at least one partition, not {n}");
-            return Err((ResponseError::InvalidPartitions.code(), message));
-        }
+        n => return Err(OwnTopicError::InvalidPartitions(n).into()),
     };
     check_partition_limits(ctx, partitions, requested, pending)?;
     if !matches!(topic.replication_factor, -1 | 1) {
-        let message = format!(
-            "replication factor {} is larger than the one node of this cluster",
-            topic.replication_factor
-        );
-        return Err((ResponseError::InvalidReplicationFactor.code(), message));
+        return Err(CreateRefusal::ReplicationFactor(topic.replication_factor));
     }
-    let configs = validate_configs(topic)
-        .map_err(|message| (ResponseError::InvalidConfig.code(), message))?;
+    let configs = validate_configs(topic)?;
     Ok(NewTopic {
         partitions,
         configs,
@@ -153,30 +132,28 @@ fn check_partition_limits(
     partitions: i32,
     requested: i64,
     pending: i64,
-) -> Result<(), Refused> {
+) -> Result<(), CreateRefusal> {
     let policy = &ctx.create_policy;
     let wanted = requested + i64::from(partitions);
     if wanted > policy.max_partitions_per_request {
-        let message = format!(
-            "one request may create at most {} partitions (kafka.max_partitions_per_request); \
-             this one asks for {wanted}",
-            policy.max_partitions_per_request
-        );
-        return Err((ResponseError::InvalidPartitions.code(), message));
+        return Err(CreateRefusal::TooManyForRequest {
+            max: policy.max_partitions_per_request,
+            wanted,
+        });
     }
     let held = ctx.store.partition_count() + pending;
     if held + i64::from(partitions) > policy.max_partitions {
-        let error = OwnTopicError::TooManyPartitions {
+        return Err(OwnTopicError::TooManyPartitions {
             requested: partitions,
             held,
             max: policy.max_partitions,
-        };
-        return Err((own_topic_error_code(&error), error.to_string()));
+        }
+        .into());
     }
     Ok(())
 }
 
-fn validate_configs(topic: &CreatableTopic) -> Result<BTreeMap<String, String>, String> {
+fn validate_configs(topic: &CreatableTopic) -> Result<BTreeMap<String, String>, CreateRefusal> {
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
         let Some(value) = config.value.as_ref().map(|v| v.to_string()) else {
@@ -189,17 +166,20 @@ fn validate_configs(topic: &CreatableTopic) -> Result<BTreeMap<String, String>, 
             "cleanup.policy" => value
                 .split(',')
                 .all(|p| matches!(p.trim(), "delete" | "compact")),
-            _ => return Err(format!("config {name} is not supported by shadowlink")),
+            _ => return Err(CreateRefusal::UnsupportedConfig(name.to_string())),
         };
         if !valid {
-            return Err(format!("invalid value {value:?} for config {name}"));
+            return Err(CreateRefusal::InvalidConfig {
+                name: name.to_string(),
+                value,
+            });
         }
         configs.insert(name.to_string(), value);
     }
     Ok(configs)
 }
 
-async fn create(ctx: &ServerContext, name: &str, new: NewTopic) -> Result<NewTopic, Refused> {
+async fn create(ctx: &ServerContext, name: &str, new: NewTopic) -> Result<NewTopic, CreateRefusal> {
     let store = ctx.store.clone();
     let (topic, configs) = (name.to_string(), new.configs.clone());
     let max_partitions = ctx.create_policy.max_partitions;
@@ -209,43 +189,26 @@ async fn create(ctx: &ServerContext, name: &str, new: NewTopic) -> Result<NewTop
             .map(|_| ())
     })
     .await;
-    match created {
-        Ok(Ok(())) => Ok(new),
-        Ok(Err(e)) => Err((own_topic_error_code(&e), e.to_string())),
-        Err(e) => Err((ResponseError::UnknownServerError.code(), e.to_string())),
-    }
-}
-
-fn own_topic_error_code(error: &OwnTopicError) -> i16 {
-    match error {
-        OwnTopicError::InvalidName { .. } | OwnTopicError::Collides { .. } => {
-            ResponseError::InvalidTopicException.code()
-        }
-        OwnTopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
-        OwnTopicError::TooManyPartitions { .. } => ResponseError::PolicyViolation.code(),
-        OwnTopicError::Exists(_) | OwnTopicError::Shadow { .. } | OwnTopicError::Offline { .. } => {
-            ResponseError::TopicAlreadyExists.code()
-        }
-        OwnTopicError::Storage(e) => crate::errors::storage_error_code(e),
-    }
+    created??;
+    Ok(new)
 }
 
 fn result(
     topic: &CreatableTopic,
-    outcome: Result<NewTopic, Refused>,
+    outcome: Result<NewTopic, CreateRefusal>,
     version: i16,
 ) -> CreatableTopicResult {
     let result = CreatableTopicResult::default().with_name(topic.name.clone());
     match outcome {
-        Err((code, message)) => {
-            let result = result.with_error_code(code);
+        Err(refusal) => {
+            let result = result.with_error_code(refusal.code());
             // v5+ reports the partition count and replication factor; -1 on errors.
             let result = if version >= 5 {
                 result.with_num_partitions(-1).with_replication_factor(-1)
             } else {
                 result
             };
-            result.with_error_message(Some(StrBytes::from_string(message)))
+            result.with_error_message(Some(StrBytes::from_string(refusal.to_string())))
         }
         Ok(new) if version >= 5 => {
             let configs = new

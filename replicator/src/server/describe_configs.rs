@@ -5,11 +5,11 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
+use crate::errors::Unserved;
 
 const TOPIC_RESOURCE: i8 = 2;
 /// ConfigSource DYNAMIC_TOPIC_CONFIG: set on the topic, as the source reported it.
@@ -32,7 +32,7 @@ pub fn handle(
             }
             let Some(topic) = ctx.store.topic(resource.resource_name.as_str()) else {
                 return result
-                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_error_code(Unserved::Unknown.code())
                     .with_error_message(Some(StrBytes::from_static_str("unknown topic")));
             };
             let wanted = resource.configuration_keys.as_ref();

@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::{FetchRequest, TopicName};
-use kafka_protocol::ResponseError;
 use shadowlink_protocol::fetch::{
     encode_fetch_response, FetchPartitionParts, FetchResponseParts, FetchTopicParts,
 };
@@ -12,7 +11,7 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
-use crate::errors::{epoch_error_code, storage_error_code};
+use crate::errors::{epoch_error_code, storage_error_code, Declined};
 
 /// Upper bound on how long one request may be held, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -26,11 +25,11 @@ pub async fn handle(
         // KIP-227 sessions are declined (we always answer session_id 0), so a client
         // naming one is out of step: tell it to start over with a full fetch.
         let parts = FetchResponseParts {
-            error_code: ResponseError::FetchSessionIdNotFound.code(),
+            error_code: Declined::FetchSession.code(),
             ..Default::default()
         };
         return encode_fetch_response(header.api_version, header.correlation_id, parts)
-            .map(Reply::Segments);
+            .map(Reply::Chunks);
     }
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
@@ -44,7 +43,7 @@ pub async fn handle(
         let now = Instant::now();
         if bytes >= min_bytes || errors || now >= deadline {
             return encode_fetch_response(header.api_version, header.correlation_id, parts)
-                .map(Reply::Segments);
+                .map(Reply::Chunks);
         }
         let _ = tokio::time::timeout(deadline - now, notified).await;
     }

@@ -13,11 +13,11 @@
 //! as Kafka answers it.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
-use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
+use crate::errors::{producer_id_error_code, task_failed_code, Declined};
 
 pub async fn handle(
     ctx: &ServerContext,
@@ -25,13 +25,13 @@ pub async fn handle(
     request: InitProducerIdRequest,
 ) -> Result<Reply, EncodeError> {
     let response = match request.transactional_id.as_ref().map(|t| t.as_str()) {
-        Some("") => refused(ResponseError::InvalidRequest),
+        Some("") => refused(Declined::EmptyTransactionalId.code()),
         Some(transactional_id) => {
             tracing::info!(
                 transactional_id,
                 "InitProducerId refused: shadowlink does not support transactions"
             );
-            refused(ResponseError::TransactionalIdAuthorizationFailed)
+            refused(Declined::Transactions.code())
         }
         None => allocate(ctx).await,
     };
@@ -47,18 +47,18 @@ async fn allocate(ctx: &ServerContext) -> InitProducerIdResponse {
             .with_producer_epoch(0),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot allocate a producer id");
-            refused(ResponseError::KafkaStorageError)
+            refused(producer_id_error_code(&e))
         }
         Err(e) => {
             tracing::error!(error = %e, "producer id allocation failed");
-            refused(ResponseError::UnknownServerError)
+            refused(task_failed_code(&e))
         }
     }
 }
 
-fn refused(error: ResponseError) -> InitProducerIdResponse {
+fn refused(code: i16) -> InitProducerIdResponse {
     InitProducerIdResponse::default()
-        .with_error_code(error.code())
+        .with_error_code(code)
         .with_producer_id((-1).into())
         .with_producer_epoch(-1)
 }

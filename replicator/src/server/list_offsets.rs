@@ -4,13 +4,12 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 use shadowlink_storage::PartitionLog;
 
 use super::{Reply, ServerContext};
-use crate::errors::{epoch_error_code, storage_error_code};
+use crate::errors::{epoch_error_code, storage_error_code, Declined};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -71,7 +70,7 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64, i32), i16> {
         ts if ts >= 0 => log
             .offset_for_timestamp(ts)
             .map(|found| found.map(|(offset, ts)| (ts, offset))),
-        _ => return Err(ResponseError::UnsupportedVersion.code()),
+        _ => return Err(Declined::UnknownSpecialTimestamp.code()),
     };
     match found {
         Ok(Some((ts, offset))) => Ok((ts, offset, log.epoch_for_offset(offset).unwrap_or(-1))),

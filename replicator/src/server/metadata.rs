@@ -5,11 +5,11 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext, NODE_ID};
+use crate::errors::Unserved;
 use crate::mirror::MirrorTopic;
 
 pub fn handle(
@@ -42,7 +42,7 @@ pub fn handle(
                 None => super::offline::metadata_topic(&ctx.store, name).unwrap_or_else(|| {
                     MetadataResponseTopic::default()
                         .with_name(Some(topic_name(name)))
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_code(Unserved::Unknown.code())
                 }),
             })
             .collect(),

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::protocol::Encodable;
-use shadowlink_protocol::fetch::Segments;
+use shadowlink_protocol::fetch::ChunkList;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::{encode_response, EncodeError};
 use tokio::net::TcpListener;
@@ -53,10 +53,10 @@ pub struct ServerContext {
     pub create_policy: CreatePolicy,
 }
 
-/// A handler's answer: a frame to write, or a zero-copy segment list.
+/// A handler's answer: a frame to write, or a zero-copy chunk list.
 pub enum Reply {
     Frame(Bytes),
-    Segments(Segments),
+    Chunks(ChunkList),
     /// No response at all (Produce with acks=0).
     None,
 }

@@ -8,17 +8,14 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 
 use super::NODE_ID;
+use crate::errors::Unserved;
 use crate::mirror::{MirrorTopic, Store};
 
 /// The code for a partition the store does not serve.
 pub fn partition_code(store: &Store, topic: &str, partition: i32) -> i16 {
-    match store.offline_reason(topic, Some(partition)) {
-        Some(_) => ResponseError::KafkaStorageError.code(),
-        None => ResponseError::UnknownTopicOrPartition.code(),
-    }
+    crate::errors::unserved(store, topic, Some(partition)).code()
 }
 
 /// Metadata for a whole topic that is offline, if `name` is one.
@@ -27,7 +24,7 @@ pub fn metadata_topic(store: &Store, name: &str) -> Option<MetadataResponseTopic
     Some(
         MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
-            .with_error_code(ResponseError::KafkaStorageError.code()),
+            .with_error_code(Unserved::Offline.code()),
     )
 }
 
@@ -48,7 +45,7 @@ pub fn metadata_partitions(topic: &MirrorTopic, version: i16) -> Vec<MetadataRes
         .keys()
         .map(|&index| {
             let partition = MetadataResponsePartition::default()
-                .with_error_code(ResponseError::KafkaStorageError.code())
+                .with_error_code(Unserved::Offline.code())
                 .with_partition_index(index)
                 .with_leader_id((-1).into())
                 .with_replica_nodes(vec![NODE_ID.into()]);

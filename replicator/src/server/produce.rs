@@ -14,12 +14,13 @@ use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
-use crate::errors::{produce_error_code, topic_write_refusal, Refusal};
+use crate::errors::{
+    produce_error_code, task_failed_code, topic_write_refusal, Declined, Refusal, Unserved,
+};
 use crate::mirror::owned::{self, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::mirror::MirrorTopic;
 
@@ -82,11 +83,11 @@ async fn produce_partition(
     let index = data.index;
     let Some(partition) = topic.partition(index) else {
         if let Some(reason) = topic.offline_partitions().get(&index) {
-            let code = ResponseError::KafkaStorageError.code();
+            let code = Unserved::Offline.code();
             let message = format!("{}-{index} is offline: {reason}", topic.name);
             return failed(version, index, code, message);
         }
-        let code = ResponseError::UnknownTopicOrPartition.code();
+        let code = Unserved::Unknown.code();
         return failed(
             version,
             index,
@@ -95,7 +96,7 @@ async fn produce_partition(
         );
     };
     let Some(records) = data.records else {
-        let code = ResponseError::InvalidRecord.code();
+        let code = Declined::NullRecords.code();
         return failed(version, index, code, "the record set is null".into());
     };
     let request = owned::ProduceRequest {
@@ -121,7 +122,7 @@ async fn produce_partition(
         }
         Err(e) => {
             tracing::error!(topic = %topic.name, partition = index, error = %e, "produce task failed");
-            let code = ResponseError::UnknownServerError.code();
+            let code = task_failed_code(&e);
             failed(version, index, code, "the write failed on the node".into())
         }
     }

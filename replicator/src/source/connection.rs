@@ -6,17 +6,42 @@
 //! outstanding at once and a long round trip does not cap throughput.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use shadowlink_protocol::frame::{split_frame, DEFAULT_MAX_FRAME_BYTES};
+use shadowlink_protocol::frame::{split_frame, FrameError, DEFAULT_MAX_FRAME_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::SourceError;
+
+/// Why a connection stopped serving requests. Every request in flight on it fails with
+/// the same reason.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LostReason {
+    #[error("connection closed")]
+    Closed,
+    #[error("connection closed before the response arrived")]
+    ClosedBeforeResponse,
+    #[error("the broker closed the connection")]
+    ClosedByBroker,
+    #[error("write failed: {0}")]
+    Write(#[source] Arc<io::Error>),
+    #[error("read failed: {0}")]
+    Read(#[source] Arc<io::Error>),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("response frame shorter than a correlation id")]
+    ShortFrame,
+    /// Responses come back in order; one nobody waits for means the stream is out of
+    /// sync, and only a new connection can fix that.
+    #[error("response for unknown correlation id {0}")]
+    UnknownCorrelationId(i32),
+}
 
 type Reply = oneshot::Sender<Result<Bytes, SourceError>>;
 type Pending = Arc<Mutex<Option<HashMap<i32, Reply>>>>;
@@ -36,7 +61,7 @@ impl Connection {
             .await
             .map_err(|e| SourceError::Connect {
                 addr: addr.to_string(),
-                reason: e.to_string(),
+                source: Arc::new(e),
             })?;
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
@@ -80,27 +105,27 @@ impl Connection {
         self.outgoing
             .send((correlation_id, frame, reply))
             .await
-            .map_err(|_| self.lost("connection closed"))?;
+            .map_err(|_| self.lost(LostReason::Closed))?;
         response
             .await
-            .map_err(|_| self.lost("connection closed before the response arrived"))?
+            .map_err(|_| self.lost(LostReason::ClosedBeforeResponse))?
     }
 
-    fn lost(&self, reason: &str) -> SourceError {
+    fn lost(&self, reason: LostReason) -> SourceError {
         SourceError::ConnectionLost {
             addr: self.addr.clone(),
-            reason: reason.to_string(),
+            reason,
         }
     }
 }
 
 /// Fails every outstanding request and refuses new ones.
-fn fail_all(pending: &Pending, addr: &str, reason: &str) {
+fn fail_all(pending: &Pending, addr: &str, reason: &LostReason) {
     let drained = pending.lock().map(|mut p| p.take()).unwrap_or(None);
     for (_, reply) in drained.into_iter().flatten() {
         let _ = reply.send(Err(SourceError::ConnectionLost {
             addr: addr.to_string(),
-            reason: reason.to_string(),
+            reason: reason.clone(),
         }));
     }
 }
@@ -120,14 +145,14 @@ async fn write_loop(
             let Some(map) = guard.as_mut() else {
                 let _ = reply.send(Err(SourceError::ConnectionLost {
                     addr: addr.clone(),
-                    reason: "connection closed".to_string(),
+                    reason: LostReason::Closed,
                 }));
                 break;
             };
             map.insert(correlation_id, reply);
         }
         if let Err(e) = write.write_all(&frame).await {
-            fail_all(&pending, &addr, &format!("write failed: {e}"));
+            fail_all(&pending, &addr, &LostReason::Write(Arc::new(e)));
             break;
         }
     }
@@ -145,24 +170,24 @@ async fn read_loop(mut read: OwnedReadHalf, pending: Pending, addr: String) {
                 continue;
             }
             Ok(None) => {}
-            Err(e) => break e.to_string(),
+            Err(e) => break LostReason::Frame(e),
         }
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
         }
         match read.read_buf(&mut buf).await {
-            Ok(0) => break "the broker closed the connection".to_string(),
+            Ok(0) => break LostReason::ClosedByBroker,
             Ok(_) => {}
-            Err(e) => break format!("read failed: {e}"),
+            Err(e) => break LostReason::Read(Arc::new(e)),
         }
     };
     tracing::debug!(broker = %addr, %reason, "source connection closed");
     fail_all(&pending, &addr, &reason);
 }
 
-fn deliver(pending: &Pending, frame: Bytes) -> Result<(), String> {
+fn deliver(pending: &Pending, frame: Bytes) -> Result<(), LostReason> {
     let Some(id) = frame.get(..4) else {
-        return Err("response frame shorter than a correlation id".to_string());
+        return Err(LostReason::ShortFrame);
     };
     let correlation_id = i32::from_be_bytes([id[0], id[1], id[2], id[3]]);
     let reply = pending
@@ -174,10 +199,6 @@ fn deliver(pending: &Pending, frame: Bytes) -> Result<(), String> {
             let _ = reply.send(Ok(frame));
             Ok(())
         }
-        // Responses come back in order; one nobody waits for means the stream is out of
-        // sync, and only a new connection can fix that.
-        None => Err(format!(
-            "response for unknown correlation id {correlation_id}"
-        )),
+        None => Err(LostReason::UnknownCorrelationId(correlation_id)),
     }
 }

@@ -133,10 +133,12 @@ impl SourceCluster {
 
     /// A client for broker `node_id`, as the last metadata located it.
     pub async fn broker(&mut self, node_id: i32) -> Result<SourceClient, SourceError> {
-        let addr =
-            self.view.brokers.get(&node_id).cloned().ok_or_else(|| {
-                SourceError::NoBroker(format!("broker {node_id} is not in metadata"))
-            })?;
+        let addr = self
+            .view
+            .brokers
+            .get(&node_id)
+            .cloned()
+            .ok_or(SourceError::UnknownBroker { node_id })?;
         self.client(&addr).await
     }
 
@@ -145,7 +147,7 @@ impl SourceCluster {
         let mut candidates: Vec<String> = self.view.brokers.values().cloned().collect();
         candidates.sort();
         candidates.extend(self.bootstrap.iter().cloned());
-        let mut last_error = String::from("no addresses");
+        let mut last = None;
         for addr in candidates {
             match self.metadata_from(&addr).await {
                 Ok(view) => {
@@ -154,11 +156,11 @@ impl SourceCluster {
                 }
                 Err(e) => {
                     self.clients.remove(&addr);
-                    last_error = e.to_string();
+                    last = Some(Box::new(e));
                 }
             }
         }
-        Err(SourceError::NoBroker(last_error))
+        Err(SourceError::NoBroker { last })
     }
 
     async fn metadata_from(&mut self, addr: &str) -> Result<ClusterView, SourceError> {

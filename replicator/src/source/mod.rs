@@ -4,34 +4,48 @@ mod connection;
 pub mod metadata;
 
 use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 use shadowlink_protocol::client;
+use shadowlink_protocol::EncodeError;
 
-pub use connection::Connection;
+pub use connection::{Connection, LostReason};
 
-/// What can go wrong talking to a source broker.
+/// What can go wrong talking to a source broker. `Clone` because one failed connection
+/// fails every request in flight on it; I/O causes are shared behind an `Arc`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: Arc<io::Error>,
+    },
     #[error("connection to {addr} lost: {reason}")]
-    ConnectionLost { addr: String, reason: String },
+    ConnectionLost {
+        addr: String,
+        #[source]
+        reason: LostReason,
+    },
     #[error("{addr} does not support {api:?} in any version shadowlink can use")]
     Unsupported { addr: String, api: ApiKey },
-    #[error("cannot encode {api:?} v{version}: {reason}")]
+    #[error("cannot encode {api:?} v{version}: {source}")]
     Encode {
         api: ApiKey,
         version: i16,
-        reason: String,
+        #[source]
+        source: EncodeError,
     },
-    #[error("malformed {api:?} response from {addr}: {reason}")]
+    #[error("malformed {api:?} response from {addr}: {source}")]
     Decode {
         addr: String,
         api: ApiKey,
-        reason: String,
+        #[source]
+        source: client::ResponseError,
     },
     #[error("{addr} answered {api:?} with error code {code}")]
     Broker {
@@ -39,8 +53,14 @@ pub enum SourceError {
         api: ApiKey,
         code: i16,
     },
-    #[error("no broker of the source cluster is reachable: {0}")]
-    NoBroker(String),
+    #[error("no broker of the source cluster is reachable: broker {node_id} is not in metadata")]
+    UnknownBroker { node_id: i32 },
+    /// Every known broker and bootstrap address failed; `last` is the last one's error.
+    #[error("no broker of the source cluster is reachable: {}", match last {
+        Some(e) => e.to_string(),
+        None => "no addresses".to_string(),
+    })]
+    NoBroker { last: Option<Box<SourceError>> },
     #[error("request to {addr} timed out")]
     Timeout { addr: String },
 }
@@ -56,7 +76,7 @@ impl SourceError {
             SourceError::Encode { .. } => "encode",
             SourceError::Decode { .. } => "decode",
             SourceError::Broker { .. } => "broker_error",
-            SourceError::NoBroker(_) => "no_broker",
+            SourceError::UnknownBroker { .. } | SourceError::NoBroker { .. } => "no_broker",
             SourceError::Timeout { .. } => "timeout",
         }
     }
@@ -68,7 +88,8 @@ impl SourceError {
             self,
             SourceError::Connect { .. }
                 | SourceError::ConnectionLost { .. }
-                | SourceError::NoBroker(_)
+                | SourceError::UnknownBroker { .. }
+                | SourceError::NoBroker { .. }
                 | SourceError::Timeout { .. }
         )
     }
@@ -175,20 +196,20 @@ impl SourceClient {
         corr: i32,
         body: &T,
     ) -> Result<Bytes, SourceError> {
-        client::encode_request(api, version, corr, &self.client_id, body).map_err(|e| {
+        client::encode_request(api, version, corr, &self.client_id, body).map_err(|source| {
             SourceError::Encode {
                 api,
                 version,
-                reason: e.to_string(),
+                source,
             }
         })
     }
 
-    fn decode_error(&self, api: ApiKey, e: impl std::fmt::Display) -> SourceError {
+    fn decode_error(&self, api: ApiKey, source: client::ResponseError) -> SourceError {
         SourceError::Decode {
             addr: self.addr().to_string(),
             api,
-            reason: e.to_string(),
+            source,
         }
     }
 
@@ -205,5 +226,52 @@ impl SourceClient {
         let (_, body) = client::decode_response::<Resp>(response, api, version)
             .map_err(|e| self.decode_error(api, e))?;
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn causes_are_kept_and_messages_read_as_before() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let connect = SourceError::Connect {
+            addr: "src:9092".to_string(),
+            source: Arc::new(refused),
+        };
+        let cause = connect
+            .source()
+            .and_then(|e| e.downcast_ref::<Arc<io::Error>>());
+        assert_eq!(
+            cause.map(|e| e.kind()),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+        let lost = SourceError::ConnectionLost {
+            addr: "src:9092".to_string(),
+            reason: LostReason::UnknownCorrelationId(7),
+        };
+        assert_eq!(
+            lost.to_string(),
+            "connection to src:9092 lost: response for unknown correlation id 7"
+        );
+        let none = SourceError::NoBroker { last: None };
+        assert_eq!(
+            none.to_string(),
+            "no broker of the source cluster is reachable: no addresses"
+        );
+        let after = SourceError::NoBroker {
+            last: Some(Box::new(connect)),
+        };
+        assert!(after
+            .to_string()
+            .ends_with(": cannot connect to src:9092: connection refused"));
+        assert!(after.is_unreachable());
+        assert_eq!(
+            SourceError::UnknownBroker { node_id: 3 }.kind(),
+            "no_broker"
+        );
     }
 }

@@ -6,63 +6,63 @@ use std::io::IoSlice;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-/// An ordered list of byte segments that implements [`Buf`], including
+/// An ordered list of byte chunks that implements [`Buf`], including
 /// [`Buf::chunks_vectored`] so `tokio::io::AsyncWriteExt::write_all_buf` issues `writev`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Segments {
-    segments: VecDeque<Bytes>,
+pub struct ChunkList {
+    chunks: VecDeque<Bytes>,
     remaining: usize,
 }
 
-impl Segments {
+impl ChunkList {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Appends a segment. Empty segments are dropped so `chunk()` is only empty at the end.
-    pub fn push(&mut self, segment: Bytes) {
-        if !segment.is_empty() {
-            self.remaining += segment.len();
-            self.segments.push_back(segment);
+    /// Appends a chunk. Empty chunks are dropped so `chunk()` is only empty at the end.
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.remaining += chunk.len();
+            self.chunks.push_back(chunk);
         }
     }
 
-    /// The number of segments not yet fully consumed.
-    pub fn segment_count(&self) -> usize {
-        self.segments.len()
+    /// The number of chunks not yet fully consumed.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
     }
 
-    /// The segments not yet consumed, in order (the first may be partly advanced).
+    /// The chunks not yet consumed, in order (the first may be partly advanced).
     pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
-        self.segments.iter()
+        self.chunks.iter()
     }
 
     /// Copies every remaining byte into one buffer. For tests and the rare caller that
-    /// needs contiguous bytes; the serving path should write the segments directly.
+    /// needs contiguous bytes; the serving path should write the chunks directly.
     pub fn to_contiguous(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.remaining);
-        for segment in &self.segments {
-            out.extend_from_slice(segment);
+        for chunk in &self.chunks {
+            out.extend_from_slice(chunk);
         }
         out.freeze()
     }
 }
 
-impl FromIterator<Bytes> for Segments {
+impl FromIterator<Bytes> for ChunkList {
     fn from_iter<I: IntoIterator<Item = Bytes>>(iter: I) -> Self {
-        let mut segments = Segments::new();
-        iter.into_iter().for_each(|s| segments.push(s));
-        segments
+        let mut chunks = ChunkList::new();
+        iter.into_iter().for_each(|s| chunks.push(s));
+        chunks
     }
 }
 
-impl Buf for Segments {
+impl Buf for ChunkList {
     fn remaining(&self) -> usize {
         self.remaining
     }
 
     fn chunk(&self) -> &[u8] {
-        self.segments.front().map_or(&[], |s| s.as_ref())
+        self.chunks.front().map_or(&[], |s| s.as_ref())
     }
 
     /// Panics when `cnt > remaining()`, as the `Buf` contract allows and `Bytes` does.
@@ -74,7 +74,7 @@ impl Buf for Segments {
         );
         self.remaining -= cnt;
         while cnt > 0 {
-            let Some(front) = self.segments.front_mut() else {
+            let Some(front) = self.chunks.front_mut() else {
                 break;
             };
             if cnt < front.len() {
@@ -82,27 +82,27 @@ impl Buf for Segments {
                 break;
             }
             cnt -= front.len();
-            self.segments.pop_front();
+            self.chunks.pop_front();
         }
     }
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut filled = 0;
-        for (slot, segment) in dst.iter_mut().zip(&self.segments) {
-            *slot = IoSlice::new(segment);
+        for (slot, chunk) in dst.iter_mut().zip(&self.chunks) {
+            *slot = IoSlice::new(chunk);
             filled += 1;
         }
         filled
     }
 
-    /// Zero-copy when the request lies within the first segment (the common case when a
+    /// Zero-copy when the request lies within the first chunk (the common case when a
     /// caller takes a whole record chunk).
     fn copy_to_bytes(&mut self, len: usize) -> Bytes {
-        match self.segments.front_mut() {
+        match self.chunks.front_mut() {
             Some(front) if len <= front.len() => {
                 let out = front.split_to(len);
                 if front.is_empty() {
-                    self.segments.pop_front();
+                    self.chunks.pop_front();
                 }
                 self.remaining -= len;
                 out
@@ -120,7 +120,7 @@ impl Buf for Segments {
 mod tests {
     use super::*;
 
-    fn sample() -> Segments {
+    fn sample() -> ChunkList {
         [&b"ab"[..], b"", b"cde", b"f"]
             .into_iter()
             .map(Bytes::from_static)
@@ -128,15 +128,15 @@ mod tests {
     }
 
     #[test]
-    fn empty_segments_are_skipped_and_remaining_is_the_sum() {
+    fn empty_chunks_are_skipped_and_remaining_is_the_sum() {
         let s = sample();
-        assert_eq!(s.segment_count(), 3);
+        assert_eq!(s.chunk_count(), 3);
         assert_eq!(s.remaining(), 6);
         assert_eq!(s.chunk(), b"ab");
     }
 
     #[test]
-    fn advance_crosses_segment_boundaries() {
+    fn advance_crosses_chunk_boundaries() {
         let mut s = sample();
         s.advance(3);
         assert_eq!(s.chunk(), b"de");
@@ -157,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn copy_to_bytes_within_and_across_segments() {
+    fn copy_to_bytes_within_and_across_chunks() {
         let mut s = sample();
         let first = s.copy_to_bytes(2);
         assert_eq!(&first[..], b"ab");
@@ -171,12 +171,12 @@ mod tests {
     #[test]
     fn partial_vectored_writes_deliver_every_byte_in_order() {
         let payload: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        let mut segments: Segments = payload.chunks(37).map(Bytes::copy_from_slice).collect();
+        let mut chunks: ChunkList = payload.chunks(37).map(Bytes::copy_from_slice).collect();
         let mut written = Vec::new();
         let mut step = 1;
-        while segments.has_remaining() {
+        while chunks.has_remaining() {
             let mut slices = [IoSlice::new(&[]); 4];
-            let n = segments.chunks_vectored(&mut slices);
+            let n = chunks.chunks_vectored(&mut slices);
             let budget = step % 97 + 1;
             let mut taken = 0;
             for slice in &slices[..n] {
@@ -187,7 +187,7 @@ mod tests {
                     break;
                 }
             }
-            segments.advance(taken);
+            chunks.advance(taken);
             step += 13;
         }
         assert_eq!(written, payload);
