@@ -4,6 +4,7 @@ use kafka_protocol::ResponseError;
 use shadowlink_storage::StorageError;
 use tokio::task::JoinError;
 
+use crate::groups::GroupError;
 use crate::mirror::owned::ProduceError;
 use crate::mirror::producer_ids::ProducerIdError;
 use crate::mirror::producer_state::SequenceError;
@@ -69,6 +70,10 @@ pub enum Declined {
     Transactions,
     /// Produce with a null record set.
     NullRecords,
+    /// FindCoordinator for transactions: this node coordinates none.
+    TransactionCoordinator,
+    /// FindCoordinator with a key type Kafka does not define.
+    UnknownCoordinatorKey,
 }
 
 impl Declined {
@@ -79,8 +84,33 @@ impl Declined {
             Declined::EmptyTransactionalId => ResponseError::InvalidRequest.code(),
             Declined::Transactions => ResponseError::TransactionalIdAuthorizationFailed.code(),
             Declined::NullRecords => ResponseError::InvalidRecord.code(),
+            Declined::TransactionCoordinator => ResponseError::CoordinatorNotAvailable.code(),
+            Declined::UnknownCoordinatorKey => ResponseError::InvalidRequest.code(),
         }
     }
+}
+
+/// The Kafka error code for a group or offset request the coordinator refuses.
+pub fn group_error_code(error: GroupError) -> i16 {
+    let error = match error {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+    };
+    error.code()
+}
+
+/// `0` for success, else the refusal's code: the shape every group response field wants.
+pub fn group_code(result: Result<(), GroupError>) -> i16 {
+    result.err().map_or(0, group_error_code)
 }
 
 /// The Kafka error code for a request whose `current_leader_epoch` is not the
@@ -258,6 +288,18 @@ pub fn produce_error_code(error: &ProduceError) -> i16 {
 mod tests {
     use super::*;
     use shadowlink_protocol::batch::BatchError;
+
+    #[test]
+    fn group_refusals_map_to_kafka_codes() {
+        assert_eq!(group_error_code(GroupError::UnknownMemberId), 25);
+        assert_eq!(group_error_code(GroupError::IllegalGeneration), 22);
+        assert_eq!(group_error_code(GroupError::RebalanceInProgress), 27);
+        assert_eq!(group_error_code(GroupError::MemberIdRequired), 79);
+        assert_eq!(group_error_code(GroupError::FencedInstanceId), 82);
+        assert_eq!(group_code(Ok(())), 0);
+        assert_eq!(Declined::TransactionCoordinator.code(), 15);
+        assert_eq!(Declined::UnknownCoordinatorKey.code(), 42);
+    }
 
     #[test]
     fn produce_errors_map_to_kafka_codes() {

@@ -14,7 +14,7 @@ use shadowlink_storage::StorageError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::error::GroupError;
+use super::error::{GroupError, SyncCommitError};
 use super::group::{
     GroupConfig, GroupState, GroupSummary, JoinOutcome, JoinRequest, Phase, Step, SyncOutcome,
     SyncRequest,
@@ -280,7 +280,7 @@ impl Coordinator {
         self.offsets
             .all(group)
             .into_iter()
-            .map(|((topic, partition), c)| (topic, partition, c.offset))
+            .map(|(tp, c)| (tp.topic, tp.partition, c.offset))
             .collect()
     }
 
@@ -293,15 +293,9 @@ impl Coordinator {
         &self,
         group: &str,
         offsets: &[(String, i32, i64)],
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), SyncCommitError> {
         if self.has_active_members(group) {
-            return Err(StorageError::Io {
-                action: "committing offsets of the active group",
-                path: group.into(),
-                source: std::io::Error::other(format!(
-                    "group {group} has active members, whose own commits take precedence"
-                )),
-            });
+            return Err(SyncCommitError::ActiveMembers(group.to_string()));
         }
         let entries = offsets
             .iter()
@@ -311,10 +305,10 @@ impl Coordinator {
                     leader_epoch: -1,
                     metadata: None,
                 };
-                ((topic.clone(), *partition), committed)
+                (TopicPartition::new(topic.clone(), *partition), committed)
             })
             .collect();
-        self.offsets.commit(group, entries)
+        Ok(self.offsets.commit(group, entries)?)
     }
 
     pub fn has_active_members(&self, group: &str) -> bool {

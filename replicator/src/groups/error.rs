@@ -1,6 +1,4 @@
-//! Why a group request was refused, and the one mapping of those reasons to Kafka codes.
-
-use kafka_protocol::ResponseError;
+//! Why a group request was refused. `errors.rs` maps each reason to its Kafka code.
 
 /// A group or offset request the coordinator refuses. Each variant is an answer the
 /// client knows how to act on (rejoin, reset its member id, retry later, give up).
@@ -30,42 +28,11 @@ pub enum GroupError {
     CoordinatorNotAvailable,
 }
 
-impl GroupError {
-    /// The Kafka error code for this refusal.
-    pub fn code(self) -> i16 {
-        let error = match self {
-            GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
-            GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
-            GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
-            GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
-            GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
-            GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
-            GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
-            GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
-            GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
-            GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
-            GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
-        };
-        error.code()
-    }
-}
-
-/// `0` for success, else the error's code: the shape every response field wants.
-pub fn code_of(result: Result<(), GroupError>) -> i16 {
-    result.err().map_or(0, GroupError::code)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_match_the_kafka_protocol() {
-        assert_eq!(GroupError::UnknownMemberId.code(), 25);
-        assert_eq!(GroupError::IllegalGeneration.code(), 22);
-        assert_eq!(GroupError::RebalanceInProgress.code(), 27);
-        assert_eq!(GroupError::MemberIdRequired.code(), 79);
-        assert_eq!(GroupError::FencedInstanceId.code(), 82);
-        assert_eq!(code_of(Ok(())), 0);
-    }
+/// Why the node did not write a group's offsets on its own behalf (offset sync).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncCommitError {
+    #[error("group {0} has active members, whose own commits take precedence")]
+    ActiveMembers(String),
+    #[error(transparent)]
+    Storage(#[from] shadowlink_storage::StorageError),
 }

@@ -16,7 +16,7 @@ mod tests;
 mod types;
 
 pub use coordinator::{Coordinator, ListedGroup};
-pub use error::{code_of, GroupError};
+pub use error::{GroupError, SyncCommitError};
 pub use offsets::{Committed, TopicPartition, MAX_METADATA_BYTES};
 pub use types::{
     GroupConfig, GroupSummary, JoinOutcome, JoinRequest, JoinedMember, MemberSummary, Phase,

@@ -20,8 +20,7 @@ use shadowlink_storage::{read_meta, write_meta, StorageError};
 /// Kafka's default `offset.metadata.max.bytes`.
 pub const MAX_METADATA_BYTES: usize = 4096;
 
-/// A (topic, partition) key.
-pub type TopicPartition = (String, i32);
+pub use crate::topic_partition::TopicPartition;
 
 /// One committed position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +83,7 @@ impl OffsetStore {
                 let offsets = file
                     .offsets
                     .into_iter()
-                    .map(|e| ((e.topic, e.partition), e.committed))
+                    .map(|e| (TopicPartition::new(e.topic, e.partition), e.committed))
                     .collect();
                 let group = GroupOffsets {
                     write: Mutex::new(()),
@@ -122,9 +121,9 @@ impl OffsetStore {
             group: group.to_string(),
             offsets: next
                 .iter()
-                .map(|((topic, partition), committed)| FileEntry {
-                    topic: topic.clone(),
-                    partition: *partition,
+                .map(|(tp, committed)| FileEntry {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
                     committed: committed.clone(),
                 })
                 .collect(),
@@ -137,7 +136,9 @@ impl OffsetStore {
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
         let slot = lock(&self.groups).get(group).cloned()?;
         let committed = lock(&slot.committed);
-        committed.get(&(topic.to_string(), partition)).cloned()
+        committed
+            .get(&TopicPartition::new(topic, partition))
+            .cloned()
     }
 
     /// Everything committed for `group`, ordered by topic then partition.
@@ -241,12 +242,17 @@ mod tests {
         store
             .commit(
                 "g1",
-                vec![(("t".into(), 0), at(5)), (("t".into(), 1), at(7))],
+                vec![
+                    (TopicPartition::new("t", 0), at(5)),
+                    (TopicPartition::new("t", 1), at(7)),
+                ],
             )
             .unwrap();
-        store.commit("g1", vec![(("t".into(), 0), at(9))]).unwrap();
         store
-            .commit("odd/../name", vec![(("u".into(), 2), at(1))])
+            .commit("g1", vec![(TopicPartition::new("t", 0), at(9))])
+            .unwrap();
+        store
+            .commit("odd/../name", vec![(TopicPartition::new("u", 2), at(1))])
             .unwrap();
         drop(store);
         let store = OffsetStore::open(dir.path()).unwrap();

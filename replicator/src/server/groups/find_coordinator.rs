@@ -2,11 +2,11 @@
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator as WireCoordinator;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
-use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::str_bytes;
+use crate::errors::Declined;
 use crate::server::{Reply, ServerContext, NODE_ID};
 
 const GROUP_KEY: i8 = 0;
@@ -16,13 +16,12 @@ const TRANSACTION_KEY: i8 = 1;
 fn locate(ctx: &ServerContext, key_type: i8) -> Result<(i32, &str, i32), (i16, &'static str)> {
     match key_type {
         GROUP_KEY => Ok((NODE_ID, &ctx.advertised_host, ctx.advertised_port)),
-        // Mirrors are read-only: there are no transactions to coordinate.
         TRANSACTION_KEY => Err((
-            ResponseError::CoordinatorNotAvailable.code(),
+            Declined::TransactionCoordinator.code(),
             "this node does not coordinate transactions",
         )),
         _ => Err((
-            ResponseError::InvalidRequest.code(),
+            Declined::UnknownCoordinatorKey.code(),
             "unknown coordinator key type",
         )),
     }

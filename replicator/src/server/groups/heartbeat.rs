@@ -5,7 +5,8 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::non_empty;
-use crate::groups::{code_of, GroupError};
+use crate::errors::group_code;
+use crate::groups::GroupError;
 use crate::server::{Reply, ServerContext};
 
 pub fn handle(
@@ -25,6 +26,6 @@ pub fn handle(
             request.generation_id,
         )
     };
-    let response = HeartbeatResponse::default().with_error_code(code_of(result));
+    let response = HeartbeatResponse::default().with_error_code(group_code(result));
     Reply::encode(header, &response)
 }

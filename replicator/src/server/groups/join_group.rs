@@ -6,6 +6,7 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{millis, non_empty, str_bytes};
+use crate::errors::group_error_code;
 use crate::groups::{GroupError, JoinOutcome, JoinRequest};
 use crate::server::{Reply, ServerContext};
 
@@ -70,7 +71,7 @@ fn response(version: i16, outcome: JoinOutcome) -> JoinGroupResponse {
         (None, false) => Some(str_bytes("")),
     };
     let mut response = JoinGroupResponse::default()
-        .with_error_code(outcome.error.map_or(0, GroupError::code))
+        .with_error_code(outcome.error.map_or(0, group_error_code))
         .with_generation_id(outcome.generation_id)
         .with_protocol_name(protocol_name)
         .with_leader(str_bytes(&outcome.leader))

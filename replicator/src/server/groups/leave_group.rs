@@ -7,7 +7,8 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{non_empty, str_bytes};
-use crate::groups::{code_of, GroupError};
+use crate::errors::group_code;
+use crate::groups::GroupError;
 use crate::server::{Reply, ServerContext};
 
 pub fn handle(
@@ -45,7 +46,7 @@ fn response(
     results: &[Result<(), GroupError>],
 ) -> LeaveGroupResponse {
     if version < 3 {
-        let code = results.first().copied().map_or(0, code_of);
+        let code = results.first().copied().map_or(0, group_code);
         return LeaveGroupResponse::default().with_error_code(code);
     }
     let members = leaving
@@ -55,7 +56,7 @@ fn response(
             MemberResponse::default()
                 .with_member_id(str_bytes(member_id))
                 .with_group_instance_id(instance.as_deref().map(str_bytes))
-                .with_error_code(code_of(*result))
+                .with_error_code(group_code(*result))
         })
         .collect();
     LeaveGroupResponse::default().with_members(members)

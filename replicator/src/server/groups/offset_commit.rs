@@ -9,7 +9,8 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::non_empty;
-use crate::groups::{code_of, Committed, GroupError, TopicPartition, MAX_METADATA_BYTES};
+use crate::errors::group_code;
+use crate::groups::{Committed, GroupError, TopicPartition, MAX_METADATA_BYTES};
 use crate::server::{Reply, ServerContext};
 
 /// Per topic, per partition: the entry to store, or why it is refused before the group
@@ -38,9 +39,10 @@ pub async fn handle(
     let entries: Vec<(TopicPartition, Committed)> = checked
         .iter()
         .flat_map(|(topic, partitions)| {
-            partitions
-                .iter()
-                .filter_map(|(p, c)| Some(((topic.clone(), *p), c.as_ref().ok()?.clone())))
+            partitions.iter().filter_map(|(p, c)| {
+                let committed = c.as_ref().ok()?.clone();
+                Some((TopicPartition::new(topic.clone(), *p), committed))
+            })
         })
         .collect();
     let outcome = if group_id.is_empty() {
@@ -100,7 +102,7 @@ fn response(checked: Checked, outcome: Result<(), GroupError>) -> OffsetCommitRe
                     let result = checked.map(|_| ()).and(outcome);
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(index)
-                        .with_error_code(code_of(result))
+                        .with_error_code(group_code(result))
                 })
                 .collect();
             OffsetCommitResponseTopic::default()

@@ -9,7 +9,8 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::str_bytes;
-use crate::groups::{code_of, Committed, GroupError};
+use crate::errors::{group_code, group_error_code};
+use crate::groups::{Committed, GroupError, TopicPartition};
 use crate::server::{Reply, ServerContext};
 
 /// Per topic, per partition, the committed position if any.
@@ -41,7 +42,7 @@ fn positions(
     }
     let Some(wanted) = wanted else {
         let mut all: Positions = Vec::new();
-        for ((topic, partition), committed) in ctx.groups.fetch_all(group) {
+        for (TopicPartition { topic, partition }, committed) in ctx.groups.fetch_all(group) {
             match all.last_mut() {
                 Some((t, partitions)) if *t == topic => {
                     partitions.push((partition, Some(committed)))
@@ -88,7 +89,7 @@ fn single(ctx: &ServerContext, version: i16, request: OffsetFetchRequest) -> Off
             response = response.with_topics(topics);
         }
         // v1 has no group-level error; it then answers with no partitions at all.
-        Err(error) if version >= 2 => response = response.with_error_code(error.code()),
+        Err(error) if version >= 2 => response = response.with_error_code(group_error_code(error)),
         Err(_) => {}
     }
     response
@@ -138,7 +139,7 @@ fn batched(ctx: &ServerContext, request: OffsetFetchRequest) -> OffsetFetchRespo
             let answer = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
             match positions(ctx, group.group_id.0.as_str(), wanted) {
                 Ok(found) => answer.with_topics(new_topics(found)),
-                Err(error) => answer.with_error_code(code_of(Err(error))),
+                Err(error) => answer.with_error_code(group_code(Err(error))),
             }
         })
         .collect();

@@ -5,6 +5,7 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{non_empty, str_bytes};
+use crate::errors::group_error_code;
 use crate::groups::{GroupError, SyncOutcome, SyncRequest};
 use crate::server::{Reply, ServerContext};
 
@@ -38,7 +39,7 @@ pub async fn handle(
 
 fn response(version: i16, outcome: SyncOutcome) -> SyncGroupResponse {
     let response = SyncGroupResponse::default()
-        .with_error_code(outcome.error.map_or(0, GroupError::code))
+        .with_error_code(outcome.error.map_or(0, group_error_code))
         .with_assignment(outcome.assignment);
     // v5 (KIP-559) echoes the protocol so the client can check what it runs.
     if version >= 5 {
