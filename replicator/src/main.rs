@@ -41,7 +41,7 @@ enum Command {
     /// Show a running node's links, topics and partitions (from its admin listener).
     Status {
         /// The node's admin listener, `http://host:port` or `host:port`.
-        #[arg(long, default_value = shadowlink::admin::table::DEFAULT_ADMIN)]
+        #[arg(long, default_value = shadowlink::admin::client::DEFAULT_ADMIN)]
         admin: String,
         #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
         format: StatusFormat,
@@ -59,7 +59,7 @@ enum Command {
     /// failover and the upper estimate of records lost, then the totals.
     Failover {
         /// The node's admin listener, `http://host:port` or `host:port`.
-        #[arg(long, default_value = shadowlink::admin::table::DEFAULT_ADMIN)]
+        #[arg(long, default_value = shadowlink::admin::client::DEFAULT_ADMIN)]
         admin: String,
         #[arg(long)]
         link: String,
@@ -151,9 +151,9 @@ fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn status(admin: &str, format: StatusFormat) -> anyhow::Result<()> {
-    use shadowlink::admin::table;
-    let json = table::fetch_json(admin)?;
-    let report = table::parse(admin, &json)?;
+    use shadowlink::admin::{client, table};
+    let json = client::fetch_json(admin)?;
+    let report = client::parse(admin, &json)?;
     match format {
         StatusFormat::Text => print!("{}", table::render(&report)),
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

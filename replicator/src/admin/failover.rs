@@ -1,7 +1,8 @@
 //! `shadowlink failover`: asks a node's admin listener to fail topics over and prints
 //! the records each partition had at risk, known and possibly unseen.
 
-use super::table::{admin_url, agent, row, table, StatusError};
+use super::client::{admin_url, agent, StatusError};
+use super::table::{row, table};
 use crate::failover::{summarize, FailoverRequest, TopicOutcome};
 
 /// POSTs the failover of `request` for `link` to the node at `admin`.

@@ -8,6 +8,7 @@
 //! | `GET /readyz` | 200 when every link is connected and no topic failed, else 503 with the reasons |
 //! | `POST /v1/links/{name}/failover` | body `{"all": true}` or `{"topics": [...]}`: fails them over, answers the records at risk per partition |
 
+pub mod client;
 pub mod failover;
 pub mod table;
 

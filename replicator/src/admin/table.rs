@@ -1,63 +1,8 @@
-//! `shadowlink status`: reads `/v1/status` from a node and prints it as tables.
+//! `shadowlink status` as text: a node's status report rendered as tables.
 
 use std::fmt::Write;
-use std::time::Duration;
 
 use crate::status::{OfflineReport, PartitionReport, StatusReport, SyncProgress};
-
-/// Where `shadowlink status` looks without `--admin`: the port the deploy examples use.
-pub const DEFAULT_ADMIN: &str = "http://127.0.0.1:9644";
-
-/// Why a status could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    #[error("cannot read {url}: {reason}")]
-    Http { url: String, reason: String },
-    #[error("{url} did not answer with a status report: {reason}")]
-    Body { url: String, reason: String },
-}
-
-/// Fetches the raw JSON of `/v1/status` from the admin listener at `admin`
-/// (`http://host:port`, or `host:port`).
-pub fn fetch_json(admin: &str) -> Result<String, StatusError> {
-    let url = admin_url(admin, "/v1/status");
-    let agent = agent();
-    let http = |reason: String| StatusError::Http {
-        url: url.clone(),
-        reason,
-    };
-    let mut response = agent.get(&url).call().map_err(|e| http(e.to_string()))?;
-    response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| http(e.to_string()))
-}
-
-/// `path` on the admin listener at `admin` (`http://host:port` or `host:port`).
-pub(super) fn admin_url(admin: &str, path: &str) -> String {
-    let base = if admin.contains("://") {
-        admin.to_string()
-    } else {
-        format!("http://{admin}")
-    };
-    format!("{}{path}", base.trim_end_matches('/'))
-}
-
-pub(super) fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
-}
-
-/// Parses what [`fetch_json`] returned.
-pub fn parse(admin: &str, json: &str) -> Result<StatusReport, StatusError> {
-    serde_json::from_str(json).map_err(|e| StatusError::Body {
-        url: admin.to_string(),
-        reason: e.to_string(),
-    })
-}
 
 /// The text form: the node, a table of links, a table of partitions.
 pub fn render(report: &StatusReport) -> String {
@@ -205,6 +150,7 @@ fn duration(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::client::parse;
     use crate::status::{LinkReport, TopicReport};
 
     fn partition(partition: i32, src: i64, dst: i64, error: Option<&str>) -> PartitionReport {
