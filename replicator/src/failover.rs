@@ -43,9 +43,9 @@ pub struct FailoverRequest {
 pub struct PartitionOutcome {
     pub partition: i32,
     /// The mirror's log end: the first offset producers write here.
-    pub last_mirrored_offset: i64,
+    pub dst_hwm: i64,
     /// The source's high watermark as last seen by the link, if it was ever seen.
-    pub source_high_watermark: Option<i64>,
+    pub src_hwm: Option<i64>,
     /// Records the source had acknowledged beyond the mirror (the achieved RPO).
     pub records_at_risk: Option<i64>,
     /// Age of the oldest record not mirrored, as measured by the link (the RPO in time);
@@ -154,15 +154,15 @@ fn outcome(topic: &MirrorTopic, seen: &[PartitionReport]) -> TopicOutcome {
         .partitions()
         .iter()
         .map(|p| {
-            let last_mirrored_offset = p.log().log_end_offset();
+            let dst_hwm = p.log().log_end_offset();
             let report = seen.iter().find(|r| r.partition == p.partition);
-            let source_high_watermark = report.and_then(|r| r.src_hwm);
-            let records_at_risk = source_high_watermark.map(|h| (h - last_mirrored_offset).max(0));
+            let src_hwm = report.and_then(|r| r.src_hwm);
+            let records_at_risk = src_hwm.map(|h| (h - dst_hwm).max(0));
             let unconfirmed = report.and_then(|r| r.unconfirmed);
             PartitionOutcome {
                 partition: p.partition,
-                last_mirrored_offset,
-                source_high_watermark,
+                dst_hwm,
+                src_hwm,
                 records_at_risk,
                 seconds_at_risk: report.and_then(|r| r.lag_seconds),
                 unconfirmed,

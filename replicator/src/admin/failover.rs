@@ -58,9 +58,8 @@ pub fn render(outcomes: &[TopicOutcome]) -> String {
                 t.topic.clone(),
                 p.partition.to_string(),
                 t.state.clone(),
-                p.last_mirrored_offset.to_string(),
-                p.source_high_watermark
-                    .map_or_else(unknown, |v| v.to_string()),
+                p.dst_hwm.to_string(),
+                p.src_hwm.map_or_else(unknown, |v| v.to_string()),
                 p.records_at_risk.map_or_else(unknown, |v| v.to_string()),
                 p.seconds_at_risk
                     .map_or_else(unknown, |v| format!("{v:.1}")),
@@ -98,8 +97,8 @@ mod tests {
     fn partition(partition: i32, unconfirmed: Option<Unconfirmed>) -> PartitionOutcome {
         PartitionOutcome {
             partition,
-            last_mirrored_offset: 998,
-            source_high_watermark: unconfirmed.map(|_| 1000),
+            dst_hwm: 998,
+            src_hwm: unconfirmed.map(|_| 1000),
             records_at_risk: unconfirmed.map(|_| 2),
             seconds_at_risk: unconfirmed.map(|_| 0.1),
             unconfirmed,

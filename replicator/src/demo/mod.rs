@@ -111,12 +111,9 @@ async fn drill(a: Daemon, b: &Daemon) -> anyhow::Result<()> {
     let failover_at: BTreeMap<TopicPartition, i64> = outcomes
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| {
-                (
-                    TopicPartition::new(t.topic.clone(), p.partition),
-                    p.last_mirrored_offset,
-                )
-            })
+            t.partitions
+                .iter()
+                .map(|p| (TopicPartition::new(t.topic.clone(), p.partition), p.dst_hwm))
         })
         .collect();
 

@@ -66,14 +66,12 @@ pub fn failover(outcomes: &[TopicOutcome]) -> (i64, f64) {
     let (mut records, mut seconds) = (0, 0.0_f64);
     for topic in outcomes {
         for p in &topic.partitions {
-            let hwm = p
-                .source_high_watermark
-                .map_or_else(|| "?".to_string(), |h| h.to_string());
+            let hwm = p.src_hwm.map_or_else(|| "?".to_string(), |h| h.to_string());
             let at_risk = p.records_at_risk.unwrap_or(0);
             let secs = p.seconds_at_risk.unwrap_or(0.0);
             println!(
                 "  {}-{}: {}, writable from offset {}, last source high watermark {}, records at risk {} ({:.3} s)",
-                topic.topic, p.partition, topic.state, p.last_mirrored_offset, hwm, at_risk, secs
+                topic.topic, p.partition, topic.state, p.dst_hwm, hwm, at_risk, secs
             );
             records += at_risk;
             seconds = seconds.max(secs);
