@@ -9,8 +9,9 @@
 //! Partition directory layout:
 //! - per segment, `{base:020}.log` (the batches), `{base:020}.index` (u32 relative offset,
 //!   u32 position) and `{base:020}.timeindex` (i64 timestamp, u32 relative offset);
-//! - `log-start-offset`, `leader-epoch-checkpoint`, `leader-epoch-floor` and
-//!   `max-producer-id`: JSON, atomically replaced through a `{name}.tmp` sibling;
+//! - `log-start-offset`, `leader-epoch-checkpoint`, `leader-epoch-floor`,
+//!   `max-producer-id` and `txn-index` (open and aborted transactions): JSON,
+//!   atomically replaced through a `{name}.tmp` sibling;
 //! - `{base:020}.swap` only while a segment is being truncated, renamed over its `.log`.
 //!
 //! Recovery deletes a leftover `.swap` or `.tmp` file from an interrupted write.
@@ -31,6 +32,7 @@ mod retention;
 mod segment;
 mod time_index;
 mod truncate;
+mod txn;
 
 pub use config::{LogConfig, PersistMode};
 pub use durability::PendingSync;
@@ -38,3 +40,4 @@ pub use epoch_floor::EpochFloor;
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 pub use meta::{read_meta, sync_dir, write_meta, TopicMeta};
+pub use txn::CommittedRead;

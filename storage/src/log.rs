@@ -17,6 +17,7 @@ use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
 use crate::meta::{sync_dir, write_meta};
 use crate::segment::Segment;
+use crate::txn::TxnIndex;
 
 /// Holds the logical log start offset, which may lie inside the first segment.
 pub(crate) const LOG_START_FILE: &str = "log-start-offset";
@@ -74,6 +75,8 @@ pub struct PartitionLog {
     pub(crate) sealed_unsynced: bool,
     /// Upper bound of the producer ids stored (see `producers.rs`).
     pub(crate) max_producer_id: i64,
+    /// Open and aborted transactions of the stored batches (see `txn.rs`).
+    pub(crate) txns: TxnIndex,
 }
 
 impl PartitionLog {
@@ -175,6 +178,7 @@ impl PartitionLog {
             let mut epochs_changed = false;
             for batch in &batches {
                 log.append_batch(batch)?;
+                log.txns.observe(batch);
                 // A batch straddling the log start begins its epoch at the log start.
                 let start = batch.base_offset().max(log.log_start_offset);
                 epochs_changed |= log.epochs.assign(batch.partition_leader_epoch(), start);
@@ -278,6 +282,8 @@ impl PartitionLog {
             self.durability.wrote_path(path);
         }
         self.sealed_unsynced = true;
+        // Bounds the replay on open to the new active segment.
+        self.txns.persist()?;
         let created = Segment::create_unsynced(&self.dir, base_offset);
         self.durability.wrote_path(&self.dir);
         self.segments.push(created?);
@@ -445,7 +451,8 @@ impl PartitionLog {
         if self.epochs.truncate_from_start(offset) {
             self.epochs.persist()?;
         }
-        Ok(())
+        self.txns.truncate_start(offset);
+        self.txns.persist()
     }
 
     /// Removes the oldest segment's files (never the active one).
@@ -504,6 +511,9 @@ impl Drop for PartitionLog {
     fn drop(&mut self) {
         if self.durability.is_poisoned() {
             return;
+        }
+        if let Err(e) = self.txns.persist() {
+            tracing::warn!(error = %e, "failed to write the transaction index on close");
         }
         for segment in &mut self.segments {
             if let Err(e) = segment.rewrite_indexes() {

@@ -236,6 +236,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         .min(log_end);
     let epochs = load_epochs(dir, &segments, log_start, log_end)?;
     let max_producer_id = crate::producers::load_max_producer_id(dir, &segments)?;
+    let txns = crate::txn::TxnIndex::load(dir, &segments, log_start)?;
     Ok(PartitionLog {
         dir: dir.to_path_buf(),
         durability: Durability::new(config.fsync_delay),
@@ -246,6 +247,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         last_sync: Instant::now(),
         sealed_unsynced: false,
         max_producer_id,
+        txns,
     })
 }
 

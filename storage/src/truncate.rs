@@ -38,6 +38,7 @@ impl PartitionLog {
             if log.epochs.truncate_from_end(log.log_end_offset()) {
                 log.epochs.persist()?;
             }
+            log.reload_txns()?;
             log.sync_dir()
         })
     }
@@ -87,6 +88,8 @@ impl PartitionLog {
             if log.epochs.clear() {
                 log.epochs.persist()?;
             }
+            log.txns.reset(offset);
+            log.txns.persist()?;
             log.sync_dir()
         })
     }

@@ -30,14 +30,11 @@ pub fn build_control_batch(
     commit: bool,
     timestamp: i64,
 ) -> Bytes {
-    let key = [0u8, 0, 0, u8::from(commit)];
-    let value = [0u8, 0, 0, 0, 0, 0];
     BatchBuilder::new(base_offset)
         .leader_epoch(leader_epoch)
         .timestamp(timestamp)
         .producer(producer_id, 0, -1)
-        .attributes(0x30)
-        .records(&[(Some(&key[..]), Some(&value[..]))])
+        .marker(commit)
         .build()
 }
 
@@ -102,6 +99,24 @@ impl BatchBuilder {
     pub fn producer(mut self, id: i64, epoch: i16, base_sequence: i32) -> Self {
         self.producer = (id, epoch, base_sequence);
         self
+    }
+
+    /// Sets the transactional attribute bit (0x10) that a transactional producer's
+    /// batches carry.
+    pub fn transactional(mut self) -> Self {
+        self.attributes |= 0x10;
+        self
+    }
+
+    /// Makes this an end-transaction marker: transactional and control bits, base
+    /// sequence -1 and one control record (key `version 0, type`, ABORT = 0, COMMIT =
+    /// 1; value `version 0, coordinator epoch 0`). Keeps the producer id and epoch.
+    pub fn marker(mut self, commit: bool) -> Self {
+        let key = [0u8, 0, 0, u8::from(commit)];
+        let value = [0u8; 6];
+        self.attributes |= 0x30;
+        self.producer.2 = -1;
+        self.records(&[(Some(&key[..]), Some(&value[..]))])
     }
 
     pub fn records(mut self, records: &[RecordRef<'_>]) -> Self {
