@@ -13,6 +13,9 @@ use shadowlink_protocol::response::EncodeError;
 use super::{Reply, ServerContext};
 use crate::errors::{epoch_error_code, storage_error_code, Declined};
 
+/// Fetch `isolation_level` 1 (KIP-98): only data below the last stable offset.
+const READ_COMMITTED: i8 = 1;
+
 /// Upper bound on how long one request may be held, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
@@ -62,7 +65,14 @@ fn read_all(ctx: &ServerContext, request: &FetchRequest) -> (FetchResponseParts,
             let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
             // KIP-74: the first non-empty partition may exceed the budget by one batch.
             let may_read = limit > 0 || total == 0;
-            let part = read_partition(ctx, &topic.topic, p, limit, may_read);
+            let part = read_partition(
+                ctx,
+                &topic.topic,
+                p,
+                request.isolation_level,
+                limit,
+                may_read,
+            );
             let size: usize = part.records.iter().map(|r| r.len()).sum();
             errors |= part.error_code != 0;
             total += size;
@@ -86,6 +96,7 @@ fn read_partition(
     ctx: &ServerContext,
     topic: &TopicName,
     request: &FetchPartition,
+    request_isolation: i8,
     limit: usize,
     may_read: bool,
 ) -> FetchPartitionParts {
@@ -109,11 +120,21 @@ fn read_partition(
     }
     let log = mirror.log();
     part.high_watermark = log.high_watermark();
-    // Mirrors are fetched read_committed from the source, so everything stored is decided:
-    // the last stable offset is the high watermark.
-    part.last_stable_offset = part.high_watermark;
+    // The LSO is derived from the stored batches (the mirror may hold part of a
+    // transaction whose marker has not arrived), whatever the isolation level asked.
+    part.last_stable_offset = log.last_stable_offset();
     part.log_start_offset = log.log_start_offset();
     if !may_read {
+        return part;
+    }
+    if request_isolation == READ_COMMITTED {
+        match log.read_committed(request.fetch_offset, limit.max(1)) {
+            Ok(read) => {
+                part.records = read.read.chunks;
+                part.aborted_transactions = read.aborted_transactions;
+            }
+            Err(e) => part.error_code = storage_error_code(&e),
+        }
         return part;
     }
     match log.read(request.fetch_offset, limit.max(1)) {

@@ -13,6 +13,8 @@ use crate::errors::{epoch_error_code, storage_error_code, Declined};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// ListOffsets `isolation_level` 1 (v2+, KIP-98).
+const READ_COMMITTED: i8 = 1;
 /// KIP-734 (v7+): the offset of the record with the largest timestamp.
 const MAX_TIMESTAMP: i64 = -3;
 
@@ -21,6 +23,7 @@ pub fn handle(
     header: &RequestHeader,
     request: ListOffsetsRequest,
 ) -> Result<Reply, EncodeError> {
+    let committed = request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics
         .iter()
@@ -36,7 +39,7 @@ pub fn handle(
                         Some(m) => m
                             .check_leader_epoch(p.current_leader_epoch)
                             .map_err(|e| epoch_error_code(&e))
-                            .and_then(|()| lookup(&m.log(), p.timestamp)),
+                            .and_then(|()| lookup(&m.log(), p.timestamp, committed)),
                         None => Err(super::offline::partition_code(
                             &ctx.store,
                             topic.name.0.as_str(),
@@ -56,12 +59,17 @@ pub fn handle(
 }
 
 /// `(timestamp, offset, leader epoch)` for one partition, or a Kafka error code. A
-/// record found by time carries the epoch it was written in.
-fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64, i32), i16> {
+/// record found by time carries the epoch it was written in. Under `read_committed`
+/// the log ends at the last stable offset: latest is the LSO, and a record found at or
+/// above it is not found (as Kafka answers).
+fn lookup(log: &PartitionLog, timestamp: i64, committed: bool) -> Result<(i64, i64, i32), i16> {
     let epoch = log.latest_epoch().unwrap_or(-1);
+    let end = match committed {
+        true => log.last_stable_offset(),
+        false => log.high_watermark(),
+    };
     let found = match timestamp {
-        // Everything mirrored is decided, so latest is the same for both isolation levels.
-        LATEST => return Ok((-1, log.high_watermark(), epoch)),
+        LATEST => return Ok((-1, end, epoch)),
         EARLIEST => {
             let start = log.log_start_offset();
             return Ok((-1, start, log.epoch_for_offset(start).unwrap_or(epoch)));
@@ -73,7 +81,10 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64, i32), i16> {
         _ => return Err(Declined::UnknownSpecialTimestamp.code()),
     };
     match found {
-        Ok(Some((ts, offset))) => Ok((ts, offset, log.epoch_for_offset(offset).unwrap_or(-1))),
+        Ok(Some((ts, offset))) if offset < end => {
+            Ok((ts, offset, log.epoch_for_offset(offset).unwrap_or(-1)))
+        }
+        Ok(Some(_)) => Ok((-1, -1, -1)),
         Ok(None) => Ok((-1, -1, -1)),
         Err(e) => Err(storage_error_code(&e)),
     }

@@ -1,0 +1,328 @@
+//! Transactions on mirrors: the node derives open and aborted transactions from the
+//! batches it stores, so `read_committed` consumers of a mirror see exactly what the
+//! source committed, and `read_uncommitted` consumers see everything.
+//!
+//! The source is the scripted broker: it serves hand-built transactional batches and
+//! end-transaction markers (a real test source drops aborted data) and reports its last
+//! stable offset at its end, like a source whose transactions have all ended.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use serde_json::Value;
+use shadowlink_protocol::batch::testing::BatchBuilder;
+use shadowlink_protocol::batch::BatchWalker;
+use shadowlink_tests::fake::{FakeBroker, FakeLog};
+use shadowlink_tests::raw::RawClient;
+use shadowlink_tests::scenario::mirrored;
+use shadowlink_tests::{eventually, python, Node, NodeConfig};
+
+const COMMITTING: i64 = 1001;
+const ABORTING: i64 = 1002;
+const LEFT_OPEN: i64 = 1003;
+
+/// A source partition and what each kind of consumer must see of it.
+struct History {
+    batches: Vec<Bytes>,
+    /// `(offset, value)` of every data record, with whether it is committed.
+    records: Vec<(i64, String, bool)>,
+}
+
+impl History {
+    fn new() -> Self {
+        History {
+            batches: Vec::new(),
+            records: Vec::new(),
+        }
+    }
+
+    fn next_offset(&self) -> i64 {
+        self.batches.last().map_or(0, |b| {
+            let batch = shadowlink_protocol::batch::RecordBatch::parse(b.clone()).unwrap();
+            batch.next_offset()
+        })
+    }
+
+    /// `count` records of `producer_id` (`-1`: not transactional).
+    fn data(&mut self, producer_id: i64, count: usize, committed: bool) -> &mut Self {
+        let base = self.next_offset();
+        let values: Vec<String> = (0..count)
+            .map(|i| format!("p{producer_id}-{}", base + i as i64))
+            .collect();
+        let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+        let mut builder = BatchBuilder::new(base)
+            .producer(producer_id, 0, 0)
+            .records(&records);
+        if producer_id >= 0 {
+            builder = builder.transactional();
+        }
+        self.batches.push(builder.build());
+        for (i, v) in values.into_iter().enumerate() {
+            self.records.push((base + i as i64, v, committed));
+        }
+        self
+    }
+
+    fn marker(&mut self, producer_id: i64, commit: bool) -> &mut Self {
+        let base = self.next_offset();
+        let marker = BatchBuilder::new(base)
+            .producer(producer_id, 0, -1)
+            .marker(commit)
+            .build();
+        self.batches.push(marker);
+        self
+    }
+
+    fn expected(&self, committed_only: bool) -> Vec<(i64, String)> {
+        self.records
+            .iter()
+            .filter(|(_, _, committed)| *committed || !committed_only)
+            .map(|(o, v, _)| (*o, v.clone()))
+            .collect()
+    }
+}
+
+/// Two producers interleaved, one committing and one aborting, then a plain record:
+/// 0..=1 committing, 2..=3 aborting, 4 committing, 5 aborting, COMMIT at 6, ABORT at 7,
+/// plain at 8.
+fn interleaved() -> History {
+    let mut h = History::new();
+    h.data(COMMITTING, 2, true)
+        .data(ABORTING, 2, false)
+        .data(COMMITTING, 1, true)
+        .data(ABORTING, 1, false)
+        .marker(COMMITTING, true)
+        .marker(ABORTING, false)
+        .data(-1, 1, true);
+    h
+}
+
+/// The interleaved history, then a transaction left open at 9 and a plain record at 10
+/// that `read_committed` consumers must not see yet.
+fn left_open() -> History {
+    let mut h = interleaved();
+    h.data(LEFT_OPEN, 1, false).data(-1, 1, false);
+    h
+}
+
+const ENDED: &str = "a_txn_ended";
+const OPEN: &str = "a_txn_open";
+
+fn start_source() -> Result<(FakeBroker, History, History)> {
+    let (ended, open) = (interleaved(), left_open());
+    let log = |h: &History| {
+        vec![FakeLog {
+            batches: h.batches.clone(),
+            ..FakeLog::default()
+        }]
+    };
+    let source = FakeBroker::start(BTreeMap::from([
+        (ENDED.to_string(), log(&ended)),
+        (OPEN.to_string(), log(&open)),
+    ]))?;
+    Ok((source, ended, open))
+}
+
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+/// ListOffsets latest for partition 0 at an isolation level.
+fn latest(node: &Node, topic: &str, isolation_level: i8) -> Result<i64> {
+    let mut client = RawClient::connect(node.kafka)?;
+    let version = client.version(ApiKey::ListOffsets, 7)?;
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_isolation_level(isolation_level)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, version, &request)?;
+    let p = &response.topics[0].partitions[0];
+    anyhow::ensure!(p.error_code == 0, "ListOffsets error {}", p.error_code);
+    Ok(p.offset)
+}
+
+/// One read_committed fetch of partition 0 from `offset`, as the node answers it.
+#[derive(Debug, PartialEq)]
+struct CommittedFetch {
+    high_watermark: i64,
+    last_stable_offset: i64,
+    aborted: Vec<(i64, i64)>,
+    /// Base offsets of the batches returned.
+    bases: Vec<i64>,
+}
+
+fn fetch_committed(node: &Node, topic: &str, offset: i64) -> Result<CommittedFetch> {
+    let mut client = RawClient::connect(node.kafka)?;
+    let version = client.version(ApiKey::Fetch, 12)?;
+    let request = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(1)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, version, &request)?;
+    let p = &response.responses[0].partitions[0];
+    anyhow::ensure!(p.error_code == 0, "Fetch error {}", p.error_code);
+    let bases = BatchWalker::new(p.records.clone().unwrap_or_default())
+        .map(|b| b.map(|b| b.base_offset()))
+        .collect::<Result<_, _>>()?;
+    let aborted = p.aborted_transactions.as_deref().unwrap_or_default();
+    Ok(CommittedFetch {
+        high_watermark: p.high_watermark,
+        last_stable_offset: p.last_stable_offset,
+        aborted: aborted
+            .iter()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect(),
+        bases,
+    })
+}
+
+/// What a client script read, as `(offset, value)`.
+fn consume(
+    node: &Node,
+    topic: &str,
+    end: i64,
+    client: &str,
+    isolation: &str,
+) -> Result<Vec<(i64, String)>> {
+    let out = python(
+        "consume_isolation.py",
+        &[
+            &node.kafka.to_string(),
+            topic,
+            &end.to_string(),
+            "--client",
+            client,
+            "--isolation",
+            isolation,
+        ],
+    )?;
+    out.lines()
+        .map(|line| {
+            let r: Value = serde_json::from_str(line)?;
+            let offset = r["offset"].as_i64().context("offset")?;
+            let value = r["value"].as_str().context("value")?.to_string();
+            Ok((offset, value))
+        })
+        .collect()
+}
+
+fn wait_mirrored(node: &Node, topic: &str, h: &History) -> Result<()> {
+    eventually(Duration::from_secs(30), || {
+        mirrored(node, topic, &h.batches)
+    })
+}
+
+/// What the node answers about transactions on both topics.
+fn answers(node: &Node) -> Result<Vec<(i64, i64, CommittedFetch, CommittedFetch)>> {
+    [ENDED, OPEN]
+        .iter()
+        .map(|topic| {
+            Ok((
+                latest(node, topic, 0)?,
+                latest(node, topic, 1)?,
+                fetch_committed(node, topic, 0)?,
+                fetch_committed(node, topic, 8)?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn read_committed_consumers_of_a_mirror_see_exactly_the_committed_records() -> Result<()> {
+    let (source, ended, open) = start_source()?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
+    wait_mirrored(&node, ENDED, &ended)?;
+    wait_mirrored(&node, OPEN, &open)?;
+
+    // Every transaction ended: the LSO is the high watermark.
+    assert_eq!((latest(&node, ENDED, 0)?, latest(&node, ENDED, 1)?), (9, 9));
+    let whole = fetch_committed(&node, ENDED, 0)?;
+    assert_eq!(whole.last_stable_offset, 9);
+    assert_eq!(whole.aborted, vec![(ABORTING, 2)]);
+    assert_eq!(whole.bases, vec![0, 2, 4, 5, 6, 7, 8]);
+    // Past the ABORT marker no aborted transaction overlaps.
+    assert!(fetch_committed(&node, ENDED, 8)?.aborted.is_empty());
+
+    // A transaction left open at 9 holds the LSO there, below the high watermark.
+    assert_eq!((latest(&node, OPEN, 0)?, latest(&node, OPEN, 1)?), (11, 9));
+    let open_fetch = fetch_committed(&node, OPEN, 0)?;
+    assert_eq!(
+        (open_fetch.high_watermark, open_fetch.last_stable_offset),
+        (11, 9)
+    );
+    assert_eq!(open_fetch.bases, vec![0, 2, 4, 5, 6, 7, 8]);
+    assert!(fetch_committed(&node, OPEN, 9)?.bases.is_empty());
+
+    for client in ["confluent", "kafka-python"] {
+        for (topic, h, lso, hw) in [(ENDED, &ended, 9, 9), (OPEN, &open, 9, 11)] {
+            let committed = consume(&node, topic, lso, client, "read_committed")?;
+            assert_eq!(
+                committed,
+                h.expected(true),
+                "{client} {topic} read_committed"
+            );
+            let all = consume(&node, topic, hw, client, "read_uncommitted")?;
+            assert_eq!(all, h.expected(false), "{client} {topic} read_uncommitted");
+        }
+    }
+    Ok(())
+}
+
+/// Every `txn-index` file under `dir`.
+fn index_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found.extend(index_files(&path)?);
+        } else if path.file_name().is_some_and(|n| n == "txn-index") {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+#[test]
+fn a_restarted_node_answers_the_same_with_or_without_its_index_file() -> Result<()> {
+    let (source, ended, open) = start_source()?;
+    let mut node = Node::start(&NodeConfig::linked_to(source.addr))?;
+    wait_mirrored(&node, ENDED, &ended)?;
+    wait_mirrored(&node, OPEN, &open)?;
+    let before = answers(&node)?;
+
+    node.restart()?;
+    wait_mirrored(&node, OPEN, &open)?;
+    assert_eq!(answers(&node)?, before, "after kill -9");
+
+    node.process.kill9();
+    let files = index_files(&node.data_dir)?;
+    assert_eq!(files.len(), 2, "one per mirrored partition: {files:?}");
+    for file in files {
+        std::fs::remove_file(file)?;
+    }
+    node.restart()?;
+    wait_mirrored(&node, OPEN, &open)?;
+    assert_eq!(answers(&node)?, before, "after losing the index files");
+    let committed = consume(&node, OPEN, 9, "confluent", "read_committed")?;
+    assert_eq!(committed, open.expected(true));
+    Ok(())
+}
