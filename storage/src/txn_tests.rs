@@ -59,8 +59,11 @@ fn filled(dir: &std::path::Path, segment_bytes: u64) -> PartitionLog {
     log
 }
 
+/// `(producer id, first offset)` pairs.
+type Aborted = Vec<(i64, i64)>;
+
 /// Every answer the index gives, for comparing logs.
-fn answers(log: &PartitionLog) -> (i64, Vec<(i64, i64)>, Vec<(i64, i64)>, Vec<(i64, i64)>) {
+fn answers(log: &PartitionLog) -> (i64, Aborted, Aborted, Aborted) {
     (
         log.last_stable_offset(),
         log.aborted_transactions(0, i64::MAX),

@@ -29,6 +29,11 @@ const COMMITTING: i64 = 1001;
 const ABORTING: i64 = 1002;
 const LEFT_OPEN: i64 = 1003;
 
+/// Every batch's timestamp, from its base offset.
+fn stamp(base_offset: i64) -> i64 {
+    1_000_000 + base_offset * 1_000
+}
+
 /// A source partition and what each kind of consumer must see of it.
 struct History {
     batches: Vec<Bytes>,
@@ -59,6 +64,7 @@ impl History {
             .collect();
         let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
         let mut builder = BatchBuilder::new(base)
+            .timestamp(stamp(base))
             .producer(producer_id, 0, 0)
             .records(&records);
         if producer_id >= 0 {
@@ -74,6 +80,7 @@ impl History {
     fn marker(&mut self, producer_id: i64, commit: bool) -> &mut Self {
         let base = self.next_offset();
         let marker = BatchBuilder::new(base)
+            .timestamp(stamp(base))
             .producer(producer_id, 0, -1)
             .marker(commit)
             .build();
@@ -137,6 +144,11 @@ fn topic_name(topic: &str) -> TopicName {
 
 /// ListOffsets latest for partition 0 at an isolation level.
 fn latest(node: &Node, topic: &str, isolation_level: i8) -> Result<i64> {
+    list_offset(node, topic, -1, isolation_level)
+}
+
+/// ListOffsets for partition 0: `timestamp` is -1 latest, -3 max timestamp, or a time.
+fn list_offset(node: &Node, topic: &str, timestamp: i64, isolation_level: i8) -> Result<i64> {
     let mut client = RawClient::connect(node.kafka)?;
     let version = client.version(ApiKey::ListOffsets, 7)?;
     let request = ListOffsetsRequest::default()
@@ -146,7 +158,7 @@ fn latest(node: &Node, topic: &str, isolation_level: i8) -> Result<i64> {
             .with_name(topic_name(topic))
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(0)
-                .with_timestamp(-1)])]);
+                .with_timestamp(timestamp)])]);
     let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, version, &request)?;
     let p = &response.topics[0].partitions[0];
     anyhow::ensure!(p.error_code == 0, "ListOffsets error {}", p.error_code);
@@ -271,6 +283,11 @@ fn read_committed_consumers_of_a_mirror_see_exactly_the_committed_records() -> R
     );
     assert_eq!(open_fetch.bases, vec![0, 2, 4, 5, 6, 7, 8]);
     assert!(fetch_committed(&node, OPEN, 9)?.bases.is_empty());
+    // Lookups by time see the log as ending at the LSO under read_committed.
+    for (timestamp, uncommitted, committed) in [(stamp(8), 8, 8), (stamp(9), 9, -1), (-3, 10, -1)] {
+        assert_eq!(list_offset(&node, OPEN, timestamp, 0)?, uncommitted);
+        assert_eq!(list_offset(&node, OPEN, timestamp, 1)?, committed);
+    }
 
     for client in ["confluent", "kafka-python"] {
         for (topic, h, lso, hw) in [(ENDED, &ended, 9, 9), (OPEN, &open, 9, 11)] {
