@@ -141,7 +141,7 @@ impl TxnIndex {
     pub(crate) fn observe(&mut self, batch: &RecordBatch) {
         self.end_offset = batch.next_offset();
         let producer_id = batch.producer_id();
-        if batch.is_legacy() || !batch.is_transactional() || producer_id < 0 {
+        if !batch.is_transactional() || producer_id < 0 {
             return;
         }
         if !batch.is_control() {
@@ -178,6 +178,11 @@ impl TxnIndex {
             .filter(|a| a.first_offset < upper)
             .copied()
             .collect()
+    }
+
+    /// Whether any aborted transaction has its marker at or above `from`.
+    pub(crate) fn aborted_from(&self, from: i64) -> bool {
+        self.aborted.last().is_some_and(|a| a.last_offset >= from)
     }
 
     /// Forgets aborted transactions whose markers fell below the new log start.
@@ -258,6 +263,15 @@ impl PartitionLog {
     pub fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<CommittedRead> {
         let last_stable_offset = self.last_stable_offset();
         let mut read = self.read(offset, max_bytes)?;
+        // Common case, no transactions here: nothing to cut and no aborts to name, so
+        // the batches need not be walked.
+        if last_stable_offset >= read.log_end_offset && !self.txns.aborted_from(offset) {
+            return Ok(CommittedRead {
+                read,
+                last_stable_offset,
+                aborted_transactions: Vec::new(),
+            });
+        }
         let mut upper = offset;
         let mut kept = Vec::with_capacity(read.chunks.len());
         for chunk in read.chunks.drain(..) {

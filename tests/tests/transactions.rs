@@ -29,6 +29,22 @@ const COMMITTING: i64 = 1001;
 const ABORTING: i64 = 1002;
 const LEFT_OPEN: i64 = 1003;
 
+/// Makes records large enough that the node's smallest segments hold only a few, so the
+/// aborted transaction spans segments.
+const PADDING: &str = concat!(
+    "................................................................",
+    "................................................................",
+    "................................................................",
+    "................................................................",
+    "................................................................",
+    "................................................................",
+);
+
+/// The node, with segments as small as it allows.
+fn node_config(source: std::net::SocketAddr) -> NodeConfig {
+    NodeConfig::linked_to(source).segment_bytes(1024)
+}
+
 /// Every batch's timestamp, from its base offset.
 fn stamp(base_offset: i64) -> i64 {
     1_000_000 + base_offset * 1_000
@@ -60,7 +76,7 @@ impl History {
     fn data(&mut self, producer_id: i64, count: usize, committed: bool) -> &mut Self {
         let base = self.next_offset();
         let values: Vec<String> = (0..count)
-            .map(|i| format!("p{producer_id}-{}", base + i as i64))
+            .map(|i| format!("p{producer_id}-{}-{PADDING}", base + i as i64))
             .collect();
         let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
         let mut builder = BatchBuilder::new(base)
@@ -261,7 +277,7 @@ fn answers(node: &Node) -> Result<Vec<(i64, i64, CommittedFetch, CommittedFetch)
 #[test]
 fn read_committed_consumers_of_a_mirror_see_exactly_the_committed_records() -> Result<()> {
     let (source, ended, open) = start_source()?;
-    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
+    let node = Node::start(&node_config(source.addr))?;
     wait_mirrored(&node, ENDED, &ended)?;
     wait_mirrored(&node, OPEN, &open)?;
 
@@ -304,14 +320,14 @@ fn read_committed_consumers_of_a_mirror_see_exactly_the_committed_records() -> R
     Ok(())
 }
 
-/// Every `txn-index` file under `dir`.
-fn index_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+/// Every file under `dir` whose name ends with `suffix`.
+fn files(dir: &std::path::Path, suffix: &str) -> Result<Vec<std::path::PathBuf>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            found.extend(index_files(&path)?);
-        } else if path.file_name().is_some_and(|n| n == "txn-index") {
+            found.extend(files(&path, suffix)?);
+        } else if path.to_string_lossy().ends_with(suffix) {
             found.push(path);
         }
     }
@@ -321,19 +337,24 @@ fn index_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
 #[test]
 fn a_restarted_node_answers_the_same_with_or_without_its_index_file() -> Result<()> {
     let (source, ended, open) = start_source()?;
-    let mut node = Node::start(&NodeConfig::linked_to(source.addr))?;
+    let mut node = Node::start(&node_config(source.addr))?;
     wait_mirrored(&node, ENDED, &ended)?;
     wait_mirrored(&node, OPEN, &open)?;
     let before = answers(&node)?;
+    let segments = files(&node.data_dir, ".log")?.len();
+    assert!(
+        segments >= 6,
+        "the transactions span segments: {segments} for two partitions"
+    );
 
     node.restart()?;
     wait_mirrored(&node, OPEN, &open)?;
     assert_eq!(answers(&node)?, before, "after kill -9");
 
     node.process.kill9();
-    let files = index_files(&node.data_dir)?;
-    assert_eq!(files.len(), 2, "one per mirrored partition: {files:?}");
-    for file in files {
+    let indexes = files(&node.data_dir, "/txn-index")?;
+    assert_eq!(indexes.len(), 2, "one per mirrored partition: {indexes:?}");
+    for file in indexes {
         std::fs::remove_file(file)?;
     }
     node.restart()?;
