@@ -94,7 +94,9 @@ impl TxnIndex {
         let mut index = match snapshot {
             Some(s) => Self::from_snapshot(dir, s),
             None => {
-                tracing::info!(dir = %dir.display(), "rebuilding the transaction index");
+                if log_end > first_base {
+                    tracing::info!(dir = %dir.display(), "rebuilding the transaction index");
+                }
                 Self::empty(dir, first_base)
             }
         };
