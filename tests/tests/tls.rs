@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::{eventually, python, Link, Node, NodeConfig};
+use shadowlink_tests::{check_config, eventually, python, Link, Node, NodeConfig};
 
 /// A CA and one certificate it signed, as PEM files in a temporary directory.
 struct Pki {
@@ -208,4 +208,34 @@ fn a_link_checks_the_configured_server_name() -> Result<()> {
         &NodeConfig::linked_to(source.kafka).link(|l| l.tls(&pki.ca(), Some("localhost"))),
     )?;
     batches_match(source.kafka, &pki.ca(), named.kafka, "a_names")
+}
+
+/// A TLS file that cannot be loaded stops `check-config` and `run` with the key naming
+/// it; a complete TLS config passes.
+#[test]
+fn an_unloadable_tls_file_is_a_start_up_error_naming_its_key() -> Result<()> {
+    let pki = Pki::new()?;
+    let data = Path::new("/tmp/unused");
+    let good = pki.listener(NodeConfig::owner(), true);
+    let out = check_config(&good.render(Some(data)))?;
+    ensure!(out.success(), "a complete TLS config: {out:?}");
+    let missing = pki.path("missing.key");
+    let listener = NodeConfig::owner().kafka_tls(&pki.path("server.pem"), &missing, None, false);
+    let out = check_config(&listener.render(Some(data)))?;
+    ensure!(
+        !out.success() && out.stderr.contains("`kafka.tls.key`"),
+        "{out:?}"
+    );
+    ensure!(out.stderr.contains("missing.key"), "{out:?}");
+    let linked = NodeConfig::linked_to("127.0.0.1:9092".parse()?).link(|l| l.tls(&missing, None));
+    let out = check_config(&linked.render(Some(data)))?;
+    ensure!(
+        !out.success() && out.stderr.contains("`links[0].tls.ca`"),
+        "{out:?}"
+    );
+    ensure!(
+        Node::start(&listener).is_err(),
+        "the node started without its key"
+    );
+    Ok(())
 }
