@@ -99,7 +99,9 @@ fn librdkafka_produces_and_consumes_over_a_tls_only_listener() -> Result<()> {
         plaintext.is_err(),
         "a plaintext client negotiated versions over TLS"
     );
-    ensure!(node.process.logged(&["TLS handshake failed"]));
+    eventually(Duration::from_secs(10), || {
+        Ok(node.process.logged(&["TLS handshake failed"]).then_some(()))
+    })?;
     let consumed = tls_client("consume", node.kafka, "t_tls", 300, &pki.ca(), None)?;
     ensure!(
         consumed == "300",
