@@ -26,7 +26,7 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
-fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         reason: reason.into(),
@@ -78,6 +78,42 @@ pub struct KafkaListener {
     /// Partitions one CreateTopics request may create, over all its topics.
     #[serde(default = "default_max_partitions_per_request")]
     pub max_partitions_per_request: i64,
+    /// When set, the listener speaks only TLS.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+}
+
+/// `[kafka.tls]`: the listener's certificate and, for mutual TLS, the client CA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// PEM certificate chain, the node's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key of that certificate.
+    pub key: PathBuf,
+    /// PEM CA certificates client certificates are verified against; a client that
+    /// presents a certificate this CA did not sign is refused.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Refuse clients without a certificate (needs `ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+/// `[links.tls]`: how a link verifies its source and, for mutual TLS, proves itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTls {
+    /// PEM CA certificates the source brokers' certificates must chain to.
+    pub ca: PathBuf,
+    /// PEM client certificate chain presented to the source (with `key`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The name source certificates must carry, instead of each broker's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 fn default_max_connections() -> usize {
@@ -179,6 +215,9 @@ pub struct LinkConfig {
     /// Mirror the schema registry's `_schemas` topic too (on the non-primary site only).
     #[serde(default)]
     pub mirror_schemas: bool,
+    /// When set, every connection to the source is TLS.
+    #[serde(default)]
+    pub tls: Option<LinkTls>,
 }
 
 fn default_start() -> StartPosition {
@@ -215,6 +254,8 @@ pub struct Link {
     pub config: LinkConfig,
     pub filter: TopicFilter,
     pub groups: GroupFilter,
+    /// Built from `config.tls` by [`Config::link_tls`] when the node starts.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Config {
@@ -254,6 +295,7 @@ impl Config {
         if let Some(admin) = &self.admin {
             check_socket_addr("admin.listen", &admin.listen)?;
         }
+        self.listener_tls()?;
         self.persist_mode()?;
         if self.storage.segment_bytes < 1024 {
             return Err(invalid("storage.segment_bytes", "must be at least 1024"));
@@ -277,6 +319,7 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, link) in self.links.iter().enumerate() {
             validate_link(i, link)?;
+            self.link_tls(i)?;
             if !names.insert(link.name.as_str()) {
                 return Err(invalid(
                     format!("links[{i}].name"),
@@ -317,9 +360,23 @@ impl Config {
                     .expect("filters were validated at load")
                     .with_schemas(config.mirror_schemas),
                 groups: GroupFilter::new(&config.groups).expect("filters were validated at load"),
+                tls: None,
                 config: config.clone(),
             })
             .collect()
+    }
+
+    /// The listener's TLS, its files loaded, when `[kafka.tls]` is set.
+    pub fn listener_tls(&self) -> Result<Option<crate::tls::ServerTls>, ConfigError> {
+        self.kafka.tls.as_ref().map(crate::tls::server).transpose()
+    }
+
+    /// The TLS of link `i`, its files loaded, when its `tls` table is set.
+    pub fn link_tls(&self, i: usize) -> Result<Option<crate::tls::ClientTls>, ConfigError> {
+        let Some(tls) = self.links.get(i).and_then(|l| l.tls.as_ref()) else {
+            return Ok(None);
+        };
+        crate::tls::client(&format!("links[{i}].tls"), tls).map(Some)
     }
 
     /// The address Metadata advertises for this node.
@@ -591,6 +648,33 @@ start = "earliest"
         assert!(e.contains("kafka.max_partitions_per_request"), "{e}");
         let e = err_of(&format!("{GOOD}\n[storage]\nmax_partitions = 0\n"));
         assert!(e.contains("storage.max_partitions"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_that_cannot_be_loaded_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let listener = |cert: &Path, extra: &str| {
+            let tls = format!("tls = {{ cert = {cert:?}, key = {missing:?}{extra} }}\n[admin]");
+            GOOD.replace("[admin]", &tls)
+        };
+        let e = err_of(&listener(&missing, ""));
+        assert!(
+            e.starts_with("`kafka.tls.cert`") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let e = err_of(&listener(&junk, ""));
+        assert!(
+            e.starts_with("`kafka.tls.cert`") && e.contains("no PEM"),
+            "{e}"
+        );
+        let link = |tls: &str| GOOD.replace("start = ", &format!("tls = {{ {tls} }}\nstart = "));
+        let e = err_of(&link(&format!("ca = {missing:?}")));
+        assert!(e.starts_with("`links[0].tls.ca`"), "{e}");
+        let e = err_of(&link(&format!("ca = {junk:?}, strict = true")));
+        assert!(e.contains("strict"), "{e}");
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl Daemon {
                     addr: config.kafka.listen.clone(),
                     source,
                 })?;
+        let listener_tls = config.listener_tls()?;
         let groups = Arc::new(Coordinator::open(&config.data_dir)?);
         let context = Arc::new(server_context(
             &config,
@@ -98,10 +99,12 @@ impl Daemon {
             server::Limits {
                 max_connections: config.kafka.max_connections,
             },
+            listener_tls,
             stopped.clone(),
         )));
         let status = Arc::new(Status::new(kafka_addr.to_string()));
-        for link in config.links() {
+        for (i, mut link) in config.links().into_iter().enumerate() {
+            link.tls = config.link_tls(i)?;
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
             let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone());

@@ -19,6 +19,7 @@
 //! | [`status`] | what the node knows about links and partitions, for the admin API |
 //! | [`metrics`] | the Prometheus registry |
 //! | [`admin`] | the admin HTTP listener: metrics, status, health, failover |
+//! | [`tls`] | TLS for the Kafka listener and for links' source connections |
 
 pub mod admin;
 pub mod config;
@@ -35,4 +36,5 @@ pub mod rpo;
 pub mod server;
 pub mod source;
 pub mod status;
+pub mod tls;
 pub mod topic_partition;

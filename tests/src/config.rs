@@ -119,6 +119,27 @@ impl NodeConfig {
         self
     }
 
+    /// `kafka.tls`: a TLS-only listener with this PEM certificate and key; with `ca`,
+    /// client certificates are verified against it, and required when
+    /// `require_client_cert`.
+    pub fn kafka_tls(
+        mut self,
+        cert: &Path,
+        key: &Path,
+        ca: Option<&Path>,
+        require_client_cert: bool,
+    ) -> Self {
+        let mut tls = Table::default()
+            .with("cert", quoted(cert.display()))
+            .with("key", quoted(key.display()))
+            .with("require_client_cert", require_client_cert.to_string());
+        if let Some(ca) = ca {
+            tls.set("ca", quoted(ca.display()));
+        }
+        self.kafka.set("tls", tls.inline());
+        self
+    }
+
     /// A `[storage]` key with a TOML value as written, for values the daemon must refuse.
     pub fn storage_entry(mut self, key: &str, toml: &str) -> Self {
         self.storage.set(key, toml.to_string());
@@ -242,6 +263,16 @@ impl Link {
         self.with("progress_interval", duration(interval))
     }
 
+    /// `tls`: connect to the source over TLS, trusting the PEM CA at `ca`, checking
+    /// certificates for `server_name` instead of the broker's host when given.
+    pub fn tls(self, ca: &Path, server_name: Option<&str>) -> Self {
+        let mut tls = Table::default().with("ca", quoted(ca.display()));
+        if let Some(name) = server_name {
+            tls.set("server_name", quoted(name));
+        }
+        self.with("tls", tls.inline())
+    }
+
     /// A key with a TOML value as written, for keys or values the daemon must refuse.
     pub fn entry(self, key: &str, toml: &str) -> Self {
         self.with(key, toml.to_string())
@@ -268,6 +299,12 @@ impl Table {
     fn with(mut self, key: &str, value: String) -> Self {
         self.set(key, value);
         self
+    }
+
+    /// The table as a TOML inline table, the value of a key in another table.
+    fn inline(&self) -> String {
+        let entries: Vec<String> = self.0.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        format!("{{ {} }}", entries.join(", "))
     }
 
     fn render(&self, header: &str, out: &mut String) {

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -13,20 +15,45 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, FetchRequest, FetchResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use shadowlink_protocol::batch::BatchWalker;
 use shadowlink_protocol::client::{decode_api_versions_response, decode_response, encode_request};
 
+/// A blocking byte stream: plain TCP or TLS over TCP.
+trait Wire: Read + Write + Send {}
+impl<T: Read + Write + Send> Wire for T {}
+
 /// One blocking connection with negotiated versions.
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Box<dyn Wire>,
     correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
 }
 
 impl RawClient {
     pub fn connect(addr: SocketAddr) -> Result<RawClient> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Self::negotiate(Box::new(tcp(addr)?))
+    }
+
+    /// Connects over TLS, trusting the PEM CA at `ca` and checking the certificate
+    /// names `addr`'s IP address.
+    pub fn connect_tls(addr: SocketAddr, ca: &Path) -> Result<RawClient> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca)? {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tls = ClientConnection::new(Arc::new(config), ServerName::from(addr.ip()))?;
+        Self::negotiate(Box::new(StreamOwned::new(tls, tcp(addr)?)))
+    }
+
+    fn negotiate(stream: Box<dyn Wire>) -> Result<RawClient> {
         let mut client = RawClient {
             stream,
             correlation_id: 0,
@@ -176,6 +203,12 @@ impl RawClient {
         }
         Ok(p.offset)
     }
+}
+
+fn tcp(addr: SocketAddr) -> Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(stream)
 }
 
 fn fetch_request(topic: &str, partition: i32, offset: i64) -> FetchRequest {

@@ -17,6 +17,7 @@ use super::writer::WriteJob;
 use super::{Backoff, LinkRunner, TopicPartition};
 use crate::source::{SourceClient, SourceError};
 use crate::status::SourceOffsets;
+use crate::tls::ClientTls;
 
 /// How long the source may hold a fetch open waiting for data.
 const MAX_WAIT_MS: i32 = 500;
@@ -78,10 +79,15 @@ impl LinkRunner {
             }
             let cached = self.cluster.fetch_client(&addr);
             let client_id = self.link.config.client_id.clone();
-            requests.push(
-                Box::pin(send_fetch(broker, addr, cached, client_id, keys, request))
-                    as BoxFuture<'static, FetchOutcome>,
-            );
+            let tls = self.cluster.tls().cloned();
+            let target = FetchTarget {
+                broker,
+                addr,
+                client_id,
+                tls,
+            };
+            requests.push(Box::pin(send_fetch(target, cached, keys, request))
+                as BoxFuture<'static, FetchOutcome>);
         }
         requests
     }
@@ -387,18 +393,33 @@ fn complete_batches(records: &Bytes, fetch_offset: i64) -> Result<Option<Chunk>,
     }))
 }
 
-async fn send_fetch(
+/// The broker a fetch goes to and how to connect to it when there is no cached client.
+struct FetchTarget {
     broker: i32,
     addr: String,
-    cached: Option<SourceClient>,
     client_id: String,
+    tls: Option<ClientTls>,
+}
+
+async fn send_fetch(
+    target: FetchTarget,
+    cached: Option<SourceClient>,
     keys: Vec<TopicPartition>,
     request: FetchRequest,
 ) -> FetchOutcome {
     let started = Instant::now();
+    let FetchTarget {
+        broker,
+        addr,
+        client_id,
+        tls,
+    } = target;
     let (client, fresh) = match cached {
         Some(c) => (Ok(c), false),
-        None => (SourceClient::connect(&addr, &client_id).await, true),
+        None => (
+            SourceClient::connect(&addr, &client_id, tls.as_ref()).await,
+            true,
+        ),
     };
     let (client, result) = match client {
         Ok(c) => {

@@ -120,8 +120,11 @@ impl LinkRunner {
         status: Arc<LinkStatus>,
         groups: Arc<Coordinator>,
     ) -> LinkRunner {
-        let cluster =
-            SourceCluster::new(link.config.bootstrap.clone(), link.config.client_id.clone());
+        let cluster = SourceCluster::new(
+            link.config.bootstrap.clone(),
+            link.config.client_id.clone(),
+            link.tls.clone(),
+        );
         crate::metrics::register_link(&link.config.name);
         LinkRunner {
             status,

@@ -13,9 +13,9 @@ use shadowlink_protocol::frame::split_frame;
 use shadowlink_protocol::request::{parse_header, RequestError, RequestHeader};
 use shadowlink_protocol::response::api_versions_unsupported;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::{apis, Reply, ServerContext};
+use crate::tls::BoxStream;
 
 /// Why a connection is being closed.
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +33,15 @@ pub enum ConnectionError {
 }
 
 pub struct Connection {
-    stream: TcpStream,
+    /// Plain TCP, or TLS when the listener has `[kafka.tls]`.
+    stream: BoxStream,
     peer: SocketAddr,
     context: Arc<ServerContext>,
     buf: BytesMut,
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, peer: SocketAddr, context: Arc<ServerContext>) -> Connection {
-        let _ = stream.set_nodelay(true);
+    pub fn new(stream: BoxStream, peer: SocketAddr, context: Arc<ServerContext>) -> Connection {
         Connection {
             stream,
             peer,

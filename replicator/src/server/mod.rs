@@ -30,11 +30,12 @@ use kafka_protocol::protocol::Encodable;
 use shadowlink_protocol::fetch::ChunkList;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::{encode_response, EncodeError};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::groups::Coordinator;
 use crate::mirror::Store;
+use crate::tls::{BoxStream, ServerTls};
 
 pub use create_topics::CreatePolicy;
 
@@ -82,11 +83,33 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// Runs the TLS handshake when the listener has TLS. A failed handshake closes only
+/// this connection, with a log line naming the client.
+async fn secure(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&ServerTls>,
+    timeout: Duration,
+) -> Option<BoxStream> {
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Some(Box::new(stream));
+    };
+    match tls.accept(stream, timeout).await {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            tracing::info!(%peer, %error, "TLS handshake failed; connection closed");
+            None
+        }
+    }
+}
+
 /// Accepts connections until `stop` turns true.
 pub async fn serve(
     listener: TcpListener,
     context: Arc<ServerContext>,
     limits: Limits,
+    tls: Option<ServerTls>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -108,11 +131,15 @@ pub async fn serve(
             continue;
         };
         let context = context.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _connected = crate::metrics::ClientConnection::open();
-            connection::Connection::new(stream, peer, context)
-                .run()
-                .await;
+            let timeout = context.idle_timeout;
+            if let Some(stream) = secure(stream, peer, tls.as_ref(), timeout).await {
+                connection::Connection::new(stream, peer, context)
+                    .run()
+                    .await;
+            }
             drop(permit);
         });
     }

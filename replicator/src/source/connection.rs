@@ -1,4 +1,4 @@
-//! One TCP connection to a source broker, with many requests in flight.
+//! One connection to a source broker, plain TCP or TLS, with many requests in flight.
 //!
 //! Kafka brokers answer requests on a connection in the order they were sent, each
 //! response tagged with the request's correlation id. A writer task sends frames and a
@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use shadowlink_protocol::frame::{split_frame, FrameError, DEFAULT_MAX_FRAME_BYTES};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::SourceError;
+use crate::tls::{BoxStream, ClientTls};
 
 /// Why a connection stopped serving requests. Every request in flight on it fails with
 /// the same reason.
@@ -55,16 +55,20 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (host:port) and starts the reader and writer tasks.
-    pub async fn connect(addr: &str) -> Result<Connection, SourceError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| SourceError::Connect {
-                addr: addr.to_string(),
-                source: Arc::new(e),
-            })?;
+    /// Connects to `addr` (host:port), over TLS when `tls` is given, and starts the
+    /// reader and writer tasks. A failed handshake is a connect error naming its cause.
+    pub async fn connect(addr: &str, tls: Option<&ClientTls>) -> Result<Connection, SourceError> {
+        let connect_error = |e| SourceError::Connect {
+            addr: addr.to_string(),
+            source: Arc::new(e),
+        };
+        let stream = TcpStream::connect(addr).await.map_err(connect_error)?;
         let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+        let stream: BoxStream = match tls {
+            Some(tls) => tls.connect(addr, stream).await.map_err(connect_error)?,
+            None => Box::new(stream),
+        };
+        let (read, write) = tokio::io::split(stream);
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(write_loop(write, rx, pending.clone(), addr.to_string()));
@@ -131,7 +135,7 @@ fn fail_all(pending: &Pending, addr: &str, reason: &LostReason) {
 }
 
 async fn write_loop(
-    mut write: OwnedWriteHalf,
+    mut write: WriteHalf<BoxStream>,
     mut rx: mpsc::Receiver<(i32, Bytes, Reply)>,
     pending: Pending,
     addr: String,
@@ -159,7 +163,7 @@ async fn write_loop(
     rx.close();
 }
 
-async fn read_loop(mut read: OwnedReadHalf, pending: Pending, addr: String) {
+async fn read_loop(mut read: ReadHalf<BoxStream>, pending: Pending, addr: String) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let reason = loop {
         match split_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
 use super::{SourceClient, SourceError};
+use crate::tls::ClientTls;
 
 /// One partition of a source topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,7 @@ impl ClusterView {
 pub struct SourceCluster {
     bootstrap: Vec<String>,
     client_id: String,
+    tls: Option<ClientTls>,
     clients: HashMap<String, SourceClient>,
     /// Fetches get connections of their own: responses on a connection come back in
     /// order, so an admin request queued behind a long-polling fetch would wait for it,
@@ -84,10 +86,11 @@ pub struct SourceCluster {
 }
 
 impl SourceCluster {
-    pub fn new(bootstrap: Vec<String>, client_id: String) -> SourceCluster {
+    pub fn new(bootstrap: Vec<String>, client_id: String, tls: Option<ClientTls>) -> SourceCluster {
         SourceCluster {
             bootstrap,
             client_id,
+            tls,
             clients: HashMap::new(),
             fetch_clients: HashMap::new(),
             view: ClusterView::default(),
@@ -102,7 +105,7 @@ impl SourceCluster {
                 return Ok(c.clone());
             }
         }
-        let connect = SourceClient::connect(addr, &self.client_id);
+        let connect = SourceClient::connect(addr, &self.client_id, self.tls.as_ref());
         let client = tokio::time::timeout(self.request_timeout, connect)
             .await
             .map_err(|_| SourceError::Timeout {
@@ -110,6 +113,11 @@ impl SourceCluster {
             })??;
         self.clients.insert(addr.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// How connections to this cluster's brokers are secured.
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
     }
 
     /// The live fetch connection to `addr`, if there is one.

@@ -125,9 +125,14 @@ pub struct SourceClient {
 }
 
 impl SourceClient {
-    /// Connects and negotiates versions with ApiVersions (KIP-511 fallback included).
-    pub async fn connect(addr: &str, client_id: &str) -> Result<SourceClient, SourceError> {
-        let conn = Connection::connect(addr).await?;
+    /// Connects (over TLS when `tls` is given) and negotiates versions with ApiVersions
+    /// (KIP-511 fallback included).
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<SourceClient, SourceError> {
+        let conn = Connection::connect(addr, tls).await?;
         let mut client = SourceClient {
             conn,
             client_id: client_id.to_string(),
