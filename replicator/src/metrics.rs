@@ -98,7 +98,7 @@ impl Metrics {
         let r = Registry::new();
         Metrics {
             shadow_lag: int_gauges(&r, "shadowlink_shadow_lag",
-                "Records the mirror is behind: source last stable offset minus mirror high watermark.",
+                "Records the mirror is behind: source high watermark minus mirror high watermark.",
                 PARTITION),
             shadow_lag_seconds: gauges(&r, "shadowlink_shadow_lag_seconds",
                 "Seconds since the partition was last confirmed to hold everything committed at the source; 0 while it is (the live RPO).",

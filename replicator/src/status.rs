@@ -9,9 +9,10 @@
 //! ## Lag in seconds
 //!
 //! `lag_seconds` is the time since the partition was last *confirmed* to hold everything
-//! the source had committed: 0 while the latest fetch response (at most [`STALE_AFTER`]
-//! old) showed the mirror at the source's last stable offset, otherwise the time since the
-//! last response that did. Fetches long-poll for 500 ms, so a caught-up partition is
+//! the source held: 0 while the latest fetch response (at most [`STALE_AFTER`] old) showed
+//! the mirror at the source's high watermark, otherwise the time since the last response
+//! that did. (A transaction open at the source keeps the mirror at the source's last
+//! stable offset; records committed behind it are not mirrored yet, so they count.) Fetches long-poll for 500 ms, so a caught-up partition is
 //! confirmed at least twice a second. This is an upper bound on the age of the oldest
 //! record not yet mirrored, which is what is lost if the source region is lost now (the
 //! live RPO); it keeps growing while the source is unreachable, because nothing newer can
@@ -294,7 +295,11 @@ impl LinkStatus {
             .or_insert_with(|| PartitionStatus::new(now));
         p.source = Some(source);
         p.fetched_to = Some(to);
-        p.caught_up = to >= source.committed();
+        // Caught up means holding everything the source holds, not only what it has
+        // decided: a transaction left open at the source stops the mirror at the source's
+        // LSO while other producers' committed records pile up behind it, and that is lag.
+        p.caught_up = to >= source.high_watermark;
+        let copied_all_decided = to >= source.committed();
         let vouched_from = p.last_outcome;
         p.vouched_from = Some(vouched_from);
         p.last_outcome = now;
@@ -302,6 +307,8 @@ impl LinkStatus {
         p.writes.observe(source.high_watermark, now);
         if p.caught_up {
             p.confirmed_at = Some(vouched_from);
+        }
+        if copied_all_decided {
             let sync = p.sync.take()?;
             let topic_done = !inner
                 .partitions
@@ -553,7 +560,7 @@ fn topic_report(
                 src_hwm: source.map(|s| s.high_watermark),
                 dst_log_start,
                 dst_hwm,
-                lag: source.map(|s| (s.committed() - dst_hwm).max(0)),
+                lag: source.map(|s| (s.high_watermark - dst_hwm).max(0)),
                 lag_seconds: status.map(|s| s.lag_seconds(now)),
                 last_error,
                 unconfirmed: None,

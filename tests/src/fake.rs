@@ -42,6 +42,9 @@ pub struct FakeLog {
     /// The leader epoch Metadata reports, when ahead of the newest batch's (a leader
     /// change with nothing written since).
     pub leader_epoch: Option<i32>,
+    /// A last stable offset below the log end: a transaction left open there. Fetches
+    /// with isolation_level 1 then get nothing at or past it, as from Kafka.
+    pub last_stable: Option<i64>,
 }
 
 impl FakeLog {
@@ -326,7 +329,7 @@ fn fetch(request: &FetchRequest, topics: &FakeTopics) -> FetchResponse {
                     let log = topics
                         .get(t.topic.as_str())
                         .and_then(|l| l.get(p.partition as usize));
-                    fetch_partition(p, log)
+                    fetch_partition(p, request.isolation_level, log)
                 })
                 .collect();
             FetchableTopicResponse::default()
@@ -337,7 +340,11 @@ fn fetch(request: &FetchRequest, topics: &FakeTopics) -> FetchResponse {
     FetchResponse::default().with_responses(responses)
 }
 
-fn fetch_partition(p: &fetch_request::FetchPartition, log: Option<&FakeLog>) -> PartitionData {
+fn fetch_partition(
+    p: &fetch_request::FetchPartition,
+    isolation_level: i8,
+    log: Option<&FakeLog>,
+) -> PartitionData {
     let data = PartitionData::default().with_partition_index(p.partition);
     let Some(log) = log else {
         return data.with_error_code(3);
@@ -346,9 +353,10 @@ fn fetch_partition(p: &fetch_request::FetchPartition, log: Option<&FakeLog>) -> 
         return data.with_error_code(log.fetch_error);
     }
     let end = log.end_offset();
+    let stable = log.last_stable.unwrap_or(end).min(end);
     let data = data
         .with_high_watermark(end)
-        .with_last_stable_offset(end)
+        .with_last_stable_offset(stable)
         .with_log_start_offset(log.log_start);
     // KIP-320: the follower's last fetched epoch ends earlier on the leader, so the
     // follower must truncate to where the two logs agree.
@@ -368,8 +376,10 @@ fn fetch_partition(p: &fetch_request::FetchPartition, log: Option<&FakeLog>) -> 
     // Whole batches from the one holding the fetch offset, up to the partition's byte
     // limit but at least one (KIP-74).
     let mut records: Vec<u8> = Vec::new();
+    let visible = if isolation_level == 1 { stable } else { end };
     let wanted = log.batches.iter().filter(|b| {
-        RecordBatch::parse((*b).clone()).is_ok_and(|b| b.last_offset() >= p.fetch_offset)
+        RecordBatch::parse((*b).clone())
+            .is_ok_and(|b| b.last_offset() >= p.fetch_offset && b.next_offset() <= visible)
     });
     for batch in wanted {
         if !records.is_empty() && records.len() + batch.len() > p.partition_max_bytes as usize {

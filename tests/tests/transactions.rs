@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -23,7 +23,7 @@ use shadowlink_protocol::batch::BatchWalker;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::mirrored;
-use shadowlink_tests::{eventually, python, Node, NodeConfig};
+use shadowlink_tests::{eventually, python, shadowlink, until, Node, NodeConfig};
 
 const COMMITTING: i64 = 1001;
 const ABORTING: i64 = 1002;
@@ -362,5 +362,46 @@ fn a_restarted_node_answers_the_same_with_or_without_its_index_file() -> Result<
     assert_eq!(answers(&node)?, before, "after losing the index files");
     let committed = consume(&node, OPEN, 9, "confluent", "read_committed")?;
     assert_eq!(committed, open.expected(true));
+    Ok(())
+}
+
+/// A transaction left open at the source holds the mirror at the source's last stable
+/// offset; what piles up behind it is lag, in records and in seconds, not lag 0.
+#[test]
+fn a_transaction_hanging_open_at_the_source_reads_as_lag() -> Result<()> {
+    use shadowlink_protocol::batch::testing::build_batch;
+    let batches: Vec<Bytes> = (0..20)
+        .map(|o| build_batch(o, 0, &[(None, Some(b"v".as_slice()))], 1_000 + o))
+        .collect();
+    let source = FakeBroker::start(BTreeMap::from([(
+        "a_hung".to_string(),
+        vec![FakeLog {
+            batches,
+            last_stable: Some(12),
+            ..FakeLog::default()
+        }],
+    )]))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr).admin())?;
+    let partition = |node: &Node| -> Result<Value> {
+        let admin = node.admin.context("no admin listener")?.to_string();
+        let json =
+            shadowlink(&["status", "--admin", &admin, "--format", "json"])?.stdout("status")?;
+        let status: Value = serde_json::from_str(&json)?;
+        Ok(status["links"][0]["topics"][0]["partitions"][0].clone())
+    };
+    let first = until(
+        Duration::from_secs(30),
+        || partition(&node),
+        |p| p["dst_hwm"] == 12 && p["src_hwm"] == 20,
+    )?;
+    ensure!(first["src_lso"] == 12, "{first}");
+    ensure!(
+        first["lag"] == 8,
+        "the 8 records behind the open transaction: {first}"
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+    let later = partition(&node)?;
+    let seconds = later["lag_seconds"].as_f64().context("lag_seconds")?;
+    ensure!(seconds >= 1.0, "lag_seconds stayed {seconds}: {later}");
     Ok(())
 }
