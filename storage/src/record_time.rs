@@ -56,39 +56,14 @@ pub(crate) fn max_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as Kind,
-    };
-    use shadowlink_protocol::batch::testing::BatchBuilder;
+    use bytes::Bytes;
+    use kafka_protocol::records::Compression;
+    use shadowlink_protocol::batch::testing::{build_stamped_batch, BatchBuilder};
 
     fn encoded(stamps: &[i64], compression: Compression) -> RecordBatch {
-        let records: Vec<Record> = stamps
-            .iter()
-            .enumerate()
-            .map(|(i, &ts)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 3,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: Kind::Creation,
-                offset: 100 + i as i64,
-                sequence: i as i32,
-                timestamp: ts,
-                key: None,
-                value: Some(bytes::Bytes::from_static(b"v")),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression,
-        };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-        RecordBatch::parse(buf.freeze()).unwrap()
+        let records: Vec<(i64, i64)> = (100..).zip(stamps.iter().copied()).collect();
+        let bytes = build_stamped_batch(&records, 3, compression, |_| Bytes::from_static(b"v"));
+        RecordBatch::parse(bytes).unwrap()
     }
 
     #[test]

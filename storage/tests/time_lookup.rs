@@ -3,41 +3,16 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::*;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
+use shadowlink_protocol::batch::testing::build_stamped_batch;
 use shadowlink_storage::LogConfig;
 
 /// One batch at `base` whose records carry `stamps`, compressed with `codec`.
 fn stamped(base: i64, stamps: &[i64], codec: Compression) -> Bytes {
-    let records: Vec<Record> = stamps
-        .iter()
-        .enumerate()
-        .map(|(i, &ts)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: base + i as i64,
-            sequence: i as i32,
-            timestamp: ts,
-            key: None,
-            value: Some(Bytes::from(vec![b'v'; 40])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: codec,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf.freeze()
+    let records: Vec<(i64, i64)> = (base..).zip(stamps.iter().copied()).collect();
+    build_stamped_batch(&records, 0, codec, |_| Bytes::from(vec![b'v'; 40]))
 }
 
 /// Brute force over every record at or above `start`: the first with ts `>= target`.

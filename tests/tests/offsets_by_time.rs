@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
 use serde_json::Value;
+use shadowlink_protocol::batch::testing::build_stamped_batch;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::{eventually, python, until, Node, NodeConfig};
@@ -28,32 +27,9 @@ fn records(batches: i64) -> Vec<(i64, i64)> {
 
 /// One uncompressed batch per four records, as a producer would write them.
 fn batch(records: &[(i64, i64)]) -> Bytes {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, &(offset, timestamp))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: i as i32,
-            timestamp,
-            key: None,
-            value: Some(Bytes::from(format!("v{offset}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encodable records");
-    buf.freeze()
+    build_stamped_batch(records, 0, Compression::None, |offset| {
+        Bytes::from(format!("v{offset}"))
+    })
 }
 
 /// The first record at or above `log_start` stamped at or after `target`.

@@ -282,3 +282,41 @@ fn encode_legacy(
     buf.extend_from_slice(&body);
     buf.freeze()
 }
+
+/// A v2 batch of one record per `(offset, timestamp)`, each valued `value(offset)`, in
+/// leader epoch `epoch`, encoded (and compressed) by kafka-protocol's own encoder: for
+/// tests that need per-record timestamps or a real codec.
+pub fn build_stamped_batch(
+    records: &[(i64, i64)],
+    epoch: i32,
+    compression: kafka_protocol::records::Compression,
+    value: impl Fn(i64) -> Bytes,
+) -> Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, &(offset, timestamp))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: epoch,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: i as i32,
+            timestamp,
+            key: None,
+            value: Some(value(offset)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encodable records");
+    buf.freeze()
+}
