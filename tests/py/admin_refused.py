@@ -9,16 +9,8 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewPartitions)
 
+from results import outcome
 
-def outcome(future):
-    try:
-        future.result(timeout=30)
-        return "accepted"
-    except Exception as e:  # the KafkaException carries the broker's error
-        err = e.args[0] if e.args else e
-        name = err.name() if hasattr(err, "name") else type(err).__name__
-        text = err.str() if hasattr(err, "str") else str(err)
-        return "%s %s" % (name, text)
 
 
 def main():
@@ -35,7 +27,7 @@ def main():
                 ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])]).values())),
     }
     for name, op in ops.items():
-        print("%s: %s" % (name, outcome(op())))
+        print("%s: %s" % (name, outcome(op(), "accepted")))
 
 
 if __name__ == "__main__":

@@ -7,16 +7,8 @@ import sys
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from results import outcome
 
-def outcome(future):
-    try:
-        future.result(timeout=30)
-        return "OK"
-    except Exception as e:  # the KafkaException carries the broker's error
-        err = e.args[0] if e.args else e
-        name = err.name() if hasattr(err, "name") else type(err).__name__
-        text = err.str() if hasattr(err, "str") else str(err)
-        return "%s %s" % (name, text)
 
 
 def main():
@@ -25,7 +17,7 @@ def main():
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(name, int(n), 1) for name, n in topics])
     for name, _ in topics:
-        print("%s: %s" % (name, outcome(futures[name])))
+        print("%s: %s" % (name, outcome(futures[name], "OK")))
 
 
 if __name__ == "__main__":

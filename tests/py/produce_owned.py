@@ -8,6 +8,8 @@ Prints the number of records acknowledged; exits 1 on any delivery error.
 import argparse
 import sys
 
+from results import Deliveries
+
 
 def confluent(a):
     from confluent_kafka import Producer
@@ -20,27 +22,21 @@ def confluent(a):
         "linger.ms": 5,
         "batch.num.messages": 100,
     })
-    acked, errors = [0], []
-
-    def on_delivery(err, _msg):
-        if err is not None:
-            errors.append(str(err))
-        else:
-            acked[0] += 1
+    deliveries = Deliveries()
 
     for i in range(a.start, a.start + a.count):
         while True:
             try:
                 p.produce(a.topic, key=b"key-%d" % i, value=b"value-%d" % i,
-                          partition=i % a.partitions, on_delivery=on_delivery)
+                          partition=i % a.partitions, on_delivery=deliveries)
                 break
             except BufferError:
                 p.poll(0.1)
         p.poll(0)
     remaining = p.flush(60)
-    if errors or remaining:
-        sys.exit("errors: %s, not flushed: %d" % (errors[:3], remaining))
-    return acked[0]
+    if deliveries.errors or remaining:
+        sys.exit("errors: %s, not flushed: %d" % (deliveries.errors[:3], remaining))
+    return deliveries.acked
 
 
 def kafka_python(a):

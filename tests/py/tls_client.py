@@ -13,6 +13,8 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from results import Deliveries
+
 
 def settings(a):
     s = {"bootstrap.servers": a.bootstrap, "security.protocol": "SSL",
@@ -27,22 +29,16 @@ def settings(a):
 
 def produce(a):
     p = Producer({**settings(a), "enable.idempotence": True, "acks": "all", "linger.ms": 5})
-    acked, errors = [0], []
-
-    def on_delivery(err, _msg):
-        if err is not None:
-            errors.append(str(err))
-        else:
-            acked[0] += 1
+    deliveries = Deliveries()
 
     for i in range(a.count):
         p.produce(a.topic, value=b"value-%d" % i, key=b"key-%d" % i,
-                  partition=i % a.partitions, on_delivery=on_delivery)
+                  partition=i % a.partitions, on_delivery=deliveries)
         p.poll(0)
     p.flush(30)
-    print(acked[0])
-    if errors or acked[0] != a.count:
-        sys.exit("delivery errors: %s" % errors[:3])
+    print(deliveries.acked)
+    if deliveries.errors or deliveries.acked != a.count:
+        sys.exit("delivery errors: %s" % deliveries.errors[:3])
 
 
 def consume(a):
