@@ -600,6 +600,9 @@ fn read_i64(buf: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(b)
 }
 
+mod marker;
+pub use marker::EndTxnMarker;
+
 /// Hand-built batches for tests in this and other crates. Not part of the stable API.
 #[doc(hidden)]
 pub mod testing;

@@ -17,6 +17,7 @@ use crate::link::LinkRunner;
 use crate::mirror::{MirrorError, OwnTopicError, Store};
 use crate::server::{self, ServerContext};
 use crate::status::Status;
+use crate::txn::TxnCoordinator;
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -87,11 +88,25 @@ impl Daemon {
                 })?;
         let listener_tls = config.listener_tls()?;
         let groups = Arc::new(Coordinator::open(&config.data_dir)?);
+        // Transactions decided before a crash get their markers before any client is
+        // served.
+        let (data_dir, txn_store, txn_groups) =
+            (config.data_dir.clone(), store.clone(), groups.clone());
+        let txns = tokio::task::spawn_blocking(move || {
+            TxnCoordinator::open(&data_dir, txn_store, txn_groups)
+        })
+        .await
+        .map_err(task_failed("open transactions in", &config))??;
+        let txns = Arc::new(txns);
+        tasks.push(tokio::spawn(crate::txn::sweep_loop(
+            txns.clone(),
+            stopped.clone(),
+        )));
         let context = Arc::new(server_context(
             &config,
             kafka_addr,
             store.clone(),
-            groups.clone(),
+            (groups.clone(), txns),
         ));
         tasks.push(tokio::spawn(server::serve(
             listener,
@@ -191,7 +206,7 @@ fn server_context(
     config: &Config,
     bound: SocketAddr,
     store: Arc<Store>,
-    groups: Arc<Coordinator>,
+    (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
 ) -> ServerContext {
     // With no explicit advertised address, clients are told the address actually bound,
     // which differs from `listen` when that asks for port 0.
@@ -204,6 +219,7 @@ fn server_context(
     ServerContext {
         store,
         groups,
+        txns,
         advertised_host: host,
         advertised_port: port,
         cluster_id: format!("shadowlink-{}", config.data_dir.display()),

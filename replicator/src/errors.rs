@@ -1,5 +1,6 @@
 //! The one place where internal errors become Kafka error codes.
 
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 use shadowlink_storage::StorageError;
 use tokio::task::JoinError;
@@ -9,6 +10,7 @@ use crate::mirror::owned::ProduceError;
 use crate::mirror::producer_ids::ProducerIdError;
 use crate::mirror::producer_state::SequenceError;
 use crate::mirror::{EpochMismatch, OwnTopicError, Store};
+use crate::txn::TxnError;
 
 /// The Kafka error code a client sees for a storage failure.
 pub fn storage_error_code(error: &StorageError) -> i16 {
@@ -64,14 +66,8 @@ pub enum Declined {
     FetchSession,
     /// A negative ListOffsets timestamp that names no special offset.
     UnknownSpecialTimestamp,
-    /// InitProducerId with an empty transactional id.
-    EmptyTransactionalId,
-    /// InitProducerId with a transactional id: transactions are not supported.
-    Transactions,
     /// Produce with a null record set.
     NullRecords,
-    /// FindCoordinator for transactions: this node coordinates none.
-    TransactionCoordinator,
     /// FindCoordinator with a key type Kafka does not define.
     UnknownCoordinatorKey,
 }
@@ -81,10 +77,7 @@ impl Declined {
         match self {
             Declined::FetchSession => ResponseError::FetchSessionIdNotFound.code(),
             Declined::UnknownSpecialTimestamp => ResponseError::UnsupportedVersion.code(),
-            Declined::EmptyTransactionalId => ResponseError::InvalidRequest.code(),
-            Declined::Transactions => ResponseError::TransactionalIdAuthorizationFailed.code(),
             Declined::NullRecords => ResponseError::InvalidRecord.code(),
-            Declined::TransactionCoordinator => ResponseError::CoordinatorNotAvailable.code(),
             Declined::UnknownCoordinatorKey => ResponseError::InvalidRequest.code(),
         }
     }
@@ -119,6 +112,25 @@ pub fn epoch_error_code(error: &EpochMismatch) -> i16 {
     match error {
         EpochMismatch::Fenced { .. } => ResponseError::FencedLeaderEpoch.code(),
         EpochMismatch::Unknown { .. } => ResponseError::UnknownLeaderEpoch.code(),
+    }
+}
+
+/// Why a partition cannot join a transaction: the node writes only its own topics, so a
+/// shadow's partition is refused as Produce refuses it, with POLICY_VIOLATION.
+pub fn txn_partition_refusal(store: &Store, topic: &str, partition: i32) -> Option<(i16, String)> {
+    match store.topic(topic) {
+        Some(t) if t.is_owned() && t.partition(partition).is_some() => None,
+        Some(t) if t.is_owned() => {
+            let code = unserved(store, topic, Some(partition)).code();
+            Some((
+                code,
+                format!("{topic} has no partition {partition} served here"),
+            ))
+        }
+        _ => {
+            let refusal = topic_write_refusal(store, topic);
+            Some((refusal.code(), refusal.to_string()))
+        }
     }
 }
 
@@ -284,6 +296,43 @@ pub fn produce_error_code(error: &ProduceError) -> i16 {
     }
 }
 
+/// The Kafka error code for a transaction request the coordinator refuses, or for a
+/// transactional Produce it does not verify. `api` and `version` matter for fencing:
+/// Kafka answers INVALID_PRODUCER_EPOCH (47) where PRODUCER_FENCED (90) is unknown to
+/// the client (InitProducerId below v4; AddPartitionsToTxn, AddOffsetsToTxn and EndTxn
+/// below v2), and always on Produce and TxnOffsetCommit.
+pub fn txn_error_code(error: &TxnError, api: ApiKey, version: i16) -> i16 {
+    let code = match error {
+        TxnError::EmptyTransactionalId => ResponseError::InvalidRequest,
+        TxnError::InvalidTimeout(_) => ResponseError::InvalidTransactionTimeout,
+        TxnError::ProducerIdMapping { .. } => ResponseError::InvalidProducerIdMapping,
+        TxnError::Fenced { .. } => {
+            let fenced_known = match api {
+                ApiKey::InitProducerId => version >= 4,
+                ApiKey::AddPartitionsToTxn | ApiKey::AddOffsetsToTxn | ApiKey::EndTxn => {
+                    version >= 2
+                }
+                _ => false,
+            };
+            match fenced_known {
+                true => ResponseError::ProducerFenced,
+                false => ResponseError::InvalidProducerEpoch,
+            }
+        }
+        // A marker that cannot be written yet leaves the transaction decided: the
+        // client retries until the sweep has written it.
+        TxnError::Concurrent(_) | TxnError::Marker(_) => ResponseError::ConcurrentTransactions,
+        TxnError::InvalidState { .. } => ResponseError::InvalidTxnState,
+        // KIP-890: Produce v11+ names a partition missing from the transaction abortable.
+        TxnError::NotInTransaction { .. } if version >= 11 => ResponseError::TransactionAbortable,
+        TxnError::NotInTransaction { .. } => ResponseError::InvalidTxnState,
+        // The state was not persisted, so nothing changed: a retriable coordinator error.
+        TxnError::Storage(_) => ResponseError::CoordinatorNotAvailable,
+        TxnError::ProducerIds(e) => return producer_id_error_code(e),
+    };
+    code.code()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,7 +346,6 @@ mod tests {
         assert_eq!(group_error_code(GroupError::MemberIdRequired), 79);
         assert_eq!(group_error_code(GroupError::FencedInstanceId), 82);
         assert_eq!(group_code(Ok(())), 0);
-        assert_eq!(Declined::TransactionCoordinator.code(), 15);
         assert_eq!(Declined::UnknownCoordinatorKey.code(), 42);
     }
 
@@ -330,6 +378,47 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(produce_error_code(&error), code, "{error}");
         }
+    }
+
+    #[test]
+    fn transaction_refusals_map_to_kafka_codes_per_api_and_version() {
+        let fenced = || TxnError::Fenced {
+            transactional_id: "t".into(),
+            producer_id: 1,
+            epoch: 0,
+            current: 1,
+        };
+        let cases = [
+            (fenced(), ApiKey::InitProducerId, 3, 47),
+            (fenced(), ApiKey::InitProducerId, 4, 90),
+            (fenced(), ApiKey::EndTxn, 1, 47),
+            (fenced(), ApiKey::EndTxn, 2, 90),
+            (fenced(), ApiKey::AddPartitionsToTxn, 3, 90),
+            (fenced(), ApiKey::Produce, 9, 47),
+            (fenced(), ApiKey::TxnOffsetCommit, 3, 47),
+            (TxnError::InvalidTimeout(0), ApiKey::InitProducerId, 4, 50),
+            (TxnError::Concurrent("t".into()), ApiKey::EndTxn, 3, 51),
+            (
+                TxnError::EmptyTransactionalId,
+                ApiKey::InitProducerId,
+                4,
+                42,
+            ),
+        ];
+        for (error, api, version, code) in cases {
+            assert_eq!(
+                txn_error_code(&error, api, version),
+                code,
+                "{error} {api:?} v{version}"
+            );
+        }
+        let missing = || TxnError::NotInTransaction {
+            producer_id: 1,
+            topic: "t".into(),
+            partition: 0,
+        };
+        assert_eq!(txn_error_code(&missing(), ApiKey::Produce, 10), 48);
+        assert_eq!(txn_error_code(&missing(), ApiKey::Produce, 11), 120);
     }
 
     #[test]
@@ -366,8 +455,6 @@ mod tests {
         let declined = [
             (Declined::FetchSession, 70),
             (Declined::UnknownSpecialTimestamp, 35),
-            (Declined::EmptyTransactionalId, 42),
-            (Declined::Transactions, 53),
             (Declined::NullRecords, 87),
         ];
         for (declined, code) in declined {

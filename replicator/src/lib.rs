@@ -11,6 +11,7 @@
 //! | [`source`] | the Kafka client side: connections and metadata of a source cluster |
 //! | [`filter`] | which source topics a link mirrors |
 //! | [`groups`] | consumer groups: the coordinator, group state and committed offsets |
+//! | [`txn`] | the transaction coordinator of owned topics: producer epochs, markers |
 //! | [`server`] | the Kafka-API listener: the table of served APIs and one handler per API |
 //! | [`errors`] | the one mapping of internal errors to Kafka error codes |
 //! | [`failover`] | turning a link's shadow topics into owned topics, crash-safe |
@@ -38,3 +39,4 @@ pub mod source;
 pub mod status;
 pub mod tls;
 pub mod topic_partition;
+pub mod txn;

@@ -247,6 +247,14 @@ impl PartitionLog {
             .last_stable_offset(self.log_start_offset, self.high_watermark())
     }
 
+    /// Every transaction still open in the stored batches, as `(producer id, first
+    /// offset)`, oldest first: those whose marker has not been stored (yet).
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        let mut open: Vec<(i64, i64)> = self.txns.open.iter().map(|(&p, &f)| (p, f)).collect();
+        open.sort_by_key(|&(producer_id, first)| (first, producer_id));
+        open
+    }
+
     /// The aborted transactions a `read_committed` reader of `[from, upper)` must skip:
     /// those whose ABORT marker is at or above `from` and whose first offset is below
     /// `upper`, as `(producer id, first offset)` pairs.

@@ -94,6 +94,21 @@ fn the_oldest_open_transaction_bounds_the_lso_and_aborts_are_indexed() {
 }
 
 #[test]
+fn open_transactions_lists_producers_without_a_marker_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_log(dir.path(), 1 << 30);
+    log.append(data(0, 8, 1)).unwrap();
+    log.append(data(1, 7, 2)).unwrap();
+    log.append(data(3, 8, 1)).unwrap();
+    assert_eq!(log.open_transactions(), vec![(8, 0), (7, 1)]);
+    log.append(marker(4, 8, true)).unwrap();
+    assert_eq!(log.open_transactions(), vec![(7, 1)]);
+    drop(log);
+    let log = open_log(dir.path(), 1 << 30);
+    assert_eq!(log.open_transactions(), vec![(7, 1)]);
+}
+
+#[test]
 fn markers_without_data_and_empty_control_batches_add_no_entry() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open_log(dir.path(), 1 << 30);

@@ -311,6 +311,16 @@ impl Coordinator {
         Ok(self.offsets.commit(group, entries)?)
     }
 
+    /// Applies the offsets a committed transaction staged (TxnOffsetCommit), blocking on
+    /// disk. The group's members were checked when the offsets were staged.
+    pub fn commit_transactional(
+        &self,
+        group: &str,
+        entries: Vec<(TopicPartition, Committed)>,
+    ) -> Result<(), StorageError> {
+        self.offsets.commit(group, entries)
+    }
+
     pub fn has_active_members(&self, group: &str) -> bool {
         self.existing(group).is_some_and(|g| {
             let mut state = g.lock();

@@ -9,7 +9,9 @@
 //! the producer's CreateTime).
 
 use bytes::{Bytes, BytesMut};
-use shadowlink_protocol::batch::{BatchError, BatchWalker, Compression, RecordBatch};
+use shadowlink_protocol::batch::{
+    BatchError, BatchWalker, Compression, ControlType, EndTxnMarker, RecordBatch,
+};
 use shadowlink_storage::{PartitionLog, PendingSync, PersistMode, StorageError};
 
 use super::producer_state::{ProducerBatch, ProducerStates, SequenceCheck, SequenceError};
@@ -35,6 +37,9 @@ pub struct ProduceRequest {
     pub acks: i16,
     pub api_version: i16,
     pub max_message_bytes: usize,
+    /// The transaction coordinator has checked that this partition is in the
+    /// producer's ongoing transaction; a transactional batch is refused without it.
+    pub in_transaction: bool,
 }
 
 /// Where the batch landed.
@@ -99,6 +104,11 @@ pub fn validate_batch(
     }
     batch.validate_crc().map_err(ProduceError::Corrupt)?;
     check_client_batch(&batch, request.api_version)?;
+    if batch.is_transactional() && !request.in_transaction {
+        return Err(ProduceError::InvalidRecord(
+            "a transactional batch needs its partition added to the transaction".into(),
+        ));
+    }
     Ok(batch)
 }
 
@@ -128,9 +138,6 @@ fn check_client_batch(batch: &RecordBatch, api_version: i16) -> Result<(), Produ
     }
     if batch.is_control() {
         return invalid("clients may not write control batches");
-    }
-    if batch.is_transactional() {
-        return invalid("transactions are not supported by shadowlink");
     }
     if batch.producer_id() >= 0 && batch.base_sequence() < 0 {
         return invalid("an idempotent batch needs a non-negative base sequence");
@@ -184,6 +191,38 @@ impl MirrorPartition {
         Ok(produced)
     }
 
+    /// Appends the COMMIT or ABORT marker of `producer_id`'s transaction at the log end,
+    /// in the partition's leader epoch, and waits for the fsync the persist mode owes.
+    /// Returns the marker's offset. Blocking: call it from `spawn_blocking`.
+    pub fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+        timestamp: i64,
+    ) -> Result<i64, ProduceError> {
+        let marker = EndTxnMarker {
+            producer_id,
+            producer_epoch,
+            control,
+            coordinator_epoch: 0,
+            timestamp,
+        };
+        let (offset, sync) = {
+            let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+            let owned = owned.as_ref().ok_or(ProduceError::NotOwned)?;
+            let mut log = self.log();
+            let offset = log.log_end_offset();
+            let (_, sync) = log.append_deferred(marker.encode(offset, owned.leader_epoch))?;
+            (offset, sync)
+        };
+        self.appended.notify_waiters();
+        if let Some(sync) = sync {
+            sync.wait()?;
+        }
+        Ok(offset)
+    }
+
     /// Checks the producer's sequence, assigns offsets and writes, as one step under the
     /// partition's locks; returns the fsync still owed before the write may be acked.
     fn write_owned(
@@ -235,6 +274,7 @@ mod tests {
             acks: -1,
             api_version: 9,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            in_transaction: false,
         }
     }
 

@@ -34,9 +34,11 @@ pub struct ProducerBatch {
 }
 
 impl ProducerBatch {
-    /// `None` for batches without a producer id (non-idempotent producers).
+    /// `None` for batches without a producer id (non-idempotent producers) and for
+    /// transaction markers, which carry no sequence: a producer's sequences run on
+    /// across its COMMIT and ABORT markers.
     pub fn of(batch: &RecordBatch) -> Option<ProducerBatch> {
-        if batch.producer_id() < 0 {
+        if batch.producer_id() < 0 || batch.is_control() {
             return None;
         }
         let first_seq = batch.base_sequence();

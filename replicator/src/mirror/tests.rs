@@ -19,6 +19,7 @@ fn request() -> ProduceRequest {
         acks: -1,
         api_version: 9,
         max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        in_transaction: false,
     }
 }
 

@@ -57,6 +57,8 @@ mod tests {
         assert_eq!(advertised(ApiKey::Produce), Some((3, 12)));
         assert_eq!(advertised(ApiKey::CreateTopics), Some((2, 7)));
         assert_eq!(advertised(ApiKey::InitProducerId), Some((0, 5)));
-        assert_eq!(advertised(ApiKey::EndTxn), None);
+        assert_eq!(advertised(ApiKey::EndTxn), Some((0, 3)));
+        assert_eq!(advertised(ApiKey::AddPartitionsToTxn), Some((0, 3)));
+        assert_eq!(advertised(ApiKey::WriteTxnMarkers), None);
     }
 }

@@ -15,9 +15,10 @@ use super::groups::{
     offset_commit, offset_fetch, sync_group,
 };
 use super::{
-    alter_configs, api_versions, create_partitions, create_topics, delete_records, delete_topics,
-    describe_configs, fetch, incremental_alter_configs, init_producer_id, list_offsets, metadata,
-    offset_for_leader_epoch, produce, Reply, ServerContext,
+    add_offsets_to_txn, add_partitions_to_txn, alter_configs, api_versions, create_partitions,
+    create_topics, delete_records, delete_topics, describe_configs, end_txn, fetch,
+    incremental_alter_configs, init_producer_id, list_offsets, metadata, offset_for_leader_epoch,
+    produce, txn_offset_commit, Reply, ServerContext,
 };
 
 /// One served API and the versions its handler implements. ApiVersions advertises this
@@ -80,8 +81,15 @@ served! {
     Produce 3..=12 => async produce::handle;
     // Creates owned topics.
     CreateTopics 2..=7 => async create_topics::handle;
-    // Idempotent producers only: no transactions.
+    // Idempotent and transactional producers; the transaction coordinator's APIs
+    // follow. Transaction version 1 only (no KIP-890 part 2): AddPartitionsToTxn v4+ is
+    // broker to broker, and EndTxn v4+, AddOffsetsToTxn v4 and TxnOffsetCommit v4+ carry
+    // KIP-890 semantics this coordinator does not implement.
     InitProducerId 0..=5 => async init_producer_id::handle;
+    AddPartitionsToTxn 0..=3 => async add_partitions_to_txn::handle;
+    AddOffsetsToTxn 0..=3 => async add_offsets_to_txn::handle;
+    TxnOffsetCommit 0..=3 => async txn_offset_commit::handle;
+    EndTxn 0..=3 => async end_txn::handle;
     OffsetForLeaderEpoch 2..=4 => sync offset_for_leader_epoch::handle;
     // The next five are refused on shadow topics, per topic, with POLICY_VIOLATION.
     DeleteRecords 0..=2 => sync delete_records::handle;
@@ -141,11 +149,15 @@ mod tests {
     use crate::groups::Coordinator;
     use crate::mirror::Store;
     use crate::server::CreatePolicy;
+    use crate::txn::TxnCoordinator;
 
     fn context(dir: &std::path::Path) -> ServerContext {
+        let store = Arc::new(Store::open(dir, LogConfig::default()).unwrap());
+        let groups = Arc::new(Coordinator::open(dir).unwrap());
         ServerContext {
-            store: Arc::new(Store::open(dir, LogConfig::default()).unwrap()),
-            groups: Arc::new(Coordinator::open(dir).unwrap()),
+            txns: Arc::new(TxnCoordinator::open(dir, store.clone(), groups.clone()).unwrap()),
+            store,
+            groups,
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             cluster_id: "cluster".into(),
@@ -192,14 +204,14 @@ mod tests {
             let label = format!("{:?}", served.api);
             assert!(series.contains(&label), "{label} has no metric series");
         }
-        let unserved = route(&ctx, &header(ApiKey::EndTxn, 0), Bytes::new()).await;
+        let unserved = route(&ctx, &header(ApiKey::WriteTxnMarkers, 0), Bytes::new()).await;
         assert!(matches!(
             unserved,
             Err(ConnectionError::Request(
                 RequestError::UnsupportedApi { .. }
             ))
         ));
-        assert_eq!(api_versions::advertised(ApiKey::EndTxn), None);
+        assert_eq!(api_versions::advertised(ApiKey::WriteTxnMarkers), None);
     }
 
     #[tokio::test]

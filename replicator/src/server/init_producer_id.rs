@@ -1,41 +1,62 @@
-//! InitProducerId: producer ids for idempotent producers (KIP-98). Transactions are not
-//! supported.
+//! InitProducerId: producer ids for idempotent producers (KIP-98) and, with a
+//! transactional id, for transactional ones (see `txn`).
 //!
 //! Without a transactional id Kafka "blindly" hands out a fresh producer id at epoch 0,
 //! whatever id and epoch the request carries (a KIP-360 bump from an idempotent producer
 //! gets a new id too); so does this node.
 //!
-//! With a transactional id the answer is TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Kafka has
-//! no "transactions unsupported" code, and the choice matters: COORDINATOR_NOT_AVAILABLE
-//! or NOT_COORDINATOR are retriable, so clients would retry forever; this code is fatal in
-//! the Java client, librdkafka and kafkajs, so `initTransactions()` fails at once, and
-//! the message logged here names the reason. An empty transactional id is INVALID_REQUEST,
-//! as Kafka answers it.
+//! With a transactional id the coordinator answers: the id's producer id at its next
+//! epoch, which fences the older producers of the id. An empty transactional id is
+//! INVALID_REQUEST, as Kafka answers it.
 
-use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
-use crate::errors::{producer_id_error_code, task_failed_code, Declined};
+use crate::errors::{producer_id_error_code, task_failed_code, txn_error_code};
 
 pub async fn handle(
     ctx: &ServerContext,
     header: &RequestHeader,
     request: InitProducerIdRequest,
 ) -> Result<Reply, EncodeError> {
-    let response = match request.transactional_id.as_ref().map(|t| t.as_str()) {
-        Some("") => refused(Declined::EmptyTransactionalId.code()),
+    let response = match request.transactional_id.as_ref().map(|t| t.to_string()) {
         Some(transactional_id) => {
-            tracing::info!(
-                transactional_id,
-                "InitProducerId refused: shadowlink does not support transactions"
-            );
-            refused(Declined::Transactions.code())
+            transactional(ctx, header.api_version, transactional_id, &request).await
         }
         None => allocate(ctx).await,
     };
     Reply::encode(header, &response)
+}
+
+async fn transactional(
+    ctx: &ServerContext,
+    version: i16,
+    transactional_id: String,
+    request: &InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let txns = ctx.txns.clone();
+    let timeout_ms = request.transaction_timeout_ms;
+    // KIP-360 (v3+): a producer that already has an id names it to keep it.
+    let current =
+        (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
+    let id = transactional_id.clone();
+    let answer =
+        tokio::task::spawn_blocking(move || txns.init_producer_id(&id, timeout_ms, current)).await;
+    match answer {
+        Ok(Ok((producer_id, epoch))) => InitProducerIdResponse::default()
+            .with_producer_id(producer_id.into())
+            .with_producer_epoch(epoch),
+        Ok(Err(e)) => {
+            tracing::info!(transactional_id, error = %e, "InitProducerId refused");
+            refused(txn_error_code(&e, ApiKey::InitProducerId, version))
+        }
+        Err(e) => {
+            tracing::error!(transactional_id, error = %e, "InitProducerId task failed");
+            refused(task_failed_code(&e))
+        }
+    }
 }
 
 async fn allocate(ctx: &ServerContext) -> InitProducerIdResponse {

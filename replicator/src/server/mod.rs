@@ -2,6 +2,8 @@
 //! ordinary Kafka clients, one handler module per API. `apis` is the table of what is
 //! served; `connection` owns framing and answers requests in order.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
 mod apis;
@@ -11,6 +13,7 @@ mod create_topics;
 mod delete_records;
 mod delete_topics;
 mod describe_configs;
+mod end_txn;
 mod fetch;
 mod groups;
 mod incremental_alter_configs;
@@ -20,6 +23,7 @@ mod metadata;
 mod offline;
 mod offset_for_leader_epoch;
 mod produce;
+mod txn_offset_commit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +40,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::groups::Coordinator;
 use crate::mirror::Store;
 use crate::tls::{BoxStream, ServerTls};
+use crate::txn::TxnCoordinator;
 
 pub use create_topics::CreatePolicy;
 
@@ -46,6 +51,7 @@ pub const NODE_ID: i32 = 1;
 pub struct ServerContext {
     pub store: Arc<Store>,
     pub groups: Arc<Coordinator>,
+    pub txns: Arc<TxnCoordinator>,
     pub advertised_host: String,
     pub advertised_port: i32,
     pub cluster_id: String,

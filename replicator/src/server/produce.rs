@@ -7,22 +7,41 @@
 //! the runtime. acks=0 writes and answers nothing; acks=1 and acks=all answer after the
 //! append, and acks=all after an fsync too when the persist mode is `always` (the
 //! guarantee per mode is spelled out on `MirrorPartition::produce`).
+//!
+//! A transactional batch is written only when the transaction coordinator confirms that
+//! its producer is the current epoch of its transactional id and that the partition is
+//! in its ongoing transaction; otherwise Kafka's answers: INVALID_PRODUCER_EPOCH for a
+//! fenced producer, INVALID_TXN_STATE (TRANSACTION_ABORTABLE from v11) for a partition
+//! not added.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, ServerContext};
 use crate::errors::{
-    produce_error_code, task_failed_code, topic_write_refusal, Declined, Refusal, Unserved,
+    produce_error_code, task_failed_code, topic_write_refusal, txn_error_code, Declined, Refusal,
+    Unserved,
 };
-use crate::mirror::owned::{self, DEFAULT_MAX_MESSAGE_BYTES};
-use crate::mirror::MirrorTopic;
+use crate::mirror::owned::{self, ProduceError, Produced, DEFAULT_MAX_MESSAGE_BYTES};
+use crate::mirror::{MirrorPartition, MirrorTopic};
+use crate::txn::{TxnCoordinator, TxnError};
+
+/// Why a partition's record set was not written.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error(transparent)]
+    Transaction(#[from] TxnError),
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+}
 
 pub async fn handle(
     ctx: &ServerContext,
@@ -38,7 +57,8 @@ pub async fn handle(
             Some(owned) => {
                 let mut answers = Vec::with_capacity(topic.partition_data.len());
                 for data in topic.partition_data {
-                    answers.push(produce_partition(&owned, data, version, acks).await);
+                    let txns = &ctx.txns;
+                    answers.push(produce_partition(&owned, txns, data, version, acks).await);
                 }
                 answers
             }
@@ -76,6 +96,7 @@ fn refused_topic(
 
 async fn produce_partition(
     topic: &Arc<MirrorTopic>,
+    txns: &Arc<TxnCoordinator>,
     data: PartitionProduceData,
     version: i16,
     acks: i16,
@@ -103,8 +124,11 @@ async fn produce_partition(
         acks,
         api_version: version,
         max_message_bytes: max_message_bytes(topic),
+        in_transaction: false,
     };
-    let written = tokio::task::spawn_blocking(move || partition.produce(records, &request)).await;
+    let txns = txns.clone();
+    let written =
+        tokio::task::spawn_blocking(move || write(&txns, &partition, records, request)).await;
     match written {
         Ok(Ok(produced)) => {
             let mut response = PartitionProduceResponse::default()
@@ -118,7 +142,11 @@ async fn produce_partition(
         }
         Ok(Err(e)) => {
             tracing::debug!(topic = %topic.name, partition = index, error = %e, "produce refused");
-            failed(version, index, produce_error_code(&e), e.to_string())
+            let code = match &e {
+                Refused::Transaction(e) => txn_error_code(e, ApiKey::Produce, version),
+                Refused::Produce(e) => produce_error_code(e),
+            };
+            failed(version, index, code, e.to_string())
         }
         Err(e) => {
             tracing::error!(topic = %topic.name, partition = index, error = %e, "produce task failed");
@@ -126,6 +154,28 @@ async fn produce_partition(
             failed(version, index, code, "the write failed on the node".into())
         }
     }
+}
+
+/// Verifies a transactional batch with the coordinator, then writes. Blocking.
+fn write(
+    txns: &TxnCoordinator,
+    partition: &MirrorPartition,
+    records: Bytes,
+    mut request: owned::ProduceRequest,
+) -> Result<Produced, Refused> {
+    if let Some((producer_id, epoch)) = transactional_producer(&records) {
+        txns.verify_produce(producer_id, epoch, &partition.topic, partition.partition)?;
+        request.in_transaction = true;
+    }
+    Ok(partition.produce(records, &request)?)
+}
+
+/// The producer of a transactional data batch; `None` for anything else (which the
+/// write path validates on its own).
+fn transactional_producer(records: &Bytes) -> Option<(i64, i16)> {
+    let batch = RecordBatch::parse(records.clone()).ok()?;
+    (batch.is_transactional() && !batch.is_control() && !batch.is_legacy())
+        .then(|| (batch.producer_id(), batch.producer_epoch()))
 }
 
 /// The topic's `max.message.bytes`, or Kafka's default when unset or unreadable.

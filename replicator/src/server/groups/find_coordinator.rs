@@ -1,4 +1,4 @@
-//! FindCoordinator: this node coordinates every group.
+//! FindCoordinator: this node coordinates every group and every transactional id.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator as WireCoordinator;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
@@ -15,11 +15,7 @@ const TRANSACTION_KEY: i8 = 1;
 /// Where the coordinator for a key type is, as `(node, host, port)`, or why there is none.
 fn locate(ctx: &ServerContext, key_type: i8) -> Result<(i32, &str, i32), (i16, &'static str)> {
     match key_type {
-        GROUP_KEY => Ok((NODE_ID, &ctx.advertised_host, ctx.advertised_port)),
-        TRANSACTION_KEY => Err((
-            Declined::TransactionCoordinator.code(),
-            "this node does not coordinate transactions",
-        )),
+        GROUP_KEY | TRANSACTION_KEY => Ok((NODE_ID, &ctx.advertised_host, ctx.advertised_port)),
         _ => Err((
             Declined::UnknownCoordinatorKey.code(),
             "unknown coordinator key type",

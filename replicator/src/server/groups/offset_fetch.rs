@@ -1,10 +1,16 @@
 //! OffsetFetch: committed positions; -1 with no error where nothing was committed.
+//!
+//! With `require_stable` (v7+, KIP-447), a partition whose group has offsets staged by a
+//! transaction not yet decided answers UNSTABLE_OFFSET_COMMIT, and the client retries:
+//! an exactly-once consumer must not start from a position its transaction may still
+//! replace.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
@@ -22,12 +28,44 @@ pub fn handle(
     request: OffsetFetchRequest,
 ) -> Result<Reply, EncodeError> {
     let version = header.api_version;
-    let response = if version >= 8 {
+    let require_stable = request.require_stable;
+    let mut response = if version >= 8 {
         batched(ctx, request)
     } else {
-        single(ctx, version, request)
+        let group = request.group_id.0.to_string();
+        let mut response = single(ctx, version, request);
+        if require_stable {
+            mark_unstable(ctx, &group, &mut response.topics);
+        }
+        response
     };
+    if require_stable {
+        for group in &mut response.groups {
+            let unstable = ctx.txns.unstable_offsets(group.group_id.0.as_str());
+            for topic in &mut group.topics {
+                for p in &mut topic.partitions {
+                    if unstable.contains(&(topic.name.0.to_string(), p.partition_index)) {
+                        p.error_code = ResponseError::UnstableOffsetCommit.code();
+                        p.committed_offset = -1;
+                    }
+                }
+            }
+        }
+    }
     Reply::encode(header, &response)
+}
+
+/// UNSTABLE_OFFSET_COMMIT on the partitions a pending transaction has offsets for.
+fn mark_unstable(ctx: &ServerContext, group: &str, topics: &mut [OffsetFetchResponseTopic]) {
+    let unstable = ctx.txns.unstable_offsets(group);
+    for topic in topics {
+        for p in &mut topic.partitions {
+            if unstable.contains(&(topic.name.0.to_string(), p.partition_index)) {
+                p.error_code = ResponseError::UnstableOffsetCommit.code();
+                p.committed_offset = -1;
+            }
+        }
+    }
 }
 
 /// Positions of `wanted` partitions, or of everything the group committed when `None`

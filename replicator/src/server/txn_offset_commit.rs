@@ -1,0 +1,116 @@
+//! TxnOffsetCommit: consumer offsets staged in the producer's transaction. They stay
+//! invisible to OffsetFetch until the transaction commits, and are dropped if it aborts.
+
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use shadowlink_protocol::request::RequestHeader;
+use shadowlink_protocol::response::EncodeError;
+
+use super::{Reply, ServerContext};
+use crate::errors::{group_error_code, task_failed_code, txn_error_code};
+use crate::groups::{Committed, GroupError, MAX_METADATA_BYTES};
+
+pub async fn handle(
+    ctx: &ServerContext,
+    header: &RequestHeader,
+    request: TxnOffsetCommitRequest,
+) -> Result<Reply, EncodeError> {
+    let mut offsets = Vec::new();
+    let mut refused = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        for p in &topic.partitions {
+            match check(
+                ctx,
+                &name,
+                p.partition_index,
+                p.committed_metadata.as_deref(),
+            ) {
+                Ok(()) => offsets.push((
+                    name.clone(),
+                    p.partition_index,
+                    Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    },
+                )),
+                Err(e) => refused.push((name.clone(), p.partition_index, group_error_code(e))),
+            }
+        }
+    }
+    let code = if request.group_id.0.is_empty() {
+        group_error_code(GroupError::InvalidGroupId)
+    } else {
+        stage(ctx, header.api_version, &request, offsets).await
+    };
+    let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
+    for topic in &request.topics {
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let own = refused
+                    .iter()
+                    .find(|(t, i, _)| t == topic.name.0.as_str() && *i == p.partition_index);
+                TxnOffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(own.map_or(code, |r| r.2))
+            })
+            .collect();
+        topics.push(
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    Reply::encode(
+        header,
+        &TxnOffsetCommitResponse::default().with_topics(topics),
+    )
+}
+
+fn check(
+    ctx: &ServerContext,
+    topic: &str,
+    partition: i32,
+    metadata: Option<&str>,
+) -> Result<(), GroupError> {
+    if ctx.store.partition(topic, partition).is_none() {
+        return Err(GroupError::UnknownTopicOrPartition);
+    }
+    if metadata.is_some_and(|m| m.len() > MAX_METADATA_BYTES) {
+        return Err(GroupError::OffsetMetadataTooLarge);
+    }
+    Ok(())
+}
+
+async fn stage(
+    ctx: &ServerContext,
+    version: i16,
+    request: &TxnOffsetCommitRequest,
+    offsets: Vec<(String, i32, Committed)>,
+) -> i16 {
+    let txns = ctx.txns.clone();
+    let id = request.transactional_id.0.to_string();
+    let group = request.group_id.0.to_string();
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    let txn_id = id.clone();
+    let staged = tokio::task::spawn_blocking(move || {
+        txns.stage_offsets(&txn_id, producer_id, epoch, &group, offsets)
+    })
+    .await;
+    match staged {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            tracing::info!(transactional_id = id, error = %e, "TxnOffsetCommit refused");
+            txn_error_code(&e, ApiKey::TxnOffsetCommit, version)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "TxnOffsetCommit task failed");
+            task_failed_code(&e)
+        }
+    }
+}
