@@ -3,6 +3,9 @@
 //! Per topic: `active → failing_over → failed_over`, each step persisted before the next.
 //! `failing_over` stops the link from writing the topic; making it writable continues
 //! its offsets from the mirrored log end, in a leader epoch above every mirrored one.
+//! Transactions the source left open in the mirrored batches (their markers never
+//! arrived) are aborted there, so the last stable offset reaches the log end; the
+//! report names each one.
 //! Nothing here talks to the source: failover is for when the source is gone.
 //!
 //! The report never says less than the truth it can bound: besides the records the source
@@ -12,7 +15,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::filter::SCHEMAS;
-use crate::mirror::{MirrorError, MirrorTopic, Store, TopicState};
+use std::collections::BTreeMap;
+
+use crate::mirror::{AbortedTransaction, MirrorError, MirrorTopic, Store, TopicState};
 use crate::rpo::Unconfirmed;
 use crate::status::{PartitionReport, Status};
 
@@ -58,6 +63,9 @@ pub struct PartitionOutcome {
     /// an upper estimate of the records this failover lost.
     #[serde(default)]
     pub records_at_risk_max: Option<i64>,
+    /// Transactions left open by the source that this failover aborted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aborted_transactions: Vec<AbortedTransaction>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,8 +100,8 @@ pub fn fail_over(
     let mut outcomes = Vec::new();
     for topic in topics {
         let seen = risk(&topic.name);
-        complete(&topic)?;
-        outcomes.push(outcome(&topic, &seen));
+        let aborted = complete(&topic)?;
+        outcomes.push(outcome(&topic, &seen, aborted));
     }
     Ok(outcomes)
 }
@@ -131,11 +139,14 @@ fn chosen_topics(
         .collect()
 }
 
-/// Drives one topic to `failed_over`, resuming wherever an earlier attempt stopped.
-pub fn complete(topic: &MirrorTopic) -> Result<(), MirrorError> {
+/// Drives one topic to `failed_over`, resuming wherever an earlier attempt stopped, and
+/// returns, per partition, the open transactions it aborted.
+pub fn complete(
+    topic: &MirrorTopic,
+) -> Result<BTreeMap<i32, Vec<AbortedTransaction>>, MirrorError> {
     let mut meta = topic.meta();
     if meta.state == TopicState::FailedOver {
-        return Ok(());
+        return Ok(BTreeMap::new());
     }
     if meta.state != TopicState::FailingOver {
         meta.state = TopicState::FailingOver;
@@ -143,13 +154,25 @@ pub fn complete(topic: &MirrorTopic) -> Result<(), MirrorError> {
         tracing::warn!(topic = %topic.name, link = %meta.link, "failover started");
     }
     topic.make_writable()?;
+    // Before `failed_over`: a crash in between aborts the rest on resume.
+    let mut aborted = BTreeMap::new();
+    for p in topic.partitions() {
+        let ended = p.abort_open_transactions(crate::txn::now_ms())?;
+        if !ended.is_empty() {
+            aborted.insert(p.partition, ended);
+        }
+    }
     meta.state = TopicState::FailedOver;
     topic.set_meta(meta.clone())?;
     tracing::warn!(topic = %topic.name, link = %meta.link, "failover complete: the topic is writable here");
-    Ok(())
+    Ok(aborted)
 }
 
-fn outcome(topic: &MirrorTopic, seen: &[PartitionReport]) -> TopicOutcome {
+fn outcome(
+    topic: &MirrorTopic,
+    seen: &[PartitionReport],
+    mut aborted: BTreeMap<i32, Vec<AbortedTransaction>>,
+) -> TopicOutcome {
     let partitions = topic
         .partitions()
         .iter()
@@ -169,6 +192,7 @@ fn outcome(topic: &MirrorTopic, seen: &[PartitionReport]) -> TopicOutcome {
                 records_at_risk_max: records_at_risk
                     .zip(unconfirmed)
                     .map(|(known, u)| known + u.records_max),
+                aborted_transactions: aborted.remove(&p.partition).unwrap_or_default(),
             }
         })
         .collect();
@@ -245,7 +269,9 @@ pub fn window(seconds: f64) -> String {
 pub fn resume_interrupted(store: &Store) -> Result<(), MirrorError> {
     for topic in store.topics() {
         if topic.meta().state == TopicState::FailingOver {
-            complete(&topic)?;
+            let aborted = complete(&topic)?;
+            let transactions: usize = aborted.values().map(Vec::len).sum();
+            tracing::warn!(topic = %topic.name, transactions, "interrupted failover finished");
         }
     }
     Ok(())

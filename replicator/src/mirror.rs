@@ -10,6 +10,7 @@
 //! `topics/{topic}/{partition}/` holds the partition log. `producer-ids.json` holds the
 //! producer-id allocator's state.
 
+mod abandoned;
 mod error;
 mod open;
 pub mod owned;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use shadowlink_storage::{AppendInfo, EpochFloor, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
+pub use abandoned::AbortedTransaction;
 pub use error::{MirrorError, OwnTopicError};
 pub use open::Offline;
 use owned::OwnedState;

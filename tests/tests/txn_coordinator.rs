@@ -2,15 +2,19 @@
 //! producers commit, abort and hang; zombies are fenced; read_committed consumers of the
 //! node and of a mirror of it see exactly what was committed.
 
-use std::process::Command;
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use bytes::Bytes;
 use serde_json::Value;
+use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_protocol::batch::{ControlType, RecordBatch};
+use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::wait_identical;
-use shadowlink_tests::{node_js, python, until, Node, NodeConfig};
+use shadowlink_tests::{free_port, node_js, python, shadowlink, until, Client, Node, NodeConfig};
 
 /// Every batch of partition 0, as stored.
 fn batches(node: &Node, topic: &str) -> Result<Vec<RecordBatch>> {
@@ -204,5 +208,137 @@ fn a_second_producer_of_a_transactional_id_fences_the_first() -> Result<()> {
         stored,
         [vec!["zombie-0".to_string()], values("fresh", 3)].concat()
     );
+    Ok(())
+}
+
+#[test]
+fn consume_transform_produce_is_exactly_once_across_a_kill_9_of_the_node() -> Result<()> {
+    let port = free_port();
+    let config = NodeConfig::owner()
+        .listen(format!("127.0.0.1:{port}"))
+        .topic("ctp_in", 1)
+        .topic("ctp_out", 1);
+    let mut node = Node::start(&config)?;
+    let bootstrap = node.kafka.to_string();
+    let n = 300;
+    let produced = python(
+        "produce_owned.py",
+        &["confluent", &bootstrap, "ctp_in", &n.to_string()],
+    )?;
+    assert_eq!(produced.trim(), n.to_string());
+    let transform = Client::Python
+        .command(
+            "txn_transform.py",
+            &[
+                &bootstrap,
+                "ctp_in",
+                "ctp_out",
+                &n.to_string(),
+                "--id",
+                "ctp-tx",
+                "--group",
+                "ctp",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Kill the node while the transformer is part way through.
+    until(
+        Duration::from_secs(60),
+        || log_end(&node, "ctp_out"),
+        |e| *e >= 60,
+    )?;
+    node.restart()?;
+    assert_eq!(node.kafka.port(), port);
+    let ran = transform.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    if !ran.status.success() {
+        bail!(
+            "txn_transform.py failed: {stdout}{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+    }
+    eprintln!("transformer: {}", stdout.trim());
+
+    let end = log_end(&node, "ctp_out")?;
+    let got = read_py(&node, "ctp_out", end, "confluent", "read_committed")?;
+    let expected: Vec<String> = (0..n).map(|i| format!("out-value-{i}")).collect();
+    assert_eq!(got, expected);
+    let offsets = python("group_admin.py", &[&bootstrap, "offsets", "ctp"])?;
+    assert_eq!(offsets.trim(), format!("ctp_in 0 {n}"));
+    Ok(())
+}
+
+/// A transactional batch of `producer_id` at `base`, written at the source in epoch 3.
+fn source_batch(base: i64, producer_id: i64, sequence: i32, values: &[String]) -> Bytes {
+    let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+    BatchBuilder::new(base)
+        .leader_epoch(3)
+        .timestamp(1_700_000_000_000 + base)
+        .producer(producer_id, 0, sequence)
+        .transactional()
+        .records(&records)
+        .build()
+}
+
+/// The link stays below its source's last stable offset, so a shadow holds a
+/// transaction without its marker only when the source is lost between the two (the
+/// marker was written there but never fetched). The scripted source serves exactly that
+/// state: a committed transaction, then one of producer 1003 with no marker.
+#[test]
+fn failover_aborts_a_transaction_whose_marker_never_arrived_and_reports_it() -> Result<()> {
+    let topic = "a_fo";
+    let (committed, open) = (values("committed", 3), values("open", 4));
+    let history = vec![
+        source_batch(0, 1001, 0, &committed),
+        BatchBuilder::new(3)
+            .leader_epoch(3)
+            .producer(1001, 0, -1)
+            .marker(true)
+            .build(),
+        source_batch(4, 1003, 0, &open[..2]),
+        source_batch(6, 1003, 2, &open[2..]),
+    ];
+    let source = FakeBroker::start(BTreeMap::from([(
+        topic.to_string(),
+        vec![FakeLog {
+            batches: history,
+            ..FakeLog::default()
+        }],
+    )]))?;
+    let b = Node::start(&NodeConfig::linked_to(source.addr).admin())?;
+    let admin = b.admin.context("B's admin listener")?.to_string();
+    until(Duration::from_secs(30), || log_end(&b, topic), |e| *e == 8)?;
+
+    // Region A is gone before the marker reached the mirror.
+    drop(source);
+    let report = shadowlink(&[
+        "failover", "--admin", &admin, "--link", "from-a", "--topic", topic,
+    ])?
+    .stdout("failover")?;
+    let line = "aborted open transaction: a_fo-0 producer 1003 epoch 0: 4 records from offset 4, \
+                ABORT marker at 8";
+    assert!(report.contains(line), "{report}");
+
+    let marker = batches(&b, topic)?.pop().context("batches")?;
+    assert_eq!(marker.base_offset(), 8);
+    assert_eq!(marker.control_type(), Some(ControlType::Abort));
+    assert_eq!(marker.producer_id(), 1003);
+    assert!(
+        marker.partition_leader_epoch() > 3,
+        "{}",
+        marker.partition_leader_epoch()
+    );
+    for client in ["confluent", "kafka-python"] {
+        let got = read_py(&b, topic, 9, client, "read_committed")?;
+        assert_eq!(got, committed, "{client} read_committed");
+        let got = read_py(&b, topic, 9, client, "read_uncommitted")?;
+        assert_eq!(
+            got,
+            [committed.clone(), open.clone()].concat(),
+            "{client} read_uncommitted"
+        );
+    }
     Ok(())
 }

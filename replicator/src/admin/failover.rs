@@ -75,6 +75,7 @@ pub fn render(outcomes: &[TopicOutcome]) -> String {
     }
     let mut out = table(&rows);
     out.push_str(&format!("\ntotal: {}\n", summarize(outcomes)));
+    out.push_str(&aborted_transactions(outcomes));
     let still_connected = outcomes
         .iter()
         .flat_map(|t| &t.partitions)
@@ -84,6 +85,29 @@ pub fn render(outcomes: &[TopicOutcome]) -> String {
             "the link had not lost the source: windows run to the failover, and writes the \
              source accepts from now on are not counted\n",
         );
+    }
+    out
+}
+
+/// One line per transaction the failover aborted; nothing when there was none.
+fn aborted_transactions(outcomes: &[TopicOutcome]) -> String {
+    let mut out = String::new();
+    for t in outcomes {
+        for p in &t.partitions {
+            for a in &p.aborted_transactions {
+                out.push_str(&format!(
+                    "aborted open transaction: {}-{} producer {} epoch {}: {} records from \
+                     offset {}, ABORT marker at {}\n",
+                    t.topic,
+                    p.partition,
+                    a.producer_id,
+                    a.producer_epoch,
+                    a.records,
+                    a.first_offset,
+                    a.marker_offset
+                ));
+            }
+        }
     }
     out
 }
@@ -103,6 +127,7 @@ mod tests {
             seconds_at_risk: unconfirmed.map(|_| 0.1),
             unconfirmed,
             records_at_risk_max: unconfirmed.map(|u| 2 + u.records_max),
+            aborted_transactions: Vec::new(),
         }
     }
 

@@ -2,6 +2,8 @@
 
 use shadowlink_storage::StorageError;
 
+use super::owned::ProduceError;
+
 /// Why a change to a mirror topic or partition did not happen: a rule of this node
 /// refused it, or the log failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,17 @@ pub enum MirrorError {
     },
     #[error("topic {topic} exists on disk but cannot be opened: {reason}")]
     TopicOffline { topic: String, reason: String },
+    /// Failover could not end a transaction the shadow holds open.
+    #[error(
+        "{topic}-{partition}: the open transaction of producer {producer_id} cannot be \
+         aborted: {source}"
+    )]
+    Abort {
+        topic: String,
+        partition: i32,
+        producer_id: i64,
+        source: ProduceError,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
