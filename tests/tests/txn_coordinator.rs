@@ -342,3 +342,40 @@ fn failover_aborts_a_transaction_whose_marker_never_arrived_and_reports_it() -> 
     }
     Ok(())
 }
+
+#[test]
+fn a_transaction_open_at_a_kill_9_is_aborted_by_its_timeout_after_the_restart() -> Result<()> {
+    let topic = "restarted";
+    let mut node = Node::start(&NodeConfig::owner().topic(topic, 1))?;
+    let out = python(
+        "txn_produce.py",
+        &[
+            &node.kafka.to_string(),
+            topic,
+            "--id",
+            "crashed",
+            "--timeout-ms",
+            "8000",
+            "--commit",
+            "3",
+            "--open",
+            "2",
+        ],
+    )?;
+    assert_eq!(out.trim(), "done");
+    // Still open when the node dies: 3 records, their marker, then 2 records.
+    assert_eq!(log_end(&node, topic)?, 6);
+    node.restart()?;
+    until(
+        Duration::from_secs(30),
+        || log_end(&node, topic),
+        |e| *e == 7,
+    )?;
+    assert_eq!(
+        markers(&node, topic)?,
+        [ControlType::Commit, ControlType::Abort].map(Some)
+    );
+    let got = read_py(&node, topic, 7, "confluent", "read_committed")?;
+    assert_eq!(got, values("committed", 3));
+    Ok(())
+}
