@@ -274,8 +274,12 @@ fn create_topics_and_init_producer_id_refuse_what_the_node_cannot_do() -> Result
     let (_, pid) = init_producer_id(&mut client, None)?;
     assert_eq!(produce_batch(&mut client, "b_x", pid, 0, 20)?.0, 10);
     assert_eq!(produce_batch(&mut client, "b_x", pid, 0, 1)?, (0, 0));
-    // Transactions are refused with a fatal, non-retriable code.
-    assert_eq!(init_producer_id(&mut client, Some("txn-1"))?.0, 53);
+    // A transactional id gets its producer id from the transaction coordinator; an empty
+    // one is INVALID_REQUEST, as Kafka answers it.
+    let (code, txn_pid) = init_producer_id(&mut client, Some("txn-1"))?;
+    assert_eq!(code, 0);
+    assert_ne!(txn_pid, pid);
+    assert_eq!(init_producer_id(&mut client, Some(""))?.0, 42);
     Ok(())
 }
 
