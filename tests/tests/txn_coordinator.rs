@@ -6,8 +6,19 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
+    GroupId, InitProducerIdRequest, InitProducerIdResponse, OffsetFetchRequest,
+    OffsetFetchResponse, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
 use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_protocol::batch::{ControlType, RecordBatch};
@@ -377,5 +388,131 @@ fn a_transaction_open_at_a_kill_9_is_aborted_by_its_timeout_after_the_restart() 
     );
     let got = read_py(&node, topic, 7, "confluent", "read_committed")?;
     assert_eq!(got, values("committed", 3));
+    Ok(())
+}
+
+/// The raw coordinator calls of one transactional id, for what clients do not show.
+struct RawTxn {
+    client: RawClient,
+    id: TransactionalId,
+    producer_id: i64,
+    epoch: i16,
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+impl RawTxn {
+    fn init(node: &Node, id: &str) -> Result<RawTxn> {
+        let mut client = RawClient::connect(node.kafka)?;
+        let id = TransactionalId(str_bytes(id));
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(id.clone()))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+        let r: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &request)?;
+        ensure!(r.error_code == 0, "{r:?}");
+        Ok(RawTxn {
+            client,
+            id,
+            producer_id: r.producer_id.0,
+            epoch: r.producer_epoch,
+        })
+    }
+
+    fn add_offsets(&mut self, group: &str) -> Result<i16> {
+        let request = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(self.id.clone())
+            .with_producer_id(self.producer_id.into())
+            .with_producer_epoch(self.epoch)
+            .with_group_id(GroupId(str_bytes(group)));
+        let r: AddOffsetsToTxnResponse = self.client.call(ApiKey::AddOffsetsToTxn, 3, &request)?;
+        Ok(r.error_code)
+    }
+
+    /// TxnOffsetCommit v3 of `offset` for `topic`-0 by `member` of `generation`.
+    fn commit_offset(
+        &mut self,
+        group: &str,
+        topic: &str,
+        offset: i64,
+        member: (&str, i32),
+    ) -> Result<i16> {
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(self.id.clone())
+            .with_group_id(GroupId(str_bytes(group)))
+            .with_producer_id(self.producer_id.into())
+            .with_producer_epoch(self.epoch)
+            .with_member_id(str_bytes(member.0))
+            .with_generation_id(member.1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(str_bytes(topic)))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]);
+        let r: TxnOffsetCommitResponse = self.client.call(ApiKey::TxnOffsetCommit, 3, &request)?;
+        let p = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .context("no partition")?;
+        Ok(p.error_code)
+    }
+
+    fn end(&mut self, commit: bool) -> Result<i16> {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(self.id.clone())
+            .with_producer_id(self.producer_id.into())
+            .with_producer_epoch(self.epoch)
+            .with_committed(commit);
+        let r: EndTxnResponse = self.client.call(ApiKey::EndTxn, 3, &request)?;
+        Ok(r.error_code)
+    }
+}
+
+/// OffsetFetch v7 of `topic`-0 for `group`: (error code, committed offset).
+fn fetch_offset(node: &Node, group: &str, topic: &str, require_stable: bool) -> Result<(i16, i64)> {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(str_bytes(topic)))
+            .with_partition_indexes(vec![0])]))
+        .with_require_stable(require_stable);
+    let r: OffsetFetchResponse =
+        RawClient::connect(node.kafka)?.call(ApiKey::OffsetFetch, 7, &request)?;
+    let p = r
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .context("no partition")?;
+    Ok((p.error_code, p.committed_offset))
+}
+
+#[test]
+fn offsets_committed_in_a_transaction_are_visible_only_once_it_commits() -> Result<()> {
+    let topic = "consumed";
+    let node = Node::start(&NodeConfig::owner().topic(topic, 1))?;
+    let mut txn = RawTxn::init(&node, "offsets-tx")?;
+    assert_eq!(txn.add_offsets("g")?, 0);
+    // KIP-447: a member the group does not know is refused; a commit from outside any
+    // generation (an assigned, not subscribed, consumer) is staged.
+    assert_eq!(txn.commit_offset("g", topic, 10, ("ghost", 5))?, 22);
+    assert_eq!(txn.commit_offset("g", topic, 10, ("", -1))?, 0);
+    // Pending: invisible, and unstable to a read_committed consumer's OffsetFetch.
+    assert_eq!(fetch_offset(&node, "g", topic, false)?, (0, -1));
+    assert_eq!(fetch_offset(&node, "g", topic, true)?, (88, -1));
+    assert_eq!(txn.end(true)?, 0);
+    assert_eq!(fetch_offset(&node, "g", topic, true)?, (0, 10));
+
+    // An aborted transaction's offsets are dropped.
+    assert_eq!(txn.add_offsets("g")?, 0);
+    assert_eq!(txn.commit_offset("g", topic, 20, ("", -1))?, 0);
+    assert_eq!(txn.end(false)?, 0);
+    assert_eq!(fetch_offset(&node, "g", topic, true)?, (0, 10));
+    // The same decision again succeeds; the opposite one is INVALID_TXN_STATE.
+    assert_eq!(txn.end(false)?, 0);
+    assert_eq!(txn.end(true)?, 48);
     Ok(())
 }

@@ -246,7 +246,10 @@ impl Coordinator {
         }
     }
 
-    fn validate_commit(
+    /// Checks that a committer (OffsetCommit, or TxnOffsetCommit under KIP-447) is a
+    /// current member of the group; a negative generation is a commit from outside any
+    /// generation and needs no membership when the group has none.
+    pub fn validate_commit(
         &self,
         group_id: &str,
         member_id: &str,

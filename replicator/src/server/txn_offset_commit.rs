@@ -41,10 +41,9 @@ pub async fn handle(
             }
         }
     }
-    let code = if request.group_id.0.is_empty() {
-        group_error_code(GroupError::InvalidGroupId)
-    } else {
-        stage(ctx, header.api_version, &request, offsets).await
+    let code = match member_check(ctx, &request) {
+        Err(e) => group_error_code(e),
+        Ok(()) => stage(ctx, header.api_version, &request, offsets).await,
     };
     let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
     for topic in &request.topics {
@@ -69,6 +68,22 @@ pub async fn handle(
     Reply::encode(
         header,
         &TxnOffsetCommitResponse::default().with_topics(topics),
+    )
+}
+
+/// KIP-447 (v3+): a consumer that is no longer a member of its generation (a zombie
+/// after a rebalance) may not commit through a transaction either.
+fn member_check(ctx: &ServerContext, request: &TxnOffsetCommitRequest) -> Result<(), GroupError> {
+    let group = request.group_id.0.as_str();
+    if group.is_empty() {
+        return Err(GroupError::InvalidGroupId);
+    }
+    let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
+    ctx.groups.validate_commit(
+        group,
+        request.member_id.as_str(),
+        instance.as_deref().filter(|i| !i.is_empty()),
+        request.generation_id,
     )
 }
 
