@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
-    GroupId, InitProducerIdRequest, InitProducerIdResponse, OffsetFetchRequest,
-    OffsetFetchResponse, TopicName, TransactionalId, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse,
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, GroupId,
+    InitProducerIdRequest, InitProducerIdResponse, OffsetFetchRequest, OffsetFetchResponse,
+    TopicName, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
@@ -461,6 +462,34 @@ impl RawTxn {
         Ok(p.error_code)
     }
 
+    /// AddPartitionsToTxn v3 of partition 0 of each topic: each partition's error code.
+    fn add_partitions(&mut self, topics: &[&str]) -> Result<Vec<i16>> {
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(self.id.clone())
+            .with_v3_and_below_producer_id(self.producer_id.into())
+            .with_v3_and_below_producer_epoch(self.epoch)
+            .with_v3_and_below_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        AddPartitionsToTxnTopic::default()
+                            .with_name(TopicName(str_bytes(t)))
+                            .with_partitions(vec![0])
+                    })
+                    .collect(),
+            );
+        let r: AddPartitionsToTxnResponse =
+            self.client.call(ApiKey::AddPartitionsToTxn, 3, &request)?;
+        Ok(r.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+            })
+            .collect())
+    }
+
     fn end(&mut self, commit: bool) -> Result<i16> {
         let request = EndTxnRequest::default()
             .with_transactional_id(self.id.clone())
@@ -495,6 +524,8 @@ fn offsets_committed_in_a_transaction_are_visible_only_once_it_commits() -> Resu
     let topic = "consumed";
     let node = Node::start(&NodeConfig::owner().topic(topic, 1))?;
     let mut txn = RawTxn::init(&node, "offsets-tx")?;
+    // One partition that cannot join fails the request; the rest are not attempted.
+    assert_eq!(txn.add_partitions(&[topic, "missing"])?, [55, 3]);
     assert_eq!(txn.add_offsets("g")?, 0);
     // KIP-447: a member the group does not know is refused; a commit from outside any
     // generation (an assigned, not subscribed, consumer) is staged.
