@@ -294,10 +294,8 @@ fn source_batch(base: i64, producer_id: i64, sequence: i32, values: &[String]) -
         .build()
 }
 
-/// The link stays below its source's last stable offset, so a shadow holds a
-/// transaction without its marker only when the source is lost between the two (the
-/// marker was written there but never fetched). The scripted source serves exactly that
-/// state: a committed transaction, then one of producer 1003 with no marker.
+/// Region A is lost between the records of a transaction and its marker: the scripted
+/// source serves a committed transaction, then one of producer 1003 with no marker.
 #[test]
 fn failover_aborts_a_transaction_whose_marker_never_arrived_and_reports_it() -> Result<()> {
     let topic = "a_fo";
@@ -545,5 +543,70 @@ fn offsets_committed_in_a_transaction_are_visible_only_once_it_commits() -> Resu
     // The same decision again succeeds; the opposite one is INVALID_TXN_STATE.
     assert_eq!(txn.end(false)?, 0);
     assert_eq!(txn.end(true)?, 48);
+    Ok(())
+}
+
+#[test]
+fn a_mirror_copies_past_a_transaction_open_at_its_source_and_failover_aborts_it() -> Result<()> {
+    let topic = "a_hanging";
+    let a = Node::start(&NodeConfig::owner().topic(topic, 1))?;
+    let b = Node::start(&NodeConfig::linked_to(a.kafka).admin())?;
+    let admin = b.admin.context("B's admin listener")?.to_string();
+    // Offsets 0-2 committed, 3 its marker, 4-7 a transaction left open well past the
+    // test, then 8-12 from an idempotent producer outside any transaction.
+    let out = python(
+        "txn_produce.py",
+        &[
+            &a.kafka.to_string(),
+            topic,
+            "--id",
+            "hangs",
+            "--timeout-ms",
+            "600000",
+            "--commit",
+            "3",
+            "--open",
+            "4",
+        ],
+    )?;
+    assert_eq!(out.trim(), "done");
+    let plain = python(
+        "produce_owned.py",
+        &["confluent", &a.kafka.to_string(), topic, "5"],
+    )?;
+    assert_eq!(plain.trim(), "5");
+    // The source's last stable offset stays at 4; the mirror copies to its end anyway.
+    wait_identical(a.kafka, b.kafka, topic, 1)?;
+    assert_eq!(log_end(&b, topic)?, 13);
+    // The mirror's own last stable offset holds at the open transaction.
+    let got = read_py(&b, topic, 4, "confluent", "read_committed")?;
+    assert_eq!(
+        got,
+        values("committed", 3),
+        "read_committed before failover"
+    );
+
+    drop(a);
+    let report = shadowlink(&[
+        "failover", "--admin", &admin, "--link", "from-a", "--topic", topic,
+    ])?
+    .stdout("failover")?;
+    assert!(
+        report.contains("4 records from offset 4, ABORT marker at 13"),
+        "{report}"
+    );
+    assert_eq!(
+        markers(&b, topic)?,
+        [ControlType::Commit, ControlType::Abort].map(Some)
+    );
+    let plain: Vec<String> = (0..5).map(|i| format!("value-{i}")).collect();
+    let committed = [values("committed", 3), plain.clone()].concat();
+    let all = [values("committed", 3), values("open", 4), plain].concat();
+    for client in ["confluent", "kafka-python"] {
+        let got = read_py(&b, topic, 14, client, "read_committed")?;
+        assert_eq!(got, committed, "{client} read_committed");
+        let got = read_py(&b, topic, 14, client, "read_uncommitted")?;
+        assert_eq!(got, all, "{client} read_uncommitted");
+    }
     Ok(())
 }

@@ -113,7 +113,7 @@ impl LinkRunner {
             .with_max_wait_ms(MAX_WAIT_MS)
             .with_min_bytes(1)
             .with_max_bytes(self.link.config.fetch_max_bytes)
-            .with_isolation_level(1)
+            .with_isolation_level(0)
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(topics)

@@ -47,7 +47,8 @@ pub async fn list_offsets(
                 )
         })
         .collect();
-    // read_committed: a mirror never starts beyond the source's last stable offset.
+    // read_committed: a mirror starts at or below the source's last stable offset, so it
+    // holds the first batch of every transaction still open there.
     let request = ListOffsetsRequest::default()
         .with_replica_id((-1).into())
         .with_isolation_level(1)
