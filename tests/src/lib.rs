@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod fake;
+pub mod proxy;
 pub mod raw;
 pub mod scenario;
 
