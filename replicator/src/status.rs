@@ -427,7 +427,10 @@ impl Status {
             .collect();
         let mut not_ready = Vec::new();
         for link in &links {
-            if link.state != LinkState::Connected.as_str() {
+            if link.state == LinkState::Lost.as_str() {
+                let why = link.last_error.as_deref().unwrap_or("no answer");
+                not_ready.push(format!("link {} is {}: {why}", link.name, link.state));
+            } else if link.state != LinkState::Connected.as_str() {
                 not_ready.push(format!("link {} is {}", link.name, link.state));
             }
             for topic in &link.topics {

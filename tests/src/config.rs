@@ -60,6 +60,12 @@ impl NodeConfig {
         self
     }
 
+    /// `kafka.advertised`: the address Metadata gives clients, a proxy in front, say.
+    pub fn advertised(mut self, addr: impl Display) -> Self {
+        self.kafka.set("advertised", quoted(addr));
+        self
+    }
+
     /// `kafka.max_connections`.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.kafka.set("max_connections", n.to_string());
@@ -257,6 +263,10 @@ impl Link {
 
     pub fn fetches_in_flight(self, n: usize) -> Self {
         self.with("fetches_in_flight", n.to_string())
+    }
+
+    pub fn request_timeout(self, timeout: Duration) -> Self {
+        self.with("request_timeout", duration(timeout))
     }
 
     pub fn progress_interval(self, interval: Duration) -> Self {
