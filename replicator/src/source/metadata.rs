@@ -166,6 +166,10 @@ impl SourceCluster {
         let mut candidates: Vec<String> = self.view.brokers.values().cloned().collect();
         candidates.sort();
         candidates.extend(self.bootstrap.iter().cloned());
+        // A bootstrap address is often a known broker too: a silent one is waited for
+        // only once per refresh.
+        let mut seen = std::collections::HashSet::new();
+        candidates.retain(|addr| seen.insert(addr.clone()));
         let mut last = None;
         for addr in candidates {
             match self.metadata_from(&addr).await {
