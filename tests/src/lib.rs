@@ -360,6 +360,33 @@ impl Node {
     }
 }
 
+/// A plain HTTP/1.0 GET of `path` on an admin listener: the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status code")?
+        .parse()?;
+    Ok((code, body.to_string()))
+}
+
+/// `GET /v1/status` of a node with an admin listener, as JSON.
+pub fn status_json(node: &Node) -> Result<serde_json::Value> {
+    let admin = node.admin.context("the node has no admin listener")?;
+    let (code, body) = http_get(admin, "/v1/status")?;
+    if code != 200 {
+        bail!("/v1/status answered {code}: {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
 /// What a finished command printed, and whether it succeeded.
 #[derive(Debug)]
 pub struct Ran {
