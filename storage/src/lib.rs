@@ -40,4 +40,5 @@ pub use epoch_floor::EpochFloor;
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 pub use meta::{read_meta, sync_dir, write_meta, TopicMeta};
+pub use recovery::Recovered;
 pub use txn::CommittedRead;

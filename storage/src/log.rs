@@ -16,6 +16,7 @@ use crate::durability::{Durability, PendingSync};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
 use crate::meta::{sync_dir, write_meta};
+use crate::recovery::Recovered;
 use crate::segment::Segment;
 use crate::txn::TxnIndex;
 
@@ -77,6 +78,8 @@ pub struct PartitionLog {
     pub(crate) max_producer_id: i64,
     /// Open and aborted transactions of the stored batches (see `txn.rs`).
     pub(crate) txns: TxnIndex,
+    /// What opening the log cut off.
+    pub(crate) recovered: Recovered,
 }
 
 impl PartitionLog {
@@ -114,6 +117,11 @@ impl PartitionLog {
 
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// What recovery cut off when this log was opened (also logged as a warning).
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
     }
 
     /// Whether a failed write or fsync has made the log refuse writes.
