@@ -156,6 +156,10 @@ pub struct StorageSettings {
     /// as on a slow disk. Never set it in production.
     #[serde(with = "humantime_serde")]
     pub fault_fsync_delay: Duration,
+    /// Fault injection for tests: in each partition log, the fsyncs after this many
+    /// successful ones fail, as on a disk that lost its writeback. Never set it in
+    /// production.
+    pub fault_fsync_fail_after: Option<u64>,
 }
 
 impl Default for StorageSettings {
@@ -166,6 +170,7 @@ impl Default for StorageSettings {
             retention_interval: Duration::from_secs(60),
             max_partitions: 10_000,
             fault_fsync_delay: Duration::ZERO,
+            fault_fsync_fail_after: None,
         }
     }
 }

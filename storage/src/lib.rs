@@ -35,7 +35,7 @@ mod truncate;
 mod txn;
 
 pub use config::{LogConfig, PersistMode};
-pub use durability::PendingSync;
+pub use durability::{PendingSync, Poison};
 pub use epoch_floor::EpochFloor;
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, PartitionLog, ReadResult};

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use shadowlink_protocol::batch::RecordBatch;
 
 use crate::config::LogConfig;
-use crate::durability::Durability;
+use crate::durability::{Durability, FsyncFault};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
 use crate::log::{PartitionLog, LOG_START_FILE};
@@ -260,7 +260,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     let txns = crate::txn::TxnIndex::load(dir, &segments, log_start)?;
     Ok(PartitionLog {
         dir: dir.to_path_buf(),
-        durability: Durability::new(config.fsync_delay),
+        durability: Durability::new(FsyncFault::new(config.fsync_delay, config.fsync_fail_after)),
         config,
         segments,
         log_start_offset: log_start,

@@ -125,6 +125,13 @@ impl NodeConfig {
         self
     }
 
+    /// `storage.fault_fsync_fail_after`: in each partition log, the fsyncs after this
+    /// many successful ones fail.
+    pub fn fault_fsync_fail_after(mut self, n: u64) -> Self {
+        self.storage.set("fault_fsync_fail_after", n.to_string());
+        self
+    }
+
     /// `kafka.tls`: a TLS-only listener with this PEM certificate and key; with `ca`,
     /// client certificates are verified against it, and required when
     /// `require_client_cert`.
