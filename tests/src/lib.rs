@@ -271,8 +271,18 @@ pub struct Node {
 impl Node {
     /// Writes `config` with a fresh data directory and starts the node on it.
     pub fn start(config: &NodeConfig) -> Result<Node> {
+        Self::start_prepared(config, |_| Ok(()))
+    }
+
+    /// Like [`start`](Node::start), once `prepare` has run on the path of the data
+    /// directory, which does not exist yet: a test mounts a small file system there.
+    pub fn start_prepared(
+        config: &NodeConfig,
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Node> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
+        prepare(&data_dir)?;
         let config_path = dir.path().join("shadowlink.toml");
         std::fs::write(&config_path, config.render(Some(&data_dir)))?;
         let (process, kafka, admin) = Self::spawn(&config_path)?;
