@@ -55,6 +55,7 @@ struct Control {
     /// Bumped to reset every open connection.
     resets: watch::Sender<u64>,
     accepted: AtomicU64,
+    cut: AtomicU64,
     flipped: AtomicU64,
     rng: Mutex<u64>,
 }
@@ -102,6 +103,7 @@ impl Proxy {
             faults: watch::channel(Faults::default()).0,
             resets: watch::channel(0).0,
             accepted: AtomicU64::new(0),
+            cut: AtomicU64::new(0),
             flipped: AtomicU64::new(0),
             rng: Mutex::new(u64::from(addr.port())),
         });
@@ -141,6 +143,11 @@ impl Proxy {
     /// Connections accepted so far, refused ones included.
     pub fn accepted(&self) -> u64 {
         self.control.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections reset in the middle of a response so far ([`Faults::reset_after`]).
+    pub fn cut(&self) -> u64 {
+        self.control.cut.load(Ordering::Relaxed)
     }
 
     /// Bytes flipped so far.
@@ -248,6 +255,7 @@ async fn pump(
         position += send as u64;
         if cut {
             let _ = to.flush().await;
+            control.cut.fetch_add(1, Ordering::Relaxed);
             return;
         }
     }
@@ -351,6 +359,7 @@ mod tests {
         let error = stream.read_to_end(&mut got).unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
         assert!(got.len() <= 1000 && data.starts_with(&got));
+        assert_eq!(proxy.cut(), 1);
         proxy.set(Faults {
             refuse: true,
             ..Faults::default()
@@ -374,7 +383,9 @@ mod tests {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
         ));
         proxy.heal();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let mut got = vec![0; data.len()];
         stream.read_exact(&mut got).unwrap();
         assert_eq!(got, data);

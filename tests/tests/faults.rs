@@ -85,7 +85,9 @@ fn a_corrupt_batch_holds_back_only_its_partition_until_it_arrives_intact() -> Re
         .cloned()
         .chain(batches(10..15, 0, "bad"))
         .collect();
-    eventually(Duration::from_secs(30), || mirrored(&node, "a_bad", &all_bad))?;
+    eventually(Duration::from_secs(30), || {
+        mirrored(&node, "a_bad", &all_bad)
+    })?;
     assert!(node
         .process
         .logged(&["batch fetched intact after a corrupt copy", "a_bad"]));

@@ -18,9 +18,7 @@ use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_tests::proxy::{Faults, Flip, Proxy};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::wait_identical;
-use shadowlink_tests::{
-    eventually, free_port, http_get, python, status_json, Node, NodeConfig,
-};
+use shadowlink_tests::{eventually, free_port, http_get, python, status_json, Node, NodeConfig};
 
 const TOPIC: &str = "a_orders";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -55,7 +53,9 @@ impl Drill {
     }
 
     fn admin(&self) -> Result<SocketAddr> {
-        self.mirror.admin.context("the mirror has an admin listener")
+        self.mirror
+            .admin
+            .context("the mirror has an admin listener")
     }
 
     /// Waits until the mirror holds the whole source; the source must be quiet.
@@ -238,7 +238,9 @@ fn a_flipped_byte_is_never_stored_and_the_partition_recovers_by_itself() -> Resu
     }
     drill.wait_identical()?;
 
-    drill.proxy.update(|f| f.flip = Some(Flip::Pattern(b"flip-me".to_vec())));
+    drill
+        .proxy
+        .update(|f| f.flip = Some(Flip::Pattern(b"flip-me".to_vec())));
     let (code, damaged_at) = source.produce(TOPIC, 0, batch("flip-me", 10))?;
     assert_eq!(code, 0);
     for n in 5..8 {
@@ -313,7 +315,12 @@ fn a_consumer_reading_through_resets_sees_every_record_once() -> Result<()> {
 fn consume(bootstrap: SocketAddr, expected: usize) -> Result<Vec<(i64, String)>> {
     let out = python(
         "consume.py",
-        &[&bootstrap.to_string(), "orders", &expected.to_string(), "--dump"],
+        &[
+            &bootstrap.to_string(),
+            "orders",
+            &expected.to_string(),
+            "--dump",
+        ],
     )?;
     out.lines()
         .map(|line| {
