@@ -316,6 +316,18 @@ mod tests {
     }
 
     #[test]
+    fn a_retried_append_skips_the_batches_the_log_already_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, partition) = mirror(dir.path());
+        let records = Bytes::from([batch(0), batch(1), batch(2)].concat());
+        append(&partition, records.slice(..batch(0).len())).unwrap();
+        append(&partition, records.clone()).unwrap();
+        assert_eq!(partition.log().log_end_offset(), 3);
+        append(&partition, records).unwrap();
+        assert_eq!(partition.log().log_end_offset(), 3);
+    }
+
+    #[test]
     fn data_fetched_for_a_failed_over_partition_is_dropped_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let (store, partition) = mirror(dir.path());
