@@ -156,6 +156,10 @@ pub struct StorageSettings {
     /// as on a slow disk. Never set it in production.
     #[serde(with = "humantime_serde")]
     pub fault_fsync_delay: Duration,
+    /// Fault injection for tests: in each partition log, the fsyncs after this many
+    /// successful ones fail, as on a disk that lost its writeback. Never set it in
+    /// production.
+    pub fault_fsync_fail_after: Option<u64>,
 }
 
 impl Default for StorageSettings {
@@ -166,6 +170,7 @@ impl Default for StorageSettings {
             retention_interval: Duration::from_secs(60),
             max_partitions: 10_000,
             fault_fsync_delay: Duration::ZERO,
+            fault_fsync_fail_after: None,
         }
     }
 }
@@ -193,6 +198,11 @@ pub struct LinkConfig {
     pub metadata_interval: Duration,
     #[serde(default = "default_config_interval", with = "humantime_serde")]
     pub config_interval: Duration,
+    /// How long a request to the source may go unanswered (a fetch also gets its
+    /// long-poll wait on top) before its connection is dropped and the link reported lost:
+    /// a black-holed network sends no FIN or RST, so only a deadline notices it.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Upper bound on one fetch response from the source.
     #[serde(default = "default_fetch_max_bytes")]
     pub fetch_max_bytes: i32,
@@ -228,6 +238,9 @@ fn default_metadata_interval() -> Duration {
 }
 fn default_config_interval() -> Duration {
     Duration::from_secs(60)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_fetch_max_bytes() -> i32 {
     32 * 1024 * 1024
@@ -509,6 +522,9 @@ fn validate_link(i: usize, link: &LinkConfig) -> Result<(), ConfigError> {
     })?;
     if link.metadata_interval < Duration::from_millis(100) {
         return Err(invalid(key("metadata_interval"), "must be at least 100ms"));
+    }
+    if link.request_timeout < Duration::from_millis(100) {
+        return Err(invalid(key("request_timeout"), "must be at least 100ms"));
     }
     if link.group_interval < Duration::from_millis(100) {
         return Err(invalid(key("group_interval"), "must be at least 100ms"));

@@ -62,6 +62,7 @@ impl Daemon {
             segment_bytes: config.storage.segment_bytes,
             persist: config.persist_mode()?,
             fsync_delay: config.storage.fault_fsync_delay,
+            fsync_fail_after: config.storage.fault_fsync_fail_after,
             ..LogConfig::default()
         };
         let data_dir = config.data_dir.clone();
@@ -258,8 +259,11 @@ async fn flush_loop(store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
         let _ = tokio::task::spawn_blocking(move || {
             for topic in store.topics() {
                 for partition in topic.partitions() {
-                    if let Err(e) = partition.flush_if_due() {
-                        partition.fail(format!("flush failed: {e}"));
+                    match partition.flush_if_due() {
+                        // A failed write was reported by its writer, which reopens the
+                        // log once the disk takes writes again.
+                        Ok(()) | Err(StorageError::Poisoned) => {}
+                        Err(e) => partition.fail(format!("flush failed: {e}")),
                     }
                 }
             }

@@ -48,6 +48,7 @@ pub const FETCH_ERROR_KINDS: &[&str] = &[
     "broker_error",
     "unsupported",
     "encode",
+    "corrupt_batch",
 ];
 
 /// Latency buckets from 0.5 ms to 30 s: fetches long-poll for up to 500 ms, appends

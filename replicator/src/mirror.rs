@@ -22,11 +22,12 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
-use shadowlink_storage::{AppendInfo, EpochFloor, LogConfig, PartitionLog, StorageError};
+use shadowlink_storage::{AppendInfo, EpochFloor, LogConfig, PartitionLog, Poison, StorageError};
 use tokio::sync::Notify;
 
 pub use abandoned::AbortedTransaction;
@@ -108,7 +109,13 @@ pub struct MirrorPartition {
     source_epoch: Mutex<EpochFloor>,
     /// `source_epoch` once durable, readable without a lock (Metadata, fencing checks).
     source_floor: AtomicI32,
+    /// When a log a failed write poisoned may next be reopened (see [`Self::heal`]).
+    next_heal: Mutex<Option<Instant>>,
 }
+
+/// How often a partition that a failed write (a full disk) stopped tries to reopen its
+/// log: recovery rescans the active segment, too much work for every produce request.
+pub const HEAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How a client's `current_leader_epoch` disagrees with the partition's (KIP-320).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -165,6 +172,7 @@ impl MirrorPartition {
             owned: Mutex::new(None),
             source_floor: AtomicI32::new(source_epoch.epoch()),
             source_epoch: Mutex::new(source_epoch),
+            next_heal: Mutex::new(None),
         }
     }
 
@@ -200,9 +208,7 @@ impl MirrorPartition {
     pub fn flush(&self) -> Result<(), StorageError> {
         let sync = {
             let mut log = self.log();
-            if log.is_poisoned() {
-                return Err(StorageError::Poisoned);
-            }
+            log.check_writable()?;
             log.pending_sync()
         };
         sync.wait()
@@ -295,6 +301,46 @@ impl MirrorPartition {
             producers,
         });
         Ok(())
+    }
+
+    /// Makes a log that a failed write left refusing writes writable again, when
+    /// [`HEAL_INTERVAL`] has passed since the last attempt: the log is reopened, and
+    /// recovery cuts off whatever the failed write left. Returns whether the log takes
+    /// writes now. A failed fsync is never healed: only a restart clears it.
+    pub fn heal(&self) -> bool {
+        let mut log = self.log();
+        self.heal_log(&mut log)
+    }
+
+    pub(crate) fn heal_log(&self, log: &mut PartitionLog) -> bool {
+        match log.poisoned() {
+            None => return true,
+            Some(Poison::Fsync) => return false,
+            Some(Poison::Write) => {}
+        }
+        let now = Instant::now();
+        {
+            let mut next = self.next_heal.lock().unwrap_or_else(|p| p.into_inner());
+            if next.is_some_and(|at| now < at) {
+                return false;
+            }
+            *next = Some(now + HEAL_INTERVAL);
+        }
+        match log.reopen() {
+            Ok(()) => {
+                tracing::info!(topic = %self.topic, partition = self.partition, recovered = ?log.recovered(), "partition log reopened after a failed write: it takes writes again");
+                true
+            }
+            Err(e) => {
+                tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, "partition log still cannot be reopened");
+                false
+            }
+        }
+    }
+
+    /// Clears the failure of a partition that recovered by itself.
+    pub fn clear_failure(&self) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub fn fail(&self, reason: String) {

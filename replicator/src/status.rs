@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::mirror::{MirrorTopic, Store, TopicState};
 use crate::rpo::{self, Unconfirmed, WriteHistory};
 pub use crate::topic_partition::TopicPartition;
+use shadowlink_storage::{Poison, StorageError};
 
 /// After this long without a fetch response confirming it, a caught-up partition is no
 /// longer reported at zero lag.
@@ -427,7 +428,10 @@ impl Status {
             .collect();
         let mut not_ready = Vec::new();
         for link in &links {
-            if link.state != LinkState::Connected.as_str() {
+            if link.state == LinkState::Lost.as_str() {
+                let why = link.last_error.as_deref().unwrap_or("no answer");
+                not_ready.push(format!("link {} is {}: {why}", link.name, link.state));
+            } else if link.state != LinkState::Connected.as_str() {
                 not_ready.push(format!("link {} is {}", link.name, link.state));
             }
             for topic in &link.topics {
@@ -449,6 +453,7 @@ impl Status {
             Some(p) => format!("partition {}-{p} is offline", o.topic),
             None => format!("topic {} is offline", o.topic),
         }));
+        not_ready.extend(unsynced_partitions(store));
         let producer_ids_error = store.producer_ids_failure();
         if producer_ids_error.is_some() {
             not_ready.push("producer ids cannot be allocated".to_string());
@@ -463,6 +468,20 @@ impl Status {
             producer_ids_error,
         }
     }
+}
+
+/// Partitions whose log refuses writes after a failed fsync, with what to do about it.
+fn unsynced_partitions(store: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for topic in store.topics() {
+        for p in topic.partitions() {
+            if p.log().poisoned() == Some(Poison::Fsync) {
+                let why = StorageError::FsyncFailed;
+                out.push(format!("partition {}-{}: {why}", topic.name, p.partition));
+            }
+        }
+    }
+    out
 }
 
 fn link_report(link: &LinkStatus, store: &Store, now: Instant) -> LinkReport {

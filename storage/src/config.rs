@@ -44,6 +44,10 @@ pub struct LogConfig {
     /// Fault injection for tests: every fsync of appended data first sleeps this long,
     /// as on a slow disk. Zero, the default, adds nothing.
     pub fsync_delay: Duration,
+    /// Fault injection for tests: after this many fsyncs of the log's files succeed,
+    /// every later one fails, as on a disk that lost its writeback. `None`, the default,
+    /// fails none.
+    pub fsync_fail_after: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -56,6 +60,7 @@ impl Default for LogConfig {
             retention_ms: None,
             retention_bytes: None,
             fsync_delay: Duration::ZERO,
+            fsync_fail_after: None,
         }
     }
 }

@@ -15,11 +15,54 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::error::{Result, StorageError};
+
+/// Why a log refuses writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poison {
+    /// A write failed (a full disk, say): the file holds an unknown tail, which recovery
+    /// cuts off, so reopening the log makes it writable again.
+    Write = 1,
+    /// An fsync failed: the kernel may have dropped the dirty pages and marked them
+    /// clean, so data read back can differ from what is on disk, and no later fsync can
+    /// tell. Only a restart, recovering from what the disk really holds, is safe (the
+    /// lesson PostgreSQL and Kafka drew from Linux's fsync semantics).
+    Fsync = 2,
+}
+
+/// Faults a test injects into the fsyncs of one log (`LogConfig::fsync_delay`,
+/// `LogConfig::fsync_fail_after`).
+#[derive(Debug, Default)]
+pub(crate) struct FsyncFault {
+    delay: Duration,
+    fail_after: Option<u64>,
+    done: AtomicU64,
+}
+
+impl FsyncFault {
+    pub(crate) fn new(delay: Duration, fail_after: Option<u64>) -> FsyncFault {
+        FsyncFault {
+            delay,
+            fail_after,
+            done: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one fsync; fails it once `fail_after` have succeeded.
+    fn fsync(&self) -> io::Result<()> {
+        let done = self.done.fetch_add(1, Ordering::Relaxed);
+        match self.fail_after {
+            Some(limit) if done >= limit => Err(io::Error::other(
+                "injected fsync failure (storage.fault_fsync_fail_after)",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// A file written since its last fsync.
 #[derive(Debug)]
@@ -57,23 +100,24 @@ pub(crate) struct Durability {
     written: AtomicU64,
     /// Number of the last write known durable. Held across fsyncs, which it serialises.
     synced: Mutex<u64>,
-    /// Set after a failed write or fsync: what is on disk is then unknown.
-    poisoned: AtomicBool,
-    /// Fault injection (see `LogConfig::fsync_delay`).
-    delay: Duration,
+    /// Set after a failed write or fsync: what is on disk is then unknown. Holds a
+    /// [`Poison`] as `u8`, 0 while healthy.
+    poisoned: AtomicU8,
+    /// Fault injection (see `LogConfig::fsync_delay` and `fsync_fail_after`).
+    fault: FsyncFault,
     /// Rounds of fsyncs run, for tests of group commit.
     #[cfg(test)]
     rounds: AtomicU64,
 }
 
 impl Durability {
-    pub(crate) fn new(delay: Duration) -> Arc<Self> {
+    pub(crate) fn new(fault: FsyncFault) -> Arc<Self> {
         Arc::new(Durability {
             unsynced: Mutex::new(Vec::new()),
             written: AtomicU64::new(0),
             synced: Mutex::new(0),
-            poisoned: AtomicBool::new(false),
-            delay,
+            poisoned: AtomicU8::new(0),
+            fault,
             #[cfg(test)]
             rounds: AtomicU64::new(0),
         })
@@ -105,12 +149,39 @@ impl Durability {
         self.written.fetch_add(1, Ordering::Release);
     }
 
+    /// Marks the log unusable after a failed write; an fsync failure already recorded
+    /// is the graver one and stays.
     pub(crate) fn poison(&self) {
-        self.poisoned.store(true, Ordering::Release);
+        let _ = self.poisoned.compare_exchange(
+            0,
+            Poison::Write as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    pub(crate) fn poison_fsync(&self) {
+        self.poisoned.store(Poison::Fsync as u8, Ordering::Release);
     }
 
     pub(crate) fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire)
+        self.poisoned().is_some()
+    }
+
+    pub(crate) fn poisoned(&self) -> Option<Poison> {
+        match self.poisoned.load(Ordering::Acquire) {
+            0 => None,
+            n if n == Poison::Write as u8 => Some(Poison::Write),
+            _ => Some(Poison::Fsync),
+        }
+    }
+
+    /// The error a poisoned log answers writes and syncs with.
+    pub(crate) fn refusal(&self) -> StorageError {
+        match self.poisoned() {
+            Some(Poison::Fsync) => StorageError::FsyncFailed,
+            _ => StorageError::Poisoned,
+        }
     }
 
     /// A sync covering every write finished so far.
@@ -130,7 +201,7 @@ impl Durability {
     fn sync_to(&self, target: u64) -> Result<()> {
         let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
         if self.is_poisoned() {
-            return Err(StorageError::Poisoned);
+            return Err(self.refusal());
         }
         if *synced >= target {
             return Ok(());
@@ -142,12 +213,14 @@ impl Durability {
             std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(PoisonError::into_inner));
         #[cfg(test)]
         self.rounds.fetch_add(1, Ordering::Relaxed);
-        if !files.is_empty() && !self.delay.is_zero() {
-            std::thread::sleep(self.delay);
+        if !files.is_empty() && !self.fault.delay.is_zero() {
+            std::thread::sleep(self.fault.delay);
         }
         for file in &files {
-            if let Err(e) = file.sync() {
-                self.poison();
+            if let Err(e) = self.fault.fsync().and_then(|()| file.sync()) {
+                self.poison_fsync();
+                let consequence = StorageError::FsyncFailed;
+                tracing::error!(file = %file.path.display(), error = %e, %consequence, "fsync failed");
                 return Err(StorageError::io("syncing", &file.path)(e));
             }
         }
@@ -167,7 +240,8 @@ pub struct PendingSync {
 
 impl PendingSync {
     /// Blocks until the writes are on stable storage. Fails, and poisons the log, if an
-    /// fsync fails; fails with [`StorageError::Poisoned`] if the log was poisoned before.
+    /// fsync fails; fails with [`StorageError::Poisoned`] or [`StorageError::FsyncFailed`]
+    /// if the log was poisoned before.
     pub fn wait(self) -> Result<()> {
         self.durability.sync_to(self.target)
     }
@@ -187,7 +261,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
         let file = Arc::new(File::create(&path).unwrap());
-        let durability = Durability::new(Duration::ZERO);
+        let durability = Durability::new(FsyncFault::default());
         written(&durability, &path, &file);
         let first = durability.pending();
         written(&durability, &path, &file);
@@ -203,17 +277,39 @@ mod tests {
 
     #[test]
     fn a_failed_fsync_poisons_every_later_sync() {
-        let durability = Durability::new(Duration::ZERO);
+        let durability = Durability::new(FsyncFault::default());
         // The null device refuses fsync (EINVAL): a stand-in for a failed writeback.
         let path = Path::new("/dev/null");
         let null = Arc::new(File::options().write(true).open(path).unwrap());
         written(&durability, path, &null);
         let failed = durability.pending().wait();
         assert!(matches!(failed, Err(StorageError::Io { .. })), "{failed:?}");
-        assert!(durability.is_poisoned());
+        assert_eq!(durability.poisoned(), Some(Poison::Fsync));
         assert!(matches!(
             durability.pending().wait(),
-            Err(StorageError::Poisoned)
+            Err(StorageError::FsyncFailed)
         ));
+        // A later write failure does not make the fsync failure look curable.
+        durability.poison();
+        assert_eq!(durability.poisoned(), Some(Poison::Fsync));
+    }
+
+    #[test]
+    fn an_injected_fsync_failure_comes_after_the_allowed_successes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let file = Arc::new(File::create(&path).unwrap());
+        let durability = Durability::new(FsyncFault::new(Duration::ZERO, Some(2)));
+        for _ in 0..2 {
+            written(&durability, &path, &file);
+            durability.pending().wait().unwrap();
+        }
+        written(&durability, &path, &file);
+        let failed = durability.pending().wait();
+        assert!(
+            matches!(&failed, Err(StorageError::Io { source, .. }) if source.to_string().contains("fault_fsync_fail_after")),
+            "{failed:?}"
+        );
+        assert_eq!(durability.poisoned(), Some(Poison::Fsync));
     }
 }

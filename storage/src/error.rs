@@ -46,10 +46,16 @@ pub enum StorageError {
         log_start: i64,
         log_end: i64,
     },
-    #[error(
-        "the log refuses writes because an earlier write or fsync failed; reopen it to recover"
-    )]
+    #[error("the log refuses writes because an earlier write failed; reopen it to recover")]
     Poisoned,
+    /// Nothing written since the last good fsync can be trusted to be on disk, and the
+    /// page cache may no longer show what the disk holds.
+    #[error(
+        "the log refuses writes because an fsync failed: data written since the last good \
+         fsync may be lost; restart the node once the disk is repaired, so recovery reads \
+         what the disk really holds"
+    )]
+    FsyncFailed,
     #[error("{} is corrupt at byte {position}: {reason}", path.display())]
     Corrupt {
         path: PathBuf,

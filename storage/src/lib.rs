@@ -35,9 +35,10 @@ mod truncate;
 mod txn;
 
 pub use config::{LogConfig, PersistMode};
-pub use durability::PendingSync;
+pub use durability::{PendingSync, Poison};
 pub use epoch_floor::EpochFloor;
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 pub use meta::{read_meta, sync_dir, write_meta, TopicMeta};
+pub use recovery::Recovered;
 pub use txn::CommittedRead;

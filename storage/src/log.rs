@@ -12,10 +12,11 @@ use bytes::Bytes;
 use shadowlink_protocol::batch::{BatchWalker, RecordBatch};
 
 use crate::config::{LogConfig, PersistMode};
-use crate::durability::{Durability, PendingSync};
+use crate::durability::{Durability, PendingSync, Poison};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
 use crate::meta::{sync_dir, write_meta};
+use crate::recovery::Recovered;
 use crate::segment::Segment;
 use crate::txn::TxnIndex;
 
@@ -77,6 +78,8 @@ pub struct PartitionLog {
     pub(crate) max_producer_id: i64,
     /// Open and aborted transactions of the stored batches (see `txn.rs`).
     pub(crate) txns: TxnIndex,
+    /// What opening the log cut off.
+    pub(crate) recovered: Recovered,
 }
 
 impl PartitionLog {
@@ -116,6 +119,11 @@ impl PartitionLog {
         self.segments.len()
     }
 
+    /// What recovery cut off when this log was opened (also logged as a warning).
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
+    }
+
     /// Whether a failed write or fsync has made the log refuse writes.
     pub fn is_poisoned(&self) -> bool {
         self.durability.is_poisoned()
@@ -131,12 +139,33 @@ impl PartitionLog {
             .expect("a log always has a segment")
     }
 
-    pub(crate) fn check_writable(&self) -> Result<()> {
+    /// Fails with why the log refuses writes, if it does.
+    pub fn check_writable(&self) -> Result<()> {
         if self.durability.is_poisoned() {
-            Err(StorageError::Poisoned)
+            Err(self.durability.refusal())
         } else {
             Ok(())
         }
+    }
+
+    /// Why the log refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<Poison> {
+        self.durability.poisoned()
+    }
+
+    /// Makes a log that a failed write poisoned writable again by reopening it from
+    /// disk: recovery cuts off whatever tail the failed write left. Refused after a
+    /// failed fsync ([`StorageError::FsyncFailed`]), which only a restart may clear.
+    /// On error the log stays as it was, poisoned.
+    pub fn reopen(&mut self) -> Result<()> {
+        match self.durability.poisoned() {
+            None => return Ok(()),
+            Some(Poison::Fsync) => return Err(StorageError::FsyncFailed),
+            Some(Poison::Write) => {}
+        }
+        let reopened = PartitionLog::open(&self.dir, self.config.clone())?;
+        *self = reopened;
+        Ok(())
     }
 
     /// Runs a mutation; any failure poisons the log, since disk state is then unknown.
@@ -617,6 +646,25 @@ mod tests {
         assert!(matches!(
             log.append(build_batch(1, 0, &[(None, None)], 1)),
             Err(StorageError::Poisoned)
+        ));
+    }
+
+    #[test]
+    fn a_log_poisoned_by_a_write_reopens_writable_but_not_after_a_failed_fsync() {
+        let (mut log, _dir) = open(PersistMode::Always, 1 << 30);
+        log.append(build_batch(0, 0, &[(None, None)], 1)).unwrap();
+        log.durability.poison();
+        assert_eq!(log.poisoned(), Some(Poison::Write));
+        log.reopen().unwrap();
+        assert_eq!(log.poisoned(), None);
+        log.append(build_batch(1, 0, &[(None, None)], 1)).unwrap();
+        assert_eq!(log.log_end_offset(), 2);
+
+        log.durability.poison_fsync();
+        assert!(matches!(log.reopen(), Err(StorageError::FsyncFailed)));
+        assert!(matches!(
+            log.append(build_batch(2, 0, &[(None, None)], 1)),
+            Err(StorageError::FsyncFailed)
         ));
     }
 

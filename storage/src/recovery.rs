@@ -15,7 +15,7 @@ use bytes::Bytes;
 use shadowlink_protocol::batch::RecordBatch;
 
 use crate::config::LogConfig;
-use crate::durability::Durability;
+use crate::durability::{Durability, FsyncFault};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
 use crate::log::{PartitionLog, LOG_START_FILE};
@@ -60,6 +60,7 @@ impl Segment {
                 segment = %self.log_path.display(),
                 valid_bytes = valid,
                 dropped_bytes = dropped,
+                kept_up_to_offset = self.next_offset,
                 "truncating a torn or corrupt tail found during recovery"
             );
             self.shrink_file(valid)?;
@@ -167,14 +168,31 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
     Ok(bases)
 }
 
+/// What recovery cut off when a log was opened: nothing, after a clean shutdown or a
+/// crash that tore no write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Bytes of torn or corrupt tail cut off segments.
+    pub dropped_bytes: u64,
+    /// Whole segments deleted because one before them lost bytes.
+    pub dropped_segments: usize,
+}
+
+impl Recovered {
+    pub fn dropped_anything(&self) -> bool {
+        self.dropped_bytes > 0 || self.dropped_segments > 0
+    }
+}
+
 /// Opens every segment, recovering where needed. Never returns an empty list.
 fn open_segments(
     dir: &Path,
     bases: &[i64],
     config: &LogConfig,
     log_start: i64,
-) -> Result<Vec<Segment>> {
+) -> Result<(Vec<Segment>, Recovered)> {
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+    let mut recovered = Recovered::default();
     for (i, &base) in bases.iter().enumerate() {
         let mut segment = Segment::open(dir, base)?;
         let min_offset = segments.last().map_or(base, |s| s.next_offset);
@@ -184,16 +202,18 @@ fn open_segments(
         } else {
             segment.recover(min_offset, config.index_interval_bytes)?
         };
+        recovered.dropped_bytes += dropped;
         segments.push(segment);
         if dropped > 0 && !is_last {
             delete_after_corruption(dir, &bases[i + 1..])?;
+            recovered.dropped_segments = bases.len() - i - 1;
             break;
         }
     }
     if segments.is_empty() {
         segments.push(Segment::create(dir, log_start)?);
     }
-    Ok(segments)
+    Ok((segments, recovered))
 }
 
 fn delete_after_corruption(dir: &Path, bases: &[i64]) -> Result<()> {
@@ -212,7 +232,8 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     fs::create_dir_all(dir).map_err(StorageError::io("creating", dir))?;
     let bases = list_segments(dir)?;
     let persisted_start = read_log_start(dir)?;
-    let mut segments = open_segments(dir, &bases, &config, persisted_start.unwrap_or(0))?;
+    let (mut segments, recovered) =
+        open_segments(dir, &bases, &config, persisted_start.unwrap_or(0))?;
     // Drop segments that a crash during delete_before left wholly below the log start.
     let start = persisted_start.unwrap_or(i64::MIN);
     while segments.len() > 1 && segments[0].next_offset <= start && segments[1].base_offset <= start
@@ -239,7 +260,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     let txns = crate::txn::TxnIndex::load(dir, &segments, log_start)?;
     Ok(PartitionLog {
         dir: dir.to_path_buf(),
-        durability: Durability::new(config.fsync_delay),
+        durability: Durability::new(FsyncFault::new(config.fsync_delay, config.fsync_fail_after)),
         config,
         segments,
         log_start_offset: log_start,
@@ -248,6 +269,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         sealed_unsynced: false,
         max_producer_id,
         txns,
+        recovered,
     })
 }
 

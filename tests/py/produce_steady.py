@@ -1,7 +1,7 @@
 """Produces at a steady rate, as an idempotent producer (acks=all), until the broker is gone.
 
-usage: produce_steady.py BOOTSTRAP TOPIC --rate R [--partitions N] [--seconds S]
-Record i goes to partition i % N with key "key-i" and a 100-byte value. Prints one line per
+usage: produce_steady.py BOOTSTRAP TOPIC --rate R [--partitions N] [--seconds S] [--key-prefix P]
+Record i goes to partition i % N with key "{P}key-i" and a 100-byte value. Prints one line per
 acknowledged record, "PARTITION OFFSET KEY TIME" (TIME in Unix seconds), as soon as its
 acknowledgement arrives. Stops producing when the broker has been unreachable for a second
 (acknowledgements already on the wire are still printed), or after S seconds.
@@ -19,6 +19,7 @@ def main():
     ap.add_argument("--rate", type=float, required=True)
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--key-prefix", default="")
     a = ap.parse_args()
 
     from confluent_kafka import KafkaError, Producer
@@ -51,7 +52,7 @@ def main():
         due = int((time.time() - start) * a.rate)
         while sent < due:
             try:
-                p.produce(a.topic, key=b"key-%d" % sent, value=value,
+                p.produce(a.topic, key=(a.key_prefix + "key-%d" % sent).encode(), value=value,
                           partition=sent % a.partitions, on_delivery=on_delivery)
             except BufferError:
                 break

@@ -60,6 +60,12 @@ impl NodeConfig {
         self
     }
 
+    /// `kafka.advertised`: the address Metadata gives clients, a proxy in front, say.
+    pub fn advertised(mut self, addr: impl Display) -> Self {
+        self.kafka.set("advertised", quoted(addr));
+        self
+    }
+
     /// `kafka.max_connections`.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.kafka.set("max_connections", n.to_string());
@@ -116,6 +122,13 @@ impl NodeConfig {
     /// `storage.fault_fsync_delay`: every fsync sleeps this long first.
     pub fn fault_fsync_delay(mut self, delay: Duration) -> Self {
         self.storage.set("fault_fsync_delay", duration(delay));
+        self
+    }
+
+    /// `storage.fault_fsync_fail_after`: in each partition log, the fsyncs after this
+    /// many successful ones fail.
+    pub fn fault_fsync_fail_after(mut self, n: u64) -> Self {
+        self.storage.set("fault_fsync_fail_after", n.to_string());
         self
     }
 
@@ -257,6 +270,10 @@ impl Link {
 
     pub fn fetches_in_flight(self, n: usize) -> Self {
         self.with("fetches_in_flight", n.to_string())
+    }
+
+    pub fn request_timeout(self, timeout: Duration) -> Self {
+        self.with("request_timeout", duration(timeout))
     }
 
     pub fn progress_interval(self, interval: Duration) -> Self {

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod fake;
+pub mod proxy;
 pub mod raw;
 pub mod scenario;
 
@@ -270,8 +271,18 @@ pub struct Node {
 impl Node {
     /// Writes `config` with a fresh data directory and starts the node on it.
     pub fn start(config: &NodeConfig) -> Result<Node> {
+        Self::start_prepared(config, |_| Ok(()))
+    }
+
+    /// Like [`start`](Node::start), once `prepare` has run on the path of the data
+    /// directory, which does not exist yet: a test mounts a small file system there.
+    pub fn start_prepared(
+        config: &NodeConfig,
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Node> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
+        prepare(&data_dir)?;
         let config_path = dir.path().join("shadowlink.toml");
         std::fs::write(&config_path, config.render(Some(&data_dir)))?;
         let (process, kafka, admin) = Self::spawn(&config_path)?;
@@ -357,6 +368,33 @@ impl Node {
         self.admin = admin;
         Ok(())
     }
+}
+
+/// A plain HTTP/1.0 GET of `path` on an admin listener: the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status code")?
+        .parse()?;
+    Ok((code, body.to_string()))
+}
+
+/// `GET /v1/status` of a node with an admin listener, as JSON.
+pub fn status_json(node: &Node) -> Result<serde_json::Value> {
+    let admin = node.admin.context("the node has no admin listener")?;
+    let (code, body) = http_get(admin, "/v1/status")?;
+    if code != 200 {
+        bail!("/v1/status answered {code}: {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
 }
 
 /// What a finished command printed, and whether it succeeded.

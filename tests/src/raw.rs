@@ -178,6 +178,27 @@ impl RawClient {
         Ok((p.error_code, p.leader_epoch, p.end_offset))
     }
 
+    /// Produce v9 of one complete batch with acks=all: (error code, base offset).
+    pub fn produce(&mut self, topic: &str, partition: i32, batch: Bytes) -> Result<(i16, i64)> {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch))])]);
+        let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request)?;
+        let p = response
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .context("empty Produce response")?;
+        Ok((p.error_code, p.base_offset))
+    }
+
     /// ListOffsets for one partition: -2 earliest, -1 latest, or a timestamp.
     pub fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
         use kafka_protocol::messages::list_offsets_request::{

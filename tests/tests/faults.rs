@@ -35,8 +35,9 @@ fn log(batches: Vec<Bytes>) -> Vec<FakeLog> {
 }
 
 #[test]
-fn a_corrupt_batch_stops_only_its_partition_and_names_it() -> Result<()> {
-    let mut bad = batches(0..10, 0, "bad");
+fn a_corrupt_batch_holds_back_only_its_partition_until_it_arrives_intact() -> Result<()> {
+    let intact = batches(0..10, 0, "bad");
+    let mut bad = intact.clone();
     let mut flipped = bad[5].to_vec();
     let last = flipped.len() - 1;
     flipped[last] ^= 0x55;
@@ -55,11 +56,12 @@ fn a_corrupt_batch_stops_only_its_partition_and_names_it() -> Result<()> {
     eventually(Duration::from_secs(10), || {
         Ok(node
             .process
-            .logged(&["mirror partition stopped", "a_bad-0", "offset 5"])
+            .logged(&["corrupt batch fetched", "a_bad-0", "offset 5", "CRC"])
             .then_some(()))
     })?;
 
-    // The stopped partition takes nothing more; the healthy one carries on.
+    // The held-back partition takes nothing past the corrupt batch; the healthy one
+    // carries on.
     let more = batches(10..15, 0, "good");
     source.edit(|t| {
         t.get_mut("a_good").unwrap()[0].batches.extend(more.clone());
@@ -75,6 +77,20 @@ fn a_corrupt_batch_stops_only_its_partition_and_names_it() -> Result<()> {
         RawClient::connect(node.kafka)?.list_offset("a_bad", 0, -1)?,
         5
     );
+
+    // The source serves the batch intact again: the partition continues by itself.
+    source.edit(|t| t.get_mut("a_bad").unwrap()[0].batches[5] = intact[5].clone());
+    let all_bad: Vec<Bytes> = intact
+        .iter()
+        .cloned()
+        .chain(batches(10..15, 0, "bad"))
+        .collect();
+    eventually(Duration::from_secs(30), || {
+        mirrored(&node, "a_bad", &all_bad)
+    })?;
+    assert!(node
+        .process
+        .logged(&["batch fetched intact after a corrupt copy", "a_bad"]));
     Ok(())
 }
 

@@ -43,6 +43,9 @@ impl LinkRunner {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(link = %self.link.config.name, error = %e, "topic config sync failed");
+                if e.is_unreachable() {
+                    self.status.set_lost(&e.to_string());
+                }
                 return;
             }
         };

@@ -85,6 +85,7 @@ impl LinkRunner {
                 addr,
                 client_id,
                 tls,
+                timeout: self.cluster.request_timeout(),
             };
             requests.push(Box::pin(send_fetch(target, cached, keys, request))
                 as BoxFuture<'static, FetchOutcome>);
@@ -229,7 +230,9 @@ impl LinkRunner {
         let Some(state) = self.partitions.get_mut(key) else {
             return;
         };
-        state.backoff.reset();
+        if state.corrupt_at.is_none() {
+            state.backoff.reset();
+        }
         let Some(fetch_offset) = state.next_offset else {
             return;
         };
@@ -247,19 +250,30 @@ impl LinkRunner {
         }
         let records = p.records.unwrap_or_default();
         crate::metrics::bytes_fetched(&link, records.len());
-        match complete_batches(&records, fetch_offset) {
-            Ok(Some(chunk)) => {
-                state.next_offset = Some(chunk.next_offset);
-                state.last_fetched_epoch = chunk.last_epoch;
-                send(state, WriteJob::Append(chunk.bytes)).await;
+        let fetched = complete_batches(&records, fetch_offset);
+        if let Some(chunk) = fetched.chunk {
+            state.next_offset = Some(chunk.next_offset);
+            state.last_fetched_epoch = chunk.last_epoch;
+            send(state, WriteJob::Append(chunk.bytes)).await;
+        }
+        if let Some(bad) = fetched.unreadable {
+            // As a Kafka follower after a CorruptRecordException: keep what came intact
+            // and fetch the rest again, since a batch damaged on the way arrives whole
+            // on a later fetch. The partition reports the fault until then.
+            let reason = format!("{key}: {bad}; fetching it again");
+            if state.corrupt_at.replace(bad.offset) != Some(bad.offset) {
+                tracing::error!(link = %link, error = %reason, "corrupt batch fetched");
             }
-            Ok(None) => {}
-            Err(reason) => {
-                let reason = format!("{key}: {reason}");
-                tracing::error!(link = %link, error = %reason, "mirror partition stopped");
-                state.mirror.fail(reason);
-                return;
-            }
+            state.backoff.fail();
+            crate::metrics::fetch_error(&link, "corrupt_batch");
+            status.on_error(key, &reason);
+            return;
+        }
+        let past = |at: i64| state.next_offset.is_some_and(|next| next > at);
+        if let Some(at) = state.corrupt_at.filter(|at| past(*at)) {
+            state.corrupt_at = None;
+            state.backoff.reset();
+            tracing::info!(link = %link, topic = %key.topic, partition = key.partition, offset = at, "batch fetched intact after a corrupt copy");
         }
         let source = SourceOffsets {
             log_start: p.log_start_offset,
@@ -355,8 +369,8 @@ struct Chunk {
     last_epoch: i32,
 }
 
-/// A fetched batch whose header cannot be read: the source sent something that is not a
-/// record batch, and nothing from it on can be mirrored.
+/// A fetched batch that cannot be stored as it came: its header cannot be read or its
+/// CRC does not match its contents. Nothing from it on is stored.
 #[derive(Debug, thiserror::Error)]
 #[error("unreadable batch at offset {offset}: {source}")]
 struct UnreadableBatch {
@@ -365,19 +379,39 @@ struct UnreadableBatch {
     source: BatchError,
 }
 
-fn complete_batches(records: &Bytes, fetch_offset: i64) -> Result<Option<Chunk>, UnreadableBatch> {
+/// What a fetched record set holds: the intact batches from the fetch offset on, and
+/// the batch that stopped the walk, if one did.
+struct Fetched {
+    chunk: Option<Chunk>,
+    unreadable: Option<UnreadableBatch>,
+}
+
+/// Walks the batch headers and checks each CRC: a byte damaged on the way must never
+/// reach the log, where it would be served as the source's data.
+fn complete_batches(records: &Bytes, fetch_offset: i64) -> Fetched {
     let mut position = 0;
     let mut start = None;
     let mut next_offset = fetch_offset;
     let mut last_epoch = -1;
+    let mut unreadable = None;
     for batch in BatchWalker::new(records.clone()) {
-        let batch = batch.map_err(|source| UnreadableBatch {
-            offset: next_offset,
-            source,
-        })?;
-        let len = batch.len();
         // A fetch may start inside a batch: skip batches wholly below the fetch offset.
-        if batch.last_offset() >= next_offset {
+        let kept = batch.and_then(|b| match b.last_offset() >= next_offset {
+            true => b.validate_crc().map(|()| (b, true)),
+            false => Ok((b, false)),
+        });
+        let (batch, kept) = match kept {
+            Ok(checked) => checked,
+            Err(source) => {
+                unreadable = Some(UnreadableBatch {
+                    offset: next_offset,
+                    source,
+                });
+                break;
+            }
+        };
+        let len = batch.len();
+        if kept {
             start.get_or_insert(position);
             // Offsets advance by lastOffsetDelta, never recordCount: compacted sources
             // have gaps inside and between batches.
@@ -386,11 +420,12 @@ fn complete_batches(records: &Bytes, fetch_offset: i64) -> Result<Option<Chunk>,
         }
         position += len;
     }
-    Ok(start.map(|s| Chunk {
+    let chunk = start.map(|s| Chunk {
         bytes: records.slice(s..position),
         next_offset,
         last_epoch,
-    }))
+    });
+    Fetched { chunk, unreadable }
 }
 
 /// The broker a fetch goes to and how to connect to it when there is no cached client.
@@ -399,6 +434,8 @@ struct FetchTarget {
     addr: String,
     client_id: String,
     tls: Option<ClientTls>,
+    /// Bounds the connect, and the fetch beyond its long-poll wait.
+    timeout: Duration,
 }
 
 async fn send_fetch(
@@ -413,20 +450,23 @@ async fn send_fetch(
         addr,
         client_id,
         tls,
+        timeout,
     } = target;
     let (client, fresh) = match cached {
         Some(c) => (Ok(c), false),
-        None => (
-            SourceClient::connect(&addr, &client_id, tls.as_ref()).await,
-            true,
-        ),
+        None => {
+            let connect = SourceClient::connect(&addr, &client_id, tls.as_ref());
+            let connected = match tokio::time::timeout(timeout, connect).await {
+                Ok(connected) => connected.map(|c| c.with_request_timeout(timeout)),
+                Err(_) => Err(SourceError::Timeout { addr: addr.clone() }),
+            };
+            (connected, true)
+        }
     };
     let (client, result) = match client {
         Ok(c) => {
-            let timeout = Duration::from_millis(MAX_WAIT_MS as u64) + Duration::from_secs(30);
-            let result = tokio::time::timeout(timeout, c.send(ApiKey::Fetch, &request))
-                .await
-                .unwrap_or_else(|_| Err(SourceError::Timeout { addr: addr.clone() }));
+            let wait = Duration::from_millis(MAX_WAIT_MS as u64);
+            let result = c.send_waiting(ApiKey::Fetch, &request, wait).await;
             (fresh.then_some(c), result)
         }
         Err(e) => (None, Err(e)),
@@ -462,7 +502,7 @@ mod tests {
     #[test]
     fn skips_batches_below_the_fetch_offset_and_keeps_gaps() {
         let records = record_set(&[0, 2, 10]);
-        let chunk = complete_batches(&records, 3).unwrap().unwrap();
+        let chunk = complete_batches(&records, 3).chunk.unwrap();
         assert_eq!(chunk.next_offset, 12);
         assert_eq!(chunk.last_epoch, 3);
         let one = records.len() / 3;
@@ -484,10 +524,10 @@ mod tests {
         ];
         let records = Bytes::from(entries.concat());
         // The wrapper holds 7..=9: a fetch at 8 keeps all of it and the batch after it.
-        let chunk = complete_batches(&records, 8).unwrap().unwrap();
+        let chunk = complete_batches(&records, 8).chunk.unwrap();
         assert_eq!(chunk.bytes, records.slice(entries[0].len()..));
         assert_eq!((chunk.next_offset, chunk.last_epoch), (11, 4));
-        let chunk = complete_batches(&records.slice(..entries[0].len()), 6).unwrap();
+        let chunk = complete_batches(&records.slice(..entries[0].len()), 6).chunk;
         assert_eq!(chunk.map(|c| (c.next_offset, c.last_epoch)), Some((7, -1)));
     }
 
@@ -521,10 +561,10 @@ mod tests {
     fn a_trailing_partial_batch_is_left_for_the_next_fetch() {
         let records = record_set(&[5, 7]);
         let cut = records.slice(..records.len() - 3);
-        let chunk = complete_batches(&cut, 5).unwrap().unwrap();
+        let chunk = complete_batches(&cut, 5).chunk.unwrap();
         assert_eq!(chunk.next_offset, 7);
         assert_eq!(chunk.bytes.len(), records.len() / 2);
-        assert!(complete_batches(&Bytes::new(), 5).unwrap().is_none());
+        assert!(complete_batches(&Bytes::new(), 5).chunk.is_none());
     }
 
     #[test]
@@ -534,7 +574,7 @@ mod tests {
         // The magic byte follows base offset, length and partition leader epoch.
         records[second + 16] = 9;
         let error = complete_batches(&Bytes::from(records), 5)
-            .err()
+            .unreadable
             .expect("a batch with magic 9 is unreadable");
         assert_eq!(error.offset, 7);
         assert!(matches!(
@@ -547,5 +587,27 @@ mod tests {
         assert!(error
             .to_string()
             .starts_with("unreadable batch at offset 7: "));
+    }
+
+    #[test]
+    fn a_batch_failing_its_crc_is_held_back_with_the_batches_after_it() {
+        let mut records = record_set(&[5, 7, 9]).to_vec();
+        let one = records.len() / 3;
+        // The last byte of the second batch lies in its records, which the CRC covers.
+        records[2 * one - 1] ^= 0x01;
+        let fetched = complete_batches(&Bytes::from(records.clone()), 5);
+        let chunk = fetched.chunk.expect("the first batch is intact");
+        assert_eq!(chunk.bytes, Bytes::from(records[..one].to_vec()));
+        assert_eq!(chunk.next_offset, 7);
+        let bad = fetched.unreadable.expect("the second batch fails its CRC");
+        assert_eq!(bad.offset, 7);
+        assert!(matches!(
+            bad.source,
+            BatchError::CrcMismatch { base_offset: 7, .. }
+        ));
+        // A fetch from the damaged batch keeps nothing at all.
+        let again = complete_batches(&Bytes::from(records[one..].to_vec()), 7);
+        assert!(again.chunk.is_none());
+        assert!(again.unreadable.is_some());
     }
 }

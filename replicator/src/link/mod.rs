@@ -43,6 +43,9 @@ struct PartitionState {
     last_fetched_epoch: i32,
     in_flight: bool,
     backoff: Backoff,
+    /// Offset of a batch that arrived corrupt and is being fetched again, so the fault
+    /// and its end are each logged once.
+    corrupt_at: Option<i64>,
     /// The topic was missing from the last source Metadata. Its state (writer, next
     /// offset) is kept, so a topic that reappears continues with the same single writer.
     absent: bool,
@@ -120,11 +123,12 @@ impl LinkRunner {
         status: Arc<LinkStatus>,
         groups: Arc<Coordinator>,
     ) -> LinkRunner {
-        let cluster = SourceCluster::new(
+        let mut cluster = SourceCluster::new(
             link.config.bootstrap.clone(),
             link.config.client_id.clone(),
             link.tls.clone(),
         );
+        cluster.set_request_timeout(link.config.request_timeout);
         crate::metrics::register_link(&link.config.name);
         LinkRunner {
             status,
@@ -271,6 +275,7 @@ impl LinkRunner {
                     last_fetched_epoch: -1,
                     in_flight: false,
                     backoff: Backoff::new(),
+                    corrupt_at: None,
                     absent: false,
                 });
             state.leader = p.leader;

@@ -30,6 +30,9 @@ impl LinkRunner {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(link = %self.name(), error = %e, "consumer group listing failed");
+                if e.is_unreachable() {
+                    self.status.set_lost(&e.to_string());
+                }
                 return;
             }
         };

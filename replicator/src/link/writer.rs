@@ -11,13 +11,13 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use shadowlink_protocol::batch::{BatchError, BatchWalker};
-use shadowlink_storage::StorageError;
+use shadowlink_storage::{Poison, StorageError};
 use tokio::task::JoinError;
 
 use crate::mirror::{MirrorError, MirrorPartition};
 
 /// Changes to a mirror log, applied strictly in the order they were queued.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum WriteJob {
     /// Complete batches exactly as fetched.
     Append(Bytes),
@@ -31,7 +31,8 @@ pub enum WriteJob {
 }
 
 /// Why a mirror partition stopped taking fetched data. The partition stays failed
-/// until the node restarts, and its status reports this message.
+/// until the node restarts, and its status reports this message, unless the error
+/// [`is_transient`](WriteError::is_transient): then the job is retried until it applies.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The batches before the invalid one are stored, so the mirror stays an exact
@@ -56,6 +57,25 @@ pub enum WriteError {
     Task(#[from] JoinError),
 }
 
+impl WriteError {
+    /// A write the disk refused (full, say) that may succeed later: the log is reopened
+    /// and the job retried. Not a failed fsync, after which nothing written can be trusted.
+    fn is_transient(&self) -> bool {
+        let storage = match self {
+            WriteError::Append {
+                source: MirrorError::Storage(e),
+                ..
+            } => e,
+            WriteError::Log(e) => e,
+            _ => return false,
+        };
+        matches!(storage, StorageError::Io { .. } | StorageError::Poisoned)
+    }
+}
+
+/// How long a partition the disk refused waits before it tries again.
+const RETRY_AFTER: std::time::Duration = crate::mirror::HEAL_INTERVAL;
+
 /// How many fetched chunks may wait for the disk per partition.
 pub const WRITER_QUEUE: usize = 4;
 
@@ -68,24 +88,54 @@ pub fn spawn(partition: Arc<MirrorPartition>, link: String) -> mpsc::Sender<Writ
 
 async fn run(partition: Arc<MirrorPartition>, link: String, mut rx: mpsc::Receiver<WriteJob>) {
     while let Some(job) = rx.recv().await {
-        let p = partition.clone();
-        let l = link.clone();
-        let outcome = tokio::task::spawn_blocking(move || apply(&p, &l, job)).await;
-        let error = match outcome {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => e,
-            Err(e) => WriteError::from(e),
-        };
-        tracing::error!(
-            link = %link,
-            topic = %partition.topic,
-            partition = partition.partition,
-            error = %error,
-            "mirror partition stopped"
-        );
-        partition.fail(error.to_string());
-        return;
+        if let Err(error) = apply_until_done(&partition, &link, job).await {
+            tracing::error!(
+                link = %link,
+                topic = %partition.topic,
+                partition = partition.partition,
+                error = %error,
+                "mirror partition stopped"
+            );
+            partition.fail(error.to_string());
+            return;
+        }
     }
+}
+
+/// Applies `job`, retrying while the disk refuses it: the partition reports the error
+/// meanwhile (so fetching it pauses), and resumes by itself once the write goes through.
+async fn apply_until_done(
+    partition: &Arc<MirrorPartition>,
+    link: &str,
+    job: WriteJob,
+) -> Result<(), WriteError> {
+    // The first error names the cause (a full disk); later ones only that the log is
+    // still poisoned by it.
+    let mut cause: Option<String> = None;
+    loop {
+        let (p, l, j) = (partition.clone(), link.to_string(), job.clone());
+        let error = match tokio::task::spawn_blocking(move || apply(&p, &l, j)).await {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) if e.is_transient() && partition.log().poisoned() != Some(Poison::Fsync) => {
+                e
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(WriteError::from(e)),
+        };
+        let cause = cause.get_or_insert_with(|| {
+            tracing::error!(link, topic = %partition.topic, partition = partition.partition, error = %error, "mirror partition cannot write; retrying until the disk takes it");
+            error.to_string()
+        });
+        partition.fail(format!("{cause}; retrying every {RETRY_AFTER:?}"));
+        tokio::time::sleep(RETRY_AFTER).await;
+        let p = partition.clone();
+        let _ = tokio::task::spawn_blocking(move || p.heal()).await;
+    }
+    if cause.is_some() {
+        tracing::info!(link, topic = %partition.topic, partition = partition.partition, "mirror partition writes again");
+        partition.clear_failure();
+    }
+    Ok(())
 }
 
 /// Appends fetched batches. When one is invalid (a CRC mismatch, say), the valid ones
@@ -97,6 +147,12 @@ fn append(partition: &MirrorPartition, records: Bytes) -> Result<(), WriteError>
         partition: partition.partition,
         source,
     };
+    // A retry after a write that failed part-way: batches the reopened log kept are
+    // not appended twice.
+    let records = from_log_end(&records, partition.log().log_end_offset());
+    if records.is_empty() {
+        return Ok(());
+    }
     match partition.append(records.clone()) {
         Ok(_) => Ok(()),
         Err(MirrorError::Storage(StorageError::Batch { position, source })) => {
@@ -187,6 +243,18 @@ fn restart_at(
     Ok(())
 }
 
+/// `records` from the first batch ending at or after `log_end`.
+fn from_log_end(records: &Bytes, log_end: i64) -> Bytes {
+    let mut skip = 0;
+    for batch in BatchWalker::new(records.clone()) {
+        match batch {
+            Ok(b) if b.last_offset() < log_end => skip += b.len(),
+            _ => break,
+        }
+    }
+    records.slice(skip..)
+}
+
 /// Records in complete batches, control records included; only batch headers are read.
 fn record_count(records: &Bytes) -> u64 {
     BatchWalker::new(records.clone())
@@ -245,6 +313,18 @@ mod tests {
         assert!(message.starts_with("a_orders-0: "), "{message}");
         assert!(message.ends_with("; nothing from this batch on is stored"));
         assert_eq!(partition.log().log_end_offset(), 1);
+    }
+
+    #[test]
+    fn a_retried_append_skips_the_batches_the_log_already_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, partition) = mirror(dir.path());
+        let records = Bytes::from([batch(0), batch(1), batch(2)].concat());
+        append(&partition, records.slice(..batch(0).len())).unwrap();
+        append(&partition, records.clone()).unwrap();
+        assert_eq!(partition.log().log_end_offset(), 3);
+        append(&partition, records).unwrap();
+        assert_eq!(partition.log().log_end_offset(), 3);
     }
 
     #[test]

@@ -233,6 +233,11 @@ impl MirrorPartition {
         let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         let owned = owned.as_mut().ok_or(ProduceError::NotOwned)?;
         let mut log = self.log();
+        if log.poisoned().is_some() && self.heal_log(&mut log) {
+            // The reopened log may hold less (or, when the write failed after the batch
+            // was whole, more) than the sequences recorded: read them back from it.
+            owned.producers = rebuild_producer_states(&log)?;
+        }
         if let Some(p) = &producer {
             if let SequenceCheck::Duplicate { base_offset } = owned.producers.check(p)? {
                 // A retry is acked no sooner than its original: it may still be syncing.

@@ -7,14 +7,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use shadowlink_protocol::frame::{split_frame, FrameError, DEFAULT_MAX_FRAME_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::SourceError;
 use crate::tls::{BoxStream, ClientTls};
@@ -41,6 +41,8 @@ pub enum LostReason {
     /// sync, and only a new connection can fix that.
     #[error("response for unknown correlation id {0}")]
     UnknownCorrelationId(i32),
+    #[error("closed after a request went unanswered")]
+    Abandoned,
 }
 
 type Reply = oneshot::Sender<Result<Bytes, SourceError>>;
@@ -52,6 +54,10 @@ pub struct Connection {
     addr: String,
     next_correlation_id: Arc<AtomicI32>,
     outgoing: mpsc::Sender<(i32, Bytes, Reply)>,
+    /// Set once the reader stopped, for whatever reason.
+    closed: Arc<AtomicBool>,
+    /// Wakes the reader to give the socket up, which a silent peer never does.
+    abandon: Arc<Notify>,
 }
 
 impl Connection {
@@ -71,12 +77,22 @@ impl Connection {
         let (read, write) = tokio::io::split(stream);
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (tx, rx) = mpsc::channel(64);
+        let closed = Arc::new(AtomicBool::new(false));
+        let abandon = Arc::new(Notify::new());
         tokio::spawn(write_loop(write, rx, pending.clone(), addr.to_string()));
-        tokio::spawn(read_loop(read, pending, addr.to_string()));
+        let reader = Reader {
+            pending,
+            addr: addr.to_string(),
+            closed: closed.clone(),
+            abandon: abandon.clone(),
+        };
+        tokio::spawn(reader.run(read));
         Ok(Connection {
             addr: addr.to_string(),
             next_correlation_id: Arc::new(AtomicI32::new(1)),
             outgoing: tx,
+            closed,
+            abandon,
         })
     }
 
@@ -86,7 +102,14 @@ impl Connection {
 
     /// Whether the connection has failed; a failed connection must be replaced.
     pub fn is_closed(&self) -> bool {
-        self.outgoing.is_closed()
+        self.outgoing.is_closed() || self.closed.load(Ordering::Acquire)
+    }
+
+    /// Gives the connection up: requests in flight fail, and the socket is released
+    /// once the last clone is dropped.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.abandon.notify_one();
     }
 
     /// Allocates the correlation id the next request frame must carry.
@@ -163,30 +186,45 @@ async fn write_loop(
     rx.close();
 }
 
-async fn read_loop(mut read: ReadHalf<BoxStream>, pending: Pending, addr: String) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let reason = loop {
-        match split_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES) {
-            Ok(Some(frame)) => {
-                if let Err(reason) = deliver(&pending, frame) {
-                    break reason;
+/// The reading side of a connection: routes response frames to their callers.
+struct Reader {
+    pending: Pending,
+    addr: String,
+    closed: Arc<AtomicBool>,
+    abandon: Arc<Notify>,
+}
+
+impl Reader {
+    async fn run(self, mut read: ReadHalf<BoxStream>) {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let reason = loop {
+            match split_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES) {
+                Ok(Some(frame)) => {
+                    if let Err(reason) = deliver(&self.pending, frame) {
+                        break reason;
+                    }
+                    continue;
                 }
-                continue;
+                Ok(None) => {}
+                Err(e) => break LostReason::Frame(e),
             }
-            Ok(None) => {}
-            Err(e) => break LostReason::Frame(e),
-        }
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
-        }
-        match read.read_buf(&mut buf).await {
-            Ok(0) => break LostReason::ClosedByBroker,
-            Ok(_) => {}
-            Err(e) => break LostReason::Read(Arc::new(e)),
-        }
-    };
-    tracing::debug!(broker = %addr, %reason, "source connection closed");
-    fail_all(&pending, &addr, &reason);
+            if buf.capacity() - buf.len() < 16 * 1024 {
+                buf.reserve(64 * 1024);
+            }
+            let read = tokio::select! {
+                read = read.read_buf(&mut buf) => read,
+                _ = self.abandon.notified() => break LostReason::Abandoned,
+            };
+            match read {
+                Ok(0) => break LostReason::ClosedByBroker,
+                Ok(_) => {}
+                Err(e) => break LostReason::Read(Arc::new(e)),
+            }
+        };
+        self.closed.store(true, Ordering::Release);
+        tracing::debug!(broker = %self.addr, %reason, "source connection closed");
+        fail_all(&self.pending, &self.addr, &reason);
+    }
 }
 
 fn deliver(pending: &Pending, frame: Bytes) -> Result<(), LostReason> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
-use super::{SourceClient, SourceError};
+use super::{SourceClient, SourceError, DEFAULT_REQUEST_TIMEOUT};
 use crate::tls::ClientTls;
 
 /// One partition of a source topic.
@@ -94,8 +94,18 @@ impl SourceCluster {
             clients: HashMap::new(),
             fetch_clients: HashMap::new(),
             view: ClusterView::default(),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// Bounds every connect and request to this cluster by `timeout`.
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.request_timeout = timeout;
+    }
+
+    /// The bound on every connect and request to this cluster.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// A connected client for `addr`, reusing a live one.
@@ -110,7 +120,8 @@ impl SourceCluster {
             .await
             .map_err(|_| SourceError::Timeout {
                 addr: addr.to_string(),
-            })??;
+            })??
+            .with_request_timeout(self.request_timeout);
         self.clients.insert(addr.to_string(), client.clone());
         Ok(client)
     }
@@ -155,6 +166,10 @@ impl SourceCluster {
         let mut candidates: Vec<String> = self.view.brokers.values().cloned().collect();
         candidates.sort();
         candidates.extend(self.bootstrap.iter().cloned());
+        // A bootstrap address is often a known broker too: a silent one is waited for
+        // only once per refresh.
+        let mut seen = std::collections::HashSet::new();
+        candidates.retain(|addr| seen.insert(addr.clone()));
         let mut last = None;
         for addr in candidates {
             match self.metadata_from(&addr).await {

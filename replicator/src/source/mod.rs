@@ -6,6 +6,7 @@ pub mod metadata;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
@@ -116,12 +117,16 @@ fn our_max_version(api: ApiKey) -> i16 {
     }
 }
 
+/// How long a request may go unanswered when the client's owner set no other bound.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A connection plus the API versions negotiated on it.
 #[derive(Clone)]
 pub struct SourceClient {
     conn: Connection,
     client_id: String,
     versions: HashMap<ApiKey, i16>,
+    request_timeout: Duration,
 }
 
 impl SourceClient {
@@ -137,9 +142,16 @@ impl SourceClient {
             conn,
             client_id: client_id.to_string(),
             versions: HashMap::new(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         };
         client.negotiate().await?;
         Ok(client)
+    }
+
+    /// Bounds every later request on this client by `timeout`.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> SourceClient {
+        self.request_timeout = timeout;
+        self
     }
 
     pub fn addr(&self) -> &str {
@@ -224,10 +236,35 @@ impl SourceClient {
         Req: Encodable + Message,
         Resp: Decodable,
     {
+        self.send_waiting(api, request, Duration::ZERO).await
+    }
+
+    /// [`send`](Self::send) for a request the broker may hold for `wait` before
+    /// answering (a long-polling fetch). Unanswered past the request timeout plus
+    /// `wait`, the connection is closed: responses come back in order, so one that is
+    /// overdue leaves nothing behind it worth waiting for.
+    pub async fn send_waiting<Req, Resp>(
+        &self,
+        api: ApiKey,
+        request: &Req,
+        wait: Duration,
+    ) -> Result<Resp, SourceError>
+    where
+        Req: Encodable + Message,
+        Resp: Decodable,
+    {
         let version = self.version(api)?;
         let corr = self.conn.next_correlation_id();
         let frame = self.encode(api, version, corr, request)?;
-        let response = self.conn.round_trip(corr, frame).await?;
+        let deadline = self.request_timeout + wait;
+        let round_trip = self.conn.round_trip(corr, frame);
+        let Ok(response) = tokio::time::timeout(deadline, round_trip).await else {
+            self.conn.close();
+            return Err(SourceError::Timeout {
+                addr: self.addr().to_string(),
+            });
+        };
+        let response = response?;
         let (_, body) = client::decode_response::<Resp>(response, api, version)
             .map_err(|e| self.decode_error(api, e))?;
         Ok(body)
