@@ -131,11 +131,17 @@ fn default_max_partitions_per_request() -> i64 {
     1000
 }
 
-/// The HTTP admin listener: `/metrics`, `/v1/status`, `/healthz`, `/readyz`.
+/// The HTTP admin listener: `/metrics`, `/v1/status`, `/healthz`, `/readyz`, failover.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminListener {
     pub listen: String,
+    /// A file holding the bearer token every request but the health probes must carry.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding that token, instead of `token_file`.
+    #[serde(default)]
+    pub token_env: Option<String>,
 }
 
 /// How mirror partitions are laid out and made durable.
@@ -295,6 +301,7 @@ impl Config {
         if let Some(admin) = &self.admin {
             check_socket_addr("admin.listen", &admin.listen)?;
         }
+        self.admin_token()?;
         self.listener_tls()?;
         self.persist_mode()?;
         if self.storage.segment_bytes < 1024 {
@@ -369,6 +376,14 @@ impl Config {
     /// The listener's TLS, its files loaded, when `[kafka.tls]` is set.
     pub fn listener_tls(&self) -> Result<Option<crate::tls::ServerTls>, ConfigError> {
         self.kafka.tls.as_ref().map(crate::tls::server).transpose()
+    }
+
+    /// The admin API's bearer token, read from its file or environment variable.
+    pub fn admin_token(&self) -> Result<Option<crate::admin::auth::AdminToken>, ConfigError> {
+        let Some(admin) = &self.admin else {
+            return Ok(None);
+        };
+        crate::admin::auth::load(admin, |name| std::env::var(name).ok())
     }
 
     /// The TLS of link `i`, its files loaded, when its `tls` table is set.

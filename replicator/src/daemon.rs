@@ -122,6 +122,7 @@ impl Daemon {
                 let state = admin::AdminState {
                     status: status.clone(),
                     store: store.clone(),
+                    token: config.admin_token()?,
                 };
                 tasks.push(tokio::spawn(admin::serve(listener, state, stopped.clone())));
                 Some(addr)

@@ -89,6 +89,16 @@ impl NodeConfig {
         self
     }
 
+    /// `admin.token_file`: the admin API needs the bearer token this file holds.
+    ///
+    /// # Panics
+    /// When the config has no admin listener: the test is wrong, not the node.
+    pub fn admin_token_file(mut self, path: &Path) -> Self {
+        let admin = self.admin.as_mut().expect("an admin listener to protect");
+        admin.set("token_file", quoted(path.display()));
+        self
+    }
+
     /// `storage.persist`, which need not be a mode the daemon knows.
     pub fn persist(mut self, mode: &str) -> Self {
         self.storage.set("persist", quoted(mode));

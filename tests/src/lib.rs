@@ -368,7 +368,8 @@ pub struct Ran {
 }
 
 impl Ran {
-    fn of(command: &mut Command) -> std::io::Result<Ran> {
+    /// Runs `command` to the end.
+    pub fn of(command: &mut Command) -> std::io::Result<Ran> {
         let out = command.output()?;
         Ok(Ran {
             status: out.status,
