@@ -75,6 +75,9 @@ pub struct KafkaListener {
     /// The largest request frame accepted; a larger one closes its connection.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+    /// Bytes of request buffers all connections may hold at once; over it, reading waits.
+    #[serde(default = "default_request_memory_bytes")]
+    pub request_memory_bytes: usize,
     /// Partitions one CreateTopics request may create, over all its topics.
     #[serde(default = "default_max_partitions_per_request")]
     pub max_partitions_per_request: i64,
@@ -126,6 +129,9 @@ fn default_idle_timeout() -> Duration {
 fn default_max_request_bytes() -> usize {
     // Kafka's socket.request.max.bytes.
     100 * 1024 * 1024
+}
+fn default_request_memory_bytes() -> usize {
+    256 * 1024 * 1024
 }
 fn default_max_partitions_per_request() -> i64 {
     1000
@@ -294,6 +300,13 @@ impl Config {
         }
         if self.kafka.max_request_bytes < 1024 {
             return Err(invalid("kafka.max_request_bytes", "must be at least 1024"));
+        }
+        if self.kafka.request_memory_bytes < self.kafka.max_request_bytes + 1024 {
+            return Err(invalid(
+                "kafka.request_memory_bytes",
+                "must exceed kafka.max_request_bytes by at least 1024, or a request of that size \
+                 could never be read",
+            ));
         }
         if let Some(adv) = &self.kafka.advertised {
             check_host_port("kafka.advertised", adv)?;

@@ -209,6 +209,7 @@ fn server_context(
         advertised_port: port,
         cluster_id: format!("shadowlink-{}", config.data_dir.display()),
         max_frame_bytes: config.kafka.max_request_bytes,
+        request_budget: server::RequestBudget::new(config.kafka.request_memory_bytes),
         idle_timeout: config.kafka.idle_timeout,
         create_policy: server::CreatePolicy {
             links: config

@@ -72,6 +72,18 @@ impl NodeConfig {
         self
     }
 
+    /// `kafka.max_request_bytes`: the largest request frame accepted.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.kafka.set("max_request_bytes", bytes.to_string());
+        self
+    }
+
+    /// `kafka.request_memory_bytes`: the node-wide budget for request buffers.
+    pub fn request_memory_bytes(mut self, bytes: usize) -> Self {
+        self.kafka.set("request_memory_bytes", bytes.to_string());
+        self
+    }
+
     /// `kafka.max_partitions_per_request`.
     pub fn max_partitions_per_request(mut self, n: i64) -> Self {
         self.kafka.set("max_partitions_per_request", n.to_string());

@@ -169,6 +169,11 @@ impl Process {
             .any(|line| parts.iter().all(|p| line.contains(p)))
     }
 
+    /// The process id, to read its `/proc` entries.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills with SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

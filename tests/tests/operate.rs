@@ -374,6 +374,10 @@ fn check_config_names_the_key_at_fault() -> Result<()> {
             "metadata_intervall",
         ),
         (at_x(good().persist("sometimes")), "storage.persist"),
+        (
+            at_x(good().request_memory_bytes(64 * 1024 * 1024)),
+            "kafka.request_memory_bytes",
+        ),
         (at_x(good().link(|l| l.include(&[]))), "links[0].include"),
         (
             at_x(good().link(|l| l.fetches_in_flight(0))),
@@ -440,6 +444,8 @@ fn every_setting_of_the_test_config_builder_passes_check_config() -> Result<()> 
         .max_connections(3)
         .idle_timeout(Duration::from_secs(2))
         .max_partitions_per_request(10)
+        .max_request_bytes(4096)
+        .request_memory_bytes(8192)
         .admin()
         .admin_token_file(&token_file)
         .persist("always")
