@@ -44,6 +44,8 @@ pub struct Config {
     #[serde(default)]
     pub storage: StorageSettings,
     #[serde(default)]
+    pub groups: GroupSettings,
+    #[serde(default)]
     pub links: Vec<LinkConfig>,
     /// Topics this node owns and accepts writes for.
     #[serde(default)]
@@ -178,6 +180,28 @@ impl Default for StorageSettings {
             retention_interval: Duration::from_secs(60),
             max_partitions: 10_000,
             fault_fsync_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// `[groups]`: consumer groups this node coordinates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupSettings {
+    /// Kafka's `offsets.retention.minutes`: a group with no members whose offsets have
+    /// not changed for this long expires, offsets and all.
+    #[serde(with = "humantime_serde")]
+    pub offsets_retention: Duration,
+    /// Kafka's `offsets.retention.check.interval.ms`: how often groups are checked.
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            offsets_retention: Duration::from_secs(7 * 24 * 60 * 60),
+            retention_check_interval: Duration::from_secs(600),
         }
     }
 }
@@ -330,6 +354,15 @@ impl Config {
             return Err(invalid(
                 "kafka.max_partitions_per_request",
                 "must be at least 1",
+            ));
+        }
+        if self.groups.offsets_retention < Duration::from_secs(1) {
+            return Err(invalid("groups.offsets_retention", "must be at least 1s"));
+        }
+        if self.groups.retention_check_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "groups.retention_check_interval",
+                "must be at least 100ms",
             ));
         }
         if self.storage.max_partitions < 1 {

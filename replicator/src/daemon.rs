@@ -12,7 +12,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin;
 use crate::config::{Config, ConfigError};
-use crate::groups::Coordinator;
+use crate::groups::{Coordinator, GroupConfig};
 use crate::link::LinkRunner;
 use crate::mirror::{MirrorError, OwnTopicError, Store};
 use crate::server::{self, ServerContext};
@@ -86,7 +86,11 @@ impl Daemon {
                     source,
                 })?;
         let listener_tls = config.listener_tls()?;
-        let groups = Arc::new(Coordinator::open(&config.data_dir)?);
+        let group_config = GroupConfig {
+            offsets_retention: config.groups.offsets_retention,
+            ..GroupConfig::default()
+        };
+        let groups = Arc::new(Coordinator::open_with(&config.data_dir, group_config)?);
         let context = Arc::new(server_context(
             &config,
             kafka_addr,
@@ -132,6 +136,11 @@ impl Daemon {
         tasks.push(tokio::spawn(crate::retention::run(
             store.clone(),
             config.storage.retention_interval,
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::groups::expiry::run(
+            groups,
+            config.groups.retention_check_interval,
             stopped.clone(),
         )));
         tasks.push(tokio::spawn(flush_loop(store.clone(), stopped)));

@@ -8,12 +8,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// The config of one node: `[kafka]`, `[admin]`, `[storage]`, `[[topics]]`, `[[links]]`.
+/// The config of one node: `[kafka]`, `[admin]`, `[storage]`, `[groups]`, `[[topics]]`,
+/// `[[links]]`.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     kafka: Table,
     admin: Option<Table>,
     storage: Table,
+    groups: Table,
     topics: Vec<(String, i32)>,
     links: Vec<Link>,
 }
@@ -32,6 +34,7 @@ impl NodeConfig {
             kafka: Table::default().with("listen", quoted("127.0.0.1:0")),
             admin: None,
             storage: Table::default(),
+            groups: Table::default(),
             topics: Vec::new(),
             links: Vec::new(),
         }
@@ -162,6 +165,20 @@ impl NodeConfig {
         self
     }
 
+    /// `groups.offsets_retention`: how long a group without members keeps offsets
+    /// that do not change.
+    pub fn offsets_retention(mut self, retention: Duration) -> Self {
+        self.groups.set("offsets_retention", duration(retention));
+        self
+    }
+
+    /// `groups.retention_check_interval`.
+    pub fn group_retention_check_interval(mut self, interval: Duration) -> Self {
+        self.groups
+            .set("retention_check_interval", duration(interval));
+        self
+    }
+
     /// A `[storage]` key with a TOML value as written, for values the daemon must refuse.
     pub fn storage_entry(mut self, key: &str, toml: &str) -> Self {
         self.storage.set(key, toml.to_string());
@@ -207,6 +224,9 @@ impl NodeConfig {
         }
         if !self.storage.0.is_empty() {
             self.storage.render("[storage]", &mut out);
+        }
+        if !self.groups.0.is_empty() {
+            self.groups.render("[groups]", &mut out);
         }
         for (name, partitions) in &self.topics {
             Table::default()

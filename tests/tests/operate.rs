@@ -453,6 +453,8 @@ fn every_setting_of_the_test_config_builder_passes_check_config() -> Result<()> 
         .retention_interval(Duration::from_millis(200))
         .max_partitions(15)
         .fault_fsync_delay(Duration::from_millis(1))
+        .offsets_retention(Duration::from_secs(2))
+        .group_retention_check_interval(Duration::from_millis(100))
         .topic("b_owned", 2)
         .link(|l| {
             l.start("latest")
