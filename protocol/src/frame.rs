@@ -25,12 +25,10 @@ pub enum FrameError {
     Negative(i32),
 }
 
-/// Splits one complete frame off the front of `buf`.
-///
-/// Returns `Ok(None)` while the frame is incomplete; in that case `buf` may have reserved
-/// room for the rest of the declared frame (never more). The returned frame is the body
-/// without its size prefix and shares `buf`'s allocation (no copy).
-pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, FrameError> {
+/// The length of the frame at the front of `buf`, size prefix included, once the prefix
+/// has arrived. Reserves nothing: a server that must not allocate what a peer merely
+/// claims grows its buffer as bytes arrive, and calls [`split_frame`] once this many are in.
+pub fn frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
     let Some(prefix) = buf.get(..SIZE_PREFIX_LEN) else {
         return Ok(None);
     };
@@ -39,7 +37,19 @@ pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, Fram
     if size > max {
         return Err(FrameError::TooLarge { size, max });
     }
-    let total = SIZE_PREFIX_LEN + size;
+    Ok(Some(SIZE_PREFIX_LEN + size))
+}
+
+/// Splits one complete frame off the front of `buf`.
+///
+/// Returns `Ok(None)` while the frame is incomplete; in that case `buf` may have reserved
+/// room for the rest of the declared frame (never more). The returned frame is the body
+/// without its size prefix and shares `buf`'s allocation (no copy).
+pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, FrameError> {
+    let Some(total) = frame_len(buf, max)? else {
+        return Ok(None);
+    };
+    let size = total - SIZE_PREFIX_LEN;
     if buf.len() < total {
         buf.reserve(total - buf.len());
         return Ok(None);
@@ -51,6 +61,20 @@ pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, Fram
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_len_reads_the_prefix_and_checks_it_without_reserving() {
+        assert_eq!(frame_len(&[0, 0, 0], 16), Ok(None));
+        assert_eq!(frame_len(&[0, 0, 0, 10, 1], 16), Ok(Some(14)));
+        assert_eq!(
+            frame_len(&[0, 0, 0, 17], 16),
+            Err(FrameError::TooLarge { size: 17, max: 16 })
+        );
+        assert_eq!(
+            frame_len(&[255, 255, 255, 255], 16),
+            Err(FrameError::Negative(-1))
+        );
+    }
 
     #[test]
     fn incomplete_prefix_needs_more_bytes() {

@@ -44,6 +44,8 @@ pub struct Config {
     #[serde(default)]
     pub storage: StorageSettings,
     #[serde(default)]
+    pub groups: GroupSettings,
+    #[serde(default)]
     pub links: Vec<LinkConfig>,
     /// Topics this node owns and accepts writes for.
     #[serde(default)]
@@ -75,6 +77,9 @@ pub struct KafkaListener {
     /// The largest request frame accepted; a larger one closes its connection.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+    /// Bytes of request buffers all connections may hold at once; over it, reading waits.
+    #[serde(default = "default_request_memory_bytes")]
+    pub request_memory_bytes: usize,
     /// Partitions one CreateTopics request may create, over all its topics.
     #[serde(default = "default_max_partitions_per_request")]
     pub max_partitions_per_request: i64,
@@ -127,15 +132,24 @@ fn default_max_request_bytes() -> usize {
     // Kafka's socket.request.max.bytes.
     100 * 1024 * 1024
 }
+fn default_request_memory_bytes() -> usize {
+    256 * 1024 * 1024
+}
 fn default_max_partitions_per_request() -> i64 {
     1000
 }
 
-/// The HTTP admin listener: `/metrics`, `/v1/status`, `/healthz`, `/readyz`.
+/// The HTTP admin listener: `/metrics`, `/v1/status`, `/healthz`, `/readyz`, failover.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminListener {
     pub listen: String,
+    /// A file holding the bearer token every request but the health probes must carry.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding that token, instead of `token_file`.
+    #[serde(default)]
+    pub token_env: Option<String>,
 }
 
 /// How mirror partitions are laid out and made durable.
@@ -171,6 +185,28 @@ impl Default for StorageSettings {
             max_partitions: 10_000,
             fault_fsync_delay: Duration::ZERO,
             fault_fsync_fail_after: None,
+        }
+    }
+}
+
+/// `[groups]`: consumer groups this node coordinates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupSettings {
+    /// Kafka's `offsets.retention.minutes`: a group with no members whose offsets have
+    /// not changed for this long expires, offsets and all.
+    #[serde(with = "humantime_serde")]
+    pub offsets_retention: Duration,
+    /// Kafka's `offsets.retention.check.interval.ms`: how often groups are checked.
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            offsets_retention: Duration::from_secs(7 * 24 * 60 * 60),
+            retention_check_interval: Duration::from_secs(600),
         }
     }
 }
@@ -302,12 +338,20 @@ impl Config {
         if self.kafka.max_request_bytes < 1024 {
             return Err(invalid("kafka.max_request_bytes", "must be at least 1024"));
         }
+        if self.kafka.request_memory_bytes < self.kafka.max_request_bytes + 1024 {
+            return Err(invalid(
+                "kafka.request_memory_bytes",
+                "must exceed kafka.max_request_bytes by at least 1024, or a request of that size \
+                 could never be read",
+            ));
+        }
         if let Some(adv) = &self.kafka.advertised {
             check_host_port("kafka.advertised", adv)?;
         }
         if let Some(admin) = &self.admin {
             check_socket_addr("admin.listen", &admin.listen)?;
         }
+        self.admin_token()?;
         self.listener_tls()?;
         self.persist_mode()?;
         if self.storage.segment_bytes < 1024 {
@@ -323,6 +367,15 @@ impl Config {
             return Err(invalid(
                 "kafka.max_partitions_per_request",
                 "must be at least 1",
+            ));
+        }
+        if self.groups.offsets_retention < Duration::from_secs(1) {
+            return Err(invalid("groups.offsets_retention", "must be at least 1s"));
+        }
+        if self.groups.retention_check_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "groups.retention_check_interval",
+                "must be at least 100ms",
             ));
         }
         if self.storage.max_partitions < 1 {
@@ -382,6 +435,14 @@ impl Config {
     /// The listener's TLS, its files loaded, when `[kafka.tls]` is set.
     pub fn listener_tls(&self) -> Result<Option<crate::tls::ServerTls>, ConfigError> {
         self.kafka.tls.as_ref().map(crate::tls::server).transpose()
+    }
+
+    /// The admin API's bearer token, read from its file or environment variable.
+    pub fn admin_token(&self) -> Result<Option<crate::admin::auth::AdminToken>, ConfigError> {
+        let Some(admin) = &self.admin else {
+            return Ok(None);
+        };
+        crate::admin::auth::load(admin, |name| std::env::var(name).ok())
     }
 
     /// The TLS of link `i`, its files loaded, when its `tls` table is set.

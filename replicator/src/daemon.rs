@@ -12,7 +12,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin;
 use crate::config::{Config, ConfigError};
-use crate::groups::Coordinator;
+use crate::groups::{Coordinator, GroupConfig};
 use crate::link::LinkRunner;
 use crate::mirror::{MirrorError, OwnTopicError, Store};
 use crate::server::{self, ServerContext};
@@ -88,7 +88,11 @@ impl Daemon {
                     source,
                 })?;
         let listener_tls = config.listener_tls()?;
-        let groups = Arc::new(Coordinator::open(&config.data_dir)?);
+        let group_config = GroupConfig {
+            offsets_retention: config.groups.offsets_retention,
+            ..GroupConfig::default()
+        };
+        let groups = Arc::new(Coordinator::open_with(&config.data_dir, group_config)?);
         // Transactions decided before a crash get their markers before any client is
         // served.
         let (data_dir, txn_store, txn_groups) =
@@ -138,6 +142,7 @@ impl Daemon {
                 let state = admin::AdminState {
                     status: status.clone(),
                     store: store.clone(),
+                    token: config.admin_token()?,
                 };
                 tasks.push(tokio::spawn(admin::serve(listener, state, stopped.clone())));
                 Some(addr)
@@ -147,6 +152,11 @@ impl Daemon {
         tasks.push(tokio::spawn(crate::retention::run(
             store.clone(),
             config.storage.retention_interval,
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::groups::expiry::run(
+            groups,
+            config.groups.retention_check_interval,
             stopped.clone(),
         )));
         tasks.push(tokio::spawn(flush_loop(store.clone(), stopped)));
@@ -225,6 +235,7 @@ fn server_context(
         advertised_port: port,
         cluster_id: format!("shadowlink-{}", config.data_dir.display()),
         max_frame_bytes: config.kafka.max_request_bytes,
+        request_budget: server::RequestBudget::new(config.kafka.request_memory_bytes),
         idle_timeout: config.kafka.idle_timeout,
         create_policy: server::CreatePolicy {
             links: config

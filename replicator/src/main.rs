@@ -45,6 +45,8 @@ enum Command {
         admin: String,
         #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
         format: StatusFormat,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Two nodes in this process, each owning topics and shadowing the other's: produce,
     /// watch the lag, stop region A, fail over to B, and verify every record.
@@ -65,7 +67,26 @@ enum Command {
         link: String,
         #[command(flatten)]
         topics: FailoverTopics,
+        #[command(flatten)]
+        token: TokenArgs,
     },
+}
+
+/// The admin API's bearer token, for a node with `[admin] token_file` or `token_env`.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// A file holding the admin token; without it the SHADOWLINK_ADMIN_TOKEN environment
+    /// variable is used when set.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    fn load(&self) -> anyhow::Result<Option<shadowlink::admin::auth::AdminToken>> {
+        Ok(shadowlink::admin::client::token(
+            self.token_file.as_deref(),
+        )?)
+    }
 }
 
 #[derive(clap::Args)]
@@ -127,17 +148,24 @@ fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Status { admin, format } => status(&admin, format),
+        Command::Status {
+            admin,
+            format,
+            token,
+        } => status(&admin, format, token.load()?.as_ref()),
         Command::Failover {
             admin,
             link,
             topics,
+            token,
         } => {
             let request = shadowlink::failover::FailoverRequest {
                 all: topics.all,
                 topics: topics.topics,
             };
-            let outcomes = shadowlink::admin::failover::request(&admin, &link, &request)?;
+            let token = token.load()?;
+            let outcomes =
+                shadowlink::admin::failover::request(&admin, token.as_ref(), &link, &request)?;
             print!("{}", shadowlink::admin::failover::render(&outcomes));
             Ok(())
         }
@@ -150,9 +178,13 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn status(admin: &str, format: StatusFormat) -> anyhow::Result<()> {
+fn status(
+    admin: &str,
+    format: StatusFormat,
+    token: Option<&shadowlink::admin::auth::AdminToken>,
+) -> anyhow::Result<()> {
     use shadowlink::admin::{client, table};
-    let json = client::fetch_json(admin)?;
+    let json = client::fetch_json(admin, token)?;
     let report = client::parse(admin, &json)?;
     match format {
         StatusFormat::Text => print!("{}", table::render(&report)),

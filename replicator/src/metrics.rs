@@ -35,6 +35,8 @@ struct Metrics {
     append_duration: HistogramVec,
     client_connections: IntGauge,
     kafka_requests: IntCounterVec,
+    request_bytes_reserved: IntGauge,
+    request_bytes_budget: IntGauge,
 }
 
 /// Kinds of fetch failure that are zero-initialized for every link, so a dashboard or
@@ -134,6 +136,10 @@ impl Metrics {
                 "Open client connections on the Kafka listener.").expect("valid")),
             kafka_requests: counters(&r, "shadowlink_kafka_requests_total",
                 "Requests received on the Kafka listener, by API.", &["api"]),
+            request_bytes_reserved: register(&r, IntGauge::new("shadowlink_kafka_request_bytes_reserved",
+                "Bytes of client request buffers held against the node-wide budget.").expect("valid")),
+            request_bytes_budget: register(&r, IntGauge::new("shadowlink_kafka_request_bytes_budget",
+                "The node-wide budget for client request buffers (kafka.request_memory_bytes).").expect("valid")),
             registry: r,
         }
     }
@@ -187,6 +193,18 @@ pub fn fetch_error(link: &str, error: &str) {
 /// Open connections on the Kafka listener.
 pub fn client_connections() -> &'static IntGauge {
     &METRICS.client_connections
+}
+
+/// Bytes of client request buffers reserved against the budget.
+pub fn request_bytes_reserved() -> &'static IntGauge {
+    &METRICS.request_bytes_reserved
+}
+
+/// The budget client request buffers are reserved against.
+pub fn request_budget(bytes: usize) {
+    METRICS
+        .request_bytes_budget
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
 }
 
 /// Counts one open Kafka client connection for as long as it lives; dropping it (when

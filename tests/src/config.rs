@@ -8,12 +8,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// The config of one node: `[kafka]`, `[admin]`, `[storage]`, `[[topics]]`, `[[links]]`.
+/// The config of one node: `[kafka]`, `[admin]`, `[storage]`, `[groups]`, `[[topics]]`,
+/// `[[links]]`.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     kafka: Table,
     admin: Option<Table>,
     storage: Table,
+    groups: Table,
     topics: Vec<(String, i32)>,
     links: Vec<Link>,
 }
@@ -32,6 +34,7 @@ impl NodeConfig {
             kafka: Table::default().with("listen", quoted("127.0.0.1:0")),
             admin: None,
             storage: Table::default(),
+            groups: Table::default(),
             topics: Vec::new(),
             links: Vec::new(),
         }
@@ -78,6 +81,18 @@ impl NodeConfig {
         self
     }
 
+    /// `kafka.max_request_bytes`: the largest request frame accepted.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.kafka.set("max_request_bytes", bytes.to_string());
+        self
+    }
+
+    /// `kafka.request_memory_bytes`: the node-wide budget for request buffers.
+    pub fn request_memory_bytes(mut self, bytes: usize) -> Self {
+        self.kafka.set("request_memory_bytes", bytes.to_string());
+        self
+    }
+
     /// `kafka.max_partitions_per_request`.
     pub fn max_partitions_per_request(mut self, n: i64) -> Self {
         self.kafka.set("max_partitions_per_request", n.to_string());
@@ -92,6 +107,16 @@ impl NodeConfig {
     /// An admin listener on `addr`, which need not be valid.
     pub fn admin_listen(mut self, addr: impl Display) -> Self {
         self.admin = Some(Table::default().with("listen", quoted(addr)));
+        self
+    }
+
+    /// `admin.token_file`: the admin API needs the bearer token this file holds.
+    ///
+    /// # Panics
+    /// When the config has no admin listener: the test is wrong, not the node.
+    pub fn admin_token_file(mut self, path: &Path) -> Self {
+        let admin = self.admin.as_mut().expect("an admin listener to protect");
+        admin.set("token_file", quoted(path.display()));
         self
     }
 
@@ -153,6 +178,20 @@ impl NodeConfig {
         self
     }
 
+    /// `groups.offsets_retention`: how long a group without members keeps offsets
+    /// that do not change.
+    pub fn offsets_retention(mut self, retention: Duration) -> Self {
+        self.groups.set("offsets_retention", duration(retention));
+        self
+    }
+
+    /// `groups.retention_check_interval`.
+    pub fn group_retention_check_interval(mut self, interval: Duration) -> Self {
+        self.groups
+            .set("retention_check_interval", duration(interval));
+        self
+    }
+
     /// A `[storage]` key with a TOML value as written, for values the daemon must refuse.
     pub fn storage_entry(mut self, key: &str, toml: &str) -> Self {
         self.storage.set(key, toml.to_string());
@@ -198,6 +237,9 @@ impl NodeConfig {
         }
         if !self.storage.0.is_empty() {
             self.storage.render("[storage]", &mut out);
+        }
+        if !self.groups.0.is_empty() {
+            self.groups.render("[groups]", &mut out);
         }
         for (name, partitions) in &self.topics {
             Table::default()

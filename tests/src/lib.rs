@@ -170,6 +170,11 @@ impl Process {
             .any(|line| parts.iter().all(|p| line.contains(p)))
     }
 
+    /// The process id, to read its `/proc` entries.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills with SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -406,7 +411,8 @@ pub struct Ran {
 }
 
 impl Ran {
-    fn of(command: &mut Command) -> std::io::Result<Ran> {
+    /// Runs `command` to the end.
+    pub fn of(command: &mut Command) -> std::io::Result<Ran> {
         let out = command.output()?;
         Ok(Ran {
             status: out.status,

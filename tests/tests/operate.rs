@@ -374,6 +374,10 @@ fn check_config_names_the_key_at_fault() -> Result<()> {
             "metadata_intervall",
         ),
         (at_x(good().persist("sometimes")), "storage.persist"),
+        (
+            at_x(good().request_memory_bytes(64 * 1024 * 1024)),
+            "kafka.request_memory_bytes",
+        ),
         (at_x(good().link(|l| l.include(&[]))), "links[0].include"),
         (
             at_x(good().link(|l| l.fetches_in_flight(0))),
@@ -400,10 +404,30 @@ fn check_config_names_the_key_at_fault() -> Result<()> {
         );
     }
     for example in ["region-a.toml", "region-b.toml"] {
-        let path = workspace_root().join("deploy").join(example);
-        let out = shadowlink(&["check-config", "--config", path.to_str().context("utf-8")?])?;
-        assert!(out.success(), "{example}: {}", out.stderr);
+        check_deploy_example(example)?;
     }
+    Ok(())
+}
+
+/// A deploy example passes check-config once the secrets it names under /etc/shadowlink
+/// exist (a certificate made here, a token), and fails while they are missing: the
+/// examples need TLS and an admin token.
+fn check_deploy_example(example: &str) -> Result<()> {
+    let text = std::fs::read_to_string(workspace_root().join("deploy").join(example))?;
+    let missing = check_config(&text)?;
+    assert!(!missing.success(), "{example} passed without its secrets");
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("tls"))?;
+    let certified = rcgen::generate_simple_self_signed(vec!["shadowlink.internal".to_string()])?;
+    std::fs::write(dir.path().join("tls/shadowlink.crt"), certified.cert.pem())?;
+    std::fs::write(
+        dir.path().join("tls/shadowlink.key"),
+        certified.signing_key.serialize_pem(),
+    )?;
+    std::fs::write(dir.path().join("admin-token"), "0b7e2f4c9a1d6e83\n")?;
+    let here = format!("{}/", dir.path().display());
+    let out = check_config(&text.replace("/etc/shadowlink/", &here))?;
+    assert!(out.success(), "{example}: {}", out.stderr);
     Ok(())
 }
 
@@ -412,17 +436,25 @@ fn check_config_names_the_key_at_fault() -> Result<()> {
 #[test]
 fn every_setting_of_the_test_config_builder_passes_check_config() -> Result<()> {
     let source: SocketAddr = "127.0.0.1:9092".parse()?;
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, "t0ken")?;
     let config = NodeConfig::linked_to(source)
         .listen("127.0.0.1:0")
         .max_connections(3)
         .idle_timeout(Duration::from_secs(2))
         .max_partitions_per_request(10)
+        .max_request_bytes(4096)
+        .request_memory_bytes(8192)
         .admin()
+        .admin_token_file(&token_file)
         .persist("always")
         .segment_bytes(2048)
         .retention_interval(Duration::from_millis(200))
         .max_partitions(15)
         .fault_fsync_delay(Duration::from_millis(1))
+        .offsets_retention(Duration::from_secs(2))
+        .group_retention_check_interval(Duration::from_millis(100))
         .topic("b_owned", 2)
         .link(|l| {
             l.start("latest")

@@ -1,8 +1,10 @@
 //! The admin API as a client sees it: `shadowlink status` and `shadowlink failover` talk
 //! to a node's admin listener over HTTP.
 
+use std::path::Path;
 use std::time::Duration;
 
+use super::auth::{AdminToken, TOKEN_ENV};
 use crate::status::StatusReport;
 
 /// Where `shadowlink status` looks without `--admin`: the port the deploy examples use.
@@ -15,22 +17,56 @@ pub enum StatusError {
     Http { url: String, reason: String },
     #[error("{url} did not answer with a status report: {reason}")]
     Body { url: String, reason: String },
+    #[error("cannot read the admin token: {0}")]
+    Token(String),
+}
+
+/// The token the CLI sends: from `--token-file` when given, else from the
+/// `SHADOWLINK_ADMIN_TOKEN` environment variable, else none.
+pub fn token(file: Option<&Path>) -> Result<Option<AdminToken>, StatusError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StatusError::Token(format!("{}: {e}", path.display())))?;
+        return AdminToken::new(&text)
+            .map(Some)
+            .ok_or_else(|| StatusError::Token(format!("{} holds no token", path.display())));
+    }
+    Ok(std::env::var(TOKEN_ENV)
+        .ok()
+        .and_then(|t| AdminToken::new(&t)))
+}
+
+/// `request` with the bearer token, when there is one.
+pub(super) fn authorized<B>(
+    request: ureq::RequestBuilder<B>,
+    token: Option<&AdminToken>,
+) -> ureq::RequestBuilder<B> {
+    match token {
+        Some(t) => request.header("authorization", format!("Bearer {}", t.as_str())),
+        None => request,
+    }
 }
 
 /// Fetches the raw JSON of `/v1/status` from the admin listener at `admin`
 /// (`http://host:port`, or `host:port`).
-pub fn fetch_json(admin: &str) -> Result<String, StatusError> {
+pub fn fetch_json(admin: &str, token: Option<&AdminToken>) -> Result<String, StatusError> {
     let url = admin_url(admin, "/v1/status");
-    let agent = agent();
     let http = |reason: String| StatusError::Http {
         url: url.clone(),
         reason,
     };
-    let mut response = agent.get(&url).call().map_err(|e| http(e.to_string()))?;
-    response
+    let mut response = authorized(agent().get(&url), token)
+        .call()
+        .map_err(|e| http(e.to_string()))?;
+    let code = response.status();
+    let text = response
         .body_mut()
         .read_to_string()
-        .map_err(|e| http(e.to_string()))
+        .map_err(|e| http(e.to_string()))?;
+    if !code.is_success() {
+        return Err(http(format!("{code}: {}", text.trim())));
+    }
+    Ok(text)
 }
 
 /// `path` on the admin listener at `admin` (`http://host:port` or `host:port`).

@@ -1,13 +1,15 @@
 //! `shadowlink failover`: asks a node's admin listener to fail topics over and prints
 //! the records each partition had at risk, known and possibly unseen.
 
-use super::client::{admin_url, agent, StatusError};
+use super::auth::AdminToken;
+use super::client::{admin_url, agent, authorized, StatusError};
 use super::table::{row, table};
 use crate::failover::{summarize, FailoverRequest, TopicOutcome};
 
 /// POSTs the failover of `request` for `link` to the node at `admin`.
 pub fn request(
     admin: &str,
+    token: Option<&AdminToken>,
     link: &str,
     request: &FailoverRequest,
 ) -> Result<Vec<TopicOutcome>, StatusError> {
@@ -17,8 +19,7 @@ pub fn request(
         reason,
     };
     let body = serde_json::to_string(request).map_err(|e| http(e.to_string()))?;
-    let mut response = agent()
-        .post(&url)
+    let mut response = authorized(agent().post(&url), token)
         .header("content-type", "application/json")
         .send(body)
         .map_err(|e| http(e.to_string()))?;

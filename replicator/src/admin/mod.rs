@@ -1,5 +1,9 @@
 //! The admin HTTP listener: Prometheus metrics, JSON status and health probes.
 //!
+//! With `[admin] token_file` or `token_env` set, every route but `/healthz` and
+//! `/readyz` needs `Authorization: Bearer <token>` and answers 401 with a JSON error
+//! without it.
+//!
 //! | route | answer |
 //! |---|---|
 //! | `GET /metrics` | Prometheus text exposition |
@@ -8,6 +12,7 @@
 //! | `GET /readyz` | 200 when every link is connected and no topic failed, else 503 with the reasons |
 //! | `POST /v1/links/{name}/failover` | body `{"all": true}` or `{"topics": [...]}`: fails them over, answers the records at risk per partition |
 
+pub mod auth;
 pub mod client;
 pub mod failover;
 pub mod table;
@@ -34,10 +39,13 @@ use crate::status::Status;
 pub struct AdminState {
     pub status: Arc<Status>,
     pub store: Arc<Store>,
+    /// The bearer token requests must carry; none leaves the API open (loopback only).
+    pub token: Option<auth::AdminToken>,
 }
 
 /// The admin routes, separate from the socket so tests can drive them directly.
 pub fn router(state: AdminState) -> Router {
+    let token = state.token.clone();
     Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
@@ -45,6 +53,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/links/{name}/failover", post(failover))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            auth::require_token,
+        ))
 }
 
 /// Binds the admin listener; `addr` may use port 0.

@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use shadowlink_storage::StorageError;
 use tokio::sync::Notify;
@@ -330,6 +331,39 @@ impl Coordinator {
             state.tick(Instant::now(), &self.config);
             state.has_members()
         })
+    }
+
+    /// Expires every group with no members whose offsets have not changed for
+    /// `offsets_retention` (Kafka's `offsets.retention.minutes`, as KIP-211 counts it for
+    /// empty groups): its offsets file is deleted and it is no longer listed. Returns the
+    /// expired group ids. Blocks on disk.
+    pub fn expire(&self, now: SystemTime) -> Result<Vec<String>, StorageError> {
+        let Some(cutoff) = now.checked_sub(self.config.offsets_retention) else {
+            return Ok(Vec::new());
+        };
+        let mut expired = Vec::new();
+        for group in self.offsets.unchanged_since(cutoff) {
+            if self.has_active_members(&group) || !self.offsets.remove_unchanged(&group, cutoff)? {
+                continue;
+            }
+            self.forget_if_empty(&group);
+            expired.push(group);
+        }
+        expired.sort();
+        Ok(expired)
+    }
+
+    /// Drops a group's membership state while it has no members, so ListGroups and
+    /// DescribeGroups no longer know it.
+    fn forget_if_empty(&self, group_id: &str) {
+        let mut map = self.map();
+        let empty = map.get(group_id).is_some_and(|g| {
+            let state = g.lock();
+            !state.has_members() && state.phase() == Phase::Empty
+        });
+        if empty {
+            map.remove(group_id);
+        }
     }
 
     /// Every group id with members or committed offsets, sorted.

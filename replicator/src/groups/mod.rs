@@ -3,12 +3,14 @@
 //!
 //! This node is the coordinator of every group (it is a one-broker cluster to clients).
 //! Membership lives in memory, as in Kafka a restart makes members rejoin; committed
-//! offsets are persisted and survive restarts. Two callers share this state: the Kafka
+//! offsets are persisted and survive restarts, until the group has had no members and no
+//! commit for `groups.offsets_retention`. Two callers share this state: the Kafka
 //! API handlers in `server::groups` and the link's offset sync, which copies the source's
 //! commits here.
 
 mod coordinator;
 mod error;
+pub mod expiry;
 mod group;
 mod offsets;
 #[cfg(test)]

@@ -12,10 +12,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use shadowlink_storage::{read_meta, write_meta, StorageError};
+use shadowlink_storage::{read_meta, sync_dir, write_meta, StorageError};
 
 /// Kafka's default `offset.metadata.max.bytes`.
 pub const MAX_METADATA_BYTES: usize = 4096;
@@ -48,11 +50,27 @@ struct FileEntry {
     committed: Committed,
 }
 
-#[derive(Default)]
 struct GroupOffsets {
     /// Held across a whole commit so that file writes of one group never overlap or reorder.
     write: Mutex<()>,
     committed: Mutex<BTreeMap<TopicPartition, Committed>>,
+    /// When the group last committed: the file's modification time after a restart,
+    /// since the file is rewritten on every commit.
+    changed: Mutex<SystemTime>,
+    /// Set, under `write`, once the group expired and its file is gone; a commit that
+    /// was waiting for `write` then starts over on a fresh slot.
+    expired: AtomicBool,
+}
+
+impl GroupOffsets {
+    fn new(committed: BTreeMap<TopicPartition, Committed>, changed: SystemTime) -> GroupOffsets {
+        GroupOffsets {
+            write: Mutex::new(()),
+            committed: Mutex::new(committed),
+            changed: Mutex::new(changed),
+            expired: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Committed offsets of every group on this node.
@@ -85,11 +103,10 @@ impl OffsetStore {
                     .into_iter()
                     .map(|e| (TopicPartition::new(e.topic, e.partition), e.committed))
                     .collect();
-                let group = GroupOffsets {
-                    write: Mutex::new(()),
-                    committed: Mutex::new(offsets),
-                };
-                groups.insert(file.group, Arc::new(group));
+                let changed = fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .unwrap_or_else(|_| SystemTime::now());
+                groups.insert(file.group, Arc::new(GroupOffsets::new(offsets, changed)));
             }
         }
         tracing::info!(groups = groups.len(), dir = %dir.display(), "committed offsets loaded");
@@ -102,7 +119,7 @@ impl OffsetStore {
     fn group(&self, group: &str) -> Arc<GroupOffsets> {
         lock(&self.groups)
             .entry(group.to_string())
-            .or_default()
+            .or_insert_with(|| Arc::new(GroupOffsets::new(BTreeMap::new(), SystemTime::now())))
             .clone()
     }
 
@@ -114,7 +131,12 @@ impl OffsetStore {
         entries: Vec<(TopicPartition, Committed)>,
     ) -> Result<(), StorageError> {
         let slot = self.group(group);
-        let _writing = lock(&slot.write);
+        let writing = lock(&slot.write);
+        if slot.expired.load(Ordering::Acquire) {
+            // The group expired while this commit waited; the next slot is a fresh one.
+            drop(writing);
+            return self.commit(group, entries);
+        }
         let mut next = lock(&slot.committed).clone();
         next.extend(entries);
         let file = GroupFile {
@@ -130,7 +152,40 @@ impl OffsetStore {
         };
         write_meta(&self.dir.join(file_name(group)), &file)?;
         *lock(&slot.committed) = next;
+        *lock(&slot.changed) = SystemTime::now();
         Ok(())
+    }
+
+    /// Groups whose last commit was at or before `cutoff`.
+    pub fn unchanged_since(&self, cutoff: SystemTime) -> Vec<String> {
+        lock(&self.groups)
+            .iter()
+            .filter(|(_, slot)| *lock(&slot.changed) <= cutoff)
+            .map(|(group, _)| group.clone())
+            .collect()
+    }
+
+    /// Deletes `group`'s offsets, file first, if it has not committed since `cutoff`;
+    /// whether it did. A commit racing with this lands either before (and the group
+    /// stays) or after, in a new file.
+    pub fn remove_unchanged(&self, group: &str, cutoff: SystemTime) -> Result<bool, StorageError> {
+        let Some(slot) = lock(&self.groups).get(group).cloned() else {
+            return Ok(false);
+        };
+        let _writing = lock(&slot.write);
+        if slot.expired.load(Ordering::Acquire) || *lock(&slot.changed) > cutoff {
+            return Ok(false);
+        }
+        let path = self.dir.join(file_name(group));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(io_error("deleting", &path, source)),
+        }
+        sync_dir(&self.dir)?;
+        slot.expired.store(true, Ordering::Release);
+        lock(&self.groups).remove(group);
+        Ok(true)
     }
 
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {

@@ -469,3 +469,39 @@ async fn committed_offsets_persist_and_node_commits_defer_to_members() {
     );
     assert!(!reopened.has_active_members("synced"));
 }
+
+#[tokio::test]
+async fn groups_without_members_expire_once_their_offsets_are_older_than_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = Duration::from_secs(60);
+    let config = GroupConfig {
+        offsets_retention: retention,
+        ..GroupConfig::default()
+    };
+    let coordinator = Coordinator::open_with(dir.path(), config.clone()).unwrap();
+    for group in ["idle", "busy"] {
+        coordinator
+            .commit_offsets(group, &[("t".into(), 0, 5)])
+            .unwrap();
+    }
+    let joined = coordinator.join("busy", request("", false)).await;
+    assert_eq!(joined.error, None);
+    let now = std::time::SystemTime::now();
+    assert_eq!(coordinator.expire(now).unwrap(), Vec::<String>::new());
+
+    let later = now + retention + Duration::from_secs(1);
+    assert_eq!(coordinator.expire(later).unwrap(), vec!["idle".to_string()]);
+    assert!(coordinator.committed("idle").is_empty());
+    assert_eq!(coordinator.list_groups(), vec!["busy".to_string()]);
+    assert!(coordinator.describe("idle").is_none());
+
+    // Removal is on disk too; a later commit starts the group afresh.
+    let reopened = Coordinator::open_with(dir.path(), config.clone()).unwrap();
+    assert_eq!(reopened.list_groups(), vec!["busy".to_string()]);
+    coordinator
+        .commit_offsets("idle", &[("t".into(), 0, 9)])
+        .unwrap();
+    assert_eq!(coordinator.committed("idle"), vec![("t".into(), 0, 9)]);
+    let reopened = Coordinator::open_with(dir.path(), config).unwrap();
+    assert_eq!(reopened.committed("idle"), vec![("t".into(), 0, 9)]);
+}

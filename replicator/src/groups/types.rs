@@ -17,6 +17,9 @@ pub struct GroupConfig {
     /// Kafka's `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
+    /// Kafka's `offsets.retention.minutes`: a group with no members whose offsets have
+    /// not changed for this long expires, offsets and all.
+    pub offsets_retention: Duration,
 }
 
 impl Default for GroupConfig {
@@ -25,6 +28,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay: Duration::from_secs(3),
             min_session_timeout: Duration::from_secs(1),
             max_session_timeout: Duration::from_secs(30 * 60),
+            offsets_retention: Duration::from_secs(7 * 24 * 60 * 60),
         }
     }
 }

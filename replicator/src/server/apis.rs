@@ -162,6 +162,7 @@ mod tests {
             advertised_port: 9092,
             cluster_id: "cluster".into(),
             max_frame_bytes: 1 << 20,
+            request_budget: super::super::RequestBudget::new(2 << 20),
             idle_timeout: Duration::from_secs(1),
             create_policy: CreatePolicy {
                 links: vec![],

@@ -7,13 +7,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use shadowlink_protocol::frame::split_frame;
 use shadowlink_protocol::request::{parse_header, RequestError, RequestHeader};
 use shadowlink_protocol::response::api_versions_unsupported;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::budget::{FrameBuffer, Reservation};
 use super::{apis, Reply, ServerContext};
 use crate::tls::BoxStream;
 
@@ -37,7 +37,8 @@ pub struct Connection {
     stream: BoxStream,
     peer: SocketAddr,
     context: Arc<ServerContext>,
-    buf: BytesMut,
+    /// Reserved against the node's request budget as it grows.
+    buf: FrameBuffer,
 }
 
 impl Connection {
@@ -45,14 +46,14 @@ impl Connection {
         Connection {
             stream,
             peer,
+            buf: FrameBuffer::new(&context.request_budget, context.max_frame_bytes),
             context,
-            buf: BytesMut::with_capacity(8 * 1024),
         }
     }
 
     pub async fn run(mut self) {
         loop {
-            let frame = match self.read_frame().await {
+            let (frame, held) = match self.read_frame().await {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return,
                 Err(e) => return self.close(e),
@@ -60,6 +61,8 @@ impl Connection {
             if let Err(e) = self.handle(frame).await {
                 return self.close(e);
             }
+            drop(held);
+            self.buf.release_if_empty();
         }
     }
 
@@ -72,16 +75,20 @@ impl Connection {
         }
     }
 
-    /// The next complete frame, or `None` when the client closed cleanly.
-    async fn read_frame(&mut self) -> Result<Option<Bytes>, ConnectionError> {
+    /// The next complete frame and the budget its bytes hold, or `None` when the client
+    /// closed cleanly.
+    async fn read_frame(&mut self) -> Result<Option<(Bytes, Reservation)>, ConnectionError> {
         loop {
-            if let Some(frame) = split_frame(&mut self.buf, self.context.max_frame_bytes)? {
+            if let Some(frame) = self.buf.split()? {
                 return Ok(Some(frame));
             }
-            let read = tokio::time::timeout(
-                self.context.idle_timeout,
-                self.stream.read_buf(&mut self.buf),
-            );
+            let (buf, stream) = (&mut self.buf, &mut self.stream);
+            // Waiting for budget counts as idle too, so stalled partial frames give
+            // theirs back after the idle timeout.
+            let read = tokio::time::timeout(self.context.idle_timeout, async move {
+                let room = buf.make_room().await?;
+                Ok::<_, ConnectionError>(stream.read_buf(room).await?)
+            });
             match read.await {
                 Err(_) => return Err(ConnectionError::Idle),
                 Ok(Ok(0)) if self.buf.is_empty() => return Ok(None),
@@ -93,7 +100,7 @@ impl Connection {
                     .into())
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e.into()),
+                Ok(Err(e)) => return Err(e),
             }
         }
     }

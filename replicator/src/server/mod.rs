@@ -7,6 +7,7 @@ mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
 mod apis;
+mod budget;
 mod connection;
 mod create_partitions;
 mod create_topics;
@@ -42,6 +43,7 @@ use crate::mirror::Store;
 use crate::tls::{BoxStream, ServerTls};
 use crate::txn::TxnCoordinator;
 
+pub use budget::RequestBudget;
 pub use create_topics::CreatePolicy;
 
 /// This node's id in every Metadata answer; a node is a one-broker cluster to clients.
@@ -56,6 +58,8 @@ pub struct ServerContext {
     pub advertised_port: i32,
     pub cluster_id: String,
     pub max_frame_bytes: usize,
+    /// What every connection's read buffer is reserved against.
+    pub request_budget: RequestBudget,
     pub idle_timeout: Duration,
     pub create_policy: CreatePolicy,
 }
