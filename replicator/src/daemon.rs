@@ -86,12 +86,17 @@ impl Daemon {
                     source,
                 })?;
         let listener_tls = config.listener_tls()?;
+        let listener_sasl = config.listener_sasl()?.map(Arc::new);
+        if let Some(sasl) = &listener_sasl {
+            crate::metrics::declare_sasl(&sasl.mechanisms);
+        }
         let groups = Arc::new(Coordinator::open(&config.data_dir)?);
         let context = Arc::new(server_context(
             &config,
             kafka_addr,
             store.clone(),
             groups.clone(),
+            listener_sasl,
         ));
         tasks.push(tokio::spawn(server::serve(
             listener,
@@ -105,6 +110,7 @@ impl Daemon {
         let status = Arc::new(Status::new(kafka_addr.to_string()));
         for (i, mut link) in config.links().into_iter().enumerate() {
             link.tls = config.link_tls(i)?;
+            link.sasl = config.link_sasl(i)?;
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
             let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone());
@@ -192,6 +198,7 @@ fn server_context(
     bound: SocketAddr,
     store: Arc<Store>,
     groups: Arc<Coordinator>,
+    sasl: Option<Arc<crate::sasl::ListenerSasl>>,
 ) -> ServerContext {
     // With no explicit advertised address, clients are told the address actually bound,
     // which differs from `listen` when that asks for port 0.
@@ -218,6 +225,7 @@ fn server_context(
             max_partitions_per_request: config.kafka.max_partitions_per_request,
             max_partitions: config.storage.max_partitions,
         },
+        sasl,
     }
 }
 

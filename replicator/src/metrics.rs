@@ -35,6 +35,7 @@ struct Metrics {
     append_duration: HistogramVec,
     client_connections: IntGauge,
     kafka_requests: IntCounterVec,
+    sasl_authentications: IntCounterVec,
 }
 
 /// Kinds of fetch failure that are zero-initialized for every link, so a dashboard or
@@ -48,6 +49,7 @@ pub const FETCH_ERROR_KINDS: &[&str] = &[
     "broker_error",
     "unsupported",
     "encode",
+    "authentication",
 ];
 
 /// Latency buckets from 0.5 ms to 30 s: fetches long-poll for up to 500 ms, appends
@@ -133,6 +135,9 @@ impl Metrics {
                 "Open client connections on the Kafka listener.").expect("valid")),
             kafka_requests: counters(&r, "shadowlink_kafka_requests_total",
                 "Requests received on the Kafka listener, by API.", &["api"]),
+            sasl_authentications: counters(&r, "shadowlink_sasl_authentications_total",
+                "SASL authentications on the Kafka listener, by mechanism (\"none\" for an unsupported one) and result.",
+                &["mechanism", "result"]),
             registry: r,
         }
     }
@@ -202,6 +207,27 @@ impl ClientConnection {
 impl Drop for ClientConnection {
     fn drop(&mut self) {
         METRICS.client_connections.dec();
+    }
+}
+
+/// One SASL authentication on the listener that succeeded or failed.
+pub fn sasl_authentication(mechanism: Option<crate::sasl::Mechanism>, success: bool) {
+    let mechanism = mechanism.map_or("none", |m| m.name());
+    let result = if success { "success" } else { "failure" };
+    METRICS
+        .sasl_authentications
+        .with_label_values(&[mechanism, result])
+        .inc();
+}
+
+/// Declares the SASL series of the listener's mechanisms, so each reads 0 from the start.
+pub fn declare_sasl(mechanisms: &[crate::sasl::Mechanism]) {
+    for mechanism in mechanisms {
+        for result in ["success", "failure"] {
+            METRICS
+                .sasl_authentications
+                .with_label_values(&[mechanism.name(), result]);
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use shadowlink_protocol::batch::{BatchError, BatchWalker};
 use super::offsets::{self, EARLIEST, LATEST};
 use super::writer::WriteJob;
 use super::{Backoff, LinkRunner, TopicPartition};
+use crate::sasl::ClientSasl;
 use crate::source::{SourceClient, SourceError};
 use crate::status::SourceOffsets;
 use crate::tls::ClientTls;
@@ -80,11 +81,13 @@ impl LinkRunner {
             let cached = self.cluster.fetch_client(&addr);
             let client_id = self.link.config.client_id.clone();
             let tls = self.cluster.tls().cloned();
+            let sasl = self.cluster.sasl().cloned();
             let target = FetchTarget {
                 broker,
                 addr,
                 client_id,
                 tls,
+                sasl,
             };
             requests.push(Box::pin(send_fetch(target, cached, keys, request))
                 as BoxFuture<'static, FetchOutcome>);
@@ -399,6 +402,7 @@ struct FetchTarget {
     addr: String,
     client_id: String,
     tls: Option<ClientTls>,
+    sasl: Option<ClientSasl>,
 }
 
 async fn send_fetch(
@@ -413,11 +417,12 @@ async fn send_fetch(
         addr,
         client_id,
         tls,
+        sasl,
     } = target;
     let (client, fresh) = match cached {
         Some(c) => (Ok(c), false),
         None => (
-            SourceClient::connect(&addr, &client_id, tls.as_ref()).await,
+            SourceClient::connect(&addr, &client_id, tls.as_ref(), sasl.as_ref()).await,
             true,
         ),
     };

@@ -124,6 +124,7 @@ impl LinkRunner {
             link.config.bootstrap.clone(),
             link.config.client_id.clone(),
             link.tls.clone(),
+            link.sasl.clone(),
         );
         crate::metrics::register_link(&link.config.name);
         LinkRunner {

@@ -5,6 +5,7 @@
 mod alter_configs;
 mod api_versions;
 mod apis;
+mod authenticate;
 mod connection;
 mod create_partitions;
 mod create_topics;
@@ -37,6 +38,7 @@ use crate::groups::Coordinator;
 use crate::mirror::Store;
 use crate::tls::{BoxStream, ServerTls};
 
+pub use authenticate::Principal;
 pub use create_topics::CreatePolicy;
 
 /// This node's id in every Metadata answer; a node is a one-broker cluster to clients.
@@ -52,6 +54,8 @@ pub struct ServerContext {
     pub max_frame_bytes: usize,
     pub idle_timeout: Duration,
     pub create_policy: CreatePolicy,
+    /// When set, clients must authenticate before anything but ApiVersions is served.
+    pub sasl: Option<Arc<crate::sasl::ListenerSasl>>,
 }
 
 /// A handler's answer: a frame to write, or a zero-copy chunk list.
@@ -136,7 +140,7 @@ pub async fn serve(
             let _connected = crate::metrics::ClientConnection::open();
             let timeout = context.idle_timeout;
             if let Some(stream) = secure(stream, peer, tls.as_ref(), timeout).await {
-                connection::Connection::new(stream, peer, context)
+                connection::Connection::new(stream, peer, context, Principal::Anonymous)
                     .run()
                     .await;
             }

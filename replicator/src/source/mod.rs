@@ -1,5 +1,6 @@
 //! The Kafka client side: talking to a link's source cluster.
 
+mod authenticate;
 mod connection;
 pub mod metadata;
 
@@ -63,6 +64,9 @@ pub enum SourceError {
     NoBroker { last: Option<Box<SourceError>> },
     #[error("request to {addr} timed out")]
     Timeout { addr: String },
+    /// The source refused the link's SASL credentials, or the exchange failed.
+    #[error("SASL authentication to {addr} failed: {reason}")]
+    Authentication { addr: String, reason: String },
 }
 
 impl SourceError {
@@ -78,6 +82,7 @@ impl SourceError {
             SourceError::Broker { .. } => "broker_error",
             SourceError::UnknownBroker { .. } | SourceError::NoBroker { .. } => "no_broker",
             SourceError::Timeout { .. } => "timeout",
+            SourceError::Authentication { .. } => "authentication",
         }
     }
 
@@ -91,6 +96,7 @@ impl SourceError {
                 | SourceError::UnknownBroker { .. }
                 | SourceError::NoBroker { .. }
                 | SourceError::Timeout { .. }
+                | SourceError::Authentication { .. }
         )
     }
 }
@@ -105,6 +111,9 @@ fn our_max_version(api: ApiKey) -> i16 {
         ApiKey::OffsetForLeaderEpoch => 4,
         ApiKey::DescribeConfigs => 4,
         ApiKey::ApiVersions => 3,
+        // v1 carries the tokens in SaslAuthenticate (KIP-152).
+        ApiKey::SaslHandshake => 1,
+        ApiKey::SaslAuthenticate => 1,
         // `shadowlink demo`'s producers (topic names, not ids).
         ApiKey::Produce => 9,
         // Offset sync. FindCoordinator v4 batches keys; OffsetFetch v8+ is batched too,
@@ -125,12 +134,13 @@ pub struct SourceClient {
 }
 
 impl SourceClient {
-    /// Connects (over TLS when `tls` is given) and negotiates versions with ApiVersions
-    /// (KIP-511 fallback included).
+    /// Connects (over TLS when `tls` is given), negotiates versions with ApiVersions
+    /// (KIP-511 fallback included) and, when `sasl` is given, authenticates.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         tls: Option<&crate::tls::ClientTls>,
+        sasl: Option<&crate::sasl::ClientSasl>,
     ) -> Result<SourceClient, SourceError> {
         let conn = Connection::connect(addr, tls).await?;
         let mut client = SourceClient {
@@ -139,6 +149,9 @@ impl SourceClient {
             versions: HashMap::new(),
         };
         client.negotiate().await?;
+        if let Some(sasl) = sasl {
+            client.authenticate(sasl).await?;
+        }
         Ok(client)
     }
 
