@@ -242,10 +242,10 @@ fn trim_newline(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-/// A fresh SCRAM nonce: 24 random bytes, base64 (printable, no commas).
+/// A fresh SCRAM nonce: 24 random bytes in hex, so it never holds the `,` that ends a
+/// SCRAM attribute.
 pub fn nonce() -> Result<String, getrandom::Error> {
-    use base64::Engine;
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes)?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

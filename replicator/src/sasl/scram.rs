@@ -312,7 +312,9 @@ impl ScramServerFinal {
         if binding != self.gs2_header.as_bytes() {
             return Err(ScramError::ChannelBinding);
         }
-        if attribute(attributes.next(), 'r')? != self.nonce {
+        // Kafka's ScramSaslServer checks only that the nonce ends with the one it sent:
+        // librdkafka 2.0 (kcat's) repeats its own nonce in front of it.
+        if !attribute(attributes.next(), 'r')?.ends_with(&self.nonce) {
             return Err(ScramError::NonceMismatch);
         }
         if attributes.next().is_some() {

@@ -117,6 +117,39 @@ fn sha_512_client_and_server_agree_and_plain_matches_the_same_credential() {
 }
 
 #[test]
+fn a_client_final_nonce_need_only_end_with_the_servers_as_kafka_accepts() {
+    let stored = ScramCredential::new(ScramHash::Sha256, b"pencil", b"salt", 4096);
+    let first = |cnonce: &str| {
+        ScramServer::new(ScramHash::Sha256)
+            .first(
+                format!("n,,n=user,r={cnonce}").as_bytes(),
+                |_| Some(stored.clone()),
+                "srv",
+            )
+            .unwrap()
+    };
+    // librdkafka 2.0 sends `r=<client nonce><client nonce><server nonce>`, and signs that.
+    let (state, _) = first("abc");
+    let server_first = "r=abcsrv,s=c2FsdA==,i=4096";
+    let client = ScramClient::new(ScramHash::Sha256, "user", b"pencil", "abc");
+    let (_, client_final) = client.respond(server_first.as_bytes()).unwrap();
+    let bare = String::from_utf8(client_final).unwrap();
+    assert!(bare.starts_with("c=biws,r=abcsrv,p="), "{bare}");
+    let salted = ScramHash::Sha256.salted_password(b"pencil", b"salt", 4096);
+    let client_key = ScramHash::Sha256.hmac(&salted, b"Client Key");
+    let doubled = "c=biws,r=abcabcsrv";
+    let signed = auth_message("n=user,r=abc", server_first, doubled);
+    let signature = ScramHash::Sha256.hmac(&ScramHash::Sha256.digest(&client_key), &signed);
+    let proof = BASE64.encode(xor(&client_key, &signature));
+    assert!(state
+        .finish(format!("{doubled},p={proof}").as_bytes())
+        .is_ok());
+    let (state, _) = first("abc");
+    let other = state.finish(format!("c=biws,r=abcother,p={proof}").as_bytes());
+    assert!(matches!(other, Err(ScramError::NonceMismatch)));
+}
+
+#[test]
 fn kafka_dialect_refusals() {
     let server = |first: &str| {
         ScramServer::new(ScramHash::Sha256)
