@@ -102,9 +102,8 @@ pub struct ListenerSaslConfig {
     /// clear, so it must be asked for.
     #[serde(default)]
     pub allow_plaintext: bool,
-    /// A failed authentication is answered after this delay, then the connection closes,
-    /// so one connection cannot try passwords quickly (Kafka's
-    /// `connection.failed.authentication.delay.ms`).
+    /// After a failed authentication is answered, the connection closes only after this
+    /// delay (Kafka's `connection.failed.authentication.delay.ms`).
     #[serde(default = "default_failed_delay", with = "humantime_serde")]
     pub failed_authentication_delay: Duration,
 }

@@ -3,8 +3,8 @@
 //! Before authentication only ApiVersions (once, before the handshake), SaslHandshake
 //! and SaslAuthenticate are served, as Kafka's `SaslServerAuthenticator` does. After a
 //! v0 handshake the tokens travel as bare size-prefixed frames with no Kafka header;
-//! after v1 they travel in SaslAuthenticate requests. Every refusal closes the
-//! connection, after the configured delay.
+//! after v1 they travel in SaslAuthenticate requests. Every refusal is answered at once
+//! and closes the connection after the configured delay.
 
 use std::sync::Arc;
 
@@ -64,7 +64,7 @@ pub enum Step {
     Continue(Reply),
     /// Write the reply; from now on the connection serves requests as `principal`.
     Authenticated(Reply, Principal),
-    /// Wait the failed-authentication delay, write the reply if any, then close.
+    /// Write the reply if any, wait the failed-authentication delay, then close.
     Refused(Option<Reply>, ConnectionError),
 }
 
@@ -108,7 +108,7 @@ impl Authenticator {
         }
     }
 
-    /// The delay before a refusal is written.
+    /// How long a refused connection stays open, answered, before it closes.
     pub fn failed_delay(&self) -> std::time::Duration {
         self.sasl.failed_delay
     }

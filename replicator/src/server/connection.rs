@@ -191,7 +191,9 @@ impl Connection {
     }
 
     /// Carries out an authentication step: answer and go on, answer and serve from now
-    /// on, or (after the failed-authentication delay) answer and close.
+    /// on, or answer and close after the failed-authentication delay. As in Kafka, the
+    /// refusal is written at once and only the close waits, so the client reads why it
+    /// failed, and one connection cannot try credentials quickly.
     async fn follow(&mut self, step: Step) -> Result<(), ConnectionError> {
         match step {
             Step::Continue(reply) => self.write(reply).await,
@@ -202,13 +204,14 @@ impl Connection {
                 self.write(reply).await
             }
             Step::Refused(reply, error) => {
+                if let Some(reply) = reply {
+                    self.write(reply).await?;
+                    self.stream.flush().await?;
+                }
                 if let Some(auth) = &self.authenticator {
                     tokio::time::sleep(auth.failed_delay()).await;
                 }
-                if let Some(reply) = reply {
-                    self.write(reply).await?;
-                    self.linger().await;
-                }
+                self.linger().await;
                 Err(error)
             }
         }
