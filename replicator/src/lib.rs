@@ -39,4 +39,5 @@ pub mod server;
 pub mod source;
 pub mod status;
 pub mod tls;
+mod tls_subject;
 pub mod topic_partition;

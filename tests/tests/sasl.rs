@@ -703,3 +703,41 @@ fn sasl_batches(source: SocketAddr, ca: &Path, partition: i32) -> Result<Vec<(i6
     client.authenticate_plain(USER, PASSWORD)?;
     client.read_batches("a_orders", partition, 0)
 }
+
+/// A verified TLS client certificate makes the connection's principal its subject; a
+/// SASL login replaces it with the user.
+#[test]
+fn the_principal_is_the_tls_subject_or_the_sasl_user() -> Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let users = add_user(dir.path())?;
+    let mutual = pki.listener(NodeConfig::owner().topic("t_mtls", 2), true);
+    let debug = [("RUST_LOG", "info,shadowlink::server=debug")];
+    let node = Node::start_with_env(&mutual, &debug)?;
+    let (addr, ca_path) = (node.kafka.to_string(), pki.ca().display().to_string());
+    let cert = pki.path("client.pem").display().to_string();
+    let key = pki.path("client.key").display().to_string();
+    let args = [
+        "connect", &addr, "t_mtls", "0", "--ca", &ca_path, "--cert", &cert, "--key", &key,
+    ];
+    let out = python("tls_client.py", &args)?;
+    ensure!(out.trim() == "connected", "{out}");
+    eventually(Duration::from_secs(10), || {
+        let seen = node
+            .process
+            .logged(&["TLS client connected", "principal=User:CN="]);
+        Ok(seen.then_some(()))
+    })?;
+
+    let node = Node::start(&sasl_ssl(&pki, &users, NodeConfig::owner().topic("t", 1)))?;
+    let ca = pki.ca();
+    let login = Login::ssl("SCRAM-SHA-512", &ca);
+    let out = run(Lib::Confluent, Mode::Connect, node.kafka, "t", 0, &login)?;
+    ensure!(out == "connected", "{out}");
+    eventually(Duration::from_secs(10), || {
+        let seen = node
+            .process
+            .logged(&["client authenticated", "principal=User:alice"]);
+        Ok(seen.then_some(()))
+    })
+}

@@ -248,3 +248,55 @@ pub fn nonce() -> Result<String, getrandom::Error> {
     getrandom::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn err_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sasl_settings_that_cannot_work_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users.json");
+        let base = "data_dir = \"d\"\n[kafka]\nlisten = \"127.0.0.1:9092\"\n";
+        let listener = |extra: &str| {
+            format!("{base}sasl = {{ mechanisms = [\"PLAIN\"], users_file = {users:?}{extra} }}\n")
+        };
+        let e = err_of(&listener(", allow_plaintext = true"));
+        assert!(e.starts_with("`kafka.sasl.users_file`"), "{e}");
+        super::Users::add_to_file(&users, "alice", b"pw", &[super::ScramHash::Sha256], 4096)
+            .unwrap();
+        assert!(Config::parse(&listener(", allow_plaintext = true")).is_ok());
+        let e = err_of(&listener(""));
+        assert!(
+            e.starts_with("`kafka.sasl`") && e.contains("allow_plaintext"),
+            "{e}"
+        );
+        let e = err_of(&listener(", allow_plaintext = true").replace("PLAIN", "GSSAPI"));
+        assert!(e.contains("GSSAPI"), "{e}");
+
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret-value\n").unwrap();
+        let link = |sasl: &str| {
+            format!(
+                "{base}[[links]]\nname = \"a\"\nbootstrap = [\"h:9092\"]\ninclude = [\"*\"]\n\
+                 sasl = {{ mechanism = \"SCRAM-SHA-512\", username = \"u\", allow_plaintext = true{sasl} }}\n"
+            )
+        };
+        let e = err_of(&link(", password_env = \"SHADOWLINK_TEST_UNSET_SECRET\""));
+        assert!(e.starts_with("`links[0].sasl.password_env`"), "{e}");
+        let both = format!(", password_env = \"X\", password_file = {secret:?}");
+        let e = err_of(&link(&both));
+        assert!(
+            e.starts_with("`links[0].sasl`") && e.contains("exactly one"),
+            "{e}"
+        );
+        let config = Config::parse(&link(&format!(", password_file = {secret:?}"))).unwrap();
+        let sasl = config.link_sasl(0).unwrap().unwrap();
+        assert_eq!(sasl.password.bytes(), b"s3cret-value");
+        assert!(!format!("{sasl:?}").contains("s3cret"), "{sasl:?}");
+    }
+}

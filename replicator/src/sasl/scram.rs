@@ -183,7 +183,7 @@ fn escape_name(name: &str) -> String {
 }
 
 /// The value of attribute `key` (`r` for `r=...`), which must be `part`.
-fn attribute<'a>(part: Option<&'a str>, key: char) -> Result<&'a str, ScramError> {
+fn attribute(part: Option<&str>, key: char) -> Result<&str, ScramError> {
     let part = part.ok_or(ScramError::Malformed("a SCRAM attribute is missing"))?;
     let mut chars = part.chars();
     match (chars.next(), chars.next()) {

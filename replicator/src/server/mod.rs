@@ -88,19 +88,24 @@ pub struct Limits {
 }
 
 /// Runs the TLS handshake when the listener has TLS. A failed handshake closes only
-/// this connection, with a log line naming the client.
+/// this connection, with a log line naming the client. The principal is the verified
+/// client certificate's subject, else anonymous.
 async fn secure(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<&ServerTls>,
     timeout: Duration,
-) -> Option<BoxStream> {
+) -> Option<(BoxStream, Principal)> {
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
-        return Some(Box::new(stream));
+        return Some((Box::new(stream), Principal::Anonymous));
     };
     match tls.accept(stream, timeout).await {
-        Ok(stream) => Some(stream),
+        Ok((stream, subject)) => {
+            let principal = subject.map_or(Principal::Anonymous, Principal::TlsSubject);
+            tracing::debug!(%peer, %principal, "TLS client connected");
+            Some((stream, principal))
+        }
         Err(error) => {
             tracing::info!(%peer, %error, "TLS handshake failed; connection closed");
             None
@@ -139,8 +144,8 @@ pub async fn serve(
         tokio::spawn(async move {
             let _connected = crate::metrics::ClientConnection::open();
             let timeout = context.idle_timeout;
-            if let Some(stream) = secure(stream, peer, tls.as_ref(), timeout).await {
-                connection::Connection::new(stream, peer, context, Principal::Anonymous)
+            if let Some((stream, principal)) = secure(stream, peer, tls.as_ref(), timeout).await {
+                connection::Connection::new(stream, peer, context, principal)
                     .run()
                     .await;
             }
