@@ -623,7 +623,7 @@ fn a_link_mirrors_a_sasl_ssl_source_and_reports_a_wrong_password() -> Result<()>
     let pki = Pki::new()?;
     let dir = tempfile::tempdir()?;
     let users = add_user(dir.path())?;
-    let source_config = NodeConfig::owner().topic("a_orders", 2).kafka_sasl(
+    let source_config = NodeConfig::owner().topic("a_orders", 2).admin().kafka_sasl(
         &["SCRAM-SHA-512", "PLAIN"],
         &users,
         DELAY,
@@ -694,7 +694,12 @@ fn a_link_mirrors_a_sasl_ssl_source_and_reports_a_wrong_password() -> Result<()>
         copied.as_ref().map_or(true, Vec::is_empty),
         "mirrored with a wrong password"
     );
-    Ok(())
+    // The link keeps trying: the source counts further refused logins.
+    let refused = authentications(&source, "SCRAM-SHA-512", "failure")?;
+    eventually(Duration::from_secs(30), || {
+        let now = authentications(&source, "SCRAM-SHA-512", "failure")?;
+        Ok((now > refused).then_some(()))
+    })
 }
 
 /// The batches of `a_orders` `partition` as the SASL_SSL source serves them.
