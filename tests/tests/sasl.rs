@@ -3,6 +3,7 @@
 //! to confluent-kafka, kafka-python, kafkajs and kcat; and a link authenticating to a
 //! SASL_SSL source. Certificates are made at test time.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ use kafka_protocol::messages::{
     SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use shadowlink_protocol::batch::testing::build_batch;
+use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::pki::Pki;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::{
@@ -745,4 +748,51 @@ fn the_principal_is_the_tls_subject_or_the_sasl_user() -> Result<()> {
             .logged(&["client authenticated", "principal=User:alice"]);
         Ok(seen.then_some(()))
     })
+}
+
+/// A source that limits SASL sessions (KIP-368, as Kafka's `connections.max.reauth.ms`)
+/// closes a connection at its first request after the session ended. The link moves to
+/// a new connection, logged in again, before that happens, so it never loses the
+/// source.
+#[test]
+fn a_link_logs_in_again_before_the_source_session_ends() -> Result<()> {
+    let records = vec![(None, Some(b"v".as_slice())); 5];
+    let batches: Vec<bytes::Bytes> = (0..4)
+        .map(|i| build_batch(i * 5, 0, &records, 1_000 + i))
+        .collect();
+    let log = FakeLog {
+        batches: batches.clone(),
+        ..FakeLog::default()
+    };
+    let topics = BTreeMap::from([("a_session".to_string(), vec![log])]);
+    let source = FakeBroker::start_with_session(topics, Some(Duration::from_secs(3)))?;
+    let password = "password_env = \"SESSION_SECRET\"";
+    let config = NodeConfig::linked_to(source.addr)
+        .admin()
+        .link(|l| l.sasl("PLAIN", USER, password, true));
+    let node = Node::start_with_env(&config, &[("SESSION_SECRET", PASSWORD)])?;
+    eventually(Duration::from_secs(30), || {
+        let copied = RawClient::connect(node.kafka)?.read_batches("a_session", 0, 0)?;
+        let copied: Vec<bytes::Bytes> = copied.into_iter().map(|(_, b)| b).collect();
+        Ok((copied == batches).then_some(()))
+    })?;
+    let first = source.logins();
+    // Two session lifetimes at least: every connection has been replaced twice.
+    eventually(Duration::from_secs(30), || {
+        Ok((source.logins() >= first + 4).then_some(()))
+    })?;
+    let (_, body) = http_get(node.admin.context("no admin listener")?, "/metrics")?;
+    let lost = body.lines().find(|l| {
+        l.starts_with("shadowlink_fetch_errors_total{") && l.contains("\"connection_lost\"")
+    });
+    let lost = lost.context("no connection_lost series")?;
+    ensure!(
+        lost.ends_with(" 0"),
+        "fetches lost their connection: {lost}"
+    );
+    ensure!(
+        !node.process.logged(&["link lost"]),
+        "the link lost its source"
+    );
+    Ok(())
 }

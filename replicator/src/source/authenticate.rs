@@ -1,6 +1,8 @@
 //! The client side of SASL: a link authenticating to a source broker with SaslHandshake
 //! v1 and SaslAuthenticate (KIP-152), PLAIN or SCRAM.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
@@ -15,8 +17,12 @@ use crate::sasl::ClientSasl;
 impl SourceClient {
     /// Authenticates this fresh connection as `sasl`'s user. A SCRAM server must also
     /// prove it knows the credential, so a link never mirrors from an impostor that
-    /// merely accepts any password.
-    pub(super) async fn authenticate(&self, sasl: &ClientSasl) -> Result<(), SourceError> {
+    /// merely accepts any password. Returns how long the login lasts, when the source
+    /// limits it (KIP-368: after that it closes the connection at the next request).
+    pub(super) async fn authenticate(
+        &self,
+        sasl: &ClientSasl,
+    ) -> Result<Option<Duration>, SourceError> {
         if self.version(ApiKey::SaslHandshake)? < 1 {
             return Err(SourceError::Unsupported {
                 addr: self.addr().to_string(),
@@ -38,24 +44,24 @@ impl SourceClient {
             token.extend_from_slice(sasl.username.as_bytes());
             token.push(0);
             token.extend_from_slice(sasl.password.bytes());
-            self.sasl_round(token).await?;
-            return Ok(());
+            return Ok(lifetime(&self.sasl_round(token).await?));
         };
         let nonce =
             crate::sasl::nonce().map_err(|e| self.refused(format!("no random nonce: {e}")))?;
         let client = ScramClient::new(hash, &sasl.username, sasl.password.bytes(), &nonce);
         let server_first = self.sasl_round(client.first()).await?;
         let (verify, client_final) = client
-            .respond(&server_first)
+            .respond(&server_first.auth_bytes)
             .map_err(|e| self.refused(e.to_string()))?;
         let server_final = self.sasl_round(client_final).await?;
         verify
-            .finish(&server_final)
-            .map_err(|e| self.refused(e.to_string()))
+            .finish(&server_final.auth_bytes)
+            .map_err(|e| self.refused(e.to_string()))?;
+        Ok(lifetime(&server_final))
     }
 
     /// Sends one token; the server's answer, or its refusal as an error.
-    async fn sasl_round(&self, token: Vec<u8>) -> Result<Bytes, SourceError> {
+    async fn sasl_round(&self, token: Vec<u8>) -> Result<SaslAuthenticateResponse, SourceError> {
         let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
         let response: SaslAuthenticateResponse =
             self.send(ApiKey::SaslAuthenticate, &request).await?;
@@ -66,7 +72,7 @@ impl SourceClient {
                 .unwrap_or_default();
             return Err(self.refused(format!("error code {}: {message}", response.error_code)));
         }
-        Ok(response.auth_bytes)
+        Ok(response)
     }
 
     fn refused(&self, reason: String) -> SourceError {
@@ -75,4 +81,12 @@ impl SourceClient {
             reason,
         }
     }
+}
+
+/// The session lifetime the last SaslAuthenticate answer grants; 0 means unlimited.
+fn lifetime(response: &SaslAuthenticateResponse) -> Option<Duration> {
+    u64::try_from(response.session_lifetime_ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
 }

@@ -161,6 +161,9 @@ async fn write_loop(
         }
     }
     rx.close();
+    // Every handle is gone (or writing failed): closing the sending side lets the
+    // broker close too, which ends the reader, instead of the socket idling open.
+    let _ = write.shutdown().await;
 }
 
 async fn read_loop(mut read: ReadHalf<BoxStream>, pending: Pending, addr: String) {

@@ -7,6 +7,7 @@ pub mod metadata;
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
@@ -131,6 +132,10 @@ pub struct SourceClient {
     conn: Connection,
     client_id: String,
     versions: HashMap<ApiKey, i16>,
+    /// When the source limits the SASL session (KIP-368), the time to stop using this
+    /// connection: a fifth of the lifetime early, so requests sent before it reach the
+    /// source while the session is still valid.
+    retire_at: Option<Instant>,
 }
 
 impl SourceClient {
@@ -147,10 +152,14 @@ impl SourceClient {
             conn,
             client_id: client_id.to_string(),
             versions: HashMap::new(),
+            retire_at: None,
         };
         client.negotiate().await?;
         if let Some(sasl) = sasl {
-            client.authenticate(sasl).await?;
+            let started = Instant::now();
+            if let Some(lifetime) = client.authenticate(sasl).await? {
+                client.retire_at = Some(started + lifetime.mul_f64(0.8));
+            }
         }
         Ok(client)
     }
@@ -159,8 +168,10 @@ impl SourceClient {
         self.conn.addr()
     }
 
+    /// Whether the connection failed or its SASL session is about to end: either way
+    /// the next request needs a new connection.
     pub fn is_closed(&self) -> bool {
-        self.conn.is_closed()
+        self.conn.is_closed() || self.retire_at.is_some_and(|at| Instant::now() >= at)
     }
 
     async fn negotiate(&mut self) -> Result<(), SourceError> {
