@@ -86,6 +86,9 @@ pub struct KafkaListener {
     /// When set, the listener speaks only TLS.
     #[serde(default)]
     pub tls: Option<ListenerTls>,
+    /// When set, clients must authenticate with SASL.
+    #[serde(default)]
+    pub sasl: Option<crate::sasl::ListenerSaslConfig>,
 }
 
 /// `[kafka.tls]`: the listener's certificate and, for mutual TLS, the client CA.
@@ -264,6 +267,9 @@ pub struct LinkConfig {
     /// When set, every connection to the source is TLS.
     #[serde(default)]
     pub tls: Option<LinkTls>,
+    /// When set, every connection to the source authenticates with SASL.
+    #[serde(default)]
+    pub sasl: Option<crate::sasl::LinkSaslConfig>,
 }
 
 fn default_start() -> StartPosition {
@@ -305,6 +311,8 @@ pub struct Link {
     pub groups: GroupFilter,
     /// Built from `config.tls` by [`Config::link_tls`] when the node starts.
     pub tls: Option<crate::tls::ClientTls>,
+    /// Built from `config.sasl` by [`Config::link_sasl`] when the node starts.
+    pub sasl: Option<crate::sasl::ClientSasl>,
 }
 
 impl Config {
@@ -353,6 +361,7 @@ impl Config {
         }
         self.admin_token()?;
         self.listener_tls()?;
+        self.listener_sasl()?;
         self.persist_mode()?;
         if self.storage.segment_bytes < 1024 {
             return Err(invalid("storage.segment_bytes", "must be at least 1024"));
@@ -386,6 +395,7 @@ impl Config {
         for (i, link) in self.links.iter().enumerate() {
             validate_link(i, link)?;
             self.link_tls(i)?;
+            self.link_sasl(i)?;
             if !names.insert(link.name.as_str()) {
                 return Err(invalid(
                     format!("links[{i}].name"),
@@ -427,6 +437,7 @@ impl Config {
                     .with_schemas(config.mirror_schemas),
                 groups: GroupFilter::new(&config.groups).expect("filters were validated at load"),
                 tls: None,
+                sasl: None,
                 config: config.clone(),
             })
             .collect()
@@ -451,6 +462,26 @@ impl Config {
             return Ok(None);
         };
         crate::tls::client(&format!("links[{i}].tls"), tls).map(Some)
+    }
+
+    /// The listener's SASL, its users file loaded, when `[kafka.sasl]` is set.
+    pub fn listener_sasl(&self) -> Result<Option<crate::sasl::ListenerSasl>, ConfigError> {
+        let tls = self.kafka.tls.is_some();
+        let sasl = self.kafka.sasl.as_ref();
+        sasl.map(|sasl| crate::sasl::listener(sasl, tls))
+            .transpose()
+    }
+
+    /// The SASL credentials of link `i`, its password read, when its `sasl` table is set.
+    pub fn link_sasl(&self, i: usize) -> Result<Option<crate::sasl::ClientSasl>, ConfigError> {
+        let Some(link) = self.links.get(i) else {
+            return Ok(None);
+        };
+        let prefix = format!("links[{i}].sasl");
+        let tls = link.tls.is_some();
+        let sasl = link.sasl.as_ref();
+        sasl.map(|sasl| crate::sasl::client(&prefix, sasl, tls))
+            .transpose()
     }
 
     /// The address Metadata advertises for this node.

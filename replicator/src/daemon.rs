@@ -88,6 +88,10 @@ impl Daemon {
                     source,
                 })?;
         let listener_tls = config.listener_tls()?;
+        let listener_sasl = config.listener_sasl()?.map(Arc::new);
+        if let Some(sasl) = &listener_sasl {
+            crate::metrics::declare_sasl(&sasl.mechanisms);
+        }
         let group_config = GroupConfig {
             offsets_retention: config.groups.offsets_retention,
             ..GroupConfig::default()
@@ -112,6 +116,7 @@ impl Daemon {
             kafka_addr,
             store.clone(),
             (groups.clone(), txns),
+            listener_sasl,
         ));
         tasks.push(tokio::spawn(server::serve(
             listener,
@@ -125,6 +130,7 @@ impl Daemon {
         let status = Arc::new(Status::new(kafka_addr.to_string()));
         for (i, mut link) in config.links().into_iter().enumerate() {
             link.tls = config.link_tls(i)?;
+            link.sasl = config.link_sasl(i)?;
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
             let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone());
@@ -218,6 +224,7 @@ fn server_context(
     bound: SocketAddr,
     store: Arc<Store>,
     (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
+    sasl: Option<Arc<crate::sasl::ListenerSasl>>,
 ) -> ServerContext {
     // With no explicit advertised address, clients are told the address actually bound,
     // which differs from `listen` when that asks for port 0.
@@ -246,6 +253,7 @@ fn server_context(
             max_partitions_per_request: config.kafka.max_partitions_per_request,
             max_partitions: config.storage.max_partitions,
         },
+        sasl,
     }
 }
 

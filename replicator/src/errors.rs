@@ -333,6 +333,27 @@ pub fn txn_error_code(error: &TxnError, api: ApiKey, version: i16) -> i16 {
     code.code()
 }
 
+/// Why the listener refuses a SASL exchange; each refusal closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslRefusal {
+    /// SaslHandshake or SaslAuthenticate out of order, or after authentication.
+    IllegalState,
+    /// A mechanism the listener does not offer.
+    UnsupportedMechanism,
+    /// Unknown user, wrong password or a malformed token.
+    AuthenticationFailed,
+}
+
+impl SaslRefusal {
+    pub fn code(self) -> i16 {
+        match self {
+            SaslRefusal::IllegalState => ResponseError::IllegalSaslState.code(),
+            SaslRefusal::UnsupportedMechanism => ResponseError::UnsupportedSaslMechanism.code(),
+            SaslRefusal::AuthenticationFailed => ResponseError::SaslAuthenticationFailed.code(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,5 +483,12 @@ mod tests {
         }
         assert_eq!(Unserved::Offline.code(), 56);
         assert_eq!(Unserved::Unknown.code(), 3);
+    }
+
+    #[test]
+    fn sasl_refusals_map_to_kafka_codes() {
+        assert_eq!(SaslRefusal::IllegalState.code(), 34);
+        assert_eq!(SaslRefusal::UnsupportedMechanism.code(), 33);
+        assert_eq!(SaslRefusal::AuthenticationFailed.code(), 58);
     }
 }

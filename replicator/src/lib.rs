@@ -21,6 +21,7 @@
 //! | [`metrics`] | the Prometheus registry |
 //! | [`admin`] | the admin HTTP listener: metrics, status, health, failover |
 //! | [`tls`] | TLS for the Kafka listener and for links' source connections |
+//! | [`sasl`] | SASL (PLAIN, SCRAM) for the Kafka listener and for links; listener users |
 
 pub mod admin;
 pub mod config;
@@ -34,9 +35,11 @@ pub mod metrics;
 pub mod mirror;
 pub mod retention;
 pub mod rpo;
+pub mod sasl;
 pub mod server;
 pub mod source;
 pub mod status;
 pub mod tls;
+mod tls_subject;
 pub mod topic_partition;
 pub mod txn;

@@ -56,6 +56,11 @@ enum Command {
         #[arg(long)]
         keep_running: bool,
     },
+    /// Manage the users file of the Kafka listener's SASL (`kafka.sasl.users_file`).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Make a link's shadow topics writable on the node, one way, without contacting the
     /// source; prints per partition the records known at risk, the blind window before the
     /// failover and the upper estimate of records lost, then the totals.
@@ -87,6 +92,30 @@ impl TokenArgs {
             self.token_file.as_deref(),
         )?)
     }
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or replace its credentials, storing only SCRAM salted hashes. The
+    /// password is read from standard input (one line) or from `--password-env`, never
+    /// from the command line. A running node reads the file at start.
+    Add {
+        /// The users file; created when missing, other users kept.
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        user: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512; repeat for both (the default). PLAIN logins
+        /// are checked against these credentials.
+        #[arg(long = "mechanism")]
+        mechanisms: Vec<String>,
+        /// PBKDF2 iterations (at least 4096, Kafka's minimum).
+        #[arg(long, default_value_t = shadowlink::sasl::scram::MIN_ITERATIONS)]
+        iterations: u32,
+        /// Read the password from this environment variable instead of standard input.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -170,12 +199,58 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { keep_running } => demo::run(keep_running),
+        Command::User { command } => user(command),
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
             runtime.block_on(serve(config))
         }
     }
+}
+
+fn user(command: UserCommand) -> anyhow::Result<()> {
+    use shadowlink::sasl::{scram, Mechanism, Users};
+    let UserCommand::Add {
+        file,
+        user,
+        mechanisms,
+        iterations,
+        password_env,
+    } = command;
+    anyhow::ensure!(!user.is_empty(), "--user must not be empty");
+    anyhow::ensure!(
+        (scram::MIN_ITERATIONS..=scram::MAX_ITERATIONS).contains(&iterations),
+        "--iterations must be between {} and {}",
+        scram::MIN_ITERATIONS,
+        scram::MAX_ITERATIONS
+    );
+    let mut hashes = Vec::new();
+    for name in &mechanisms {
+        let mechanism: Mechanism = name.parse().map_err(anyhow::Error::msg)?;
+        let hash = mechanism.scram().with_context(|| {
+            format!("{name} logins are checked against the SCRAM credentials: add SCRAM-SHA-256 or SCRAM-SHA-512")
+        })?;
+        hashes.push(hash);
+    }
+    if hashes.is_empty() {
+        hashes = vec![scram::ScramHash::Sha256, scram::ScramHash::Sha512];
+    }
+    let password = match password_env {
+        Some(var) => std::env::var_os(&var)
+            .with_context(|| format!("${var} is not set"))?
+            .into_encoded_bytes(),
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            line.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
+        }
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    Users::add_to_file(&file, &user, &password, &hashes, iterations)?;
+    println!("{}: user {user:?} added", file.display());
+    Ok(())
 }
 
 fn status(

@@ -37,6 +37,7 @@ struct Metrics {
     kafka_requests: IntCounterVec,
     request_bytes_reserved: IntGauge,
     request_bytes_budget: IntGauge,
+    sasl_authentications: IntCounterVec,
 }
 
 /// Kinds of fetch failure that are zero-initialized for every link, so a dashboard or
@@ -51,6 +52,7 @@ pub const FETCH_ERROR_KINDS: &[&str] = &[
     "unsupported",
     "encode",
     "corrupt_batch",
+    "authentication",
 ];
 
 /// Latency buckets from 0.5 ms to 30 s: fetches long-poll for up to 500 ms, appends
@@ -140,6 +142,9 @@ impl Metrics {
                 "Bytes of client request buffers held against the node-wide budget.").expect("valid")),
             request_bytes_budget: register(&r, IntGauge::new("shadowlink_kafka_request_bytes_budget",
                 "The node-wide budget for client request buffers (kafka.request_memory_bytes).").expect("valid")),
+            sasl_authentications: counters(&r, "shadowlink_sasl_authentications_total",
+                "SASL authentications on the Kafka listener, by mechanism (\"none\" for an unsupported one) and result.",
+                &["mechanism", "result"]),
             registry: r,
         }
     }
@@ -221,6 +226,27 @@ impl ClientConnection {
 impl Drop for ClientConnection {
     fn drop(&mut self) {
         METRICS.client_connections.dec();
+    }
+}
+
+/// One SASL authentication on the listener that succeeded or failed.
+pub fn sasl_authentication(mechanism: Option<crate::sasl::Mechanism>, success: bool) {
+    let mechanism = mechanism.map_or("none", |m| m.name());
+    let result = if success { "success" } else { "failure" };
+    METRICS
+        .sasl_authentications
+        .with_label_values(&[mechanism, result])
+        .inc();
+}
+
+/// Declares the SASL series of the listener's mechanisms, so each reads 0 from the start.
+pub fn declare_sasl(mechanisms: &[crate::sasl::Mechanism]) {
+    for mechanism in mechanisms {
+        for result in ["success", "failure"] {
+            METRICS
+                .sasl_authentications
+                .with_label_values(&[mechanism.name(), result]);
+        }
     }
 }
 

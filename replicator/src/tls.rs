@@ -63,9 +63,22 @@ pub struct ServerTls {
 impl ServerTls {
     /// Runs the TLS handshake with a client; a client that stalls is dropped after
     /// `timeout` so it cannot hold a connection slot without ever speaking Kafka.
-    pub async fn accept(&self, stream: TcpStream, timeout: Duration) -> std::io::Result<BoxStream> {
+    /// Returns the stream and the subject of the client's verified certificate, if any.
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+        timeout: Duration,
+    ) -> std::io::Result<(BoxStream, Option<String>)> {
         match tokio::time::timeout(timeout, self.acceptor.accept(stream)).await {
-            Ok(stream) => Ok(Box::new(stream?)),
+            Ok(stream) => {
+                let stream = stream?;
+                let (_, session) = stream.get_ref();
+                let subject = session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|cert| crate::tls_subject::subject(cert.as_ref()));
+                Ok((Box::new(stream), subject))
+            }
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "TLS handshake timed out",

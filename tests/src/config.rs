@@ -192,6 +192,25 @@ impl NodeConfig {
         self
     }
 
+    /// `kafka.sasl`: clients authenticate with one of `mechanisms` as a user of the
+    /// users file at `users_file`, a failure answered after `failed_delay`;
+    /// `allow_plaintext` permits SASL without TLS.
+    pub fn kafka_sasl(
+        mut self,
+        mechanisms: &[&str],
+        users_file: &Path,
+        failed_delay: Duration,
+        allow_plaintext: bool,
+    ) -> Self {
+        let sasl = Table::default()
+            .with("mechanisms", list(mechanisms))
+            .with("users_file", quoted(users_file.display()))
+            .with("failed_authentication_delay", duration(failed_delay))
+            .with("allow_plaintext", allow_plaintext.to_string());
+        self.kafka.set("sasl", sasl.inline());
+        self
+    }
+
     /// A `[storage]` key with a TOML value as written, for values the daemon must refuse.
     pub fn storage_entry(mut self, key: &str, toml: &str) -> Self {
         self.storage.set(key, toml.to_string());
@@ -330,6 +349,24 @@ impl Link {
             tls.set("server_name", quoted(name));
         }
         self.with("tls", tls.inline())
+    }
+
+    /// `sasl`: authenticate to the source as `username` with `mechanism`, the password
+    /// read from `password`, a `password_file = "..."` or `password_env = "..."` entry
+    /// as written; `allow_plaintext` permits it without `tls`.
+    pub fn sasl(
+        self,
+        mechanism: &str,
+        username: &str,
+        password: &str,
+        allow_plaintext: bool,
+    ) -> Self {
+        let sasl = format!(
+            "{{ mechanism = {}, username = {}, {password}, allow_plaintext = {allow_plaintext} }}",
+            quoted(mechanism),
+            quoted(username)
+        );
+        self.with("sasl", sasl)
     }
 
     /// A key with a TOML value as written, for keys or values the daemon must refuse.

@@ -3,11 +3,16 @@
 //!
 //! It answers ApiVersions, Metadata, ListOffsets (by time too), DescribeConfigs and Fetch
 //! (v12, with Kafka's KIP-320 divergence check) from logs the test edits while it runs.
+//! Started with a session lifetime, it also wants SASL/PLAIN logins (any credentials)
+//! and, as Kafka with `connections.max.reauth.ms` (KIP-368), closes a connection whose
+//! session has expired at its next request.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -129,21 +134,43 @@ pub type FakeTopics = BTreeMap<String, Vec<FakeLog>>;
 pub struct FakeBroker {
     pub addr: SocketAddr,
     topics: Arc<Mutex<FakeTopics>>,
+    logins: Arc<AtomicUsize>,
 }
 
 impl FakeBroker {
     pub fn start(topics: FakeTopics) -> Result<FakeBroker> {
+        Self::start_with_session(topics, None)
+    }
+
+    /// With `session`, every connection must log in with SASL/PLAIN first, and its
+    /// login lasts that long.
+    pub fn start_with_session(topics: FakeTopics, session: Option<Duration>) -> Result<FakeBroker> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let topics = Arc::new(Mutex::new(topics));
-        let shared = topics.clone();
+        let logins = Arc::new(AtomicUsize::new(0));
+        let (shared, counted) = (topics.clone(), logins.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                let topics = shared.clone();
-                std::thread::spawn(move || serve(stream, addr, topics));
+                let (topics, logins) = (shared.clone(), counted.clone());
+                let sasl = session.map(|lifetime| Session {
+                    lifetime,
+                    expires: None,
+                    logins,
+                });
+                std::thread::spawn(move || serve(stream, addr, topics, sasl));
             }
         });
-        Ok(FakeBroker { addr, topics })
+        Ok(FakeBroker {
+            addr,
+            topics,
+            logins,
+        })
+    }
+
+    /// SASL logins so far, over all connections.
+    pub fn logins(&self) -> usize {
+        self.logins.load(Ordering::SeqCst)
     }
 
     /// Changes the served logs.
@@ -152,7 +179,47 @@ impl FakeBroker {
     }
 }
 
-fn serve(mut stream: TcpStream, addr: SocketAddr, topics: Arc<Mutex<FakeTopics>>) {
+/// One connection's SASL session.
+struct Session {
+    lifetime: Duration,
+    expires: Option<Instant>,
+    logins: Arc<AtomicUsize>,
+}
+
+impl Session {
+    /// The answer to a SASL request, or whether another request may be served.
+    fn handle(&mut self, header: &RequestHeader) -> Result<Option<Bytes>, ()> {
+        let (v, corr) = (header.api_version, header.correlation_id);
+        match header.api_key {
+            ApiKey::SaslHandshake => {
+                let r = SaslHandshakeResponse::default()
+                    .with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
+                encode_response(ApiKey::SaslHandshake, v, corr, &r)
+                    .map(Some)
+                    .map_err(|_| ())
+            }
+            ApiKey::SaslAuthenticate => {
+                self.logins.fetch_add(1, Ordering::SeqCst);
+                self.expires = Some(Instant::now() + self.lifetime);
+                let r = SaslAuthenticateResponse::default()
+                    .with_session_lifetime_ms(self.lifetime.as_millis() as i64);
+                encode_response(ApiKey::SaslAuthenticate, v, corr, &r)
+                    .map(Some)
+                    .map_err(|_| ())
+            }
+            ApiKey::ApiVersions => Ok(None),
+            _ if self.expires.is_some_and(|at| Instant::now() < at) => Ok(None),
+            _ => Err(()),
+        }
+    }
+}
+
+fn serve(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    topics: Arc<Mutex<FakeTopics>>,
+    mut session: Option<Session>,
+) {
     loop {
         let mut size = [0u8; 4];
         if stream.read_exact(&mut size).is_err() {
@@ -165,9 +232,10 @@ fn serve(mut stream: TcpStream, addr: SocketAddr, topics: Arc<Mutex<FakeTopics>>
         let Ok((header, body)) = parse_header(&Bytes::from(frame)) else {
             return;
         };
-        let reply = {
-            let topics = topics.lock().unwrap();
-            answer(&header, body, addr, &topics)
+        let reply = match session.as_mut().map_or(Ok(None), |s| s.handle(&header)) {
+            Ok(Some(reply)) => Some(reply),
+            Ok(None) => answer(&header, body, addr, &topics.lock().unwrap()),
+            Err(()) => return,
         };
         match reply {
             Some(bytes) if stream.write_all(&bytes).is_ok() => {}
@@ -195,6 +263,8 @@ fn answer(
                 (ApiKey::Fetch, 4, 12),
                 (ApiKey::ListOffsets, 1, 7),
                 (ApiKey::DescribeConfigs, 1, 4),
+                (ApiKey::SaslHandshake, 0, 1),
+                (ApiKey::SaslAuthenticate, 0, 1),
             ];
             let api_keys = keys
                 .iter()

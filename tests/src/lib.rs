@@ -3,12 +3,13 @@
 
 pub mod config;
 pub mod fake;
+pub mod pki;
 pub mod proxy;
 pub mod raw;
 pub mod scenario;
 
 use std::fmt::Debug;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -270,13 +271,21 @@ pub struct Node {
     pub admin: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
+    /// Environment variables the node runs with, on restart too.
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl Node {
     /// Writes `config` with a fresh data directory and starts the node on it.
     pub fn start(config: &NodeConfig) -> Result<Node> {
-        Self::start_prepared(config, |_| Ok(()))
+        Self::start_with(config, &[], |_| Ok(()))
+    }
+
+    /// [`start`](Node::start) with `env` added to the node's environment, such as a
+    /// link's `password_env`.
+    pub fn start_with_env(config: &NodeConfig, env: &[(&str, &str)]) -> Result<Node> {
+        Self::start_with(config, env, |_| Ok(()))
     }
 
     /// Like [`start`](Node::start), once `prepare` has run on the path of the data
@@ -285,18 +294,31 @@ impl Node {
         config: &NodeConfig,
         prepare: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<Node> {
+        Self::start_with(config, &[], prepare)
+    }
+
+    fn start_with(
+        config: &NodeConfig,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Node> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         prepare(&data_dir)?;
         let config_path = dir.path().join("shadowlink.toml");
         std::fs::write(&config_path, config.render(Some(&data_dir)))?;
-        let (process, kafka, admin) = Self::spawn(&config_path)?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (process, kafka, admin) = Self::spawn(&config_path, &env)?;
         Ok(Node {
             process,
             kafka,
             admin,
             data_dir,
             config_path,
+            env,
             _dir: dir,
         })
     }
@@ -308,7 +330,10 @@ impl Node {
         Ok(())
     }
 
-    fn spawn(config_path: &Path) -> Result<(Process, SocketAddr, Option<SocketAddr>)> {
+    fn spawn(
+        config_path: &Path,
+        env: &[(String, String)],
+    ) -> Result<(Process, SocketAddr, Option<SocketAddr>)> {
         // The node prints `shadowlink admin=ADDR` right after its Kafka line, and only
         // when the config has an admin listener.
         let expects_admin = std::fs::read_to_string(config_path)?
@@ -320,6 +345,7 @@ impl Node {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -367,7 +393,7 @@ impl Node {
     /// Starts the node again on the same config and data directory.
     pub fn restart(&mut self) -> Result<()> {
         self.process.kill9();
-        let (process, kafka, admin) = Self::spawn(&self.config_path)?;
+        let (process, kafka, admin) = Self::spawn(&self.config_path, &self.env)?;
         self.process = process;
         self.kafka = kafka;
         self.admin = admin;
@@ -377,7 +403,6 @@ impl Node {
 
 /// A plain HTTP/1.0 GET of `path` on an admin listener: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    use std::io::{Read, Write};
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;

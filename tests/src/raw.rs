@@ -106,6 +106,45 @@ impl RawClient {
         Ok(response)
     }
 
+    /// Authenticates with SASL/PLAIN through SaslHandshake v1 and SaslAuthenticate.
+    pub fn authenticate_plain(&mut self, user: &str, password: &str) -> Result<()> {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let response: SaslHandshakeResponse = self.call(ApiKey::SaslHandshake, 1, &handshake)?;
+        if response.error_code != 0 {
+            bail!("SaslHandshake PLAIN: error {}", response.error_code);
+        }
+        let token = Bytes::from(format!("\0{user}\0{password}"));
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(token);
+        let response: SaslAuthenticateResponse =
+            self.call(ApiKey::SaslAuthenticate, 1, &request)?;
+        if response.error_code != 0 {
+            bail!(
+                "SaslAuthenticate: error {} {:?}",
+                response.error_code,
+                response.error_message
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends a bare size-prefixed SASL token, as after a SaslHandshake v0, and reads the
+    /// bare answer.
+    pub fn raw_token(&mut self, token: &[u8]) -> Result<Bytes> {
+        let mut frame = (token.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(token);
+        self.stream.write_all(&frame)?;
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(Bytes::from(body))
+    }
+
     /// Reads a partition from `from` to its end as the broker serves it: a list of
     /// (base offset, complete batch bytes).
     pub fn read_batches(

@@ -3,8 +3,7 @@
 //! Grafana dashboard in deploy/, all against a real tansu source.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,29 +11,13 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
 use shadowlink_tests::{
-    check_config, eventually, python, shadowlink, shadowlink_command, until, workspace_root, Node,
-    NodeConfig, Tansu,
+    check_config, eventually, http_get as get, python, shadowlink, shadowlink_command, until,
+    workspace_root, Node, NodeConfig, Tansu,
 };
 
 /// [`NodeConfig::linked_to`] plus an admin listener on a free port.
 fn admin_config(source: SocketAddr) -> NodeConfig {
     NodeConfig::linked_to(source).admin()
-}
-
-/// A plain HTTP/1.0 GET: the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status code")?
-        .parse()?;
-    Ok((code, body.to_string()))
 }
 
 fn admin(node: &Node) -> Result<SocketAddr> {

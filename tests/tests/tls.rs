@@ -2,64 +2,13 @@
 //! mirrors over TLS byte-identical. Certificates are made at test time with rcgen.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use shadowlink_tests::pki::Pki;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::{check_config, eventually, python, Link, Node, NodeConfig};
-
-/// A CA and one certificate it signed, as PEM files in a temporary directory.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate.
-    fn new() -> Result<Pki> {
-        let dir = tempfile::tempdir()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "shadowlink test CA");
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-        std::fs::write(dir.path().join("ca.pem"), ca.pem())?;
-        for (name, sans) in [
-            (
-                "server",
-                vec!["127.0.0.1".to_string(), "localhost".to_string()],
-            ),
-            ("client", vec!["client.test".to_string()]),
-        ] {
-            let key = KeyPair::generate()?;
-            let cert = CertificateParams::new(sans)?.signed_by(&key, &ca)?;
-            std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem())?;
-            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem())?;
-        }
-        Ok(Pki { dir })
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.path("ca.pem")
-    }
-
-    /// A TLS-only listener with this PKI's server certificate.
-    fn listener(&self, config: NodeConfig, client_ca: bool) -> NodeConfig {
-        let ca = self.ca();
-        config.kafka_tls(
-            &self.path("server.pem"),
-            &self.path("server.key"),
-            client_ca.then_some(ca.as_path()),
-            client_ca,
-        )
-    }
-}
 
 /// Runs `tls_client.py` against `node`, trusting `ca`, with a client certificate when
 /// `client` names this PKI's.

@@ -31,7 +31,7 @@ fn topic_name(topic: &str) -> TopicName {
 
 impl DemoClient {
     pub async fn connect(addr: &str, client_id: &str) -> anyhow::Result<DemoClient> {
-        let inner = SourceClient::connect(addr, client_id, None)
+        let inner = SourceClient::connect(addr, client_id, None, None)
             .await
             .with_context(|| format!("cannot connect to {addr}"))?;
         Ok(DemoClient { inner })

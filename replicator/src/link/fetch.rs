@@ -15,6 +15,7 @@ use shadowlink_protocol::batch::{BatchError, BatchWalker};
 use super::offsets::{self, EARLIEST, LATEST};
 use super::writer::WriteJob;
 use super::{Backoff, LinkRunner, TopicPartition};
+use crate::sasl::ClientSasl;
 use crate::source::{SourceClient, SourceError};
 use crate::status::SourceOffsets;
 use crate::tls::ClientTls;
@@ -80,12 +81,14 @@ impl LinkRunner {
             let cached = self.cluster.fetch_client(&addr);
             let client_id = self.link.config.client_id.clone();
             let tls = self.cluster.tls().cloned();
+            let sasl = self.cluster.sasl().cloned();
             let target = FetchTarget {
                 broker,
                 addr,
                 client_id,
                 tls,
                 timeout: self.cluster.request_timeout(),
+                sasl,
             };
             requests.push(Box::pin(send_fetch(target, cached, keys, request))
                 as BoxFuture<'static, FetchOutcome>);
@@ -436,6 +439,7 @@ struct FetchTarget {
     tls: Option<ClientTls>,
     /// Bounds the connect, and the fetch beyond its long-poll wait.
     timeout: Duration,
+    sasl: Option<ClientSasl>,
 }
 
 async fn send_fetch(
@@ -451,11 +455,12 @@ async fn send_fetch(
         client_id,
         tls,
         timeout,
+        sasl,
     } = target;
     let (client, fresh) = match cached {
         Some(c) => (Ok(c), false),
         None => {
-            let connect = SourceClient::connect(&addr, &client_id, tls.as_ref());
+            let connect = SourceClient::connect(&addr, &client_id, tls.as_ref(), sasl.as_ref());
             let connected = match tokio::time::timeout(timeout, connect).await {
                 Ok(connected) => connected.map(|c| c.with_request_timeout(timeout)),
                 Err(_) => Err(SourceError::Timeout { addr: addr.clone() }),

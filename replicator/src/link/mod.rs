@@ -127,6 +127,7 @@ impl LinkRunner {
             link.config.bootstrap.clone(),
             link.config.client_id.clone(),
             link.tls.clone(),
+            link.sasl.clone(),
         );
         cluster.set_request_timeout(link.config.request_timeout);
         crate::metrics::register_link(&link.config.name);

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use shadowlink_protocol::request::{decode_body, RequestError, RequestHeader};
 
+use super::authenticate::after as sasl;
 use super::connection::ConnectionError;
 use super::groups::{
     describe_groups, find_coordinator, heartbeat, join_group, leave_group, list_groups,
@@ -110,6 +111,10 @@ served! {
     SyncGroup 0..=5 => async sync_group::handle;
     DescribeGroups 0..=6 => sync describe_groups::handle;
     ListGroups 0..=5 => sync list_groups::handle;
+    // Before authentication the connection answers these itself; here they come after
+    // it, or on a listener without SASL, and are refused with ILLEGAL_SASL_STATE.
+    SaslHandshake 0..=1 => sync sasl::handshake;
+    SaslAuthenticate 0..=2 => sync sasl::authenticate;
 }
 
 /// Answers one request with its API's handler; an API or version this node does not
@@ -169,6 +174,7 @@ mod tests {
                 max_partitions_per_request: 100,
                 max_partitions: 100,
             },
+            sasl: None,
         }
     }
 

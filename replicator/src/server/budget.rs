@@ -106,6 +106,12 @@ impl FrameBuffer {
         }
     }
 
+    /// Lowers or restores the largest frame accepted: a listener with SASL takes only
+    /// small frames before the client has authenticated.
+    pub fn set_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        self.max_frame_bytes = max_frame_bytes;
+    }
+
     /// The next complete frame, with the reservation of its bytes: they stay counted
     /// until the caller has answered the request and drops both.
     pub fn split(&mut self) -> Result<Option<(bytes::Bytes, Reservation)>, FrameError> {

@@ -3,16 +3,18 @@
 //! Requests on a connection are answered one at a time in arrival order, which is what
 //! Kafka clients rely on to match responses. Anything that breaks framing or decoding
 //! closes this connection with a log line; the server and other connections carry on.
+//! On a listener with SASL, the connection first authenticates (see `authenticate`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use shadowlink_protocol::request::{parse_header, RequestError, RequestHeader};
+use shadowlink_protocol::request::{decode_body, parse_header, RequestError, RequestHeader};
 use shadowlink_protocol::response::api_versions_unsupported;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::authenticate::{Authenticator, Principal, Step};
 use super::budget::{FrameBuffer, Reservation};
 use super::{apis, Reply, ServerContext};
 use crate::tls::BoxStream;
@@ -30,7 +32,16 @@ pub enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error("idle for longer than the idle timeout")]
     Idle,
+    #[error("{api:?} before SASL authentication")]
+    Unauthenticated { api: ApiKey },
+    #[error("SASL authentication refused: {0}")]
+    Authentication(String),
 }
+
+/// The largest frame read before authentication, as Kafka's
+/// `sasl.server.max.receive.size`: an unauthenticated client cannot make the node
+/// buffer a large request.
+const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
 
 pub struct Connection {
     /// Plain TCP, or TLS when the listener has `[kafka.tls]`.
@@ -39,15 +50,28 @@ pub struct Connection {
     context: Arc<ServerContext>,
     /// Reserved against the node's request budget as it grows.
     buf: FrameBuffer,
+    /// Present until a listener with SASL has authenticated the client.
+    authenticator: Option<Authenticator>,
+    /// Who the requests speak for: the SASL user once authenticated, else the TLS
+    /// client certificate's subject, else anonymous.
+    principal: Principal,
 }
 
 impl Connection {
-    pub fn new(stream: BoxStream, peer: SocketAddr, context: Arc<ServerContext>) -> Connection {
+    /// A connection from `peer`; `principal` is who TLS proved it to be, if anyone.
+    pub fn new(
+        stream: BoxStream,
+        peer: SocketAddr,
+        context: Arc<ServerContext>,
+        principal: Principal,
+    ) -> Connection {
         Connection {
             stream,
             peer,
             buf: FrameBuffer::new(&context.request_budget, context.max_frame_bytes),
+            authenticator: context.sasl.clone().map(Authenticator::new),
             context,
+            principal,
         }
     }
 
@@ -69,9 +93,15 @@ impl Connection {
     fn close(&self, error: ConnectionError) {
         match error {
             ConnectionError::Io(_) | ConnectionError::Idle => {
-                tracing::debug!(peer = %self.peer, %error, "connection closed")
+                tracing::debug!(peer = %self.peer, principal = %self.principal, %error, "connection closed")
             }
-            _ => tracing::warn!(peer = %self.peer, %error, "closing client connection"),
+            ConnectionError::Authentication(_) | ConnectionError::Unauthenticated { .. } => {
+                tracing::info!(peer = %self.peer, %error, "closing unauthenticated connection")
+            }
+            _ => {
+                let principal = &self.principal;
+                tracing::warn!(peer = %self.peer, %principal, %error, "closing client connection")
+            }
         }
     }
 
@@ -79,6 +109,11 @@ impl Connection {
     /// closed cleanly.
     async fn read_frame(&mut self) -> Result<Option<(Bytes, Reservation)>, ConnectionError> {
         loop {
+            let max = match self.authenticator {
+                Some(_) => MAX_UNAUTHENTICATED_FRAME.min(self.context.max_frame_bytes),
+                None => self.context.max_frame_bytes,
+            };
+            self.buf.set_max_frame_bytes(max);
             if let Some(frame) = self.buf.split()? {
                 return Ok(Some(frame));
             }
@@ -106,6 +141,13 @@ impl Connection {
     }
 
     async fn handle(&mut self, frame: Bytes) -> Result<(), ConnectionError> {
+        if let Some(auth) = self.authenticator.as_mut() {
+            // After a v0 SaslHandshake the frame is a bare token, not a Kafka request.
+            if auth.expects_raw_token() {
+                let step = auth.raw_token(&frame);
+                return self.follow(step).await;
+            }
+        }
         let (header, body) = match parse_header(&frame) {
             Ok(parsed) => parsed,
             // KIP-511: answer a too-new ApiVersions in v0 so the client can retry lower.
@@ -120,8 +162,67 @@ impl Connection {
             }
             Err(e) => return Err(e.into()),
         };
+        if self.authenticator.is_some() {
+            return self.authenticate(&header, body).await;
+        }
         let reply = self.dispatch(&header, body).await?;
         self.write(reply).await
+    }
+
+    /// Serves a request before authentication: ApiVersions (once, before the
+    /// handshake, with the full list, which librdkafka needs to pick SaslAuthenticate),
+    /// SaslHandshake and SaslAuthenticate. Anything else closes the connection.
+    async fn authenticate(
+        &mut self,
+        header: &RequestHeader,
+        body: Bytes,
+    ) -> Result<(), ConnectionError> {
+        let Some(auth) = self.authenticator.as_mut() else {
+            return Ok(());
+        };
+        let step = match header.api_key {
+            ApiKey::ApiVersions if auth.take_api_versions() => {
+                let reply = self.dispatch(header, body).await?;
+                return self.write(reply).await;
+            }
+            ApiKey::SaslHandshake => {
+                crate::metrics::count_kafka_request(header.api_key);
+                auth.handshake(header, decode_body(header, body)?)
+            }
+            ApiKey::SaslAuthenticate => {
+                crate::metrics::count_kafka_request(header.api_key);
+                auth.authenticate(header, decode_body(header, body)?)
+            }
+            api => return Err(ConnectionError::Unauthenticated { api }),
+        };
+        self.follow(step).await
+    }
+
+    /// Carries out an authentication step: answer and go on, answer and serve from now
+    /// on, or answer and close after the failed-authentication delay. As in Kafka, the
+    /// refusal is written at once and only the close waits, so the client reads why it
+    /// failed, and one connection cannot try credentials quickly.
+    async fn follow(&mut self, step: Step) -> Result<(), ConnectionError> {
+        match step {
+            Step::Continue(reply) => self.write(reply).await,
+            Step::Authenticated(reply, principal) => {
+                tracing::info!(peer = %self.peer, %principal, "client authenticated");
+                self.authenticator = None;
+                self.principal = principal;
+                self.write(reply).await
+            }
+            Step::Refused(reply, error) => {
+                if let Some(reply) = reply {
+                    self.write(reply).await?;
+                    self.stream.flush().await?;
+                }
+                if let Some(auth) = &self.authenticator {
+                    tokio::time::sleep(auth.failed_delay()).await;
+                }
+                self.linger().await;
+                Err(error)
+            }
+        }
     }
 
     async fn dispatch(
@@ -131,6 +232,18 @@ impl Connection {
     ) -> Result<Reply, ConnectionError> {
         crate::metrics::count_kafka_request(header.api_key);
         apis::dispatch(&self.context, header, body).await
+    }
+
+    /// Closes the sending side and drains what the client still sends for a moment, so
+    /// the refusal just written is not lost to a reset: closing a socket with unread
+    /// bytes makes the kernel send RST, which can discard the answer in flight.
+    async fn linger(&mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 1024];
+        let drain = async { while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
     }
 
     async fn write(&mut self, reply: Reply) -> Result<(), ConnectionError> {

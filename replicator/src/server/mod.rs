@@ -7,6 +7,7 @@ mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
 mod apis;
+mod authenticate;
 mod budget;
 mod connection;
 mod create_partitions;
@@ -43,6 +44,7 @@ use crate::mirror::Store;
 use crate::tls::{BoxStream, ServerTls};
 use crate::txn::TxnCoordinator;
 
+pub use authenticate::Principal;
 pub use budget::RequestBudget;
 pub use create_topics::CreatePolicy;
 
@@ -62,6 +64,8 @@ pub struct ServerContext {
     pub request_budget: RequestBudget,
     pub idle_timeout: Duration,
     pub create_policy: CreatePolicy,
+    /// When set, clients must authenticate before anything but ApiVersions is served.
+    pub sasl: Option<Arc<crate::sasl::ListenerSasl>>,
 }
 
 /// A handler's answer: a frame to write, or a zero-copy chunk list.
@@ -94,19 +98,24 @@ pub struct Limits {
 }
 
 /// Runs the TLS handshake when the listener has TLS. A failed handshake closes only
-/// this connection, with a log line naming the client.
+/// this connection, with a log line naming the client. The principal is the verified
+/// client certificate's subject, else anonymous.
 async fn secure(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<&ServerTls>,
     timeout: Duration,
-) -> Option<BoxStream> {
+) -> Option<(BoxStream, Principal)> {
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
-        return Some(Box::new(stream));
+        return Some((Box::new(stream), Principal::Anonymous));
     };
     match tls.accept(stream, timeout).await {
-        Ok(stream) => Some(stream),
+        Ok((stream, subject)) => {
+            let principal = subject.map_or(Principal::Anonymous, Principal::TlsSubject);
+            tracing::debug!(%peer, %principal, "TLS client connected");
+            Some((stream, principal))
+        }
         Err(error) => {
             tracing::info!(%peer, %error, "TLS handshake failed; connection closed");
             None
@@ -145,8 +154,8 @@ pub async fn serve(
         tokio::spawn(async move {
             let _connected = crate::metrics::ClientConnection::open();
             let timeout = context.idle_timeout;
-            if let Some(stream) = secure(stream, peer, tls.as_ref(), timeout).await {
-                connection::Connection::new(stream, peer, context)
+            if let Some((stream, principal)) = secure(stream, peer, tls.as_ref(), timeout).await {
+                connection::Connection::new(stream, peer, context, principal)
                     .run()
                     .await;
             }

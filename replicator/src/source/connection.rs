@@ -184,6 +184,9 @@ async fn write_loop(
         }
     }
     rx.close();
+    // Every handle is gone (or writing failed): closing the sending side lets the
+    // broker close too, which ends the reader, instead of the socket idling open.
+    let _ = write.shutdown().await;
 }
 
 /// The reading side of a connection: routes response frames to their callers.

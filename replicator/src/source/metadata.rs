@@ -6,6 +6,7 @@ use std::time::Duration;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
 use super::{SourceClient, SourceError, DEFAULT_REQUEST_TIMEOUT};
+use crate::sasl::ClientSasl;
 use crate::tls::ClientTls;
 
 /// One partition of a source topic.
@@ -76,6 +77,7 @@ pub struct SourceCluster {
     bootstrap: Vec<String>,
     client_id: String,
     tls: Option<ClientTls>,
+    sasl: Option<ClientSasl>,
     clients: HashMap<String, SourceClient>,
     /// Fetches get connections of their own: responses on a connection come back in
     /// order, so an admin request queued behind a long-polling fetch would wait for it,
@@ -86,11 +88,17 @@ pub struct SourceCluster {
 }
 
 impl SourceCluster {
-    pub fn new(bootstrap: Vec<String>, client_id: String, tls: Option<ClientTls>) -> SourceCluster {
+    pub fn new(
+        bootstrap: Vec<String>,
+        client_id: String,
+        tls: Option<ClientTls>,
+        sasl: Option<ClientSasl>,
+    ) -> SourceCluster {
         SourceCluster {
             bootstrap,
             client_id,
             tls,
+            sasl,
             clients: HashMap::new(),
             fetch_clients: HashMap::new(),
             view: ClusterView::default(),
@@ -115,7 +123,8 @@ impl SourceCluster {
                 return Ok(c.clone());
             }
         }
-        let connect = SourceClient::connect(addr, &self.client_id, self.tls.as_ref());
+        let connect =
+            SourceClient::connect(addr, &self.client_id, self.tls.as_ref(), self.sasl.as_ref());
         let client = tokio::time::timeout(self.request_timeout, connect)
             .await
             .map_err(|_| SourceError::Timeout {
@@ -129,6 +138,11 @@ impl SourceCluster {
     /// How connections to this cluster's brokers are secured.
     pub fn tls(&self) -> Option<&ClientTls> {
         self.tls.as_ref()
+    }
+
+    /// How connections to this cluster's brokers authenticate.
+    pub fn sasl(&self) -> Option<&ClientSasl> {
+        self.sasl.as_ref()
     }
 
     /// The live fetch connection to `addr`, if there is one.

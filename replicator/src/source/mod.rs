@@ -1,12 +1,13 @@
 //! The Kafka client side: talking to a link's source cluster.
 
+mod authenticate;
 mod connection;
 pub mod metadata;
 
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
@@ -64,6 +65,9 @@ pub enum SourceError {
     NoBroker { last: Option<Box<SourceError>> },
     #[error("request to {addr} timed out")]
     Timeout { addr: String },
+    /// The source refused the link's SASL credentials, or the exchange failed.
+    #[error("SASL authentication to {addr} failed: {reason}")]
+    Authentication { addr: String, reason: String },
 }
 
 impl SourceError {
@@ -79,6 +83,7 @@ impl SourceError {
             SourceError::Broker { .. } => "broker_error",
             SourceError::UnknownBroker { .. } | SourceError::NoBroker { .. } => "no_broker",
             SourceError::Timeout { .. } => "timeout",
+            SourceError::Authentication { .. } => "authentication",
         }
     }
 
@@ -92,6 +97,7 @@ impl SourceError {
                 | SourceError::UnknownBroker { .. }
                 | SourceError::NoBroker { .. }
                 | SourceError::Timeout { .. }
+                | SourceError::Authentication { .. }
         )
     }
 }
@@ -106,6 +112,9 @@ fn our_max_version(api: ApiKey) -> i16 {
         ApiKey::OffsetForLeaderEpoch => 4,
         ApiKey::DescribeConfigs => 4,
         ApiKey::ApiVersions => 3,
+        // v1 carries the tokens in SaslAuthenticate (KIP-152).
+        ApiKey::SaslHandshake => 1,
+        ApiKey::SaslAuthenticate => 1,
         // `shadowlink demo`'s producers (topic names, not ids).
         ApiKey::Produce => 9,
         // Offset sync. FindCoordinator v4 batches keys; OffsetFetch v8+ is batched too,
@@ -127,15 +136,20 @@ pub struct SourceClient {
     client_id: String,
     versions: HashMap<ApiKey, i16>,
     request_timeout: Duration,
+    /// When the source limits the SASL session (KIP-368), the time to stop using this
+    /// connection: a fifth of the lifetime early, so requests sent before it reach the
+    /// source while the session is still valid.
+    retire_at: Option<Instant>,
 }
 
 impl SourceClient {
-    /// Connects (over TLS when `tls` is given) and negotiates versions with ApiVersions
-    /// (KIP-511 fallback included).
+    /// Connects (over TLS when `tls` is given), negotiates versions with ApiVersions
+    /// (KIP-511 fallback included) and, when `sasl` is given, authenticates.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         tls: Option<&crate::tls::ClientTls>,
+        sasl: Option<&crate::sasl::ClientSasl>,
     ) -> Result<SourceClient, SourceError> {
         let conn = Connection::connect(addr, tls).await?;
         let mut client = SourceClient {
@@ -143,8 +157,15 @@ impl SourceClient {
             client_id: client_id.to_string(),
             versions: HashMap::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            retire_at: None,
         };
         client.negotiate().await?;
+        if let Some(sasl) = sasl {
+            let started = Instant::now();
+            if let Some(lifetime) = client.authenticate(sasl).await? {
+                client.retire_at = Some(started + lifetime.mul_f64(0.8));
+            }
+        }
         Ok(client)
     }
 
@@ -158,8 +179,10 @@ impl SourceClient {
         self.conn.addr()
     }
 
+    /// Whether the connection failed or its SASL session is about to end: either way
+    /// the next request needs a new connection.
     pub fn is_closed(&self) -> bool {
-        self.conn.is_closed()
+        self.conn.is_closed() || self.retire_at.is_some_and(|at| Instant::now() >= at)
     }
 
     async fn negotiate(&mut self) -> Result<(), SourceError> {
