@@ -393,8 +393,8 @@ fn check_config_names_the_key_at_fault() -> Result<()> {
 }
 
 /// A deploy example passes check-config once the secrets it names under /etc/shadowlink
-/// exist (a certificate made here, a token), and fails while they are missing: the
-/// examples need TLS and an admin token.
+/// exist (a certificate made here, a token, a users file, the link's CA and password),
+/// and fails while they are missing: the examples need TLS, SASL and an admin token.
 fn check_deploy_example(example: &str) -> Result<()> {
     let text = std::fs::read_to_string(workspace_root().join("deploy").join(example))?;
     let missing = check_config(&text)?;
@@ -408,6 +408,19 @@ fn check_deploy_example(example: &str) -> Result<()> {
         certified.signing_key.serialize_pem(),
     )?;
     std::fs::write(dir.path().join("admin-token"), "0b7e2f4c9a1d6e83\n")?;
+    for other in ["a", "b"] {
+        let ca = dir.path().join(format!("tls/region-{other}-ca.crt"));
+        std::fs::write(ca, certified.cert.pem())?;
+        let password = dir.path().join(format!("region-{other}-password"));
+        std::fs::write(password, "link-secret\n")?;
+    }
+    let users = dir.path().join("users.json");
+    let added = shadowlink_command(&["user", "add", "--user", "app", "--password-env", "PW"])
+        .arg("--file")
+        .arg(&users)
+        .env("PW", "app-secret")
+        .output()?;
+    assert!(added.status.success(), "user add: {added:?}");
     let here = format!("{}/", dir.path().display());
     let out = check_config(&text.replace("/etc/shadowlink/", &here))?;
     assert!(out.success(), "{example}: {}", out.stderr);
