@@ -78,6 +78,10 @@ pub struct KafkaListener {
     /// Partitions one CreateTopics request may create, over all its topics.
     #[serde(default = "default_max_partitions_per_request")]
     pub max_partitions_per_request: i64,
+    /// KIP-227 fetch sessions held at once (Kafka's
+    /// `max.incremental.fetch.session.cache.slots`); 0 serves only full fetches.
+    #[serde(default = "default_fetch_session_slots")]
+    pub fetch_session_slots: usize,
     /// When set, the listener speaks only TLS.
     #[serde(default)]
     pub tls: Option<ListenerTls>,
@@ -128,6 +132,9 @@ fn default_max_request_bytes() -> usize {
     100 * 1024 * 1024
 }
 fn default_max_partitions_per_request() -> i64 {
+    1000
+}
+fn default_fetch_session_slots() -> usize {
     1000
 }
 
@@ -218,6 +225,10 @@ pub struct LinkConfig {
     /// When set, every connection to the source is TLS.
     #[serde(default)]
     pub tls: Option<LinkTls>,
+    /// Open KIP-227 fetch sessions with source brokers that offer them, so an idle
+    /// request names only the partitions that moved; `false` sends full fetches only.
+    #[serde(default = "default_fetch_sessions")]
+    pub fetch_sessions: bool,
 }
 
 fn default_start() -> StartPosition {
@@ -237,6 +248,9 @@ fn default_partition_max_bytes() -> i32 {
 }
 fn default_fetches_in_flight() -> usize {
     4
+}
+fn default_fetch_sessions() -> bool {
+    true
 }
 fn default_progress_interval() -> Duration {
     Duration::from_secs(10)

@@ -218,6 +218,7 @@ fn server_context(
             max_partitions_per_request: config.kafka.max_partitions_per_request,
             max_partitions: config.storage.max_partitions,
         },
+        sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
     }
 }
 

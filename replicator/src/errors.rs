@@ -9,6 +9,7 @@ use crate::mirror::owned::ProduceError;
 use crate::mirror::producer_ids::ProducerIdError;
 use crate::mirror::producer_state::SequenceError;
 use crate::mirror::{EpochMismatch, OwnTopicError, Store};
+use crate::server::SessionError;
 
 /// The Kafka error code a client sees for a storage failure.
 pub fn storage_error_code(error: &StorageError) -> i16 {
@@ -59,9 +60,6 @@ pub fn unserved(store: &Store, topic: &str, partition: Option<i32>) -> Unserved 
 /// Requests the node declines whatever the state of its topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Declined {
-    /// A KIP-227 fetch session: the node always answers session 0, so a client naming
-    /// one is out of step and must start over with a full fetch.
-    FetchSession,
     /// A negative ListOffsets timestamp that names no special offset.
     UnknownSpecialTimestamp,
     /// InitProducerId with an empty transactional id.
@@ -79,7 +77,6 @@ pub enum Declined {
 impl Declined {
     pub fn code(self) -> i16 {
         match self {
-            Declined::FetchSession => ResponseError::FetchSessionIdNotFound.code(),
             Declined::UnknownSpecialTimestamp => ResponseError::UnsupportedVersion.code(),
             Declined::EmptyTransactionalId => ResponseError::InvalidRequest.code(),
             Declined::Transactions => ResponseError::TransactionalIdAuthorizationFailed.code(),
@@ -119,6 +116,18 @@ pub fn epoch_error_code(error: &EpochMismatch) -> i16 {
     match error {
         EpochMismatch::Fenced { .. } => ResponseError::FencedLeaderEpoch.code(),
         EpochMismatch::Unknown { .. } => ResponseError::UnknownLeaderEpoch.code(),
+    }
+}
+
+/// The code of a whole Fetch whose KIP-227 session cannot serve it. A client that sent
+/// a second request while its first one is still served is out of step with the
+/// session's epochs, as Kafka's answer to pipelined session fetches says.
+pub fn fetch_session_error_code(error: &SessionError) -> i16 {
+    match error {
+        SessionError::NotFound { .. } => ResponseError::FetchSessionIdNotFound.code(),
+        SessionError::InvalidEpoch { .. } | SessionError::Busy { .. } => {
+            ResponseError::InvalidFetchSessionEpoch.code()
+        }
     }
 }
 
@@ -364,7 +373,6 @@ mod tests {
     #[test]
     fn declined_and_unserved_requests_map_to_kafka_codes() {
         let declined = [
-            (Declined::FetchSession, 70),
             (Declined::UnknownSpecialTimestamp, 35),
             (Declined::EmptyTransactionalId, 42),
             (Declined::Transactions, 53),

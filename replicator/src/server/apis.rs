@@ -156,6 +156,7 @@ mod tests {
                 max_partitions_per_request: 100,
                 max_partitions: 100,
             },
+            sessions: crate::server::SessionCache::new(10),
         }
     }
 

@@ -12,6 +12,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
+mod fetch_session;
 mod groups;
 mod incremental_alter_configs;
 mod init_producer_id;
@@ -38,6 +39,7 @@ use crate::mirror::Store;
 use crate::tls::{BoxStream, ServerTls};
 
 pub use create_topics::CreatePolicy;
+pub use fetch_session::{SessionCache, SessionError};
 
 /// This node's id in every Metadata answer; a node is a one-broker cluster to clients.
 pub const NODE_ID: i32 = 1;
@@ -52,6 +54,8 @@ pub struct ServerContext {
     pub max_frame_bytes: usize,
     pub idle_timeout: Duration,
     pub create_policy: CreatePolicy,
+    /// KIP-227 incremental fetch sessions.
+    pub sessions: Arc<SessionCache>,
 }
 
 /// A handler's answer: a frame to write, or a zero-copy chunk list.
