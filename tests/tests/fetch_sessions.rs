@@ -3,14 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use shadowlink_tests::config::Link;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
 use shadowlink_tests::{eventually, Node, NodeConfig, Tansu};
@@ -204,5 +203,95 @@ fn the_session_cache_evicts_the_least_recently_used_session_at_its_bound() -> Re
     let full = send(&mut client, &fetch(0, 0, "s_bound", &[(0, 0)]))?;
     assert_eq!((full.error_code, full.session_id), (0, 0));
     assert_eq!(answered(&full).len(), 1);
+    Ok(())
+}
+
+/// The link's request counter of `kind` (`full` or `incremental`) on a mirror node.
+fn link_requests(node: &Node, kind: &str) -> Result<f64> {
+    let series = format!("shadowlink_link_fetch_requests_total{{kind=\"{kind}\",link=\"from-a\"}}");
+    metric(node, &series)
+}
+
+#[test]
+fn a_link_fetches_through_a_session_and_adds_topics_created_later() -> Result<()> {
+    let source = Node::start(&NodeConfig::owner().topic("a_one", 4).admin())?;
+    produce(source.kafka, "a_one", 200, "lz4", 4, 0)?;
+    let mirror = Node::start(&NodeConfig::linked_to(source.kafka).admin())?;
+    let plain_link = NodeConfig::linked_to(source.kafka)
+        .admin()
+        .link(|l| l.fetch_sessions(false));
+    let plain = Node::start(&plain_link)?;
+    wait_identical(source.kafka, mirror.kafka, "a_one", 4)?;
+    wait_identical(source.kafka, plain.kafka, "a_one", 4)?;
+    // Idle, the mirror's requests are incremental; the other link opened no session.
+    eventually(Duration::from_secs(10), || {
+        Ok((link_requests(&mirror, "incremental")? >= 5.0).then_some(()))
+    })?;
+    assert_eq!(metric(&source, "shadowlink_fetch_sessions_active")?, 1.0);
+    assert_eq!(link_requests(&plain, "incremental")?, 0.0);
+    let full_before = link_requests(&mirror, "full")?;
+
+    // A topic created now joins the open session as added partitions.
+    create_topic(source.kafka, "a_late", 3, &[])?;
+    produce(source.kafka, "a_late", 90, "zstd", 3, 0)?;
+    produce(source.kafka, "a_one", 40, "none", 4, 200)?;
+    wait_identical(source.kafka, mirror.kafka, "a_late", 3)?;
+    wait_identical(source.kafka, mirror.kafka, "a_one", 4)?;
+    wait_identical(source.kafka, plain.kafka, "a_late", 3)?;
+    assert_eq!(link_requests(&mirror, "full")?, full_before);
+    assert_eq!(metric(&source, "shadowlink_fetch_sessions_active")?, 1.0);
+    Ok(())
+}
+
+#[test]
+fn a_restarted_source_answers_session_not_found_and_the_link_opens_a_new_session() -> Result<()> {
+    let listen = format!("127.0.0.1:{}", shadowlink_tests::free_port());
+    let config = NodeConfig::owner()
+        .listen(&listen)
+        .topic("a_kept", 2)
+        .admin();
+    let mut source = Node::start(&config)?;
+    produce(source.kafka, "a_kept", 100, "snappy", 2, 0)?;
+    let mirror = Node::start(&NodeConfig::linked_to(source.kafka).admin())?;
+    wait_identical(source.kafka, mirror.kafka, "a_kept", 2)?;
+    eventually(Duration::from_secs(10), || {
+        Ok((link_requests(&mirror, "incremental")? >= 2.0).then_some(()))
+    })?;
+    let not_found =
+        "shadowlink_fetch_errors_total{error=\"fetch_session_id_not_found\",link=\"from-a\"}";
+    let lost_before = sample(&metrics(&mirror)?, not_found).unwrap_or(0.0);
+
+    source.restart()?;
+    produce(source.kafka, "a_kept", 100, "snappy", 2, 100)?;
+    wait_identical(source.kafka, mirror.kafka, "a_kept", 2)?;
+    let lost = sample(&metrics(&mirror)?, not_found).unwrap_or(0.0);
+    assert!(
+        lost > lost_before,
+        "the restarted source forgot the session"
+    );
+    eventually(Duration::from_secs(10), || {
+        let active = metric(&source, "shadowlink_fetch_sessions_active")?;
+        Ok((active == 1.0).then_some(()))
+    })?;
+    let incremental = link_requests(&mirror, "incremental")?;
+    eventually(Duration::from_secs(10), || {
+        Ok((link_requests(&mirror, "incremental")? > incremental).then_some(()))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_tansu_source_without_sessions_is_mirrored_with_full_fetches() -> Result<()> {
+    let source = Tansu::start()?;
+    create_topic(source.addr, "a_tansu", 2, &[])?;
+    produce(source.addr, "a_tansu", 200, "gzip", 2, 0)?;
+    let mirror = Node::start(&NodeConfig::linked_to(source.addr).admin())?;
+    wait_identical(source.addr, mirror.kafka, "a_tansu", 2)?;
+    produce(source.addr, "a_tansu", 50, "none", 2, 200)?;
+    wait_identical(source.addr, mirror.kafka, "a_tansu", 2)?;
+    if link_requests(&mirror, "full")? < 3.0 {
+        bail!("the link should keep fetching in full");
+    }
+    assert_eq!(link_requests(&mirror, "incremental")?, 0.0);
     Ok(())
 }
