@@ -205,7 +205,8 @@ pub struct LinkConfig {
     pub fetch_max_bytes: i32,
     #[serde(default = "default_partition_max_bytes")]
     pub partition_max_bytes: i32,
-    /// Fetch requests outstanding at once per source broker.
+    /// Fetch requests outstanding at once per source broker without a fetch session; a
+    /// session has one request at a time (KIP-227).
     #[serde(default = "default_fetches_in_flight")]
     pub fetches_in_flight: usize,
     #[serde(default = "default_client_id")]

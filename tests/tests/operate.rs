@@ -417,6 +417,7 @@ fn every_setting_of_the_test_config_builder_passes_check_config() -> Result<()> 
         .max_connections(3)
         .idle_timeout(Duration::from_secs(2))
         .max_partitions_per_request(10)
+        .fetch_session_slots(5)
         .admin()
         .persist("always")
         .segment_bytes(2048)
@@ -432,6 +433,7 @@ fn every_setting_of_the_test_config_builder_passes_check_config() -> Result<()> 
                 .fetch_max_bytes(1024)
                 .partition_max_bytes(1024)
                 .fetches_in_flight(2)
+                .fetch_sessions(false)
                 .progress_interval(Duration::from_millis(100))
         });
     let out = check_config(&config.render(Some(Path::new("/tmp/x"))))?;
