@@ -185,7 +185,8 @@ impl Session {
         self.rotation = self.rotation.wrapping_add(1);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn partition_count(&self) -> usize {
         self.partitions.len()
     }
 }
@@ -300,7 +301,8 @@ impl SessionCache {
     }
 
     /// Sessions held, idle or serving.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.lock().sessions.len()
     }
 }
@@ -421,7 +423,7 @@ mod tests {
         let second = cache.create(vec![]).unwrap();
         drop(cache.checkout(first, 1).unwrap());
         let third = cache.create(vec![]).unwrap();
-        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.held(), 2);
         assert!(matches!(
             cache.checkout(second, 1),
             Err(SessionError::NotFound { .. })
@@ -444,12 +446,12 @@ mod tests {
             .with_topic(kafka_protocol::messages::TopicName("t".into()))
             .with_partitions(vec![0]);
         session.forget(&[forgotten]);
-        assert_eq!(session.len(), 2);
+        assert_eq!(session.partition_count(), 2);
         session.upsert(
             TopicPartition::new("t", 2),
             FetchPartition::default().with_fetch_offset(9),
         );
-        assert_eq!(session.len(), 2);
+        assert_eq!(session.partition_count(), 2);
         let offsets: Vec<(i32, i64)> = session
             .rotated_mut()
             .map(|p| (p.key.partition, p.params.fetch_offset))
