@@ -83,6 +83,10 @@ pub struct KafkaListener {
     /// Partitions one CreateTopics request may create, over all its topics.
     #[serde(default = "default_max_partitions_per_request")]
     pub max_partitions_per_request: i64,
+    /// KIP-227 fetch sessions held at once (Kafka's
+    /// `max.incremental.fetch.session.cache.slots`); 0 serves only full fetches.
+    #[serde(default = "default_fetch_session_slots")]
+    pub fetch_session_slots: usize,
     /// When set, the listener speaks only TLS.
     #[serde(default)]
     pub tls: Option<ListenerTls>,
@@ -139,6 +143,9 @@ fn default_request_memory_bytes() -> usize {
     256 * 1024 * 1024
 }
 fn default_max_partitions_per_request() -> i64 {
+    1000
+}
+fn default_fetch_session_slots() -> usize {
     1000
 }
 
@@ -247,7 +254,8 @@ pub struct LinkConfig {
     pub fetch_max_bytes: i32,
     #[serde(default = "default_partition_max_bytes")]
     pub partition_max_bytes: i32,
-    /// Fetch requests outstanding at once per source broker.
+    /// Fetch requests outstanding at once per source broker without a fetch session; a
+    /// session has one request at a time (KIP-227).
     #[serde(default = "default_fetches_in_flight")]
     pub fetches_in_flight: usize,
     #[serde(default = "default_client_id")]
@@ -270,6 +278,10 @@ pub struct LinkConfig {
     /// When set, every connection to the source authenticates with SASL.
     #[serde(default)]
     pub sasl: Option<crate::sasl::LinkSaslConfig>,
+    /// Open KIP-227 fetch sessions with source brokers that offer them, so an idle
+    /// request names only the partitions that moved; `false` sends full fetches only.
+    #[serde(default = "default_fetch_sessions")]
+    pub fetch_sessions: bool,
 }
 
 fn default_start() -> StartPosition {
@@ -292,6 +304,9 @@ fn default_partition_max_bytes() -> i32 {
 }
 fn default_fetches_in_flight() -> usize {
     4
+}
+fn default_fetch_sessions() -> bool {
+    true
 }
 fn default_progress_interval() -> Duration {
     Duration::from_secs(10)

@@ -254,6 +254,7 @@ fn server_context(
             max_partitions: config.storage.max_partitions,
         },
         sasl,
+        sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
     }
 }
 

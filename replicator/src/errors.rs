@@ -10,6 +10,7 @@ use crate::mirror::owned::ProduceError;
 use crate::mirror::producer_ids::ProducerIdError;
 use crate::mirror::producer_state::SequenceError;
 use crate::mirror::{EpochMismatch, OwnTopicError, Store};
+use crate::server::SessionError;
 use crate::txn::TxnError;
 
 /// The Kafka error code a client sees for a storage failure.
@@ -61,9 +62,6 @@ pub fn unserved(store: &Store, topic: &str, partition: Option<i32>) -> Unserved 
 /// Requests the node declines whatever the state of its topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Declined {
-    /// A KIP-227 fetch session: the node always answers session 0, so a client naming
-    /// one is out of step and must start over with a full fetch.
-    FetchSession,
     /// A negative ListOffsets timestamp that names no special offset.
     UnknownSpecialTimestamp,
     /// Produce with a null record set.
@@ -75,7 +73,6 @@ pub enum Declined {
 impl Declined {
     pub fn code(self) -> i16 {
         match self {
-            Declined::FetchSession => ResponseError::FetchSessionIdNotFound.code(),
             Declined::UnknownSpecialTimestamp => ResponseError::UnsupportedVersion.code(),
             Declined::NullRecords => ResponseError::InvalidRecord.code(),
             Declined::UnknownCoordinatorKey => ResponseError::InvalidRequest.code(),
@@ -130,6 +127,18 @@ pub fn txn_partition_refusal(store: &Store, topic: &str, partition: i32) -> Opti
         _ => {
             let refusal = topic_write_refusal(store, topic);
             Some((refusal.code(), refusal.to_string()))
+        }
+    }
+}
+
+/// The code of a whole Fetch whose KIP-227 session cannot serve it. A client that sent
+/// a second request while its first one is still served is out of step with the
+/// session's epochs, as Kafka's answer to pipelined session fetches says.
+pub fn fetch_session_error_code(error: &SessionError) -> i16 {
+    match error {
+        SessionError::NotFound { .. } => ResponseError::FetchSessionIdNotFound.code(),
+        SessionError::InvalidEpoch { .. } | SessionError::Busy { .. } => {
+            ResponseError::InvalidFetchSessionEpoch.code()
         }
     }
 }
@@ -474,7 +483,6 @@ mod tests {
     #[test]
     fn declined_and_unserved_requests_map_to_kafka_codes() {
         let declined = [
-            (Declined::FetchSession, 70),
             (Declined::UnknownSpecialTimestamp, 35),
             (Declined::NullRecords, 87),
         ];

@@ -38,6 +38,9 @@ struct Metrics {
     request_bytes_reserved: IntGauge,
     request_bytes_budget: IntGauge,
     sasl_authentications: IntCounterVec,
+    fetch_sessions_active: IntGauge,
+    fetch_session_requests: IntCounterVec,
+    link_fetch_requests: IntCounterVec,
 }
 
 /// Kinds of fetch failure that are zero-initialized for every link, so a dashboard or
@@ -145,6 +148,14 @@ impl Metrics {
             sasl_authentications: counters(&r, "shadowlink_sasl_authentications_total",
                 "SASL authentications on the Kafka listener, by mechanism (\"none\" for an unsupported one) and result.",
                 &["mechanism", "result"]),
+            fetch_sessions_active: register(&r, IntGauge::new("shadowlink_fetch_sessions_active",
+                "KIP-227 fetch sessions the Kafka listener holds for its clients.").expect("valid")),
+            fetch_session_requests: counters(&r, "shadowlink_fetch_session_requests_total",
+                "Fetch requests on the Kafka listener: sessionless, full (opening a session) or incremental.",
+                &["kind"]),
+            link_fetch_requests: counters(&r, "shadowlink_link_fetch_requests_total",
+                "Fetch requests a link sent to its source: full or incremental (KIP-227).",
+                &["link", "kind"]),
             registry: r,
         }
     }
@@ -160,6 +171,30 @@ pub fn register_link(link: &str) {
     for kind in FETCH_ERROR_KINDS {
         m.fetch_errors.with_label_values(&[link, kind]);
     }
+    for kind in ["full", "incremental"] {
+        m.link_fetch_requests.with_label_values(&[link, kind]);
+    }
+}
+
+/// One Fetch request `link` sent: `full` or `incremental`.
+pub fn link_fetch_request(link: &str, kind: &str) {
+    METRICS
+        .link_fetch_requests
+        .with_label_values(&[link, kind])
+        .inc();
+}
+
+/// Fetch sessions held by the Kafka listener.
+pub fn fetch_sessions_active() -> &'static IntGauge {
+    &METRICS.fetch_sessions_active
+}
+
+/// One Fetch request on the Kafka listener: `sessionless`, `full` or `incremental`.
+pub fn fetch_session_request(kind: &str) {
+    METRICS
+        .fetch_session_requests
+        .with_label_values(&[kind])
+        .inc();
 }
 
 /// Record bytes received from the source by `link`.

@@ -154,6 +154,25 @@ impl PartitionStatus {
         }
     }
 
+    /// A fetch response showed the source at `source` with everything below `to`
+    /// fetched.
+    fn confirm(&mut self, source: SourceOffsets, to: i64, now: Instant) {
+        self.source = Some(source);
+        self.fetched_to = Some(to);
+        // Caught up means holding everything the source holds, not only what it has
+        // decided: a transaction left open at the source stops the mirror at the source's
+        // LSO while other producers' committed records pile up behind it, and that is lag.
+        self.caught_up = to >= source.high_watermark;
+        let vouched_from = self.last_outcome;
+        self.vouched_from = Some(vouched_from);
+        self.last_outcome = now;
+        self.failing_since = None;
+        self.writes.observe(source.high_watermark, now);
+        if self.caught_up {
+            self.confirmed_at = Some(vouched_from);
+        }
+    }
+
     /// The blind window as of `now`. `lost` is when the link lost its source, if it has
     /// not reached it since: the window of a partition failing since then ends at the
     /// later of the two, so a partition that failed earlier for another reason (its
@@ -294,21 +313,8 @@ impl LinkStatus {
             .partitions
             .entry(key.clone())
             .or_insert_with(|| PartitionStatus::new(now));
-        p.source = Some(source);
-        p.fetched_to = Some(to);
-        // Caught up means holding everything the source holds, not only what it has
-        // decided: a transaction left open at the source stops the mirror at the source's
-        // LSO while other producers' committed records pile up behind it, and that is lag.
-        p.caught_up = to >= source.high_watermark;
+        p.confirm(source, to, now);
         let copied_all_decided = to >= source.committed();
-        let vouched_from = p.last_outcome;
-        p.vouched_from = Some(vouched_from);
-        p.last_outcome = now;
-        p.failing_since = None;
-        p.writes.observe(source.high_watermark, now);
-        if p.caught_up {
-            p.confirmed_at = Some(vouched_from);
-        }
         if copied_all_decided {
             let sync = p.sync.take()?;
             let topic_done = !inner
@@ -324,6 +330,20 @@ impl LinkStatus {
             });
         }
         None
+    }
+
+    /// Records a response of a KIP-227 session that left `keys` out because nothing
+    /// changed at the source: it confirms them again at their last known offsets.
+    pub fn on_unchanged<'a>(&self, keys: impl Iterator<Item = &'a TopicPartition>, now: Instant) {
+        let mut inner = self.lock();
+        for key in keys {
+            let Some(p) = inner.partitions.get_mut(key) else {
+                continue;
+            };
+            if let (Some(source), Some(to)) = (p.source, p.fetched_to) {
+                p.confirm(source, to, now);
+            }
+        }
     }
 
     /// Records a failed fetch of `key`.

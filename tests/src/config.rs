@@ -99,6 +99,12 @@ impl NodeConfig {
         self
     }
 
+    /// `kafka.fetch_session_slots`: KIP-227 sessions the listener holds at once.
+    pub fn fetch_session_slots(mut self, n: usize) -> Self {
+        self.kafka.set("fetch_session_slots", n.to_string());
+        self
+    }
+
     /// An admin listener on a free loopback port.
     pub fn admin(self) -> Self {
         self.admin_listen("127.0.0.1:0")
@@ -339,6 +345,11 @@ impl Link {
 
     pub fn progress_interval(self, interval: Duration) -> Self {
         self.with("progress_interval", duration(interval))
+    }
+
+    /// `fetch_sessions`: whether the link opens KIP-227 sessions with its source.
+    pub fn fetch_sessions(self, on: bool) -> Self {
+        self.with("fetch_sessions", on.to_string())
     }
 
     /// `tls`: connect to the source over TLS, trusting the PEM CA at `ca`, checking

@@ -164,16 +164,16 @@ pub struct Process {
 }
 
 impl Process {
+    /// The operating system's id of the process, to read its `/proc` entries.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether any stderr line so far contains every one of `parts`.
     pub fn logged(&self, parts: &[&str]) -> bool {
         let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
         logs.iter()
             .any(|line| parts.iter().all(|p| line.contains(p)))
-    }
-
-    /// The process id, to read its `/proc` entries.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Kills with SIGKILL: no chance to flush or clean up.

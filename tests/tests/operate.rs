@@ -442,6 +442,7 @@ fn every_setting_of_the_test_config_builder_passes_check_config() -> Result<()> 
         .max_partitions_per_request(10)
         .max_request_bytes(4096)
         .request_memory_bytes(8192)
+        .fetch_session_slots(5)
         .admin()
         .admin_token_file(&token_file)
         .persist("always")
@@ -460,6 +461,7 @@ fn every_setting_of_the_test_config_builder_passes_check_config() -> Result<()> 
                 .fetch_max_bytes(1024)
                 .partition_max_bytes(1024)
                 .fetches_in_flight(2)
+                .fetch_sessions(false)
                 .progress_interval(Duration::from_millis(100))
         });
     let out = check_config(&config.render(Some(Path::new("/tmp/x"))))?;

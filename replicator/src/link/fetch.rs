@@ -1,11 +1,11 @@
 //! Building Fetch requests for a source broker and applying their responses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -33,11 +33,16 @@ pub struct FetchOutcome {
     result: Result<FetchResponse, SourceError>,
     /// The round trip, connecting included when a connection had to be made.
     elapsed: Duration,
+    /// The session epoch the request carried, when it belonged to a session.
+    session_epoch: Option<i32>,
 }
 
 impl LinkRunner {
     /// Starts fetches for every broker with idle partitions and a free request slot.
     pub(super) fn schedule_fetches(&mut self) -> Vec<BoxFuture<'static, FetchOutcome>> {
+        if self.waiting_on_sessions() {
+            return Vec::new();
+        }
         let now = Instant::now();
         let mut ready: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         for (key, state) in &self.partitions {
@@ -53,9 +58,14 @@ impl LinkRunner {
                 ready.entry(state.leader).or_default().push(key.clone());
             }
         }
-        let limit = self.link.config.fetches_in_flight;
         let mut requests = Vec::new();
         for (broker, mut keys) in ready {
+            let session = self.uses_session(broker);
+            // One request at a time per session (KIP-227): a second would be out of step.
+            let limit = match session {
+                true => 1,
+                false => self.link.config.fetches_in_flight,
+            };
             let entry = self.brokers.entry(broker).or_default();
             let broker_ready = entry.backoff.as_ref().is_none_or(|b| b.ready(now));
             if entry.in_flight >= limit || !broker_ready {
@@ -72,7 +82,16 @@ impl LinkRunner {
             self.fetch_rotation = self.fetch_rotation.wrapping_add(1);
             let len = keys.len();
             keys.rotate_left(self.fetch_rotation % len);
-            let request = self.fetch_request(&keys);
+            let (request, session_epoch) = match session {
+                true => {
+                    let (request, epoch) = self.session_request(broker, &keys);
+                    (request, Some(epoch))
+                }
+                false => {
+                    crate::metrics::link_fetch_request(self.name(), "full");
+                    (self.fetch_request(&keys), None)
+                }
+            };
             for key in &keys {
                 if let Some(s) = self.partitions.get_mut(key) {
                     s.in_flight = true;
@@ -89,6 +108,7 @@ impl LinkRunner {
                 tls,
                 timeout: self.cluster.request_timeout(),
                 sasl,
+                session_epoch,
             };
             requests.push(Box::pin(send_fetch(target, cached, keys, request))
                 as BoxFuture<'static, FetchOutcome>);
@@ -96,8 +116,30 @@ impl LinkRunner {
         requests
     }
 
+    /// Whether fetches to `broker` go through a KIP-227 session.
+    fn uses_session(&self, broker: i32) -> bool {
+        self.link.config.fetch_sessions && self.sessions.get(&broker).is_none_or(|s| s.offered())
+    }
+
+    /// Every leader's session has its request out, so no partition can be fetched before
+    /// one answers: the partitions need not be looked at until then.
+    fn waiting_on_sessions(&self) -> bool {
+        let waiting = |broker: &i32| {
+            self.uses_session(*broker) && self.brokers.get(broker).is_some_and(|b| b.in_flight > 0)
+        };
+        !self.leaders.is_empty() && self.leaders.iter().all(waiting)
+    }
+
+    /// A full fetch of `keys` without a session.
     fn fetch_request(&self, keys: &[TopicPartition]) -> FetchRequest {
-        let topics = group_in_order(keys)
+        self.base_request()
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(self.full_topics(keys))
+    }
+
+    fn full_topics(&self, keys: &[TopicPartition]) -> Vec<FetchTopic> {
+        group_in_order(keys)
             .into_iter()
             .map(|(name, indexes)| {
                 let partitions = indexes
@@ -105,22 +147,66 @@ impl LinkRunner {
                     .map(|index| self.fetch_partition(&TopicPartition::new(name, index)))
                     .collect();
                 FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(name.to_string())))
+                    .with_topic(topic_name(name))
                     .with_partitions(partitions)
             })
+            .collect()
+    }
+
+    /// The next request of `broker`'s session for `keys`, and its epoch: a full fetch
+    /// opening the session, or the partitions whose parameters changed and the ones
+    /// to forget.
+    fn session_request(&mut self, broker: i32, keys: &[TopicPartition]) -> (FetchRequest, i32) {
+        let wanted = keys
+            .iter()
+            .map(|k| (k.clone(), self.fetch_partition(k)))
             .collect();
-        // read_committed keeps the mirror at or below the source's last stable offset;
-        // the broker still returns aborted batches and markers below it, so the copy stays
-        // byte-identical. Session id 0 / epoch -1: full fetches, no KIP-227 session.
+        let planned = self.sessions.entry(broker).or_default().plan(wanted);
+        let base = self
+            .base_request()
+            .with_session_id(planned.session_id)
+            .with_session_epoch(planned.epoch);
+        if planned.is_full() {
+            crate::metrics::link_fetch_request(self.name(), "full");
+            return (base.with_topics(self.full_topics(keys)), planned.epoch);
+        }
+        crate::metrics::link_fetch_request(self.name(), "incremental");
+        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        for (key, partition) in planned.listed_keys.iter().zip(planned.listed) {
+            topics.entry(&key.topic).or_default().push(partition);
+        }
+        let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for key in &planned.forgotten {
+            forgotten.entry(&key.topic).or_default().push(key.partition);
+        }
+        let topics = topics.into_iter().map(|(name, partitions)| {
+            FetchTopic::default()
+                .with_topic(topic_name(name))
+                .with_partitions(partitions)
+        });
+        let forgotten = forgotten.into_iter().map(|(name, partitions)| {
+            ForgottenTopic::default()
+                .with_topic(topic_name(name))
+                .with_partitions(partitions)
+        });
+        let request = base
+            .with_topics(topics.collect())
+            .with_forgotten_topics_data(forgotten.collect());
+        (request, planned.epoch)
+    }
+
+    fn base_request(&self) -> FetchRequest {
+        // read_uncommitted, as a follower replica reads: the mirror copies up to the
+        // source's high watermark, open transactions included, and derives its own last
+        // stable offset from the batches it stores. A transaction hanging open at the
+        // source then holds back neither the copy nor the records after it, and one the
+        // source never decides is aborted by failover.
         FetchRequest::default()
             .with_replica_id((-1).into())
             .with_max_wait_ms(MAX_WAIT_MS)
             .with_min_bytes(1)
             .with_max_bytes(self.link.config.fetch_max_bytes)
             .with_isolation_level(0)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(topics)
     }
 
     fn fetch_partition(&self, key: &TopicPartition) -> FetchPartition {
@@ -149,7 +235,12 @@ impl LinkRunner {
         }
         let response = match outcome.result {
             Ok(r) => r,
-            Err(e) => return self.on_broker_error(outcome.broker, &outcome.keys, e),
+            Err(e) => {
+                if outcome.session_epoch.is_some() {
+                    self.sessions.entry(outcome.broker).or_default().on_lost();
+                }
+                return self.on_broker_error(outcome.broker, &outcome.keys, e);
+            }
         };
         self.status.set_connected();
         let broker = self.brokers.entry(outcome.broker).or_default();
@@ -159,6 +250,18 @@ impl LinkRunner {
             b.delay(Duration::from_millis(response.throttle_time_ms as u64));
             broker.backoff = Some(b);
         }
+        if let Some(epoch) = outcome.session_epoch {
+            let session = self.sessions.entry(outcome.broker).or_default();
+            session.on_response(epoch, response.error_code, response.session_id);
+            if is_session_error(response.error_code) {
+                // The next request opens a new session with a full fetch, at once: the
+                // partitions themselves are fine.
+                let name = kafka_error_name(response.error_code);
+                tracing::debug!(link = %self.link.config.name, broker = outcome.broker, error = %name, "fetch session reset");
+                crate::metrics::fetch_error(self.name(), &name);
+                return;
+            }
+        }
         if response.error_code != 0 {
             let e = SourceError::Broker {
                 addr: outcome.addr.clone(),
@@ -167,12 +270,23 @@ impl LinkRunner {
             };
             return self.on_broker_error(outcome.broker, &outcome.keys, e);
         }
+        let incremental = outcome.session_epoch.is_some_and(|epoch| epoch != 0);
+        let mut answered = HashSet::new();
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
                 let key = TopicPartition::new(name.clone(), p.partition_index);
+                if incremental {
+                    answered.insert(key.clone());
+                }
                 self.on_partition(key, p).await;
             }
+        }
+        if incremental {
+            // An incremental response leaves out what did not change at the source: it
+            // vouches for those partitions as a full response would.
+            let unchanged = outcome.keys.iter().filter(|k| !answered.contains(*k));
+            self.status.on_unchanged(unchanged, Instant::now());
         }
     }
 
@@ -335,6 +449,16 @@ async fn send(state: &mut super::PartitionState, job: WriteJob) {
     let _ = state.writer.send(job).await;
 }
 
+/// The codes after which a session starts over with a full fetch (KIP-227).
+fn is_session_error(code: i16) -> bool {
+    code == ResponseError::FetchSessionIdNotFound.code()
+        || code == ResponseError::InvalidFetchSessionEpoch.code()
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
 /// Partitions grouped by topic, topics in the order their first partition appears, so
 /// the request keeps the order of `keys`.
 fn group_in_order(keys: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
@@ -440,6 +564,8 @@ struct FetchTarget {
     /// Bounds the connect, and the fetch beyond its long-poll wait.
     timeout: Duration,
     sasl: Option<ClientSasl>,
+    /// The session epoch the request carries, when it belongs to a session.
+    session_epoch: Option<i32>,
 }
 
 async fn send_fetch(
@@ -456,6 +582,7 @@ async fn send_fetch(
         tls,
         timeout,
         sasl,
+        session_epoch,
     } = target;
     let (client, fresh) = match cached {
         Some(c) => (Ok(c), false),
@@ -483,6 +610,7 @@ async fn send_fetch(
         keys,
         result,
         elapsed: started.elapsed(),
+        session_epoch,
     }
 }
 

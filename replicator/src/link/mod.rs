@@ -9,6 +9,7 @@ mod fetch;
 mod offset_sync;
 mod offsets;
 mod progress;
+mod session;
 pub mod writer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -108,6 +109,10 @@ pub struct LinkRunner {
     invalid_names: BTreeSet<String>,
     /// Advances with every fetch request, to rotate the partition order in requests.
     fetch_rotation: usize,
+    /// The KIP-227 session kept with each source broker.
+    sessions: HashMap<i32, session::BrokerSession>,
+    /// The brokers leading the partitions, as of the last metadata.
+    leaders: BTreeSet<i32>,
 }
 
 #[derive(Default)]
@@ -137,6 +142,8 @@ impl LinkRunner {
             discovered: BTreeSet::new(),
             invalid_names: BTreeSet::new(),
             fetch_rotation: 0,
+            sessions: HashMap::new(),
+            leaders: BTreeSet::new(),
             link,
             store,
             cluster,
@@ -234,6 +241,7 @@ impl LinkRunner {
         }
         self.status
             .retain(|key| self.partitions.get(key).is_some_and(|s| !s.absent));
+        self.leaders = self.partitions.values().map(|s| s.leader).collect();
     }
 
     fn reconcile_topic(&mut self, name: &str, source: &TopicView) -> Result<(), MirrorError> {

@@ -175,6 +175,7 @@ mod tests {
                 max_partitions: 100,
             },
             sasl: None,
+            sessions: crate::server::SessionCache::new(10),
         }
     }
 

@@ -1,17 +1,20 @@
-//! Fetch: long-polls mirror partitions and sends stored batches without copying them.
+//! Fetch: long-polls mirror partitions and sends stored batches without copying them,
+//! in full requests or incremental ones of a KIP-227 session (see `fetch_session`).
 
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::messages::FetchRequest;
 use shadowlink_protocol::fetch::{
     encode_fetch_response, FetchPartitionParts, FetchResponseParts, FetchTopicParts,
 };
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
+use super::fetch_session::{CachedPartitionSeed, SessionRequest};
 use super::{Reply, ServerContext};
-use crate::errors::{epoch_error_code, storage_error_code, Declined};
+use crate::errors::{epoch_error_code, fetch_session_error_code, storage_error_code};
+use crate::topic_partition::TopicPartition;
 
 /// Fetch `isolation_level` 1 (KIP-98): only data below the last stable offset.
 const READ_COMMITTED: i8 = 1;
@@ -24,16 +27,155 @@ pub async fn handle(
     header: &RequestHeader,
     request: FetchRequest,
 ) -> Result<Reply, EncodeError> {
-    if request.session_id != 0 {
-        // KIP-227 sessions are declined (we always answer session_id 0), so a client
-        // naming one is out of step: tell it to start over with a full fetch.
-        let parts = FetchResponseParts {
-            error_code: Declined::FetchSession.code(),
+    let parts = match SessionRequest::of(request.session_id, request.session_epoch) {
+        SessionRequest::Sessionless { close } => {
+            crate::metrics::fetch_session_request("sessionless");
+            if let Some(id) = close {
+                ctx.sessions.close(id);
+            }
+            full(ctx, &request).await
+        }
+        SessionRequest::New { close } => {
+            crate::metrics::fetch_session_request("full");
+            if let Some(id) = close {
+                ctx.sessions.close(id);
+            }
+            let mut parts = full(ctx, &request).await;
+            parts.session_id = create_session(ctx, &request, &parts).unwrap_or(0);
+            parts
+        }
+        SessionRequest::Incremental { id, epoch } => {
+            crate::metrics::fetch_session_request("incremental");
+            incremental(ctx, &request, id, epoch).await
+        }
+    };
+    encode_fetch_response(header.api_version, header.correlation_id, parts).map(Reply::Chunks)
+}
+
+/// A full fetch: every requested partition is answered, in request order.
+async fn full(ctx: &ServerContext, request: &FetchRequest) -> FetchResponseParts {
+    let requested = || {
+        request.topics.iter().flat_map(|t| {
+            let name = t.topic.0.as_str();
+            t.partitions.iter().map(move |p| (name, p))
+        })
+    };
+    let parts = long_poll(ctx, request, || read_all(ctx, request, requested())).await;
+    let mut parts = parts.into_iter();
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| FetchTopicParts {
+            name: t.topic.0.to_string(),
+            partitions: parts.by_ref().take(t.partitions.len()).collect(),
             ..Default::default()
-        };
-        return encode_fetch_response(header.api_version, header.correlation_id, parts)
-            .map(Reply::Chunks);
+        })
+        .collect();
+    FetchResponseParts {
+        topics,
+        ..Default::default()
     }
+}
+
+/// A new session holding the partitions of a full request, with what `parts` answered.
+fn create_session(
+    ctx: &ServerContext,
+    request: &FetchRequest,
+    parts: &FetchResponseParts,
+) -> Option<i32> {
+    let answers = parts.topics.iter().flat_map(|t| t.partitions.iter());
+    let requested = request.topics.iter().flat_map(|t| {
+        let name = t.topic.0.as_str();
+        t.partitions.iter().map(move |p| (name, p))
+    });
+    let seeds = requested
+        .zip(answers)
+        .map(|((topic, params), answer)| CachedPartitionSeed {
+            key: TopicPartition::new(topic, params.partition),
+            params: params.clone(),
+            answer: answer.clone(),
+        })
+        .collect();
+    ctx.sessions.create(seeds)
+}
+
+/// An incremental fetch: the request's changes are applied to the session, every session
+/// partition is read, and only those with news are answered.
+async fn incremental(
+    ctx: &ServerContext,
+    request: &FetchRequest,
+    id: i32,
+    epoch: i32,
+) -> FetchResponseParts {
+    let mut lease = match ctx.sessions.checkout(id, epoch) {
+        Ok(lease) => lease,
+        Err(e) => {
+            tracing::debug!(error = %e, "incremental fetch refused");
+            return FetchResponseParts {
+                error_code: fetch_session_error_code(&e),
+                ..Default::default()
+            };
+        }
+    };
+    let session = lease.session();
+    session.forget(&request.forgotten_topics_data);
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            let key = TopicPartition::new(topic.topic.0.as_str(), p.partition);
+            session.upsert(key, p.clone());
+        }
+    }
+    let session_partitions = || session.rotated().map(|c| (c.key.topic.as_str(), &c.params));
+    let parts = long_poll(ctx, request, || {
+        read_all(ctx, request, session_partitions())
+    })
+    .await;
+    let mut answered: Vec<(String, FetchPartitionParts)> = Vec::new();
+    for (cached, part) in session.rotated_mut().zip(parts) {
+        if cached.has_news(&part) {
+            cached.answered(&part);
+            answered.push((cached.key.topic.clone(), part));
+        }
+    }
+    session.rotate();
+    FetchResponseParts {
+        session_id: id,
+        topics: group_by_topic(answered),
+        ..Default::default()
+    }
+}
+
+/// Consecutive partitions of one topic under one topic entry, as Kafka builds responses.
+fn group_by_topic(parts: Vec<(String, FetchPartitionParts)>) -> Vec<FetchTopicParts> {
+    let mut topics: Vec<FetchTopicParts> = Vec::new();
+    for (name, part) in parts {
+        match topics.last_mut() {
+            Some(last) if last.name == name => last.partitions.push(part),
+            _ => topics.push(FetchTopicParts {
+                name,
+                partitions: vec![part],
+                ..Default::default()
+            }),
+        }
+    }
+    topics
+}
+
+/// What one read of a request's partitions found.
+struct Gathered {
+    /// One answer per partition read, in reading order.
+    parts: Vec<FetchPartitionParts>,
+    bytes: usize,
+    errors: bool,
+}
+
+/// Reads until there is enough data, an error, or the request's wait is over, and
+/// returns the last read's answers.
+async fn long_poll(
+    ctx: &ServerContext,
+    request: &FetchRequest,
+    mut read: impl FnMut() -> Gathered,
+) -> Vec<FetchPartitionParts> {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -42,59 +184,51 @@ pub async fn handle(
         // still wakes us.
         let appended = ctx.store.appended();
         let notified = appended.notified();
-        let (parts, bytes, errors) = read_all(ctx, &request);
+        let gathered = read();
         let now = Instant::now();
-        if bytes >= min_bytes || errors || now >= deadline {
-            return encode_fetch_response(header.api_version, header.correlation_id, parts)
-                .map(Reply::Chunks);
+        if gathered.bytes >= min_bytes || gathered.errors || now >= deadline {
+            return gathered.parts;
         }
-        let _ = tokio::time::timeout(deadline - now, notified).await;
+        if tokio::time::timeout(deadline - now, notified)
+            .await
+            .is_err()
+        {
+            // Nothing was appended anywhere since the read: it is still the answer, and
+            // an idle session of many partitions is read once per request, not twice.
+            return gathered.parts;
+        }
     }
 }
 
-/// Reads every requested partition within the request's byte budgets. Returns the
-/// response parts, the record bytes gathered, and whether any partition had an error.
-fn read_all(ctx: &ServerContext, request: &FetchRequest) -> (FetchResponseParts, usize, bool) {
+/// Reads `partitions` within the request's byte budgets.
+fn read_all<'a>(
+    ctx: &ServerContext,
+    request: &FetchRequest,
+    partitions: impl Iterator<Item = (&'a str, &'a FetchPartition)>,
+) -> Gathered {
     let mut budget = request.max_bytes.max(0) as usize;
-    let mut total = 0usize;
-    let mut errors = false;
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for topic in &request.topics {
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
-            // KIP-74: the first non-empty partition may exceed the budget by one batch.
-            let may_read = limit > 0 || total == 0;
-            let part = read_partition(
-                ctx,
-                &topic.topic,
-                p,
-                request.isolation_level,
-                limit,
-                may_read,
-            );
-            let size: usize = part.records.iter().map(|r| r.len()).sum();
-            errors |= part.error_code != 0;
-            total += size;
-            budget = budget.saturating_sub(size);
-            partitions.push(part);
-        }
-        topics.push(FetchTopicParts {
-            name: topic.topic.0.to_string(),
-            partitions,
-            ..Default::default()
-        });
-    }
-    let parts = FetchResponseParts {
-        topics,
-        ..Default::default()
+    let mut gathered = Gathered {
+        parts: Vec::new(),
+        bytes: 0,
+        errors: false,
     };
-    (parts, total, errors)
+    for (topic, p) in partitions {
+        let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
+        // KIP-74: the first non-empty partition may exceed the budget by one batch.
+        let may_read = limit > 0 || gathered.bytes == 0;
+        let part = read_partition(ctx, topic, p, request.isolation_level, limit, may_read);
+        let size: usize = part.records.iter().map(|r| r.len()).sum();
+        gathered.errors |= part.error_code != 0;
+        gathered.bytes += size;
+        budget = budget.saturating_sub(size);
+        gathered.parts.push(part);
+    }
+    gathered
 }
 
 fn read_partition(
     ctx: &ServerContext,
-    topic: &TopicName,
+    topic: &str,
     request: &FetchPartition,
     request_isolation: i8,
     limit: usize,
@@ -104,9 +238,8 @@ fn read_partition(
         partition_index: request.partition,
         ..Default::default()
     };
-    let Some(mirror) = ctx.store.partition(topic.0.as_str(), request.partition) else {
-        part.error_code =
-            super::offline::partition_code(&ctx.store, topic.0.as_str(), request.partition);
+    let Some(mirror) = ctx.store.partition(topic, request.partition) else {
+        part.error_code = super::offline::partition_code(&ctx.store, topic, request.partition);
         return part;
     };
     // KIP-320: a consumer whose leader epoch is stale may be reading records a leader

@@ -17,6 +17,7 @@ mod delete_topics;
 mod describe_configs;
 mod end_txn;
 mod fetch;
+mod fetch_session;
 mod groups;
 mod incremental_alter_configs;
 mod init_producer_id;
@@ -47,6 +48,7 @@ use crate::txn::TxnCoordinator;
 pub use authenticate::Principal;
 pub use budget::RequestBudget;
 pub use create_topics::CreatePolicy;
+pub use fetch_session::{SessionCache, SessionError};
 
 /// This node's id in every Metadata answer; a node is a one-broker cluster to clients.
 pub const NODE_ID: i32 = 1;
@@ -66,6 +68,8 @@ pub struct ServerContext {
     pub create_policy: CreatePolicy,
     /// When set, clients must authenticate before anything but ApiVersions is served.
     pub sasl: Option<Arc<crate::sasl::ListenerSasl>>,
+    /// KIP-227 incremental fetch sessions.
+    pub sessions: Arc<SessionCache>,
 }
 
 /// A handler's answer: a frame to write, or a zero-copy chunk list.

@@ -1,0 +1,233 @@
+//! Idle partitions at scale: N empty partitions owned by one node and mirrored by another,
+//! once with KIP-227 fetch sessions and once with the link's `fetch_sessions = false`, in
+//! the same run. For each: how long until every partition is mirrored and confirmed
+//! (set-up), each node's CPU over an idle window (from `/proc/PID/stat`) and its RSS.
+//!
+//! `cargo run --release -p shadowlink-benches --bin idle_partitions -- [--partitions N]
+//! [--idle-seconds S]` (defaults: 10000 partitions, 30 s).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use shadowlink_tests::scenario::create_topic;
+use shadowlink_tests::{Link, Node, NodeConfig};
+
+/// Partitions per source topic, so metadata looks like a real cluster's.
+const PER_TOPIC: usize = 200;
+
+fn main() -> Result<()> {
+    let mut partitions = 10_000usize;
+    let mut idle = Duration::from_secs(30);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--partitions" => partitions = value.parse().context("--partitions")?,
+            "--idle-seconds" => {
+                idle = Duration::from_secs(value.parse().context("--idle-seconds")?)
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let command: Vec<String> = std::env::args().collect();
+    println!("command: {}", command.join(" "));
+    println!("machine: {}", machine());
+    let source = start_source(partitions)?;
+    let with = run(&source, partitions, idle, true)?;
+    let without = run(&source, partitions, idle, false)?;
+    println!();
+    println!(
+        "{partitions} idle partitions, idle window {} s",
+        idle.as_secs()
+    );
+    println!("| | sessions | no sessions | ratio (no sessions / sessions) |");
+    println!("|---|---|---|---|");
+    let rows: [(&str, Figure); 5] = [
+        ("set-up (s)", |f| f.setup.as_secs_f64()),
+        ("mirror CPU (% of a core)", |f| f.mirror_cpu),
+        ("source CPU (% of a core)", |f| f.source_cpu),
+        ("mirror RSS (MB)", |f| f.mirror_rss_mb),
+        ("source RSS (MB)", |f| f.source_rss_mb),
+    ];
+    for (name, figure) in rows {
+        let (a, b) = (figure(&with), figure(&without));
+        println!("| {name} | {a:.2} | {b:.2} | {:.1} |", b / a);
+    }
+    Ok(())
+}
+
+/// One figure of a run, for the table.
+type Figure = fn(&Figures) -> f64;
+
+/// What one configuration cost.
+struct Figures {
+    setup: Duration,
+    mirror_cpu: f64,
+    source_cpu: f64,
+    mirror_rss_mb: f64,
+    source_rss_mb: f64,
+}
+
+/// The node owning the idle partitions, created through CreateTopics as an operator
+/// would: a node with tens of thousands of partitions in its config takes longer to start
+/// than the harness waits.
+fn start_source(partitions: usize) -> Result<Node> {
+    let config = NodeConfig::new()
+        .persist("os")
+        .max_partitions(partitions as i64 + PER_TOPIC as i64)
+        .admin();
+    let source = Node::start(&config)?;
+    let started = Instant::now();
+    let mut left = partitions;
+    for i in 0.. {
+        if left == 0 {
+            break;
+        }
+        let count = left.min(PER_TOPIC);
+        create_topic(source.kafka, &format!("idle_{i:04}"), count as i32, &[])?;
+        left -= count;
+    }
+    println!(
+        "source created {partitions} partitions in {:.1?}",
+        started.elapsed()
+    );
+    Ok(source)
+}
+
+fn run(source: &Node, partitions: usize, idle: Duration, sessions: bool) -> Result<Figures> {
+    let label = if sessions { "sessions" } else { "no sessions" };
+    let limit = partitions as i64 + PER_TOPIC as i64;
+    let link = Link::new("from-a", source.kafka)
+        .include(&["idle_*"])
+        .fetch_sessions(sessions);
+    let mirror_config = NodeConfig::new()
+        .persist("os")
+        .max_partitions(limit)
+        .admin()
+        .add_link(link);
+    let started = Instant::now();
+    let mirror = Node::start(&mirror_config)?;
+    let admin = mirror.admin.context("the mirror has an admin listener")?;
+    wait_confirmed(admin, partitions, Duration::from_secs(600))?;
+    let setup = started.elapsed();
+    println!("[{label}] every partition mirrored and confirmed in {setup:.1?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (mirror_pid, source_pid) = (mirror.process.pid(), source.process.pid());
+    let before = (cpu_seconds(mirror_pid)?, cpu_seconds(source_pid)?);
+    let window = Instant::now();
+    std::thread::sleep(idle);
+    let seconds = window.elapsed().as_secs_f64();
+    let after = (cpu_seconds(mirror_pid)?, cpu_seconds(source_pid)?);
+    let figures = Figures {
+        setup,
+        mirror_cpu: (after.0 - before.0) / seconds * 100.0,
+        source_cpu: (after.1 - before.1) / seconds * 100.0,
+        mirror_rss_mb: rss_mb(mirror_pid)?,
+        source_rss_mb: rss_mb(source_pid)?,
+    };
+    println!(
+        "[{label}] idle: mirror {:.2} % of a core, {:.0} MB RSS; source {:.2} % of a core, {:.0} MB RSS",
+        figures.mirror_cpu, figures.mirror_rss_mb, figures.source_cpu, figures.source_rss_mb
+    );
+    Ok(figures)
+}
+
+/// Waits until the mirror's status shows `partitions` partitions, each at the source's
+/// high watermark as of a fetch response.
+fn wait_confirmed(admin: SocketAddr, partitions: usize, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status: Value = serde_json::from_str(&get(admin, "/v1/status")?)?;
+        let all = status["links"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["topics"].as_array().into_iter().flatten())
+            .flat_map(|t| t["partitions"].as_array().into_iter().flatten());
+        let (mut seen, mut confirmed) = (0, 0);
+        for p in all {
+            seen += 1;
+            if p["lag"].as_i64() == Some(0) && p["lag_seconds"].as_f64() == Some(0.0) {
+                confirmed += 1;
+            }
+        }
+        if seen == partitions && confirmed == partitions {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{confirmed} of {partitions} partitions confirmed ({seen} listed) after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A plain HTTP/1.0 GET of the admin listener.
+fn get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (_, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    Ok(body.to_string())
+}
+
+/// User plus system CPU time of `pid` so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces; the fields after it are space-separated.
+    let rest = stat.rsplit_once(')').context("no command name")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / clock_ticks()?)
+}
+
+fn clock_ticks() -> Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+fn rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    let kb: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("no VmRSS value")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// The CPU model, core count, memory and load when the run started.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .next()
+        .unwrap_or("")
+        .replace("MemTotal:", "")
+        .trim()
+        .to_string();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "{model}, {cores} cores, {memory} memory, load average {}",
+        load.trim()
+    )
+}

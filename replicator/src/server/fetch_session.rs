@@ -1,0 +1,489 @@
+//! KIP-227 incremental fetch sessions, served to consumers and downstream nodes.
+//!
+//! A full Fetch with `(session_id 0, epoch 0)` creates a session holding the requested
+//! partitions with the parameters each was asked for. Later requests of that session name
+//! only partitions whose parameters changed, plus the ones to forget; the node still reads
+//! every session partition and answers only those with news: records, a moved high
+//! watermark, last stable offset or log start, or an error. An idle client with thousands
+//! of partitions then costs a request and a response of a few bytes per long poll.
+//!
+//! The cache holds at most `slots` sessions (Kafka's
+//! `max.incremental.fetch.session.cache.slots`). A new session that finds it full evicts
+//! the least recently used session not serving a request, or, with none, gets no session
+//! (id 0) and is served as a plain full fetch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, ForgottenTopic};
+use shadowlink_protocol::fetch::FetchPartitionParts;
+
+use crate::topic_partition::TopicPartition;
+
+/// What a request's `(session_id, session_epoch)` asks for (KIP-227).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRequest {
+    /// A full fetch with no session afterwards; `close` names a session to drop first.
+    Sessionless { close: Option<i32> },
+    /// A full fetch that creates a session; `close` names a session it replaces.
+    New { close: Option<i32> },
+    /// An incremental fetch of session `id`, which must be at `epoch`.
+    Incremental { id: i32, epoch: i32 },
+}
+
+/// Epoch 0 starts a session, -1 ends one (`FetchMetadata.INITIAL_EPOCH`, `FINAL_EPOCH`).
+const INITIAL_EPOCH: i32 = 0;
+const FINAL_EPOCH: i32 = -1;
+
+impl SessionRequest {
+    pub fn of(session_id: i32, session_epoch: i32) -> SessionRequest {
+        let close = (session_id != 0).then_some(session_id);
+        match session_epoch {
+            INITIAL_EPOCH => SessionRequest::New { close },
+            FINAL_EPOCH => SessionRequest::Sessionless { close },
+            epoch => SessionRequest::Incremental {
+                id: session_id,
+                epoch,
+            },
+        }
+    }
+}
+
+/// Why an incremental request cannot be served; the whole request fails with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("fetch session {id} is not in the cache")]
+    NotFound { id: i32 },
+    #[error("fetch session {id} expects epoch {expected}, the request carries {actual}")]
+    InvalidEpoch { id: i32, expected: i32, actual: i32 },
+    #[error("fetch session {id} is already serving a request")]
+    Busy { id: i32 },
+}
+
+/// A session partition: the parameters last requested and what the node last answered.
+#[derive(Debug, Clone)]
+pub struct CachedPartition {
+    pub key: TopicPartition,
+    pub params: FetchPartition,
+    /// -1 until answered, and again after an error, so the next response includes it.
+    high_watermark: i64,
+    last_stable_offset: i64,
+    log_start_offset: i64,
+}
+
+impl CachedPartition {
+    fn new(key: TopicPartition, params: FetchPartition) -> CachedPartition {
+        CachedPartition {
+            key,
+            params,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+        }
+    }
+
+    /// Whether an incremental response must carry `part`: Kafka's
+    /// `CachedPartition.maybeUpdateResponseData`, with the last stable offset added
+    /// because a mirror's LSO moves when a marker arrives, without new records visible
+    /// to a read_committed fetch.
+    pub fn has_news(&self, part: &FetchPartitionParts) -> bool {
+        part.error_code != 0
+            || !part.records.iter().all(|r| r.is_empty())
+            || part.high_watermark != self.high_watermark
+            || part.last_stable_offset != self.last_stable_offset
+            || part.log_start_offset != self.log_start_offset
+    }
+
+    /// Remembers what a response told the client about this partition.
+    pub fn answered(&mut self, part: &FetchPartitionParts) {
+        if part.error_code != 0 {
+            self.high_watermark = -1;
+            self.last_stable_offset = -1;
+            self.log_start_offset = -1;
+        } else {
+            self.high_watermark = part.high_watermark;
+            self.last_stable_offset = part.last_stable_offset;
+            self.log_start_offset = part.log_start_offset;
+        }
+    }
+}
+
+/// One client's session: its partitions in a stable order and the next epoch expected.
+#[derive(Debug)]
+pub struct Session {
+    pub id: i32,
+    epoch: i32,
+    partitions: Vec<CachedPartition>,
+    index: HashMap<TopicPartition, usize>,
+    /// Where the next read starts, so a busy partition cannot starve the ones after it
+    /// of the response's byte budget (KIP-74).
+    rotation: usize,
+    last_used: Instant,
+}
+
+impl Session {
+    fn new(id: i32) -> Session {
+        Session {
+            id,
+            epoch: 1,
+            partitions: Vec::new(),
+            index: HashMap::new(),
+            rotation: 0,
+            last_used: Instant::now(),
+        }
+    }
+
+    /// Adds a partition, or updates the parameters of one already in the session.
+    pub fn upsert(&mut self, key: TopicPartition, params: FetchPartition) {
+        match self.index.get(&key) {
+            Some(&i) => self.partitions[i].params = params,
+            None => {
+                self.index.insert(key.clone(), self.partitions.len());
+                self.partitions.push(CachedPartition::new(key, params));
+            }
+        }
+    }
+
+    /// Drops the partitions of `forgotten`.
+    pub fn forget(&mut self, forgotten: &[ForgottenTopic]) {
+        for topic in forgotten {
+            for &partition in &topic.partitions {
+                let key = TopicPartition::new(topic.topic.0.as_str(), partition);
+                let Some(i) = self.index.remove(&key) else {
+                    continue;
+                };
+                self.partitions.swap_remove(i);
+                if let Some(moved) = self.partitions.get(i) {
+                    self.index.insert(moved.key.clone(), i);
+                }
+            }
+        }
+    }
+
+    fn start(&self) -> usize {
+        self.rotation
+            .checked_rem(self.partitions.len())
+            .unwrap_or(0)
+    }
+
+    /// The session partitions, from where this request's read starts.
+    pub fn rotated(&self) -> impl Iterator<Item = &CachedPartition> {
+        let (front, back) = self.partitions.split_at(self.start());
+        back.iter().chain(front.iter())
+    }
+
+    /// [`Self::rotated`], to record what the response said.
+    pub fn rotated_mut(&mut self) -> impl Iterator<Item = &mut CachedPartition> {
+        let start = self.start();
+        let (front, back) = self.partitions.split_at_mut(start);
+        back.iter_mut().chain(front.iter_mut())
+    }
+
+    /// Moves the next read's start one partition further on.
+    pub fn rotate(&mut self) {
+        self.rotation = self.rotation.wrapping_add(1);
+    }
+
+    #[cfg(test)]
+    fn partition_count(&self) -> usize {
+        self.partitions.len()
+    }
+}
+
+enum Slot {
+    Idle(Session),
+    /// Lent to a request; the lease puts it back.
+    Busy,
+}
+
+struct Inner {
+    sessions: HashMap<i32, Slot>,
+    next_id: i32,
+}
+
+/// The node's sessions, bounded in number.
+pub struct SessionCache {
+    slots: usize,
+    inner: Mutex<Inner>,
+}
+
+impl SessionCache {
+    pub fn new(slots: usize) -> Arc<SessionCache> {
+        crate::metrics::fetch_sessions_active().set(0);
+        Arc::new(SessionCache {
+            slots,
+            inner: Mutex::new(Inner {
+                sessions: HashMap::new(),
+                // Random, so a client holding an id from before a restart is not handed
+                // a stranger's session.
+                next_id: fastrand::i32(1..i32::MAX),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops session `id`, if the cache holds it.
+    pub fn close(&self, id: i32) {
+        let mut inner = self.lock();
+        inner.sessions.remove(&id);
+        publish(&inner);
+    }
+
+    /// Creates a session holding `partitions`, evicting the least recently used idle
+    /// session when the cache is full. `None` when no slot can be had.
+    pub fn create(&self, partitions: Vec<CachedPartitionSeed>) -> Option<i32> {
+        let mut inner = self.lock();
+        if self.slots == 0 {
+            return None;
+        }
+        if inner.sessions.len() >= self.slots {
+            let lru = inner
+                .sessions
+                .iter()
+                .filter_map(|(id, slot)| match slot {
+                    Slot::Idle(s) => Some((s.last_used, *id)),
+                    Slot::Busy => None,
+                })
+                .min()?;
+            inner.sessions.remove(&lru.1);
+            tracing::debug!(session = lru.1, "fetch session evicted");
+        }
+        let id = loop {
+            let id = inner.next_id;
+            inner.next_id = if id == i32::MAX { 1 } else { id + 1 };
+            if !inner.sessions.contains_key(&id) {
+                break id;
+            }
+        };
+        let mut session = Session::new(id);
+        for seed in partitions {
+            session.upsert(seed.key.clone(), seed.params);
+            if let Some(&i) = session.index.get(&seed.key) {
+                session.partitions[i].answered(&seed.answer);
+            }
+        }
+        inner.sessions.insert(id, Slot::Idle(session));
+        publish(&inner);
+        Some(id)
+    }
+
+    /// Lends session `id` to an incremental request at `epoch`, moving the session to
+    /// its next epoch.
+    pub fn checkout(self: &Arc<Self>, id: i32, epoch: i32) -> Result<Lease, SessionError> {
+        let mut inner = self.lock();
+        let slot = inner
+            .sessions
+            .get_mut(&id)
+            .ok_or(SessionError::NotFound { id })?;
+        let Slot::Idle(session) = slot else {
+            return Err(SessionError::Busy { id });
+        };
+        if session.epoch != epoch {
+            return Err(SessionError::InvalidEpoch {
+                id,
+                expected: session.epoch,
+                actual: epoch,
+            });
+        }
+        let Slot::Idle(mut session) = std::mem::replace(slot, Slot::Busy) else {
+            return Err(SessionError::Busy { id });
+        };
+        // After i32::MAX comes 1: 0 and -1 are the initial and final epochs.
+        session.epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
+        Ok(Lease {
+            cache: self.clone(),
+            session,
+        })
+    }
+
+    /// Sessions held, idle or serving.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.lock().sessions.len()
+    }
+}
+
+fn publish(inner: &Inner) {
+    crate::metrics::fetch_sessions_active().set(inner.sessions.len() as i64);
+}
+
+/// A partition of a new session with the full response's answer for it.
+pub struct CachedPartitionSeed {
+    pub key: TopicPartition,
+    pub params: FetchPartition,
+    pub answer: FetchPartitionParts,
+}
+
+/// A session lent to one request. Dropping it puts the session back, unless the
+/// session was closed or evicted meanwhile.
+pub struct Lease {
+    cache: Arc<SessionCache>,
+    session: Session,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("session", &self.session.id)
+            .finish()
+    }
+}
+
+impl Lease {
+    pub fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // An empty session allocates nothing; it stands in for the one moved back.
+        let id = self.session.id;
+        let mut session = std::mem::replace(&mut self.session, Session::new(id));
+        session.last_used = Instant::now();
+        let mut inner = self.cache.lock();
+        if let Some(slot) = inner.sessions.get_mut(&session.id) {
+            *slot = Slot::Idle(session);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(topic: &str, partition: i32, hw: i64) -> CachedPartitionSeed {
+        CachedPartitionSeed {
+            key: TopicPartition::new(topic, partition),
+            params: FetchPartition::default().with_partition(partition),
+            answer: FetchPartitionParts {
+                partition_index: partition,
+                high_watermark: hw,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn session_ids_and_epochs_mean_what_kip_227_says() {
+        use SessionRequest::*;
+        assert_eq!(SessionRequest::of(0, -1), Sessionless { close: None });
+        assert_eq!(SessionRequest::of(5, -1), Sessionless { close: Some(5) });
+        assert_eq!(SessionRequest::of(0, 0), New { close: None });
+        assert_eq!(SessionRequest::of(5, 0), New { close: Some(5) });
+        assert_eq!(SessionRequest::of(5, 3), Incremental { id: 5, epoch: 3 });
+    }
+
+    #[test]
+    fn epochs_advance_per_request_and_a_busy_session_refuses_a_second_one() {
+        let cache = SessionCache::new(2);
+        let id = cache.create(vec![seed("t", 0, 4)]).unwrap();
+        let lease = cache.checkout(id, 1).unwrap();
+        assert_eq!(
+            cache.checkout(id, 2).unwrap_err(),
+            SessionError::Busy { id }
+        );
+        drop(lease);
+        let wrong = cache.checkout(id, 1).unwrap_err();
+        assert_eq!(
+            wrong,
+            SessionError::InvalidEpoch {
+                id,
+                expected: 2,
+                actual: 1
+            }
+        );
+        drop(cache.checkout(id, 2).unwrap());
+        cache.close(id);
+        assert_eq!(
+            cache.checkout(id, 3).unwrap_err(),
+            SessionError::NotFound { id }
+        );
+    }
+
+    #[test]
+    fn the_epoch_after_the_largest_is_one() {
+        let cache = SessionCache::new(1);
+        let id = cache.create(vec![]).unwrap();
+        let mut lease = cache.checkout(id, 1).unwrap();
+        lease.session().epoch = i32::MAX;
+        drop(lease);
+        drop(cache.checkout(id, i32::MAX).unwrap());
+        assert!(cache.checkout(id, 1).is_ok());
+    }
+
+    #[test]
+    fn a_full_cache_evicts_the_least_recently_used_idle_session() {
+        let cache = SessionCache::new(2);
+        let first = cache.create(vec![]).unwrap();
+        let second = cache.create(vec![]).unwrap();
+        drop(cache.checkout(first, 1).unwrap());
+        let third = cache.create(vec![]).unwrap();
+        assert_eq!(cache.held(), 2);
+        assert!(matches!(
+            cache.checkout(second, 1),
+            Err(SessionError::NotFound { .. })
+        ));
+        // Both remaining sessions busy: nothing can be evicted, so no session is made.
+        let _a = cache.checkout(first, 2).unwrap();
+        let _b = cache.checkout(third, 1).unwrap();
+        assert_eq!(cache.create(vec![]), None);
+        assert_eq!(SessionCache::new(0).create(vec![]), None);
+    }
+
+    #[test]
+    fn forgetting_keeps_the_index_of_the_partition_moved_into_the_gap() {
+        let cache = SessionCache::new(1);
+        let seeds = (0..3).map(|p| seed("t", p, 0)).collect();
+        let id = cache.create(seeds).unwrap();
+        let mut lease = cache.checkout(id, 1).unwrap();
+        let session = lease.session();
+        let forgotten = ForgottenTopic::default()
+            .with_topic(kafka_protocol::messages::TopicName("t".into()))
+            .with_partitions(vec![0]);
+        session.forget(&[forgotten]);
+        assert_eq!(session.partition_count(), 2);
+        session.upsert(
+            TopicPartition::new("t", 2),
+            FetchPartition::default().with_fetch_offset(9),
+        );
+        assert_eq!(session.partition_count(), 2);
+        let offsets: Vec<(i32, i64)> = session
+            .rotated_mut()
+            .map(|p| (p.key.partition, p.params.fetch_offset))
+            .collect();
+        assert_eq!(offsets, vec![(2, 9), (1, 0)]);
+        session.rotate();
+        let order: Vec<i32> = session.rotated_mut().map(|p| p.key.partition).collect();
+        assert_eq!(order, vec![1, 2]);
+    }
+
+    #[test]
+    fn news_is_records_errors_or_moved_offsets() {
+        let mut cached = CachedPartition::new(TopicPartition::new("t", 0), Default::default());
+        let mut part = FetchPartitionParts {
+            high_watermark: 5,
+            last_stable_offset: 5,
+            log_start_offset: 0,
+            ..Default::default()
+        };
+        assert!(cached.has_news(&part));
+        cached.answered(&part);
+        assert!(!cached.has_news(&part));
+        part.last_stable_offset = 4;
+        assert!(cached.has_news(&part));
+        part.last_stable_offset = 5;
+        part.records = vec![bytes::Bytes::from_static(b"x")];
+        assert!(cached.has_news(&part));
+        part.records.clear();
+        part.error_code = 6;
+        assert!(cached.has_news(&part));
+        cached.answered(&part);
+        part.error_code = 0;
+        assert!(cached.has_news(&part));
+    }
+}

@@ -1,0 +1,297 @@
+//! KIP-227 incremental fetch sessions: the listener serves them to any client, and links
+//! open them with sources that offer them, falling back to full fetches otherwise.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use shadowlink_tests::raw::RawClient;
+use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
+use shadowlink_tests::{eventually, Node, NodeConfig, Tansu};
+
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+
+fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+/// A Fetch of `session_id` at `epoch` naming `partitions` of `topic` at their offsets.
+fn fetch(session_id: i32, epoch: i32, topic: &str, partitions: &[(i32, i64)]) -> FetchRequest {
+    let partitions: Vec<FetchPartition> = partitions
+        .iter()
+        .map(|&(p, offset)| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    let topics = match partitions.is_empty() {
+        true => vec![],
+        false => vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(partitions)],
+    };
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(200)
+        .with_min_bytes(1)
+        .with_max_bytes(8 << 20)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+}
+
+fn forgetting(request: FetchRequest, topic: &str, partitions: Vec<i32>) -> FetchRequest {
+    request.with_forgotten_topics_data(vec![ForgottenTopic::default()
+        .with_topic(name(topic))
+        .with_partitions(partitions)])
+}
+
+/// What a response says per partition: (high watermark, record bytes), keyed by index.
+fn answered(response: &FetchResponse) -> BTreeMap<i32, (i64, usize)> {
+    let partitions = response.responses.iter().flat_map(|t| t.partitions.iter());
+    partitions
+        .map(|p| {
+            let bytes = p.records.as_ref().map_or(0, |r| r.len());
+            (p.partition_index, (p.high_watermark, bytes))
+        })
+        .collect()
+}
+
+fn send(client: &mut RawClient, request: &FetchRequest) -> Result<FetchResponse> {
+    client.call(ApiKey::Fetch, 12, request)
+}
+
+/// Produces one record to partition `p` of a 4-partition topic on `node`.
+fn produce_to(node: &Node, topic: &str, p: usize) -> Result<()> {
+    produce(node.kafka, topic, 1, "none", 4, p)
+}
+
+/// A plain HTTP GET of the node's `/metrics`.
+fn metrics(node: &Node) -> Result<String> {
+    let addr = node.admin.context("the node has no admin listener")?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+fn metric(node: &Node, series: &str) -> Result<f64> {
+    sample(&metrics(node)?, series).with_context(|| format!("no sample {series}"))
+}
+
+#[test]
+fn a_session_answers_only_partitions_with_news_and_refuses_stale_epochs() -> Result<()> {
+    let node = Node::start(&NodeConfig::owner().topic("s_data", 4))?;
+    for p in 0..4 {
+        produce_to(&node, "s_data", p)?;
+    }
+    let mut client = RawClient::connect(node.kafka)?;
+    let all: Vec<(i32, i64)> = (0..4).map(|p| (p, 0)).collect();
+    let opened = send(&mut client, &fetch(0, 0, "s_data", &all))?;
+    assert_eq!(opened.error_code, 0);
+    let id = opened.session_id;
+    assert_ne!(id, 0, "a full fetch at epoch 0 opens a session");
+    let full = answered(&opened);
+    assert_eq!(full.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert!(full.values().all(|&(hw, bytes)| hw == 1 && bytes > 0));
+
+    // Every partition moves to its end: nothing is new, so nothing is answered.
+    let moved: Vec<(i32, i64)> = (0..4).map(|p| (p, 1)).collect();
+    let quiet = send(&mut client, &fetch(id, 1, "s_data", &moved))?;
+    assert_eq!((quiet.error_code, quiet.session_id), (0, id));
+    assert!(answered(&quiet).is_empty(), "{:?}", answered(&quiet));
+
+    // One partition gets a record: only it is answered, though the request names none.
+    produce_to(&node, "s_data", 2)?;
+    let news = send(&mut client, &fetch(id, 2, "s_data", &[]))?;
+    let news = answered(&news);
+    assert_eq!(news.keys().copied().collect::<Vec<_>>(), [2]);
+    assert!(news[&2].0 == 2 && news[&2].1 > 0);
+
+    // A forgotten partition is no longer read; the others still are.
+    let request = forgetting(fetch(id, 3, "s_data", &[(2, 2)]), "s_data", vec![1]);
+    assert!(answered(&send(&mut client, &request)?).is_empty());
+    produce_to(&node, "s_data", 1)?;
+    produce_to(&node, "s_data", 3)?;
+    let after = answered(&send(&mut client, &fetch(id, 4, "s_data", &[]))?);
+    assert_eq!(after.keys().copied().collect::<Vec<_>>(), [3]);
+
+    // A replayed epoch and an unknown id fail the whole request, naming no partition.
+    let stale = send(&mut client, &fetch(id, 4, "s_data", &[]))?;
+    assert_eq!(stale.error_code, INVALID_FETCH_SESSION_EPOCH);
+    assert!(stale.responses.is_empty() && stale.session_id == 0);
+    let unknown_id = if id == i32::MAX { 1 } else { id + 1 };
+    let unknown = send(&mut client, &fetch(unknown_id, 1, "s_data", &[]))?;
+    assert_eq!(unknown.error_code, FETCH_SESSION_ID_NOT_FOUND);
+    assert!(unknown.responses.is_empty());
+
+    // The session survives both refusals; epoch -1 closes it.
+    let alive = send(&mut client, &fetch(id, 5, "s_data", &[]))?;
+    assert_eq!((alive.error_code, alive.session_id), (0, id));
+    let closed = send(&mut client, &fetch(id, -1, "s_data", &[(0, 0)]))?;
+    assert_eq!((closed.error_code, closed.session_id), (0, 0));
+    assert_eq!(
+        answered(&closed).len(),
+        1,
+        "a closing request is a full fetch"
+    );
+    let gone = send(&mut client, &fetch(id, 6, "s_data", &[]))?;
+    assert_eq!(gone.error_code, FETCH_SESSION_ID_NOT_FOUND);
+    Ok(())
+}
+
+#[test]
+fn the_session_cache_evicts_the_least_recently_used_session_at_its_bound() -> Result<()> {
+    let config = NodeConfig::owner()
+        .topic("s_bound", 4)
+        .fetch_session_slots(2)
+        .admin();
+    let node = Node::start(&config)?;
+    let mut client = RawClient::connect(node.kafka)?;
+    let mut open = || -> Result<i32> {
+        let response = send(&mut client, &fetch(0, 0, "s_bound", &[(0, 0)]))?;
+        Ok(response.session_id)
+    };
+    let (first, second) = (open()?, open()?);
+    assert!(first != 0 && second != 0 && first != second);
+    let mut client = RawClient::connect(node.kafka)?;
+    // The first session is used again, so the second is the least recently used.
+    assert_eq!(
+        send(&mut client, &fetch(first, 1, "s_bound", &[]))?.error_code,
+        0
+    );
+    assert_eq!(metric(&node, "shadowlink_fetch_sessions_active")?, 2.0);
+    let third = send(&mut client, &fetch(0, 0, "s_bound", &[(0, 0)]))?.session_id;
+    assert!(third != 0, "a full cache makes room for a new session");
+    let evicted = send(&mut client, &fetch(second, 1, "s_bound", &[]))?;
+    assert_eq!(evicted.error_code, FETCH_SESSION_ID_NOT_FOUND);
+    assert_eq!(
+        send(&mut client, &fetch(first, 2, "s_bound", &[]))?.error_code,
+        0
+    );
+    assert_eq!(
+        send(&mut client, &fetch(third, 1, "s_bound", &[]))?.error_code,
+        0
+    );
+    assert_eq!(metric(&node, "shadowlink_fetch_sessions_active")?, 2.0);
+
+    // With no slot at all, a request for a session is served as a plain full fetch.
+    let none = Node::start(
+        &NodeConfig::owner()
+            .topic("s_bound", 1)
+            .fetch_session_slots(0),
+    )?;
+    let mut client = RawClient::connect(none.kafka)?;
+    let full = send(&mut client, &fetch(0, 0, "s_bound", &[(0, 0)]))?;
+    assert_eq!((full.error_code, full.session_id), (0, 0));
+    assert_eq!(answered(&full).len(), 1);
+    Ok(())
+}
+
+/// The link's request counter of `kind` (`full` or `incremental`) on a mirror node.
+fn link_requests(node: &Node, kind: &str) -> Result<f64> {
+    let series = format!("shadowlink_link_fetch_requests_total{{kind=\"{kind}\",link=\"from-a\"}}");
+    metric(node, &series)
+}
+
+#[test]
+fn a_link_fetches_through_a_session_and_adds_topics_created_later() -> Result<()> {
+    let source = Node::start(&NodeConfig::owner().topic("a_one", 4).admin())?;
+    produce(source.kafka, "a_one", 200, "lz4", 4, 0)?;
+    let mirror = Node::start(&NodeConfig::linked_to(source.kafka).admin())?;
+    let plain_link = NodeConfig::linked_to(source.kafka)
+        .admin()
+        .link(|l| l.fetch_sessions(false));
+    let plain = Node::start(&plain_link)?;
+    wait_identical(source.kafka, mirror.kafka, "a_one", 4)?;
+    wait_identical(source.kafka, plain.kafka, "a_one", 4)?;
+    // Idle, the mirror's requests are incremental; the other link opened no session.
+    eventually(Duration::from_secs(10), || {
+        Ok((link_requests(&mirror, "incremental")? >= 5.0).then_some(()))
+    })?;
+    assert_eq!(metric(&source, "shadowlink_fetch_sessions_active")?, 1.0);
+    assert_eq!(link_requests(&plain, "incremental")?, 0.0);
+    let full_before = link_requests(&mirror, "full")?;
+
+    // A topic created now joins the open session as added partitions.
+    create_topic(source.kafka, "a_late", 3, &[])?;
+    produce(source.kafka, "a_late", 90, "zstd", 3, 0)?;
+    produce(source.kafka, "a_one", 40, "none", 4, 200)?;
+    wait_identical(source.kafka, mirror.kafka, "a_late", 3)?;
+    wait_identical(source.kafka, mirror.kafka, "a_one", 4)?;
+    wait_identical(source.kafka, plain.kafka, "a_late", 3)?;
+    assert_eq!(link_requests(&mirror, "full")?, full_before);
+    assert_eq!(metric(&source, "shadowlink_fetch_sessions_active")?, 1.0);
+    Ok(())
+}
+
+#[test]
+fn a_restarted_source_answers_session_not_found_and_the_link_opens_a_new_session() -> Result<()> {
+    let listen = format!("127.0.0.1:{}", shadowlink_tests::free_port());
+    let config = NodeConfig::owner()
+        .listen(&listen)
+        .topic("a_kept", 2)
+        .admin();
+    let mut source = Node::start(&config)?;
+    produce(source.kafka, "a_kept", 100, "snappy", 2, 0)?;
+    let mirror = Node::start(&NodeConfig::linked_to(source.kafka).admin())?;
+    wait_identical(source.kafka, mirror.kafka, "a_kept", 2)?;
+    eventually(Duration::from_secs(10), || {
+        Ok((link_requests(&mirror, "incremental")? >= 2.0).then_some(()))
+    })?;
+    let not_found =
+        "shadowlink_fetch_errors_total{error=\"fetch_session_id_not_found\",link=\"from-a\"}";
+    let lost_before = sample(&metrics(&mirror)?, not_found).unwrap_or(0.0);
+
+    source.restart()?;
+    produce(source.kafka, "a_kept", 100, "snappy", 2, 100)?;
+    wait_identical(source.kafka, mirror.kafka, "a_kept", 2)?;
+    let lost = sample(&metrics(&mirror)?, not_found).unwrap_or(0.0);
+    assert!(
+        lost > lost_before,
+        "the restarted source forgot the session"
+    );
+    eventually(Duration::from_secs(10), || {
+        let active = metric(&source, "shadowlink_fetch_sessions_active")?;
+        Ok((active == 1.0).then_some(()))
+    })?;
+    let incremental = link_requests(&mirror, "incremental")?;
+    eventually(Duration::from_secs(10), || {
+        Ok((link_requests(&mirror, "incremental")? > incremental).then_some(()))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_tansu_source_without_sessions_is_mirrored_with_full_fetches() -> Result<()> {
+    let source = Tansu::start()?;
+    create_topic(source.addr, "a_tansu", 2, &[])?;
+    produce(source.addr, "a_tansu", 200, "gzip", 2, 0)?;
+    let mirror = Node::start(&NodeConfig::linked_to(source.addr).admin())?;
+    wait_identical(source.addr, mirror.kafka, "a_tansu", 2)?;
+    produce(source.addr, "a_tansu", 50, "none", 2, 200)?;
+    wait_identical(source.addr, mirror.kafka, "a_tansu", 2)?;
+    if link_requests(&mirror, "full")? < 3.0 {
+        bail!("the link should keep fetching in full");
+    }
+    assert_eq!(link_requests(&mirror, "incremental")?, 0.0);
+    Ok(())
+}
