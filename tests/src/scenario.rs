@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 
 use crate::raw::RawClient;
@@ -163,4 +163,50 @@ pub fn kill_and_resume(source: SocketAddr) -> Result<()> {
     produce(source, "a_bulk", 500, "zstd", 2, 4000)?;
     node.restart()?;
     wait_identical(source, node.kafka, "a_bulk", 2)
+}
+
+/// What `consume_isolation.py` read from partition 0 of `topic` with `client`
+/// (confluent or kafka-python) at `isolation` until its position reached `end`, as
+/// `(offset, value)`.
+pub fn consume_isolation(
+    node: &Node,
+    topic: &str,
+    end: i64,
+    client: &str,
+    isolation: &str,
+) -> Result<Vec<(i64, String)>> {
+    let end = end.to_string();
+    let kafka = node.kafka.to_string();
+    let args = [
+        kafka.as_str(),
+        topic,
+        &end,
+        "--client",
+        client,
+        "--isolation",
+        isolation,
+    ];
+    let out = python("consume_isolation.py", &args)?;
+    out.lines()
+        .map(|line| {
+            let r: serde_json::Value = serde_json::from_str(line)?;
+            let offset = r["offset"].as_i64().context("offset")?;
+            let value = r["value"].as_str().context("value")?.to_string();
+            Ok((offset, value))
+        })
+        .collect()
+}
+
+/// A batch of `records` records with values `{tag}-{i}` padded to 200 bytes.
+pub fn padded_batch(tag: &str, records: usize) -> Bytes {
+    use shadowlink_protocol::batch::testing::BatchBuilder;
+    let values: Vec<Vec<u8>> = (0..records)
+        .map(|i| format!("{tag}-{i:-<200}").into_bytes())
+        .collect();
+    let refs: Vec<_> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+    BatchBuilder::new(0)
+        .leader_epoch(-1)
+        .timestamp(1_700_000_000_000)
+        .records(&refs)
+        .build()
 }

@@ -15,10 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use bytes::Bytes;
-use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::wait_identical;
+use shadowlink_tests::scenario::{padded_batch, wait_identical};
 use shadowlink_tests::{eventually, http_get, status_json, until, Node, NodeConfig};
 
 const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -77,22 +75,10 @@ fn fill(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn batch(tag: &str, records: usize) -> Bytes {
-    let values: Vec<Vec<u8>> = (0..records)
-        .map(|i| format!("{tag}-{i:-<200}").into_bytes())
-        .collect();
-    let refs: Vec<_> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
-    BatchBuilder::new(0)
-        .leader_epoch(-1)
-        .timestamp(1_700_000_000_000)
-        .records(&refs)
-        .build()
-}
-
 fn produce(node: SocketAddr, topic: &str, batches: std::ops::Range<usize>) -> Result<()> {
     let mut client = RawClient::connect(node)?;
     for n in batches {
-        let (code, _) = client.produce(topic, 0, batch(&format!("{topic}-{n}"), 20))?;
+        let (code, _) = client.produce(topic, 0, padded_batch(&format!("{topic}-{n}"), 20))?;
         ensure!(code == 0, "produce {n} to {topic}: error {code}");
     }
     Ok(())
@@ -159,14 +145,17 @@ fn a_full_disk_stops_writes_with_clear_errors_and_everything_resumes_when_space_
     // still take a batch or two, then the disk refuses.
     let mut client = RawClient::connect(node.kafka)?;
     let mut acked = Vec::new();
-    let refused = (5..100).find_map(|n| match client.produce("b_local", 0, batch("full", 20)) {
-        Ok((0, base)) => {
-            acked.push(base);
-            None
-        }
-        Ok((code, _)) => Some(Ok((n, code))),
-        Err(e) => Some(Err(e)),
-    });
+    let refused =
+        (5..100).find_map(
+            |n| match client.produce("b_local", 0, padded_batch("full", 20)) {
+                Ok((0, base)) => {
+                    acked.push(base);
+                    None
+                }
+                Ok((code, _)) => Some(Ok((n, code))),
+                Err(e) => Some(Err(e)),
+            },
+        );
     let (_, code) = refused.context("the full disk never refused a produce")??;
     assert_eq!(code, KAFKA_STORAGE_ERROR);
     let before_refusal = stored(node.kafka, "b_local")?;
@@ -180,7 +169,7 @@ fn a_full_disk_stops_writes_with_clear_errors_and_everything_resumes_when_space_
     std::fs::remove_file(&filler)?;
     wait_identical(source.kafka, node.kafka, "a_orders", 1)?;
     let end = eventually(Duration::from_secs(30), || {
-        let (code, base) = client.produce("b_local", 0, batch("after", 20))?;
+        let (code, base) = client.produce("b_local", 0, padded_batch("after", 20))?;
         Ok((code == 0).then_some(base))
     })?;
     let after = stored(node.kafka, "b_local")?;
@@ -207,7 +196,11 @@ fn a_failed_fsync_poisons_the_partition_and_tells_the_operator_to_restart() -> R
     )?;
     let mut client = RawClient::connect(node.kafka)?;
     let codes: Vec<i16> = (0..6)
-        .map(|n| Ok(client.produce("b_local", 0, batch(&format!("n{n}"), 5))?.0))
+        .map(|n| {
+            Ok(client
+                .produce("b_local", 0, padded_batch(&format!("n{n}"), 5))?
+                .0)
+        })
         .collect::<Result<_>>()?;
     let first_failure = codes
         .iter()
@@ -224,7 +217,7 @@ fn a_failed_fsync_poisons_the_partition_and_tells_the_operator_to_restart() -> R
     // failed fsync in place.
     std::thread::sleep(2 * HEAL_INTERVAL);
     assert_eq!(
-        client.produce("b_local", 0, batch("later", 5))?.0,
+        client.produce("b_local", 0, padded_batch("later", 5))?.0,
         KAFKA_STORAGE_ERROR
     );
     assert!(node.process.logged(&["fsync failed", "restart"]));

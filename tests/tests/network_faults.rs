@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
-use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_tests::proxy::{Faults, Flip, Proxy};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::wait_identical;
+use shadowlink_tests::scenario::{padded_batch, wait_identical};
 use shadowlink_tests::{eventually, free_port, http_get, python, status_json, Node, NodeConfig};
 
 const TOPIC: &str = "a_orders";
@@ -72,19 +71,6 @@ impl Drill {
     }
 }
 
-/// A batch of `records` records with values `{tag}-{i}` padded to 200 bytes.
-fn batch(tag: &str, records: usize) -> Bytes {
-    let values: Vec<Vec<u8>> = (0..records)
-        .map(|i| format!("{tag}-{i:-<200}").into_bytes())
-        .collect();
-    let refs: Vec<_> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
-    BatchBuilder::new(0)
-        .leader_epoch(-1)
-        .timestamp(1_700_000_000_000)
-        .records(&refs)
-        .build()
-}
-
 /// Writes 10-record batches to the source, with acks=all, until stopped; the source may
 /// go away for a while (a failed request is not acknowledged, and is not retried).
 struct Producer {
@@ -106,7 +92,7 @@ impl Producer {
                     .take()
                     .map_or_else(|| RawClient::connect(source), Ok)
                     .and_then(|mut c| {
-                        let answer = c.produce(TOPIC, 0, batch(&format!("p{n}"), 10))?;
+                        let answer = c.produce(TOPIC, 0, padded_batch(&format!("p{n}"), 10))?;
                         client = Some(c);
                         Ok(answer)
                     });
@@ -240,17 +226,27 @@ fn a_flipped_byte_is_never_stored_and_the_partition_recovers_by_itself() -> Resu
     let drill = Drill::start(1024 * 1024)?;
     let mut source = RawClient::connect(drill.source.kafka)?;
     for n in 0..5 {
-        assert_eq!(source.produce(TOPIC, 0, batch(&format!("b{n}"), 10))?.0, 0);
+        assert_eq!(
+            source
+                .produce(TOPIC, 0, padded_batch(&format!("b{n}"), 10))?
+                .0,
+            0
+        );
     }
     drill.wait_identical()?;
 
     drill
         .proxy
         .update(|f| f.flip = Some(Flip::Pattern(b"flip-me".to_vec())));
-    let (code, damaged_at) = source.produce(TOPIC, 0, batch("flip-me", 10))?;
+    let (code, damaged_at) = source.produce(TOPIC, 0, padded_batch("flip-me", 10))?;
     assert_eq!(code, 0);
     for n in 5..8 {
-        assert_eq!(source.produce(TOPIC, 0, batch(&format!("b{n}"), 10))?.0, 0);
+        assert_eq!(
+            source
+                .produce(TOPIC, 0, padded_batch(&format!("b{n}"), 10))?
+                .0,
+            0
+        );
     }
     // The damaged copy was delivered once; the next fetch brings the batch intact and
     // everything after it.

@@ -22,8 +22,8 @@ use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_protocol::batch::BatchWalker;
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::mirrored;
-use shadowlink_tests::{eventually, python, shadowlink, until, Node, NodeConfig};
+use shadowlink_tests::scenario::{consume_isolation, mirrored};
+use shadowlink_tests::{eventually, shadowlink, until, Node, NodeConfig};
 
 const COMMITTING: i64 = 1001;
 const ABORTING: i64 = 1002;
@@ -223,36 +223,6 @@ fn fetch_committed(node: &Node, topic: &str, offset: i64) -> Result<CommittedFet
     })
 }
 
-/// What a client script read, as `(offset, value)`.
-fn consume(
-    node: &Node,
-    topic: &str,
-    end: i64,
-    client: &str,
-    isolation: &str,
-) -> Result<Vec<(i64, String)>> {
-    let out = python(
-        "consume_isolation.py",
-        &[
-            &node.kafka.to_string(),
-            topic,
-            &end.to_string(),
-            "--client",
-            client,
-            "--isolation",
-            isolation,
-        ],
-    )?;
-    out.lines()
-        .map(|line| {
-            let r: Value = serde_json::from_str(line)?;
-            let offset = r["offset"].as_i64().context("offset")?;
-            let value = r["value"].as_str().context("value")?.to_string();
-            Ok((offset, value))
-        })
-        .collect()
-}
-
 fn wait_mirrored(node: &Node, topic: &str, h: &History) -> Result<()> {
     eventually(Duration::from_secs(30), || {
         mirrored(node, topic, &h.batches)
@@ -307,13 +277,13 @@ fn read_committed_consumers_of_a_mirror_see_exactly_the_committed_records() -> R
 
     for client in ["confluent", "kafka-python"] {
         for (topic, h, lso, hw) in [(ENDED, &ended, 9, 9), (OPEN, &open, 9, 11)] {
-            let committed = consume(&node, topic, lso, client, "read_committed")?;
+            let committed = consume_isolation(&node, topic, lso, client, "read_committed")?;
             assert_eq!(
                 committed,
                 h.expected(true),
                 "{client} {topic} read_committed"
             );
-            let all = consume(&node, topic, hw, client, "read_uncommitted")?;
+            let all = consume_isolation(&node, topic, hw, client, "read_uncommitted")?;
             assert_eq!(all, h.expected(false), "{client} {topic} read_uncommitted");
         }
     }
@@ -360,7 +330,7 @@ fn a_restarted_node_answers_the_same_with_or_without_its_index_file() -> Result<
     node.restart()?;
     wait_mirrored(&node, OPEN, &open)?;
     assert_eq!(answers(&node)?, before, "after losing the index files");
-    let committed = consume(&node, OPEN, 9, "confluent", "read_committed")?;
+    let committed = consume_isolation(&node, OPEN, 9, "confluent", "read_committed")?;
     assert_eq!(committed, open.expected(true));
     Ok(())
 }

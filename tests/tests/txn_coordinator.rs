@@ -25,7 +25,7 @@ use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_protocol::batch::{ControlType, RecordBatch};
 use shadowlink_tests::fake::{FakeBroker, FakeLog};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::wait_identical;
+use shadowlink_tests::scenario::{consume_isolation, wait_identical};
 use shadowlink_tests::{free_port, node_js, python, shadowlink, until, Client, Node, NodeConfig};
 
 /// Every batch of partition 0, as stored.
@@ -62,24 +62,8 @@ fn read_py(
     client: &str,
     isolation: &str,
 ) -> Result<Vec<String>> {
-    let out = python(
-        "consume_isolation.py",
-        &[
-            &node.kafka.to_string(),
-            topic,
-            &end.to_string(),
-            "--client",
-            client,
-            "--isolation",
-            isolation,
-        ],
-    )?;
-    out.lines()
-        .map(|line| {
-            let record: Value = serde_json::from_str(line)?;
-            Ok(record["value"].as_str().context("value")?.to_string())
-        })
-        .collect()
+    let read = consume_isolation(node, topic, end, client, isolation)?;
+    Ok(read.into_iter().map(|(_, value)| value).collect())
 }
 
 /// Values kcat reads from partition 0 at read_committed, up to the end it sees.
