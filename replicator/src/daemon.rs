@@ -254,6 +254,7 @@ fn server_context(
             max_partitions: config.storage.max_partitions,
         },
         sasl,
+        acl: crate::authz::Acl::new(&config.acls).expect("acls were validated at load"),
     }
 }
 

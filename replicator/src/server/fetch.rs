@@ -10,7 +10,8 @@ use shadowlink_protocol::fetch::{
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::{epoch_error_code, storage_error_code, Declined};
 
 /// Fetch `isolation_level` 1 (KIP-98): only data below the last stable offset.
@@ -20,7 +21,7 @@ const READ_COMMITTED: i8 = 1;
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: FetchRequest,
 ) -> Result<Reply, EncodeError> {
@@ -54,7 +55,7 @@ pub async fn handle(
 
 /// Reads every requested partition within the request's byte budgets. Returns the
 /// response parts, the record bytes gathered, and whether any partition had an error.
-fn read_all(ctx: &ServerContext, request: &FetchRequest) -> (FetchResponseParts, usize, bool) {
+fn read_all(ctx: &RequestContext, request: &FetchRequest) -> (FetchResponseParts, usize, bool) {
     let mut budget = request.max_bytes.max(0) as usize;
     let mut total = 0usize;
     let mut errors = false;
@@ -93,7 +94,7 @@ fn read_all(ctx: &ServerContext, request: &FetchRequest) -> (FetchResponseParts,
 }
 
 fn read_partition(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     topic: &TopicName,
     request: &FetchPartition,
     request_isolation: i8,
@@ -104,6 +105,13 @@ fn read_partition(
         partition_index: request.partition,
         ..Default::default()
     };
+    if let Err(denied) = ctx.topic(Operation::Read, topic.0.as_str()) {
+        part.error_code = denied.code();
+        part.high_watermark = -1;
+        part.last_stable_offset = -1;
+        part.log_start_offset = -1;
+        return part;
+    }
     let Some(mirror) = ctx.store.partition(topic.0.as_str(), request.partition) else {
         part.error_code =
             super::offline::partition_code(&ctx.store, topic.0.as_str(), request.partition);

@@ -8,6 +8,7 @@ mod alter_configs;
 mod api_versions;
 mod apis;
 mod authenticate;
+mod authorize;
 mod budget;
 mod connection;
 mod create_partitions;
@@ -45,6 +46,7 @@ use crate::tls::{BoxStream, ServerTls};
 use crate::txn::TxnCoordinator;
 
 pub use authenticate::Principal;
+pub use authorize::RequestContext;
 pub use budget::RequestBudget;
 pub use create_topics::CreatePolicy;
 
@@ -66,6 +68,8 @@ pub struct ServerContext {
     pub create_policy: CreatePolicy,
     /// When set, clients must authenticate before anything but ApiVersions is served.
     pub sasl: Option<Arc<crate::sasl::ListenerSasl>>,
+    /// Who may do what; each connection takes the grants of its principal.
+    pub acl: crate::authz::Acl,
 }
 
 /// A handler's answer: a frame to write, or a zero-copy chunk list.
