@@ -8,7 +8,18 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse,
+    OffsetCommitRequest, OffsetCommitResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_tests::pki::Pki;
+use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::{eventually, python, shadowlink_command, Client, Node, NodeConfig, Ran};
 
 const PASSWORD: &str = "wonder-land-7";
@@ -62,7 +73,12 @@ fn cluster() -> Result<Cluster> {
     let config = NodeConfig::linked_to(source.kafka)
         .topic("b_owned", 2)
         .topic("b_private", 1)
-        .kafka_sasl(&["SCRAM-SHA-256"], &users, Duration::from_millis(100), true)
+        .kafka_sasl(
+            &["SCRAM-SHA-256", "PLAIN"],
+            &users,
+            Duration::from_millis(100),
+            true,
+        )
         .acl("User:alice", &["read"], &["a_*"], &["app-*"], false)
         .acl("User:alice", &["write"], &["b_owned"], &[], false)
         .acl("User:bob", &["read"], &["a_*"], &[], false)
@@ -285,4 +301,88 @@ fn a_tls_client_certificate_subject_is_authorized_by_its_rules() -> Result<()> {
     let created = run("create", "b_new", "1")?;
     ensure!(created == "created", "{created}");
     Ok(())
+}
+
+fn name(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+/// A raw client logged in as `user` with SASL/PLAIN.
+fn raw(node: &Node, user: &str) -> Result<RawClient> {
+    let mut client = RawClient::connect(node.kafka)?;
+    client.authenticate_plain(user, PASSWORD)?;
+    Ok(client)
+}
+
+/// The APIs the clients above do not reach answer Kafka's codes too: per partition for
+/// OffsetForLeaderEpoch, Produce and OffsetCommit, per topic for DeleteTopics, per group
+/// for DescribeGroups, and for the request for InitProducerId.
+#[test]
+fn each_api_refuses_with_kafkas_authorization_code() -> Result<()> {
+    let cluster = cluster()?;
+    let node = &cluster.node;
+    mirrored(node)?;
+    let mut carol = raw(node, "carol")?;
+    let (code, _, _) = carol.end_of_epoch("a_orders", 0, -1, 0)?;
+    ensure!(code == 29, "OffsetForLeaderEpoch without describe: {code}");
+    let batch = build_batch(0, 0, &[(None, Some(b"v".as_slice()))], 1_000);
+    let (code, _) = carol.produce("b_owned", 0, batch.clone())?;
+    ensure!(code == 29, "Produce without write: {code}");
+    let request = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(name("b_owned"))]);
+    let response: DeleteTopicsResponse = carol.call(ApiKey::DeleteTopics, 5, &request)?;
+    let code = response.responses.first().context("no topic")?.error_code;
+    ensure!(code == 29, "DeleteTopics without delete: {code}");
+    let response: InitProducerIdResponse = carol.call(ApiKey::InitProducerId, 4, &request_id())?;
+    ensure!(
+        response.error_code == 31,
+        "InitProducerId: {}",
+        response.error_code
+    );
+    let transactional = request_id().with_transactional_id(Some(name("t-1").into()));
+    let response: InitProducerIdResponse = carol.call(ApiKey::InitProducerId, 4, &transactional)?;
+    let code = response.error_code;
+    ensure!(code == 53, "InitProducerId with a transactional id: {code}");
+
+    let mut bob = raw(node, "bob")?;
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(name("app-1"))]);
+    let response: DescribeGroupsResponse = bob.call(ApiKey::DescribeGroups, 5, &request)?;
+    let code = response.groups.first().context("no group")?.error_code;
+    ensure!(code == 30, "DescribeGroups without describe: {code}");
+
+    let mut alice = raw(node, "alice")?;
+    let response: InitProducerIdResponse = alice.call(ApiKey::InitProducerId, 4, &request_id())?;
+    ensure!(
+        response.error_code == 0,
+        "InitProducerId with write: {}",
+        response.error_code
+    );
+    let commit = |topic: &str| {
+        OffsetCommitRequestTopic::default()
+            .with_name(TopicName(name(topic)))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)])
+    };
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(name("app-commit")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![commit("a_orders"), commit("b_private")]);
+    let response: OffsetCommitResponse = alice.call(ApiKey::OffsetCommit, 8, &request)?;
+    let codes: Vec<i16> = response
+        .topics
+        .iter()
+        .map(|t| t.partitions.first().map_or(-1, |p| p.error_code))
+        .collect();
+    ensure!(
+        codes == [0, 29],
+        "OffsetCommit to a readable and an unreadable topic: {codes:?}"
+    );
+    Ok(())
+}
+
+/// InitProducerId of an idempotent producer: no transactional id.
+fn request_id() -> InitProducerIdRequest {
+    InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
 }
