@@ -314,15 +314,25 @@ fn raw(node: &Node, user: &str) -> Result<RawClient> {
     Ok(client)
 }
 
-/// The APIs the clients above do not reach answer Kafka's codes too: per partition for
-/// OffsetForLeaderEpoch, Produce and OffsetCommit, per topic for DeleteTopics, per group
-/// for DescribeGroups, and for the request for InitProducerId.
+/// Every API answers Kafka's codes, those the clients above stop short of too: per
+/// partition for Fetch, ListOffsets, OffsetForLeaderEpoch, Produce and OffsetCommit, per
+/// topic for DeleteTopics, per group for DescribeGroups, and for the request for
+/// InitProducerId.
 #[test]
 fn each_api_refuses_with_kafkas_authorization_code() -> Result<()> {
     let cluster = cluster()?;
     let node = &cluster.node;
     mirrored(node)?;
     let mut carol = raw(node, "carol")?;
+    let fetched = carol.read_batches("a_orders", 0, 0);
+    let error = fetched.err().context("carol fetched a_orders")?.to_string();
+    ensure!(error.ends_with("error 29"), "Fetch without read: {error}");
+    let listed = carol.list_offset("a_orders", 0, -1);
+    let error = listed.err().context("carol listed a_orders")?.to_string();
+    ensure!(
+        error.ends_with("error 29"),
+        "ListOffsets without describe: {error}"
+    );
     let (code, _, _) = carol.end_of_epoch("a_orders", 0, -1, 0)?;
     ensure!(code == 29, "OffsetForLeaderEpoch without describe: {code}");
     let batch = build_batch(0, 0, &[(None, Some(b"v".as_slice()))], 1_000);
@@ -344,6 +354,11 @@ fn each_api_refuses_with_kafkas_authorization_code() -> Result<()> {
     ensure!(code == 53, "InitProducerId with a transactional id: {code}");
 
     let mut bob = raw(node, "bob")?;
+    let batches = bob.read_batches("a_orders", 0, 0)?;
+    ensure!(
+        !batches.is_empty(),
+        "bob, who may read a_orders, fetched nothing"
+    );
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(name("app-1"))]);
     let response: DescribeGroupsResponse = bob.call(ApiKey::DescribeGroups, 5, &request)?;
     let code = response.groups.first().context("no group")?.error_code;
