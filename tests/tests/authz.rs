@@ -8,13 +8,22 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, DescribeGroupsRequest,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreatePartitionsRequest,
+    CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse,
-    OffsetCommitRequest, OffsetCommitResponse, TopicName,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::batch::testing::build_batch;
@@ -400,4 +409,79 @@ fn request_id() -> InitProducerIdRequest {
     InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(60_000)
+}
+
+/// ConfigResource types.
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+/// Admin changes need their right on the topic (broker configs on the cluster), and
+/// reading a group's offsets needs describe on the group and the topic.
+#[test]
+fn admin_and_offset_fetch_requests_refuse_with_kafkas_authorization_code() -> Result<()> {
+    let cluster = cluster()?;
+    let node = &cluster.node;
+    let mut carol = raw(node, "carol")?;
+    let request =
+        CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(TopicName(name("b_owned")))
+            .with_count(4)]);
+    let response: CreatePartitionsResponse = carol.call(ApiKey::CreatePartitions, 1, &request)?;
+    let code = response.results.first().context("no result")?.error_code;
+    ensure!(code == 29, "CreatePartitions without alter: {code}");
+    let request = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(TopicName(name("b_owned")))
+        .with_partitions(vec![DeleteRecordsPartition::default().with_offset(1)])]);
+    let response: DeleteRecordsResponse = carol.call(ApiKey::DeleteRecords, 1, &request)?;
+    let topic = response.topics.first().context("no topic")?;
+    let code = topic.partitions.first().context("no partition")?.error_code;
+    ensure!(code == 29, "DeleteRecords without delete: {code}");
+    let alter = |kind: i8, resource: &str| {
+        AlterConfigsResource::default()
+            .with_resource_type(kind)
+            .with_resource_name(name(resource))
+    };
+    let request = AlterConfigsRequest::default()
+        .with_resources(vec![alter(TOPIC, "b_owned"), alter(BROKER, "1")]);
+    let response: AlterConfigsResponse = carol.call(ApiKey::AlterConfigs, 1, &request)?;
+    let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
+    ensure!(
+        codes == [29, 31],
+        "AlterConfigs of a topic and the broker: {codes:?}"
+    );
+    let describe = |resource: &str| {
+        DescribeConfigsResource::default()
+            .with_resource_type(TOPIC)
+            .with_resource_name(name(resource))
+    };
+    let request = DescribeConfigsRequest::default()
+        .with_resources(vec![describe("b_owned"), describe("b_private")]);
+    let response: DescribeConfigsResponse = carol.call(ApiKey::DescribeConfigs, 1, &request)?;
+    let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+    ensure!(
+        codes == [0, 29],
+        "DescribeConfigs of b_owned and b_private: {codes:?}"
+    );
+
+    let offsets = |topic: &str| {
+        OffsetFetchRequest::default()
+            .with_group_id(GroupId(name("app-1")))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(name(topic)))
+                .with_partition_indexes(vec![0])]))
+    };
+    let mut bob = raw(node, "bob")?;
+    let response: OffsetFetchResponse = bob.call(ApiKey::OffsetFetch, 5, &offsets("a_orders"))?;
+    ensure!(
+        response.error_code == 30,
+        "OffsetFetch without the group: {}",
+        response.error_code
+    );
+    let mut alice = raw(node, "alice")?;
+    let response: OffsetFetchResponse =
+        alice.call(ApiKey::OffsetFetch, 5, &offsets("b_private"))?;
+    let topic = response.topics.first().context("no topic")?;
+    let code = topic.partitions.first().context("no partition")?.error_code;
+    ensure!(code == 29, "OffsetFetch of an undescribable topic: {code}");
+    Ok(())
 }
