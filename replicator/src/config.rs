@@ -50,6 +50,9 @@ pub struct Config {
     /// Topics this node owns and accepts writes for.
     #[serde(default)]
     pub topics: Vec<OwnedTopicConfig>,
+    /// Who may do what on the Kafka listener; none means everything is allowed.
+    #[serde(default)]
+    pub acls: Vec<crate::authz::AclRule>,
 }
 
 /// A topic this node owns: clients produce to it here, and other nodes may shadow it.
@@ -377,6 +380,7 @@ impl Config {
         self.admin_token()?;
         self.listener_tls()?;
         self.listener_sasl()?;
+        crate::authz::Acl::new(&self.acls)?;
         self.persist_mode()?;
         if self.storage.segment_bytes < 1024 {
             return Err(invalid("storage.segment_bytes", "must be at least 1024"));

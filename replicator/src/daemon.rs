@@ -255,6 +255,7 @@ fn server_context(
         },
         sasl,
         sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
+        acl: crate::authz::Acl::new(&config.acls).expect("acls were validated at load"),
     }
 }
 

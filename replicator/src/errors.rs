@@ -228,6 +228,8 @@ pub fn config_change_refusal(
 pub enum CreateRefusal {
     #[error("topic {0} appears more than once in the request")]
     Duplicate(String),
+    #[error("Authorization failed: not allowed to create topic {0}")]
+    Unauthorized(String),
     #[error(
         "topic {topic} is mirrored by link {link} (its include matches the name), so this \
          node cannot also own it; create it on the link's source cluster, or exclude it \
@@ -257,6 +259,7 @@ impl CreateRefusal {
     pub fn code(&self) -> i16 {
         match self {
             CreateRefusal::Duplicate(_) => ResponseError::InvalidRequest.code(),
+            CreateRefusal::Unauthorized(_) => Denied::Topic.code(),
             CreateRefusal::Mirrored { .. } => ResponseError::PolicyViolation.code(),
             CreateRefusal::ManualAssignment => ResponseError::InvalidReplicaAssignment.code(),
             CreateRefusal::TooManyForRequest { .. } => ResponseError::InvalidPartitions.code(),
@@ -340,6 +343,38 @@ pub fn txn_error_code(error: &TxnError, api: ApiKey, version: i16) -> i16 {
         TxnError::ProducerIds(e) => return producer_id_error_code(e),
     };
     code.code()
+}
+
+/// What the principal of a request was not granted (see `authz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    Topic,
+    Group,
+    Cluster,
+    /// Transactional ids are not named in rules: a principal that may write no topic
+    /// may not open a transaction either.
+    TransactionalId,
+}
+
+impl Denied {
+    pub fn code(self) -> i16 {
+        match self {
+            Denied::Topic => ResponseError::TopicAuthorizationFailed.code(),
+            Denied::Group => ResponseError::GroupAuthorizationFailed.code(),
+            Denied::Cluster => ResponseError::ClusterAuthorizationFailed.code(),
+            Denied::TransactionalId => ResponseError::TransactionalIdAuthorizationFailed.code(),
+        }
+    }
+
+    /// The message Kafka answers with, naming the resource.
+    pub fn message(self, name: &str) -> String {
+        match self {
+            Denied::Topic => format!("Not authorized to access topics: [{name}]"),
+            Denied::Group => format!("Not authorized to access group: {name}"),
+            Denied::Cluster => "Cluster authorization failed.".to_string(),
+            Denied::TransactionalId => "Transactional Id authorization failed.".to_string(),
+        }
+    }
 }
 
 /// Why the listener refuses a SASL exchange; each refusal closes the connection.
@@ -459,6 +494,7 @@ mod tests {
         };
         let cases = [
             (CreateRefusal::Duplicate("t".into()), 42),
+            (CreateRefusal::Unauthorized("t".into()), 29),
             (mirrored, 44),
             (CreateRefusal::ManualAssignment, 39),
             (CreateRefusal::TooManyForRequest { max: 1, wanted: 2 }, 37),
@@ -498,5 +534,13 @@ mod tests {
         assert_eq!(SaslRefusal::IllegalState.code(), 34);
         assert_eq!(SaslRefusal::UnsupportedMechanism.code(), 33);
         assert_eq!(SaslRefusal::AuthenticationFailed.code(), 58);
+    }
+
+    #[test]
+    fn authorization_refusals_map_to_kafka_codes() {
+        assert_eq!(Denied::Topic.code(), 29);
+        assert_eq!(Denied::Group.code(), 30);
+        assert_eq!(Denied::Cluster.code(), 31);
+        assert_eq!(Denied::TransactionalId.code(), 53);
     }
 }

@@ -22,8 +22,10 @@
 //! | [`admin`] | the admin HTTP listener: metrics, status, health, failover |
 //! | [`tls`] | TLS for the Kafka listener and for links' source connections |
 //! | [`sasl`] | SASL (PLAIN, SCRAM) for the Kafka listener and for links; listener users |
+//! | [`authz`] | who may do what on the Kafka listener: the allow-list of `[[acls]]` |
 
 pub mod admin;
+pub mod authz;
 pub mod config;
 pub mod daemon;
 pub mod errors;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The config of one node: `[kafka]`, `[admin]`, `[storage]`, `[groups]`, `[[topics]]`,
-/// `[[links]]`.
+/// `[[links]]`, `[[acls]]`.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     kafka: Table,
@@ -18,6 +18,7 @@ pub struct NodeConfig {
     groups: Table,
     topics: Vec<(String, i32)>,
     links: Vec<Link>,
+    acls: Vec<Table>,
 }
 
 impl Default for NodeConfig {
@@ -37,6 +38,7 @@ impl NodeConfig {
             groups: Table::default(),
             topics: Vec::new(),
             links: Vec::new(),
+            acls: Vec::new(),
         }
     }
 
@@ -229,6 +231,26 @@ impl NodeConfig {
         self
     }
 
+    /// An `[[acls]]` rule granting `principal` the `operations` on `topics`, `groups`
+    /// and, with `cluster`, the cluster.
+    pub fn acl(
+        mut self,
+        principal: &str,
+        operations: &[&str],
+        topics: &[&str],
+        groups: &[&str],
+        cluster: bool,
+    ) -> Self {
+        let rule = Table::default()
+            .with("principal", quoted(principal))
+            .with("operations", list(operations))
+            .with("topics", list(topics))
+            .with("groups", list(groups))
+            .with("cluster", cluster.to_string());
+        self.acls.push(rule);
+        self
+    }
+
     /// Another `[[links]]` entry.
     pub fn add_link(mut self, link: Link) -> Self {
         self.links.push(link);
@@ -274,6 +296,9 @@ impl NodeConfig {
         }
         for link in &self.links {
             link.0.render("[[links]]", &mut out);
+        }
+        for rule in &self.acls {
+            rule.render("[[acls]]", &mut out);
         }
         out
     }

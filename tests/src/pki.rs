@@ -1,5 +1,6 @@
 //! Test certificates made at test time with rcgen: a CA, a server certificate for
-//! 127.0.0.1 and localhost, and a client certificate. No private key is committed.
+//! 127.0.0.1 and localhost, and a client certificate with the subject `CN=client.test`.
+//! No private key is committed.
 
 use std::path::PathBuf;
 
@@ -32,7 +33,11 @@ impl Pki {
             ("client", vec!["client.test".to_string()]),
         ] {
             let key = KeyPair::generate()?;
-            let cert = CertificateParams::new(sans)?.signed_by(&key, &ca)?;
+            let mut params = CertificateParams::new(sans)?;
+            params
+                .distinguished_name
+                .push(DnType::CommonName, format!("{name}.test"));
+            let cert = params.signed_by(&key, &ca)?;
             std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem())?;
             std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem())?;
         }

@@ -6,18 +6,21 @@ use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, 
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::{group_error_code, task_failed_code, txn_error_code};
 use crate::groups::GroupError;
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: AddOffsetsToTxnRequest,
 ) -> Result<Reply, EncodeError> {
     let id = request.transactional_id.0.to_string();
     let group = request.group_id.0.to_string();
-    let code = if group.is_empty() {
+    let code = if let Err(denied) = ctx.group(Operation::Read, &group) {
+        denied.code()
+    } else if group.is_empty() {
         group_error_code(GroupError::InvalidGroupId)
     } else {
         let txns = ctx.txns.clone();

@@ -11,11 +11,12 @@ use kafka_protocol::ResponseError;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext, ServerContext};
+use crate::authz::Operation;
 use crate::errors::{task_failed_code, txn_error_code, txn_partition_refusal};
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: AddPartitionsToTxnRequest,
 ) -> Result<Reply, EncodeError> {
@@ -26,7 +27,10 @@ pub async fn handle(
         .collect();
     let refusals: Vec<Option<i16>> = wanted
         .iter()
-        .map(|(topic, p)| txn_partition_refusal(&ctx.store, topic, *p).map(|(code, _)| code))
+        .map(|(topic, p)| match ctx.topic(Operation::Write, topic) {
+            Err(denied) => Some(denied.code()),
+            Ok(()) => txn_partition_refusal(&ctx.store, topic, *p).map(|(code, _)| code),
+        })
         .collect();
     let codes: Vec<i16> = if refusals.iter().any(Option::is_some) {
         let skipped = ResponseError::OperationNotAttempted.code();

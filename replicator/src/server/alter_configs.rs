@@ -7,21 +7,34 @@ use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::config_change_refusal;
 
-/// The error code and message for a change to one config resource.
+/// ConfigResource type of a topic; every other type is part of the cluster.
+const TOPIC_RESOURCE: i8 = 2;
+
+/// The error code and message for a change to one config resource. Kafka asks for
+/// alter-configs on the topic, or on the cluster for broker resources.
 pub(super) fn refusal(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     resource_type: i8,
     name: &StrBytes,
 ) -> (i16, Option<StrBytes>) {
+    let allowed = match resource_type {
+        TOPIC_RESOURCE => ctx.topic(Operation::Alter, name.as_str()),
+        _ => ctx.cluster(Operation::Alter),
+    };
+    if let Err(denied) = allowed {
+        let message = denied.message(name.as_str());
+        return (denied.code(), Some(StrBytes::from_string(message)));
+    }
     let (code, message) = config_change_refusal(&ctx.store, resource_type, name.as_str());
     (code, Some(StrBytes::from_string(message)))
 }
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: AlterConfigsRequest,
 ) -> Result<Reply, EncodeError> {

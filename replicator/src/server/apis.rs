@@ -19,7 +19,7 @@ use super::{
     add_offsets_to_txn, add_partitions_to_txn, alter_configs, api_versions, create_partitions,
     create_topics, delete_records, delete_topics, describe_configs, end_txn, fetch,
     incremental_alter_configs, init_producer_id, list_offsets, metadata, offset_for_leader_epoch,
-    produce, txn_offset_commit, Reply, ServerContext,
+    produce, txn_offset_commit, Reply, RequestContext,
 };
 
 /// One served API and the versions its handler implements. ApiVersions advertises this
@@ -42,8 +42,8 @@ macro_rules! call {
 }
 
 /// Declares [`SERVED`] and [`route`] from rows of
-/// `Api min..=max => sync|async handler;`, each handler taking the context, the header
-/// and the decoded request.
+/// `Api min..=max => sync|async handler;`, each handler taking the request context (or
+/// the server context it dereferences to), the header and the decoded request.
 macro_rules! served {
     ($($api:ident $min:literal ..= $max:literal => $mode:ident $handler:path;)*) => {
         /// Every API this listener answers.
@@ -51,7 +51,7 @@ macro_rules! served {
 
         /// Decodes the request body and runs the API's handler.
         async fn route(
-            ctx: &ServerContext,
+            ctx: &RequestContext<'_>,
             header: &RequestHeader,
             body: Bytes,
         ) -> Result<Reply, ConnectionError> {
@@ -120,7 +120,7 @@ served! {
 /// Answers one request with its API's handler; an API or version this node does not
 /// advertise is refused before its body is decoded.
 pub async fn dispatch(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     body: Bytes,
 ) -> Result<Reply, ConnectionError> {
@@ -151,9 +151,10 @@ mod tests {
     use shadowlink_storage::LogConfig;
 
     use super::*;
+    use crate::authz::{Acl, Grants};
     use crate::groups::Coordinator;
     use crate::mirror::Store;
-    use crate::server::CreatePolicy;
+    use crate::server::{CreatePolicy, ServerContext};
     use crate::txn::TxnCoordinator;
 
     fn context(dir: &std::path::Path) -> ServerContext {
@@ -176,6 +177,7 @@ mod tests {
             },
             sasl: None,
             sessions: crate::server::SessionCache::new(10),
+            acl: Acl::default(),
         }
     }
 
@@ -191,7 +193,12 @@ mod tests {
     #[tokio::test]
     async fn every_advertised_api_has_a_handler_and_a_metric_series() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = context(dir.path());
+        let server = context(dir.path());
+        let grants = Grants::everything();
+        let ctx = RequestContext {
+            server: &server,
+            grants: &grants,
+        };
         declare_metrics();
         let series = crate::metrics::kafka_request_series();
         for served in SERVED {
@@ -225,7 +232,12 @@ mod tests {
     #[tokio::test]
     async fn versions_outside_the_advertised_range_are_refused_before_decoding() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = context(dir.path());
+        let server = context(dir.path());
+        let grants = Grants::everything();
+        let ctx = RequestContext {
+            server: &server,
+            grants: &grants,
+        };
         let result = dispatch(&ctx, &header(ApiKey::Fetch, 3), Bytes::new()).await;
         assert!(matches!(
             result,

@@ -16,7 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::authenticate::{Authenticator, Principal, Step};
 use super::budget::{FrameBuffer, Reservation};
-use super::{apis, Reply, ServerContext};
+use super::{apis, Reply, RequestContext, ServerContext};
+use crate::authz::Grants;
 use crate::tls::BoxStream;
 
 /// Why a connection is being closed.
@@ -55,6 +56,8 @@ pub struct Connection {
     /// Who the requests speak for: the SASL user once authenticated, else the TLS
     /// client certificate's subject, else anonymous.
     principal: Principal,
+    /// What the principal may do, taken from the node's rules when it is set.
+    grants: Grants,
 }
 
 impl Connection {
@@ -70,6 +73,7 @@ impl Connection {
             peer,
             buf: FrameBuffer::new(&context.request_budget, context.max_frame_bytes),
             authenticator: context.sasl.clone().map(Authenticator::new),
+            grants: context.acl.grants(&principal.to_string()),
             context,
             principal,
         }
@@ -208,6 +212,7 @@ impl Connection {
             Step::Authenticated(reply, principal) => {
                 tracing::info!(peer = %self.peer, %principal, "client authenticated");
                 self.authenticator = None;
+                self.grants = self.context.acl.grants(&principal.to_string());
                 self.principal = principal;
                 self.write(reply).await
             }
@@ -231,7 +236,11 @@ impl Connection {
         body: Bytes,
     ) -> Result<Reply, ConnectionError> {
         crate::metrics::count_kafka_request(header.api_key);
-        apis::dispatch(&self.context, header, body).await
+        let ctx = RequestContext {
+            server: &self.context,
+            grants: &self.grants,
+        };
+        apis::dispatch(&ctx, header, body).await
     }
 
     /// Closes the sending side and drains what the client still sends for a moment, so

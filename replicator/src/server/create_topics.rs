@@ -21,7 +21,8 @@ use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext, ServerContext};
+use crate::authz::Operation;
 use crate::errors::CreateRefusal;
 use crate::filter::TopicFilter;
 use crate::mirror::{validate_topic_name, OwnTopicError};
@@ -47,7 +48,7 @@ pub struct CreatePolicy {
 }
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: CreateTopicsRequest,
 ) -> Result<Reply, EncodeError> {
@@ -92,12 +93,16 @@ fn duplicate_names(request: &CreateTopicsRequest) -> HashSet<&str> {
 /// Checks one topic of a request that already accepted `requested` partitions, of
 /// which `pending` are not created.
 fn validate(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     topic: &CreatableTopic,
     requested: i64,
     pending: i64,
 ) -> Result<NewTopic, CreateRefusal> {
     let name = topic.name.as_str();
+    // Kafka grants creation on the cluster (any name) or on the topic's own name.
+    if ctx.cluster(Operation::Create).is_err() && ctx.topic(Operation::Create, name).is_err() {
+        return Err(CreateRefusal::Unauthorized(name.to_string()));
+    }
     validate_topic_name(name)?;
     ctx.store.check_new_name(name)?;
     let policy = &ctx.create_policy;

@@ -7,11 +7,12 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::topic_write_refusal;
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: DeleteRecordsRequest,
 ) -> Result<Reply, EncodeError> {
@@ -19,7 +20,10 @@ pub fn handle(
         .topics
         .iter()
         .map(|topic| {
-            let refusal = topic_write_refusal(&ctx.store, topic.name.as_str());
+            let code = match ctx.topic(Operation::Delete, topic.name.as_str()) {
+                Err(denied) => denied.code(),
+                Ok(()) => topic_write_refusal(&ctx.store, topic.name.as_str()).code(),
+            };
             let partitions = topic
                 .partitions
                 .iter()
@@ -27,7 +31,7 @@ pub fn handle(
                     DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1)
-                        .with_error_code(refusal.code())
+                        .with_error_code(code)
                 })
                 .collect();
             DeleteRecordsTopicResult::default()

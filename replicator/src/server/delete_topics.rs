@@ -6,11 +6,12 @@ use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::topic_write_refusal;
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: DeleteTopicsRequest,
 ) -> Result<Reply, EncodeError> {
@@ -19,13 +20,19 @@ pub fn handle(
         .topic_names
         .iter()
         .map(|name| {
-            let refusal = topic_write_refusal(&ctx.store, name.as_str());
+            let (code, message) = match ctx.topic(Operation::Delete, name.as_str()) {
+                Err(denied) => (denied.code(), denied.message(name.as_str())),
+                Ok(()) => {
+                    let refusal = topic_write_refusal(&ctx.store, name.as_str());
+                    (refusal.code(), refusal.to_string())
+                }
+            };
             let result = DeletableTopicResult::default()
                 .with_name(Some(name.clone()))
-                .with_error_code(refusal.code());
+                .with_error_code(code);
             // Error messages exist from v5.
             if version >= 5 {
-                result.with_error_message(Some(StrBytes::from_string(refusal.to_string())))
+                result.with_error_message(Some(StrBytes::from_string(message)))
             } else {
                 result
             }

@@ -8,7 +8,8 @@ use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::Unserved;
 
 const TOPIC_RESOURCE: i8 = 2;
@@ -16,7 +17,7 @@ const TOPIC_RESOURCE: i8 = 2;
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: DescribeConfigsRequest,
 ) -> Result<Reply, EncodeError> {
@@ -29,6 +30,13 @@ pub fn handle(
                 .with_resource_name(resource.resource_name.clone());
             if resource.resource_type != TOPIC_RESOURCE {
                 return result;
+            }
+            let name = resource.resource_name.as_str();
+            if let Err(denied) = ctx.topic(Operation::Describe, name) {
+                let message = StrBytes::from_string(denied.message(name));
+                return result
+                    .with_error_code(denied.code())
+                    .with_error_message(Some(message));
             }
             let Some(topic) = ctx.store.topic(resource.resource_name.as_str()) else {
                 return result

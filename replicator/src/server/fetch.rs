@@ -12,7 +12,8 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::fetch_session::{CachedPartitionSeed, SessionRequest};
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::{epoch_error_code, fetch_session_error_code, storage_error_code};
 use crate::topic_partition::TopicPartition;
 
@@ -23,7 +24,7 @@ const READ_COMMITTED: i8 = 1;
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: FetchRequest,
 ) -> Result<Reply, EncodeError> {
@@ -53,7 +54,7 @@ pub async fn handle(
 }
 
 /// A full fetch: every requested partition is answered, in request order.
-async fn full(ctx: &ServerContext, request: &FetchRequest) -> FetchResponseParts {
+async fn full(ctx: &RequestContext<'_>, request: &FetchRequest) -> FetchResponseParts {
     let requested = || {
         request.topics.iter().flat_map(|t| {
             let name = t.topic.0.as_str();
@@ -79,7 +80,7 @@ async fn full(ctx: &ServerContext, request: &FetchRequest) -> FetchResponseParts
 
 /// A new session holding the partitions of a full request, with what `parts` answered.
 fn create_session(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     request: &FetchRequest,
     parts: &FetchResponseParts,
 ) -> Option<i32> {
@@ -102,7 +103,7 @@ fn create_session(
 /// An incremental fetch: the request's changes are applied to the session, every session
 /// partition is read, and only those with news are answered.
 async fn incremental(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     request: &FetchRequest,
     id: i32,
     epoch: i32,
@@ -172,7 +173,7 @@ struct Gathered {
 /// Reads until there is enough data, an error, or the request's wait is over, and
 /// returns the last read's answers.
 async fn long_poll(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     request: &FetchRequest,
     mut read: impl FnMut() -> Gathered,
 ) -> Vec<FetchPartitionParts> {
@@ -202,7 +203,7 @@ async fn long_poll(
 
 /// Reads `partitions` within the request's byte budgets.
 fn read_all<'a>(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     request: &FetchRequest,
     partitions: impl Iterator<Item = (&'a str, &'a FetchPartition)>,
 ) -> Gathered {
@@ -227,7 +228,7 @@ fn read_all<'a>(
 }
 
 fn read_partition(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     topic: &str,
     request: &FetchPartition,
     request_isolation: i8,
@@ -238,6 +239,13 @@ fn read_partition(
         partition_index: request.partition,
         ..Default::default()
     };
+    if let Err(denied) = ctx.topic(Operation::Read, topic) {
+        part.error_code = denied.code();
+        part.high_watermark = -1;
+        part.last_stable_offset = -1;
+        part.log_start_offset = -1;
+        return part;
+    }
     let Some(mirror) = ctx.store.partition(topic, request.partition) else {
         part.error_code = super::offline::partition_code(&ctx.store, topic, request.partition);
         return part;

@@ -6,10 +6,10 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::alter_configs::refusal;
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: IncrementalAlterConfigsRequest,
 ) -> Result<Reply, EncodeError> {

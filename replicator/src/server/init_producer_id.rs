@@ -13,14 +13,25 @@ use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResp
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
-use crate::errors::{producer_id_error_code, task_failed_code, txn_error_code};
+use super::{Reply, RequestContext, ServerContext};
+use crate::authz::Operation;
+use crate::errors::{producer_id_error_code, task_failed_code, txn_error_code, Denied};
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: InitProducerIdRequest,
 ) -> Result<Reply, EncodeError> {
+    // KIP-679: a principal that may write some topic may have a producer id; without
+    // such a right Kafka answers CLUSTER_AUTHORIZATION_FAILED, or for a transactional
+    // id TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+    if !ctx.grants.allows_any_topic(Operation::Write) {
+        let denied = match request.transactional_id {
+            Some(_) => Denied::TransactionalId,
+            None => Denied::Cluster,
+        };
+        return Reply::encode(header, &refused(denied.code()));
+    }
     let response = match request.transactional_id.as_ref().map(|t| t.to_string()) {
         Some(transactional_id) => {
             transactional(ctx, header.api_version, transactional_id, &request).await

@@ -8,7 +8,8 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 use shadowlink_storage::PartitionLog;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::{epoch_error_code, storage_error_code, Declined};
 
 const LATEST: i64 = -1;
@@ -19,7 +20,7 @@ const READ_COMMITTED: i8 = 1;
 const MAX_TIMESTAMP: i64 = -3;
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: ListOffsetsRequest,
 ) -> Result<Reply, EncodeError> {
@@ -35,12 +36,15 @@ pub fn handle(
                     let mirror = ctx
                         .store
                         .partition(topic.name.0.as_str(), p.partition_index);
-                    let answer = match mirror {
-                        Some(m) => m
+                    // Kafka asks for describe, which read implies.
+                    let allowed = ctx.topic(Operation::Describe, topic.name.0.as_str());
+                    let answer = match (allowed, mirror) {
+                        (Err(denied), _) => Err(denied.code()),
+                        (Ok(()), Some(m)) => m
                             .check_leader_epoch(p.current_leader_epoch)
                             .map_err(|e| epoch_error_code(&e))
                             .and_then(|()| lookup(&m.log(), p.timestamp, committed)),
-                        None => Err(super::offline::partition_code(
+                        (Ok(()), None) => Err(super::offline::partition_code(
                             &ctx.store,
                             topic.name.0.as_str(),
                             p.partition_index,

@@ -8,12 +8,13 @@ use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext, NODE_ID};
+use super::{Reply, RequestContext, NODE_ID};
+use crate::authz::Operation;
 use crate::errors::Unserved;
 use crate::mirror::MirrorTopic;
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: MetadataRequest,
 ) -> Result<Reply, EncodeError> {
@@ -27,6 +28,10 @@ pub fn handle(
                 .collect()
         })
     });
+    // As in Kafka, a topic the principal may not describe is left out of a listing of
+    // all topics, and named, it answers TOPIC_AUTHORIZATION_FAILED whether or not it
+    // exists, so its existence is not given away.
+    let described = |name: &str| ctx.topic(Operation::Describe, name).is_ok();
     let topics = match wanted {
         None => ctx
             .store
@@ -34,17 +39,24 @@ pub fn handle(
             .iter()
             .map(|t| describe(t, version))
             .chain(super::offline::metadata_topics(&ctx.store))
+            .filter(|t| t.name.as_ref().is_none_or(|n| described(n.0.as_str())))
             .collect(),
         Some(names) => names
             .iter()
-            .map(|name| match ctx.store.topic(name) {
-                Some(t) => describe(&t, version),
-                None => super::offline::metadata_topic(&ctx.store, name).unwrap_or_else(|| {
-                    MetadataResponseTopic::default()
+            .map(
+                |name| match (ctx.topic(Operation::Describe, name), ctx.store.topic(name)) {
+                    (Err(denied), _) => MetadataResponseTopic::default()
                         .with_name(Some(topic_name(name)))
-                        .with_error_code(Unserved::Unknown.code())
-                }),
-            })
+                        .with_error_code(denied.code()),
+                    (Ok(()), Some(t)) => describe(&t, version),
+                    (Ok(()), None) => super::offline::metadata_topic(&ctx.store, name)
+                        .unwrap_or_else(|| {
+                            MetadataResponseTopic::default()
+                                .with_name(Some(topic_name(name)))
+                                .with_error_code(Unserved::Unknown.code())
+                        }),
+                },
+            )
             .collect(),
     };
     let broker = MetadataResponseBroker::default()

@@ -8,6 +8,7 @@ mod alter_configs;
 mod api_versions;
 mod apis;
 mod authenticate;
+mod authorize;
 mod budget;
 mod connection;
 mod create_partitions;
@@ -46,6 +47,7 @@ use crate::tls::{BoxStream, ServerTls};
 use crate::txn::TxnCoordinator;
 
 pub use authenticate::Principal;
+pub use authorize::RequestContext;
 pub use budget::RequestBudget;
 pub use create_topics::CreatePolicy;
 pub use fetch_session::{SessionCache, SessionError};
@@ -70,6 +72,8 @@ pub struct ServerContext {
     pub sasl: Option<Arc<crate::sasl::ListenerSasl>>,
     /// KIP-227 incremental fetch sessions.
     pub sessions: Arc<SessionCache>,
+    /// Who may do what; each connection takes the grants of its principal.
+    pub acl: crate::authz::Acl,
 }
 
 /// A handler's answer: a frame to write, or a zero-copy chunk list.

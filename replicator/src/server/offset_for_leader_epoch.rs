@@ -9,11 +9,12 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::epoch_error_code;
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: OffsetForLeaderEpochRequest,
 ) -> Result<Reply, EncodeError> {
@@ -27,6 +28,13 @@ pub fn handle(
                 .map(|p| {
                     let mirror = ctx.store.partition(topic.topic.as_str(), p.partition);
                     let answer = EpochEndOffset::default().with_partition(p.partition);
+                    // Kafka asks a consumer for describe, which read implies.
+                    if let Err(denied) = ctx.topic(Operation::Describe, topic.topic.as_str()) {
+                        return answer
+                            .with_error_code(denied.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1);
+                    }
                     match mirror {
                         Some(m) => end_of_epoch(&m, p.current_leader_epoch, p.leader_epoch, answer),
                         None => answer

@@ -25,7 +25,8 @@ use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext, ServerContext};
+use crate::authz::Operation;
 use crate::errors::{
     produce_error_code, task_failed_code, topic_write_refusal, txn_error_code, Declined, Refusal,
     Unserved,
@@ -44,7 +45,7 @@ enum Refused {
 }
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: ProduceRequest,
 ) -> Result<Reply, EncodeError> {
@@ -53,8 +54,16 @@ pub async fn handle(
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.clone();
-        let partitions = match ctx.store.topic(name.as_str()).filter(|t| t.is_owned()) {
-            Some(owned) => {
+        let owned = ctx.store.topic(name.as_str()).filter(|t| t.is_owned());
+        let partitions = match (ctx.topic(Operation::Write, name.as_str()), owned) {
+            (Err(denied), _) => {
+                let message = denied.message(name.as_str());
+                let partitions = topic.partition_data.iter();
+                partitions
+                    .map(|p| failed(version, p.index, denied.code(), message.clone()))
+                    .collect()
+            }
+            (Ok(()), Some(owned)) => {
                 let mut answers = Vec::with_capacity(topic.partition_data.len());
                 for data in topic.partition_data {
                     let txns = &ctx.txns;
@@ -62,7 +71,7 @@ pub async fn handle(
                 }
                 answers
             }
-            None => refused_topic(ctx, name.as_str(), &topic.partition_data, version),
+            (Ok(()), None) => refused_topic(ctx, name.as_str(), &topic.partition_data, version),
         };
         responses.push(
             TopicProduceResponse::default()

@@ -8,20 +8,30 @@ use kafka_protocol::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitRe
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
+use crate::authz::Operation;
 use crate::errors::{group_error_code, task_failed_code, txn_error_code};
 use crate::groups::{Committed, GroupError, MAX_METADATA_BYTES};
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: TxnOffsetCommitRequest,
 ) -> Result<Reply, EncodeError> {
     let mut offsets = Vec::new();
     let mut refused = Vec::new();
+    // Kafka asks for read on the group and on each topic committed to.
+    let group_denied = ctx
+        .group(Operation::Read, request.group_id.0.as_str())
+        .err();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         for p in &topic.partitions {
+            let denied = group_denied.or(ctx.topic(Operation::Read, &name).err());
+            if let Some(denied) = denied {
+                refused.push((name.clone(), p.partition_index, denied.code()));
+                continue;
+            }
             match check(
                 ctx,
                 &name,
@@ -41,9 +51,10 @@ pub async fn handle(
             }
         }
     }
-    let code = match member_check(ctx, &request) {
-        Err(e) => group_error_code(e),
-        Ok(()) => stage(ctx, header.api_version, &request, offsets).await,
+    let code = match (group_denied, member_check(ctx, &request)) {
+        (Some(denied), _) => denied.code(),
+        (None, Err(e)) => group_error_code(e),
+        (None, Ok(())) => stage(ctx, header.api_version, &request, offsets).await,
     };
     let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
     for topic in &request.topics {
@@ -73,7 +84,7 @@ pub async fn handle(
 
 /// KIP-447 (v3+): a consumer that is no longer a member of its generation (a zombie
 /// after a rebalance) may not commit through a transaction either.
-fn member_check(ctx: &ServerContext, request: &TxnOffsetCommitRequest) -> Result<(), GroupError> {
+fn member_check(ctx: &RequestContext, request: &TxnOffsetCommitRequest) -> Result<(), GroupError> {
     let group = request.group_id.0.as_str();
     if group.is_empty() {
         return Err(GroupError::InvalidGroupId);
@@ -88,7 +99,7 @@ fn member_check(ctx: &ServerContext, request: &TxnOffsetCommitRequest) -> Result
 }
 
 fn check(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     topic: &str,
     partition: i32,
     metadata: Option<&str>,
@@ -103,7 +114,7 @@ fn check(
 }
 
 async fn stage(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     version: i16,
     request: &TxnOffsetCommitRequest,
     offsets: Vec<(String, i32, Committed)>,

@@ -6,14 +6,15 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::str_bytes;
+use crate::authz::Operation;
 use crate::groups::GroupSummary;
-use crate::server::{Reply, ServerContext};
+use crate::server::{Reply, RequestContext};
 
 /// What Kafka's classic coordinator reports for a group it does not know.
 const DEAD: &str = "Dead";
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: DescribeGroupsRequest,
 ) -> Result<Reply, EncodeError> {
@@ -21,7 +22,12 @@ pub fn handle(
     let groups = request
         .groups
         .iter()
-        .map(|id| described(version, id.clone(), ctx.groups.describe(id.0.as_str())))
+        .map(|id| match ctx.group(Operation::Describe, id.0.as_str()) {
+            Ok(()) => described(version, id.clone(), ctx.groups.describe(id.0.as_str())),
+            Err(denied) => DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_error_code(denied.code()),
+        })
         .collect();
     let response = DescribeGroupsResponse::default().with_groups(groups);
     Reply::encode(header, &response)

@@ -6,18 +6,24 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{millis, non_empty, str_bytes};
+use crate::authz::Operation;
 use crate::errors::group_error_code;
 use crate::groups::{GroupError, JoinOutcome, JoinRequest};
-use crate::server::{Reply, ServerContext};
+use crate::server::{Reply, RequestContext};
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: JoinGroupRequest,
 ) -> Result<Reply, EncodeError> {
     let version = header.api_version;
     let group_id = request.group_id.0.to_string();
     let join = join_request(header, request);
+    if let Err(denied) = ctx.group(Operation::Read, &group_id) {
+        let failed = JoinOutcome::failed(GroupError::InvalidGroupId, join.member_id);
+        let response = response(version, failed).with_error_code(denied.code());
+        return Reply::encode(header, &response);
+    }
     let outcome = if group_id.is_empty() {
         JoinOutcome::failed(GroupError::InvalidGroupId, join.member_id)
     } else {

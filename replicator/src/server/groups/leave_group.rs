@@ -7,12 +7,13 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{non_empty, str_bytes};
+use crate::authz::Operation;
 use crate::errors::group_code;
 use crate::groups::GroupError;
-use crate::server::{Reply, ServerContext};
+use crate::server::{Reply, RequestContext};
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: LeaveGroupRequest,
 ) -> Result<Reply, EncodeError> {
@@ -28,6 +29,10 @@ pub fn handle(
     } else {
         vec![(request.member_id.to_string(), None)]
     };
+    if let Err(denied) = ctx.group(Operation::Read, group_id) {
+        let response = LeaveGroupResponse::default().with_error_code(denied.code());
+        return Reply::encode(header, &response);
+    }
     let results = if group_id.is_empty() {
         leaving
             .iter()

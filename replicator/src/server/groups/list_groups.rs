@@ -6,14 +6,15 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::str_bytes;
+use crate::authz::Operation;
 use crate::groups::ListedGroup;
-use crate::server::{Reply, ServerContext};
+use crate::server::{Reply, RequestContext};
 
 /// Every group here speaks the classic protocol (KIP-848 "consumer" groups are not served).
 const GROUP_TYPE: &str = "classic";
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: ListGroupsRequest,
 ) -> Result<Reply, EncodeError> {
@@ -23,6 +24,8 @@ pub fn handle(
         .overview()
         .into_iter()
         .filter(|g| wanted(&request, g))
+        // As in Kafka, only the groups the principal may describe are listed.
+        .filter(|g| ctx.group(Operation::Describe, &g.group_id).is_ok())
         .map(|g| listed(version, &g))
         .collect();
     let response = ListGroupsResponse::default().with_groups(groups);

@@ -9,20 +9,23 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::non_empty;
-use crate::errors::group_code;
+use crate::authz::Operation;
+use crate::errors::{group_code, group_error_code};
 use crate::groups::{Committed, GroupError, TopicPartition, MAX_METADATA_BYTES};
-use crate::server::{Reply, ServerContext};
+use crate::server::{Reply, RequestContext};
 
-/// Per topic, per partition: the entry to store, or why it is refused before the group
-/// is asked.
-type Checked = Vec<(String, Vec<(i32, Result<Committed, GroupError>)>)>;
+/// Per topic, per partition: the entry to store, or the code it is refused with before
+/// the group is asked.
+type Checked = Vec<(String, Vec<(i32, Result<Committed, i16>)>)>;
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: OffsetCommitRequest,
 ) -> Result<Reply, EncodeError> {
     let group_id = request.group_id.0.to_string();
+    // Kafka asks for read on the group and on each topic committed to.
+    let group_denied = ctx.group(Operation::Read, &group_id).err();
     let checked: Checked = request
         .topics
         .iter()
@@ -31,7 +34,13 @@ pub async fn handle(
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|p| (p.partition_index, check_partition(ctx, &name, p)))
+                .map(|p| {
+                    let checked = match group_denied {
+                        Some(denied) => Err(denied.code()),
+                        None => check_partition(ctx, &name, p),
+                    };
+                    (p.partition_index, checked)
+                })
                 .collect();
             (name, partitions)
         })
@@ -45,7 +54,9 @@ pub async fn handle(
             })
         })
         .collect();
-    let outcome = if group_id.is_empty() {
+    let outcome = if group_denied.is_some() {
+        Ok(())
+    } else if group_id.is_empty() {
         Err(GroupError::InvalidGroupId)
     } else {
         let instance = non_empty(&request.group_instance_id);
@@ -64,24 +75,25 @@ pub async fn handle(
 }
 
 fn check_partition(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     topic: &str,
     p: &OffsetCommitRequestPartition,
-) -> Result<Committed, GroupError> {
+) -> Result<Committed, i16> {
+    ctx.topic(Operation::Read, topic).map_err(|d| d.code())?;
     let mirrored = ctx
         .store
         .topic(topic)
         .and_then(|t| t.partition(p.partition_index))
         .is_some();
     if !mirrored {
-        return Err(GroupError::UnknownTopicOrPartition);
+        return Err(group_error_code(GroupError::UnknownTopicOrPartition));
     }
     let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
     if metadata
         .as_ref()
         .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
     {
-        return Err(GroupError::OffsetMetadataTooLarge);
+        return Err(group_error_code(GroupError::OffsetMetadataTooLarge));
     }
     Ok(Committed {
         offset: p.committed_offset,
@@ -99,10 +111,13 @@ fn response(checked: Checked, outcome: Result<(), GroupError>) -> OffsetCommitRe
             let partitions = partitions
                 .into_iter()
                 .map(|(index, checked)| {
-                    let result = checked.map(|_| ()).and(outcome);
+                    let code = match checked {
+                        Ok(_) => group_code(outcome),
+                        Err(code) => code,
+                    };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(index)
-                        .with_error_code(group_code(result))
+                        .with_error_code(code)
                 })
                 .collect();
             OffsetCommitResponseTopic::default()

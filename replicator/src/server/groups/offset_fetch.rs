@@ -15,15 +15,17 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::str_bytes;
-use crate::errors::{group_code, group_error_code};
+use crate::authz::Operation;
+use crate::errors::group_error_code;
+use crate::errors::Denied;
 use crate::groups::{Committed, GroupError, TopicPartition};
-use crate::server::{Reply, ServerContext};
+use crate::server::{Reply, RequestContext, ServerContext};
 
 /// Per topic, per partition, the committed position if any.
 type Positions = Vec<(String, Vec<(i32, Option<Committed>)>)>;
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: OffsetFetchRequest,
 ) -> Result<Reply, EncodeError> {
@@ -39,6 +41,22 @@ pub fn handle(
         }
         response
     };
+    // Named topics the principal may not describe answer TOPIC_AUTHORIZATION_FAILED, as
+    // in Kafka; asking for all leaves them out.
+    let denied = |topic: &TopicName| ctx.topic(Operation::Describe, topic.0.as_str()).is_err();
+    for topic in response.topics.iter_mut().filter(|t| denied(&t.name)) {
+        for p in &mut topic.partitions {
+            p.error_code = Denied::Topic.code();
+            p.committed_offset = -1;
+        }
+    }
+    let groups = response.groups.iter_mut();
+    for topic in groups.flat_map(|g| g.topics.iter_mut().filter(|t| denied(&t.name))) {
+        for p in &mut topic.partitions {
+            p.error_code = Denied::Topic.code();
+            p.committed_offset = -1;
+        }
+    }
     if require_stable {
         for group in &mut response.groups {
             let unstable = ctx.txns.unstable_offsets(group.group_id.0.as_str());
@@ -71,16 +89,21 @@ fn mark_unstable(ctx: &ServerContext, group: &str, topics: &mut [OffsetFetchResp
 /// Positions of `wanted` partitions, or of everything the group committed when `None`
 /// (v2+ lets a client ask for all).
 fn positions(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Positions, GroupError> {
+) -> Result<Positions, i16> {
+    ctx.group(Operation::Describe, group)
+        .map_err(|d| d.code())?;
     if group.is_empty() {
-        return Err(GroupError::InvalidGroupId);
+        return Err(group_error_code(GroupError::InvalidGroupId));
     }
     let Some(wanted) = wanted else {
         let mut all: Positions = Vec::new();
-        for (TopicPartition { topic, partition }, committed) in ctx.groups.fetch_all(group) {
+        let committed = ctx.groups.fetch_all(group).into_iter();
+        let described =
+            committed.filter(|(tp, _)| ctx.topic(Operation::Describe, &tp.topic).is_ok());
+        for (TopicPartition { topic, partition }, committed) in described {
             match all.last_mut() {
                 Some((t, partitions)) if *t == topic => {
                     partitions.push((partition, Some(committed)))
@@ -102,7 +125,7 @@ fn positions(
         .collect())
 }
 
-fn single(ctx: &ServerContext, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+fn single(ctx: &RequestContext, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
     let wanted = request.topics.map(|topics| {
         topics
             .into_iter()
@@ -127,7 +150,7 @@ fn single(ctx: &ServerContext, version: i16, request: OffsetFetchRequest) -> Off
             response = response.with_topics(topics);
         }
         // v1 has no group-level error; it then answers with no partitions at all.
-        Err(error) if version >= 2 => response = response.with_error_code(group_error_code(error)),
+        Err(code) if version >= 2 => response = response.with_error_code(code),
         Err(_) => {}
     }
     response
@@ -163,7 +186,7 @@ fn unpack(committed: Option<&Committed>) -> (i64, i32, &str) {
 }
 
 /// v8+ (KIP-709): several groups per request, each answered on its own.
-fn batched(ctx: &ServerContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
+fn batched(ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
     let groups = request
         .groups
         .into_iter()
@@ -177,7 +200,7 @@ fn batched(ctx: &ServerContext, request: OffsetFetchRequest) -> OffsetFetchRespo
             let answer = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
             match positions(ctx, group.group_id.0.as_str(), wanted) {
                 Ok(found) => answer.with_topics(new_topics(found)),
-                Err(error) => answer.with_error_code(group_code(Err(error))),
+                Err(code) => answer.with_error_code(code),
             }
         })
         .collect();

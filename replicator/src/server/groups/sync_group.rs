@@ -5,17 +5,23 @@ use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::{non_empty, str_bytes};
+use crate::authz::Operation;
 use crate::errors::group_error_code;
 use crate::groups::{GroupError, SyncOutcome, SyncRequest};
-use crate::server::{Reply, ServerContext};
+use crate::server::{Reply, RequestContext};
 
 pub async fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: SyncGroupRequest,
 ) -> Result<Reply, EncodeError> {
     let version = header.api_version;
     let group_id = request.group_id.0.to_string();
+    if let Err(denied) = ctx.group(Operation::Read, &group_id) {
+        let failed = SyncOutcome::failed(GroupError::InvalidGroupId);
+        let response = response(version, failed).with_error_code(denied.code());
+        return Reply::encode(header, &response);
+    }
     let sync = SyncRequest {
         member_id: request.member_id.to_string(),
         group_instance_id: non_empty(&request.group_instance_id),
