@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use shadowlink_storage::{LogConfig, StorageError};
 use tokio::sync::watch;
@@ -17,6 +16,7 @@ use crate::link::LinkRunner;
 use crate::mirror::{MirrorError, OwnTopicError, Store};
 use crate::server::{self, ServerContext};
 use crate::status::Status;
+use crate::topic_partition::TopicPartition;
 use crate::txn::TxnCoordinator;
 
 /// Why the node could not start.
@@ -268,27 +268,41 @@ fn flush_all(store: &Store) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Gives interval persistence its bound even when no further append arrives.
+/// Gives interval persistence its bound even when no further append arrives. Only the
+/// partitions written since their last sync are queued, so idle partitions cost nothing.
 async fn flush_loop(store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let queue = store.flushes();
     loop {
+        let (due, next) = queue.take_due(std::time::Instant::now());
+        if !due.is_empty() {
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || flush_partitions(&store, due)).await;
+            continue;
+        }
+        let next_due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = stopped.changed() => return,
-            _ = tick.tick() => {}
+            _ = queue.changed() => {}
+            _ = next_due => {}
         }
-        let store = store.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for topic in store.topics() {
-                for partition in topic.partitions() {
-                    match partition.flush_if_due() {
-                        // A failed write was reported by its writer, which reopens the
-                        // log once the disk takes writes again.
-                        Ok(()) | Err(StorageError::Poisoned) => {}
-                        Err(e) => partition.fail(format!("flush failed: {e}")),
-                    }
-                }
-            }
-        })
-        .await;
+    }
+}
+
+fn flush_partitions(store: &Store, due: Vec<TopicPartition>) {
+    for tp in due {
+        let Some(partition) = store.partition(&tp.topic, tp.partition) else {
+            continue;
+        };
+        match partition.flush_if_due() {
+            // A failed write was reported by its writer, which reopens the log once the
+            // disk takes writes again.
+            Ok(()) | Err(StorageError::Poisoned) => {}
+            Err(e) => partition.fail(format!("flush failed: {e}")),
+        }
     }
 }

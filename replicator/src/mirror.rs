@@ -12,6 +12,7 @@
 
 mod abandoned;
 mod error;
+mod flushes;
 mod open;
 pub mod owned;
 pub mod producer_ids;
@@ -20,7 +21,7 @@ pub mod producer_state;
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ use tokio::sync::Notify;
 
 pub use abandoned::AbortedTransaction;
 pub use error::{MirrorError, OwnTopicError};
+pub use flushes::FlushQueue;
 pub use open::Offline;
 use owned::OwnedState;
 use producer_ids::{ProducerIdAllocator, ProducerIdError};
@@ -100,6 +102,10 @@ pub struct MirrorPartition {
     /// is released, so Metadata reads it without queueing behind a write.
     stored_epoch: AtomicI32,
     appended: Arc<Notify>,
+    /// The node's partitions owing an interval sync; this one is in it while
+    /// `flush_queued` is set.
+    flushes: Arc<FlushQueue>,
+    flush_queued: AtomicBool,
     /// Set when the partition stopped on an error; replication of it does not resume.
     failure: Mutex<Option<String>>,
     /// `Some` once the partition is owned: producers write it, links no longer do.
@@ -127,10 +133,11 @@ pub enum EpochMismatch {
 }
 
 /// The locked log of a partition. Releasing it publishes the log's latest epoch to
-/// [`MirrorPartition::leader_epoch`], whatever the holder changed.
+/// [`MirrorPartition::leader_epoch`] and queues the sync an `Interval` log owes,
+/// whatever the holder changed.
 pub struct LogGuard<'a> {
     log: MutexGuard<'a, PartitionLog>,
-    stored_epoch: &'a AtomicI32,
+    partition: &'a MirrorPartition,
 }
 
 impl Deref for LogGuard<'_> {
@@ -150,7 +157,13 @@ impl DerefMut for LogGuard<'_> {
 impl Drop for LogGuard<'_> {
     fn drop(&mut self) {
         let epoch = self.log.latest_epoch().unwrap_or(-1);
-        self.stored_epoch.store(epoch, Ordering::Relaxed);
+        self.partition.stored_epoch.store(epoch, Ordering::Relaxed);
+        if let Some(at) = self.log.sync_due_at() {
+            let p = self.partition;
+            if !p.flush_queued.swap(true, Ordering::AcqRel) {
+                p.flushes.schedule(at, &p.topic, p.partition);
+            }
+        }
     }
 }
 
@@ -161,6 +174,7 @@ impl MirrorPartition {
         log: PartitionLog,
         source_epoch: EpochFloor,
         appended: Arc<Notify>,
+        flushes: Arc<FlushQueue>,
     ) -> Self {
         MirrorPartition {
             topic: topic.to_string(),
@@ -168,6 +182,8 @@ impl MirrorPartition {
             stored_epoch: AtomicI32::new(log.latest_epoch().unwrap_or(-1)),
             log: Mutex::new(log),
             appended,
+            flushes,
+            flush_queued: AtomicBool::new(false),
             failure: Mutex::new(None),
             owned: Mutex::new(None),
             source_floor: AtomicI32::new(source_epoch.epoch()),
@@ -182,7 +198,7 @@ impl MirrorPartition {
     pub fn log(&self) -> LogGuard<'_> {
         LogGuard {
             log: self.log.lock().unwrap_or_else(|p| p.into_inner()),
-            stored_epoch: &self.stored_epoch,
+            partition: self,
         }
     }
 
@@ -215,8 +231,10 @@ impl MirrorPartition {
     }
 
     /// In `Interval` mode, fsyncs if the interval has passed since the last sync, without
-    /// holding the log during the fsync.
+    /// holding the log during the fsync. Called for a partition the node's
+    /// [`FlushQueue`] handed out; releasing the log queues it again if it still owes one.
     pub fn flush_if_due(&self) -> Result<(), StorageError> {
+        self.flush_queued.store(false, Ordering::Release);
         let due = self.log().due_sync()?;
         match due {
             Some(sync) => sync.wait(),
@@ -528,6 +546,8 @@ pub struct Store {
     offline_topics: DashMap<String, String>,
     /// Woken after every append, for fetches waiting on new data.
     appended: Arc<Notify>,
+    /// Partitions owing an interval sync, for the node's flush timer.
+    flushes: Arc<FlushQueue>,
     producer_ids: ProducerIdAllocator,
     /// Serialises topic creation, so two creators of one name cannot both succeed.
     creating: Mutex<()>,
@@ -537,6 +557,11 @@ impl Store {
     /// Notified after every append to any partition.
     pub fn appended(&self) -> Arc<Notify> {
         self.appended.clone()
+    }
+
+    /// Partitions owing an interval sync, by when it falls due.
+    pub fn flushes(&self) -> Arc<FlushQueue> {
+        self.flushes.clone()
     }
 
     /// Partition `index` of `topic`, if the node holds it.

@@ -144,6 +144,11 @@ impl Durability {
         }
     }
 
+    /// Number of the last finished write.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
     /// Ends a write: the files it touched must have been noted before.
     pub(crate) fn finish_write(&self) {
         self.written.fetch_add(1, Ordering::Release);
@@ -244,6 +249,11 @@ impl PendingSync {
     /// if the log was poisoned before.
     pub fn wait(self) -> Result<()> {
         self.durability.sync_to(self.target)
+    }
+
+    /// The number of the last write this sync covers.
+    pub(crate) fn target(&self) -> u64 {
+        self.target
     }
 }
 

@@ -74,6 +74,9 @@ pub struct PartitionLog {
     /// A segment was sealed since the last sync was handed out; outside `Os` mode it is
     /// synced at the end of the append that rolled.
     pub(crate) sealed_unsynced: bool,
+    /// The write count covered by the last sync handed out: writes numbered above it
+    /// are what an `Interval` timer still owes.
+    pub(crate) sync_handed: u64,
     /// Upper bound of the producer ids stored (see `producers.rs`).
     pub(crate) max_producer_id: i64,
     /// Open and aborted transactions of the stored batches (see `txn.rs`).
@@ -335,7 +338,21 @@ impl PartitionLog {
     pub fn pending_sync(&mut self) -> PendingSync {
         self.last_sync = Instant::now();
         self.sealed_unsynced = false;
-        self.durability.pending()
+        let sync = self.durability.pending();
+        self.sync_handed = sync.target();
+        sync
+    }
+
+    /// When a timer must call [`PartitionLog::due_sync`] to keep `Interval` mode's bound:
+    /// the interval after the last sync, if something was written since and the log can
+    /// still sync. `None` otherwise, so a log nobody writes needs no timer at all; in
+    /// `Always` and `Os` mode it is always `None`.
+    pub fn sync_due_at(&self) -> Option<Instant> {
+        let PersistMode::Interval(interval) = self.config.persist else {
+            return None;
+        };
+        let owed = self.sealed_unsynced || self.durability.written() > self.sync_handed;
+        (owed && !self.durability.is_poisoned()).then(|| self.last_sync + interval)
     }
 
     /// Fsyncs everything appended so far, in any persist mode.
@@ -597,6 +614,35 @@ mod tests {
         assert!(unsynced(&log, 0), "Os mode leaves syncing to the OS");
         log.flush().unwrap();
         assert!(!unsynced(&log, 0));
+    }
+
+    #[test]
+    fn only_an_unsynced_append_asks_for_a_timer_which_makes_it_durable_when_due() {
+        let interval = Duration::from_millis(50);
+        let (mut log, _dir) = open(PersistMode::Interval(interval), 1 << 30);
+        assert_eq!(log.sync_due_at(), None, "an idle log owes nothing");
+        let before = Instant::now();
+        let sync = log
+            .append_deferred(build_batch(0, 0, &[(None, Some(b"v"))], 1))
+            .unwrap()
+            .1;
+        assert!(sync.is_none(), "the interval has not passed yet");
+        let due = log
+            .sync_due_at()
+            .expect("an unsynced append schedules a sync");
+        assert!(due > before && due <= Instant::now() + interval);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        log.due_sync()
+            .unwrap()
+            .expect("due by then")
+            .wait()
+            .unwrap();
+        assert!(!unsynced(&log, 0));
+        assert_eq!(log.sync_due_at(), None, "nothing owed after the sync");
+        for persist in [PersistMode::Always, PersistMode::Os] {
+            let (_, log, _dir) = dirty_after_append(persist);
+            assert_eq!(log.sync_due_at(), None, "{persist:?} needs no timer");
+        }
     }
 
     #[test]

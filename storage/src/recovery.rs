@@ -267,6 +267,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         epochs,
         last_sync: Instant::now(),
         sealed_unsynced: false,
+        sync_handed: 0,
         max_producer_id,
         txns,
         recovered,

@@ -50,6 +50,7 @@ impl Store {
             topics: DashMap::new(),
             offline_topics: DashMap::new(),
             appended: Arc::new(Notify::new()),
+            flushes: Arc::default(),
             producer_ids: ProducerIdAllocator::open(data_dir),
             creating: Mutex::new(()),
         };
@@ -169,6 +170,7 @@ impl Store {
             log,
             source_epoch,
             self.appended.clone(),
+            self.flushes.clone(),
         )))
     }
 

@@ -242,3 +242,44 @@ fn a_shadow_with_an_offline_partition_is_not_made_writable() {
     );
     assert_eq!(topic.ownership(), None);
 }
+
+#[test]
+fn only_written_partitions_are_queued_for_an_interval_sync_and_it_clears_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        persist: shadowlink_storage::PersistMode::Interval(Duration::from_millis(50)),
+        ..LogConfig::default()
+    };
+    let store = Store::open(dir.path(), config).unwrap();
+    let topic = store.ensure_topic("a_orders", shadow_meta(3)).unwrap();
+    for p in topic.partitions() {
+        p.log().read(0, usize::MAX).unwrap();
+    }
+    let queue = store.flushes();
+    assert!(queue.is_empty(), "idle partitions owe no sync");
+    let written = topic.partition(1).unwrap();
+    written.append(one_record(0)).unwrap();
+    written.append(one_record(1)).unwrap();
+    assert_eq!(queue.len(), 1, "queued once however often written");
+    let (taken, next) = queue.take_due(Instant::now());
+    assert!(taken.is_empty(), "not due before the interval");
+    let at = next.expect("a due time");
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    let (taken, next) = queue.take_due(at);
+    assert_eq!((taken.len(), next), (1, None));
+    assert_eq!(
+        (taken[0].topic.as_str(), taken[0].partition),
+        ("a_orders", 1)
+    );
+    written.flush_if_due().unwrap();
+    assert_eq!(written.log().sync_due_at(), None, "synced by its due time");
+    assert!(queue.is_empty());
+    written.append(one_record(2)).unwrap();
+    assert_eq!(queue.len(), 1, "a later write queues it again");
+}
+
+fn one_record(offset: i64) -> Bytes {
+    BatchBuilder::new(offset)
+        .records(&[(None, Some(&b"v"[..]))])
+        .build()
+}
