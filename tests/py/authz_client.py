@@ -22,6 +22,8 @@ import logging
 import os
 import time
 
+from results import LoggedErrors
+
 
 def confluent_settings(a):
     s = {"bootstrap.servers": a.bootstrap}
@@ -99,21 +101,10 @@ def confluent(a):
         c.close()
 
 
-class Refusals(logging.Handler):
-    """Keeps the error lines kafka-python logs, where it reports some refusals."""
-
-    def __init__(self):
-        super().__init__(logging.ERROR)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def kafka_python(a):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.errors import KafkaError
-    refusals = Refusals()
+    refusals = LoggedErrors()
     logging.getLogger("kafka").addHandler(refusals)
     try:
         if a.mode == "produce":

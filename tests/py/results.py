@@ -1,4 +1,7 @@
 """What the client scripts share: reading an admin future's outcome, counting deliveries."""
+import logging
+import sys
+import time
 
 
 def outcome(future, ok):
@@ -25,3 +28,30 @@ class Deliveries:
             self.errors.append(str(err))
         else:
             self.acked += 1
+
+
+def count_records(consumer, count, timeout=30):
+    """Polls an assigned confluent-kafka consumer until it has read `count` records or
+    `timeout` seconds passed; returns how many it read, exits on a consume error."""
+    seen = 0
+    deadline = time.time() + timeout
+    while seen < count and time.time() < deadline:
+        m = consumer.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            sys.exit("consume error: %s" % m.error())
+        seen += 1
+    return seen
+
+
+class LoggedErrors(logging.Handler):
+    """Keeps the error lines a library logs: kafka-python reports some refusals (SASL,
+    topic authorization) only there."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from results import Deliveries
+from results import Deliveries, count_records, LoggedErrors
 
 
 def confluent_settings(a):
@@ -75,28 +75,9 @@ def confluent(a):
         c.close()
         return
     c.assign([TopicPartition(a.topic, p, 0) for p in range(a.partitions)])
-    seen = 0
-    deadline = time.time() + 30
-    while seen < a.count and time.time() < deadline:
-        m = c.poll(0.5)
-        if m is None:
-            continue
-        if m.error():
-            sys.exit("consume error: %s" % m.error())
-        seen += 1
+    seen = count_records(c, a.count)
     c.close()
     print(seen)
-
-
-class Refusals(logging.Handler):
-    """Keeps the error lines kafka-python logs, where it reports a SASL refusal."""
-
-    def __init__(self):
-        super().__init__(logging.ERROR)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
 
 
 def kafka_python(a):
@@ -115,7 +96,7 @@ def kafka_python(a):
         return
     if a.mode == "connect":
         # kafka-python logs the broker's refusal and raises only a bootstrap timeout.
-        refusals = Refusals()
+        refusals = LoggedErrors()
         logging.getLogger("kafka").addHandler(refusals)
         try:
             c = KafkaConsumer(**kafka_python_settings(a), group_id=None,

@@ -9,11 +9,10 @@ MODE connect: asks for metadata within 10 s; prints "connected" or "refused: ERR
 """
 import argparse
 import sys
-import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from results import Deliveries
+from results import Deliveries, count_records
 
 
 def settings(a):
@@ -44,15 +43,7 @@ def produce(a):
 def consume(a):
     c = Consumer({**settings(a), "group.id": "tls-py", "enable.auto.commit": False})
     c.assign([TopicPartition(a.topic, p, 0) for p in range(a.partitions)])
-    seen = 0
-    deadline = time.time() + 30
-    while seen < a.count and time.time() < deadline:
-        m = c.poll(0.5)
-        if m is None:
-            continue
-        if m.error():
-            sys.exit("consume error: %s" % m.error())
-        seen += 1
+    seen = count_records(c, a.count)
     c.close()
     print(seen)
 
