@@ -22,7 +22,7 @@ import logging
 import os
 import time
 
-from results import LoggedErrors
+from results import LoggedErrors, count_polled
 
 
 def confluent_settings(a):
@@ -129,13 +129,8 @@ def kafka_python(a):
         else:
             c.assign([TopicPartition(a.topic, p) for p in range(a.partitions)])
             c.seek_to_beginning()
-        seen = 0
-        deadline = time.time() + 30
-        while seen < a.count and time.time() < deadline:
-            for records in c.poll(timeout_ms=500).values():
-                seen += len(records)
-            if seen == 0 and refusals.messages:
-                break
+        seen = count_polled(c, a.count,
+                            give_up=lambda seen: seen == 0 and bool(refusals.messages))
         c.close()
         if seen == 0 and refusals.messages:
             return "error: %s" % refusals.messages[0]

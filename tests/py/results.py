@@ -45,6 +45,19 @@ def count_records(consumer, count, timeout=30):
     return seen
 
 
+def count_polled(consumer, count, timeout=30, give_up=lambda seen: False):
+    """Polls a kafka-python consumer until it has read `count` records, `timeout`
+    seconds passed or `give_up(seen)` is true; returns how many it read."""
+    seen = 0
+    deadline = time.time() + timeout
+    while seen < count and time.time() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            seen += len(records)
+        if give_up(seen):
+            break
+    return seen
+
+
 class LoggedErrors(logging.Handler):
     """Keeps the error lines a library logs: kafka-python reports some refusals (SASL,
     topic authorization) only there."""

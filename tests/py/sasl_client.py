@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from results import Deliveries, count_records, LoggedErrors
+from results import Deliveries, LoggedErrors, count_polled, count_records
 
 
 def confluent_settings(a):
@@ -110,11 +110,7 @@ def kafka_python(a):
     c = KafkaConsumer(**kafka_python_settings(a), group_id=None, enable_auto_commit=False)
     c.assign([TopicPartition(a.topic, p) for p in range(a.partitions)])
     c.seek_to_beginning()
-    seen = 0
-    deadline = time.time() + 30
-    while seen < a.count and time.time() < deadline:
-        for records in c.poll(timeout_ms=500).values():
-            seen += len(records)
+    seen = count_polled(c, a.count)
     c.close()
     print(seen)
 

@@ -51,13 +51,20 @@ pub(super) fn authorized<B>(
 /// (`http://host:port`, or `host:port`).
 pub fn fetch_json(admin: &str, token: Option<&AdminToken>) -> Result<String, StatusError> {
     let url = admin_url(admin, "/v1/status");
+    answer_text(&url, authorized(agent().get(&url), token).call())
+}
+
+/// The body of an admin listener's answer to a request sent to `url`; a failed request
+/// or a status other than success is an error carrying what the node said.
+pub(super) fn answer_text(
+    url: &str,
+    answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<String, StatusError> {
     let http = |reason: String| StatusError::Http {
-        url: url.clone(),
+        url: url.to_string(),
         reason,
     };
-    let mut response = authorized(agent().get(&url), token)
-        .call()
-        .map_err(|e| http(e.to_string()))?;
+    let mut response = answer.map_err(|e| http(e.to_string()))?;
     let code = response.status();
     let text = response
         .body_mut()

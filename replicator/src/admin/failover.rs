@@ -2,7 +2,7 @@
 //! the records each partition had at risk, known and possibly unseen.
 
 use super::auth::AdminToken;
-use super::client::{admin_url, agent, authorized, StatusError};
+use super::client::{admin_url, agent, answer_text, authorized, StatusError};
 use super::table::{row, table};
 use crate::failover::{summarize, FailoverRequest, TopicOutcome};
 
@@ -14,23 +14,14 @@ pub fn request(
     request: &FailoverRequest,
 ) -> Result<Vec<TopicOutcome>, StatusError> {
     let url = admin_url(admin, &format!("/v1/links/{link}/failover"));
-    let http = |reason: String| StatusError::Http {
+    let body = serde_json::to_string(request).map_err(|e| StatusError::Http {
         url: url.clone(),
-        reason,
-    };
-    let body = serde_json::to_string(request).map_err(|e| http(e.to_string()))?;
-    let mut response = authorized(agent().post(&url), token)
+        reason: e.to_string(),
+    })?;
+    let answer = authorized(agent().post(&url), token)
         .header("content-type", "application/json")
-        .send(body)
-        .map_err(|e| http(e.to_string()))?;
-    let code = response.status();
-    let text = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| http(e.to_string()))?;
-    if !code.is_success() {
-        return Err(http(format!("{code}: {}", text.trim())));
-    }
+        .send(body);
+    let text = answer_text(&url, answer)?;
     serde_json::from_str(&text).map_err(|e| StatusError::Body {
         url: url.clone(),
         reason: e.to_string(),
