@@ -117,7 +117,7 @@ impl Daemon {
             store.clone(),
             (groups.clone(), txns),
             listener_sasl,
-        ));
+        )?);
         tasks.push(tokio::spawn(server::serve(
             listener,
             context,
@@ -225,7 +225,7 @@ fn server_context(
     store: Arc<Store>,
     (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
     sasl: Option<Arc<crate::sasl::ListenerSasl>>,
-) -> ServerContext {
+) -> Result<ServerContext, ConfigError> {
     // With no explicit advertised address, clients are told the address actually bound,
     // which differs from `listen` when that asks for port 0.
     let advertised = match &config.kafka.advertised {
@@ -234,7 +234,7 @@ fn server_context(
     };
     let (host, port) = server::split_host_port(&advertised)
         .unwrap_or_else(|| (bound.ip().to_string(), i32::from(bound.port())));
-    ServerContext {
+    Ok(ServerContext {
         store,
         groups,
         txns,
@@ -255,8 +255,8 @@ fn server_context(
         },
         sasl,
         sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
-        acl: crate::authz::Acl::new(&config.acls).expect("acls were validated at load"),
-    }
+        acl: crate::authz::Acl::new(&config.acls)?,
+    })
 }
 
 fn flush_all(store: &Store) -> Result<(), StorageError> {
