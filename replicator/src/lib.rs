@@ -16,6 +16,8 @@
 //! | [`errors`] | the one mapping of internal errors to Kafka error codes |
 //! | [`failover`] | turning a link's shadow topics into owned topics, crash-safe |
 //! | [`retention`] | deleting old segments by the limits synced from the source |
+//! | [`scrub`] | re-checking the CRC of every stored batch in the background |
+//! | [`verify`] | comparing a mirror with its source over the wire, batch by batch |
 //! | [`rpo`] | the blind window: what a mirror could have missed unseen |
 //! | [`status`] | what the node knows about links and partitions, for the admin API |
 //! | [`metrics`] | the Prometheus registry |
@@ -36,6 +38,7 @@ pub mod link;
 pub mod metrics;
 pub mod mirror;
 pub mod retention;
+pub mod scrub;
 pub mod rpo;
 pub mod sasl;
 pub mod server;
@@ -45,3 +48,4 @@ pub mod tls;
 mod tls_subject;
 pub mod topic_partition;
 pub mod txn;
+pub mod verify;

@@ -20,9 +20,13 @@ pub fn render(report: &StatusReport) -> String {
     out.push('\n');
     let mut links = vec![row(&["LINK", "STATE", "FOR", "SOURCE", "LAST_ERROR"])];
     for l in &report.links {
+        let state = match l.paused {
+            true => format!("{} (paused)", l.state),
+            false => l.state.clone(),
+        };
         links.push(vec![
             l.name.clone(),
-            l.state.clone(),
+            state,
             duration(l.state_seconds as f64),
             l.source.join(","),
             l.last_error.clone().unwrap_or_else(|| "-".into()),
@@ -48,8 +52,12 @@ pub fn render(report: &StatusReport) -> String {
             if let Some(sync) = &t.sync {
                 syncs.push(sync_line(&t.name, sync));
             }
+            let state = match t.paused {
+                true => format!("{} (paused)", t.state),
+                false => t.state.clone(),
+            };
             for p in &t.partitions {
-                parts.push(partition_row(&l.name, &t.name, &t.state, p));
+                parts.push(partition_row(&l.name, &t.name, &state, p));
             }
         }
     }
@@ -187,6 +195,7 @@ mod tests {
                         reason: None,
                         sync: None,
                         partitions: vec![partition(0, 1000, 1000, None)],
+                        paused: false,
                     },
                     TopicReport {
                         name: "a_big".into(),
@@ -194,11 +203,15 @@ mod tests {
                         reason: None,
                         sync: Some(crate::status::sync_progress(500, 2000, 10.0)),
                         partitions: vec![partition(0, 2000, 500, Some("timed out"))],
+                        paused: false,
                     },
                 ],
+                paused: false,
+                paused_topics: vec![],
             }],
             offline: vec![],
             producer_ids_error: None,
+            scrub: None,
         }
     }
 
@@ -218,6 +231,18 @@ from-a  a_big     syncing  0          2000     2000     500      1500  12.0     
 a_big: initial sync 25.0% done, 50 records/s, 1500 to go, ETA 30s
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn paused_links_and_topics_are_marked_in_their_state() {
+        let mut r = report();
+        r.links[0].topics[0].paused = true;
+        let text = render(&r);
+        assert!(text.contains("from-a  a_orders  active (paused)  0"), "{text}");
+        assert!(text.contains("from-a  a_big     syncing"), "{text}");
+        r.links[0].paused = true;
+        let text = render(&r);
+        assert!(text.contains("from-a  connected (paused)  1m 1s"), "{text}");
     }
 
     #[test]
