@@ -25,6 +25,9 @@ use compare::{batches_in, compare_run, Mismatch, Tally};
 
 /// Bytes asked for per fetch: the bound on what one step holds in memory.
 const FETCH_BYTES: i32 = 1024 * 1024;
+/// Fetches are only sent below the mirror's end, where the source has data at once;
+/// the wait only bounds an answer from a source that lost it.
+const FETCH_WAIT_MS: i32 = 100;
 
 /// The body of `POST /v1/links/{name}/verify`: no topics means every shadow topic of the
 /// link that is still mirrored.
@@ -312,8 +315,8 @@ async fn fetch(
 ) -> Result<SourceChunk, SourceError> {
     let request = FetchRequest::default()
         .with_replica_id((-1).into())
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
+        .with_max_wait_ms(FETCH_WAIT_MS)
+        .with_min_bytes(1)
         .with_max_bytes(FETCH_BYTES)
         .with_isolation_level(0)
         .with_session_id(0)
@@ -330,10 +333,12 @@ async fn fetch(
     let response: FetchResponse = client.send(ApiKey::Fetch, &request).await?;
     let p = response
         .responses
-        .into_iter()
-        .flat_map(|t| t.partitions)
-        .find(|p| p.partition_index == partition);
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition_index == partition)
+        .cloned();
     let Some(p) = p else {
+        tracing::debug!(topic, partition, ?response, "no such partition in the source's Fetch answer");
         return Err(SourceError::Broker {
             addr: client.addr().to_string(),
             api: ApiKey::Fetch,
