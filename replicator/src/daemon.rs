@@ -138,8 +138,13 @@ impl Daemon {
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             links.push(link.clone());
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
-            let runner =
-                LinkRunner::new(link, store.clone(), link_status, groups.clone(), pauses.clone());
+            let runner = LinkRunner::new(
+                link,
+                store.clone(),
+                link_status,
+                groups.clone(),
+                pauses.clone(),
+            );
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
         crate::metrics::declare_checks();

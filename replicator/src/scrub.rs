@@ -195,7 +195,9 @@ fn check_batches(chunks: &[Bytes], from: i64) -> ChunkCheck {
                 Ok(b) => b,
                 Err(e) => {
                     let at = check.next.unwrap_or(from);
-                    check.bad.push((at, format!("unreadable batch framing: {e}")));
+                    check
+                        .bad
+                        .push((at, format!("unreadable batch framing: {e}")));
                     check.next = None;
                     return check;
                 }
@@ -245,7 +247,12 @@ mod tests {
     use shadowlink_protocol::batch::testing::build_batch;
 
     fn batch(base: i64) -> Bytes {
-        build_batch(base, 1, &[(Some(b"k"), Some(b"value")), (None, Some(b"w"))], 1000)
+        build_batch(
+            base,
+            1,
+            &[(Some(b"k"), Some(b"value")), (None, Some(b"w"))],
+            1000,
+        )
     }
 
     #[test]

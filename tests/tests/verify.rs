@@ -14,7 +14,10 @@ use shadowlink_tests::{
 };
 
 fn admin(node: &Node) -> Result<String> {
-    Ok(node.admin.context("the node has an admin listener")?.to_string())
+    Ok(node
+        .admin
+        .context("the node has an admin listener")?
+        .to_string())
 }
 
 /// `shadowlink COMMAND --admin ADMIN --link from-a ARGS...`, run to the end.
@@ -40,7 +43,10 @@ fn sample(node: &Node, name: &str, label: &str) -> Result<f64> {
 
 /// The segment files of `topic`-`partition` in the node's data directory, oldest first.
 fn segments(data_dir: &Path, topic: &str, partition: i32) -> Result<Vec<PathBuf>> {
-    let dir = data_dir.join("topics").join(topic).join(partition.to_string());
+    let dir = data_dir
+        .join("topics")
+        .join(topic)
+        .join(partition.to_string());
     let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -120,7 +126,10 @@ fn verify_matches_a_mirror_then_names_a_flipped_byte_and_the_scrubber_finds_it()
     ensure!(!ok, "verify succeeded on a damaged mirror: {partitions:?}");
     let p0 = &partitions[0];
     ensure!(p0["partition"] == 0, "{partitions:?}");
-    ensure!(p0["first_mismatch"]["offset"].as_i64() == Some(damaged), "{p0}");
+    ensure!(
+        p0["first_mismatch"]["offset"].as_i64() == Some(damaged),
+        "{p0}"
+    );
     let what = p0["first_mismatch"]["what"].as_str().unwrap_or_default();
     ensure!(
         what.starts_with("bytes") && what.contains("fails its CRC"),
@@ -128,10 +137,15 @@ fn verify_matches_a_mirror_then_names_a_flipped_byte_and_the_scrubber_finds_it()
     );
     ensure!(p0["mismatched"] == 1, "{p0}");
     ensure!(partitions[1]["first_mismatch"].is_null(), "{partitions:?}");
-    let ran = on_link(&node, "verify", &["--topic", "a_verify", "--partition", "0"])?;
+    let ran = on_link(
+        &node,
+        "verify",
+        &["--topic", "a_verify", "--partition", "0"],
+    )?;
     ensure!(!ran.success(), "{}", ran.stdout);
     ensure!(
-        ran.stdout.contains(&format!("MISMATCH at offset {damaged}: bytes")),
+        ran.stdout
+            .contains(&format!("MISMATCH at offset {damaged}: bytes")),
         "{}",
         ran.stdout
     );
@@ -139,18 +153,28 @@ fn verify_matches_a_mirror_then_names_a_flipped_byte_and_the_scrubber_finds_it()
     // The scrubber finds the same batch on its own, once however many passes see it.
     let scrubbed = || sample(&node, "shadowlink_verified_bytes_total", "check=\"scrub\"");
     eventually(Duration::from_secs(30), || {
-        let found = sample(&node, "shadowlink_verify_mismatches_total", "check=\"scrub\"")?;
+        let found = sample(
+            &node,
+            "shadowlink_verify_mismatches_total",
+            "check=\"scrub\"",
+        )?;
         Ok((found >= 1.0).then_some(()))
     })?;
     let before = scrubbed()?;
-    eventually(Duration::from_secs(30), || Ok((scrubbed()? > before).then_some(())))?;
+    eventually(Duration::from_secs(30), || {
+        Ok((scrubbed()? > before).then_some(()))
+    })?;
     let status = status_json(&node)?;
     let listed = status["scrub"]["mismatches"].as_array().context("scrub")?;
     ensure!(listed.len() == 1, "{status}");
-    ensure!(listed[0]["topic"] == "a_verify" && listed[0]["partition"] == 0, "{status}");
+    ensure!(
+        listed[0]["topic"] == "a_verify" && listed[0]["partition"] == 0,
+        "{status}"
+    );
     ensure!(listed[0]["offset"].as_i64() == Some(damaged), "{status}");
     ensure!(
-        node.process.logged(&["stored batch fails its CRC", "a_verify"]),
+        node.process
+            .logged(&["stored batch fails its CRC", "a_verify"]),
         "the scrubber logged no mismatch"
     );
     Ok(())
@@ -195,9 +219,20 @@ fn wait_lagging(node: &Node, topic: &str, lag: i64, dst_hwm: i64) -> Result<Valu
 fn produce_singly(source: SocketAddr, topic: &str, count: usize, start: usize) -> Result<()> {
     let (count, start) = (count.to_string(), start.to_string());
     let bootstrap = source.to_string();
-    let args = [&bootstrap, topic, &count, "--start", &start, "--batch-size", "1"];
+    let args = [
+        &bootstrap,
+        topic,
+        &count,
+        "--start",
+        &start,
+        "--batch-size",
+        "1",
+    ];
     let acked = python("produce.py", &args)?;
-    ensure!(acked.trim() == count, "{topic}: {count} produced, {acked} acknowledged");
+    ensure!(
+        acked.trim() == count,
+        "{topic}: {count} produced, {acked} acknowledged"
+    );
     Ok(())
 }
 
@@ -216,19 +251,35 @@ fn pause_holds_the_mirror_reports_lag_survives_a_restart_and_resume_catches_up()
     }
     on_link(&node, "failover", &["--topic", "a_handed"])?.stdout("failover")?;
     let refused = on_link(&node, "pause", &["--topic", "a_handed"])?;
-    ensure!(!refused.success() && refused.stderr.contains("400"), "{refused:?}");
+    ensure!(
+        !refused.success() && refused.stderr.contains("400"),
+        "{refused:?}"
+    );
     ensure!(refused.stderr.contains("failed over"), "{}", refused.stderr);
     let refused = on_link(&node, "pause", &["--topic", "b_elsewhere"])?;
-    ensure!(refused.stderr.contains("not a shadow topic of link"), "{}", refused.stderr);
+    ensure!(
+        refused.stderr.contains("not a shadow topic of link"),
+        "{}",
+        refused.stderr
+    );
 
     let paused = on_link(&node, "pause", &["--topic", "a_paused"])?.stdout("pause")?;
-    ensure!(paused == "link from-a: running, topics paused: a_paused\n", "{paused}");
+    ensure!(
+        paused == "link from-a: running, topics paused: a_paused\n",
+        "{paused}"
+    );
     produce_singly(source.addr, "a_paused", 50, 50)?;
     produce_singly(source.addr, "a_flowing", 50, 50)?;
     wait_identical(source.addr, node.kafka, "a_flowing", 1)?;
     let status = wait_lagging(&node, "a_paused", 50, 50)?;
-    ensure!(topic_status(&status, "a_paused")?["paused"] == true, "{status}");
-    ensure!(topic_status(&status, "a_flowing")?["paused"] == false, "{status}");
+    ensure!(
+        topic_status(&status, "a_paused")?["paused"] == true,
+        "{status}"
+    );
+    ensure!(
+        topic_status(&status, "a_flowing")?["paused"] == false,
+        "{status}"
+    );
     ensure!(status["links"][0]["paused_topics"] == serde_json::json!(["a_paused"]));
     let lag = sample(&node, "shadowlink_shadow_lag", "topic=\"a_paused\"")?;
     ensure!(lag == 50.0, "shadowlink_shadow_lag of a_paused is {lag}");
@@ -244,14 +295,24 @@ fn pause_holds_the_mirror_reports_lag_survives_a_restart_and_resume_catches_up()
     let text = shadowlink(&["status", "--admin", &admin(&node)?])?.stdout("status")?;
     ensure!(text.contains("connected (paused)"), "{text}");
     let refused = on_link(&node, "resume", &["--topic", "a_paused"])?;
-    ensure!(refused.stderr.contains("paused as a whole"), "{}", refused.stderr);
+    ensure!(
+        refused.stderr.contains("paused as a whole"),
+        "{}",
+        refused.stderr
+    );
 
     let resumed = on_link(&node, "resume", &[])?.stdout("resume")?;
-    ensure!(resumed == "link from-a: running, no topic paused\n", "{resumed}");
+    ensure!(
+        resumed == "link from-a: running, no topic paused\n",
+        "{resumed}"
+    );
     wait_identical(source.addr, node.kafka, "a_flowing", 1)?;
     wait_identical(source.addr, node.kafka, "a_paused", 1)?;
     let status = status_json(&node)?;
     ensure!(status["links"][0]["paused"] == false, "{status}");
-    ensure!(topic_status(&status, "a_paused")?["paused"] == false, "{status}");
+    ensure!(
+        topic_status(&status, "a_paused")?["paused"] == false,
+        "{status}"
+    );
     Ok(())
 }

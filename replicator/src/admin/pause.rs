@@ -93,6 +93,10 @@ pub fn render(answer: &PauseAnswer) -> String {
         format!("link {}: running, no topic paused\n", answer.link)
     } else {
         let topics: Vec<&str> = p.topics.iter().map(String::as_str).collect();
-        format!("link {}: running, topics paused: {}\n", answer.link, topics.join(", "))
+        format!(
+            "link {}: running, topics paused: {}\n",
+            answer.link,
+            topics.join(", ")
+        )
     }
 }

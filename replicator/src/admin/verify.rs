@@ -29,9 +29,7 @@ pub(super) async fn verify(
     };
     match crate::verify::verify(link, &state.store, &request).await {
         Ok(report) => Json(report).into_response(),
-        Err(e) if e.is_bad_request() => {
-            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
-        }
+        Err(e) if e.is_bad_request() => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
     }
 }
@@ -115,7 +113,10 @@ fn result(p: &PartitionVerify) -> String {
         parts.push("identical".into());
     }
     if let Some(g) = p.gone_at_source {
-        parts.push(format!("offsets {}..{} no longer at the source (retention)", g.from, g.to));
+        parts.push(format!(
+            "offsets {}..{} no longer at the source (retention)",
+            g.from, g.to
+        ));
     }
     parts.join("; ")
 }

@@ -205,6 +205,8 @@ impl LinkRunner {
             tokio::select! {
                 _ = shutdown.changed() => {}
                 Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                    // A pause acknowledged before this response is handled covers it.
+                    self.apply_pauses();
                     self.on_fetch(outcome).await;
                 }
                 _ = tokio::time::sleep(idle) => {}

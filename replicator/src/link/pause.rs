@@ -63,7 +63,9 @@ pub enum PauseError {
     NotInLink { link: String, topic: String },
     #[error("topic {topic:?} is failed over: it is written on this node, not mirrored")]
     FailedOver { topic: String },
-    #[error("link {0:?} is paused as a whole: resume the link, then pause the topics to keep paused")]
+    #[error(
+        "link {0:?} is paused as a whole: resume the link, then pause the topics to keep paused"
+    )]
     WholeLinkPaused(String),
     #[error("cannot save the pause state: {0}")]
     Storage(#[from] StorageError),
@@ -155,7 +157,12 @@ impl Pauses {
         let result = entry.clone();
         next.retain(|_, p| !p.is_empty());
         if next != *links {
-            write_meta(&self.path, &PauseFile { links: next.clone() })?;
+            write_meta(
+                &self.path,
+                &PauseFile {
+                    links: next.clone(),
+                },
+            )?;
             *links = next;
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
@@ -197,11 +204,19 @@ impl LinkRunner {
         let now = self.pauses.of(&link);
         let was = std::mem::replace(&mut self.paused, now.clone());
         if now.all != was.all {
-            let state = if now.all { "link paused" } else { "link resumed" };
+            let state = if now.all {
+                "link paused"
+            } else {
+                "link resumed"
+            };
             tracing::info!(link = %link, "{state}");
         }
         for topic in now.topics.symmetric_difference(&was.topics) {
-            let state = if now.topics.contains(topic) { "topic paused" } else { "topic resumed" };
+            let state = if now.topics.contains(topic) {
+                "topic paused"
+            } else {
+                "topic resumed"
+            };
             tracing::info!(link = %link, topic = %topic, "{state}");
         }
         for (key, state) in self.partitions.iter_mut() {
@@ -220,11 +235,19 @@ impl LinkRunner {
         }
         for (leader, keys) in by_leader {
             let cluster = &mut self.cluster;
-            let start = offsets::list_offsets_isolated(cluster, leader, &keys, EARLIEST, READ_UNCOMMITTED).await;
-            let hwm = offsets::list_offsets_isolated(cluster, leader, &keys, LATEST, READ_UNCOMMITTED).await;
-            let lso = offsets::list_offsets_isolated(cluster, leader, &keys, LATEST, READ_COMMITTED).await;
+            let start =
+                offsets::list_offsets_isolated(cluster, leader, &keys, EARLIEST, READ_UNCOMMITTED)
+                    .await;
+            let hwm =
+                offsets::list_offsets_isolated(cluster, leader, &keys, LATEST, READ_UNCOMMITTED)
+                    .await;
+            let lso =
+                offsets::list_offsets_isolated(cluster, leader, &keys, LATEST, READ_COMMITTED)
+                    .await;
             let found = |list: &[(TopicPartition, Result<i64, _>)], key: &TopicPartition| {
-                list.iter().find(|(k, _)| k == key).and_then(|(_, r)| r.as_ref().ok().copied())
+                list.iter()
+                    .find(|(k, _)| k == key)
+                    .and_then(|(_, r)| r.as_ref().ok().copied())
             };
             let now = std::time::Instant::now();
             for key in &keys {
@@ -259,7 +282,9 @@ mod tests {
         let pauses = Pauses::open(dir.path()).unwrap();
         assert_eq!(pauses.of("from-a"), LinkPause::default());
         let before = pauses.generation();
-        pauses.pause("from-a", &topics(&["a_one", "a_two"])).unwrap();
+        pauses
+            .pause("from-a", &topics(&["a_one", "a_two"]))
+            .unwrap();
         pauses.pause("from-b", &[]).unwrap();
         assert!(pauses.generation() > before);
 

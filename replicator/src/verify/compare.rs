@@ -31,8 +31,7 @@ pub struct Tally {
 impl Tally {
     fn mismatch(&mut self, offset: i64, what: String) {
         self.mismatched += 1;
-        self.first_mismatch
-            .get_or_insert(Mismatch { offset, what });
+        self.first_mismatch.get_or_insert(Mismatch { offset, what });
     }
 }
 
@@ -95,11 +94,17 @@ pub fn compare_run(
         match (source.first(), mirror.first()) {
             (Some(s), None) => tally.mismatch(
                 s.base_offset(),
-                format!("the mirror has no batch where the source has one at {}", s.base_offset()),
+                format!(
+                    "the mirror has no batch where the source has one at {}",
+                    s.base_offset()
+                ),
             ),
             (None, Some(m)) => tally.mismatch(
                 m.base_offset(),
-                format!("the source has no batch where the mirror has one at {}", m.base_offset()),
+                format!(
+                    "the source has no batch where the mirror has one at {}",
+                    m.base_offset()
+                ),
             ),
             _ => {}
         }
@@ -157,7 +162,12 @@ mod tests {
     use shadowlink_protocol::batch::testing::build_batch;
 
     fn batch(base: i64, value: &[u8]) -> Bytes {
-        build_batch(base, 1, &[(Some(b"k"), Some(value)), (None, Some(b"w"))], 1000)
+        build_batch(
+            base,
+            1,
+            &[(Some(b"k"), Some(value)), (None, Some(b"w"))],
+            1000,
+        )
     }
 
     fn parse(chunks: &[Bytes], from: i64) -> Vec<RecordBatch> {
@@ -169,10 +179,17 @@ mod tests {
     #[test]
     fn identical_copies_match_batch_for_batch() {
         let chunk = Bytes::from([batch(0, b"a"), batch(2, b"b"), batch(4, b"c")].concat());
-        let (s, m) = (parse(&[chunk.clone()], 0), parse(&[chunk.clone()], 0));
+        let s = parse(std::slice::from_ref(&chunk), 0);
+        let m = parse(std::slice::from_ref(&chunk), 0);
         let mut tally = Tally::default();
         let step = compare_run(&s, &m, 0, &mut tally);
-        assert_eq!(step, Step { next_offset: 6, aligned: true });
+        assert_eq!(
+            step,
+            Step {
+                next_offset: 6,
+                aligned: true
+            }
+        );
         assert_eq!((tally.batches, tally.matched, tally.mismatched), (3, 3, 0));
         assert_eq!(tally.bytes, chunk.len() as u64);
         assert_eq!(tally.first_mismatch, None);
@@ -188,12 +205,24 @@ mod tests {
         let m = parse(&[Bytes::from(bad.concat())], 0);
         let mut tally = Tally::default();
         let step = compare_run(&s, &m, 0, &mut tally);
-        assert_eq!(step, Step { next_offset: 6, aligned: true });
+        assert_eq!(
+            step,
+            Step {
+                next_offset: 6,
+                aligned: true
+            }
+        );
         assert_eq!((tally.batches, tally.matched, tally.mismatched), (3, 2, 1));
         let mismatch = tally.first_mismatch.expect("a mismatch");
         assert_eq!(mismatch.offset, 2);
-        assert!(mismatch.what.contains(&format!("byte {last}")), "{mismatch:?}");
-        assert!(mismatch.what.contains("mirror's copy fails its CRC"), "{mismatch:?}");
+        assert!(
+            mismatch.what.contains(&format!("byte {last}")),
+            "{mismatch:?}"
+        );
+        assert!(
+            mismatch.what.contains("mirror's copy fails its CRC"),
+            "{mismatch:?}"
+        );
     }
 
     #[test]
@@ -202,8 +231,12 @@ mod tests {
         let other_value = parse(&[batch(0, b"b")], 0);
         let longer = parse(&[batch(0, b"longer")], 0);
         let moved = parse(&[batch(1, b"a")], 0);
-        assert!(difference(&s[0], &other_value[0]).unwrap().starts_with("CRC: source"));
-        assert!(difference(&s[0], &longer[0]).unwrap().starts_with("length: source"));
+        assert!(difference(&s[0], &other_value[0])
+            .unwrap()
+            .starts_with("CRC: source"));
+        assert!(difference(&s[0], &longer[0])
+            .unwrap()
+            .starts_with("length: source"));
         assert_eq!(
             difference(&s[0], &moved[0]).unwrap(),
             "base offset: source 0, mirror 1"
@@ -219,7 +252,13 @@ mod tests {
         let s = parse(&[batch(4, b"a")], 0);
         let mut tally = Tally::default();
         let step = compare_run(&s, &[], 4, &mut tally);
-        assert_eq!(step, Step { next_offset: 4, aligned: false });
+        assert_eq!(
+            step,
+            Step {
+                next_offset: 4,
+                aligned: false
+            }
+        );
         assert_eq!(tally.first_mismatch.map(|m| m.offset), Some(4));
         let mut tally = Tally::default();
         assert!(!compare_run(&[], &s, 4, &mut tally).aligned);

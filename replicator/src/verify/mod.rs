@@ -80,7 +80,10 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Partitions where the copies differ.
     pub fn mismatched(&self) -> usize {
-        self.partitions.iter().filter(|p| p.mismatch().is_some()).count()
+        self.partitions
+            .iter()
+            .filter(|p| p.mismatch().is_some())
+            .count()
     }
 
     /// Partitions that could not be verified to their end.
@@ -275,7 +278,9 @@ async fn step(
                 chunk.high_watermark
             );
             tally.mismatched += 1;
-            tally.first_mismatch.get_or_insert(Mismatch { offset, what });
+            tally
+                .first_mismatch
+                .get_or_insert(Mismatch { offset, what });
             return Ok(offset);
         }
     }
@@ -338,7 +343,12 @@ async fn fetch(
         .find(|p| p.partition_index == partition)
         .cloned();
     let Some(p) = p else {
-        tracing::debug!(topic, partition, ?response, "no such partition in the source's Fetch answer");
+        tracing::debug!(
+            topic,
+            partition,
+            ?response,
+            "no such partition in the source's Fetch answer"
+        );
         return Err(SourceError::Broker {
             addr: client.addr().to_string(),
             api: ApiKey::Fetch,
@@ -375,13 +385,19 @@ async fn earliest(client: &SourceClient, topic: &str, partition: i32) -> Result<
                 .with_partition_index(partition)
                 .with_timestamp(-2)])]);
     let response: ListOffsetsResponse = client.send(ApiKey::ListOffsets, &request).await?;
-    let p = response.topics.into_iter().flat_map(|t| t.partitions).next();
+    let p = response
+        .topics
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .next();
     match p {
         Some(p) if p.error_code == 0 => Ok(p.offset),
         other => Err(SourceError::Broker {
             addr: client.addr().to_string(),
             api: ApiKey::ListOffsets,
-            code: other.map_or(ResponseError::UnknownTopicOrPartition.code(), |p| p.error_code),
+            code: other.map_or(ResponseError::UnknownTopicOrPartition.code(), |p| {
+                p.error_code
+            }),
         }),
     }
 }
