@@ -2,13 +2,17 @@
 //! background scrubber re-checks the CRC of what is stored, and `shadowlink pause` /
 //! `resume` stop and restart fetching without losing the place.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use bytes::Bytes;
 use serde_json::Value;
-use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
+use shadowlink_protocol::batch::testing::build_batch;
+use shadowlink_tests::fake::{FakeBroker, FakeLog};
+use shadowlink_tests::scenario::{create_topic, mirrored, produce, wait_identical};
 use shadowlink_tests::{
     eventually, http_get, python, shadowlink, status_json, until, Node, NodeConfig, Ran, Tansu,
 };
@@ -177,6 +181,62 @@ fn verify_matches_a_mirror_then_names_a_flipped_byte_and_the_scrubber_finds_it()
             .logged(&["stored batch fails its CRC", "a_verify"]),
         "the scrubber logged no mismatch"
     );
+    Ok(())
+}
+
+/// One single-record batch per offset in `offsets`, valued `{tag}-{offset}`.
+fn batches(offsets: std::ops::Range<i64>, tag: &str) -> Vec<Bytes> {
+    offsets
+        .map(|o| {
+            let value = format!("{tag}-{o}");
+            build_batch(
+                o,
+                0,
+                &[(Some(b"k".as_slice()), Some(value.as_bytes()))],
+                1_000 + o,
+            )
+        })
+        .collect()
+}
+
+/// What the source deleted after the mirror copied it is reported as gone, not as a
+/// mismatch; a batch the source holds different under the same offsets is a mismatch
+/// named by its CRC.
+#[test]
+fn verify_reports_what_the_source_deleted_as_gone_and_a_rewritten_batch_by_its_crc() -> Result<()> {
+    let data = batches(0..20, "r");
+    let source = FakeBroker::start(BTreeMap::from([(
+        "a_kept".to_string(),
+        vec![FakeLog {
+            batches: data.clone(),
+            ..FakeLog::default()
+        }],
+    )]))?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr).admin())?;
+    eventually(Duration::from_secs(30), || mirrored(&node, "a_kept", &data))?;
+    // Paused, the mirror keeps what the source deletes from now on.
+    on_link(&node, "pause", &[])?.stdout("pause")?;
+    source.edit(|t| t.get_mut("a_kept").expect("a_kept")[0].log_start = 12);
+
+    let (ok, partitions) = verify_json(&node)?;
+    ensure!(ok, "{partitions:?}");
+    let p = &partitions[0];
+    ensure!(
+        p["gone_at_source"] == serde_json::json!({"from": 0, "to": 12}),
+        "{p}"
+    );
+    ensure!(p["source_start"] == 12 && p["mirror_start"] == 0, "{p}");
+    ensure!(p["batches"] == 8 && p["matched"] == 8, "{p}");
+
+    let rewritten = batches(15..16, "x").remove(0);
+    source.edit(|t| t.get_mut("a_kept").expect("a_kept")[0].batches[15] = rewritten);
+    let (ok, partitions) = verify_json(&node)?;
+    ensure!(!ok, "{partitions:?}");
+    let p = &partitions[0];
+    ensure!(p["first_mismatch"]["offset"] == 15, "{p}");
+    let what = p["first_mismatch"]["what"].as_str().unwrap_or_default();
+    ensure!(what.starts_with("CRC: source 0x"), "{p}");
+    ensure!(p["matched"] == 7 && p["mismatched"] == 1, "{p}");
     Ok(())
 }
 
