@@ -286,6 +286,45 @@ mod tests {
         assert_eq!(pacer.wait(1024 * 1024), Duration::from_millis(250));
     }
 
+    #[tokio::test]
+    async fn zero_turns_the_scrubber_off_and_a_rate_checks_every_stored_byte() {
+        use crate::mirror::{topic_id_hex, TopicMeta, TopicState};
+        let dir = tempfile::tempdir().unwrap();
+        let config = shadowlink_storage::LogConfig::default();
+        let store = Arc::new(Store::open(dir.path(), config).unwrap());
+        let meta = TopicMeta {
+            link: "from-a".into(),
+            source_topic_id: topic_id_hex(&[0; 16]),
+            partitions: 1,
+            state: TopicState::Active,
+            configs: Default::default(),
+        };
+        let topic = store.ensure_topic("a_orders", meta).unwrap();
+        let data = Bytes::from([batch(0), batch(2)].concat());
+        topic.partition(0).unwrap().append(data.clone()).unwrap();
+        let (stop, stopped) = watch::channel(false);
+
+        let off = Arc::new(Scrub::default());
+        let run_off = run(store.clone(), off.clone(), 0, stopped.clone());
+        tokio::time::timeout(Duration::from_secs(5), run_off)
+            .await
+            .expect("a scrubber turned off returns at once");
+        assert_eq!(off.report().verified_bytes, 0);
+
+        let on = Arc::new(Scrub::default());
+        let task = tokio::spawn(run(store, on.clone(), 1 << 30, stopped));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while on.report().passes == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(true);
+        task.await.unwrap();
+        let report = on.report();
+        assert!(report.passes >= 1, "{report:?}");
+        assert!(report.verified_bytes >= data.len() as u64, "{report:?}");
+        assert!(report.mismatches.is_empty(), "{report:?}");
+    }
+
     #[test]
     fn a_mismatch_is_counted_once_however_often_it_is_seen() {
         let scrub = Scrub::default();
