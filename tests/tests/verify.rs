@@ -237,6 +237,14 @@ fn verify_reports_what_the_source_deleted_as_gone_and_a_rewritten_batch_by_its_c
     let what = p["first_mismatch"]["what"].as_str().unwrap_or_default();
     ensure!(what.starts_with("CRC: source 0x"), "{p}");
     ensure!(p["matched"] == 7 && p["mismatched"] == 1, "{p}");
+    let refused = on_link(&node, "verify", &["--partition", "3"])?;
+    ensure!(refused.stderr.contains("400"), "{}", refused.stderr);
+    let refused = on_link(&node, "verify", &["--topic", "b_elsewhere"])?;
+    ensure!(
+        refused.stderr.contains("not a shadow topic"),
+        "{}",
+        refused.stderr
+    );
     Ok(())
 }
 

@@ -10,7 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::{read_meta, write_meta, StorageError};
 
-use super::offsets::{self, EARLIEST, LATEST, READ_COMMITTED, READ_UNCOMMITTED};
+use super::offsets::{
+    list_offsets_isolated as list, EARLIEST, LATEST, READ_COMMITTED, READ_UNCOMMITTED,
+};
 use super::{LinkRunner, TopicPartition};
 use crate::mirror::{Store, TopicState};
 use crate::status::SourceOffsets;
@@ -235,17 +237,12 @@ impl LinkRunner {
         }
         for (leader, keys) in by_leader {
             let cluster = &mut self.cluster;
-            let start =
-                offsets::list_offsets_isolated(cluster, leader, &keys, EARLIEST, READ_UNCOMMITTED)
-                    .await;
-            let hwm =
-                offsets::list_offsets_isolated(cluster, leader, &keys, LATEST, READ_UNCOMMITTED)
-                    .await;
-            let lso =
-                offsets::list_offsets_isolated(cluster, leader, &keys, LATEST, READ_COMMITTED)
-                    .await;
-            let found = |list: &[(TopicPartition, Result<i64, _>)], key: &TopicPartition| {
-                list.iter()
+            let start = list(cluster, leader, &keys, EARLIEST, READ_UNCOMMITTED).await;
+            let hwm = list(cluster, leader, &keys, LATEST, READ_UNCOMMITTED).await;
+            let lso = list(cluster, leader, &keys, LATEST, READ_COMMITTED).await;
+            let found = |answers: &[(TopicPartition, Result<i64, _>)], key: &TopicPartition| {
+                answers
+                    .iter()
                     .find(|(k, _)| k == key)
                     .and_then(|(_, r)| r.as_ref().ok().copied())
             };

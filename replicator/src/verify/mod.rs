@@ -99,6 +99,8 @@ pub enum VerifyError {
     UnknownLink(String),
     #[error("topic {topic:?} is not a shadow topic of link {link:?}")]
     NotInLink { link: String, topic: String },
+    #[error("no topic verified has a partition {0}")]
+    NoSuchPartition(i32),
     #[error("the source metadata cannot be read: {0}")]
     Source(#[from] SourceError),
 }
@@ -184,6 +186,9 @@ fn selected(
                 out.push((topic.name.clone(), p));
             }
         }
+    }
+    if let (true, Some(p)) = (out.is_empty(), request.partition) {
+        return Err(VerifyError::NoSuchPartition(p));
     }
     out.sort_by(|a, b| (&a.0, a.1.partition).cmp(&(&b.0, b.1.partition)));
     Ok(out)
