@@ -21,7 +21,7 @@
 //! | [`rpo`] | the blind window: what a mirror could have missed unseen |
 //! | [`status`] | what the node knows about links and partitions, for the admin API |
 //! | [`metrics`] | the Prometheus registry |
-//! | [`admin`] | the admin HTTP listener: metrics, status, health, failover |
+//! | [`admin`] | the admin HTTP listener: metrics, status, health, failover, pause, verify |
 //! | [`tls`] | TLS for the Kafka listener and for links' source connections |
 //! | [`sasl`] | SASL (PLAIN, SCRAM) for the Kafka listener and for links; listener users |
 //! | [`authz`] | who may do what on the Kafka listener: the allow-list of `[[acls]]` |
