@@ -187,6 +187,9 @@ pub struct StorageSettings {
     /// successful ones fail, as on a disk that lost its writeback. Never set it in
     /// production.
     pub fault_fsync_fail_after: Option<u64>,
+    /// How fast the background scrubber re-reads stored batches to check their CRC;
+    /// 0 turns it off.
+    pub scrub_bytes_per_second: u64,
 }
 
 impl Default for StorageSettings {
@@ -198,6 +201,7 @@ impl Default for StorageSettings {
             max_partitions: 10_000,
             fault_fsync_delay: Duration::ZERO,
             fault_fsync_fail_after: None,
+            scrub_bytes_per_second: 4 * 1024 * 1024,
         }
     }
 }

@@ -12,8 +12,10 @@ use tokio::task::{JoinError, JoinHandle};
 use crate::admin;
 use crate::config::{Config, ConfigError};
 use crate::groups::{Coordinator, GroupConfig};
+use crate::link::pause::Pauses;
 use crate::link::LinkRunner;
 use crate::mirror::{MirrorError, OwnTopicError, Store};
+use crate::scrub::Scrub;
 use crate::server::{self, ServerContext};
 use crate::status::Status;
 use crate::topic_partition::TopicPartition;
@@ -128,14 +130,31 @@ impl Daemon {
             stopped.clone(),
         )));
         let status = Arc::new(Status::new(kafka_addr.to_string()));
+        let pauses = Arc::new(Pauses::open(&config.data_dir)?);
+        let mut links = Vec::new();
         for (i, mut link) in config.links().into_iter().enumerate() {
             link.tls = config.link_tls(i)?;
             link.sasl = config.link_sasl(i)?;
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
+            links.push(link.clone());
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
-            let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone());
+            let runner = LinkRunner::new(
+                link,
+                store.clone(),
+                link_status,
+                groups.clone(),
+                pauses.clone(),
+            );
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
+        crate::metrics::declare_checks();
+        let scrub = Arc::new(Scrub::default());
+        tasks.push(tokio::spawn(crate::scrub::run(
+            store.clone(),
+            scrub.clone(),
+            config.storage.scrub_bytes_per_second,
+            stopped.clone(),
+        )));
         let admin_addr = match &config.admin {
             Some(admin) => {
                 let (listener, addr) =
@@ -149,6 +168,9 @@ impl Daemon {
                     status: status.clone(),
                     store: store.clone(),
                     token: config.admin_token()?,
+                    pauses,
+                    links: Arc::new(links),
+                    scrub,
                 };
                 tasks.push(tokio::spawn(admin::serve(listener, state, stopped.clone())));
                 Some(addr)

@@ -16,10 +16,12 @@
 //! | [`errors`] | the one mapping of internal errors to Kafka error codes |
 //! | [`failover`] | turning a link's shadow topics into owned topics, crash-safe |
 //! | [`retention`] | deleting old segments by the limits synced from the source |
+//! | [`scrub`] | re-checking the CRC of every stored batch in the background |
+//! | [`verify`] | comparing a mirror with its source over the wire, batch by batch |
 //! | [`rpo`] | the blind window: what a mirror could have missed unseen |
 //! | [`status`] | what the node knows about links and partitions, for the admin API |
 //! | [`metrics`] | the Prometheus registry |
-//! | [`admin`] | the admin HTTP listener: metrics, status, health, failover |
+//! | [`admin`] | the admin HTTP listener: metrics, status, health, failover, pause, verify |
 //! | [`tls`] | TLS for the Kafka listener and for links' source connections |
 //! | [`sasl`] | SASL (PLAIN, SCRAM) for the Kafka listener and for links; listener users |
 //! | [`authz`] | who may do what on the Kafka listener: the allow-list of `[[acls]]` |
@@ -38,6 +40,7 @@ pub mod mirror;
 pub mod retention;
 pub mod rpo;
 pub mod sasl;
+pub mod scrub;
 pub mod server;
 pub mod source;
 pub mod status;
@@ -45,3 +48,4 @@ pub mod tls;
 mod tls_subject;
 pub mod topic_partition;
 pub mod txn;
+pub mod verify;

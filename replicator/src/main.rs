@@ -75,6 +75,43 @@ enum Command {
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// Stop fetching a link, or some of its topics: the mirror stays as it is and its lag
+    /// keeps being reported. Kept across restarts until resumed.
+    Pause {
+        #[command(flatten)]
+        target: LinkTopics,
+    },
+    /// Fetch a paused link or topics again, from where they stopped.
+    Resume {
+        #[command(flatten)]
+        target: LinkTopics,
+    },
+    /// Compare a link's mirror with its source, batch by batch (base offset, length, CRC,
+    /// bytes), over the link's own connection; exits non-zero when anything differs.
+    Verify {
+        #[command(flatten)]
+        target: LinkTopics,
+        /// Only this partition of each topic.
+        #[arg(long)]
+        partition: Option<i32>,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+    },
+}
+
+/// A link of a running node, and optionally some of its topics.
+#[derive(clap::Args)]
+struct LinkTopics {
+    /// The node's admin listener, `http://host:port` or `host:port`.
+    #[arg(long, default_value = shadowlink::admin::client::DEFAULT_ADMIN)]
+    admin: String,
+    #[arg(long)]
+    link: String,
+    /// A topic of the link; repeat for several. Without it, the whole link.
+    #[arg(long = "topic")]
+    topics: Vec<String>,
+    #[command(flatten)]
+    token: TokenArgs,
 }
 
 /// The admin API's bearer token, for a node with `[admin] token_file` or `token_env`.
@@ -198,6 +235,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", shadowlink::admin::failover::render(&outcomes));
             Ok(())
         }
+        Command::Pause { target } => pause(target, true),
+        Command::Resume { target } => pause(target, false),
+        Command::Verify {
+            target,
+            partition,
+            format,
+        } => verify(target, partition, format),
         Command::Demo { keep_running } => demo::run(keep_running),
         Command::User { command } => user(command),
         Command::Run { config } => {
@@ -265,6 +309,40 @@ fn status(
         StatusFormat::Text => print!("{}", table::render(&report)),
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
+    Ok(())
+}
+
+fn pause(target: LinkTopics, pause: bool) -> anyhow::Result<()> {
+    use shadowlink::admin::pause::{render, request};
+    let token = target.token.load()?;
+    let answer = request(
+        &target.admin,
+        token.as_ref(),
+        &target.link,
+        target.topics,
+        pause,
+    )?;
+    print!("{}", render(&answer));
+    Ok(())
+}
+
+fn verify(target: LinkTopics, partition: Option<i32>, format: StatusFormat) -> anyhow::Result<()> {
+    use shadowlink::admin::verify::{render, request};
+    let token = target.token.load()?;
+    let asked = shadowlink::verify::VerifyRequest {
+        topics: target.topics,
+        partition,
+    };
+    let report = request(&target.admin, token.as_ref(), &target.link, &asked)?;
+    match format {
+        StatusFormat::Text => print!("{}", render(&report)),
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    let (differ, failed) = (report.mismatched(), report.failed());
+    anyhow::ensure!(
+        differ == 0 && failed == 0,
+        "{differ} partition(s) differ from the source, {failed} could not be verified"
+    );
     Ok(())
 }
 

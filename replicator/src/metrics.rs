@@ -41,6 +41,8 @@ struct Metrics {
     fetch_sessions_active: IntGauge,
     fetch_session_requests: IntCounterVec,
     link_fetch_requests: IntCounterVec,
+    verified_bytes: IntCounterVec,
+    verify_mismatches: IntCounterVec,
 }
 
 /// Kinds of fetch failure that are zero-initialized for every link, so a dashboard or
@@ -156,9 +158,42 @@ impl Metrics {
             link_fetch_requests: counters(&r, "shadowlink_link_fetch_requests_total",
                 "Fetch requests a link sent to its source: full or incremental (KIP-227).",
                 &["link", "kind"]),
+            verified_bytes: counters(&r, "shadowlink_verified_bytes_total",
+                "Stored batch bytes checked: by the background scrubber (their CRC) or by verify (against the source).",
+                &["check"]),
+            verify_mismatches: counters(&r, "shadowlink_verify_mismatches_total",
+                "Stored batches found damaged by the scrubber, or differing from the source in a verify.",
+                &["check"]),
             registry: r,
         }
     }
+}
+
+/// The checks that count verified bytes and mismatches.
+const CHECKS: [&str; 2] = ["scrub", "verify"];
+
+/// Declares the verification series, so each reads 0 from the start.
+pub fn declare_checks() {
+    for check in CHECKS {
+        METRICS.verified_bytes.with_label_values(&[check]);
+        METRICS.verify_mismatches.with_label_values(&[check]);
+    }
+}
+
+/// Bytes of stored batches `check` (`scrub` or `verify`) found intact or not.
+pub fn verified(check: &str, bytes: u64) {
+    METRICS
+        .verified_bytes
+        .with_label_values(&[check])
+        .inc_by(bytes);
+}
+
+/// Batches `check` found damaged or different from the source.
+pub fn verify_mismatches(check: &str, batches: u64) {
+    METRICS
+        .verify_mismatches
+        .with_label_values(&[check])
+        .inc_by(batches);
 }
 
 /// Declares a link's series, so they read 0 from the start instead of being absent.
@@ -401,6 +436,7 @@ mod tests {
             links: vec![],
             offline: vec![],
             producer_ids_error: None,
+            scrub: None,
         };
         let text = render(&empty);
         assert!(

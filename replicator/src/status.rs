@@ -32,6 +32,9 @@ use crate::rpo::{self, Unconfirmed, WriteHistory};
 pub use crate::topic_partition::TopicPartition;
 use shadowlink_storage::{Poison, StorageError};
 
+mod paused;
+pub use paused::mark_paused;
+
 /// After this long without a fetch response confirming it, a caught-up partition is no
 /// longer reported at zero lag.
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
@@ -486,6 +489,7 @@ impl Status {
             links,
             offline,
             producer_ids_error,
+            scrub: None,
         }
     }
 }
@@ -526,6 +530,8 @@ fn link_report(link: &LinkStatus, store: &Store, now: Instant) -> LinkReport {
         state_seconds: now.saturating_duration_since(inner.since).as_secs(),
         last_error: inner.last_error.as_ref().map(|(e, _)| e.clone()),
         topics,
+        paused: false,
+        paused_topics: Vec::new(),
     }
 }
 
@@ -621,6 +627,7 @@ fn topic_report(
         reason,
         sync,
         partitions,
+        paused: false,
     }
 }
 
@@ -642,6 +649,9 @@ pub struct StatusReport {
     /// Why InitProducerId is refused, when the allocator's file cannot be read.
     #[serde(default)]
     pub producer_ids_error: Option<String>,
+    /// The background CRC scrubber's findings.
+    #[serde(default)]
+    pub scrub: Option<crate::scrub::ScrubReport>,
 }
 
 /// A topic (whole, when `partition` is `None`) or partition that cannot be opened.
@@ -664,6 +674,12 @@ pub struct LinkReport {
     pub state_seconds: u64,
     pub last_error: Option<String>,
     pub topics: Vec<TopicReport>,
+    /// Paused as a whole: nothing of it is fetched until resumed.
+    #[serde(default)]
+    pub paused: bool,
+    /// Topics paused on their own while the link runs.
+    #[serde(default)]
+    pub paused_topics: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -676,6 +692,9 @@ pub struct TopicReport {
     /// First-sync progress while `state` is `syncing`.
     pub sync: Option<SyncProgress>,
     pub partitions: Vec<PartitionReport>,
+    /// Not fetched until resumed, on its own or with its link.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Source offsets are those of the latest fetch response; `None` before the first one.

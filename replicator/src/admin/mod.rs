@@ -11,11 +11,16 @@
 //! | `GET /healthz` | 200 while the process serves requests |
 //! | `GET /readyz` | 200 when every link is connected and no topic failed, else 503 with the reasons |
 //! | `POST /v1/links/{name}/failover` | body `{"all": true}` or `{"topics": [...]}`: fails them over, answers the records at risk per partition |
+//! | `POST /v1/links/{name}/pause` | body `{}` or `{"topics": [...]}`: stops fetching them, answers what of the link is paused |
+//! | `POST /v1/links/{name}/resume` | the same body: fetching continues where it stopped |
+//! | `POST /v1/links/{name}/verify` | body `{}`, `{"topics": [...]}`, `"partition": P`: compares the mirror with the source, answers per partition |
 
 pub mod auth;
 pub mod client;
 pub mod failover;
+pub mod pause;
 pub mod table;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,8 +35,11 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::Link;
 use crate::failover::{fail_over, FailoverError, FailoverRequest};
+use crate::link::pause::Pauses;
 use crate::mirror::Store;
+use crate::scrub::Scrub;
 use crate::status::Status;
 
 /// What the handlers read.
@@ -41,6 +49,10 @@ pub struct AdminState {
     pub store: Arc<Store>,
     /// The bearer token requests must carry; none leaves the API open (loopback only).
     pub token: Option<auth::AdminToken>,
+    pub pauses: Arc<Pauses>,
+    /// The links, with their source addresses and credentials, for verify.
+    pub links: Arc<Vec<Link>>,
+    pub scrub: Arc<Scrub>,
 }
 
 /// The admin routes, separate from the socket so tests can drive them directly.
@@ -52,6 +64,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/links/{name}/failover", post(failover))
+        .route("/v1/links/{name}/pause", post(pause::pause))
+        .route("/v1/links/{name}/resume", post(pause::resume))
+        .route("/v1/links/{name}/verify", post(verify::verify))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             token,
@@ -83,9 +98,12 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut stop: watch::Re
 /// a slow disk must not stall the runtime's workers.
 async fn report(state: &AdminState) -> Option<crate::status::StatusReport> {
     let (status, store) = (state.status.clone(), state.store.clone());
-    tokio::task::spawn_blocking(move || status.report(&store))
+    let mut report = tokio::task::spawn_blocking(move || status.report(&store))
         .await
-        .ok()
+        .ok()?;
+    crate::status::mark_paused(&mut report, &state.pauses);
+    report.scrub = Some(state.scrub.report());
+    Some(report)
 }
 
 fn unavailable() -> Response {

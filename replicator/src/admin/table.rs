@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::scrub::ScrubReport;
 use crate::status::{OfflineReport, PartitionReport, StatusReport, SyncProgress};
 
 /// The text form: the node, a table of links, a table of partitions.
@@ -20,9 +21,13 @@ pub fn render(report: &StatusReport) -> String {
     out.push('\n');
     let mut links = vec![row(&["LINK", "STATE", "FOR", "SOURCE", "LAST_ERROR"])];
     for l in &report.links {
+        let state = match l.paused {
+            true => format!("{} (paused)", l.state),
+            false => l.state.clone(),
+        };
         links.push(vec![
             l.name.clone(),
-            l.state.clone(),
+            state,
             duration(l.state_seconds as f64),
             l.source.join(","),
             l.last_error.clone().unwrap_or_else(|| "-".into()),
@@ -48,8 +53,12 @@ pub fn render(report: &StatusReport) -> String {
             if let Some(sync) = &t.sync {
                 syncs.push(sync_line(&t.name, sync));
             }
+            let state = match t.paused {
+                true => format!("{} (paused)", t.state),
+                false => t.state.clone(),
+            };
             for p in &t.partitions {
-                parts.push(partition_row(&l.name, &t.name, &t.state, p));
+                parts.push(partition_row(&l.name, &t.name, &state, p));
             }
         }
     }
@@ -63,6 +72,34 @@ pub fn render(report: &StatusReport) -> String {
     }
     if let Some(error) = &report.producer_ids_error {
         let _ = writeln!(out, "\nproducer ids cannot be allocated: {error}");
+    }
+    if let Some(scrub) = report.scrub.as_ref().filter(|s| s.bytes_per_second > 0) {
+        out.push('\n');
+        out.push_str(&scrub_lines(scrub));
+    }
+    out
+}
+
+/// The scrubber's progress, and every damaged batch it found.
+fn scrub_lines(scrub: &ScrubReport) -> String {
+    let mut out = format!(
+        "scrub: {} bytes checked in {} full pass(es) at {} bytes/s, {} damaged batch(es)\n",
+        scrub.verified_bytes,
+        scrub.passes,
+        scrub.bytes_per_second,
+        scrub.mismatches.len()
+    );
+    if !scrub.mismatches.is_empty() {
+        let mut rows = vec![row(&["DAMAGED_TOPIC", "PARTITION", "OFFSET", "ERROR"])];
+        for m in &scrub.mismatches {
+            rows.push(vec![
+                m.topic.clone(),
+                m.partition.to_string(),
+                m.offset.to_string(),
+                m.error.clone(),
+            ]);
+        }
+        out.push_str(&table(&rows));
     }
     out
 }
@@ -187,6 +224,7 @@ mod tests {
                         reason: None,
                         sync: None,
                         partitions: vec![partition(0, 1000, 1000, None)],
+                        paused: false,
                     },
                     TopicReport {
                         name: "a_big".into(),
@@ -194,11 +232,15 @@ mod tests {
                         reason: None,
                         sync: Some(crate::status::sync_progress(500, 2000, 10.0)),
                         partitions: vec![partition(0, 2000, 500, Some("timed out"))],
+                        paused: false,
                     },
                 ],
+                paused: false,
+                paused_topics: vec![],
             }],
             offline: vec![],
             producer_ids_error: None,
+            scrub: None,
         }
     }
 
@@ -218,6 +260,44 @@ from-a  a_big     syncing  0          2000     2000     500      1500  12.0     
 a_big: initial sync 25.0% done, 50 records/s, 1500 to go, ETA 30s
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn paused_links_and_topics_are_marked_in_their_state() {
+        let mut r = report();
+        r.links[0].topics[0].paused = true;
+        let text = render(&r);
+        assert!(
+            text.contains("from-a  a_orders  active (paused)  0"),
+            "{text}"
+        );
+        assert!(text.contains("from-a  a_big     syncing"), "{text}");
+        r.links[0].paused = true;
+        let text = render(&r);
+        assert!(text.contains("from-a  connected (paused)  1m 1s"), "{text}");
+    }
+
+    #[test]
+    fn the_scrubber_lists_the_damaged_batches_it_found() {
+        let mut r = report();
+        r.scrub = Some(ScrubReport {
+            bytes_per_second: 4096,
+            verified_bytes: 10_000,
+            passes: 2,
+            mismatches: vec![crate::scrub::ScrubMismatch {
+                topic: "a_orders".into(),
+                partition: 1,
+                offset: 42,
+                error: "CRC mismatch".into(),
+            }],
+        });
+        let text = render(&r);
+        let expected = "\n\
+scrub: 10000 bytes checked in 2 full pass(es) at 4096 bytes/s, 1 damaged batch(es)
+DAMAGED_TOPIC  PARTITION  OFFSET  ERROR
+a_orders       1          42      CRC mismatch
+";
+        assert!(text.ends_with(expected), "{text}");
     }
 
     #[test]

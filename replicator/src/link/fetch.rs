@@ -51,6 +51,7 @@ impl LinkRunner {
                 && !state.mirror.is_owned();
             if !state.in_flight
                 && !state.absent
+                && !state.paused
                 && state.next_offset.is_some()
                 && state.backoff.ready(now)
                 && writable
@@ -316,7 +317,9 @@ impl LinkRunner {
     }
 
     async fn on_partition(&mut self, key: TopicPartition, p: PartitionData) {
-        if !self.partitions.contains_key(&key) {
+        // A response to a fetch sent before a pause is dropped: the pause is in effect
+        // from when it was asked for, and resume refetches from the same offset.
+        if self.partitions.get(&key).is_none_or(|s| s.paused) {
             return;
         }
         match p.error_code {

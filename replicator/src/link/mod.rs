@@ -6,8 +6,10 @@
 
 mod configs;
 mod fetch;
+pub(crate) use fetch::kafka_error_name;
 mod offset_sync;
 mod offsets;
+pub mod pause;
 mod progress;
 mod session;
 pub mod writer;
@@ -50,6 +52,8 @@ struct PartitionState {
     /// The topic was missing from the last source Metadata. Its state (writer, next
     /// offset) is kept, so a topic that reappears continues with the same single writer.
     absent: bool,
+    /// Paused by an operator: not fetched, so the next fetch starts where the last ended.
+    paused: bool,
 }
 
 /// Retry delay that doubles from 100 ms to 10 s, with jitter so that many partitions
@@ -113,6 +117,10 @@ pub struct LinkRunner {
     sessions: HashMap<i32, session::BrokerSession>,
     /// The brokers leading the partitions, as of the last metadata.
     leaders: BTreeSet<i32>,
+    /// The node's paused links and topics, and what of this link was last applied.
+    pauses: Arc<pause::Pauses>,
+    paused: pause::LinkPause,
+    pause_generation: u64,
 }
 
 #[derive(Default)]
@@ -127,6 +135,7 @@ impl LinkRunner {
         store: Arc<Store>,
         status: Arc<LinkStatus>,
         groups: Arc<Coordinator>,
+        pauses: Arc<pause::Pauses>,
     ) -> LinkRunner {
         let mut cluster = SourceCluster::new(
             link.config.bootstrap.clone(),
@@ -144,6 +153,9 @@ impl LinkRunner {
             fetch_rotation: 0,
             sessions: HashMap::new(),
             leaders: BTreeSet::new(),
+            pauses,
+            paused: pause::LinkPause::default(),
+            pause_generation: 0,
             link,
             store,
             cluster,
@@ -173,6 +185,7 @@ impl LinkRunner {
             if self.refresh_soon || Instant::now() >= metadata_at {
                 self.discover().await;
                 self.resolve_start_offsets().await;
+                self.list_paused_offsets().await;
                 metadata_at = Instant::now() + self.link.config.metadata_interval;
             }
             if self.configs_soon || Instant::now() >= configs_at {
@@ -185,12 +198,15 @@ impl LinkRunner {
                 groups_at = Instant::now() + self.link.config.group_interval;
             }
             progress.tick(&self.status, Instant::now());
+            self.apply_pauses();
             for request in self.schedule_fetches() {
                 in_flight.push(request);
             }
             tokio::select! {
                 _ = shutdown.changed() => {}
                 Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                    // A pause acknowledged before this response is handled covers it.
+                    self.apply_pauses();
                     self.on_fetch(outcome).await;
                 }
                 _ = tokio::time::sleep(idle) => {}
@@ -286,6 +302,7 @@ impl LinkRunner {
                     backoff: Backoff::new(),
                     corrupt_at: None,
                     absent: false,
+                    paused: self.paused.is_paused(name),
                 });
             state.leader = p.leader;
             state.leader_epoch = p.leader_epoch;

@@ -15,12 +15,30 @@ pub const LATEST: i64 = -1;
 /// ListOffsets timestamp sentinel: the log start.
 pub const EARLIEST: i64 = -2;
 
-/// Asks broker `leader` for the `timestamp` offset of each partition.
+/// Asks broker `leader` for the `timestamp` offset of each partition, read_committed.
 pub async fn list_offsets(
     cluster: &mut SourceCluster,
     leader: i32,
     keys: &[TopicPartition],
     timestamp: i64,
+) -> Vec<(TopicPartition, Result<i64, SourceError>)> {
+    // read_committed: a mirror starts at or below the source's last stable offset, so it
+    // holds the first batch of every transaction still open there.
+    list_offsets_isolated(cluster, leader, keys, timestamp, READ_COMMITTED).await
+}
+
+/// ListOffsets isolation level of the high watermark as [`LATEST`].
+pub const READ_UNCOMMITTED: i8 = 0;
+/// ListOffsets isolation level of the last stable offset as [`LATEST`].
+pub const READ_COMMITTED: i8 = 1;
+
+/// [`list_offsets`] at `isolation`.
+pub async fn list_offsets_isolated(
+    cluster: &mut SourceCluster,
+    leader: i32,
+    keys: &[TopicPartition],
+    timestamp: i64,
+    isolation: i8,
 ) -> Vec<(TopicPartition, Result<i64, SourceError>)> {
     let client = match cluster.broker(leader).await {
         Ok(c) => c,
@@ -47,11 +65,9 @@ pub async fn list_offsets(
                 )
         })
         .collect();
-    // read_committed: a mirror starts at or below the source's last stable offset, so it
-    // holds the first batch of every transaction still open there.
     let request = ListOffsetsRequest::default()
         .with_replica_id((-1).into())
-        .with_isolation_level(1)
+        .with_isolation_level(isolation)
         .with_topics(topics);
     let response: ListOffsetsResponse = match client.send(ApiKey::ListOffsets, &request).await {
         Ok(r) => r,
