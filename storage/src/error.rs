@@ -62,6 +62,10 @@ pub enum StorageError {
         position: u64,
         reason: String,
     },
+    /// A segment a cleaning pass read was deleted or changed before the pass committed
+    /// (retention or truncation ran meanwhile); the pass is discarded.
+    #[error("the segment at offset {base_offset} changed while it was being cleaned")]
+    CleanedStale { base_offset: i64 },
     #[error("the metadata file {} could not be encoded or decoded: {source}", path.display())]
     Meta {
         path: PathBuf,
