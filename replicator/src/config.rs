@@ -176,6 +176,11 @@ pub struct StorageSettings {
     /// How often retention limits synced from the source are enforced.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+    /// How often the node's compacted topics are checked for a compaction pass.
+    #[serde(with = "humantime_serde")]
+    pub cleaner_interval: Duration,
+    /// Compaction's I/O budget, bytes read plus written per second; unset for none.
+    pub cleaner_bytes_per_second: Option<u64>,
     /// Partitions the node may hold, shadows included, before CreateTopics is refused.
     /// Every partition keeps its segments mapped, so this bounds memory maps and files.
     pub max_partitions: i64,
@@ -195,6 +200,8 @@ impl Default for StorageSettings {
             segment_bytes: 256 * 1024 * 1024,
             persist: "100ms".to_string(),
             retention_interval: Duration::from_secs(60),
+            cleaner_interval: Duration::from_secs(15),
+            cleaner_bytes_per_second: None,
             max_partitions: 10_000,
             fault_fsync_delay: Duration::ZERO,
             fault_fsync_fail_after: None,
@@ -403,6 +410,12 @@ impl Config {
         if self.groups.retention_check_interval < Duration::from_millis(100) {
             return Err(invalid(
                 "groups.retention_check_interval",
+                "must be at least 100ms",
+            ));
+        }
+        if self.storage.cleaner_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "storage.cleaner_interval",
                 "must be at least 100ms",
             ));
         }

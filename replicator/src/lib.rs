@@ -16,6 +16,7 @@
 //! | [`errors`] | the one mapping of internal errors to Kafka error codes |
 //! | [`failover`] | turning a link's shadow topics into owned topics, crash-safe |
 //! | [`retention`] | deleting old segments by the limits synced from the source |
+//! | [`cleaner`] | compacting the node's own compacted topics in the background |
 //! | [`rpo`] | the blind window: what a mirror could have missed unseen |
 //! | [`status`] | what the node knows about links and partitions, for the admin API |
 //! | [`metrics`] | the Prometheus registry |
@@ -26,6 +27,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod cleaner;
 pub mod config;
 pub mod daemon;
 pub mod errors;

@@ -41,6 +41,8 @@ struct Metrics {
     fetch_sessions_active: IntGauge,
     fetch_session_requests: IntCounterVec,
     link_fetch_requests: IntCounterVec,
+    cleaner_runs: IntCounterVec,
+    cleaner_bytes_reclaimed: IntCounterVec,
 }
 
 /// Kinds of fetch failure that are zero-initialized for every link, so a dashboard or
@@ -156,6 +158,10 @@ impl Metrics {
             link_fetch_requests: counters(&r, "shadowlink_link_fetch_requests_total",
                 "Fetch requests a link sent to its source: full or incremental (KIP-227).",
                 &["link", "kind"]),
+            cleaner_runs: counters(&r, "shadowlink_cleaner_runs_total",
+                "Compaction passes committed on the node's compacted topics.", &["topic"]),
+            cleaner_bytes_reclaimed: counters(&r, "shadowlink_cleaner_bytes_reclaimed_total",
+                "Bytes compaction removed from the node's compacted topics.", &["topic"]),
             registry: r,
         }
     }
@@ -182,6 +188,15 @@ pub fn link_fetch_request(link: &str, kind: &str) {
         .link_fetch_requests
         .with_label_values(&[link, kind])
         .inc();
+}
+
+/// One committed compaction pass over a partition of `topic`.
+pub fn cleaner_pass(topic: &str, bytes_reclaimed: u64) {
+    METRICS.cleaner_runs.with_label_values(&[topic]).inc();
+    METRICS
+        .cleaner_bytes_reclaimed
+        .with_label_values(&[topic])
+        .inc_by(bytes_reclaimed);
 }
 
 /// Fetch sessions held by the Kafka listener.
@@ -401,6 +416,7 @@ mod tests {
             links: vec![],
             offline: vec![],
             producer_ids_error: None,
+            compaction: vec![],
         };
         let text = render(&empty);
         assert!(

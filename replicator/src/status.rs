@@ -486,6 +486,7 @@ impl Status {
             links,
             offline,
             producer_ids_error,
+            compaction: crate::cleaner::reports(),
         }
     }
 }
@@ -642,6 +643,9 @@ pub struct StatusReport {
     /// Why InitProducerId is refused, when the allocator's file cannot be read.
     #[serde(default)]
     pub producer_ids_error: Option<String>,
+    /// The node's own compacted partitions (see `cleaner`).
+    #[serde(default)]
+    pub compaction: Vec<crate::cleaner::CompactionReport>,
 }
 
 /// A topic (whole, when `partition` is `None`) or partition that cannot be opened.

@@ -199,6 +199,7 @@ mod tests {
             }],
             offline: vec![],
             producer_ids_error: None,
+            compaction: vec![],
         }
     }
 
