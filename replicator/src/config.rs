@@ -292,6 +292,13 @@ pub struct LinkConfig {
     /// request names only the partitions that moved; `false` sends full fetches only.
     #[serde(default = "default_fetch_sessions")]
     pub fetch_sessions: bool,
+    /// How often shadows of compacted source topics are compared with the source, to
+    /// take the source's compacted batches (see `link::compaction`).
+    #[serde(
+        default = "default_compaction_check_interval",
+        with = "humantime_serde"
+    )]
+    pub compaction_check_interval: Duration,
 }
 
 fn default_start() -> StartPosition {
@@ -299,6 +306,9 @@ fn default_start() -> StartPosition {
 }
 fn default_metadata_interval() -> Duration {
     Duration::from_secs(10)
+}
+fn default_compaction_check_interval() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_config_interval() -> Duration {
     Duration::from_secs(60)
@@ -646,6 +656,12 @@ fn validate_link(i: usize, link: &LinkConfig) -> Result<(), ConfigError> {
     })?;
     if link.metadata_interval < Duration::from_millis(100) {
         return Err(invalid(key("metadata_interval"), "must be at least 100ms"));
+    }
+    if link.compaction_check_interval < Duration::from_millis(100) {
+        return Err(invalid(
+            key("compaction_check_interval"),
+            "must be at least 100ms",
+        ));
     }
     if link.request_timeout < Duration::from_millis(100) {
         return Err(invalid(key("request_timeout"), "must be at least 100ms"));

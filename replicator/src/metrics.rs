@@ -43,6 +43,8 @@ struct Metrics {
     link_fetch_requests: IntCounterVec,
     cleaner_runs: IntCounterVec,
     cleaner_bytes_reclaimed: IntCounterVec,
+    compaction_check_bytes: IntCounterVec,
+    compaction_segments_replaced: IntCounterVec,
 }
 
 /// Kinds of fetch failure that are zero-initialized for every link, so a dashboard or
@@ -162,6 +164,10 @@ impl Metrics {
                 "Compaction passes committed on the node's compacted topics.", &["topic"]),
             cleaner_bytes_reclaimed: counters(&r, "shadowlink_cleaner_bytes_reclaimed_total",
                 "Bytes compaction removed from the node's compacted topics.", &["topic"]),
+            compaction_check_bytes: counters(&r, "shadowlink_compaction_check_bytes_total",
+                "Record bytes re-fetched from the source to find what it compacted.", &["link"]),
+            compaction_segments_replaced: counters(&r, "shadowlink_compaction_segments_replaced_total",
+                "Mirror segments replaced by the source's compacted batches.", &["link"]),
             registry: r,
         }
     }
@@ -197,6 +203,22 @@ pub fn cleaner_pass(topic: &str, bytes_reclaimed: u64) {
         .cleaner_bytes_reclaimed
         .with_label_values(&[topic])
         .inc_by(bytes_reclaimed);
+}
+
+/// Record bytes `link` re-fetched to compare with its stored segments.
+pub fn compaction_check_bytes(link: &str, bytes: usize) {
+    METRICS
+        .compaction_check_bytes
+        .with_label_values(&[link])
+        .inc_by(bytes as u64);
+}
+
+/// One mirror segment of `link` replaced by the source's compacted batches.
+pub fn compaction_segment_replaced(link: &str) {
+    METRICS
+        .compaction_segments_replaced
+        .with_label_values(&[link])
+        .inc();
 }
 
 /// Fetch sessions held by the Kafka listener.

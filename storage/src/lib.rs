@@ -38,7 +38,9 @@ mod time_index;
 mod truncate;
 mod txn;
 
-pub use cleaner::{CleanJob, CleanStats, Cleaned, CompactionConfig, DirtyState, Throttle};
+pub use cleaner::{
+    CleanJob, CleanStats, Cleaned, CompactionConfig, DirtyState, SealedSegment, Throttle,
+};
 pub use config::{LogConfig, PersistMode};
 pub use durability::{PendingSync, Poison};
 pub use epoch_floor::EpochFloor;

@@ -12,6 +12,8 @@ use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::{eventually, http_get, python, shadowlink, Node, NodeConfig};
 
+use bytes::Bytes;
+
 /// `(offset, key, value)`; `None` for a tombstone's value.
 type Record = (i64, String, Option<String>);
 
@@ -166,6 +168,14 @@ fn log_bytes(partition_dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// The value of the series `series` (name and labels) in a `/metrics` text.
+fn metric(text: &str, series: &str) -> Result<u64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .with_context(|| format!("no {series} in /metrics"))
+}
+
 fn consume(client: &str, node: &Node, topic: &str) -> Result<Vec<Record>> {
     let out = python(
         "compacted.py",
@@ -303,6 +313,63 @@ fn a_failed_over_compacted_topic_keeps_being_cleaned_on_the_survivor() -> Result
     ensure!(
         records.iter().all(|r| r.0 >= source_end),
         "mirrored records survived"
+    );
+    Ok(())
+}
+
+/// Every batch `node` serves of `topic`-0, as (base offset, bytes).
+fn batches(node: &Node, topic: &str) -> Result<Vec<(i64, Bytes)>> {
+    RawClient::connect(node.kafka)?.read_batches(topic, 0, 0)
+}
+
+#[test]
+fn a_mirror_of_a_compacted_topic_converges_to_the_sources_compacted_batches() -> Result<()> {
+    let a = Node::start(&owner())?;
+    let topic = "a_mirrored";
+    create("confluent", &a, topic)?;
+    let b = Node::start(
+        &NodeConfig::linked_to(a.kafka)
+            .admin()
+            .segment_bytes(16 * 1024)
+            .link(|l| l.entry("compaction_check_interval", "\"1s\"")),
+    )?;
+    let (updates, keys, deleted) = (100_000, 1_000, 100);
+    produce(&a, topic, 0, updates, keys, deleted)?;
+    let source_end = RawClient::connect(a.kafka)?.list_offset(topic, 0, -1)?;
+    eventually(Duration::from_secs(60), || {
+        let end = RawClient::connect(b.kafka)?.list_offset(topic, 0, -1);
+        Ok((end.ok() == Some(source_end)).then_some(()))
+    })?;
+    wait_converged(&a, topic, &latest(updates, keys, deleted))?;
+    let started = std::time::Instant::now();
+    let source = eventually(Duration::from_secs(120), || {
+        let source = batches(&a, topic)?;
+        Ok((batches(&b, topic)? == source).then_some(source))
+    })
+    .context("the mirror never served the source's compacted batches")?;
+    let converged_after = started.elapsed();
+    ensure!(source
+        .iter()
+        .all(|(_, b)| RecordBatch::parse(b.clone()).is_ok_and(|b| b.validate_crc().is_ok())));
+    let partition = |node: &Node| node.data_dir.join("topics").join(topic).join("0");
+    let (source_bytes, mirror_bytes) = (log_bytes(&partition(&a))?, log_bytes(&partition(&b))?);
+    let (_, metrics) = http_get(b.admin.context("admin listener")?, "/metrics")?;
+    let copied = metric(&metrics, "shadowlink_bytes_written_total{link=\"from-a\"}")?;
+    let rechecked = metric(
+        &metrics,
+        "shadowlink_compaction_check_bytes_total{link=\"from-a\"}",
+    )?;
+    eprintln!(
+        "source {source_bytes} B on disk; mirror copied {copied} B, holds {mirror_bytes} B; \
+         {rechecked} B re-fetched by checks, converged {converged_after:?} after the source"
+    );
+    ensure!(
+        mirror_bytes <= 2 * source_bytes + 16 * 1024,
+        "mirror {mirror_bytes} B against source {source_bytes} B"
+    );
+    ensure!(
+        copied > 10 * mirror_bytes,
+        "copied {copied} B, holds {mirror_bytes} B"
     );
     Ok(())
 }

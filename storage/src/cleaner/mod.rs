@@ -34,6 +34,7 @@
 mod checkpoint;
 mod job;
 mod records;
+mod replace;
 mod swap;
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,7 @@ use crate::log::PartitionLog;
 use crate::segment::Segment;
 use checkpoint::{Checkpoint, CleanedMark};
 
+pub use replace::SealedSegment;
 pub(crate) use swap::finish_interrupted;
 
 /// A compacted topic's settings, Kafka's topic configs of the same names.

@@ -505,3 +505,51 @@ fn indexes_find_every_kept_batch_after_a_swap_and_a_reopen() {
         assert_eq!(log.epoch_for_offset(37), Some(0));
     }
 }
+
+#[test]
+fn a_segment_is_replaced_by_given_batches_byte_for_byte_and_out_of_range_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    updates(&mut log);
+    let sealed = log.sealed_segments();
+    let first = sealed[0];
+    let stored = log.segment_data(first.base_offset).unwrap().unwrap();
+    let kept: Vec<RecordBatch> = BatchWalker::new(stored.clone())
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        kept.len() > 1,
+        "the test needs a segment of several batches"
+    );
+    let replacement = kept[kept.len() - 1].as_bytes().clone();
+    let too_far = BatchBuilder::new(first.next_offset)
+        .records(&[(Some(b"k"), None)])
+        .build();
+    let e = Cleaned::replacement(dir.path(), first, too_far, 5).unwrap_err();
+    assert!(
+        matches!(e, StorageError::ReplacementOutOfRange { .. }),
+        "{e}"
+    );
+    let cleaned = Cleaned::replacement(dir.path(), first, replacement.clone(), 5).unwrap();
+    log.commit_clean(cleaned).unwrap();
+    assert_eq!(
+        log.segment_data(first.base_offset).unwrap().unwrap(),
+        replacement
+    );
+    assert_eq!(
+        log.sealed_segments()[1..],
+        sealed[1..],
+        "later segments untouched"
+    );
+    let read = log.read(first.base_offset, usize::MAX).unwrap();
+    assert_eq!(
+        read.chunks[0], replacement,
+        "a read at the old base finds the kept batch"
+    );
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(
+        log.segment_data(first.base_offset).unwrap().unwrap(),
+        replacement
+    );
+}
