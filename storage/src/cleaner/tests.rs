@@ -553,3 +553,19 @@ fn a_segment_is_replaced_by_given_batches_byte_for_byte_and_out_of_range_ones_ar
         replacement
     );
 }
+
+#[test]
+fn the_throttle_holds_cleaning_to_its_byte_rate() {
+    let started = std::time::Instant::now();
+    let mut throttle = Throttle::new(Some(10_000));
+    for _ in 0..4 {
+        throttle.spend(500);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "2,000 B at 10,000 B/s"
+    );
+    let started = std::time::Instant::now();
+    Throttle::unlimited().spend(u64::MAX / 2);
+    assert!(started.elapsed() < Duration::from_millis(100));
+}
