@@ -247,16 +247,43 @@ fn random_below(bound: u64) -> u64 {
     u64::from(nanos) % bound
 }
 
+/// Waits until a cleaning pass of `partition_dir` is writing its output.
+fn wait_for_a_pass(partition_dir: &Path) -> Result<()> {
+    eventually(Duration::from_secs(30), || {
+        let writing = std::fs::read_dir(partition_dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .any(|n| n.ends_with(".cleaned"));
+        Ok(writing.then_some(()))
+    })
+    .context("no cleaning pass started")
+}
+
 #[test]
 fn kill_9_while_cleaning_leaves_a_readable_log_with_every_keys_latest_value() -> Result<()> {
-    let mut node = Node::start(&owner().storage_entry("cleaner_interval", "\"100ms\""))?;
+    // A pass over a round's data takes seconds at this rate, so a kill lands inside it.
+    let config = owner()
+        .storage_entry("cleaner_interval", "\"100ms\"")
+        .storage_entry("cleaner_bytes_per_second", "100000");
+    let mut node = Node::start(&config)?;
     let topic = "killed";
     create("kafka-python", &node, topic)?;
+    let partition_dir = node.data_dir.join("topics").join(topic).join("0");
     let (round, keys, deleted) = (10_000, 1_000, 100);
     for n in 0..5 {
         produce(&node, topic, n * round, round, keys, deleted)?;
-        std::thread::sleep(Duration::from_millis(random_below(400)));
+        wait_for_a_pass(&partition_dir)?;
+        std::thread::sleep(Duration::from_millis(random_below(300)));
         node.restart()?;
+        let finished = eventually(Duration::from_secs(5), || {
+            let p = &node.process;
+            Ok((p.logged(&["discarding an interrupted cleaning"])
+                || p.logged(&["finishing an interrupted segment swap"]))
+            .then_some(()))
+        });
+        ensure!(
+            finished.is_ok(),
+            "after kill {n}: recovery found no interrupted pass"
+        );
         // Offsets count updates and tombstones: round n wrote records up to this one.
         let want = latest((n + 1) * round, keys, deleted);
         let records = stored(&node, topic)?;
@@ -271,7 +298,7 @@ fn kill_9_while_cleaning_leaves_a_readable_log_with_every_keys_latest_value() ->
         );
     }
     wait_converged(&node, topic, &latest(5 * round, keys, deleted))?;
-    let leftovers = std::fs::read_dir(node.data_dir.join("topics").join(topic).join("0"))?
+    let leftovers = std::fs::read_dir(&partition_dir)?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
         .count();
