@@ -176,6 +176,11 @@ pub struct StorageSettings {
     /// How often retention limits synced from the source are enforced.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
+    /// How often the node's compacted topics are checked for a compaction pass.
+    #[serde(with = "humantime_serde")]
+    pub cleaner_interval: Duration,
+    /// Compaction's I/O budget, bytes read plus written per second; unset for none.
+    pub cleaner_bytes_per_second: Option<u64>,
     /// Partitions the node may hold, shadows included, before CreateTopics is refused.
     /// Every partition keeps its segments mapped, so this bounds memory maps and files.
     pub max_partitions: i64,
@@ -198,6 +203,8 @@ impl Default for StorageSettings {
             segment_bytes: 256 * 1024 * 1024,
             persist: "100ms".to_string(),
             retention_interval: Duration::from_secs(60),
+            cleaner_interval: Duration::from_secs(15),
+            cleaner_bytes_per_second: None,
             max_partitions: 10_000,
             fault_fsync_delay: Duration::ZERO,
             fault_fsync_fail_after: None,
@@ -289,6 +296,13 @@ pub struct LinkConfig {
     /// request names only the partitions that moved; `false` sends full fetches only.
     #[serde(default = "default_fetch_sessions")]
     pub fetch_sessions: bool,
+    /// How often shadows of compacted source topics are compared with the source, to
+    /// take the source's compacted batches (see `link::compaction`).
+    #[serde(
+        default = "default_compaction_check_interval",
+        with = "humantime_serde"
+    )]
+    pub compaction_check_interval: Duration,
 }
 
 fn default_start() -> StartPosition {
@@ -296,6 +310,9 @@ fn default_start() -> StartPosition {
 }
 fn default_metadata_interval() -> Duration {
     Duration::from_secs(10)
+}
+fn default_compaction_check_interval() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_config_interval() -> Duration {
     Duration::from_secs(60)
@@ -407,6 +424,12 @@ impl Config {
         if self.groups.retention_check_interval < Duration::from_millis(100) {
             return Err(invalid(
                 "groups.retention_check_interval",
+                "must be at least 100ms",
+            ));
+        }
+        if self.storage.cleaner_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "storage.cleaner_interval",
                 "must be at least 100ms",
             ));
         }
@@ -637,6 +660,12 @@ fn validate_link(i: usize, link: &LinkConfig) -> Result<(), ConfigError> {
     })?;
     if link.metadata_interval < Duration::from_millis(100) {
         return Err(invalid(key("metadata_interval"), "must be at least 100ms"));
+    }
+    if link.compaction_check_interval < Duration::from_millis(100) {
+        return Err(invalid(
+            key("compaction_check_interval"),
+            "must be at least 100ms",
+        ));
     }
     if link.request_timeout < Duration::from_millis(100) {
         return Err(invalid(key("request_timeout"), "must be at least 100ms"));

@@ -182,6 +182,12 @@ impl Daemon {
             config.storage.retention_interval,
             stopped.clone(),
         )));
+        tasks.push(tokio::spawn(crate::cleaner::run(
+            store.clone(),
+            config.storage.cleaner_interval,
+            config.storage.cleaner_bytes_per_second,
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(crate::groups::expiry::run(
             groups,
             config.groups.retention_check_interval,

@@ -18,6 +18,7 @@
 //! | [`retention`] | deleting old segments by the limits synced from the source |
 //! | [`scrub`] | re-checking the CRC of every stored batch in the background |
 //! | [`verify`] | comparing a mirror with its source over the wire, batch by batch |
+//! | [`cleaner`] | compacting the node's own compacted topics in the background |
 //! | [`rpo`] | the blind window: what a mirror could have missed unseen |
 //! | [`status`] | what the node knows about links and partitions, for the admin API |
 //! | [`metrics`] | the Prometheus registry |
@@ -28,6 +29,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod cleaner;
 pub mod config;
 pub mod daemon;
 pub mod errors;

@@ -43,6 +43,10 @@ struct Metrics {
     link_fetch_requests: IntCounterVec,
     verified_bytes: IntCounterVec,
     verify_mismatches: IntCounterVec,
+    cleaner_runs: IntCounterVec,
+    cleaner_bytes_reclaimed: IntCounterVec,
+    compaction_check_bytes: IntCounterVec,
+    compaction_segments_replaced: IntCounterVec,
 }
 
 /// Kinds of fetch failure that are zero-initialized for every link, so a dashboard or
@@ -164,6 +168,14 @@ impl Metrics {
             verify_mismatches: counters(&r, "shadowlink_verify_mismatches_total",
                 "Stored batches found damaged by the scrubber, or differing from the source in a verify.",
                 &["check"]),
+            cleaner_runs: counters(&r, "shadowlink_cleaner_runs_total",
+                "Compaction passes committed on the node's compacted topics.", &["topic"]),
+            cleaner_bytes_reclaimed: counters(&r, "shadowlink_cleaner_bytes_reclaimed_total",
+                "Bytes compaction removed from the node's compacted topics.", &["topic"]),
+            compaction_check_bytes: counters(&r, "shadowlink_compaction_check_bytes_total",
+                "Record bytes re-fetched from the source to find what it compacted.", &["link"]),
+            compaction_segments_replaced: counters(&r, "shadowlink_compaction_segments_replaced_total",
+                "Mirror segments replaced by the source's compacted batches.", &["link"]),
             registry: r,
         }
     }
@@ -216,6 +228,31 @@ pub fn link_fetch_request(link: &str, kind: &str) {
     METRICS
         .link_fetch_requests
         .with_label_values(&[link, kind])
+        .inc();
+}
+
+/// One committed compaction pass over a partition of `topic`.
+pub fn cleaner_pass(topic: &str, bytes_reclaimed: u64) {
+    METRICS.cleaner_runs.with_label_values(&[topic]).inc();
+    METRICS
+        .cleaner_bytes_reclaimed
+        .with_label_values(&[topic])
+        .inc_by(bytes_reclaimed);
+}
+
+/// Record bytes `link` re-fetched to compare with its stored segments.
+pub fn compaction_check_bytes(link: &str, bytes: usize) {
+    METRICS
+        .compaction_check_bytes
+        .with_label_values(&[link])
+        .inc_by(bytes as u64);
+}
+
+/// One mirror segment of `link` replaced by the source's compacted batches.
+pub fn compaction_segment_replaced(link: &str) {
+    METRICS
+        .compaction_segments_replaced
+        .with_label_values(&[link])
         .inc();
 }
 
@@ -437,6 +474,7 @@ mod tests {
             offline: vec![],
             producer_ids_error: None,
             scrub: None,
+            compaction: vec![],
         };
         let text = render(&empty);
         assert!(

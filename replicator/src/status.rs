@@ -490,6 +490,7 @@ impl Status {
             offline,
             producer_ids_error,
             scrub: None,
+            compaction: crate::cleaner::reports(),
         }
     }
 }
@@ -652,6 +653,9 @@ pub struct StatusReport {
     /// The background CRC scrubber's findings.
     #[serde(default)]
     pub scrub: Option<crate::scrub::ScrubReport>,
+    /// The node's own compacted partitions (see `cleaner`).
+    #[serde(default)]
+    pub compaction: Vec<crate::cleaner::CompactionReport>,
 }
 
 /// A topic (whole, when `partition` is `None`) or partition that cannot be opened.

@@ -62,6 +62,20 @@ pub enum StorageError {
         position: u64,
         reason: String,
     },
+    /// A segment a cleaning pass read was deleted or changed before the pass committed
+    /// (retention or truncation ran meanwhile); the pass is discarded.
+    #[error("the segment at offset {base_offset} changed while it was being cleaned")]
+    CleanedStale { base_offset: i64 },
+    /// A segment's replacement holds a batch outside the segment's offsets.
+    #[error(
+        "the batch at offset {base_offset} does not fit the segment [{segment_base}, \
+         {segment_end}) it would replace"
+    )]
+    ReplacementOutOfRange {
+        base_offset: i64,
+        segment_base: i64,
+        segment_end: i64,
+    },
     #[error("the metadata file {} could not be encoded or decoded: {source}", path.display())]
     Meta {
         path: PathBuf,

@@ -12,10 +12,14 @@
 //! - `log-start-offset`, `leader-epoch-checkpoint`, `leader-epoch-floor`,
 //!   `max-producer-id` and `txn-index` (open and aborted transactions): JSON,
 //!   atomically replaced through a `{name}.tmp` sibling;
-//! - `{base:020}.swap` only while a segment is being truncated, renamed over its `.log`.
+//! - `{base:020}.swap` only while a segment is being truncated, renamed over its `.log`;
+//! - `cleaner-checkpoint` (JSON) and, only while compaction replaces segments,
+//!   `{base:020}.cleaned` and `{first:020}-{last:020}.swap` (see `cleaner`).
 //!
-//! Recovery deletes a leftover `.swap` or `.tmp` file from an interrupted write.
+//! Recovery deletes a leftover `.swap`, `.cleaned` or `.tmp` file from an interrupted
+//! write, and finishes a compaction swap that was committed.
 
+mod cleaner;
 mod config;
 mod durability;
 mod epoch;
@@ -34,6 +38,9 @@ mod time_index;
 mod truncate;
 mod txn;
 
+pub use cleaner::{
+    CleanJob, CleanStats, Cleaned, CompactionConfig, DirtyState, SealedSegment, Throttle,
+};
 pub use config::{LogConfig, PersistMode};
 pub use durability::{PendingSync, Poison};
 pub use epoch_floor::EpochFloor;

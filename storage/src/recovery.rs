@@ -230,6 +230,7 @@ fn delete_after_corruption(dir: &Path, bases: &[i64]) -> Result<()> {
 /// Opens (creating if needed) the log in `dir` and runs recovery.
 pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     fs::create_dir_all(dir).map_err(StorageError::io("creating", dir))?;
+    crate::cleaner::finish_interrupted(dir)?;
     let bases = list_segments(dir)?;
     let persisted_start = read_log_start(dir)?;
     let (mut segments, recovered) =

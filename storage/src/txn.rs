@@ -182,6 +182,14 @@ impl TxnIndex {
             .collect()
     }
 
+    /// `(producer id, first offset, marker offset)` of every aborted transaction.
+    pub(crate) fn aborted_ranges(&self) -> Vec<(i64, i64, i64)> {
+        self.aborted
+            .iter()
+            .map(|a| (a.producer_id, a.first_offset, a.last_offset))
+            .collect()
+    }
+
     /// Whether any aborted transaction has its marker at or above `from`.
     pub(crate) fn aborted_from(&self, from: i64) -> bool {
         self.aborted.last().is_some_and(|a| a.last_offset >= from)

@@ -264,7 +264,7 @@ fn create_topics_and_init_producer_id_refuse_what_the_node_cannot_do() -> Result
     );
     let (code, message) = create_raw(
         &mut client,
-        creatable("b_y", 1, &[("segment.ms", "1")]),
+        creatable("b_y", 1, &[("segment.bytes", "1")]),
         false,
     )?;
     assert_eq!(code, 40, "{message}");

@@ -241,6 +241,7 @@ mod tests {
             offline: vec![],
             producer_ids_error: None,
             scrub: None,
+            compaction: vec![],
         }
     }
 

@@ -17,6 +17,12 @@ pub const SYNCED_CONFIGS: &[&str] = &[
     "max.message.bytes",
     "message.timestamp.type",
     "compression.type",
+    // So a failed-over compacted topic is cleaned as its source cleaned it.
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
+    "segment.ms",
 ];
 
 /// DescribeConfigs resource type of a topic.

@@ -4,6 +4,7 @@
 //! metadata on a timer, keeps up to `fetches_in_flight` Fetch requests outstanding per
 //! source broker, and hands fetched bytes to per-partition writers.
 
+mod compaction;
 mod configs;
 mod fetch;
 pub(crate) use fetch::kafka_error_name;
@@ -172,6 +173,8 @@ impl LinkRunner {
 
     /// Runs until `shutdown` becomes true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let checks = compaction::CompactionChecks::new(&self.link, self.store.clone());
+        tokio::spawn(checks.run(shutdown.clone()));
         let mut in_flight = FuturesUnordered::new();
         let mut metadata_at = Instant::now();
         let mut configs_at = Instant::now();

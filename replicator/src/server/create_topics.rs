@@ -2,7 +2,7 @@
 //!
 //! Only the topic configs the node acts on or reports are accepted: `retention.ms` and
 //! `retention.bytes` (enforced by the retention task), `max.message.bytes` (enforced on
-//! Produce) and `cleanup.policy` (stored and reported; compaction is not implemented).
+//! Produce), and `cleanup.policy` with the compaction settings the cleaner follows.
 //!
 //! Names follow Kafka's rules, including its collision rule ('.' and '_' are one
 //! character to metrics). A name one of the node's links would mirror is refused: the
@@ -168,6 +168,13 @@ fn validate_configs(topic: &CreatableTopic) -> Result<BTreeMap<String, String>, 
         let valid = match name {
             "retention.ms" | "retention.bytes" => value.parse::<i64>().is_ok_and(|v| v >= -1),
             "max.message.bytes" => value.parse::<i32>().is_ok_and(|v| v >= 0),
+            "min.compaction.lag.ms"
+            | "max.compaction.lag.ms"
+            | "delete.retention.ms"
+            | "segment.ms" => value.parse::<i64>().is_ok_and(|v| v >= 0),
+            "min.cleanable.dirty.ratio" => {
+                value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v))
+            }
             "cleanup.policy" => value
                 .split(',')
                 .all(|p| matches!(p.trim(), "delete" | "compact")),
