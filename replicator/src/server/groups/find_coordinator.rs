@@ -7,15 +7,18 @@ use shadowlink_protocol::response::EncodeError;
 
 use super::str_bytes;
 use crate::errors::Declined;
-use crate::server::{Reply, ServerContext, NODE_ID};
+use crate::server::{Listener, Reply, RequestContext, NODE_ID};
 
 const GROUP_KEY: i8 = 0;
 const TRANSACTION_KEY: i8 = 1;
 
-/// Where the coordinator for a key type is, as `(node, host, port)`, or why there is none.
-fn locate(ctx: &ServerContext, key_type: i8) -> Result<(i32, &str, i32), (i16, &'static str)> {
+/// Where the coordinator for a key type is, as `(node, host, port)` on the listener
+/// asked, or why there is none.
+fn locate(listener: &Listener, key_type: i8) -> Result<(i32, &str, i32), (i16, &'static str)> {
     match key_type {
-        GROUP_KEY | TRANSACTION_KEY => Ok((NODE_ID, &ctx.advertised_host, ctx.advertised_port)),
+        GROUP_KEY | TRANSACTION_KEY => {
+            Ok((NODE_ID, &listener.advertised_host, listener.advertised_port))
+        }
         _ => Err((
             Declined::UnknownCoordinatorKey.code(),
             "unknown coordinator key type",
@@ -24,12 +27,12 @@ fn locate(ctx: &ServerContext, key_type: i8) -> Result<(i32, &str, i32), (i16, &
 }
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: FindCoordinatorRequest,
 ) -> Result<Reply, EncodeError> {
     let version = header.api_version;
-    let located = locate(ctx, request.key_type);
+    let located = locate(ctx.listener, request.key_type);
     let response = if version >= 4 {
         // v4+ (KIP-699) batches keys; every key gets the same answer.
         let coordinators = request
