@@ -294,12 +294,19 @@ fn the_sasl_ssl_listener_refuses_a_client_the_plaintext_one_serves() -> Result<(
 
 /// One set of rules on both listeners, each principal as its listener authenticated it:
 /// alice (SASL) may write and read `orders`; ANONYMOUS (the PLAINTEXT listener) may
-/// only read it; bob may do nothing. Each is served or refused accordingly.
+/// only read it, in the group consume.py names; bob may do nothing. Each is served or
+/// refused accordingly.
 #[test]
 fn acls_hold_on_every_listener_for_the_principal_it_authenticated() -> Result<()> {
     let config = NodeConfig::owner()
         .acl("User:alice", &["write", "read"], &[TOPIC], &[], false)
-        .acl("User:ANONYMOUS", &["read"], &[TOPIC], &[], false);
+        .acl(
+            "User:ANONYMOUS",
+            &["read"],
+            &[TOPIC],
+            &["consume-py"],
+            false,
+        );
     let setup = TwoListeners::start(config)?;
     let internal = setup.internal.to_string();
     let written = stdout_of(&setup.sasl_client("produce", "alice", 30)?, "produce")?;
