@@ -578,6 +578,26 @@ groups = ["bill*"]
     }
 
     #[test]
+    fn extra_listeners_render_under_the_kafka_table() {
+        let text = NodeConfig::new()
+            .listener_name("internal")
+            .add_listener(Listener::new("external").advertised("h:9093"))
+            .admin()
+            .render(None);
+        let expected = r#"[kafka]
+listen = "127.0.0.1:0"
+name = "internal"
+[[kafka.listeners]]
+name = "external"
+listen = "127.0.0.1:0"
+advertised = "h:9093"
+[admin]
+listen = "127.0.0.1:0"
+"#;
+        assert_eq!(text, expected);
+    }
+
+    #[test]
     fn setting_a_key_again_replaces_it() {
         let text = NodeConfig::new()
             .persist("os")
