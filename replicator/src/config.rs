@@ -12,6 +12,10 @@ use serde::Deserialize;
 
 use crate::filter::{FilterError, GroupFilter, TopicFilter};
 
+mod listeners;
+
+pub use listeners::{KeyedListener, ListenerConfig, SecurityProtocol};
+
 /// A configuration problem, always naming the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -63,15 +67,19 @@ pub struct OwnedTopicConfig {
     pub partitions: i32,
 }
 
-/// The node's Kafka-API listener.
+/// `[kafka]`: the node's first Kafka-API listener, and the limits every listener shares.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaListener {
+    /// Names this listener in `/v1/status` and logs.
+    #[serde(default = "listeners::default_name")]
+    pub name: String,
     pub listen: String,
     /// What Metadata tells clients to connect to; defaults to `listen`.
     #[serde(default)]
     pub advertised: Option<String>,
-    /// Client connections accepted at once; further ones are closed on accept.
+    /// Client connections accepted at once over all listeners; further ones are closed
+    /// on accept.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// A connection with no request for this long is closed.
@@ -96,9 +104,13 @@ pub struct KafkaListener {
     /// When set, clients must authenticate with SASL.
     #[serde(default)]
     pub sasl: Option<crate::sasl::ListenerSaslConfig>,
+    /// `[[kafka.listeners]]`: more listeners, each with its own port, security protocol
+    /// and advertised address, as Kafka's `listeners`.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
 }
 
-/// `[kafka.tls]`: the listener's certificate and, for mutual TLS, the client CA.
+/// A listener's `tls` table: its certificate and, for mutual TLS, the client CA.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
@@ -375,7 +387,7 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
-        check_socket_addr("kafka.listen", &self.kafka.listen)?;
+        self.validate_listeners()?;
         if self.kafka.max_connections == 0 {
             return Err(invalid("kafka.max_connections", "must be at least 1"));
         }
@@ -392,15 +404,10 @@ impl Config {
                  could never be read",
             ));
         }
-        if let Some(adv) = &self.kafka.advertised {
-            check_host_port("kafka.advertised", adv)?;
-        }
         if let Some(admin) = &self.admin {
             check_socket_addr("admin.listen", &admin.listen)?;
         }
         self.admin_token()?;
-        self.listener_tls()?;
-        self.listener_sasl()?;
         crate::authz::Acl::new(&self.acls)?;
         self.persist_mode()?;
         if self.storage.segment_bytes < 1024 {
@@ -489,11 +496,6 @@ impl Config {
             .collect()
     }
 
-    /// The listener's TLS, its files loaded, when `[kafka.tls]` is set.
-    pub fn listener_tls(&self) -> Result<Option<crate::tls::ServerTls>, ConfigError> {
-        self.kafka.tls.as_ref().map(crate::tls::server).transpose()
-    }
-
     /// The admin API's bearer token, read from its file or environment variable.
     pub fn admin_token(&self) -> Result<Option<crate::admin::auth::AdminToken>, ConfigError> {
         let Some(admin) = &self.admin else {
@@ -510,14 +512,6 @@ impl Config {
         crate::tls::client(&format!("links[{i}].tls"), tls).map(Some)
     }
 
-    /// The listener's SASL, its users file loaded, when `[kafka.sasl]` is set.
-    pub fn listener_sasl(&self) -> Result<Option<crate::sasl::ListenerSasl>, ConfigError> {
-        let tls = self.kafka.tls.is_some();
-        let sasl = self.kafka.sasl.as_ref();
-        sasl.map(|sasl| crate::sasl::listener(sasl, tls))
-            .transpose()
-    }
-
     /// The SASL credentials of link `i`, its password read, when its `sasl` table is set.
     pub fn link_sasl(&self, i: usize) -> Result<Option<crate::sasl::ClientSasl>, ConfigError> {
         let Some(link) = self.links.get(i) else {
@@ -530,7 +524,7 @@ impl Config {
             .transpose()
     }
 
-    /// The address Metadata advertises for this node.
+    /// The address Metadata advertises to the clients of the first listener.
     pub fn advertised(&self) -> &str {
         self.kafka
             .advertised

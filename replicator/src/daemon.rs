@@ -1,5 +1,5 @@
-//! The running node: the store, one task per link, the Kafka and admin listeners, and
-//! orderly shutdown.
+//! The running node: the store, one task per link, the Kafka listeners, the admin
+//! listener, and orderly shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,14 +10,14 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, KeyedListener};
 use crate::groups::{Coordinator, GroupConfig};
 use crate::link::pause::Pauses;
 use crate::link::LinkRunner;
 use crate::mirror::{MirrorError, OwnTopicError, Store};
 use crate::scrub::Scrub;
 use crate::server::{self, ServerContext};
-use crate::status::Status;
+use crate::status::{ListenerReport, Status};
 use crate::topic_partition::TopicPartition;
 use crate::txn::TxnCoordinator;
 
@@ -48,8 +48,11 @@ pub enum StartError {
 /// A started node. Dropping it does not stop it; call [`Daemon::shutdown`].
 pub struct Daemon {
     pub store: Arc<Store>,
-    /// Where the Kafka-API listener accepts clients (the real port when configured as 0).
+    /// Where the first Kafka-API listener (`[kafka]`) accepts clients (the real port
+    /// when configured as 0).
     pub kafka_addr: SocketAddr,
+    /// Every Kafka-API listener by name, the first included, as bound.
+    pub listeners: Vec<(String, SocketAddr)>,
     /// Where the admin HTTP listener accepts requests, when `[admin]` is configured.
     pub admin_addr: Option<SocketAddr>,
     pub status: Arc<Status>,
@@ -82,18 +85,8 @@ impl Daemon {
             .map_err(task_failed("resume failovers in", &config))??;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
-        let (listener, kafka_addr) =
-            server::bind(&config.kafka.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.kafka.listen.clone(),
-                    source,
-                })?;
-        let listener_tls = config.listener_tls()?;
-        let listener_sasl = config.listener_sasl()?.map(Arc::new);
-        if let Some(sasl) = &listener_sasl {
-            crate::metrics::declare_sasl(&sasl.mechanisms);
-        }
+        let bound = bind_listeners(&config).await?;
+        let kafka_addr = bound[0].1;
         let group_config = GroupConfig {
             offsets_retention: config.groups.offsets_retention,
             ..GroupConfig::default()
@@ -115,21 +108,24 @@ impl Daemon {
         )));
         let context = Arc::new(server_context(
             &config,
-            kafka_addr,
             store.clone(),
             (groups.clone(), txns),
-            listener_sasl,
         )?);
-        tasks.push(tokio::spawn(server::serve(
-            listener,
-            context,
-            server::Limits {
-                max_connections: config.kafka.max_connections,
-            },
-            listener_tls,
-            stopped.clone(),
-        )));
-        let status = Arc::new(Status::new(kafka_addr.to_string()));
+        let limits = server::Limits::new(config.kafka.max_connections);
+        let (mut listeners, mut reports) = (Vec::new(), Vec::new());
+        for (keyed, addr, socket) in bound {
+            let listener = Arc::new(listener(&keyed, addr)?);
+            reports.push(report(&listener, addr));
+            listeners.push((listener.name.clone(), addr));
+            tasks.push(tokio::spawn(server::serve(
+                socket,
+                context.clone(),
+                listener,
+                limits.clone(),
+                stopped.clone(),
+            )));
+        }
+        let status = Arc::new(Status::new(kafka_addr.to_string(), reports));
         let pauses = Arc::new(Pauses::open(&config.data_dir)?);
         let mut links = Vec::new();
         for (i, mut link) in config.links().into_iter().enumerate() {
@@ -197,6 +193,7 @@ impl Daemon {
         Ok(Daemon {
             store,
             kafka_addr,
+            listeners,
             admin_addr,
             status,
             stop,
@@ -247,27 +244,80 @@ async fn create_owned_topics(config: &Config, store: &Arc<Store>) -> Result<(), 
     Ok(())
 }
 
-fn server_context(
+/// Binds every Kafka listener before any is served, so a port already taken stops the
+/// node at start instead of leaving it half reachable.
+async fn bind_listeners(
     config: &Config,
-    bound: SocketAddr,
-    store: Arc<Store>,
-    (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
-    sasl: Option<Arc<crate::sasl::ListenerSasl>>,
-) -> Result<ServerContext, ConfigError> {
+) -> Result<Vec<(KeyedListener, SocketAddr, tokio::net::TcpListener)>, StartError> {
+    let mut bound = Vec::new();
+    for keyed in config.listeners() {
+        let listen = &keyed.config.listen;
+        let (socket, addr) = server::bind(listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: listen.clone(),
+                source,
+            })?;
+        bound.push((keyed, addr, socket));
+    }
+    Ok(bound)
+}
+
+/// The served form of a listener bound at `bound`, its TLS and SASL loaded.
+fn listener(keyed: &KeyedListener, bound: SocketAddr) -> Result<server::Listener, ConfigError> {
     // With no explicit advertised address, clients are told the address actually bound,
     // which differs from `listen` when that asks for port 0.
-    let advertised = match &config.kafka.advertised {
+    let advertised = match &keyed.config.advertised {
         Some(a) => a.clone(),
         None => bound.to_string(),
     };
     let (host, port) = server::split_host_port(&advertised)
         .unwrap_or_else(|| (bound.ip().to_string(), i32::from(bound.port())));
+    let sasl = keyed.sasl()?.map(Arc::new);
+    if let Some(sasl) = &sasl {
+        crate::metrics::declare_sasl(&sasl.mechanisms);
+    }
+    let listener = server::Listener {
+        name: keyed.config.name.clone(),
+        protocol: keyed.protocol(),
+        advertised_host: host,
+        advertised_port: port,
+        tls: keyed.tls()?,
+        sasl,
+    };
+    tracing::info!(
+        listener = %listener.name,
+        protocol = %listener.protocol,
+        %bound,
+        %advertised,
+        "Kafka listener ready"
+    );
+    Ok(listener)
+}
+
+fn report(listener: &server::Listener, bound: SocketAddr) -> ListenerReport {
+    let (host, port) = (&listener.advertised_host, listener.advertised_port);
+    let advertised = match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    };
+    ListenerReport {
+        name: listener.name.clone(),
+        protocol: listener.protocol.to_string(),
+        address: bound.to_string(),
+        advertised,
+    }
+}
+
+fn server_context(
+    config: &Config,
+    store: Arc<Store>,
+    (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
+) -> Result<ServerContext, ConfigError> {
     Ok(ServerContext {
         store,
         groups,
         txns,
-        advertised_host: host,
-        advertised_port: port,
         cluster_id: format!("shadowlink-{}", config.data_dir.display()),
         max_frame_bytes: config.kafka.max_request_bytes,
         request_budget: server::RequestBudget::new(config.kafka.request_memory_bytes),
@@ -281,7 +331,6 @@ fn server_context(
             max_partitions_per_request: config.kafka.max_partitions_per_request,
             max_partitions: config.storage.max_partitions,
         },
-        sasl,
         sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
         acl: crate::authz::Acl::new(&config.acls)?,
     })

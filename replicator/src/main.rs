@@ -353,6 +353,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(admin) = daemon.admin_addr {
         println!("shadowlink admin={admin}");
     }
+    for (name, addr) in daemon.listeners.iter().skip(1) {
+        println!("shadowlink listener {name}={addr}");
+    }
     wait_for_signal().await?;
     tracing::info!("shutting down");
     daemon.shutdown().await?;

@@ -467,6 +467,7 @@ mod tests {
         declare_kafka_apis([ApiKey::JoinGroup]);
         let empty = StatusReport {
             kafka: String::new(),
+            listeners: vec![],
             uptime_seconds: 0,
             ready: true,
             not_ready: vec![],

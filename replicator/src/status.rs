@@ -411,14 +411,17 @@ pub fn sync_progress(copied: i64, total: i64, elapsed: f64) -> SyncProgress {
 pub struct Status {
     started: Instant,
     kafka: String,
+    listeners: Vec<ListenerReport>,
     links: Mutex<Vec<Arc<LinkStatus>>>,
 }
 
 impl Status {
-    pub fn new(kafka: String) -> Status {
+    /// `kafka` is the first listener's bound address, `listeners` every listener.
+    pub fn new(kafka: String, listeners: Vec<ListenerReport>) -> Status {
         Status {
             started: Instant::now(),
             kafka,
+            listeners,
             links: Mutex::new(Vec::new()),
         }
     }
@@ -483,6 +486,7 @@ impl Status {
         }
         StatusReport {
             kafka: self.kafka.clone(),
+            listeners: self.listeners.clone(),
             uptime_seconds: now.saturating_duration_since(self.started).as_secs(),
             ready: not_ready.is_empty(),
             not_ready,
@@ -635,8 +639,11 @@ fn topic_report(
 /// `GET /v1/status`: the node, each link, each mirror topic and partition.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
-    /// The Kafka listener's bound address.
+    /// The first Kafka listener's bound address.
     pub kafka: String,
+    /// Every Kafka listener, the first included.
+    #[serde(default)]
+    pub listeners: Vec<ListenerReport>,
     pub uptime_seconds: u64,
     /// What `/readyz` answers: every link connected and no topic failed.
     pub ready: bool,
@@ -656,6 +663,19 @@ pub struct StatusReport {
     /// The node's own compacted partitions (see `cleaner`).
     #[serde(default)]
     pub compaction: Vec<crate::cleaner::CompactionReport>,
+}
+
+/// One Kafka listener as operators see it; its certificates and users stay out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListenerReport {
+    pub name: String,
+    /// Kafka's `security.protocol` its clients set: PLAINTEXT, SSL, SASL_PLAINTEXT or
+    /// SASL_SSL.
+    pub protocol: String,
+    /// Where it accepts clients (the real port when configured as 0).
+    pub address: String,
+    /// What Metadata tells its clients to connect to.
+    pub advertised: String,
 }
 
 /// A topic (whole, when `partition` is `None`) or partition that cannot be opened.

@@ -91,16 +91,18 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
-/// The listener's TLS from `[kafka.tls]`; errors name keys under `kafka.tls`.
-pub fn server(tls: &ListenerTls) -> Result<ServerTls, ConfigError> {
-    let certs = load_certs("kafka.tls.cert", &tls.cert)?;
-    let key = load_key("kafka.tls.key", &tls.key)?;
+/// A listener's TLS; `prefix` is its table's key, such as `kafka.tls` or
+/// `kafka.listeners[0].tls`, and errors name keys under it.
+pub fn server(prefix: &str, tls: &ListenerTls) -> Result<ServerTls, ConfigError> {
+    let field = |name: &str| format!("{prefix}.{name}");
+    let certs = load_certs(&field("cert"), &tls.cert)?;
+    let key = load_key(&field("key"), &tls.key)?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| invalid("kafka.tls", e.to_string()))?;
+        .map_err(|e| invalid(prefix, e.to_string()))?;
     let builder = match &tls.ca {
         Some(ca) => {
-            let roots = Arc::new(load_roots("kafka.tls.ca", ca)?);
+            let roots = Arc::new(load_roots(&field("ca"), ca)?);
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
             let verifier = if tls.require_client_cert {
                 verifier
@@ -109,23 +111,20 @@ pub fn server(tls: &ListenerTls) -> Result<ServerTls, ConfigError> {
             };
             let verifier = verifier
                 .build()
-                .map_err(|e| invalid("kafka.tls.ca", e.to_string()))?;
+                .map_err(|e| invalid(field("ca"), e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
         None if tls.require_client_cert => {
             return Err(invalid(
-                "kafka.tls.require_client_cert",
-                "needs `kafka.tls.ca`, the CA client certificates are checked against",
+                field("require_client_cert"),
+                format!("needs `{prefix}.ca`, the CA client certificates are checked against"),
             ))
         }
         None => builder.with_no_client_auth(),
     };
-    let config = builder.with_single_cert(certs, key).map_err(|e| {
-        invalid(
-            "kafka.tls.key",
-            format!("does not fit the certificate: {e}"),
-        )
-    })?;
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(field("key"), format!("does not fit the certificate: {e}")))?;
     Ok(ServerTls {
         acceptor: TlsAcceptor::from(Arc::new(config)),
     })

@@ -8,11 +8,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// The config of one node: `[kafka]`, `[admin]`, `[storage]`, `[groups]`, `[[topics]]`,
-/// `[[links]]`, `[[acls]]`.
+/// The config of one node: `[kafka]`, `[[kafka.listeners]]`, `[admin]`, `[storage]`,
+/// `[groups]`, `[[topics]]`, `[[links]]`, `[[acls]]`.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     kafka: Table,
+    listeners: Vec<Listener>,
     admin: Option<Table>,
     storage: Table,
     groups: Table,
@@ -33,6 +34,7 @@ impl NodeConfig {
     pub fn new() -> NodeConfig {
         NodeConfig {
             kafka: Table::default().with("listen", quoted("127.0.0.1:0")),
+            listeners: Vec::new(),
             admin: None,
             storage: Table::default(),
             groups: Table::default(),
@@ -175,14 +177,8 @@ impl NodeConfig {
         ca: Option<&Path>,
         require_client_cert: bool,
     ) -> Self {
-        let mut tls = Table::default()
-            .with("cert", quoted(cert.display()))
-            .with("key", quoted(key.display()))
-            .with("require_client_cert", require_client_cert.to_string());
-        if let Some(ca) = ca {
-            tls.set("ca", quoted(ca.display()));
-        }
-        self.kafka.set("tls", tls.inline());
+        let tls = tls_table(cert, key, ca, require_client_cert);
+        self.kafka.set("tls", tls);
         self
     }
 
@@ -210,12 +206,8 @@ impl NodeConfig {
         failed_delay: Duration,
         allow_plaintext: bool,
     ) -> Self {
-        let sasl = Table::default()
-            .with("mechanisms", list(mechanisms))
-            .with("users_file", quoted(users_file.display()))
-            .with("failed_authentication_delay", duration(failed_delay))
-            .with("allow_plaintext", allow_plaintext.to_string());
-        self.kafka.set("sasl", sasl.inline());
+        let sasl = sasl_table(mechanisms, users_file, failed_delay, allow_plaintext);
+        self.kafka.set("sasl", sasl);
         self
     }
 
@@ -251,6 +243,18 @@ impl NodeConfig {
         self
     }
 
+    /// `kafka.name`: the name of the `[kafka]` listener.
+    pub fn listener_name(mut self, name: &str) -> Self {
+        self.kafka.set("name", quoted(name));
+        self
+    }
+
+    /// Another `[[kafka.listeners]]` entry.
+    pub fn add_listener(mut self, listener: Listener) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
     /// Another `[[links]]` entry.
     pub fn add_link(mut self, link: Link) -> Self {
         self.links.push(link);
@@ -279,6 +283,9 @@ impl NodeConfig {
             out.push_str(&format!("data_dir = {}\n", quoted(dir.display())));
         }
         self.kafka.render("[kafka]", &mut out);
+        for listener in &self.listeners {
+            listener.0.render("[[kafka.listeners]]", &mut out);
+        }
         if let Some(admin) = &self.admin {
             admin.render("[admin]", &mut out);
         }
@@ -302,6 +309,76 @@ impl NodeConfig {
         }
         out
     }
+}
+
+/// One `[[kafka.listeners]]` entry: a further Kafka listener of the node.
+#[derive(Clone, Debug)]
+pub struct Listener(Table);
+
+impl Listener {
+    /// A PLAINTEXT listener named `name` on a free loopback port.
+    pub fn new(name: &str) -> Listener {
+        let table = Table::default()
+            .with("name", quoted(name))
+            .with("listen", quoted("127.0.0.1:0"));
+        Listener(table)
+    }
+
+    /// `advertised`: the address Metadata gives this listener's clients.
+    pub fn advertised(self, addr: impl Display) -> Self {
+        Listener(self.0.with("advertised", quoted(addr)))
+    }
+
+    /// `tls`, as [`NodeConfig::kafka_tls`] sets it for `[kafka]`.
+    pub fn tls(
+        self,
+        cert: &Path,
+        key: &Path,
+        ca: Option<&Path>,
+        require_client_cert: bool,
+    ) -> Self {
+        let tls = tls_table(cert, key, ca, require_client_cert);
+        Listener(self.0.with("tls", tls))
+    }
+
+    /// `sasl`, as [`NodeConfig::kafka_sasl`] sets it for `[kafka]`.
+    pub fn sasl(
+        self,
+        mechanisms: &[&str],
+        users_file: &Path,
+        failed_delay: Duration,
+        allow_plaintext: bool,
+    ) -> Self {
+        let sasl = sasl_table(mechanisms, users_file, failed_delay, allow_plaintext);
+        Listener(self.0.with("sasl", sasl))
+    }
+}
+
+/// A listener's `tls` as an inline table.
+fn tls_table(cert: &Path, key: &Path, ca: Option<&Path>, require_client_cert: bool) -> String {
+    let mut tls = Table::default()
+        .with("cert", quoted(cert.display()))
+        .with("key", quoted(key.display()))
+        .with("require_client_cert", require_client_cert.to_string());
+    if let Some(ca) = ca {
+        tls.set("ca", quoted(ca.display()));
+    }
+    tls.inline()
+}
+
+/// A listener's `sasl` as an inline table.
+fn sasl_table(
+    mechanisms: &[&str],
+    users_file: &Path,
+    failed_delay: Duration,
+    allow_plaintext: bool,
+) -> String {
+    Table::default()
+        .with("mechanisms", list(mechanisms))
+        .with("users_file", quoted(users_file.display()))
+        .with("failed_authentication_delay", duration(failed_delay))
+        .with("allow_plaintext", allow_plaintext.to_string())
+        .inline()
 }
 
 /// One `[[links]]` entry.
@@ -496,6 +573,26 @@ metadata_interval = "300ms"
 config_interval = "1000ms"
 start = "latest"
 groups = ["bill*"]
+"#;
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn extra_listeners_render_under_the_kafka_table() {
+        let text = NodeConfig::new()
+            .listener_name("internal")
+            .add_listener(Listener::new("external").advertised("h:9093"))
+            .admin()
+            .render(None);
+        let expected = r#"[kafka]
+listen = "127.0.0.1:0"
+name = "internal"
+[[kafka.listeners]]
+name = "external"
+listen = "127.0.0.1:0"
+advertised = "h:9093"
+[admin]
+listen = "127.0.0.1:0"
 "#;
         assert_eq!(text, expected);
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-pub use config::{Link, NodeConfig};
+pub use config::{Link, Listener, NodeConfig};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -269,6 +269,8 @@ pub struct Node {
     pub kafka: SocketAddr,
     /// The admin HTTP listener, when the config has an `[admin]` table.
     pub admin: Option<SocketAddr>,
+    /// Each `[[kafka.listeners]]` entry by name, as the node reported it.
+    pub listeners: Vec<(String, SocketAddr)>,
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
     /// Environment variables the node runs with, on restart too.
@@ -311,11 +313,12 @@ impl Node {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (process, kafka, admin) = Self::spawn(&config_path, &env)?;
+        let (process, bound) = Self::spawn(&config_path, &env)?;
         Ok(Node {
             process,
-            kafka,
-            admin,
+            kafka: bound.kafka,
+            admin: bound.admin,
+            listeners: bound.listeners,
             data_dir,
             config_path,
             env,
@@ -330,15 +333,16 @@ impl Node {
         Ok(())
     }
 
-    fn spawn(
-        config_path: &Path,
-        env: &[(String, String)],
-    ) -> Result<(Process, SocketAddr, Option<SocketAddr>)> {
+    fn spawn(config_path: &Path, env: &[(String, String)]) -> Result<(Process, Bound)> {
         // The node prints `shadowlink admin=ADDR` right after its Kafka line, and only
-        // when the config has an admin listener.
-        let expects_admin = std::fs::read_to_string(config_path)?
+        // when the config has an admin listener; then `shadowlink listener NAME=ADDR`
+        // for each `[[kafka.listeners]]` entry.
+        let config = std::fs::read_to_string(config_path)?;
+        let expects_admin = config.lines().any(|l| l.trim() == "[admin]");
+        let extra_listeners = config
             .lines()
-            .any(|l| l.trim() == "[admin]");
+            .filter(|l| l.trim() == "[[kafka.listeners]]")
+            .count();
         let mut child = shadowlink_command(&["run", "--config"])
             .arg(config_path)
             .env(
@@ -359,30 +363,46 @@ impl Node {
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let prefixes = [
+                "shadowlink kafka=",
+                "shadowlink admin=",
+                "shadowlink listener ",
+            ];
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                for prefix in ["shadowlink kafka=", "shadowlink admin="] {
-                    if let Some(addr) = line.strip_prefix(prefix) {
-                        let _ = tx.send((prefix, addr.to_string()));
-                    }
+                if prefixes.iter().any(|p| line.starts_with(p)) {
+                    let _ = tx.send(line);
                 }
             }
         });
-        let next_addr = |prefix: &str| -> Result<SocketAddr> {
+        let next = |prefix: &str| -> Result<String> {
             match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok((p, addr)) if p == prefix => Ok(addr.parse()?),
-                Ok((p, addr)) => bail!("shadowlink printed {p}{addr} where {prefix}ADDR was due"),
+                Ok(line) => match line.strip_prefix(prefix) {
+                    Some(rest) => Ok(rest.to_string()),
+                    None => bail!("shadowlink printed {line:?} where {prefix}ADDR was due"),
+                },
                 Err(_) => bail!("shadowlink did not print {prefix}ADDR within 30 s"),
             }
         };
-        let addrs = next_addr("shadowlink kafka=").and_then(|kafka| {
+        let bound = (|| {
+            let kafka = next("shadowlink kafka=")?.parse()?;
             let admin = match expects_admin {
-                true => Some(next_addr("shadowlink admin=")?),
+                true => Some(next("shadowlink admin=")?.parse()?),
                 false => None,
             };
-            Ok((kafka, admin))
-        });
-        match addrs {
-            Ok((kafka, admin)) => Ok((process, kafka, admin)),
+            let mut listeners = Vec::new();
+            for _ in 0..extra_listeners {
+                let line = next("shadowlink listener ")?;
+                let (name, addr) = line.split_once('=').context("listener line NAME=ADDR")?;
+                listeners.push((name.to_string(), addr.parse()?));
+            }
+            Ok(Bound {
+                kafka,
+                admin,
+                listeners,
+            })
+        })();
+        match bound {
+            Ok(bound) => Ok((process, bound)),
             Err(e) => {
                 process.kill9();
                 Err(e)
@@ -390,15 +410,31 @@ impl Node {
         }
     }
 
+    /// The address the node reported for its `[[kafka.listeners]]` entry `name`.
+    pub fn listener(&self, name: &str) -> Result<SocketAddr> {
+        let found = self.listeners.iter().find(|(n, _)| n == name);
+        found
+            .map(|(_, addr)| *addr)
+            .with_context(|| format!("the node has no listener {name:?}: {:?}", self.listeners))
+    }
+
     /// Starts the node again on the same config and data directory.
     pub fn restart(&mut self) -> Result<()> {
         self.process.kill9();
-        let (process, kafka, admin) = Self::spawn(&self.config_path, &self.env)?;
+        let (process, bound) = Self::spawn(&self.config_path, &self.env)?;
         self.process = process;
-        self.kafka = kafka;
-        self.admin = admin;
+        self.kafka = bound.kafka;
+        self.admin = bound.admin;
+        self.listeners = bound.listeners;
         Ok(())
     }
+}
+
+/// Where a started node listens, as it printed it.
+struct Bound {
+    kafka: SocketAddr,
+    admin: Option<SocketAddr>,
+    listeners: Vec<(String, SocketAddr)>,
 }
 
 /// A plain HTTP/1.0 GET of `path` on an admin listener: the status code and the body.

@@ -22,8 +22,9 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, CreatePartitionsRequest,
     CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
     DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    InitProducerIdRequest, InitProducerIdResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::batch::testing::build_batch;
@@ -33,6 +34,9 @@ use shadowlink_tests::{eventually, python, shadowlink_command, Client, Node, Nod
 
 const PASSWORD: &str = "wonder-land-7";
 const LIBS: [&str; 2] = ["confluent", "kafka-python"];
+/// The group id authz_client.py's assigned consumers carry without joining: librdkafka
+/// still asks for its coordinator, which needs describe on the group.
+const ASSIGNED_GROUP: &str = "authz-unused";
 
 /// A users file with `alice`, `bob` and `carol`, all with `PASSWORD`.
 fn add_users(dir: &Path) -> Result<PathBuf> {
@@ -57,7 +61,8 @@ fn add_users(dir: &Path) -> Result<PathBuf> {
 /// A source owning `a_orders` (2 partitions, 100 records) and a node mirroring it over
 /// SASL_PLAINTEXT that owns `b_owned` and `b_private`, with these rules: alice reads
 /// `a_*` in groups `app-*` and writes `b_owned`; bob reads `a_*` but has no group;
-/// carol may describe `b_owned` only; `User:CN=client.test` reads `a_orders`.
+/// carol may describe `b_owned` only; `User:CN=client.test` reads `a_orders`; everyone
+/// may describe `ASSIGNED_GROUP`.
 struct Cluster {
     node: Node,
     _source: Node,
@@ -91,7 +96,8 @@ fn cluster() -> Result<Cluster> {
         .acl("User:alice", &["read"], &["a_*"], &["app-*"], false)
         .acl("User:alice", &["write"], &["b_owned"], &[], false)
         .acl("User:bob", &["read"], &["a_*"], &[], false)
-        .acl("User:carol", &["describe"], &["b_owned"], &[], false);
+        .acl("User:carol", &["describe"], &["b_owned"], &[], false)
+        .acl("*", &["describe"], &[], &[ASSIGNED_GROUP], false);
     let node = Node::start(&config)?;
     Ok(Cluster {
         node,
@@ -483,5 +489,76 @@ fn admin_and_offset_fetch_requests_refuse_with_kafkas_authorization_code() -> Re
     let topic = response.topics.first().context("no topic")?;
     let code = topic.partitions.first().context("no partition")?.error_code;
     ensure!(code == 29, "OffsetFetch of an undescribable topic: {code}");
+    Ok(())
+}
+
+/// FindCoordinator for a group and for a transactional id.
+fn find_coordinator(key_type: i8, keys: &[&str]) -> FindCoordinatorRequest {
+    let keys = keys.iter().map(|k| name(k)).collect();
+    FindCoordinatorRequest::default()
+        .with_key_type(key_type)
+        .with_coordinator_keys(keys)
+}
+
+const GROUP_KEY: i8 = 0;
+const TRANSACTION_KEY: i8 = 1;
+
+/// As in Kafka, the coordinator is named only to a principal that may describe the
+/// group, or the transactional id (here: who may write some topic, as for
+/// InitProducerId); others get GROUP_AUTHORIZATION_FAILED or
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, per key when keys are batched (KIP-699).
+#[test]
+fn find_coordinator_needs_describe_on_the_group_or_transactional_id() -> Result<()> {
+    let cluster = cluster()?;
+    let node = &cluster.node;
+    let mut alice = raw(node, "alice")?;
+    let request = find_coordinator(GROUP_KEY, &["app-1", "other", ASSIGNED_GROUP]);
+    let response: FindCoordinatorResponse = alice.call(ApiKey::FindCoordinator, 4, &request)?;
+    let answers: Vec<(i16, i32)> = response
+        .coordinators
+        .iter()
+        .map(|c| (c.error_code, c.port))
+        .collect();
+    let port = i32::from(node.kafka.port());
+    ensure!(
+        answers == [(0, port), (30, -1), (0, port)],
+        "alice's groups: {answers:?}"
+    );
+    let request = find_coordinator(TRANSACTION_KEY, &["t-1"]);
+    let response: FindCoordinatorResponse = alice.call(ApiKey::FindCoordinator, 4, &request)?;
+    let code = response.coordinators.first().context("no key")?.error_code;
+    ensure!(code == 0, "alice, who may write b_owned, for t-1: {code}");
+
+    let mut bob = raw(node, "bob")?;
+    let single = |key_type: i8, key: &str| {
+        FindCoordinatorRequest::default()
+            .with_key_type(key_type)
+            .with_key(name(key))
+    };
+    let response: FindCoordinatorResponse =
+        bob.call(ApiKey::FindCoordinator, 3, &single(GROUP_KEY, "app-1"))?;
+    let message = response.error_message.as_deref().unwrap_or("").to_string();
+    ensure!(
+        (response.error_code, response.port) == (30, -1) && message.contains("app-1"),
+        "bob for app-1: {} {message}",
+        response.error_code
+    );
+    let response: FindCoordinatorResponse =
+        bob.call(ApiKey::FindCoordinator, 3, &single(TRANSACTION_KEY, "t-1"))?;
+    ensure!(
+        response.error_code == 53,
+        "bob, who may write nothing, for t-1: {}",
+        response.error_code
+    );
+    let response: FindCoordinatorResponse = bob.call(
+        ApiKey::FindCoordinator,
+        3,
+        &single(GROUP_KEY, ASSIGNED_GROUP),
+    )?;
+    ensure!(
+        response.error_code == 0,
+        "bob for {ASSIGNED_GROUP}: {}",
+        response.error_code
+    );
     Ok(())
 }

@@ -437,6 +437,8 @@ fn every_setting_of_the_test_config_builder_passes_check_config() -> Result<()> 
     std::fs::write(&token_file, "t0ken")?;
     let config = NodeConfig::linked_to(source)
         .listen("127.0.0.1:0")
+        .listener_name("internal")
+        .add_listener(shadowlink_tests::Listener::new("local").advertised("localhost:9193"))
         .max_connections(3)
         .idle_timeout(Duration::from_secs(2))
         .max_partitions_per_request(10)

@@ -19,6 +19,19 @@ pub fn render(report: &StatusReport) -> String {
         let _ = writeln!(out, "  - {reason}");
     }
     out.push('\n');
+    if !report.listeners.is_empty() {
+        let mut listeners = vec![row(&["LISTENER", "PROTOCOL", "ADDRESS", "ADVERTISED"])];
+        for l in &report.listeners {
+            listeners.push(vec![
+                l.name.clone(),
+                l.protocol.clone(),
+                l.address.clone(),
+                l.advertised.clone(),
+            ]);
+        }
+        out.push_str(&table(&listeners));
+        out.push('\n');
+    }
     let mut links = vec![row(&["LINK", "STATE", "FOR", "SOURCE", "LAST_ERROR"])];
     for l in &report.links {
         let state = match l.paused {
@@ -208,6 +221,7 @@ mod tests {
     fn report() -> StatusReport {
         StatusReport {
             kafka: "127.0.0.1:9192".into(),
+            listeners: vec![],
             uptime_seconds: 125,
             ready: true,
             not_ready: vec![],

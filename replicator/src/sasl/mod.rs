@@ -137,23 +137,31 @@ pub struct ListenerSasl {
     pub failed_delay: Duration,
 }
 
-/// Checks `[kafka.sasl]` and loads its users file; `tls` says whether the listener has TLS.
-pub fn listener(config: &ListenerSaslConfig, tls: bool) -> Result<ListenerSasl, ConfigError> {
+/// Checks a listener's `sasl` table and loads its users file; `prefix` is the
+/// listener's key, such as `kafka` or `kafka.listeners[0]`, and `tls` whether the
+/// listener has TLS.
+pub fn listener(
+    prefix: &str,
+    config: &ListenerSaslConfig,
+    tls: bool,
+) -> Result<ListenerSasl, ConfigError> {
     if config.mechanisms.is_empty() {
         return Err(invalid(
-            "kafka.sasl.mechanisms",
+            format!("{prefix}.sasl.mechanisms"),
             "needs at least one mechanism",
         ));
     }
     if !tls && !config.allow_plaintext {
         return Err(invalid(
-            "kafka.sasl",
-            "SASL without `[kafka.tls]` sends credentials in clear: configure TLS, \
-             or set `allow_plaintext = true` to accept that",
+            format!("{prefix}.sasl"),
+            format!(
+                "SASL without `{prefix}.tls` sends credentials in clear: configure TLS, \
+                 or set `allow_plaintext = true` to accept that"
+            ),
         ));
     }
     let users = Users::load(&config.users_file)
-        .map_err(|e| invalid("kafka.sasl.users_file", e.to_string()))?;
+        .map_err(|e| invalid(format!("{prefix}.sasl.users_file"), e.to_string()))?;
     Ok(ListenerSasl {
         mechanisms: config.mechanisms.clone(),
         users,

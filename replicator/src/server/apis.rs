@@ -154,7 +154,7 @@ mod tests {
     use crate::authz::{Acl, Grants};
     use crate::groups::Coordinator;
     use crate::mirror::Store;
-    use crate::server::{CreatePolicy, ServerContext};
+    use crate::server::{CreatePolicy, Listener, ServerContext};
     use crate::txn::TxnCoordinator;
 
     fn context(dir: &std::path::Path) -> ServerContext {
@@ -164,8 +164,6 @@ mod tests {
             txns: Arc::new(TxnCoordinator::open(dir, store.clone(), groups.clone()).unwrap()),
             store,
             groups,
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: 9092,
             cluster_id: "cluster".into(),
             max_frame_bytes: 1 << 20,
             request_budget: super::super::RequestBudget::new(2 << 20),
@@ -175,9 +173,19 @@ mod tests {
                 max_partitions_per_request: 100,
                 max_partitions: 100,
             },
-            sasl: None,
             sessions: crate::server::SessionCache::new(10),
             acl: Acl::default(),
+        }
+    }
+
+    fn listener() -> Listener {
+        Listener {
+            name: "default".into(),
+            protocol: crate::config::SecurityProtocol::Plaintext,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            tls: None,
+            sasl: None,
         }
     }
 
@@ -193,10 +201,11 @@ mod tests {
     #[tokio::test]
     async fn every_advertised_api_has_a_handler_and_a_metric_series() {
         let dir = tempfile::tempdir().unwrap();
-        let server = context(dir.path());
+        let (server, listener) = (context(dir.path()), listener());
         let grants = Grants::everything();
         let ctx = RequestContext {
             server: &server,
+            listener: &listener,
             grants: &grants,
         };
         declare_metrics();
@@ -232,10 +241,11 @@ mod tests {
     #[tokio::test]
     async fn versions_outside_the_advertised_range_are_refused_before_decoding() {
         let dir = tempfile::tempdir().unwrap();
-        let server = context(dir.path());
+        let (server, listener) = (context(dir.path()), listener());
         let grants = Grants::everything();
         let ctx = RequestContext {
             server: &server,
+            listener: &listener,
             grants: &grants,
         };
         let result = dispatch(&ctx, &header(ApiKey::Fetch, 3), Bytes::new()).await;

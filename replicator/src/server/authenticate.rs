@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
 
 use super::connection::ConnectionError;
-use super::{Reply, ServerContext};
+use super::{Reply, RequestContext};
 use crate::errors::SaslRefusal;
 use crate::sasl::scram::{ScramError, ScramServer, ScramServerFinal};
 use crate::sasl::{ListenerSasl, Mechanism};
@@ -350,11 +350,12 @@ pub mod after {
     use super::*;
 
     pub fn handshake(
-        ctx: &ServerContext,
+        ctx: &RequestContext,
         header: &RequestHeader,
         _request: SaslHandshakeRequest,
     ) -> Result<Reply, ConnectionError> {
         let mechanisms = ctx
+            .listener
             .sasl
             .iter()
             .flat_map(|sasl| sasl.mechanisms.iter())
@@ -367,11 +368,11 @@ pub mod after {
     }
 
     pub fn authenticate(
-        ctx: &ServerContext,
+        ctx: &RequestContext,
         header: &RequestHeader,
         _request: SaslAuthenticateRequest,
     ) -> Result<Reply, ConnectionError> {
-        let message = match ctx.sasl {
+        let message = match ctx.listener.sasl {
             Some(_) => "already authenticated; re-authentication is not offered",
             None => "this listener does not use SASL",
         };

@@ -1,16 +1,17 @@
-//! What a handler knows of one request beyond its body: the node, and what the
-//! connection's principal was granted. Handlers that check nothing take the
-//! `ServerContext` it dereferences to.
+//! What a handler knows of one request beyond its body: the node, the listener it came
+//! in on, and what the connection's principal was granted. Handlers that check nothing
+//! take the `ServerContext` it dereferences to.
 
 use std::ops::Deref;
 
 use crate::authz::{Grants, Operation, Resource};
 use crate::errors::Denied;
 
-use super::ServerContext;
+use super::{Listener, ServerContext};
 
 pub struct RequestContext<'a> {
     pub server: &'a ServerContext,
+    pub listener: &'a Listener,
     pub grants: &'a Grants,
 }
 

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::authenticate::{Authenticator, Principal, Step};
 use super::budget::{FrameBuffer, Reservation};
-use super::{apis, Reply, RequestContext, ServerContext};
+use super::{apis, Listener, Reply, RequestContext, ServerContext};
 use crate::authz::Grants;
 use crate::tls::BoxStream;
 
@@ -45,10 +45,12 @@ pub enum ConnectionError {
 const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
 
 pub struct Connection {
-    /// Plain TCP, or TLS when the listener has `[kafka.tls]`.
+    /// Plain TCP, or TLS when the listener has `tls`.
     stream: BoxStream,
     peer: SocketAddr,
     context: Arc<ServerContext>,
+    /// The listener the client connected to.
+    listener: Arc<Listener>,
     /// Reserved against the node's request budget as it grows.
     buf: FrameBuffer,
     /// Present until a listener with SASL has authenticated the client.
@@ -61,20 +63,23 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection from `peer`; `principal` is who TLS proved it to be, if anyone.
+    /// A connection from `peer` to `listener`; `principal` is who TLS proved it to be,
+    /// if anyone.
     pub fn new(
         stream: BoxStream,
         peer: SocketAddr,
         context: Arc<ServerContext>,
+        listener: Arc<Listener>,
         principal: Principal,
     ) -> Connection {
         Connection {
             stream,
             peer,
             buf: FrameBuffer::new(&context.request_budget, context.max_frame_bytes),
-            authenticator: context.sasl.clone().map(Authenticator::new),
+            authenticator: listener.sasl.clone().map(Authenticator::new),
             grants: context.acl.grants(&principal.to_string()),
             context,
+            listener,
             principal,
         }
     }
@@ -238,6 +243,7 @@ impl Connection {
         crate::metrics::count_kafka_request(header.api_key);
         let ctx = RequestContext {
             server: &self.context,
+            listener: &self.listener,
             grants: &self.grants,
         };
         apis::dispatch(&ctx, header, body).await

@@ -59,10 +59,12 @@ pub fn handle(
             )
             .collect(),
     };
+    // The address of the listener the request came in on, as Kafka answers.
+    let listener = ctx.listener;
     let broker = MetadataResponseBroker::default()
         .with_node_id(NODE_ID.into())
-        .with_host(StrBytes::from_string(ctx.advertised_host.clone()))
-        .with_port(ctx.advertised_port);
+        .with_host(StrBytes::from_string(listener.advertised_host.clone()))
+        .with_port(listener.advertised_port);
     let mut response = MetadataResponse::default()
         .with_brokers(vec![broker])
         .with_controller_id(NODE_ID.into())

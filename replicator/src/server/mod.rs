@@ -1,6 +1,7 @@
-//! The node's Kafka-API listener: serves shadow (read-only mirror) and owned topics to
+//! The node's Kafka-API listeners: serve shadow (read-only mirror) and owned topics to
 //! ordinary Kafka clients, one handler module per API. `apis` is the table of what is
-//! served; `connection` owns framing and answers requests in order.
+//! served; `connection` owns framing and answers requests in order. Every listener
+//! shares the node's `ServerContext`; a `Listener` holds what is its own.
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
@@ -41,6 +42,7 @@ use shadowlink_protocol::response::{encode_response, EncodeError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+use crate::config::SecurityProtocol;
 use crate::groups::Coordinator;
 use crate::mirror::Store;
 use crate::tls::{BoxStream, ServerTls};
@@ -55,25 +57,35 @@ pub use fetch_session::{SessionCache, SessionError};
 /// This node's id in every Metadata answer; a node is a one-broker cluster to clients.
 pub const NODE_ID: i32 = 1;
 
-/// What handlers need from the node.
+/// What handlers need from the node, the same on every listener.
 pub struct ServerContext {
     pub store: Arc<Store>,
     pub groups: Arc<Coordinator>,
     pub txns: Arc<TxnCoordinator>,
-    pub advertised_host: String,
-    pub advertised_port: i32,
     pub cluster_id: String,
     pub max_frame_bytes: usize,
     /// What every connection's read buffer is reserved against.
     pub request_budget: RequestBudget,
     pub idle_timeout: Duration,
     pub create_policy: CreatePolicy,
-    /// When set, clients must authenticate before anything but ApiVersions is served.
-    pub sasl: Option<Arc<crate::sasl::ListenerSasl>>,
     /// KIP-227 incremental fetch sessions.
     pub sessions: Arc<SessionCache>,
     /// Who may do what; each connection takes the grants of its principal.
     pub acl: crate::authz::Acl,
+}
+
+/// One Kafka listener: how its clients connect and prove who they are, and the address
+/// Metadata gives them. As in Kafka, a client is only ever told the address of the
+/// listener it came in on, so one bootstrapped inside is never sent outside.
+pub struct Listener {
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// When set, the listener speaks only TLS.
+    pub tls: Option<ServerTls>,
+    /// When set, clients must authenticate before anything but ApiVersions is served.
+    pub sasl: Option<Arc<crate::sasl::ListenerSasl>>,
 }
 
 /// A handler's answer: a frame to write, or a zero-copy chunk list.
@@ -100,9 +112,21 @@ impl Reply {
     }
 }
 
-/// Limits that protect the node from misbehaving clients.
+/// Limits that protect the node from misbehaving clients, shared by its listeners.
+#[derive(Clone)]
 pub struct Limits {
-    pub max_connections: usize,
+    max_connections: usize,
+    slots: Arc<Semaphore>,
+}
+
+impl Limits {
+    /// At most `max_connections` clients at once, over every listener that shares these.
+    pub fn new(max_connections: usize) -> Limits {
+        Limits {
+            max_connections,
+            slots: Arc::new(Semaphore::new(max_connections)),
+        }
+    }
 }
 
 /// Runs the TLS handshake when the listener has TLS. A failed handshake closes only
@@ -131,19 +155,18 @@ async fn secure(
     }
 }
 
-/// Accepts connections until `stop` turns true.
+/// Accepts connections on `socket` for `listener` until `stop` turns true.
 pub async fn serve(
-    listener: TcpListener,
+    socket: TcpListener,
     context: Arc<ServerContext>,
+    listener: Arc<Listener>,
     limits: Limits,
-    tls: Option<ServerTls>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
-            a = listener.accept() => a,
+            a = socket.accept() => a,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -153,17 +176,17 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = limits.max_connections, "connection refused: too many clients");
+        let Ok(permit) = limits.slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, listener = %listener.name, limit = limits.max_connections, "connection refused: too many clients");
             continue;
         };
-        let context = context.clone();
-        let tls = tls.clone();
+        let (context, listener) = (context.clone(), listener.clone());
         tokio::spawn(async move {
             let _connected = crate::metrics::ClientConnection::open();
             let timeout = context.idle_timeout;
-            if let Some((stream, principal)) = secure(stream, peer, tls.as_ref(), timeout).await {
-                connection::Connection::new(stream, peer, context, principal)
+            let tls = listener.tls.as_ref();
+            if let Some((stream, principal)) = secure(stream, peer, tls, timeout).await {
+                connection::Connection::new(stream, peer, context, listener, principal)
                     .run()
                     .await;
             }

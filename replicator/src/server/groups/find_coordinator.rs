@@ -2,52 +2,66 @@
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator as WireCoordinator;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
 use super::str_bytes;
-use crate::errors::Declined;
-use crate::server::{Reply, ServerContext, NODE_ID};
+use crate::authz::Operation;
+use crate::errors::{Declined, Denied};
+use crate::server::{Reply, RequestContext, NODE_ID};
 
 const GROUP_KEY: i8 = 0;
 const TRANSACTION_KEY: i8 = 1;
 
-/// Where the coordinator for a key type is, as `(node, host, port)`, or why there is none.
-fn locate(ctx: &ServerContext, key_type: i8) -> Result<(i32, &str, i32), (i16, &'static str)> {
-    match key_type {
-        GROUP_KEY | TRANSACTION_KEY => Ok((NODE_ID, &ctx.advertised_host, ctx.advertised_port)),
-        _ => Err((
-            Declined::UnknownCoordinatorKey.code(),
-            "unknown coordinator key type",
-        )),
+/// The coordinator as `(node, host, port)`, or the error code and message instead.
+type Located<'a> = Result<(i32, &'a str, i32), (i16, String)>;
+
+/// Where the coordinator of `key` is, on the listener asked, or why it is not told.
+///
+/// As in Kafka, the coordinator is only named to a principal that may describe the
+/// group or transactional id. Rules do not name transactional ids; one is described by
+/// whoever may write some topic, as InitProducerId grants them (KIP-679).
+fn locate<'a>(ctx: &'a RequestContext, key_type: i8, key: &str) -> Located<'a> {
+    let allowed = match key_type {
+        GROUP_KEY => ctx.group(Operation::Describe, key),
+        TRANSACTION_KEY if ctx.grants.allows_any_topic(Operation::Write) => Ok(()),
+        TRANSACTION_KEY => Err(Denied::TransactionalId),
+        _ => {
+            let code = Declined::UnknownCoordinatorKey.code();
+            return Err((code, "unknown coordinator key type".to_string()));
+        }
+    };
+    match allowed {
+        Ok(()) => {
+            let listener = ctx.listener;
+            Ok((NODE_ID, &listener.advertised_host, listener.advertised_port))
+        }
+        Err(denied) => Err((denied.code(), denied.message(key))),
     }
 }
 
 pub fn handle(
-    ctx: &ServerContext,
+    ctx: &RequestContext,
     header: &RequestHeader,
     request: FindCoordinatorRequest,
 ) -> Result<Reply, EncodeError> {
     let version = header.api_version;
-    let located = locate(ctx, request.key_type);
     let response = if version >= 4 {
-        // v4+ (KIP-699) batches keys; every key gets the same answer.
+        // v4+ (KIP-699) batches keys; each key is answered on its own.
         let coordinators = request
             .coordinator_keys
             .iter()
-            .map(|key| batched(key.clone(), located))
+            .map(|key| batched(key.clone(), locate(ctx, request.key_type, key)))
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        single(version, located)
+        single(version, locate(ctx, request.key_type, &request.key))
     };
     Reply::encode(header, &response)
 }
 
-fn batched(
-    key: kafka_protocol::protocol::StrBytes,
-    located: Result<(i32, &str, i32), (i16, &'static str)>,
-) -> WireCoordinator {
+fn batched(key: StrBytes, located: Located) -> WireCoordinator {
     let coordinator = WireCoordinator::default().with_key(key);
     match located {
         Ok((node, host, port)) => coordinator
@@ -56,16 +70,13 @@ fn batched(
             .with_port(port),
         Err((code, message)) => coordinator
             .with_error_code(code)
-            .with_error_message(Some(str_bytes(message)))
+            .with_error_message(Some(str_bytes(&message)))
             .with_node_id((-1).into())
             .with_port(-1),
     }
 }
 
-fn single(
-    version: i16,
-    located: Result<(i32, &str, i32), (i16, &'static str)>,
-) -> FindCoordinatorResponse {
+fn single(version: i16, located: Located) -> FindCoordinatorResponse {
     let response = FindCoordinatorResponse::default();
     match located {
         Ok((node, host, port)) => response
@@ -79,7 +90,7 @@ fn single(
                 .with_port(-1);
             // error_message exists from v1.
             if version >= 1 {
-                response.with_error_message(Some(str_bytes(message)))
+                response.with_error_message(Some(str_bytes(&message)))
             } else {
                 response
             }
