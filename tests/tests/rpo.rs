@@ -479,7 +479,7 @@ fn crash_rpo_benchmark() -> Result<()> {
     println!(
         "SHADOWLINK_BIN={bin} SHADOWLINK_RPO_RATES={rates} SHADOWLINK_RPO_RUNS={runs} \
          SHADOWLINK_RPO_PRODUCERS={producers} SHADOWLINK_RPO_SECONDS={seconds} \
-         cargo test --release -p shadowlink-tests --test rpo crash_rpo_benchmark -- --ignored --nocapture"
+         cargo test -p shadowlink-tests --test rpo crash_rpo_benchmark -- --ignored --nocapture"
     );
     println!("machine at the start: {}", machine());
     let mut table = vec![
