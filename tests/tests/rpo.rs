@@ -453,7 +453,7 @@ fn benchmark_row(label: &str, load: Load, runs: usize) -> Result<String> {
     let n = |v: i64| v.to_string();
     Ok(format!(
         "| {label} | {} | {runs} | {} | {} | {} | {} ({} runs) |",
-        spread(achieved, |b| megabytes(b)),
+        spread(achieved, megabytes),
         spread(lost, n),
         spread(known, n),
         spread(max, n),
