@@ -317,6 +317,17 @@ fn drill(load: Load) -> Result<Drill> {
         oldest_lost_age: None,
         achieved_bytes_per_second,
     };
+    count_losses(&mut drill, &acked, &on_b, killed)?;
+    Ok(drill)
+}
+
+/// Fills in what `drill` lost: the acknowledged records whose keys are not on the mirror.
+fn count_losses(
+    drill: &mut Drill,
+    acked: &Acked,
+    on_b: &BTreeMap<i32, BTreeSet<String>>,
+    killed: f64,
+) -> Result<()> {
     for (partition, row) in &drill.rows {
         let acked_here = acked.get(partition).cloned().unwrap_or_default();
         let present = on_b.get(partition).cloned().unwrap_or_default();
@@ -339,7 +350,7 @@ fn drill(load: Load) -> Result<Drill> {
             drill.known_established.insert(*partition);
         }
     }
-    Ok(drill)
+    Ok(())
 }
 
 fn unix_seconds() -> f64 {
@@ -452,7 +463,7 @@ fn benchmark_row(label: &str, load: Load, runs: usize) -> Result<String> {
     }
     let n = |v: i64| v.to_string();
     Ok(format!(
-        "| {label} | {} | {runs} | {} | {} | {} | {} ({} runs) |",
+        "| {label} | {} | {runs} | {} | {} | {} | {} ({} with loss) |",
         spread(achieved, megabytes),
         spread(lost, n),
         spread(known, n),
