@@ -70,6 +70,22 @@ fn demo_runs_the_pair_fails_over_and_verifies_every_record() -> Result<()> {
         stdout.contains("failed_over, writable from offset"),
         "no failover report in:\n{stdout}"
     );
+    // The report bounds what the link could not see, not only what it knew.
+    let total = stdout
+        .lines()
+        .find(|l| l.starts_with("  total: "))
+        .with_context(|| format!("no failover total in:\n{stdout}"))?;
+    ensure!(
+        total.contains(" of writes unconfirmed (about ") && total.contains(": at most "),
+        "no bound on unconfirmed writes in {total:?}"
+    );
+    ensure!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("failed_over, writable from offset"))
+            .all(|l| l.contains(" s), up to ~") && l.ends_with(" records)")),
+        "a partition without its unconfirmed writes in:\n{stdout}"
+    );
     ensure!(
         started.elapsed() < Duration::from_secs(60),
         "the demo took {:?}, over its 60 s promise",

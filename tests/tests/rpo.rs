@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -14,8 +14,26 @@ use shadowlink_tests::{free_port, python, shadowlink, Client, Link, Node, NodeCo
 
 const TOPIC: &str = "a_rpo";
 const PARTITIONS: i32 = 4;
-/// Records per second: enough that every fetch response carries new data.
-const RATE: u32 = 2000;
+
+/// What the producers write: `producers` processes of confluent-kafka, together
+/// `bytes_per_second` of `value_bytes`-byte values (0: as fast as they can), for `seconds`
+/// before the owner is killed.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    bytes_per_second: u64,
+    value_bytes: u64,
+    producers: usize,
+    seconds: f64,
+}
+
+/// The CI drill: 5 MB/s of 1 KiB values, enough that every fetch response carries new
+/// data and a batch lands between any two of them.
+const CI_LOAD: Load = Load {
+    bytes_per_second: 5_000_000,
+    value_bytes: 1024,
+    producers: 1,
+    seconds: 3.0,
+};
 
 fn owner_config(port: u16) -> NodeConfig {
     NodeConfig::new()
@@ -32,36 +50,43 @@ fn mirror_config(owner: u16) -> NodeConfig {
     )
 }
 
-/// The steady producer, its stdout lines ("PARTITION OFFSET KEY TIME", one per
-/// acknowledged record) arriving on the receiver.
-fn start_producer(node: &Node, rate: u32) -> Result<(Child, Receiver<String>)> {
-    let mut child = Client::Python
-        .command(
-            "produce_steady.py",
-            &[
-                &node.kafka.to_string(),
-                TOPIC,
-                "--rate",
-                &rate.to_string(),
-                "--partitions",
-                &PARTITIONS.to_string(),
-                "--seconds",
-                "30",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the producer")?;
-    let stdout = child.stdout.take().context("stdout is piped")?;
+/// The steady producers, their stdout lines ("PARTITION OFFSET KEY TIME", one per
+/// acknowledged record) arriving on one receiver. Each has its own key prefix.
+fn start_producers(node: &Node, load: Load) -> Result<(Vec<Child>, Receiver<String>)> {
+    let records_per_second = load.bytes_per_second as f64 / load.value_bytes as f64;
+    let rate = (records_per_second / load.producers as f64).to_string();
     let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+    let mut children = Vec::new();
+    for producer in 0..load.producers {
+        let prefix = format!("p{producer}-");
+        let args = [
+            node.kafka.to_string(),
+            TOPIC.to_string(),
+            format!("--rate={rate}"),
+            format!("--partitions={PARTITIONS}"),
+            "--seconds=60".to_string(),
+            format!("--key-prefix={prefix}"),
+            format!("--value-bytes={}", load.value_bytes),
+            "--compression=lz4".to_string(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = Client::Python
+            .command("produce_steady.py", &args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start the producer")?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        children.push(child);
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
-    Ok((child, rx))
+        });
+    }
+    Ok((children, rx))
 }
 
 /// Acknowledged records by partition: offset to key and when the acknowledgement came.
@@ -79,10 +104,6 @@ fn note(acked: &mut Acked, line: &str) -> Result<()> {
         .or_default()
         .insert(o.parse()?, (k.to_string(), at.parse()?));
     Ok(())
-}
-
-fn count(acked: &Acked) -> usize {
-    acked.values().map(BTreeMap::len).sum()
 }
 
 /// One partition's row of the failover report.
@@ -129,9 +150,8 @@ fn parse_report(report: &str) -> Result<(BTreeMap<i32, Row>, i64)> {
 /// Keys of every record on the node, by partition.
 fn keys_on(node: &Node, expected: i64) -> Result<BTreeMap<i32, BTreeSet<String>>> {
     let out = python(
-        "dump.py",
+        "keys.py",
         &[
-            "confluent",
             &node.kafka.to_string(),
             TOPIC,
             &PARTITIONS.to_string(),
@@ -140,16 +160,15 @@ fn keys_on(node: &Node, expected: i64) -> Result<BTreeMap<i32, BTreeSet<String>>
     )?;
     let mut keys: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
     for line in out.lines() {
-        let record: Value = serde_json::from_str(line)?;
-        let hex = record["key"].as_str().context("a key")?;
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-            .collect::<Result<_, _>>()?;
-        let partition = record["partition"].as_i64().context("a partition")? as i32;
-        keys.entry(partition)
+        let mut cells = line.split_whitespace();
+        let (Some(partition), Some(_offset), Some(key)) =
+            (cells.next(), cells.next(), cells.next())
+        else {
+            bail!("unexpected keys.py line {line:?}");
+        };
+        keys.entry(partition.parse()?)
             .or_default()
-            .insert(String::from_utf8(bytes)?);
+            .insert(key.to_string());
     }
     Ok(keys)
 }
@@ -212,22 +231,46 @@ struct Drill {
     known_established: BTreeSet<i32>,
     /// Seconds from the oldest lost acknowledgement to the kill.
     oldest_lost_age: Option<f64>,
+    /// Value bytes acknowledged per second, from the first acknowledgement to the kill.
+    achieved_bytes_per_second: f64,
 }
 
-/// Owner and mirror, a steady producer at `rate` records/s for two seconds, kill -9 of
-/// the owner, failover of the mirror; then what the mirror lacks of what was acknowledged.
-fn drill(rate: u32) -> Result<Drill> {
+/// Acknowledgements until `seconds` after the first one, which must come within 30 s.
+fn produce_for(lines: &Receiver<String>, acked: &mut Acked, seconds: f64) -> Result<()> {
+    let first = lines
+        .recv_timeout(Duration::from_secs(30))
+        .context("no acknowledgement within 30 s")?;
+    note(acked, &first)?;
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => note(acked, &line)?,
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => bail!("the producers stopped"),
+        }
+    }
+    Ok(())
+}
+
+/// Acknowledgements at or before `killed`: their count, the first's time and the newest's.
+fn acked_before(acked: &Acked, killed: f64) -> (usize, f64, f64) {
+    let times = acked.values().flat_map(|p| p.values().map(|(_, at)| *at));
+    times
+        .filter(|at| *at <= killed)
+        .fold((0, f64::MAX, f64::MIN), |(n, first, last), at| {
+            (n + 1, first.min(at), last.max(at))
+        })
+}
+
+/// Owner and mirror, steady producers at `load` for its seconds, kill -9 of the owner,
+/// failover of the mirror; then what the mirror lacks of what was acknowledged.
+fn drill(load: Load) -> Result<Drill> {
     let port_a = free_port();
     let mut a = Node::start(&owner_config(port_a))?;
     let b = Node::start(&mirror_config(port_a))?;
-    let (mut producer, lines) = start_producer(&a, rate)?;
+    let (mut producers, lines) = start_producers(&a, load)?;
     let mut acked = Acked::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&acked) < 2 * rate as usize {
-        ensure!(Instant::now() < deadline, "the producer is too slow");
-        let line = lines.recv_timeout(Duration::from_secs(10))?;
-        note(&mut acked, &line)?;
-    }
+    produce_for(&lines, &mut acked, load.seconds)?;
     let admin = b.admin.context("admin listener")?;
     check_live_bound(admin)?;
     let killed = unix_seconds();
@@ -247,8 +290,21 @@ fn drill(rate: u32) -> Result<Drill> {
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(15)) {
         note(&mut acked, &line)?;
     }
-    let _ = producer.kill();
-    let _ = producer.wait();
+    for producer in &mut producers {
+        let _ = producer.kill();
+        let _ = producer.wait();
+    }
+    let (before_kill, first, _) = acked_before(&acked, killed);
+    // The drill measures a crash under load: the producers were writing until A died.
+    // A busy producer hands acknowledgements over late, so some come after the kill.
+    let (_, _, newest) = acked_before(&acked, f64::MAX);
+    ensure!(
+        killed - newest < 0.5,
+        "no acknowledgement in the {:.3} s before the kill",
+        killed - newest
+    );
+    let value_bytes = before_kill as f64 * load.value_bytes as f64;
+    let achieved_bytes_per_second = value_bytes / (killed - first).max(0.001);
 
     let mirrored: i64 = rows.values().map(|r| r.next_offset).sum();
     let on_b = keys_on(&b, mirrored)?;
@@ -259,7 +315,19 @@ fn drill(rate: u32) -> Result<Drill> {
         lost: BTreeMap::new(),
         known_established: BTreeSet::new(),
         oldest_lost_age: None,
+        achieved_bytes_per_second,
     };
+    count_losses(&mut drill, &acked, &on_b, killed)?;
+    Ok(drill)
+}
+
+/// Fills in what `drill` lost: the acknowledged records whose keys are not on the mirror.
+fn count_losses(
+    drill: &mut Drill,
+    acked: &Acked,
+    on_b: &BTreeMap<i32, BTreeSet<String>>,
+    killed: f64,
+) -> Result<()> {
     for (partition, row) in &drill.rows {
         let acked_here = acked.get(partition).cloned().unwrap_or_default();
         let present = on_b.get(partition).cloned().unwrap_or_default();
@@ -270,7 +338,8 @@ fn drill(rate: u32) -> Result<Drill> {
         // What B holds is a prefix of A: nothing below the mirrored end is missing.
         ensure!(
             lost.iter().all(|(offset, _)| **offset >= row.next_offset),
-            "{TOPIC}-{partition}: lost below the mirrored end: {lost:?}"
+            "{TOPIC}-{partition}: lost below the mirrored end: {:?}",
+            lost.iter().take(10).collect::<Vec<_>>()
         );
         for (_, (_, at)) in &lost {
             let age = killed - at;
@@ -281,7 +350,7 @@ fn drill(rate: u32) -> Result<Drill> {
             drill.known_established.insert(*partition);
         }
     }
-    Ok(drill)
+    Ok(())
 }
 
 fn unix_seconds() -> f64 {
@@ -290,11 +359,27 @@ fn unix_seconds() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+fn megabytes(bytes: f64) -> String {
+    format!("{:.1}", bytes / 1e6)
+}
+
 #[test]
 fn a_crash_failover_report_bounds_the_acknowledged_records_lost() -> Result<()> {
-    let d = drill(RATE)?;
+    let d = drill(CI_LOAD)?;
     let report = &d.report;
     println!("{report}");
+    let acknowledged = d.achieved_bytes_per_second * CI_LOAD.seconds;
+    println!(
+        "producer: {} MB/s acknowledged before the kill",
+        megabytes(d.achieved_bytes_per_second)
+    );
+    // A drill at a trickle would bound nothing worth bounding.
+    assert!(
+        acknowledged >= 1e6,
+        "only {} MB acknowledged in {} s",
+        megabytes(acknowledged),
+        CI_LOAD.seconds
+    );
     for (partition, row) in &d.rows {
         let lost = d.lost[partition];
         println!("{TOPIC}-{partition}: {lost} acknowledged records lost, report {row:?}");
@@ -336,41 +421,96 @@ fn spread<T: Copy + PartialOrd>(mut values: Vec<T>, f: impl Fn(T) -> String) -> 
     }
 }
 
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// The machine a benchmark ran on: cores and load averages.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("nproc {cores}, load average {}", load.join(" "))
+}
+
+/// One row of the benchmark: `runs` drills at `load`, each asserting the report's upper
+/// estimate covers the loss.
+fn benchmark_row(label: &str, load: Load, runs: usize) -> Result<String> {
+    let (mut lost, mut known, mut max, mut age, mut achieved) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for run in 0..runs {
+        let d = drill(load)?;
+        let total_lost: i64 = d.lost.values().sum();
+        for (partition, row) in &d.rows {
+            let lost = d.lost[partition];
+            assert!(lost <= row.at_risk_max, "{TOPIC}-{partition}\n{}", d.report);
+        }
+        assert!(total_lost <= d.total_max, "{}", d.report);
+        let known_total = d.rows.values().map(|r| r.known_at_risk).sum::<i64>();
+        let summary = d.report.lines().find(|l| l.starts_with("total: "));
+        println!(
+            "{label} MB/s run {run}: {} MB/s acknowledged, {total_lost} lost, oldest lost {:?} s; report {}",
+            megabytes(d.achieved_bytes_per_second),
+            d.oldest_lost_age,
+            summary.unwrap_or("without a total")
+        );
+        lost.push(total_lost);
+        known.push(known_total);
+        max.push(d.total_max);
+        achieved.push(d.achieved_bytes_per_second);
+        // An acknowledgement handled after the kill was on the wire as A died.
+        age.extend(d.oldest_lost_age.map(|a| (a * 1000.0).max(0.0)));
+    }
+    let n = |v: i64| v.to_string();
+    Ok(format!(
+        "| {label} | {} | {runs} | {} | {} | {} | {} ({} with loss) |",
+        spread(achieved, megabytes),
+        spread(lost, n),
+        spread(known, n),
+        spread(max, n),
+        spread(age.clone(), |a| format!("{a:.1}")),
+        age.len(),
+    ))
+}
+
 /// The crash-RPO benchmark: the drill repeated at several rates, printing min / median /
-/// max of what was lost and what the report estimated. Rates (records/s of 100-byte
-/// values) from `SHADOWLINK_RPO_RATES` (default `2000,10000`), runs per rate from
-/// `SHADOWLINK_RPO_RUNS` (default 10).
+/// max of what was lost and what the report estimated. Rates in MB/s of 1 KiB values
+/// from `SHADOWLINK_RPO_RATES` (default `20,80,max`; `max` is as fast as the producers
+/// go), runs per rate from `SHADOWLINK_RPO_RUNS` (default 10), producer processes from
+/// `SHADOWLINK_RPO_PRODUCERS` (default 2), seconds of load before the kill from
+/// `SHADOWLINK_RPO_SECONDS` (default 3). `SHADOWLINK_BIN` selects the node binary.
 #[test]
 #[ignore = "a benchmark: cargo test -p shadowlink-tests --test rpo -- --ignored --nocapture"]
 fn crash_rpo_benchmark() -> Result<()> {
-    let rates = std::env::var("SHADOWLINK_RPO_RATES").unwrap_or_else(|_| "2000,10000".into());
-    let runs: usize = std::env::var("SHADOWLINK_RPO_RUNS").map_or(Ok(10), |r| r.parse())?;
+    let rates = env_or("SHADOWLINK_RPO_RATES", "20,80,max");
+    let runs: usize = env_or("SHADOWLINK_RPO_RUNS", "10").parse()?;
+    let producers: usize = env_or("SHADOWLINK_RPO_PRODUCERS", "2").parse()?;
+    let seconds: f64 = env_or("SHADOWLINK_RPO_SECONDS", "3").parse()?;
+    let bin = shadowlink_tests::shadowlink_bin().display().to_string();
+    println!(
+        "SHADOWLINK_BIN={bin} SHADOWLINK_RPO_RATES={rates} SHADOWLINK_RPO_RUNS={runs} \
+         SHADOWLINK_RPO_PRODUCERS={producers} SHADOWLINK_RPO_SECONDS={seconds} \
+         cargo test -p shadowlink-tests --test rpo crash_rpo_benchmark -- --ignored --nocapture"
+    );
+    println!("machine at the start: {}", machine());
     let mut table = vec![
-        "| records/s | runs | acknowledged lost | known at risk | upper estimate | oldest lost ack before the kill (ms), runs with loss |".to_string(),
-        "|---|---|---|---|---|---|".to_string(),
+        "| target MB/s | achieved MB/s | runs | acknowledged records lost | known at risk | upper estimate | oldest lost ack before the kill (ms) |".to_string(),
+        "|---|---|---|---|---|---|---|".to_string(),
     ];
-    for rate in rates.split(',') {
-        let rate: u32 = rate.trim().parse()?;
-        let (mut lost, mut known, mut max, mut age) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..runs {
-            let d = drill(rate)?;
-            let total_lost: i64 = d.lost.values().sum();
-            assert!(total_lost <= d.total_max, "{}", d.report);
-            lost.push(total_lost);
-            known.push(d.rows.values().map(|r| r.known_at_risk).sum::<i64>());
-            max.push(d.total_max);
-            // An acknowledgement handled after the kill was on the wire as A died.
-            age.extend(d.oldest_lost_age.map(|a| (a * 1000.0).max(0.0)));
-        }
-        let n = |v: i64| v.to_string();
-        table.push(format!(
-            "| {rate} | {runs} | {} | {} | {} | {} |",
-            spread(lost, n),
-            spread(known, n),
-            spread(max, n),
-            spread(age, |a| format!("{a:.1}")),
-        ));
+    for rate in rates.split(',').map(str::trim) {
+        let bytes_per_second = match rate {
+            "max" => 0,
+            mb => (mb.parse::<f64>()? * 1e6) as u64,
+        };
+        let load = Load {
+            bytes_per_second,
+            value_bytes: 1024,
+            producers,
+            seconds,
+        };
+        table.push(benchmark_row(rate, load, runs)?);
     }
+    println!("machine at the end: {}", machine());
     println!("{}", table.join("\n"));
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use shadowlink::daemon::Daemon;
-use shadowlink::failover::TopicOutcome;
+use shadowlink::failover::{summarize, window, PartitionOutcome, TopicOutcome};
 
 use super::workload::{lock, Shared};
 
@@ -61,7 +61,20 @@ pub fn survivor(t0: Instant, acked_b: &Shared, seen: usize) {
     );
 }
 
-/// Prints the failover's per-partition report; returns (records at risk, seconds at risk).
+/// The blind window of a partition as the demo prints it: writes the link never saw.
+fn unconfirmed_text(p: &PartitionOutcome) -> String {
+    match p.unconfirmed {
+        Some(u) => format!(
+            "up to ~{} of writes unconfirmed (about {} records)",
+            window(u.seconds),
+            u.records_max
+        ),
+        None => "the link never heard from the source".to_string(),
+    }
+}
+
+/// Prints the failover's per-partition report and its total; returns (records at risk,
+/// seconds at risk).
 pub fn failover(outcomes: &[TopicOutcome]) -> (i64, f64) {
     let (mut records, mut seconds) = (0, 0.0_f64);
     for topic in outcomes {
@@ -70,12 +83,20 @@ pub fn failover(outcomes: &[TopicOutcome]) -> (i64, f64) {
             let at_risk = p.records_at_risk.unwrap_or(0);
             let secs = p.seconds_at_risk.unwrap_or(0.0);
             println!(
-                "  {}-{}: {}, writable from offset {}, last source high watermark {}, records at risk {} ({:.3} s)",
-                topic.topic, p.partition, topic.state, p.dst_hwm, hwm, at_risk, secs
+                "  {}-{}: {}, writable from offset {}, last source high watermark {}, records at risk {} ({:.3} s), {}",
+                topic.topic,
+                p.partition,
+                topic.state,
+                p.dst_hwm,
+                hwm,
+                at_risk,
+                secs,
+                unconfirmed_text(p)
             );
             records += at_risk;
             seconds = seconds.max(secs);
         }
     }
+    println!("  total: {}", summarize(outcomes));
     (records, seconds)
 }
