@@ -16,6 +16,8 @@
 //!
 //! Recovery deletes a leftover `.swap` or `.tmp` file from an interrupted write.
 
+#[cfg(test)]
+mod append_tests;
 mod config;
 mod durability;
 mod epoch;
