@@ -1,20 +1,28 @@
-//! `PartitionLog::append` of 16 KiB batches against a plain memcpy of the same bytes.
+//! `PartitionLog::append` against a plain `write` and a memcpy of the same bytes.
 //!
-//! Both measure bytes per second on identical input in the same run. The append path
-//! validates framing and CRC-32C, writes to the page cache (`PersistMode::Os`) and
-//! maintains the sparse indexes; memcpy is the floor for "touching the bytes once".
+//! Two shapes of input: one 16 KiB batch per append, and a 1 MiB record set of 64 such
+//! batches per append (what the link appends for one partition of a fetch response). The
+//! append path validates framing and CRC-32C, writes to the page cache
+//! (`PersistMode::Os`) and maintains the sparse indexes; `file_write` writes the same
+//! bytes, in the same pieces, to a plain file. The summary at the end runs the variants
+//! interleaved and prints the ratios (goal: append >= 0.9 x file_write).
 
 use std::hint::black_box;
+use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
+use shadowlink_benches::{interleaved_throughput, load_average, measuring, print_summary, Pass};
 use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_storage::{LogConfig, PartitionLog, PersistMode};
 
 const BATCH_BYTES: usize = 16 * 1024;
 /// Batches per fresh log: 4096 x 16 KiB = 64 MiB, well under one segment.
 const POOL: usize = 4096;
+/// Batches per record set in the record-set variants: 1 MiB.
+const SET: usize = 64;
 
 /// A 16 KiB batch (exactly) at `base_offset`: one record whose value fills the rest.
 fn batch(base_offset: i64) -> Bytes {
@@ -35,73 +43,90 @@ fn batch(base_offset: i64) -> Bytes {
     b
 }
 
-fn fresh_log(dir: &tempfile::TempDir, n: usize) -> PartitionLog {
-    let path = dir.path().join(format!("log-{n}"));
+/// The pool as pieces of `batches` batches each, offsets continuing across pieces.
+fn pieces(batches: usize) -> Vec<Bytes> {
+    let pool: Vec<Bytes> = (0..POOL as i64).map(batch).collect();
+    pool.chunks(batches)
+        .map(|c| Bytes::from(c.concat()))
+        .collect()
+}
+
+fn fresh_log(dir: &Path, n: usize) -> PartitionLog {
     let config = LogConfig {
         persist: PersistMode::Os,
         ..LogConfig::default()
     };
-    PartitionLog::open(&path, config).expect("open log")
+    PartitionLog::open(&dir.join(format!("log-{n}")), config).expect("open log")
+}
+
+/// Appends `pieces` to a fresh log; opening it and removing it are not timed.
+fn append_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
+    let mut log = fresh_log(dir, n);
+    let start = Instant::now();
+    for piece in pieces {
+        black_box(log.append(piece.clone()).expect("append"));
+    }
+    let elapsed = start.elapsed();
+    drop(log);
+    let _ = std::fs::remove_dir_all(dir.join(format!("log-{n}")));
+    elapsed
+}
+
+/// Writes `pieces` to a fresh file, one `write_all` each.
+fn write_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
+    let path = dir.join(format!("raw-{n}"));
+    let mut file = std::fs::File::create(&path).expect("create");
+    let start = Instant::now();
+    for piece in pieces {
+        file.write_all(piece).expect("write");
+    }
+    let elapsed = start.elapsed();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    elapsed
+}
+
+/// Runs `iters` pieces through `pass`, a pool's worth at a time.
+fn timed(pieces: &[Bytes], iters: u64, mut pass: impl FnMut(&[Bytes]) -> Duration) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    let mut remaining = iters as usize;
+    while remaining > 0 {
+        let n = remaining.min(pieces.len());
+        elapsed += pass(&pieces[..n]);
+        remaining -= n;
+    }
+    elapsed
 }
 
 fn storage_append(c: &mut Criterion) {
-    let pool: Vec<Bytes> = (0..POOL as i64).map(batch).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut n = 0;
+    for (label, batches) in [("16k", 1), ("1m", SET)] {
+        let pieces = pieces(batches);
+        let mut group = c.benchmark_group("storage_append");
+        group.throughput(Throughput::Bytes((BATCH_BYTES * batches) as u64));
+        group.bench_function(format!("partition_log_append_{label}"), |b| {
+            b.iter_custom(|iters| {
+                timed(&pieces, iters, |p| {
+                    n += 1;
+                    append_pass(dir.path(), n, p)
+                })
+            })
+        });
+        group.bench_function(format!("file_write_{label}"), |b| {
+            b.iter_custom(|iters| {
+                timed(&pieces, iters, |p| {
+                    n += 1;
+                    write_pass(dir.path(), n, p)
+                })
+            })
+        });
+        group.finish();
+    }
     let mut group = c.benchmark_group("storage_append");
     group.throughput(Throughput::Bytes(BATCH_BYTES as u64));
-
-    group.bench_function("partition_log_append_16k", |b| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut logs_opened = 0;
-        b.iter_custom(|iters| {
-            let mut elapsed = Duration::ZERO;
-            let mut remaining = iters as usize;
-            while remaining > 0 {
-                // A fresh log per pool pass so offsets restart at 0; opening it, and
-                // dropping the previous one, happen outside the timed region.
-                let mut log = fresh_log(&dir, logs_opened);
-                logs_opened += 1;
-                let n = remaining.min(POOL);
-                let start = Instant::now();
-                for batch in &pool[..n] {
-                    black_box(log.append(batch.clone()).expect("append"));
-                }
-                elapsed += start.elapsed();
-                remaining -= n;
-                drop(log);
-                std::fs::remove_dir_all(dir.path().join(format!("log-{}", logs_opened - 1))).ok();
-            }
-            elapsed
-        });
-    });
-
-    // Context, not a requirement: the kernel's share of the append cost.
-    group.bench_function("file_write_16k", |b| {
-        use std::io::Write;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut files = 0;
-        b.iter_custom(|iters| {
-            let mut elapsed = Duration::ZERO;
-            let mut remaining = iters as usize;
-            while remaining > 0 {
-                let path = dir.path().join(format!("raw-{files}"));
-                files += 1;
-                let mut file = std::fs::File::create(&path).expect("create");
-                let n = remaining.min(POOL);
-                let start = Instant::now();
-                for batch in &pool[..n] {
-                    file.write_all(batch).expect("write");
-                }
-                elapsed += start.elapsed();
-                remaining -= n;
-                drop(file);
-                std::fs::remove_file(&path).ok();
-            }
-            elapsed
-        });
-    });
-
     group.bench_function("memcpy_16k", |b| {
-        let src = pool[0].clone();
+        let src = batch(0);
         let mut dst = vec![0u8; BATCH_BYTES];
         b.iter(|| {
             dst.copy_from_slice(black_box(&src[..]));
@@ -111,5 +136,58 @@ fn storage_append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, storage_append);
-criterion_main!(benches);
+/// Appends and writes of the whole pool, interleaved, with their ratios.
+fn summary() {
+    const ROUNDS: usize = 15;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let single = pieces(1);
+    let sets = pieces(SET);
+    let n = std::cell::Cell::new(0);
+    let next = || {
+        n.set(n.get() + 1);
+        n.get()
+    };
+    let names = [
+        "partition_log_append_16k",
+        "file_write_16k",
+        "partition_log_append_1m",
+        "file_write_1m",
+    ];
+    let mut passes: Vec<Pass<'_>> = vec![
+        Box::new(|| append_pass(dir.path(), next(), &single)),
+        Box::new(|| write_pass(dir.path(), next(), &single)),
+        Box::new(|| append_pass(dir.path(), next(), &sets)),
+        Box::new(|| write_pass(dir.path(), next(), &sets)),
+    ];
+    let load = load_average();
+    let throughput = interleaved_throughput(&mut passes, ROUNDS, POOL * BATCH_BYTES);
+    print_summary(
+        &format!(
+            "storage_append summary: {ROUNDS} rounds of 64 MiB, median; load average {load} before, {} after",
+            load_average()
+        ),
+        &names,
+        &throughput,
+        &[
+            ("partition_log_append_16k", "file_write_16k"),
+            ("partition_log_append_1m", "file_write_1m"),
+        ],
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    targets = storage_append
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if measuring() {
+        summary();
+    }
+}

@@ -9,6 +9,7 @@ pub mod client;
 mod encode;
 pub mod fetch;
 pub mod frame;
+pub mod receive;
 pub mod request;
 pub mod response;
 

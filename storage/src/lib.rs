@@ -20,6 +20,8 @@
 //! write, and finishes a compaction swap that was committed.
 
 mod cleaner;
+#[cfg(test)]
+mod append_tests;
 mod config;
 mod durability;
 mod epoch;

@@ -204,16 +204,21 @@ impl PartitionLog {
         record_set: Bytes,
     ) -> Result<(AppendInfo, Option<PendingSync>)> {
         self.check_writable()?;
-        let batches = self.validate(record_set)?;
+        let batches = self.validate(record_set.clone())?;
         let written = self.guarded(|log| {
             log.raise_max_producer_id(&batches)?;
             let mut epochs_changed = false;
-            for batch in &batches {
-                log.append_batch(batch)?;
-                log.txns.observe(batch);
-                // A batch straddling the log start begins its epoch at the log start.
-                let start = batch.base_offset().max(log.log_start_offset);
-                epochs_changed |= log.epochs.assign(batch.partition_leader_epoch(), start);
+            let (mut from, mut position) = (0, 0);
+            while from < batches.len() {
+                let run = log.append_run(&record_set, position, &batches[from..])?;
+                for batch in run {
+                    log.txns.observe(batch);
+                    // A batch straddling the log start begins its epoch at the log start.
+                    let start = batch.base_offset().max(log.log_start_offset);
+                    epochs_changed |= log.epochs.assign(batch.partition_leader_epoch(), start);
+                    position += batch.len();
+                }
+                from += run.len();
             }
             if epochs_changed {
                 log.epochs.persist()?;
@@ -254,14 +259,44 @@ impl PartitionLog {
         Ok(batches)
     }
 
-    fn append_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.maybe_roll(batch)?;
+    /// Writes the longest run of `batches` (at `position` in `record_set`) that the active
+    /// segment takes without rolling, rolling first if the first batch needs it, with one
+    /// write: a record set costs one copy into the page cache per segment it touches,
+    /// however many batches it holds. Returns the batches written.
+    fn append_run<'b>(
+        &mut self,
+        record_set: &Bytes,
+        position: usize,
+        batches: &'b [RecordBatch],
+    ) -> Result<&'b [RecordBatch]> {
+        self.maybe_roll(&batches[0])?;
+        let run = &batches[..self.run_fitting(batches)];
+        let len = run.iter().map(RecordBatch::len).sum::<usize>();
         let interval = self.config.index_interval_bytes;
         let active = self.active_mut();
-        let written = active.append(batch, interval);
+        let written = active.append_run(&record_set[position..position + len], run, interval);
         let active = self.active();
         self.durability.wrote_data(&active.log_path, active.file());
-        written
+        written.map(|()| run)
+    }
+
+    /// How many of `batches` the active segment takes, the first included, before one
+    /// would roll it: the decision [`PartitionLog::maybe_roll`] makes for each batch once
+    /// the ones before it are written.
+    fn run_fitting(&self, batches: &[RecordBatch]) -> usize {
+        let active = self.active();
+        let first_timestamp = match active.is_empty() {
+            true => Some(batches[0].max_timestamp()),
+            false => active.first_timestamp,
+        };
+        let mut size = active.size + batches[0].len() as u64;
+        for (n, batch) in batches.iter().enumerate().skip(1) {
+            if !active.can_hold_offsets(batch) || self.rolls_at(batch, size, first_timestamp) {
+                return n;
+            }
+            size += batch.len() as u64;
+        }
+        batches.len()
     }
 
     fn maybe_roll(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -283,19 +318,25 @@ impl PartitionLog {
 
     fn should_roll(&self, batch: &RecordBatch) -> bool {
         let active = self.active();
-        let new_size = active.size + batch.len() as u64;
+        self.rolls_at(batch, active.size, active.first_timestamp)
+    }
+
+    /// Whether `batch` rolls an active segment of `size` bytes whose first batch has
+    /// `first_timestamp`.
+    fn rolls_at(&self, batch: &RecordBatch, size: u64, first_timestamp: Option<i64>) -> bool {
+        let new_size = size + batch.len() as u64;
         if new_size > self.config.segment_bytes || new_size > u64::from(u32::MAX) {
             return true;
         }
         let Some(segment_ms) = self.config.segment_ms else {
             return false;
         };
-        match active.first_timestamp {
+        match first_timestamp {
             // Kafka semantics: data time since the segment's first batch.
             Some(first) if first >= 0 && batch.max_timestamp() >= 0 => {
                 batch.max_timestamp().saturating_sub(first) > segment_ms as i64
             }
-            _ => active.created.elapsed().as_millis() > u128::from(segment_ms),
+            _ => self.active().created.elapsed().as_millis() > u128::from(segment_ms),
         }
     }
 

@@ -79,6 +79,9 @@ pub(crate) struct Segment {
     /// Cloned into every `Bytes` handed out; a count above one means readers still hold
     /// maps of the current file, so it must not be shrunk in place.
     readers: Arc<()>,
+    /// Writes of batch data, for tests of write coalescing.
+    #[cfg(test)]
+    pub(crate) data_writes: u64,
 }
 
 fn open_log_file(path: &Path, create_new: bool) -> Result<File> {
@@ -107,6 +110,8 @@ impl Segment {
             indexes_loaded: false,
             map: Mutex::new(None),
             readers: Arc::new(()),
+            #[cfg(test)]
+            data_writes: 0,
         }
     }
 
@@ -164,13 +169,28 @@ impl Segment {
         self.size == 0
     }
 
-    /// Writes the batch at the end of the file and indexes it.
-    pub(crate) fn append(&mut self, batch: &RecordBatch, index_interval: u32) -> Result<()> {
-        let position = self.size;
+    /// Writes `bytes`, the concatenation of `batches`, at the end of the file with one
+    /// write, then indexes each batch. Nothing is tracked unless the whole write
+    /// succeeded, so the file is never read past what it holds.
+    pub(crate) fn append_run(
+        &mut self,
+        bytes: &[u8],
+        batches: &[RecordBatch],
+        index_interval: u32,
+    ) -> Result<()> {
         (&*self.file)
-            .write_all(batch.as_bytes())
+            .write_all(bytes)
             .map_err(StorageError::io("appending to", &self.log_path))?;
-        self.track(batch, position, index_interval)
+        #[cfg(test)]
+        {
+            self.data_writes += 1;
+        }
+        let mut position = self.size;
+        for batch in batches {
+            self.track(batch, position, index_interval)?;
+            position += batch.len() as u64;
+        }
+        Ok(())
     }
 
     /// Updates indexes and metadata for a batch now stored at `position`. Shared by

@@ -8,11 +8,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+use shadowlink_benches::{cpu_seconds, machine, rss_mb};
 use shadowlink_tests::scenario::create_topic;
 use shadowlink_tests::{Link, Node, NodeConfig};
 
@@ -176,58 +176,4 @@ fn get(addr: SocketAddr, path: &str) -> Result<String> {
     stream.read_to_string(&mut text)?;
     let (_, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
     Ok(body.to_string())
-}
-
-/// User plus system CPU time of `pid` so far, from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces; the fields after it are space-separated.
-    let rest = stat.rsplit_once(')').context("no command name")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / clock_ticks()?)
-}
-
-fn clock_ticks() -> Result<f64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output()?;
-    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
-}
-
-fn rss_mb(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    let kb: f64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("no VmRSS value")?
-        .parse()?;
-    Ok(kb / 1024.0)
-}
-
-/// The CPU model, core count, memory and load when the run started.
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory = meminfo
-        .lines()
-        .next()
-        .unwrap_or("")
-        .replace("MemTotal:", "")
-        .trim()
-        .to_string();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "{model}, {cores} cores, {memory} memory, load average {}",
-        load.trim()
-    )
 }

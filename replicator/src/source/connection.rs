@@ -10,8 +10,9 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use shadowlink_protocol::frame::{split_frame, FrameError, DEFAULT_MAX_FRAME_BYTES};
+use bytes::Bytes;
+use shadowlink_protocol::frame::{FrameError, DEFAULT_MAX_FRAME_BYTES};
+use shadowlink_protocol::receive::ReceiveBuffer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -198,10 +199,13 @@ struct Reader {
 }
 
 impl Reader {
+    /// Responses are received into reused buffers: a fetch response's record sets are
+    /// handed on as slices of the buffer it was read into, and the buffer takes a later
+    /// response once they are written, so no response costs freshly zeroed pages.
     async fn run(self, mut read: ReadHalf<BoxStream>) {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = ReceiveBuffer::new(DEFAULT_MAX_FRAME_BYTES);
         let reason = loop {
-            match split_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES) {
+            match buf.next_frame() {
                 Ok(Some(frame)) => {
                     if let Err(reason) = deliver(&self.pending, frame) {
                         break reason;
@@ -211,11 +215,12 @@ impl Reader {
                 Ok(None) => {}
                 Err(e) => break LostReason::Frame(e),
             }
-            if buf.capacity() - buf.len() < 16 * 1024 {
-                buf.reserve(64 * 1024);
-            }
+            let mut target = match buf.read_buf() {
+                Ok(target) => target,
+                Err(e) => break LostReason::Frame(e),
+            };
             let read = tokio::select! {
-                read = read.read_buf(&mut buf) => read,
+                read = read.read_buf(&mut target) => read,
                 _ = self.abandon.notified() => break LostReason::Abandoned,
             };
             match read {

@@ -1,0 +1,108 @@
+//! A record set is written with one write per segment it touches, and lands in exactly
+//! the segments, indexes and bytes that appending its batches one at a time makes.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use shadowlink_protocol::batch::testing::build_batch;
+
+use crate::index::OffsetEntry;
+use crate::segment::MaxTimestamp;
+use crate::time_index::TimeEntry;
+use crate::{LogConfig, PartitionLog, PersistMode};
+
+/// Batches of `(records, value bytes, timestamp step)` with contiguous offsets from 0.
+fn batches(shapes: &[(usize, usize, i64)]) -> Vec<Bytes> {
+    let (mut offset, mut timestamp) = (0i64, 1_000i64);
+    shapes
+        .iter()
+        .map(|&(records, value_bytes, step)| {
+            let value = vec![7u8; value_bytes];
+            let records: Vec<_> = (0..records).map(|_| (None, Some(&value[..]))).collect();
+            timestamp += step;
+            let batch = build_batch(offset, 0, &records, timestamp);
+            offset += records.len() as i64;
+            batch
+        })
+        .collect()
+}
+
+fn open(dir: &std::path::Path, segment_bytes: u64, segment_ms: Option<u64>) -> PartitionLog {
+    let config = LogConfig {
+        persist: PersistMode::Os,
+        segment_bytes,
+        segment_ms,
+        index_interval_bytes: 256,
+        ..LogConfig::default()
+    };
+    PartitionLog::open(dir, config).unwrap()
+}
+
+type Layout = Vec<(
+    i64,
+    u64,
+    i64,
+    Vec<OffsetEntry>,
+    Vec<TimeEntry>,
+    Option<MaxTimestamp>,
+)>;
+
+/// What each segment holds and how it is indexed.
+fn layout(log: &PartitionLog) -> Layout {
+    log.segments
+        .iter()
+        .map(|s| {
+            (
+                s.base_offset,
+                s.size,
+                s.next_offset,
+                s.index.entries().to_vec(),
+                s.time_index.entries().to_vec(),
+                s.max,
+            )
+        })
+        .collect()
+}
+
+fn data_writes(log: &PartitionLog) -> u64 {
+    log.segments.iter().map(|s| s.data_writes).sum()
+}
+
+#[test]
+fn a_record_set_in_one_segment_is_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), 1 << 30, None);
+    let set = batches(&[(3, 100, 1); 20]).concat();
+    let info = log.append(Bytes::from(set.clone())).unwrap();
+    assert_eq!((info.batches, info.next_offset), (20, 60));
+    assert_eq!(data_writes(&log), 1);
+    let read = log.read(0, 1 << 20).unwrap();
+    assert_eq!(read.chunks.concat(), set);
+}
+
+proptest! {
+    // Each case creates two logs of many small segments: a few dozen cases cover the
+    // roll decisions (size, time, both) without slowing the suite.
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn a_record_set_lands_where_its_batches_one_by_one_would(
+        shapes in proptest::collection::vec((1usize..4, 0usize..700, 0i64..40), 1..40),
+        segment_bytes in 100u64..6000,
+        segment_ms in proptest::option::of(20u64..200),
+    ) {
+        let batches = batches(&shapes);
+        let (one_dir, set_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut one_by_one = open(one_dir.path(), segment_bytes, segment_ms);
+        for batch in &batches {
+            one_by_one.append(batch.clone()).unwrap();
+        }
+        let mut whole = open(set_dir.path(), segment_bytes, segment_ms);
+        whole.append(Bytes::from(batches.concat())).unwrap();
+        prop_assert_eq!(layout(&whole), layout(&one_by_one));
+        prop_assert_eq!(data_writes(&whole), whole.segments.len() as u64);
+        prop_assert_eq!(data_writes(&one_by_one), batches.len() as u64);
+        for (a, b) in whole.segments.iter().zip(&one_by_one.segments) {
+            prop_assert_eq!(a.mapped().unwrap(), b.mapped().unwrap());
+        }
+    }
+}
