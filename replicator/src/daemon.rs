@@ -128,9 +128,11 @@ impl Daemon {
             stopped.clone(),
         )));
         let status = Arc::new(Status::new(kafka_addr.to_string()));
+        let mut links = Vec::new();
         for (i, mut link) in config.links().into_iter().enumerate() {
             link.tls = config.link_tls(i)?;
             link.sasl = config.link_sasl(i)?;
+            links.push(link.clone());
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
             let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone());
@@ -148,6 +150,7 @@ impl Daemon {
                 let state = admin::AdminState {
                     status: status.clone(),
                     store: store.clone(),
+                    links,
                     token: config.admin_token()?,
                 };
                 tasks.push(tokio::spawn(admin::serve(listener, state, stopped.clone())));

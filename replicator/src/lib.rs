@@ -29,6 +29,7 @@ pub mod authz;
 pub mod config;
 pub mod daemon;
 pub mod errors;
+pub mod failback;
 pub mod failover;
 pub mod filter;
 pub mod groups;

@@ -75,6 +75,23 @@ enum Command {
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// On a node that owned topics and came back after its peer failed them over: save
+    /// every record written here past the failover point to a file under the data dir,
+    /// cut it, and make the topics read-only shadows of the link so they follow the peer.
+    Failback {
+        /// The node's admin listener, `http://host:port` or `host:port`.
+        #[arg(long, default_value = shadowlink::admin::client::DEFAULT_ADMIN)]
+        admin: String,
+        /// The link to the peer that owns the topics now.
+        #[arg(long)]
+        link: String,
+        /// A topic to fail back; repeat for several. Without it, every topic the link
+        /// fenced.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
 }
 
 /// The admin API's bearer token, for a node with `[admin] token_file` or `token_env`.
@@ -196,6 +213,19 @@ fn run(command: Command) -> anyhow::Result<()> {
             let outcomes =
                 shadowlink::admin::failover::request(&admin, token.as_ref(), &link, &request)?;
             print!("{}", shadowlink::admin::failover::render(&outcomes));
+            Ok(())
+        }
+        Command::Failback {
+            admin,
+            link,
+            topics,
+            token,
+        } => {
+            let request = shadowlink::failback::FailbackRequest { topics };
+            let token = token.load()?;
+            let outcomes =
+                shadowlink::admin::failback::request(&admin, token.as_ref(), &link, &request)?;
+            print!("{}", shadowlink::admin::failback::render(&link, &outcomes));
             Ok(())
         }
         Command::Demo { keep_running } => demo::run(keep_running),

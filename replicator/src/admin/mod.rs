@@ -11,9 +11,11 @@
 //! | `GET /healthz` | 200 while the process serves requests |
 //! | `GET /readyz` | 200 when every link is connected and no topic failed, else 503 with the reasons |
 //! | `POST /v1/links/{name}/failover` | body `{"all": true}` or `{"topics": [...]}`: fails them over, answers the records at risk per partition |
+//! | `POST /v1/links/{name}/failback` | body `{"topics": [...]}` (none: every topic the link fenced): saves the diverged records, truncates, demotes; answers the counts per partition and the file |
 
 pub mod auth;
 pub mod client;
+pub mod failback;
 pub mod failover;
 pub mod table;
 
@@ -30,6 +32,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::failback::{fail_back, FailbackError, FailbackRequest};
 use crate::failover::{fail_over, FailoverError, FailoverRequest};
 use crate::mirror::Store;
 use crate::status::Status;
@@ -39,6 +42,8 @@ use crate::status::Status;
 pub struct AdminState {
     pub status: Arc<Status>,
     pub store: Arc<Store>,
+    /// The node's links, for the requests that talk to a link's source.
+    pub links: Vec<crate::config::Link>,
     /// The bearer token requests must carry; none leaves the API open (loopback only).
     pub token: Option<auth::AdminToken>,
 }
@@ -52,6 +57,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/links/{name}/failover", post(failover))
+        .route("/v1/links/{name}/failback", post(failback))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             token,
@@ -124,6 +130,23 @@ async fn failover(
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
         }
         Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn failback(
+    State(state): State<AdminState>,
+    Path(link): Path<String>,
+    Json(request): Json<FailbackRequest>,
+) -> Response {
+    match fail_back(&state.store, &state.links, &link, &request).await {
+        Ok(outcomes) => Json(outcomes).into_response(),
+        Err(e @ (FailbackError::UnknownLink(_) | FailbackError::NotOwned { .. })) => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+        Err(e @ (FailbackError::Survivor { .. } | FailbackError::NotAtSurvivor { .. })) => {
+            (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
