@@ -42,6 +42,7 @@ pub mod sasl;
 pub mod server;
 pub mod source;
 pub mod status;
+pub mod switchover;
 pub mod tls;
 mod tls_subject;
 pub mod topic_partition;

@@ -75,6 +75,40 @@ enum Command {
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// Move topics, with no loss and unchanged offsets, from the node that owns them to
+    /// the node that mirrors them: stops writes on the owner (producers get a retriable
+    /// error), waits for the mirror to hold the same log end and tail, makes it the owner
+    /// in a newer epoch, and demotes the old owner's copy to a shadow. Running it again
+    /// resumes an interrupted switchover.
+    Switchover {
+        /// The owner's admin listener.
+        #[arg(long)]
+        from: String,
+        /// The owner's link to the new owner (its copy becomes a shadow of it).
+        #[arg(long)]
+        from_link: String,
+        /// The owner's admin token file.
+        #[arg(long)]
+        from_token_file: Option<PathBuf>,
+        /// The new owner's admin listener.
+        #[arg(long)]
+        to: String,
+        /// The new owner's link to the owner, which mirrors the topics now.
+        #[arg(long)]
+        to_link: String,
+        /// The new owner's admin token file.
+        #[arg(long)]
+        to_token_file: Option<PathBuf>,
+        /// A topic to move; repeat for several.
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        /// How long the new owner may take to catch up once writes stopped.
+        #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+        catch_up: std::time::Duration,
+        /// How long an unanswered node is retried (a node restarting after a crash).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// On a node that owned topics and came back after its peer failed them over: save
     /// every record written here past the failover point to a file under the data dir,
     /// cut it, and make the topics read-only shadows of the link so they follow the peer.
@@ -213,6 +247,34 @@ fn run(command: Command) -> anyhow::Result<()> {
             let outcomes =
                 shadowlink::admin::failover::request(&admin, token.as_ref(), &link, &request)?;
             print!("{}", shadowlink::admin::failover::render(&outcomes));
+            Ok(())
+        }
+        Command::Switchover {
+            from,
+            from_link,
+            from_token_file,
+            to,
+            to_link,
+            to_token_file,
+            topics,
+            catch_up,
+            timeout,
+        } => {
+            use shadowlink::admin::{client, switchover};
+            let from_token = client::token(from_token_file.as_deref())?;
+            let to_token = client::token(to_token_file.as_deref())?;
+            let from = switchover::Side {
+                admin: &from,
+                token: from_token.as_ref(),
+                link: &from_link,
+            };
+            let to = switchover::Side {
+                admin: &to,
+                token: to_token.as_ref(),
+                link: &to_link,
+            };
+            let outcome = switchover::run(&from, &to, &topics, catch_up, timeout)?;
+            print!("{}", switchover::render(&outcome));
             Ok(())
         }
         Command::Failback {

@@ -713,8 +713,8 @@ impl Store {
     }
 
     /// For `[[topics]]` in the config: creates the owned topic if missing, or grows it to
-    /// `partitions`. A shadow topic of that name is an error: only failover makes one
-    /// writable.
+    /// `partitions`. A shadow topic of that name is an error (only failover makes one
+    /// writable), unless it was demoted: then it follows the peer it was handed to.
     pub fn ensure_owned_topic(
         &self,
         name: &str,
@@ -726,6 +726,11 @@ impl Store {
                 other => other,
             };
         };
+        if topic.meta().state == TopicState::Demoted {
+            // Fail-back or a switchover handed it to the peer; a switchover brings it back.
+            tracing::warn!(topic = name, link = %topic.meta().link, "topic declared owned follows the peer: it was handed over");
+            return Ok(topic);
+        }
         if !topic.is_owned() {
             return Err(OwnTopicError::Shadow {
                 topic: name.to_string(),

@@ -115,13 +115,13 @@ fn diverged_keys(file: &Path, topic: &str) -> Result<BTreeSet<String>> {
 }
 
 /// Produces one batch to partition 0 with Produce v9: the error code and message.
-fn raw_produce(node: SocketAddr, topic: &str) -> Result<(i16, String)> {
+fn raw_produce(node: SocketAddr, topic: &str, key: &str) -> Result<(i16, String)> {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
     use shadowlink_protocol::batch::testing::build_batch;
 
-    let records = build_batch(0, 0, &[(Some(b"k".as_slice()), Some(b"v".as_slice()))], 1);
+    let records = build_batch(0, 0, &[(Some(key.as_bytes()), Some(b"v".as_slice()))], 1);
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5000)
@@ -187,7 +187,7 @@ fn a_returning_owner_is_fenced_fails_back_and_mirrors_the_survivor() -> Result<(
         "produce_refused.py",
         &["confluent", &a.kafka.to_string(), "a_orders"],
     )?;
-    let (code, message) = raw_produce(a.kafka, "a_orders")?;
+    let (code, message) = raw_produce(a.kafka, "a_orders", "refused")?;
     ensure!(
         code == 44,
         "POLICY_VIOLATION expected, got {code}: {message}"
@@ -231,7 +231,7 @@ fn a_returning_owner_is_fenced_fails_back_and_mirrors_the_survivor() -> Result<(
     eventually(Duration::from_secs(30), || {
         Ok((topic_state(&a, "a_orders")?.as_deref() == Some("active")).then_some(()))
     })?;
-    let (code, message) = raw_produce(a.kafka, "a_orders")?;
+    let (code, message) = raw_produce(a.kafka, "a_orders", "refused")?;
     ensure!(
         code == 44,
         "POLICY_VIOLATION expected, got {code}: {message}"
@@ -242,5 +242,166 @@ fn a_returning_owner_is_fenced_fails_back_and_mirrors_the_survivor() -> Result<(
     );
     produce(&b, "a_orders", 3000, 6)?;
     wait_identical(b.kafka, a.kafka, "a_orders", PARTITIONS)?;
+
+    // A planned switchover returns a_orders to A with nothing lost and offsets kept.
+    let report = switchover(&b, "from-a", &a, "from-b")?;
+    ensure!(report.contains("records at risk: 0"), "{report}");
+    produce(&a, "a_orders", 4000, 10)?;
+    wait_identical(a.kafka, b.kafka, "a_orders", PARTITIONS)?;
+    let on_a = stored_keys(&a, "a_orders")?;
+    let acknowledged = [
+        keys(0..40),
+        keys(1000..1020),
+        keys(3000..3006),
+        keys(4000..4010),
+    ];
+    ensure!(
+        on_a == acknowledged.iter().flatten().cloned().collect(),
+        "{on_a:?}"
+    );
+    ensure!(on_a.is_disjoint(&keys(2000..2010)));
+    Ok(())
+}
+
+fn switchover(from: &Node, from_link: &str, to: &Node, to_link: &str) -> Result<String> {
+    let (from_admin, to_admin) = (admin(from)?, admin(to)?);
+    shadowlink(&[
+        "switchover",
+        "--from",
+        &from_admin,
+        "--from-link",
+        from_link,
+        "--to",
+        &to_admin,
+        "--to-link",
+        to_link,
+        "--topic",
+        "a_orders",
+    ])?
+    .stdout("switchover")
+}
+
+/// A plain HTTP/1.0 POST of a JSON body to a node's admin listener: status and body.
+fn post(node: &Node, path: &str, body: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = node.admin.context("admin listener")?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    Ok((code, body.to_string()))
+}
+
+const TOPICS: &str = r#"{"topics":["a_orders"]}"#;
+
+/// Step 1 of a switchover on `owner`, as a CLI that then died would leave it.
+fn release(owner: &Node) -> Result<String> {
+    let (code, body) = post(owner, "/v1/switchover/release", TOPICS)?;
+    ensure!(code == 200, "release: {code} {body}");
+    Ok(body)
+}
+
+/// Steps 1 and 2: `owner` stops writes and `mirror` takes ownership through `link`.
+fn release_and_take(owner: &Node, mirror: &Node, link: &str) -> Result<()> {
+    let released = release(owner)?;
+    let take = format!(r#"{{"topics":{released},"timeout_ms":8000}}"#);
+    let (code, body) = post(mirror, &format!("/v1/links/{link}/switchover/take"), &take)?;
+    ensure!(code == 200, "take: {code} {body}");
+    Ok(())
+}
+
+/// Waits until a produce of one record keyed `key` to a_orders-0 gets `code` (0 once it
+/// is written).
+fn wait_produce_code(node: &Node, code: i16, key: &str) -> Result<String> {
+    eventually(Duration::from_secs(30), || {
+        let (got, message) = raw_produce(node.kafka, "a_orders", key)?;
+        Ok((got == code).then_some(message))
+    })
+}
+
+#[test]
+fn a_switchover_interrupted_by_a_crash_of_either_node_completes_with_one_writer() -> Result<()> {
+    let (port_a, port_b) = (free_port(), free_port());
+    let addr = |port: u16| -> SocketAddr { ([127, 0, 0, 1], port).into() };
+    let mut a = Node::start(&node_config(port_a, "a_orders", "b", addr(port_b)))?;
+    let mut b = Node::start(&node_config(port_b, "b_payments", "a", addr(port_a)))?;
+    produce(&a, "a_orders", 0, 40)?;
+    wait_identical(a.kafka, b.kafka, "a_orders", PARTITIONS)?;
+
+    // A (the owner) dies right after it stopped writes: it comes back still refusing them,
+    // retriably, and the switchover run again completes.
+    release(&a)?;
+    a.process.kill9();
+    a.restart()?;
+    let (code, _) = raw_produce(a.kafka, "a_orders", "refused")?;
+    ensure!(
+        code == 6,
+        "NOT_LEADER_OR_FOLLOWER expected from a stopped owner, got {code}"
+    );
+    let report = switchover(&a, "from-b", &b, "from-a")?;
+    ensure!(report.contains("records at risk: 0"), "{report}");
+    let message = wait_produce_code(&a, 44, "refused")?;
+    ensure!(message.contains("shadow of link from-b"), "{message}");
+    wait_produce_code(&b, 0, "raw-1")?;
+    produce(&b, "a_orders", 1000, 10)?;
+    wait_identical(b.kafka, a.kafka, "a_orders", PARTITIONS)?;
+
+    // Back to A; A (the new owner) dies right after it took ownership: it comes back the
+    // owner, and B, still stopped, sees A's newer epoch and demotes its copy by itself.
+    release_and_take(&b, &a, "from-b")?;
+    a.process.kill9();
+    a.restart()?;
+    wait_produce_code(&b, 44, "refused")?;
+    wait_produce_code(&a, 0, "raw-2")?;
+    produce(&a, "a_orders", 2000, 10)?;
+    wait_identical(a.kafka, b.kafka, "a_orders", PARTITIONS)?;
+
+    // To B; A (the old owner) dies after B took ownership: it comes back stopped and
+    // demotes itself on seeing B's epoch.
+    release_and_take(&a, &b, "from-a")?;
+    a.process.kill9();
+    a.restart()?;
+    wait_produce_code(&a, 44, "refused")?;
+    wait_produce_code(&b, 0, "raw-3")?;
+    produce(&b, "a_orders", 3000, 10)?;
+
+    // Back to A; A (the new owner) dies after B stopped writes: it comes back a shadow,
+    // and the switchover run again completes.
+    release(&b)?;
+    a.process.kill9();
+    a.restart()?;
+    let report = switchover(&b, "from-a", &a, "from-b")?;
+    ensure!(report.contains("records at risk: 0"), "{report}");
+    wait_produce_code(&b, 44, "refused")?;
+    wait_produce_code(&a, 0, "raw-4")?;
+    produce(&a, "a_orders", 4000, 10)?;
+    wait_identical(a.kafka, b.kafka, "a_orders", PARTITIONS)?;
+
+    let on_a = stored_keys(&a, "a_orders")?;
+    let mut acknowledged: BTreeSet<String> = [
+        keys(0..40),
+        keys(1000..1010),
+        keys(2000..2010),
+        keys(3000..3010),
+        keys(4000..4010),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    acknowledged.extend((1..=4).map(|i| format!("raw-{i}")));
+    ensure!(on_a == acknowledged, "{on_a:?}");
+    b.process.kill9();
     Ok(())
 }

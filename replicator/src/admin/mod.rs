@@ -11,12 +11,17 @@
 //! | `GET /healthz` | 200 while the process serves requests |
 //! | `GET /readyz` | 200 when every link is connected and no topic failed, else 503 with the reasons |
 //! | `POST /v1/links/{name}/failover` | body `{"all": true}` or `{"topics": [...]}`: fails them over, answers the records at risk per partition |
+//! | `POST /v1/switchover/release` | body `{"topics": [...]}`: stops writes to owned topics (persisted), answers their log ends and tails |
+//! | `POST /v1/switchover/abort` | body `{"topics": [...]}`: resumes writes to released topics |
+//! | `POST /v1/links/{name}/switchover/take` | body: the release answer and `timeout_ms`: catches up, checks the tail, takes ownership |
+//! | `POST /v1/links/{name}/switchover/demote` | body `{"topics": [...]}`: makes released topics shadows of the link |
 //! | `POST /v1/links/{name}/failback` | body `{"topics": [...]}` (none: every topic the link fenced): saves the diverged records, truncates, demotes; answers the counts per partition and the file |
 
 pub mod auth;
 pub mod client;
 pub mod failback;
 pub mod failover;
+pub mod switchover;
 pub mod table;
 
 use std::net::SocketAddr;
@@ -36,6 +41,7 @@ use crate::failback::{fail_back, FailbackError, FailbackRequest};
 use crate::failover::{fail_over, FailoverError, FailoverRequest};
 use crate::mirror::Store;
 use crate::status::Status;
+use crate::switchover::{self as steps, SwitchoverError, TakeRequest, Topics};
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -58,6 +64,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/links/{name}/failover", post(failover))
         .route("/v1/links/{name}/failback", post(failback))
+        .route("/v1/switchover/release", post(release))
+        .route("/v1/switchover/abort", post(abort))
+        .route("/v1/links/{name}/switchover/take", post(take))
+        .route("/v1/links/{name}/switchover/demote", post(demote))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             token,
@@ -149,6 +159,61 @@ async fn failback(
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// Runs a switchover step on the blocking pool and answers its result.
+async fn step<T: serde::Serialize + Send + 'static>(
+    job: impl FnOnce() -> Result<T, SwitchoverError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(job).await {
+        Ok(Ok(answer)) => Json(answer).into_response(),
+        Ok(Err(e @ (SwitchoverError::Behind { .. } | SwitchoverError::Differs { .. }))) => {
+            (StatusCode::CONFLICT, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e @ SwitchoverError::Mirror(_))) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn release(State(state): State<AdminState>, Json(request): Json<Topics>) -> Response {
+    step(move || steps::release(&state.store, &request)).await
+}
+
+async fn abort(State(state): State<AdminState>, Json(request): Json<Topics>) -> Response {
+    step(move || steps::abort(&state.store, &request)).await
+}
+
+async fn take(
+    State(state): State<AdminState>,
+    Path(link): Path<String>,
+    Json(request): Json<TakeRequest>,
+) -> Response {
+    if !state.status.has_link(&link) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("{}\n", SwitchoverError::UnknownLink(link)),
+        )
+            .into_response();
+    }
+    step(move || steps::take(&state.store, &link, &request)).await
+}
+
+async fn demote(
+    State(state): State<AdminState>,
+    Path(link): Path<String>,
+    Json(request): Json<Topics>,
+) -> Response {
+    if !state.status.has_link(&link) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("{}\n", SwitchoverError::UnknownLink(link)),
+        )
+            .into_response();
+    }
+    step(move || steps::demote(&state.store, &link, &request).map(|()| request)).await
 }
 
 async fn healthz() -> &'static str {
