@@ -111,12 +111,14 @@ impl Daemon {
             txns.clone(),
             stopped.clone(),
         )));
+        let peers = Arc::new(crate::switchover::peers::Peers::default());
         let context = Arc::new(server_context(
             &config,
             kafka_addr,
             store.clone(),
             (groups.clone(), txns),
             listener_sasl,
+            peers.clone(),
         )?);
         tasks.push(tokio::spawn(server::serve(
             listener,
@@ -135,7 +137,8 @@ impl Daemon {
             links.push(link.clone());
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
-            let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone());
+            let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone())
+                .with_peers(peers.clone());
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
         let admin_addr = match &config.admin {
@@ -228,6 +231,7 @@ fn server_context(
     store: Arc<Store>,
     (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
     sasl: Option<Arc<crate::sasl::ListenerSasl>>,
+    peers: Arc<crate::switchover::peers::Peers>,
 ) -> Result<ServerContext, ConfigError> {
     // With no explicit advertised address, clients are told the address actually bound,
     // which differs from `listen` when that asks for port 0.
@@ -259,6 +263,8 @@ fn server_context(
         sasl,
         sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
         acl: crate::authz::Acl::new(&config.acls)?,
+        node_id: config.kafka.node_id,
+        peers,
     })
 }
 

@@ -113,6 +113,8 @@ pub struct LinkRunner {
     sessions: HashMap<i32, session::BrokerSession>,
     /// The brokers leading the partitions, as of the last metadata.
     leaders: BTreeSet<i32>,
+    /// Where the node's Metadata finds the owners of topics handed over to this link.
+    peers: Arc<crate::switchover::peers::Peers>,
 }
 
 #[derive(Default)]
@@ -144,6 +146,7 @@ impl LinkRunner {
             fetch_rotation: 0,
             sessions: HashMap::new(),
             leaders: BTreeSet::new(),
+            peers: Default::default(),
             link,
             store,
             cluster,
@@ -152,6 +155,12 @@ impl LinkRunner {
             refresh_soon: false,
             configs_soon: false,
         }
+    }
+
+    /// Shares what this link sees of its source with the node's Metadata.
+    pub fn with_peers(mut self, peers: Arc<crate::switchover::peers::Peers>) -> LinkRunner {
+        self.peers = peers;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -211,6 +220,7 @@ impl LinkRunner {
             }
         };
         self.status.set_connected();
+        self.peers.update(&self.link.config.name, &view);
         let mut seen = Vec::new();
         for (name, topic) in &view.topics {
             if topic.internal || topic.error_code != 0 {
