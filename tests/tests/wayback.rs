@@ -19,6 +19,14 @@ use shadowlink_tests::{
 
 const PARTITIONS: i32 = 2;
 
+/// The tests here run one at a time: each kills and restarts nodes of a pair and waits
+/// on the other's link, and several pairs at once on a small machine starve them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A node of the pair on `port`, owning `owns` and linked to the peer at `peer`; node
 /// `a` is broker 1 and node `b` broker 2.
 fn node_config(port: u16, owns: &str, link_from: &str, peer: SocketAddr) -> NodeConfig {
@@ -180,6 +188,7 @@ fn diverged_pair() -> Result<Pair> {
 
 #[test]
 fn a_returning_owner_is_fenced_fails_back_and_mirrors_the_survivor() -> Result<()> {
+    let _serial = one_at_a_time();
     let Pair { a, b, .. } = diverged_pair()?;
 
     // A's link sees B writing a_orders in a newer epoch: A stops taking writes for it.
@@ -347,6 +356,7 @@ fn wait_handed_over(node: &Node) -> Result<String> {
 
 #[test]
 fn a_switchover_interrupted_by_a_crash_of_either_node_completes_with_one_writer() -> Result<()> {
+    let _serial = one_at_a_time();
     let (port_a, port_b) = (free_port(), free_port());
     let addr = |port: u16| -> SocketAddr { ([127, 0, 0, 1], port).into() };
     let mut a = Node::start(&node_config(port_a, "a_orders", "b", addr(port_b)))?;
@@ -428,6 +438,7 @@ fn a_switchover_interrupted_by_a_crash_of_either_node_completes_with_one_writer(
 #[test]
 fn an_idempotent_producer_follows_a_switchover_without_an_error_a_duplicate_or_a_gap() -> Result<()>
 {
+    let _serial = one_at_a_time();
     let (port_a, port_b) = (free_port(), free_port());
     let addr = |port: u16| -> SocketAddr { ([127, 0, 0, 1], port).into() };
     let a = Node::start(&node_config(port_a, "a_orders", "b", addr(port_b)))?;
