@@ -71,10 +71,6 @@ pub struct KafkaListener {
     /// What Metadata tells clients to connect to; defaults to `listen`.
     #[serde(default)]
     pub advertised: Option<String>,
-    /// The broker id Metadata gives this node. The two nodes of a pair need different
-    /// ids for clients of a handed-over topic to follow Metadata to its new owner.
-    #[serde(default = "default_node_id")]
-    pub node_id: i32,
     /// Client connections accepted at once; further ones are closed on accept.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -135,9 +131,6 @@ pub struct LinkTls {
     pub server_name: Option<String>,
 }
 
-fn default_node_id() -> i32 {
-    crate::server::NODE_ID
-}
 fn default_max_connections() -> usize {
     1024
 }

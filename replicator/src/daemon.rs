@@ -111,14 +111,12 @@ impl Daemon {
             txns.clone(),
             stopped.clone(),
         )));
-        let peers = Arc::new(crate::switchover::peers::Peers::default());
         let context = Arc::new(server_context(
             &config,
             kafka_addr,
             store.clone(),
             (groups.clone(), txns),
             listener_sasl,
-            peers.clone(),
         )?);
         tasks.push(tokio::spawn(server::serve(
             listener,
@@ -137,8 +135,7 @@ impl Daemon {
             links.push(link.clone());
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
-            let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone())
-                .with_peers(peers.clone());
+            let runner = LinkRunner::new(link, store.clone(), link_status, groups.clone());
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
         let admin_addr = match &config.admin {
@@ -231,7 +228,6 @@ fn server_context(
     store: Arc<Store>,
     (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
     sasl: Option<Arc<crate::sasl::ListenerSasl>>,
-    peers: Arc<crate::switchover::peers::Peers>,
 ) -> Result<ServerContext, ConfigError> {
     // With no explicit advertised address, clients are told the address actually bound,
     // which differs from `listen` when that asks for port 0.
@@ -263,8 +259,6 @@ fn server_context(
         sasl,
         sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
         acl: crate::authz::Acl::new(&config.acls)?,
-        node_id: config.kafka.node_id,
-        peers,
     })
 }
 

@@ -71,12 +71,6 @@ impl NodeConfig {
         self
     }
 
-    /// `kafka.node_id`: the broker id Metadata gives the node.
-    pub fn node_id(mut self, id: i32) -> Self {
-        self.kafka.set("node_id", id.to_string());
-        self
-    }
-
     /// `kafka.max_connections`.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.kafka.set("max_connections", n.to_string());

@@ -113,8 +113,6 @@ pub struct LinkRunner {
     sessions: HashMap<i32, session::BrokerSession>,
     /// The brokers leading the partitions, as of the last metadata.
     leaders: BTreeSet<i32>,
-    /// Where the node's Metadata finds the owners of topics handed over to this link.
-    peers: Arc<crate::switchover::peers::Peers>,
 }
 
 #[derive(Default)]
@@ -146,7 +144,6 @@ impl LinkRunner {
             fetch_rotation: 0,
             sessions: HashMap::new(),
             leaders: BTreeSet::new(),
-            peers: Default::default(),
             link,
             store,
             cluster,
@@ -155,12 +152,6 @@ impl LinkRunner {
             refresh_soon: false,
             configs_soon: false,
         }
-    }
-
-    /// Shares what this link sees of its source with the node's Metadata.
-    pub fn with_peers(mut self, peers: Arc<crate::switchover::peers::Peers>) -> LinkRunner {
-        self.peers = peers;
-        self
     }
 
     pub fn name(&self) -> &str {
@@ -220,7 +211,6 @@ impl LinkRunner {
             }
         };
         self.status.set_connected();
-        self.peers.update(&self.link.config.name, &view);
         let mut seen = Vec::new();
         for (name, topic) in &view.topics {
             if topic.internal || topic.error_code != 0 {

@@ -178,8 +178,6 @@ mod tests {
             sasl: None,
             sessions: crate::server::SessionCache::new(10),
             acl: Acl::default(),
-            node_id: crate::server::NODE_ID,
-            peers: Default::default(),
         }
     }
 

@@ -74,10 +74,6 @@ pub struct ServerContext {
     pub sessions: Arc<SessionCache>,
     /// Who may do what; each connection takes the grants of its principal.
     pub acl: crate::authz::Acl,
-    /// The broker id Metadata gives this node (`kafka.node_id`).
-    pub node_id: i32,
-    /// What the links see of their sources, for topics handed over to them.
-    pub peers: Arc<crate::switchover::peers::Peers>,
 }
 
 /// A handler's answer: a frame to write, or a zero-copy chunk list.

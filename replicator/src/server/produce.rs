@@ -35,9 +35,6 @@ use crate::mirror::owned::{self, ProduceError, Produced, DEFAULT_MAX_MESSAGE_BYT
 use crate::mirror::{MirrorPartition, MirrorTopic};
 use crate::txn::{TxnCoordinator, TxnError};
 
-/// Kafka's NOT_LEADER_OR_FOLLOWER.
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-
 /// Why a partition's record set was not written.
 #[derive(Debug, thiserror::Error)]
 enum Refused {
@@ -100,26 +97,9 @@ fn refused_topic(
     if let Refusal::Shadow { .. } = &refusal {
         tracing::info!(topic, "produce to a shadow topic refused");
     }
-    let handed_over = ctx.store.topic(topic);
     partitions
         .iter()
-        .map(|p| {
-            let owner = handed_over
-                .as_ref()
-                .and_then(|t| super::metadata::owner_elsewhere(ctx, t, p.index));
-            match owner {
-                // As a Kafka broker that stopped leading: the client refreshes Metadata,
-                // which names the new owner, and retries there.
-                Some((broker, _)) => {
-                    let message = format!(
-                        "{topic} was handed over: broker {} at {}:{} owns it now",
-                        broker.node_id, broker.host, broker.port
-                    );
-                    failed(version, p.index, NOT_LEADER_OR_FOLLOWER, message)
-                }
-                None => failed(version, p.index, refusal.code(), refusal.to_string()),
-            }
-        })
+        .map(|p| failed(version, p.index, refusal.code(), refusal.to_string()))
         .collect()
 }
 

@@ -7,7 +7,7 @@ use shadowlink_protocol::response::EncodeError;
 
 use super::str_bytes;
 use crate::errors::Declined;
-use crate::server::{Reply, ServerContext};
+use crate::server::{Reply, ServerContext, NODE_ID};
 
 const GROUP_KEY: i8 = 0;
 const TRANSACTION_KEY: i8 = 1;
@@ -15,7 +15,7 @@ const TRANSACTION_KEY: i8 = 1;
 /// Where the coordinator for a key type is, as `(node, host, port)`, or why there is none.
 fn locate(ctx: &ServerContext, key_type: i8) -> Result<(i32, &str, i32), (i16, &'static str)> {
     match key_type {
-        GROUP_KEY | TRANSACTION_KEY => Ok((ctx.node_id, &ctx.advertised_host, ctx.advertised_port)),
+        GROUP_KEY | TRANSACTION_KEY => Ok((NODE_ID, &ctx.advertised_host, ctx.advertised_port)),
         _ => Err((
             Declined::UnknownCoordinatorKey.code(),
             "unknown coordinator key type",
