@@ -291,7 +291,10 @@ pub fn own_topic_error_code(error: &OwnTopicError) -> i16 {
 /// The Kafka error code a producer sees for a batch that was not written.
 pub fn produce_error_code(error: &ProduceError) -> i16 {
     match error {
-        ProduceError::NotOwned => ResponseError::PolicyViolation.code(),
+        ProduceError::NotOwned | ProduceError::Fenced { .. } => {
+            ResponseError::PolicyViolation.code()
+        }
+        ProduceError::Moving => ResponseError::NotLeaderOrFollower.code(),
         ProduceError::Corrupt(_) => ResponseError::CorruptMessage.code(),
         ProduceError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
         ProduceError::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType.code(),

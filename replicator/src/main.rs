@@ -75,6 +75,57 @@ enum Command {
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// Move topics, with no loss and unchanged offsets, from the node that owns them to
+    /// the node that mirrors them: stops writes on the owner (producers get a retriable
+    /// error), waits for the mirror to hold the same log end and tail, makes it the owner
+    /// in a newer epoch, and demotes the old owner's copy to a shadow. Running it again
+    /// resumes an interrupted switchover.
+    Switchover {
+        /// The owner's admin listener.
+        #[arg(long)]
+        from: String,
+        /// The owner's link to the new owner (its copy becomes a shadow of it).
+        #[arg(long)]
+        from_link: String,
+        /// The owner's admin token file.
+        #[arg(long)]
+        from_token_file: Option<PathBuf>,
+        /// The new owner's admin listener.
+        #[arg(long)]
+        to: String,
+        /// The new owner's link to the owner, which mirrors the topics now.
+        #[arg(long)]
+        to_link: String,
+        /// The new owner's admin token file.
+        #[arg(long)]
+        to_token_file: Option<PathBuf>,
+        /// A topic to move; repeat for several.
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        /// How long the new owner may take to catch up once writes stopped.
+        #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+        catch_up: std::time::Duration,
+        /// How long an unanswered node is retried (a node restarting after a crash).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// On a node that owned topics and came back after its peer failed them over: save
+    /// every record written here past the failover point to a file under the data dir,
+    /// cut it, and make the topics read-only shadows of the link so they follow the peer.
+    Failback {
+        /// The node's admin listener, `http://host:port` or `host:port`.
+        #[arg(long, default_value = shadowlink::admin::client::DEFAULT_ADMIN)]
+        admin: String,
+        /// The link to the peer that owns the topics now.
+        #[arg(long)]
+        link: String,
+        /// A topic to fail back; repeat for several. Without it, every topic the link
+        /// fenced.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
     /// Stop fetching a link, or some of its topics: the mirror stays as it is and its lag
     /// keeps being reported. Kept across restarts until resumed.
     Pause {
@@ -242,6 +293,47 @@ fn run(command: Command) -> anyhow::Result<()> {
             partition,
             format,
         } => verify(target, partition, format),
+        Command::Switchover {
+            from,
+            from_link,
+            from_token_file,
+            to,
+            to_link,
+            to_token_file,
+            topics,
+            catch_up,
+            timeout,
+        } => {
+            use shadowlink::admin::{client, switchover};
+            let from_token = client::token(from_token_file.as_deref())?;
+            let to_token = client::token(to_token_file.as_deref())?;
+            let from = switchover::Side {
+                admin: &from,
+                token: from_token.as_ref(),
+                link: &from_link,
+            };
+            let to = switchover::Side {
+                admin: &to,
+                token: to_token.as_ref(),
+                link: &to_link,
+            };
+            let outcome = switchover::run(&from, &to, &topics, catch_up, timeout)?;
+            print!("{}", switchover::render(&outcome));
+            Ok(())
+        }
+        Command::Failback {
+            admin,
+            link,
+            topics,
+            token,
+        } => {
+            let request = shadowlink::failback::FailbackRequest { topics };
+            let token = token.load()?;
+            let outcomes =
+                shadowlink::admin::failback::request(&admin, token.as_ref(), &link, &request)?;
+            print!("{}", shadowlink::admin::failback::render(&link, &outcomes));
+            Ok(())
+        }
         Command::Demo { keep_running } => demo::run(keep_running),
         Command::User { command } => user(command),
         Command::Run { config } => {

@@ -11,6 +11,7 @@
 //! producer-id allocator's state.
 
 mod abandoned;
+mod demote;
 mod error;
 mod flushes;
 mod open;
@@ -49,8 +50,19 @@ pub enum TopicState {
     },
     /// Failover started: the link no longer writes it; not yet writable here.
     FailingOver,
-    /// Failover done: writable on this node, one way (never back to `Active`).
+    /// Failover done: writable on this node until demoted (see `mirror::demote`).
     FailedOver,
+    /// Owned here, but the link's source took it over (its epoch is above ours): writes
+    /// are refused until fail-back makes it a shadow of the link.
+    FencedByFailover {
+        peer: String,
+    },
+    /// Owned here and handing ownership to the link's source (switchover): writes are
+    /// refused as retriable until the source owns it and this node demotes its copy.
+    SwitchingOut,
+    /// Once owned here, now a read-only shadow of the link again, fetched whether or not
+    /// the link's `include` names it.
+    Demoted,
 }
 
 /// That this node writes a topic, and the epochs its partitions write in. Stored in
@@ -317,6 +329,7 @@ impl MirrorPartition {
         *owned = Some(OwnedState {
             leader_epoch: epoch,
             producers,
+            refusal: None,
         });
         Ok(())
     }
@@ -700,8 +713,8 @@ impl Store {
     }
 
     /// For `[[topics]]` in the config: creates the owned topic if missing, or grows it to
-    /// `partitions`. A shadow topic of that name is an error: only failover makes one
-    /// writable.
+    /// `partitions`. A shadow topic of that name is an error (only failover makes one
+    /// writable), unless it was demoted: then it follows the peer it was handed to.
     pub fn ensure_owned_topic(
         &self,
         name: &str,
@@ -713,6 +726,11 @@ impl Store {
                 other => other,
             };
         };
+        if topic.meta().state == TopicState::Demoted {
+            // Fail-back or a switchover handed it to the peer; a switchover brings it back.
+            tracing::warn!(topic = name, link = %topic.meta().link, "topic declared owned follows the peer: it was handed over");
+            return Ok(topic);
+        }
         if !topic.is_owned() {
             return Err(OwnTopicError::Shadow {
                 topic: name.to_string(),

@@ -70,15 +70,21 @@ pub enum TopicStateName {
     FailingOver,
     /// Failed over: writable on this node.
     FailedOver,
+    /// Owned, but the link's source took it over by failover: writes refused.
+    FencedByFailover,
+    /// Owned, writes stopped while ownership moves to the link's source.
+    SwitchingOut,
 }
 
 impl TopicStateName {
-    pub const ALL: [TopicStateName; 5] = [
+    pub const ALL: [TopicStateName; 7] = [
         TopicStateName::Syncing,
         TopicStateName::Active,
         TopicStateName::Failed,
         TopicStateName::FailingOver,
         TopicStateName::FailedOver,
+        TopicStateName::FencedByFailover,
+        TopicStateName::SwitchingOut,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +94,8 @@ impl TopicStateName {
             TopicStateName::Failed => "failed",
             TopicStateName::FailingOver => "failing_over",
             TopicStateName::FailedOver => "failed_over",
+            TopicStateName::FencedByFailover => "fenced_by_failover",
+            TopicStateName::SwitchingOut => "switching_out",
         }
     }
 }
@@ -579,6 +587,9 @@ fn topic_report(
         TopicState::Active => (None, None),
         TopicState::FailingOver => (None, Some(TopicStateName::FailingOver)),
         TopicState::FailedOver => (None, Some(TopicStateName::FailedOver)),
+        TopicState::FencedByFailover { .. } => (None, Some(TopicStateName::FencedByFailover)),
+        TopicState::SwitchingOut => (None, Some(TopicStateName::SwitchingOut)),
+        TopicState::Demoted => (None, None),
     };
     if let Some((p, why)) = topic.offline_partitions().iter().next() {
         reason.get_or_insert_with(|| format!("partition {p} is offline: {why}"));

@@ -19,9 +19,9 @@
 //! Recovery deletes a leftover `.swap`, `.cleaned` or `.tmp` file from an interrupted
 //! write, and finishes a compaction swap that was committed.
 
-mod cleaner;
 #[cfg(test)]
 mod append_tests;
+mod cleaner;
 mod config;
 mod durability;
 mod epoch;

@@ -14,11 +14,18 @@
 //! | `POST /v1/links/{name}/pause` | body `{}` or `{"topics": [...]}`: stops fetching them, answers what of the link is paused |
 //! | `POST /v1/links/{name}/resume` | the same body: fetching continues where it stopped |
 //! | `POST /v1/links/{name}/verify` | body `{}`, `{"topics": [...]}`, `"partition": P`: compares the mirror with the source, answers per partition |
+//! | `POST /v1/switchover/release` | body `{"topics": [...]}`: stops writes to owned topics (persisted), answers their log ends and tails |
+//! | `POST /v1/switchover/abort` | body `{"topics": [...]}`: resumes writes to released topics |
+//! | `POST /v1/links/{name}/switchover/take` | body: the release answer and `timeout_ms`: catches up, checks the tail, takes ownership |
+//! | `POST /v1/links/{name}/switchover/demote` | body `{"topics": [...]}`: makes released topics shadows of the link |
+//! | `POST /v1/links/{name}/failback` | body `{"topics": [...]}` (none: every topic the link fenced): saves the diverged records, truncates, demotes; answers the counts per partition and the file |
 
 pub mod auth;
 pub mod client;
+pub mod failback;
 pub mod failover;
 pub mod pause;
+pub mod switchover;
 pub mod table;
 pub mod verify;
 
@@ -36,11 +43,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Link;
+use crate::failback::{fail_back, FailbackError, FailbackRequest};
 use crate::failover::{fail_over, FailoverError, FailoverRequest};
 use crate::link::pause::Pauses;
 use crate::mirror::Store;
 use crate::scrub::Scrub;
 use crate::status::Status;
+use crate::switchover::{self as steps, SwitchoverError, TakeRequest, Topics};
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -50,7 +59,8 @@ pub struct AdminState {
     /// The bearer token requests must carry; none leaves the API open (loopback only).
     pub token: Option<auth::AdminToken>,
     pub pauses: Arc<Pauses>,
-    /// The links, with their source addresses and credentials, for verify.
+    /// The links, with their source addresses and credentials, for the requests that
+    /// talk to a link's source (verify, switchover, failback).
     pub links: Arc<Vec<Link>>,
     pub scrub: Arc<Scrub>,
 }
@@ -67,6 +77,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/links/{name}/pause", post(pause::pause))
         .route("/v1/links/{name}/resume", post(pause::resume))
         .route("/v1/links/{name}/verify", post(verify::verify))
+        .route("/v1/links/{name}/failback", post(failback))
+        .route("/v1/switchover/release", post(release))
+        .route("/v1/switchover/abort", post(abort))
+        .route("/v1/links/{name}/switchover/take", post(take))
+        .route("/v1/links/{name}/switchover/demote", post(demote))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             token,
@@ -144,6 +159,78 @@ async fn failover(
         Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+async fn failback(
+    State(state): State<AdminState>,
+    Path(link): Path<String>,
+    Json(request): Json<FailbackRequest>,
+) -> Response {
+    match fail_back(&state.store, &state.links, &link, &request).await {
+        Ok(outcomes) => Json(outcomes).into_response(),
+        Err(e @ (FailbackError::UnknownLink(_) | FailbackError::NotOwned { .. })) => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+        Err(e @ (FailbackError::Survivor { .. } | FailbackError::NotAtSurvivor { .. })) => {
+            (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Runs a switchover step on the blocking pool and answers its result.
+async fn step<T: serde::Serialize + Send + 'static>(
+    job: impl FnOnce() -> Result<T, SwitchoverError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(job).await {
+        Ok(Ok(answer)) => Json(answer).into_response(),
+        Ok(Err(e @ (SwitchoverError::Behind { .. } | SwitchoverError::Differs { .. }))) => {
+            (StatusCode::CONFLICT, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e @ SwitchoverError::Mirror(_))) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn release(State(state): State<AdminState>, Json(request): Json<Topics>) -> Response {
+    step(move || steps::release(&state.store, &request)).await
+}
+
+async fn abort(State(state): State<AdminState>, Json(request): Json<Topics>) -> Response {
+    step(move || steps::abort(&state.store, &request)).await
+}
+
+async fn take(
+    State(state): State<AdminState>,
+    Path(link): Path<String>,
+    Json(request): Json<TakeRequest>,
+) -> Response {
+    if !state.status.has_link(&link) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("{}\n", SwitchoverError::UnknownLink(link)),
+        )
+            .into_response();
+    }
+    step(move || steps::take(&state.store, &link, &request)).await
+}
+
+async fn demote(
+    State(state): State<AdminState>,
+    Path(link): Path<String>,
+    Json(request): Json<Topics>,
+) -> Response {
+    if !state.status.has_link(&link) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("{}\n", SwitchoverError::UnknownLink(link)),
+        )
+            .into_response();
+    }
+    step(move || steps::demote(&state.store, &link, &request).map(|()| request)).await
 }
 
 async fn healthz() -> &'static str {

@@ -232,7 +232,15 @@ impl LinkRunner {
         self.status.set_connected();
         let mut seen = Vec::new();
         for (name, topic) in &view.topics {
-            if topic.internal || !self.link.filter.matches(name) || topic.error_code != 0 {
+            if topic.internal || topic.error_code != 0 {
+                continue;
+            }
+            let local = self.store.topic(name);
+            if let Some(local) = &local {
+                crate::failback::fence_if_taken_over(local, &self.link.config, topic);
+            }
+            let demoted = local.is_some_and(|t| self.follows_demoted(&t));
+            if !self.link.filter.matches(name) && !demoted {
                 continue;
             }
             if let Err(e) = validate_topic_name(name) {
@@ -320,7 +328,14 @@ impl LinkRunner {
     /// failed topic, another link's, or one made writable by failover is left alone.
     pub(super) fn fetches(&self, topic: &MirrorTopic) -> bool {
         let meta = topic.meta();
-        meta.link == self.link.config.name && meta.state == TopicState::Active && !topic.is_owned()
+        let shadow = matches!(meta.state, TopicState::Active | TopicState::Demoted);
+        meta.link == self.link.config.name && shadow && !topic.is_owned()
+    }
+
+    /// A topic demoted to a shadow of this link is fetched even if `include` omits it.
+    fn follows_demoted(&self, topic: &MirrorTopic) -> bool {
+        let meta = topic.meta();
+        meta.link == self.link.config.name && meta.state == TopicState::Demoted
     }
 
     fn check_existing(

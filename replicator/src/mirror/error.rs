@@ -21,6 +21,9 @@ pub enum MirrorError {
     },
     #[error("topic {topic} exists on disk but cannot be opened: {reason}")]
     TopicOffline { topic: String, reason: String },
+    /// Only a topic this node owns can be demoted to a shadow.
+    #[error("topic {topic} is not owned here: it is a shadow of link {link:?}")]
+    NotOwned { topic: String, link: String },
     /// Failover could not end a transaction the shadow holds open.
     #[error(
         "{topic}-{partition}: the open transaction of producer {producer_id} cannot be \

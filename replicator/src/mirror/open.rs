@@ -147,13 +147,15 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Arc::new(MirrorTopic {
+        let topic = Arc::new(MirrorTopic {
             name,
             dir,
             record: Mutex::new(record),
             partitions: Mutex::new(partitions),
             offline,
-        }))
+        });
+        topic.apply_write_stop();
+        Ok(topic)
     }
 
     pub(super) fn open_partition(

@@ -29,6 +29,19 @@ pub const PRODUCER_STATE_SCAN_BYTES: u64 = 64 * 1024 * 1024;
 pub struct OwnedState {
     pub leader_epoch: i32,
     pub producers: ProducerStates,
+    /// Set while the partition refuses writes although this node still owns it.
+    pub refusal: Option<WriteStop>,
+}
+
+/// Why an owned partition takes no writes for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteStop {
+    /// The peer named here took the topic over while this node was cut off: writing on
+    /// would fork the log. Only fail-back ends it.
+    Fenced { peer: String },
+    /// Ownership is moving to another node (switchover): a producer retries and, once
+    /// its Metadata names the new owner, carries on there.
+    Moving,
 }
 
 /// How one partition's record set is to be written.
@@ -56,6 +69,13 @@ pub struct Produced {
 pub enum ProduceError {
     #[error("the partition is a read-only shadow")]
     NotOwned,
+    #[error(
+        "the topic was failed over to {peer}, which writes it now: this node takes no \
+         more writes for it until `shadowlink failback` makes it a shadow"
+    )]
+    Fenced { peer: String },
+    #[error("the topic is moving to another node (switchover): retry")]
+    Moving,
     #[error("the record set is corrupt: {0}")]
     Corrupt(BatchError),
     #[error("{0}")]
@@ -211,6 +231,7 @@ impl MirrorPartition {
         let (offset, sync) = {
             let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
             let owned = owned.as_ref().ok_or(ProduceError::NotOwned)?;
+            self.check_writes(owned)?;
             let mut log = self.log();
             let offset = log.log_end_offset();
             let (_, sync) = log.append_deferred(marker.encode(offset, owned.leader_epoch))?;
@@ -223,6 +244,14 @@ impl MirrorPartition {
         Ok(offset)
     }
 
+    fn check_writes(&self, owned: &OwnedState) -> Result<(), ProduceError> {
+        match &owned.refusal {
+            None => Ok(()),
+            Some(WriteStop::Fenced { peer }) => Err(ProduceError::Fenced { peer: peer.clone() }),
+            Some(WriteStop::Moving) => Err(ProduceError::Moving),
+        }
+    }
+
     /// Checks the producer's sequence, assigns offsets and writes, as one step under the
     /// partition's locks; returns the fsync still owed before the write may be acked.
     fn write_owned(
@@ -232,6 +261,7 @@ impl MirrorPartition {
         let producer = ProducerBatch::of(batch);
         let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         let owned = owned.as_mut().ok_or(ProduceError::NotOwned)?;
+        self.check_writes(owned)?;
         let mut log = self.log();
         if log.poisoned().is_some() && self.heal_log(&mut log) {
             // The reopened log may hold less (or, when the write failed after the batch
