@@ -54,6 +54,30 @@ pub fn fetch_json(admin: &str, token: Option<&AdminToken>) -> Result<String, Sta
     answer_text(&url, authorized(agent().get(&url), token).call())
 }
 
+/// POSTs `request` as JSON to `path` on the admin listener at `admin` and parses the
+/// JSON answer; `timeout` bounds the whole exchange (a verify reads a whole mirror).
+pub(super) fn post_json<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+    admin: &str,
+    token: Option<&AdminToken>,
+    path: &str,
+    request: &Q,
+    timeout: Duration,
+) -> Result<A, StatusError> {
+    let url = admin_url(admin, path);
+    let body = serde_json::to_string(request).map_err(|e| StatusError::Http {
+        url: url.clone(),
+        reason: e.to_string(),
+    })?;
+    let answer = authorized(agent_with(timeout).post(&url), token)
+        .header("content-type", "application/json")
+        .send(body);
+    let text = answer_text(&url, answer)?;
+    serde_json::from_str(&text).map_err(|e| StatusError::Body {
+        url: url.clone(),
+        reason: e.to_string(),
+    })
+}
+
 /// The body of an admin listener's answer to a request sent to `url`; a failed request
 /// or a status other than success is an error carrying what the node said.
 pub(super) fn answer_text(
@@ -87,8 +111,15 @@ pub(super) fn admin_url(admin: &str, path: &str) -> String {
 }
 
 pub(super) fn agent() -> ureq::Agent {
+    agent_with(REQUEST_TIMEOUT)
+}
+
+/// How long an ordinary admin request may take.
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn agent_with(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
         .new_agent()

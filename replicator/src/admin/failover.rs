@@ -2,7 +2,7 @@
 //! the records each partition had at risk, known and possibly unseen.
 
 use super::auth::AdminToken;
-use super::client::{admin_url, agent, answer_text, authorized, StatusError};
+use super::client::{post_json, StatusError, REQUEST_TIMEOUT};
 use super::table::{row, table};
 use crate::failover::{summarize, FailoverRequest, TopicOutcome};
 
@@ -13,19 +13,13 @@ pub fn request(
     link: &str,
     request: &FailoverRequest,
 ) -> Result<Vec<TopicOutcome>, StatusError> {
-    let url = admin_url(admin, &format!("/v1/links/{link}/failover"));
-    let body = serde_json::to_string(request).map_err(|e| StatusError::Http {
-        url: url.clone(),
-        reason: e.to_string(),
-    })?;
-    let answer = authorized(agent().post(&url), token)
-        .header("content-type", "application/json")
-        .send(body);
-    let text = answer_text(&url, answer)?;
-    serde_json::from_str(&text).map_err(|e| StatusError::Body {
-        url: url.clone(),
-        reason: e.to_string(),
-    })
+    post_json(
+        admin,
+        token,
+        &format!("/v1/links/{link}/failover"),
+        request,
+        REQUEST_TIMEOUT,
+    )
 }
 
 /// One row per partition: where producers continue, what the source had beyond it, and

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::AdminToken;
-use super::client::{admin_url, agent, answer_text, authorized, StatusError};
+use super::client::{post_json, StatusError, REQUEST_TIMEOUT};
 use super::AdminState;
 use crate::link::pause::{check_topics, PauseAnswer, PauseError, PauseRequest};
 
@@ -69,19 +69,13 @@ pub fn request(
     pause: bool,
 ) -> Result<PauseAnswer, StatusError> {
     let action = if pause { "pause" } else { "resume" };
-    let url = admin_url(admin, &format!("/v1/links/{link}/{action}"));
-    let body = serde_json::to_string(&PauseRequest { topics }).map_err(|e| StatusError::Http {
-        url: url.clone(),
-        reason: e.to_string(),
-    })?;
-    let answer = authorized(agent().post(&url), token)
-        .header("content-type", "application/json")
-        .send(body);
-    let text = answer_text(&url, answer)?;
-    serde_json::from_str(&text).map_err(|e| StatusError::Body {
-        url: url.clone(),
-        reason: e.to_string(),
-    })
+    post_json(
+        admin,
+        token,
+        &format!("/v1/links/{link}/{action}"),
+        &PauseRequest { topics },
+        REQUEST_TIMEOUT,
+    )
 }
 
 /// One line: what of the link is paused now.

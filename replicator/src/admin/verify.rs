@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::AdminToken;
-use super::client::{admin_url, answer_text, authorized, StatusError};
+use super::client::{post_json, StatusError};
 use super::table::{row, table};
 use super::AdminState;
 use crate::verify::{PartitionVerify, VerifyError, VerifyReport, VerifyRequest};
@@ -41,24 +41,13 @@ pub fn request(
     link: &str,
     request: &VerifyRequest,
 ) -> Result<VerifyReport, StatusError> {
-    let url = admin_url(admin, &format!("/v1/links/{link}/verify"));
-    let body = serde_json::to_string(request).map_err(|e| StatusError::Http {
-        url: url.clone(),
-        reason: e.to_string(),
-    })?;
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(VERIFY_TIMEOUT))
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let answer = authorized(agent.post(&url), token)
-        .header("content-type", "application/json")
-        .send(body);
-    let text = answer_text(&url, answer)?;
-    serde_json::from_str(&text).map_err(|e| StatusError::Body {
-        url: url.clone(),
-        reason: e.to_string(),
-    })
+    post_json(
+        admin,
+        token,
+        &format!("/v1/links/{link}/verify"),
+        request,
+        VERIFY_TIMEOUT,
+    )
 }
 
 /// One row per partition, then the totals in a sentence.
