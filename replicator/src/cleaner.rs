@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::{CleanStats, CompactionConfig, StorageError, Throttle};
@@ -149,21 +149,12 @@ pub async fn run(
     store: Arc<Store>,
     interval: Duration,
     bytes_per_second: Option<u64>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            _ = tick.tick() => {}
-        }
-        let store = store.clone();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let _ = tokio::task::spawn_blocking(move || clean_all(&store, bytes_per_second, now)).await;
-    }
+    crate::retention::every(interval, stopped, move |now_ms| {
+        clean_all(&store, bytes_per_second, now_ms)
+    })
+    .await;
 }
 
 #[cfg(test)]

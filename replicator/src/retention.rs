@@ -57,18 +57,30 @@ pub fn apply_all(store: &Store, now_ms: i64) {
 }
 
 /// Runs [`apply_all`] every `interval` until `stopped` turns true.
-pub async fn run(store: Arc<Store>, interval: Duration, mut stopped: watch::Receiver<bool>) {
+pub async fn run(store: Arc<Store>, interval: Duration, stopped: watch::Receiver<bool>) {
+    every(interval, stopped, move |now_ms| apply_all(&store, now_ms)).await;
+}
+
+/// Runs `work` on the blocking pool every `interval`, with the wall clock in Unix
+/// milliseconds, until `stopped` turns true: the shape of the node's log maintenance
+/// (retention, compaction), which walks every partition and must not hold up the runtime.
+pub async fn every<F>(interval: Duration, mut stopped: watch::Receiver<bool>, work: F)
+where
+    F: Fn(i64) + Send + Sync + 'static,
+{
+    let work = Arc::new(work);
     let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
             _ = tick.tick() => {}
         }
-        let store = store.clone();
+        let work = work.clone();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let _ = tokio::task::spawn_blocking(move || apply_all(&store, now)).await;
+        let _ = tokio::task::spawn_blocking(move || work(now)).await;
     }
 }
 

@@ -203,17 +203,21 @@ async fn abort(State(state): State<AdminState>, Json(request): Json<Topics>) -> 
     step(move || steps::abort(&state.store, &request)).await
 }
 
+/// The refusal of a switchover step naming a link the node does not have.
+fn unknown_link(state: &AdminState, link: &str) -> Option<Response> {
+    (!state.status.has_link(link)).then(|| {
+        let refusal = SwitchoverError::UnknownLink(link.to_string());
+        (StatusCode::BAD_REQUEST, format!("{refusal}\n")).into_response()
+    })
+}
+
 async fn take(
     State(state): State<AdminState>,
     Path(link): Path<String>,
     Json(request): Json<TakeRequest>,
 ) -> Response {
-    if !state.status.has_link(&link) {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("{}\n", SwitchoverError::UnknownLink(link)),
-        )
-            .into_response();
+    if let Some(refused) = unknown_link(&state, &link) {
+        return refused;
     }
     step(move || steps::take(&state.store, &link, &request)).await
 }
@@ -223,12 +227,8 @@ async fn demote(
     Path(link): Path<String>,
     Json(request): Json<Topics>,
 ) -> Response {
-    if !state.status.has_link(&link) {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("{}\n", SwitchoverError::UnknownLink(link)),
-        )
-            .into_response();
+    if let Some(refused) = unknown_link(&state, &link) {
+        return refused;
     }
     step(move || steps::demote(&state.store, &link, &request).map(|()| request)).await
 }

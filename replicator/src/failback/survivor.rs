@@ -31,13 +31,7 @@ pub async fn epoch_ends(
     topic: &str,
     epochs: &BTreeMap<i32, i32>,
 ) -> Result<BTreeMap<i32, EpochEnd>, FailbackError> {
-    let mut cluster = SourceCluster::new(
-        link.config.bootstrap.clone(),
-        link.config.client_id.clone(),
-        link.tls.clone(),
-        link.sasl.clone(),
-    );
-    cluster.set_request_timeout(link.config.request_timeout);
+    let mut cluster = SourceCluster::for_link(link);
     let unreachable = |e: crate::source::SourceError| FailbackError::Survivor {
         link: link.config.name.clone(),
         reason: e.to_string(),

@@ -60,13 +60,7 @@ pub(super) struct CompactionChecks {
 impl CompactionChecks {
     pub(super) fn new(link: &Link, store: Arc<Store>) -> Self {
         let config = &link.config;
-        let mut cluster = SourceCluster::new(
-            config.bootstrap.clone(),
-            config.client_id.clone(),
-            link.tls.clone(),
-            link.sasl.clone(),
-        );
-        cluster.set_request_timeout(config.request_timeout);
+        let cluster = SourceCluster::for_link(link);
         CompactionChecks {
             link: config.name.clone(),
             cluster,

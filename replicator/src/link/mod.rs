@@ -138,13 +138,7 @@ impl LinkRunner {
         groups: Arc<Coordinator>,
         pauses: Arc<pause::Pauses>,
     ) -> LinkRunner {
-        let mut cluster = SourceCluster::new(
-            link.config.bootstrap.clone(),
-            link.config.client_id.clone(),
-            link.tls.clone(),
-            link.sasl.clone(),
-        );
-        cluster.set_request_timeout(link.config.request_timeout);
+        let cluster = SourceCluster::for_link(&link);
         crate::metrics::register_link(&link.config.name);
         LinkRunner {
             status,

@@ -106,6 +106,19 @@ impl SourceCluster {
         }
     }
 
+    /// The source of `link`: its brokers, client id, TLS, SASL and request deadline.
+    pub fn for_link(link: &crate::config::Link) -> SourceCluster {
+        let config = &link.config;
+        let mut cluster = SourceCluster::new(
+            config.bootstrap.clone(),
+            config.client_id.clone(),
+            link.tls.clone(),
+            link.sasl.clone(),
+        );
+        cluster.set_request_timeout(config.request_timeout);
+        cluster
+    }
+
     /// Bounds every connect and request to this cluster by `timeout`.
     pub fn set_request_timeout(&mut self, timeout: Duration) {
         self.request_timeout = timeout;

@@ -119,13 +119,7 @@ pub async fn verify(
 ) -> Result<VerifyReport, VerifyError> {
     let name = &link.config.name;
     let partitions = selected(store, name, request)?;
-    let mut cluster = SourceCluster::new(
-        link.config.bootstrap.clone(),
-        link.config.client_id.clone(),
-        link.tls.clone(),
-        link.sasl.clone(),
-    );
-    cluster.set_request_timeout(link.config.request_timeout);
+    let mut cluster = SourceCluster::for_link(link);
     let view = cluster.refresh().await?.clone();
     let mut out = Vec::new();
     for (topic, mirror) in partitions {
