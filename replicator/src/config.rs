@@ -42,6 +42,10 @@ pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Conf
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// The broker id Metadata and FindCoordinator give this node. Clients key brokers by
+    /// id, so nodes whose Metadata may name each other need different ids.
+    #[serde(default = "default_node_id")]
+    pub node_id: i32,
     pub kafka: KafkaListener,
     #[serde(default)]
     pub admin: Option<AdminListener>,
@@ -143,6 +147,9 @@ pub struct LinkTls {
     pub server_name: Option<String>,
 }
 
+fn default_node_id() -> i32 {
+    1
+}
 fn default_max_connections() -> usize {
     1024
 }
@@ -384,6 +391,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id < 0 {
+            return Err(invalid("node_id", "must be 0 or more"));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }

@@ -319,6 +319,7 @@ fn server_context(
         groups,
         txns,
         cluster_id: format!("shadowlink-{}", config.data_dir.display()),
+        node_id: config.node_id,
         max_frame_bytes: config.kafka.max_request_bytes,
         request_budget: server::RequestBudget::new(config.kafka.request_memory_bytes),
         idle_timeout: config.kafka.idle_timeout,

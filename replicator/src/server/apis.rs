@@ -165,6 +165,7 @@ mod tests {
             store,
             groups,
             cluster_id: "cluster".into(),
+            node_id: 1,
             max_frame_bytes: 1 << 20,
             request_budget: super::super::RequestBudget::new(2 << 20),
             idle_timeout: Duration::from_secs(1),

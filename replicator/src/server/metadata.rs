@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::{Reply, RequestContext, NODE_ID};
+use super::{Reply, RequestContext};
 use crate::authz::Operation;
 use crate::errors::Unserved;
 use crate::mirror::MirrorTopic;
@@ -37,7 +37,7 @@ pub fn handle(
             .store
             .topics()
             .iter()
-            .map(|t| describe(t, version))
+            .map(|t| describe(t, version, ctx.node_id))
             .chain(super::offline::metadata_topics(&ctx.store))
             .filter(|t| t.name.as_ref().is_none_or(|n| described(n.0.as_str())))
             .collect(),
@@ -48,7 +48,7 @@ pub fn handle(
                     (Err(denied), _) => MetadataResponseTopic::default()
                         .with_name(Some(topic_name(name)))
                         .with_error_code(denied.code()),
-                    (Ok(()), Some(t)) => describe(&t, version),
+                    (Ok(()), Some(t)) => describe(&t, version, ctx.node_id),
                     (Ok(()), None) => super::offline::metadata_topic(&ctx.store, name)
                         .unwrap_or_else(|| {
                             MetadataResponseTopic::default()
@@ -62,12 +62,12 @@ pub fn handle(
     // The address of the listener the request came in on, as Kafka answers.
     let listener = ctx.listener;
     let broker = MetadataResponseBroker::default()
-        .with_node_id(NODE_ID.into())
+        .with_node_id(ctx.node_id.into())
         .with_host(StrBytes::from_string(listener.advertised_host.clone()))
         .with_port(listener.advertised_port);
     let mut response = MetadataResponse::default()
         .with_brokers(vec![broker])
-        .with_controller_id(NODE_ID.into())
+        .with_controller_id(ctx.node_id.into())
         .with_topics(topics);
     if version >= 2 {
         response = response.with_cluster_id(Some(StrBytes::from_string(ctx.cluster_id.clone())));
@@ -79,7 +79,7 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-fn describe(topic: &MirrorTopic, version: i16) -> MetadataResponseTopic {
+fn describe(topic: &MirrorTopic, version: i16, node_id: i32) -> MetadataResponseTopic {
     let partitions = topic
         .partitions()
         .iter()
@@ -87,15 +87,15 @@ fn describe(topic: &MirrorTopic, version: i16) -> MetadataResponseTopic {
             let epoch = p.leader_epoch();
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(p.partition)
-                .with_leader_id(NODE_ID.into())
-                .with_replica_nodes(vec![NODE_ID.into()])
-                .with_isr_nodes(vec![NODE_ID.into()]);
+                .with_leader_id(node_id.into())
+                .with_replica_nodes(vec![node_id.into()])
+                .with_isr_nodes(vec![node_id.into()]);
             if version >= 7 {
                 partition = partition.with_leader_epoch(epoch);
             }
             partition
         })
-        .chain(super::offline::metadata_partitions(topic, version))
+        .chain(super::offline::metadata_partitions(topic, version, node_id))
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))

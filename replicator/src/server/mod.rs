@@ -54,15 +54,14 @@ pub use budget::RequestBudget;
 pub use create_topics::CreatePolicy;
 pub use fetch_session::{SessionCache, SessionError};
 
-/// This node's id in every Metadata answer; a node is a one-broker cluster to clients.
-pub const NODE_ID: i32 = 1;
-
 /// What handlers need from the node, the same on every listener.
 pub struct ServerContext {
     pub store: Arc<Store>,
     pub groups: Arc<Coordinator>,
     pub txns: Arc<TxnCoordinator>,
     pub cluster_id: String,
+    /// The broker id this node gives itself in Metadata and FindCoordinator.
+    pub node_id: i32,
     pub max_frame_bytes: usize,
     /// What every connection's read buffer is reserved against.
     pub request_budget: RequestBudget,

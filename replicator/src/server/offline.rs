@@ -9,7 +9,6 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
-use super::NODE_ID;
 use crate::errors::Unserved;
 use crate::mirror::{MirrorTopic, Store};
 
@@ -39,7 +38,11 @@ pub fn metadata_topics(store: &Store) -> Vec<MetadataResponseTopic> {
 }
 
 /// Metadata for `topic`'s offline partitions: no leader, this node's replica offline.
-pub fn metadata_partitions(topic: &MirrorTopic, version: i16) -> Vec<MetadataResponsePartition> {
+pub fn metadata_partitions(
+    topic: &MirrorTopic,
+    version: i16,
+    node_id: i32,
+) -> Vec<MetadataResponsePartition> {
     topic
         .offline_partitions()
         .keys()
@@ -48,9 +51,9 @@ pub fn metadata_partitions(topic: &MirrorTopic, version: i16) -> Vec<MetadataRes
                 .with_error_code(Unserved::Offline.code())
                 .with_partition_index(index)
                 .with_leader_id((-1).into())
-                .with_replica_nodes(vec![NODE_ID.into()]);
+                .with_replica_nodes(vec![node_id.into()]);
             if version >= 5 {
-                partition.with_offline_replicas(vec![NODE_ID.into()])
+                partition.with_offline_replicas(vec![node_id.into()])
             } else {
                 partition
             }

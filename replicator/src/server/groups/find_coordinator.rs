@@ -9,7 +9,7 @@ use shadowlink_protocol::response::EncodeError;
 use super::str_bytes;
 use crate::authz::Operation;
 use crate::errors::{Declined, Denied};
-use crate::server::{Reply, RequestContext, NODE_ID};
+use crate::server::{Reply, RequestContext};
 
 const GROUP_KEY: i8 = 0;
 const TRANSACTION_KEY: i8 = 1;
@@ -35,7 +35,11 @@ fn locate<'a>(ctx: &'a RequestContext, key_type: i8, key: &str) -> Located<'a> {
     match allowed {
         Ok(()) => {
             let listener = ctx.listener;
-            Ok((NODE_ID, &listener.advertised_host, listener.advertised_port))
+            Ok((
+                ctx.node_id,
+                &listener.advertised_host,
+                listener.advertised_port,
+            ))
         }
         Err(denied) => Err((denied.code(), denied.message(key))),
     }
