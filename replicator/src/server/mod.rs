@@ -180,14 +180,24 @@ pub async fn serve(
             continue;
         };
         let (context, listener) = (context.clone(), listener.clone());
+        let mut stopped = stop.clone();
         tokio::spawn(async move {
             let _connected = crate::metrics::ClientConnection::open();
-            let timeout = context.idle_timeout;
-            let tls = listener.tls.as_ref();
-            if let Some((stream, principal)) = secure(stream, peer, tls, timeout).await {
-                connection::Connection::new(stream, peer, context, listener, principal)
-                    .run()
-                    .await;
+            let served = async {
+                let timeout = context.idle_timeout;
+                let tls = listener.tls.as_ref();
+                if let Some((stream, principal)) = secure(stream, peer, tls, timeout).await {
+                    connection::Connection::new(stream, peer, context, listener, principal)
+                        .run()
+                        .await;
+                }
+            };
+            // A stopped node closes its open connections too: in a process that goes
+            // on (a node started again on the same data directory), they would keep
+            // answering from logs the new node has since changed.
+            tokio::select! {
+                _ = served => {}
+                _ = stopped.wait_for(|stop| *stop) => {}
             }
             drop(permit);
         });
@@ -210,4 +220,69 @@ pub async fn bind(addr: &str) -> std::io::Result<(TcpListener, SocketAddr)> {
     apis::declare_metrics();
     let local = listener.local_addr()?;
     Ok((listener, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use shadowlink_storage::LogConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::authz::Acl;
+    use crate::txn::TxnCoordinator;
+
+    fn context(dir: &std::path::Path) -> ServerContext {
+        let store = Arc::new(Store::open(dir, LogConfig::default()).unwrap());
+        let groups = Arc::new(Coordinator::open(dir).unwrap());
+        ServerContext {
+            txns: Arc::new(TxnCoordinator::open(dir, store.clone(), groups.clone()).unwrap()),
+            store,
+            groups,
+            cluster_id: "cluster".into(),
+            node_id: 1,
+            max_frame_bytes: 1 << 20,
+            request_budget: RequestBudget::new(2 << 20),
+            // Far beyond the test's wait: only the stop may close the connection.
+            idle_timeout: Duration::from_secs(600),
+            create_policy: CreatePolicy {
+                links: vec![],
+                max_partitions_per_request: 100,
+                max_partitions: 100,
+            },
+            sessions: SessionCache::new(10),
+            acl: Acl::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn stopping_the_node_closes_open_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let (socket, addr) = bind("127.0.0.1:0").await.unwrap();
+        let listener = Arc::new(Listener {
+            name: "default".into(),
+            protocol: SecurityProtocol::Plaintext,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: i32::from(addr.port()),
+            tls: None,
+            sasl: None,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let context = Arc::new(context(dir.path()));
+        let served = tokio::spawn(serve(socket, context, listener, Limits::new(4), stopped));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        // ApiVersions v0 answered: the connection is being served.
+        let request = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
+        client.write_all(&request).await.unwrap();
+        let length = client.read_i32().await.unwrap();
+        let mut answer = vec![0u8; usize::try_from(length).unwrap()];
+        client.read_exact(&mut answer).await.unwrap();
+        stop.send(true).unwrap();
+        served.await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "the connection is still open after the stop: {read:?}"
+        );
+    }
 }
