@@ -17,7 +17,8 @@ use kafka_protocol::records::{
 
 use shadowlink::source::SourceClient;
 
-/// One record read back: its offset and value.
+/// One record read back: its offset and key (the demo's producers write each record's
+/// unique name as both key and value).
 pub type Read = (i64, Bytes);
 
 /// A connection to one node.
@@ -37,22 +38,22 @@ impl DemoClient {
         Ok(DemoClient { inner })
     }
 
-    /// Writes `values` as one batch (acks=all, no idempotence); returns the base offset
-    /// the node assigned.
+    /// Writes `keys` as one batch, each record's value its key (acks=all, no
+    /// idempotence); returns the base offset the node assigned.
     pub async fn produce(
         &self,
         topic: &str,
         partition: i32,
-        values: &[Bytes],
+        keys: &[Bytes],
     ) -> anyhow::Result<i64> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         // Sequences 0, 1, 2… keep the encoder from cutting one batch per record.
-        let records: Vec<Record> = values
+        let records: Vec<Record> = keys
             .iter()
             .enumerate()
-            .map(|(i, value)| Record {
+            .map(|(i, key)| Record {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
@@ -63,8 +64,8 @@ impl DemoClient {
                 offset: i as i64,
                 sequence: i as i32,
                 timestamp: now,
-                key: None,
-                value: Some(value.clone()),
+                key: Some(key.clone()),
+                value: Some(key.clone()),
                 headers: Default::default(),
             })
             .collect();
@@ -178,7 +179,7 @@ pub fn decode_batches(mut raw: Bytes, from: i64) -> anyhow::Result<Vec<Read>> {
             .map_err(|e| anyhow!("cannot decode a record batch: {e}"))?;
         for record in set.records {
             if record.offset >= from && !record.control {
-                out.push((record.offset, record.value.unwrap_or_default()));
+                out.push((record.offset, record.key.unwrap_or_default()));
             }
         }
     }

@@ -1,31 +1,42 @@
 //! `shadowlink demo`: a reciprocal pair on loopback, in this process, with no external
 //! software. Region A owns `a_*`, region B owns `b_*`, each links from the other; a
-//! producer per region and a consumer per node run while the pair's lag is printed; then
-//! region A stops, B fails `a_*` over and keeps writing them, and the closing
-//! verification reads every partition back from B.
+//! producer per region and a consumer per node run while the pair's lag is printed.
+//! Then the drill: B is cut off from A (its link paused) while A keeps writing, A
+//! stops, B fails `a_*` over and writes them; A returns, finds them fenced, fails them
+//! back (saving what it wrote past the failover point) and follows B; a switchover
+//! brings `a_*` home to A, which writes them again. The closing verification accounts
+//! for every acknowledged record: on its final owner at its offset, or in the diverged
+//! file.
 
+mod account;
 mod client;
+mod closing;
 mod pair;
 mod report;
 mod verify;
+mod wayback;
 mod workload;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use tokio::sync::watch;
 
-use client::{DemoClient, Read};
-use pair::{A_TOPICS, B_TOPICS, PARTITIONS};
+use closing::Drilled;
+use pair::{A_TOPICS, B_TOPICS};
+use shadowlink::config::Config;
 use shadowlink::daemon::Daemon;
 use shadowlink::failover::{fail_over, FailoverRequest};
-use verify::Acked;
-use workload::{finish, lock, spawn_consumer, spawn_producer, Shared, TopicPartition};
+use wayback::{FROM_A, FROM_B};
+use workload::{lock, Ledgers, Task, TopicPartition};
 
-/// How long both regions run, and how long B runs alone after the failover.
-const BOTH_RUN: Duration = Duration::from_secs(8);
-const SURVIVOR_RUN: Duration = Duration::from_secs(3);
+/// How long both regions run, how long A writes cut off from B, how long B runs alone
+/// after the failover, and how long A writes `a_*` again after the switchover.
+const BOTH_RUN: Duration = Duration::from_secs(6);
+const CUT_OFF_RUN: Duration = Duration::from_secs(2);
+const SURVIVOR_RUN: Duration = Duration::from_secs(2);
+const HOME_RUN: Duration = Duration::from_secs(2);
 
 /// Runs the demo on its own runtime; `keep_running` stops after setup and serves until
 /// SIGINT/SIGTERM. The data directory is removed once every task holding a log is gone.
@@ -38,8 +49,8 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     outcome
 }
 
-async fn demo(dir: &std::path::Path, keep_running: bool) -> anyhow::Result<()> {
-    let (a, b) = pair::start(dir).await?;
+async fn demo(dir: &Path, keep_running: bool) -> anyhow::Result<()> {
+    let (a, b, a_config) = pair::start(dir).await?;
     println!(
         "region A: kafka {} (owns a_orders, a_shipments; link from-b shadows b_*)",
         a.kafka_addr
@@ -52,63 +63,105 @@ async fn demo(dir: &std::path::Path, keep_running: bool) -> anyhow::Result<()> {
     if keep_running {
         return serve_until_signal(a, b).await;
     }
-    let outcome = drill(a, &b).await;
+    let mut a = Some(a);
+    let outcome = drill(&mut a, &b, &a_config).await;
+    if let Some(a) = a {
+        a.shutdown().await?;
+    }
     b.shutdown().await?;
     outcome
 }
 
-/// Everything after setup; region A is shut down half way.
-async fn drill(a: Daemon, b: &Daemon) -> anyhow::Result<()> {
-    let a_ref = &a;
-    let t0 = Instant::now();
-    let (acked_a, acked_b): (Shared, Shared) = Default::default();
-    let (seen_a, seen_b): (Shared, Shared) = Default::default();
-    let (stop_pa, stop_pa_rx) = watch::channel(false);
-    let (stop_pb, stop_pb_rx) = watch::channel(false);
-    let (stop_ca, stop_ca_rx) = watch::channel(false);
-    let (stop_cb, stop_cb_rx) = watch::channel(false);
-    let (a_addr, b_addr) = (a_ref.kafka_addr.to_string(), b.kafka_addr.to_string());
-    let producer_a = spawn_producer(a_addr.clone(), "a", &A_TOPICS, acked_a.clone(), stop_pa_rx);
-    let producer_b = spawn_producer(
-        b_addr.clone(),
-        "b",
-        &B_TOPICS,
-        acked_b.clone(),
-        stop_pb_rx.clone(),
-    );
-    let consumer_a = spawn_consumer(a_addr, "a", seen_a.clone(), stop_ca_rx);
-    let consumer_b = spawn_consumer(b_addr.clone(), "b", seen_b.clone(), stop_cb_rx);
-    println!("both regions producing; lag = records the other side has not mirrored yet");
-    while t0.elapsed() < BOTH_RUN {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let seen = lock(&seen_a).consumed_count() + lock(&seen_b).consumed_count();
-        report::both(t0, a_ref, b, &acked_a, &acked_b, seen);
-        if producer_a.is_finished() || producer_b.is_finished() {
-            break;
-        }
-    }
+/// Where the diverged files are copied: beside the demo's data directory, which is
+/// removed at the end, so the user can read them afterwards.
+fn diverged_out() -> PathBuf {
+    std::env::temp_dir().join(format!("shadowlink-demo-{}-diverged", std::process::id()))
+}
 
+/// Everything after setup. `a` is region A's node: stopped half way, started again.
+async fn drill(a: &mut Option<Daemon>, b: &Daemon, a_config: &Config) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let ledgers = Ledgers::default();
+    let node_a = a.take().context("region A is not running")?;
+    let (a_addr, b_addr) = (node_a.kafka_addr.to_string(), b.kafka_addr.to_string());
+    let producer_b = Task::producer(&b_addr, "b", &B_TOPICS, &ledgers.acked_b);
+    let consumer_b = Task::consumer(&b_addr, "b", &ledgers.seen_b);
+    let (at_risk, failover_at) = first_life(node_a, b, t0, &ledgers).await?;
+
+    let producer_f = Task::producer(&b_addr, "a-on-b", &A_TOPICS, &ledgers.acked_b);
+    run_for(SURVIVOR_RUN, &[&producer_f, &producer_b], || {
+        report::survivor(t0, &ledgers.acked_b, lock(&ledgers.seen_b).consumed_count())
+    })
+    .await;
+    println!("region A comes back on its data dir, reaching B again");
+    let node_a = a.insert(pair::restart(a_config).await?);
+    wayback::wait_fenced(node_a).await?;
+    println!("fail-back on A (`shadowlink failback --link {FROM_B}`):");
+    let failed_back = wayback::fail_back(node_a).await?;
+    let diverged_files = wayback::keep_diverged(&failed_back, &diverged_out())?;
+    producer_f
+        .finish()
+        .await
+        .context("producer of a_* on region B")?;
+    println!("B's link from A resumed, then `shadowlink switchover` of a_* from B back to A:");
+    wayback::pause(b, FROM_A, false).await?;
+    let switchover = wayback::switch_back(node_a, b).await?;
+
+    let producer_h = Task::producer(&a_addr, "a-home", &A_TOPICS, &ledgers.acked_home);
+    run_for(HOME_RUN, &[&producer_h, &producer_b], || {
+        let seen = lock(&ledgers.seen_b).consumed_count();
+        report::home(t0, b, &ledgers.acked_home, &ledgers.acked_b, seen)
+    })
+    .await;
+    producer_h.finish().await.context("region A's producer")?;
+    producer_b.finish().await.context("region B's producer")?;
+    consumer_b.finish().await.context("region B's consumer")?;
+    wayback::wait_mirrored(node_a, b).await?;
+    let drilled = Drilled {
+        failover_at,
+        at_risk,
+        diverged_files,
+        switchover,
+    };
+    closing::verify(node_a, b, &ledgers, &drilled).await?;
+    println!("demo finished in {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Region A's first life: both regions write, then B is cut off from A while A keeps
+/// writing, then A stops and B fails `a_*` over. Returns the failover's records and
+/// seconds at risk, and each partition's failover point.
+async fn first_life(
+    a: Daemon,
+    b: &Daemon,
+    t0: Instant,
+    ledgers: &Ledgers,
+) -> anyhow::Result<((i64, f64), BTreeMap<TopicPartition, i64>)> {
+    let a_addr = a.kafka_addr.to_string();
+    let producer_a = Task::producer(&a_addr, "a", &A_TOPICS, &ledgers.acked_a);
+    let consumer_a = Task::consumer(&a_addr, "a", &ledgers.seen_a);
+    let both = || {
+        let seen = lock(&ledgers.seen_a).consumed_count() + lock(&ledgers.seen_b).consumed_count();
+        report::both(t0, &a, b, &ledgers.acked_a, &ledgers.acked_b, seen)
+    };
+    println!("both regions producing; lag = records the other side has not mirrored yet");
+    run_for(BOTH_RUN, &[&producer_a], both).await;
+    println!("cutting B off from A: B's link {FROM_A} paused while A keeps writing a_*");
+    wayback::pause(b, FROM_A, true).await?;
+    run_for(CUT_OFF_RUN, &[&producer_a], both).await;
     println!("stopping region A (producer, consumer, node)");
-    finish(&stop_pa, producer_a)
-        .await
-        .context("region A's producer")?;
-    finish(&stop_ca, consumer_a)
-        .await
-        .context("region A's consumer")?;
+    producer_a.finish().await.context("region A's producer")?;
+    consumer_a.finish().await.context("region A's consumer")?;
     a.shutdown().await.context("stopping region A")?;
-    let outcomes = fail_over(
-        &b.store,
-        &b.status,
-        "from-a",
-        &FailoverRequest {
-            all: true,
-            topics: vec![],
-        },
-    )
-    .map_err(|e| anyhow!("failover on B: {e}"))?;
+    let request = FailoverRequest {
+        all: true,
+        topics: vec![],
+    };
+    let outcomes = fail_over(&b.store, &b.status, FROM_A, &request)
+        .map_err(|e| anyhow!("failover on B: {e}"))?;
     println!("failed a_* over to region B:");
-    let (at_risk, seconds) = report::failover(&outcomes);
-    let failover_at: BTreeMap<TopicPartition, i64> = outcomes
+    let at_risk = report::failover(&outcomes);
+    let failover_at = outcomes
         .iter()
         .flat_map(|t| {
             t.partitions
@@ -116,148 +169,20 @@ async fn drill(a: Daemon, b: &Daemon) -> anyhow::Result<()> {
                 .map(|p| (TopicPartition::new(t.topic.clone(), p.partition), p.dst_hwm))
         })
         .collect();
+    Ok((at_risk, failover_at))
+}
 
-    let (stop_pf, stop_pf_rx) = watch::channel(false);
-    let producer_f = spawn_producer(
-        b_addr.clone(),
-        "a-on-b",
-        &A_TOPICS,
-        acked_b.clone(),
-        stop_pf_rx,
-    );
-    let t1 = Instant::now();
-    while t1.elapsed() < SURVIVOR_RUN {
+/// Prints `line` once a second for `duration`, or until one of `tasks` ends by itself
+/// (its error is reported when it is finished).
+async fn run_for(duration: Duration, tasks: &[&Task], line: impl Fn()) {
+    let started = Instant::now();
+    while started.elapsed() < duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        report::survivor(t0, &acked_b, lock(&seen_b).consumed_count());
-    }
-    finish(&stop_pf, producer_f)
-        .await
-        .context("producer of a_* on region B")?;
-    finish(&stop_pb, producer_b)
-        .await
-        .context("region B's producer")?;
-    finish(&stop_cb, consumer_b)
-        .await
-        .context("region B's consumer")?;
-
-    println!("verification: every partition read back from region B from offset 0");
-    let client = DemoClient::connect(&b_addr, "demo-verify").await?;
-    let mut on_b: BTreeMap<TopicPartition, Vec<Read>> = BTreeMap::new();
-    for topic in A_TOPICS.iter().chain(B_TOPICS.iter()) {
-        for p in 0..PARTITIONS {
-            on_b.insert(
-                TopicPartition::new(*topic, p),
-                client.read_all(topic, p).await?,
-            );
+        line();
+        if tasks.iter().any(|t| t.is_finished()) {
+            break;
         }
     }
-    let checked = check_all(&on_b, &acked_a, &acked_b, &seen_a, &seen_b, &failover_at)?;
-    println!(
-        "VERIFIED: {} records acknowledged, {} present exactly once on B at their offsets, {} lost; offsets contiguous in {} of {} partitions; {} records identical on A and B at the same offsets",
-        checked.acked,
-        checked.acked - checked.lost,
-        checked.lost,
-        checked.partitions,
-        checked.partitions,
-        checked.shared,
-    );
-    println!(
-        "RPO achieved: {} records lost (failover reported {at_risk} at risk), {seconds:.3} s",
-        checked.lost
-    );
-    println!("demo finished in {:.1} s", t0.elapsed().as_secs_f64());
-    Ok(())
-}
-
-struct Checked {
-    acked: usize,
-    lost: usize,
-    partitions: usize,
-    shared: usize,
-}
-
-/// Checks every partition read back from B against what was acknowledged, and
-/// every consumer's copy against B's, offset by offset.
-fn check_all(
-    read_back: &BTreeMap<TopicPartition, Vec<Read>>,
-    acked_a: &Shared,
-    acked_b: &Shared,
-    seen_a: &Shared,
-    seen_b: &Shared,
-    failover_at: &BTreeMap<TopicPartition, i64>,
-) -> anyhow::Result<Checked> {
-    let (acked_a, acked_b) = (lock(acked_a), lock(acked_b));
-    let (seen_a, seen_b) = (lock(seen_a), lock(seen_b));
-    let empty = Acked::new();
-    let mut checked = Checked {
-        acked: 0,
-        lost: 0,
-        partitions: 0,
-        shared: 0,
-    };
-    for topic in A_TOPICS.iter().chain(B_TOPICS.iter()) {
-        for p in 0..PARTITIONS {
-            let tp = TopicPartition::new(*topic, p);
-            let name = format!("{topic}-{p}");
-            let read = read_back.get(&tp).cloned().unwrap_or_default();
-            let on_a = acked_a.acked.get(&tp).unwrap_or(&empty);
-            let on_b = acked_b.acked.get(&tp).unwrap_or(&empty);
-            let (expected, lost, from_a) = match failover_at.get(&tp) {
-                Some(&at) => {
-                    let (expected, lost) = verify::after_failover(on_a, at, on_b);
-                    (expected, lost, on_a.range(..at).count())
-                }
-                None => (on_b.clone(), 0, 0),
-            };
-            let n = verify::check_exact(&name, &read, &expected).map_err(fail)?;
-            let as_read: Acked = read.iter().cloned().collect();
-            // A's consumer read A's copy (a_* local, b_* shadow): compare where B holds
-            // the same history, i.e. below the failover point for a_*.
-            let limit = failover_at.get(&tp).copied().unwrap_or(i64::MAX);
-            let a_copy: Vec<Read> = copy(&seen_a.consumed, &tp)
-                .into_iter()
-                .filter(|(o, _)| *o < limit)
-                .collect();
-            checked.shared +=
-                verify::check_prefix(&format!("{name} (A's copy)"), &a_copy, &as_read)
-                    .map_err(fail)?;
-            if failover_at.contains_key(&tp) {
-                // Beyond the failover point A's copy holds what A acknowledged.
-                let name = format!("{name} (A's copy vs A's acknowledgements)");
-                verify::check_prefix(&name, &copy(&seen_a.consumed, &tp), on_a).map_err(fail)?;
-            }
-            verify::check_prefix(
-                &format!("{name} (B's consumer)"),
-                &copy(&seen_b.consumed, &tp),
-                &as_read,
-            )
-            .map_err(fail)?;
-            println!(
-                "  {name}: {n} records, offsets 0..{} contiguous, each once{}",
-                n.saturating_sub(1),
-                if failover_at.contains_key(&tp) {
-                    format!("; {from_a} from A at identical offsets, {} written on B after failover, {lost} lost", on_b.len())
-                } else {
-                    String::new()
-                }
-            );
-            checked.acked += on_a.len() + on_b.len();
-            checked.lost += lost;
-            checked.partitions += 1;
-        }
-    }
-    if checked.acked == 0 {
-        return Err(anyhow!("verification FAILED: no record was acknowledged"));
-    }
-    Ok(checked)
-}
-
-fn copy(consumed: &BTreeMap<TopicPartition, Vec<Read>>, tp: &TopicPartition) -> Vec<Read> {
-    consumed.get(tp).cloned().unwrap_or_default()
-}
-
-fn fail(reason: String) -> anyhow::Error {
-    anyhow!("verification FAILED: {reason}")
 }
 
 async fn serve_until_signal(a: Daemon, b: Daemon) -> anyhow::Result<()> {
@@ -272,7 +197,8 @@ async fn serve_until_signal(a: Daemon, b: Daemon) -> anyhow::Result<()> {
     }
     println!("the pair is up and idle (no demo producers): produce to a_* on A and b_* on B with your own clients,");
     println!("read any topic on either node; `shadowlink status --admin <admin>` shows the lag,");
-    println!("`shadowlink failover --admin <B's admin> --link from-a --all` fails a_* over to B. Ctrl-C stops both.");
+    println!("`shadowlink failover --admin <B's admin> --link from-a --all` fails a_* over to B,");
+    println!("`shadowlink failback` on A and `shadowlink switchover` bring them back. Ctrl-C stops both.");
     crate::wait_for_signal().await?;
     b.shutdown().await?;
     a.shutdown().await?;

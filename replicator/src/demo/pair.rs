@@ -50,6 +50,7 @@ fn free_port() -> anyhow::Result<u16> {
 /// One node's config: its owned topics and a link pulling `peer_prefix*` from `peer`.
 fn config(
     data_dir: &Path,
+    node_id: i32,
     port: u16,
     owned: &[&str],
     link: &str,
@@ -58,6 +59,7 @@ fn config(
 ) -> String {
     let mut text = format!(
         "data_dir = {data_dir:?}\n\
+         node_id = {node_id}\n\
          [kafka]\nlisten = \"127.0.0.1:{port}\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\
          [storage]\npersist = \"100ms\"\nretention_interval = \"1s\"\n"
@@ -75,24 +77,27 @@ fn config(
     text
 }
 
-/// Starts region A and region B, each linking from the other. Ports are picked first
-/// (both configs need both); a port taken in between is retried with new ones.
-pub async fn start(dir: &Path) -> anyhow::Result<(Daemon, Daemon)> {
+/// Starts region A and region B, each linking from the other; returns them and A's
+/// config, to start A again later. Ports are picked first (both configs need both); a
+/// port taken in between is retried with new ones.
+pub async fn start(dir: &Path) -> anyhow::Result<(Daemon, Daemon, Config)> {
     let (a_dir, b_dir) = (dir.join("region-a"), dir.join("region-b"));
     for attempt in 1..=5 {
         let (pa, pb) = (free_port()?, free_port()?);
         if pa == pb {
             continue;
         }
-        let a = Config::parse(&config(&a_dir, pa, &A_TOPICS, "from-b", pb, "b_"))?;
-        let b = Config::parse(&config(&b_dir, pb, &B_TOPICS, "from-a", pa, "a_"))?;
-        let a = match Daemon::start(a).await {
+        // Distinct broker ids, as for any two nodes one client may reach: clients key
+        // brokers by id.
+        let a_config = Config::parse(&config(&a_dir, 1, pa, &A_TOPICS, "from-b", pb, "b_"))?;
+        let b = Config::parse(&config(&b_dir, 2, pb, &B_TOPICS, "from-a", pa, "a_"))?;
+        let a = match Daemon::start(a_config.clone()).await {
             Ok(a) => a,
             Err(StartError::Listen { .. }) if attempt < 5 => continue,
             Err(e) => return Err(e).context("cannot start region A"),
         };
         match Daemon::start(b).await {
-            Ok(b) => return Ok((a, b)),
+            Ok(b) => return Ok((a, b, a_config)),
             Err(StartError::Listen { .. }) if attempt < 5 => a.shutdown().await?,
             Err(e) => {
                 let _ = a.shutdown().await;
@@ -101,6 +106,21 @@ pub async fn start(dir: &Path) -> anyhow::Result<(Daemon, Daemon)> {
         }
     }
     bail!("no free loopback ports for the two nodes")
+}
+
+/// Starts a stopped node again on its data directory and port. The port was just
+/// released, so a bind that fails is retried for a few seconds.
+pub async fn restart(config: &Config) -> anyhow::Result<Daemon> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Daemon::start(config.clone()).await {
+            Ok(node) => return Ok(node),
+            Err(StartError::Listen { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e).context("cannot start the node again"),
+        }
+    }
 }
 
 /// Waits until each node holds the other's topics as shadows.

@@ -61,6 +61,19 @@ pub fn survivor(t0: Instant, acked_b: &Shared, seen: usize) {
     );
 }
 
+/// One line after the switchover: `a_*` written on A again, B mirroring them.
+pub fn home(t0: Instant, b: &Daemon, acked_home: &Shared, acked_b: &Shared, seen: usize) {
+    let (_, lag) = mirrored(b, "from-a");
+    println!(
+        "[{:>4.1}s] a_* home on A: written on A again {:>5}, lag on B {:>3} | b_* produced {:>5} | consumed on B {:>6}",
+        t0.elapsed().as_secs_f64(),
+        lock(acked_home).acked_count("a_"),
+        lag_text(lag),
+        lock(acked_b).acked_count("b_"),
+        seen,
+    );
+}
+
 /// The blind window of a partition as the demo prints it: writes the link never saw.
 fn unconfirmed_text(p: &PartitionOutcome) -> String {
     match p.unconfirmed {

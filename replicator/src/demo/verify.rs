@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::client::Read;
 
-/// Acknowledged records of one partition, by offset.
+/// Acknowledged records of one partition: their keys, by offset.
 pub type Acked = BTreeMap<i64, Bytes>;
 
 /// Offsets must run `0, 1, 2, …` without a gap or a repeat.

@@ -25,6 +25,21 @@ pub struct Ledger {
 
 pub type Shared = Arc<Mutex<Ledger>>;
 
+/// The ledgers of the drill's applications.
+#[derive(Default)]
+pub struct Ledgers {
+    /// Region A's producer until A stopped: `a_*`, past the failover point too.
+    pub acked_a: Shared,
+    /// Region B's producers: `b_*` throughout, `a_*` while B owned them.
+    pub acked_b: Shared,
+    /// Region A's producer once the switchover returned `a_*` to A.
+    pub acked_home: Shared,
+    /// Region A's consumer until A stopped.
+    pub seen_a: Shared,
+    /// Region B's consumer, throughout.
+    pub seen_b: Shared,
+}
+
 pub fn lock(ledger: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
     ledger.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -49,9 +64,9 @@ const BATCH: usize = 5;
 const PAUSE: Duration = Duration::from_millis(10);
 
 /// Writes `topics` round-robin over their partitions until `stop` turns true; every
-/// acknowledged record goes into the ledger at the offset the node assigned. The values
+/// acknowledged record goes into the ledger at the offset the node assigned. The keys
 /// carry `tag` (the region writing) and a per-partition counter, so each is unique.
-pub fn spawn_producer(
+fn spawn_producer(
     addr: String,
     tag: &'static str,
     topics: &'static [&'static str],
@@ -70,14 +85,14 @@ pub fn spawn_producer(
                 return Ok(());
             }
             let n = counters.entry(target.clone()).or_default();
-            let values: Vec<Bytes> = (0..BATCH)
+            let keys: Vec<Bytes> = (0..BATCH)
                 .map(|i| Bytes::from(format!("{tag}:{target}:{}", *n + i)))
                 .collect();
             *n += BATCH;
             let base = client
-                .produce(&target.topic, target.partition, &values)
+                .produce(&target.topic, target.partition, &keys)
                 .await?;
-            record_acks(&ledger, target, base, values)?;
+            record_acks(&ledger, target, base, keys)?;
             tokio::select! {
                 _ = stop.changed() => {}
                 _ = tokio::time::sleep(PAUSE) => {}
@@ -92,13 +107,13 @@ fn record_acks(
     ledger: &Shared,
     target: &TopicPartition,
     base: i64,
-    values: Vec<Bytes>,
+    keys: Vec<Bytes>,
 ) -> anyhow::Result<()> {
     let mut ledger = lock(ledger);
     let acked = ledger.acked.entry(target.clone()).or_default();
-    for (i, value) in values.into_iter().enumerate() {
+    for (i, key) in keys.into_iter().enumerate() {
         let offset = base + i as i64;
-        if acked.insert(offset, value).is_some() {
+        if acked.insert(offset, key).is_some() {
             anyhow::bail!("{target}: offset {offset} acknowledged twice");
         }
     }
@@ -107,7 +122,7 @@ fn record_acks(
 
 /// Reads every partition of all four topics on one node, local and shadow alike, from
 /// offset 0, into `ledger.consumed`, until `stop` turns true.
-pub fn spawn_consumer(
+fn spawn_consumer(
     addr: String,
     tag: &'static str,
     ledger: Shared,
@@ -145,12 +160,42 @@ pub fn spawn_consumer(
     })
 }
 
-/// Stops a task and returns its own error, if any.
-pub async fn finish(
-    stop: &watch::Sender<bool>,
-    task: JoinHandle<anyhow::Result<()>>,
-) -> anyhow::Result<()> {
-    let _ = stop.send(true);
-    task.await
-        .map_err(|e| anyhow::anyhow!("a demo task panicked: {e}"))?
+/// A running producer or consumer, stopped by [`Task::finish`].
+pub struct Task {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Task {
+    /// A producer of `topics` on the node at `addr` (see [`spawn_producer`]).
+    pub fn producer(
+        addr: &str,
+        tag: &'static str,
+        topics: &'static [&'static str],
+        ledger: &Shared,
+    ) -> Task {
+        let (stop, stopped) = watch::channel(false);
+        let handle = spawn_producer(addr.to_string(), tag, topics, ledger.clone(), stopped);
+        Task { stop, handle }
+    }
+
+    /// A consumer of every topic on the node at `addr` (see [`spawn_consumer`]).
+    pub fn consumer(addr: &str, tag: &'static str, ledger: &Shared) -> Task {
+        let (stop, stopped) = watch::channel(false);
+        let handle = spawn_consumer(addr.to_string(), tag, ledger.clone(), stopped);
+        Task { stop, handle }
+    }
+
+    /// The task ended by itself: its error is what [`Task::finish`] returns.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Stops the task and returns its own error, if any.
+    pub async fn finish(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.handle
+            .await
+            .map_err(|e| anyhow::anyhow!("a demo task panicked: {e}"))?
+    }
 }
