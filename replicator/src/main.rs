@@ -49,7 +49,8 @@ enum Command {
         token: TokenArgs,
     },
     /// Two nodes in this process, each owning topics and shadowing the other's: produce,
-    /// watch the lag, stop region A, fail over to B, and verify every record.
+    /// watch the lag, cut B off and stop region A, fail over to B, bring A back (fenced,
+    /// failed back, then switched over), and account for every record.
     Demo {
         /// After setup, leave the pair up (idle, no demo producers) and print its
         /// addresses for your own clients; stop with Ctrl-C or SIGTERM.
