@@ -8,7 +8,7 @@
 //! `librdkafka-dev`, which the `rdkafka` crate links dynamically.
 //!
 //! It loads a node's owned topic (and with `--tansu` a tansu topic) with a librdkafka producer, then in
-//! each round, one after another so a busy machine slows them alike:
+//! each round, one after another so a busy machine slows them alike, each after a `sync`:
 //! - writes the node's stored byte count to a file: page cache only, then `fdatasync` at
 //!   the node's default flush interval;
 //! - node → node: a shadowlink node mirrors the source (`persist = "os"`, then the
@@ -22,6 +22,7 @@ mod report;
 mod runs;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -114,9 +115,11 @@ fn bench(args: &Args) -> Result<()> {
     let scratch = tempfile::tempdir()?;
     for round in 1..=args.rounds {
         println!("round {round}, load average {}", load_average());
+        settle()?;
         let plain = disk::measure(scratch.path(), stored, DEFAULT_FLUSH_INTERVAL)?;
         report.plain(plain);
         let mut run = |case: Case, measure: &dyn Fn() -> Result<runs::Measured>| -> Result<()> {
+            settle()?;
             let measured = measure().with_context(|| format!("{case:?}"))?;
             report.add(round, case, measured);
             Ok(())
@@ -142,6 +145,15 @@ fn bench(args: &Args) -> Result<()> {
     }
     println!("load average at the end: {}", load_average());
     report.print();
+    Ok(())
+}
+
+/// Writes back every dirty page first, so no run pays for the previous one's writeback.
+fn settle() -> Result<()> {
+    let status = Command::new("sync").status().context("running sync")?;
+    if !status.success() {
+        bail!("sync failed: {status}");
+    }
     Ok(())
 }
 

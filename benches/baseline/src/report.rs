@@ -89,7 +89,7 @@ impl Report {
 
     pub fn print(&self) {
         println!(
-            "\nrecord values: {} B ({:.3} GiB, the unit of CPU-s/GiB); stored lz4 batches: {} B",
+            "\nrecord values: {} B ({:.3} GiB, the unit of CPU-s/GiB); stored record batches: {} B",
             self.values,
             self.values as f64 / GIB,
             self.stored
