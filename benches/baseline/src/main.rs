@@ -2,8 +2,9 @@
 //!
 //! `cd benches/baseline && cargo run --release -- [--mib N] [--partitions P] [--rounds R]
 //! [--tansu]` (defaults: 1024 MiB of 1 KiB lz4 records over 8 partitions, 2 rounds, no
-//! tansu: Debian's librdkafka 2.0.2 fails its ApiVersions exchange with tansu, so the
-//! tansu cases need a newer librdkafka). Needs
+//! tansu). Debian's librdkafka 2.0.2 fails its ApiVersions exchange with tansu and sends
+//! lz4-configured batches uncompressed; the bindings work with any newer librdkafka.so.1
+//! on `LD_LIBRARY_PATH`, such as the one confluent-kafka's wheel ships. Needs
 //! `scripts/install-test-deps` (tansu, the Python admin client) and Debian's
 //! `librdkafka-dev`, which the `rdkafka` crate links dynamically.
 //!
@@ -99,6 +100,8 @@ fn bench(args: &Args) -> Result<()> {
     let command: Vec<String> = std::env::args().collect();
     println!("command: {}", command.join(" "));
     println!("machine: {}", machine());
+    // The library loaded at run time, which LD_LIBRARY_PATH may make newer than Debian's.
+    println!("librdkafka: {}", rdkafka::util::get_rdkafka_version().1);
     let records = args.mib * (1 << 20) / kafka::VALUE_BYTES as u64;
     let node = Broker::start(false, args.partitions)?;
     let node_ends = load(&node, records, args.partitions)?;
