@@ -8,14 +8,16 @@
 //! `scripts/install-test-deps` (tansu, the Python admin client) and Debian's
 //! `librdkafka-dev`, which the `rdkafka` crate links dynamically.
 //!
-//! It loads a node's owned topic (and with `--tansu` a tansu topic) with a librdkafka producer, then in
-//! each round, one after another so a busy machine slows them alike, each after a `sync`:
+//! It loads a node's owned topic (and with `--tansu` a tansu topic) with a librdkafka
+//! producer, then in each round, one after another so a busy machine slows them alike,
+//! each after a `sync`:
 //! - writes the node's stored byte count to a file: page cache only, then `fdatasync` at
 //!   the node's default flush interval;
 //! - node → node: a shadowlink node mirrors the source (`persist = "os"`, then the
 //!   default), and a librdkafka consume→produce pipeline copies it into a second node;
-//! - tansu → node: the same, the pipeline copying into a second tansu;
-//! - serving: a librdkafka consumer reads every record from the node, then from tansu.
+//! - serving: a librdkafka consumer reads every record from the node;
+//! - with `--tansu`, the same three from the tansu topic, the pipeline copying it into a
+//!   second tansu.
 
 mod disk;
 mod kafka;
