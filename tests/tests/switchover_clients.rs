@@ -310,14 +310,6 @@ fn unchanged_clients_keep_producing_and_consuming_across_a_switchover() -> Resul
         .with_context(|| format!("no records reached {topic} on A"))?;
     }
     let taken = switchover((&a, "from-b"), (&b, "from-a"), &topics)?;
-    // A names B, at B's address, leader of what B owns now.
-    let (brokers, partitions) = leaders(a.kafka, "a_orders")?;
-    ensure!(brokers.contains(&(2, b.kafka.to_string())), "{brokers:?}");
-    ensure!(
-        partitions.iter().all(|(leader, _)| *leader == 2),
-        "{partitions:?}"
-    );
-
     for (app, topic) in [(confluent, "a_orders"), (kafkajs, "a_events")] {
         let what = app.what;
         let out = app.finish()?;
@@ -337,6 +329,13 @@ fn unchanged_clients_keep_producing_and_consuming_across_a_switchover() -> Resul
         }
         wait_identical(b.kafka, a.kafka, topic, PARTITIONS)?;
     }
+    // A names B, at B's address, leader of what B owns now.
+    let (brokers, partitions) = leaders(a.kafka, "a_orders")?;
+    ensure!(brokers.contains(&(2, b.kafka.to_string())), "{brokers:?}");
+    ensure!(
+        partitions.iter().all(|(leader, _)| *leader == 2),
+        "{partitions:?}"
+    );
     Ok(())
 }
 
