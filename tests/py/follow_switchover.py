@@ -18,7 +18,7 @@ import json
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 DRAIN_S = 60
 
@@ -49,7 +49,12 @@ def consume(a, acked_keys, done, out):
         key = m.key().decode()
         seen.add(key)
         out["consumed"].append([m.partition(), m.offset(), key])
-    consumer.commit(asynchronous=False)
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as e:
+        # Nothing read since the last automatic commit: everything is committed already.
+        if e.args[0].code() != KafkaError._NO_OFFSET:
+            out["consume_errors"].append(str(e))
     consumer.close()
 
 

@@ -118,21 +118,30 @@ fn refused_topic(
         .collect()
 }
 
-/// The answer for a partition of a topic this node handed over to a node that owns it
-/// now, as from a Kafka broker that stopped leading it.
+/// The answer for a partition of a topic this node handed over to another node, as from
+/// a Kafka broker that stopped leading it.
 fn to_owner(
     ctx: &ServerContext,
     topic: &MirrorTopic,
     index: i32,
     version: i16,
 ) -> Option<PartitionProduceResponse> {
-    let (owner, _) = ctx.peers.owner_elsewhere(topic, index)?;
-    let message = format!(
-        "{}-{index} was handed over: broker {} at {} owns it now",
-        topic.name,
-        owner.node_id,
-        owner.addr()
-    );
+    let message = match ctx.peers.owner_elsewhere(topic, index) {
+        Some((owner, _)) => format!(
+            "{}-{index} was handed over: broker {} at {} owns it now",
+            topic.name,
+            owner.node_id,
+            owner.addr()
+        ),
+        // Retriable until the link sees the new owner lead, so the client retries
+        // rather than fails between the demotion and the next refresh.
+        None if ctx.peers.awaiting_owner(topic, index) => format!(
+            "{}-{index} was handed over to the source of link {}, not yet seen leading it",
+            topic.name,
+            topic.meta().link
+        ),
+        None => return None,
+    };
     let code = ResponseError::NotLeaderOrFollower.code();
     Some(failed(version, index, code, message))
 }

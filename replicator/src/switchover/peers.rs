@@ -158,6 +158,21 @@ impl Peers {
         topic: &MirrorTopic,
         partition: i32,
     ) -> Option<(PeerBroker, i32)> {
+        let (broker, epoch, own) = self.peer_leader(topic, partition)?;
+        (epoch > own).then_some((broker, epoch))
+    }
+
+    /// Whether this node handed `topic`-`partition` over to another node that its link
+    /// does not yet see leading above this node's epoch: the link has not refreshed
+    /// since the owner took over, or the peer only mirrors it.
+    pub fn awaiting_owner(&self, topic: &MirrorTopic, partition: i32) -> bool {
+        self.peer_leader(topic, partition)
+            .is_some_and(|(_, epoch, own)| epoch <= own)
+    }
+
+    /// For a handed-over partition, the other node its link sees leading it, that
+    /// node's epoch and this node's own.
+    fn peer_leader(&self, topic: &MirrorTopic, partition: i32) -> Option<(PeerBroker, i32, i32)> {
         let meta = topic.meta();
         let handed_over = matches!(
             meta.state,
@@ -171,6 +186,6 @@ impl Peers {
         let view = links.get(&meta.link)?;
         let (leader, epoch) = *view.leaders.get(&(topic.name.clone(), partition))?;
         let broker = view.brokers.get(&leader)?;
-        (epoch > own && broker.node_id != self.node_id).then(|| (broker.clone(), epoch))
+        (broker.node_id != self.node_id).then(|| (broker.clone(), epoch, own))
     }
 }
