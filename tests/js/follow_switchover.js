@@ -54,6 +54,12 @@ async function produce (kafka) {
 }
 
 async function main () {
+  // An application that hangs fails the run with what it saw rather than stalling it.
+  setTimeout(() => {
+    out.consume_errors.push('the application did not finish in time')
+    console.log(JSON.stringify(out))
+    process.exit(1)
+  }, Number(seconds) * 1000 + DRAIN_MS + 30000).unref()
   const kafka = new Kafka({ clientId: 'shadowlink-tests', brokers: [bootstrap], logLevel: logLevel.ERROR, logCreator })
   const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10000, heartbeatInterval: 500 })
   consumer.on(consumer.events.CRASH, (e) => out.consume_errors.push(String(e.payload.error)))

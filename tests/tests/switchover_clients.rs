@@ -129,9 +129,12 @@ fn switchover(
     Ok(taken)
 }
 
+/// Brokers as (id, host:port), and each partition's (leader, epoch).
+type Leaders = (Vec<(i32, String)>, Vec<(i32, i32)>);
+
 /// Metadata v12 for `topic` from `node`: the brokers as (id, host:port) and each
 /// partition's (leader, epoch).
-fn leaders(node: SocketAddr, topic: &str) -> Result<(Vec<(i32, String)>, Vec<(i32, i32)>)> {
+fn leaders(node: SocketAddr, topic: &str) -> Result<Leaders> {
     let request =
         MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
