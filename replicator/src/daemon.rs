@@ -18,6 +18,7 @@ use crate::mirror::{MirrorError, OwnTopicError, Store};
 use crate::scrub::Scrub;
 use crate::server::{self, ServerContext};
 use crate::status::{ListenerReport, Status};
+use crate::switchover::peers::Peers;
 use crate::topic_partition::TopicPartition;
 use crate::txn::TxnCoordinator;
 
@@ -102,6 +103,7 @@ impl Daemon {
         .await
         .map_err(task_failed("open transactions in", &config))??;
         let txns = Arc::new(txns);
+        let peers = open_peers(&config, &store).await?;
         tasks.push(tokio::spawn(crate::txn::sweep_loop(
             txns.clone(),
             stopped.clone(),
@@ -110,11 +112,13 @@ impl Daemon {
             &config,
             store.clone(),
             (groups.clone(), txns),
+            peers.clone(),
         )?);
         let limits = server::Limits::new(config.kafka.max_connections);
         let (mut listeners, mut reports) = (Vec::new(), Vec::new());
         for (keyed, addr, socket) in bound {
             let listener = Arc::new(listener(&keyed, addr)?);
+            peers.add_own_address(&listener.advertised_host, listener.advertised_port);
             reports.push(report(&listener, addr));
             listeners.push((listener.name.clone(), addr));
             tasks.push(tokio::spawn(server::serve(
@@ -140,7 +144,8 @@ impl Daemon {
                 link_status,
                 groups.clone(),
                 pauses.clone(),
-            );
+            )
+            .with_peers(peers.clone());
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
         crate::metrics::declare_checks();
@@ -309,10 +314,27 @@ fn report(listener: &server::Listener, bound: SocketAddr) -> ListenerReport {
     }
 }
 
+/// The node's view of its peers, with the epochs of the topics it owns now remembered.
+async fn open_peers(config: &Config, store: &Arc<Store>) -> Result<Arc<Peers>, StartError> {
+    let (node_id, path) = (config.node_id, config.data_dir.join("owned-epochs.json"));
+    let store = store.clone();
+    let peers = tokio::task::spawn_blocking(move || {
+        let peers = Peers::open(node_id, Some(path))?;
+        for topic in store.topics() {
+            peers.remember_owned(&topic);
+        }
+        Ok::<_, StorageError>(peers)
+    })
+    .await
+    .map_err(task_failed("open the peers of", config))??;
+    Ok(Arc::new(peers))
+}
+
 fn server_context(
     config: &Config,
     store: Arc<Store>,
     (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
+    peers: Arc<Peers>,
 ) -> Result<ServerContext, ConfigError> {
     Ok(ServerContext {
         store,
@@ -334,6 +356,7 @@ fn server_context(
         },
         sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
         acl: crate::authz::Acl::new(&config.acls)?,
+        peers,
     })
 }
 

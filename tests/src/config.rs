@@ -12,6 +12,7 @@ use std::time::Duration;
 /// `[groups]`, `[[topics]]`, `[[links]]`, `[[acls]]`.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    node_id: Option<i32>,
     kafka: Table,
     listeners: Vec<Listener>,
     admin: Option<Table>,
@@ -33,6 +34,7 @@ impl NodeConfig {
     /// is the daemon's default.
     pub fn new() -> NodeConfig {
         NodeConfig {
+            node_id: None,
             kafka: Table::default().with("listen", quoted("127.0.0.1:0")),
             listeners: Vec::new(),
             admin: None,
@@ -59,6 +61,12 @@ impl NodeConfig {
             .metadata_interval(Duration::from_millis(300))
             .config_interval(Duration::from_secs(1));
         NodeConfig::new().persist("os").add_link(link)
+    }
+
+    /// `node_id`: the broker id Metadata and FindCoordinator give the node.
+    pub fn node_id(mut self, id: i32) -> Self {
+        self.node_id = Some(id);
+        self
     }
 
     /// `kafka.listen`.
@@ -281,6 +289,9 @@ impl NodeConfig {
         let mut out = String::new();
         if let Some(dir) = data_dir {
             out.push_str(&format!("data_dir = {}\n", quoted(dir.display())));
+        }
+        if let Some(id) = self.node_id {
+            out.push_str(&format!("node_id = {id}\n"));
         }
         self.kafka.render("[kafka]", &mut out);
         for listener in &self.listeners {

@@ -50,8 +50,9 @@ struct PartitionState {
     /// Offset of a batch that arrived corrupt and is being fetched again, so the fault
     /// and its end are each logged once.
     corrupt_at: Option<i64>,
-    /// The topic was missing from the last source Metadata. Its state (writer, next
-    /// offset) is kept, so a topic that reappears continues with the same single writer.
+    /// The topic was missing from the last source Metadata, or this very node leads the
+    /// partition there. Its state (writer, next offset) is kept, so a topic that
+    /// reappears continues with the same single writer.
     absent: bool,
     /// Paused by an operator: not fetched, so the next fetch starts where the last ended.
     paused: bool,
@@ -122,6 +123,11 @@ pub struct LinkRunner {
     pauses: Arc<pause::Pauses>,
     paused: pause::LinkPause,
     pause_generation: u64,
+    /// Where the node's Metadata finds the owners of topics it handed over to a source,
+    /// and who this node is, so a link never fetches from it.
+    peers: Arc<crate::switchover::peers::Peers>,
+    /// Partitions the source names this very node leader of, each warned of once.
+    self_led: BTreeSet<TopicPartition>,
 }
 
 #[derive(Default)]
@@ -151,6 +157,8 @@ impl LinkRunner {
             pauses,
             paused: pause::LinkPause::default(),
             pause_generation: 0,
+            peers: Default::default(),
+            self_led: BTreeSet::new(),
             link,
             store,
             cluster,
@@ -159,6 +167,12 @@ impl LinkRunner {
             refresh_soon: false,
             configs_soon: false,
         }
+    }
+
+    /// Shares what this link sees of its source with the node's Metadata.
+    pub fn with_peers(mut self, peers: Arc<crate::switchover::peers::Peers>) -> LinkRunner {
+        self.peers = peers;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -224,6 +238,7 @@ impl LinkRunner {
             }
         };
         self.status.set_connected();
+        self.peers.update(&self.link.config.name, &view);
         let mut seen = Vec::new();
         for (name, topic) in &view.topics {
             if topic.internal || topic.error_code != 0 {
@@ -231,6 +246,7 @@ impl LinkRunner {
             }
             let local = self.store.topic(name);
             if let Some(local) = &local {
+                self.peers.remember_owned(local);
                 crate::failback::fence_if_taken_over(local, &self.link.config, topic);
             }
             let demoted = local.is_some_and(|t| self.follows_demoted(&t));
@@ -263,6 +279,34 @@ impl LinkRunner {
         self.status
             .retain(|key| self.partitions.get(key).is_some_and(|s| !s.absent));
         self.leaders = self.partitions.values().map(|s| s.leader).collect();
+        self.hold_self_led();
+    }
+
+    /// Holds back, until a metadata refresh names another leader, every partition whose
+    /// source leader is this node itself: fetching it would read the mirror into itself.
+    /// Two nodes that each name the other leader of a topic lead there.
+    fn hold_self_led(&mut self) {
+        let brokers = &self.cluster.view.brokers;
+        let mut self_led = BTreeSet::new();
+        for (key, state) in self.partitions.iter_mut() {
+            let Some(addr) = brokers.get(&state.leader) else {
+                continue;
+            };
+            if state.absent || !self.peers.is_self(state.leader, addr) {
+                continue;
+            }
+            state.absent = true;
+            let error = format!(
+                "the source names this node (broker {} at {addr}) leader of {key}: a link never fetches from its own node",
+                state.leader
+            );
+            self.status.on_error(key, &error);
+            if !self.self_led.contains(key) {
+                tracing::warn!(link = %self.link.config.name, %error, "partition not fetched");
+            }
+            self_led.insert(key.clone());
+        }
+        self.self_led = self_led;
     }
 
     fn reconcile_topic(&mut self, name: &str, source: &TopicView) -> Result<(), MirrorError> {

@@ -166,6 +166,7 @@ mod tests {
             groups,
             cluster_id: "cluster".into(),
             node_id: 1,
+            peers: Default::default(),
             max_frame_bytes: 1 << 20,
             request_budget: super::super::RequestBudget::new(2 << 20),
             idle_timeout: Duration::from_secs(1),

@@ -1,4 +1,6 @@
-//! Metadata: this node leads every partition it holds.
+//! Metadata: this node leads every partition it holds, except those of topics it handed
+//! over to a node that owns them now (see `switchover::peers`): clients are sent there,
+//! as a Kafka broker that stopped leading a partition sends them to the new leader.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -12,6 +14,7 @@ use super::{Reply, RequestContext};
 use crate::authz::Operation;
 use crate::errors::Unserved;
 use crate::mirror::MirrorTopic;
+use crate::switchover::peers::{PeerBroker, Peers};
 
 pub fn handle(
     ctx: &RequestContext,
@@ -32,12 +35,15 @@ pub fn handle(
     // all topics, and named, it answers TOPIC_AUTHORIZATION_FAILED whether or not it
     // exists, so its existence is not given away.
     let described = |name: &str| ctx.topic(Operation::Describe, name).is_ok();
+    let mut owners = Vec::new();
+    let mut describe =
+        |t: &MirrorTopic| describe(t, version, ctx.node_id, (&ctx.peers, &mut owners));
     let topics = match wanted {
         None => ctx
             .store
             .topics()
             .iter()
-            .map(|t| describe(t, version, ctx.node_id))
+            .map(|t| describe(t))
             .chain(super::offline::metadata_topics(&ctx.store))
             .filter(|t| t.name.as_ref().is_none_or(|n| described(n.0.as_str())))
             .collect(),
@@ -48,7 +54,7 @@ pub fn handle(
                     (Err(denied), _) => MetadataResponseTopic::default()
                         .with_name(Some(topic_name(name)))
                         .with_error_code(denied.code()),
-                    (Ok(()), Some(t)) => describe(&t, version, ctx.node_id),
+                    (Ok(()), Some(t)) => describe(&t),
                     (Ok(()), None) => super::offline::metadata_topic(&ctx.store, name)
                         .unwrap_or_else(|| {
                             MetadataResponseTopic::default()
@@ -65,8 +71,19 @@ pub fn handle(
         .with_node_id(ctx.node_id.into())
         .with_host(StrBytes::from_string(listener.advertised_host.clone()))
         .with_port(listener.advertised_port);
+    let mut brokers = vec![broker];
+    for owner in owners {
+        if !brokers.iter().any(|b| b.node_id.0 == owner.node_id) {
+            brokers.push(
+                MetadataResponseBroker::default()
+                    .with_node_id(owner.node_id.into())
+                    .with_host(StrBytes::from_string(owner.host))
+                    .with_port(owner.port),
+            );
+        }
+    }
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_controller_id(ctx.node_id.into())
         .with_topics(topics);
     if version >= 2 {
@@ -79,17 +96,26 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-fn describe(topic: &MirrorTopic, version: i16, node_id: i32) -> MetadataResponseTopic {
+fn describe(
+    topic: &MirrorTopic,
+    version: i16,
+    node_id: i32,
+    (peers, owners): (&Peers, &mut Vec<PeerBroker>),
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions()
         .iter()
         .map(|p| {
-            let epoch = p.leader_epoch();
+            let (mut leader, mut epoch) = (node_id, p.leader_epoch());
+            if let Some((owner, owner_epoch)) = peers.owner_elsewhere(topic, p.partition) {
+                (leader, epoch) = (owner.node_id, epoch.max(owner_epoch));
+                owners.push(owner);
+            }
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(p.partition)
-                .with_leader_id(node_id.into())
-                .with_replica_nodes(vec![node_id.into()])
-                .with_isr_nodes(vec![node_id.into()]);
+                .with_leader_id(leader.into())
+                .with_replica_nodes(vec![leader.into()])
+                .with_isr_nodes(vec![leader.into()]);
             if version >= 7 {
                 partition = partition.with_leader_epoch(epoch);
             }

@@ -71,6 +71,8 @@ pub struct ServerContext {
     pub sessions: Arc<SessionCache>,
     /// Who may do what; each connection takes the grants of its principal.
     pub acl: crate::authz::Acl,
+    /// Where the owners of topics this node handed over are.
+    pub peers: Arc<crate::switchover::peers::Peers>,
 }
 
 /// One Kafka listener: how its clients connect and prove who they are, and the address

@@ -8,6 +8,10 @@
 //! append, and acks=all after an fsync too when the persist mode is `always` (the
 //! guarantee per mode is spelled out on `MirrorPartition::produce`).
 //!
+//! A topic this node handed over answers NOT_LEADER_OR_FOLLOWER (retriable) naming the
+//! node that owns it now, once that node does: the client's Metadata refresh names it
+//! leader (see `switchover::peers`), so an unchanged producer follows the topic.
+//!
 //! A transactional batch is written only when the transaction coordinator confirms that
 //! its producer is the current epoch of its transactional id and that the partition is
 //! in its ongoing transaction; otherwise Kafka's answers: INVALID_PRODUCER_EPOCH for a
@@ -21,6 +25,7 @@ use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use shadowlink_protocol::batch::RecordBatch;
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
@@ -67,7 +72,10 @@ pub async fn handle(
                 let mut answers = Vec::with_capacity(topic.partition_data.len());
                 for data in topic.partition_data {
                     let txns = &ctx.txns;
-                    answers.push(produce_partition(&owned, txns, data, version, acks).await);
+                    let answer = produce_partition(&owned, txns, data, version, acks).await;
+                    let moved = answer.error_code != 0;
+                    let to_owner = moved.then(|| to_owner(ctx, &owned, answer.index, version));
+                    answers.push(to_owner.flatten().unwrap_or(answer));
                 }
                 answers
             }
@@ -97,10 +105,45 @@ fn refused_topic(
     if let Refusal::Shadow { .. } = &refusal {
         tracing::info!(topic, "produce to a shadow topic refused");
     }
+    let handed_over = ctx.store.topic(topic);
     partitions
         .iter()
-        .map(|p| failed(version, p.index, refusal.code(), refusal.to_string()))
+        .map(|p| {
+            let to_owner = handed_over
+                .as_ref()
+                .and_then(|t| to_owner(ctx, t, p.index, version));
+            to_owner
+                .unwrap_or_else(|| failed(version, p.index, refusal.code(), refusal.to_string()))
+        })
         .collect()
+}
+
+/// The answer for a partition of a topic this node handed over to another node, as from
+/// a Kafka broker that stopped leading it.
+fn to_owner(
+    ctx: &ServerContext,
+    topic: &MirrorTopic,
+    index: i32,
+    version: i16,
+) -> Option<PartitionProduceResponse> {
+    let message = match ctx.peers.owner_elsewhere(topic, index) {
+        Some((owner, _)) => format!(
+            "{}-{index} was handed over: broker {} at {} owns it now",
+            topic.name,
+            owner.node_id,
+            owner.addr()
+        ),
+        // Retriable until the link sees the new owner lead, so the client retries
+        // rather than fails between the demotion and the next refresh.
+        None if ctx.peers.awaiting_owner(topic, index) => format!(
+            "{}-{index} was handed over to the source of link {}, not yet seen leading it",
+            topic.name,
+            topic.meta().link
+        ),
+        None => return None,
+    };
+    let code = ResponseError::NotLeaderOrFollower.code();
+    Some(failed(version, index, code, message))
 }
 
 async fn produce_partition(

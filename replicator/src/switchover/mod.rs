@@ -19,6 +19,8 @@
 //! before step 2 has completed resumes writes on O. At no step do both nodes take
 //! writes: O stops before M starts, and M starts only on O's stopped log end.
 
+pub mod peers;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
