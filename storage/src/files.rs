@@ -38,6 +38,7 @@ struct Inner {
     limit: usize,
     next_id: AtomicU64,
     state: Mutex<State>,
+    opening: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -62,6 +63,7 @@ impl FileCache {
                 limit: limit.max(1),
                 next_id: AtomicU64::new(0),
                 state: Mutex::new(State::default()),
+                opening: Mutex::new(()),
             }),
         }
     }
@@ -113,27 +115,61 @@ impl FileCache {
         if let Some(file) = self.touch(slot.id) {
             return Ok(file);
         }
+        let _opening = self.opening();
+        if let Some(file) = self.touch(slot.id) {
+            return Ok(file);
+        }
+        self.make_room();
         let file = Arc::new(open_segment_file(&slot.path)?);
-        let evicted = {
-            let mut state = self.state();
-            let tick = state.tick();
-            let open = state.open.entry(slot.id).or_insert_with(|| Open {
-                file: file.clone(),
-                last_use: tick,
-                slot: Arc::downgrade(slot),
-            });
-            let (file, previous) = (open.file.clone(), open.last_use);
-            open.last_use = tick;
-            state.lru.remove(&previous);
-            state.lru.insert(tick, slot.id);
-            (file, state.evict_over(self.inner.limit))
-        };
-        let (file, evicted) = evicted;
-        // Outside the lock: an fsync may take long and must not stall other logs.
+        self.insert(slot, file.clone());
+        Ok(file)
+    }
+
+    /// Creates the file at `path`, which must not exist, and registers it open.
+    pub(crate) fn create(&self, path: PathBuf) -> io::Result<Arc<CachedFile>> {
+        let _opening = self.opening();
+        self.make_room();
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)?;
+        let slot = self.register(path);
+        self.insert(&slot, Arc::new(file));
+        Ok(slot)
+    }
+
+    /// Serialises opening files, so that each makes room before it opens and the
+    /// descriptors held never exceed the limit.
+    fn opening(&self) -> MutexGuard<'_, ()> {
+        self.inner
+            .opening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes the least recently used descriptors until one more fits.
+    fn make_room(&self) {
+        let evicted = self.state().evict_over(self.inner.limit - 1);
+        // Outside the state lock: an fsync may take long and must not stall other logs'
+        // reads and writes through descriptors already open.
         for victim in evicted {
             victim.close();
         }
-        Ok(file)
+    }
+
+    fn insert(&self, slot: &Arc<CachedFile>, file: Arc<File>) {
+        let mut state = self.state();
+        let tick = state.tick();
+        state.lru.insert(tick, slot.id);
+        state.open.insert(
+            slot.id,
+            Open {
+                file,
+                last_use: tick,
+                slot: Arc::downgrade(slot),
+            },
+        );
     }
 
     fn touch(&self, id: u64) -> Option<Arc<File>> {

@@ -310,7 +310,10 @@ fn load_epochs(
         })?;
     }
     changed |= cache.truncate_from_start(log_start);
-    if changed || !dir.join(crate::epoch::EPOCH_FILE).exists() {
+    // A missing file is rebuilt from the batches on open: for a log without any, that
+    // gives the empty cache, so creating a partition writes no file for it.
+    let holds_batches = segments.iter().any(|s| !s.is_empty());
+    if changed || (holds_batches && !dir.join(crate::epoch::EPOCH_FILE).exists()) {
         cache.persist()?;
     }
     Ok(cache)

@@ -87,12 +87,11 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    fn with_file(dir: &Path, base_offset: i64, files: &FileCache, size: u64) -> Self {
-        let log_path = segment_path(dir, base_offset, LOG_EXT);
+    fn with_file(dir: &Path, base_offset: i64, file: Arc<CachedFile>, size: u64) -> Self {
         Segment {
             base_offset,
-            file: files.register(log_path.clone()),
-            log_path,
+            log_path: segment_path(dir, base_offset, LOG_EXT),
+            file,
             size,
             next_offset: base_offset,
             index: OffsetIndex::empty(segment_path(dir, base_offset, INDEX_EXT)),
@@ -120,12 +119,10 @@ impl Segment {
     /// Creates an empty segment and its index files; the caller owes `dir` an fsync.
     pub(crate) fn create_unsynced(dir: &Path, base_offset: i64, files: &FileCache) -> Result<Self> {
         let path = segment_path(dir, base_offset, LOG_EXT);
-        File::options()
-            .append(true)
-            .create_new(true)
-            .open(&path)
+        let file = files
+            .create(path.clone())
             .map_err(StorageError::io("creating", &path))?;
-        let mut segment = Self::with_file(dir, base_offset, files, 0);
+        let mut segment = Self::with_file(dir, base_offset, file, 0);
         segment.index = OffsetIndex::create(segment.index.path().to_path_buf())?;
         segment.time_index = TimeIndex::create(segment.time_index.path().to_path_buf())?;
         segment.indexes_loaded = true;
@@ -139,7 +136,7 @@ impl Segment {
         let size = fs::metadata(&path)
             .map_err(StorageError::io("reading metadata of", &path))?
             .len();
-        let mut segment = Self::with_file(dir, base_offset, files, size);
+        let mut segment = Self::with_file(dir, base_offset, files.register(path), size);
         let index = OffsetIndex::load(segment.index.path().to_path_buf())?;
         let time_index = TimeIndex::load(segment.time_index.path().to_path_buf())?;
         if let (Some(index), Some(time_index)) = (index, time_index) {
