@@ -14,6 +14,10 @@ use shadowlink_tests::scenario::{create_topic, produce, wait_identical};
 use shadowlink_tests::{python, Node, NodeConfig};
 
 const LIMIT: usize = 6;
+/// Descriptors seen beyond the limit that are not the cache's: a read or write in progress
+/// keeps an evicted descriptor until it finishes, and `/proc/PID/fd` is not listed
+/// atomically, so a descriptor closed and another opened during one listing both count.
+const SLACK: usize = 2;
 const PARTITIONS: i32 = 40;
 const RECORDS: usize = 4_000;
 const TOPIC: &str = "a_wide";
@@ -126,7 +130,7 @@ fn a_node_with_few_open_files_serves_and_mirrors_every_partition() -> Result<()>
         assert!(on_disk > 3 * LIMIT, "{on_disk} segment files on disk");
         assert!(peak > 0, "the sampler saw the node's files");
         assert!(
-            peak <= LIMIT,
+            peak <= LIMIT + SLACK,
             "{peak} segment files open at once, over the limit of {LIMIT} ({on_disk} on disk)"
         );
     }
