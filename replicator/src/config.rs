@@ -203,6 +203,10 @@ pub struct StorageSettings {
     /// Partitions the node may hold, shadows included, before CreateTopics is refused.
     /// Every partition keeps its segments mapped, so this bounds memory maps and files.
     pub max_partitions: i64,
+    /// Segment files the node keeps open at once, across all its partitions; the least
+    /// recently used are closed beyond it and reopened when needed. Unset, half the
+    /// process's open-file limit, leaving the rest to client connections.
+    pub max_open_files: Option<usize>,
     /// Fault injection for tests: every fsync of partition data first sleeps this long,
     /// as on a slow disk. Never set it in production.
     #[serde(with = "humantime_serde")]
@@ -225,6 +229,7 @@ impl Default for StorageSettings {
             cleaner_interval: Duration::from_secs(15),
             cleaner_bytes_per_second: None,
             max_partitions: 10_000,
+            max_open_files: None,
             fault_fsync_delay: Duration::ZERO,
             fault_fsync_fail_after: None,
             scrub_bytes_per_second: 4 * 1024 * 1024,
@@ -452,6 +457,9 @@ impl Config {
         }
         if self.storage.max_partitions < 1 {
             return Err(invalid("storage.max_partitions", "must be at least 1"));
+        }
+        if self.storage.max_open_files == Some(0) {
+            return Err(invalid("storage.max_open_files", "must be at least 1"));
         }
         validate_owned_topics(&self.topics)?;
         let mut names = std::collections::HashSet::new();
@@ -812,6 +820,9 @@ start = "earliest"
         assert!(e.contains("kafka.max_partitions_per_request"), "{e}");
         let e = err_of(&format!("{GOOD}\n[storage]\nmax_partitions = 0\n"));
         assert!(e.contains("storage.max_partitions"), "{e}");
+        assert_eq!(c.storage.max_open_files, None);
+        let e = err_of(&format!("{GOOD}\n[storage]\nmax_open_files = 0\n"));
+        assert!(e.contains("storage.max_open_files"), "{e}");
     }
 
     #[test]

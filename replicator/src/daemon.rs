@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use shadowlink_storage::{LogConfig, StorageError};
+use shadowlink_storage::{FileCache, LogConfig, StorageError};
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
@@ -69,6 +69,12 @@ impl Daemon {
             persist: config.persist_mode()?,
             fsync_delay: config.storage.fault_fsync_delay,
             fsync_fail_after: config.storage.fault_fsync_fail_after,
+            open_files: FileCache::new(
+                config
+                    .storage
+                    .max_open_files
+                    .unwrap_or_else(FileCache::default_limit),
+            ),
             ..LogConfig::default()
         };
         let data_dir = config.data_dir.clone();

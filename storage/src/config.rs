@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::files::FileCache;
+
 /// When appended bytes are forced to stable storage.
 ///
 /// Whatever the mode, a crash never leaves a torn or corrupt batch visible after
@@ -48,6 +50,9 @@ pub struct LogConfig {
     /// every later one fails, as on a disk that lost its writeback. `None`, the default,
     /// fails none.
     pub fsync_fail_after: Option<u64>,
+    /// Where segment files are opened: one cache per node bounds the descriptors all
+    /// its logs hold open. The default is a process-wide one.
+    pub open_files: FileCache,
 }
 
 impl Default for LogConfig {
@@ -61,6 +66,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             fsync_delay: Duration::ZERO,
             fsync_fail_after: None,
+            open_files: FileCache::shared(),
         }
     }
 }

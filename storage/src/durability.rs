@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::error::{Result, StorageError};
+use crate::files::CachedFile;
 
 /// Why a log refuses writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +69,11 @@ impl FsyncFault {
 #[derive(Debug)]
 struct Unsynced {
     path: PathBuf,
-    /// The handle the data was written through, for segment data; `None` means the
-    /// path is opened to sync it (index files and directories, written by path). A dead
+    /// The cached file the data was written through, for segment data (synced through
+    /// the cache, which reopens it if its descriptor was evicted); `None` means the path
+    /// is opened to sync it (index files and directories, written by path). A dead
     /// handle belongs to a deleted segment, whose data no longer needs syncing.
-    file: Option<Weak<File>>,
+    file: Option<Weak<CachedFile>>,
 }
 
 impl Unsynced {
@@ -124,7 +126,7 @@ impl Durability {
     }
 
     /// Notes that the segment data file at `path` was written through `file`.
-    pub(crate) fn wrote_data(&self, path: &Path, file: &Arc<File>) {
+    pub(crate) fn wrote_data(&self, path: &Path, file: &Arc<CachedFile>) {
         self.add(path, Some(Arc::downgrade(file)));
     }
 
@@ -133,7 +135,7 @@ impl Durability {
         self.add(path, None);
     }
 
-    fn add(&self, path: &Path, file: Option<Weak<File>>) {
+    fn add(&self, path: &Path, file: Option<Weak<CachedFile>>) {
         let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
         unsynced.retain(|u| u.file.as_ref().is_none_or(|f| f.strong_count() > 0));
         if !unsynced.iter().any(|u| u.path == path) {
@@ -261,16 +263,22 @@ impl PendingSync {
 mod tests {
     use super::*;
 
-    fn written(durability: &Durability, path: &Path, file: &Arc<File>) {
+    fn written(durability: &Durability, path: &Path, file: &Arc<CachedFile>) {
+        file.wrote();
         durability.wrote_data(path, file);
         durability.finish_write();
+    }
+
+    fn cached(path: &Path) -> Arc<CachedFile> {
+        crate::FileCache::new(4).register(path.to_path_buf())
     }
 
     #[test]
     fn a_sync_covered_by_an_earlier_one_runs_no_fsync() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
-        let file = Arc::new(File::create(&path).unwrap());
+        File::create(&path).unwrap();
+        let file = cached(&path);
         let durability = Durability::new(FsyncFault::default());
         written(&durability, &path, &file);
         let first = durability.pending();
@@ -290,7 +298,7 @@ mod tests {
         let durability = Durability::new(FsyncFault::default());
         // The null device refuses fsync (EINVAL): a stand-in for a failed writeback.
         let path = Path::new("/dev/null");
-        let null = Arc::new(File::options().write(true).open(path).unwrap());
+        let null = cached(path);
         written(&durability, path, &null);
         let failed = durability.pending().wait();
         assert!(matches!(failed, Err(StorageError::Io { .. })), "{failed:?}");
@@ -308,7 +316,8 @@ mod tests {
     fn an_injected_fsync_failure_comes_after_the_allowed_successes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
-        let file = Arc::new(File::create(&path).unwrap());
+        File::create(&path).unwrap();
+        let file = cached(&path);
         let durability = Durability::new(FsyncFault::new(Duration::ZERO, Some(2)));
         for _ in 0..2 {
             written(&durability, &path, &file);

@@ -27,6 +27,9 @@ mod durability;
 mod epoch;
 mod epoch_floor;
 mod error;
+mod files;
+#[cfg(test)]
+mod files_tests;
 mod index;
 mod log;
 mod meta;
@@ -47,6 +50,7 @@ pub use config::{LogConfig, PersistMode};
 pub use durability::{PendingSync, Poison};
 pub use epoch_floor::EpochFloor;
 pub use error::{Result, StorageError};
+pub use files::FileCache;
 pub use log::{AppendInfo, PartitionLog, ReadResult};
 pub use meta::{read_meta, sync_dir, write_meta, TopicMeta};
 pub use recovery::Recovered;

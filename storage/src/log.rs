@@ -305,7 +305,8 @@ impl PartitionLog {
             // An empty segment whose base is too far below the batch: replace it.
             let empty = self.segments.pop().expect("a log always has a segment");
             empty.delete()?;
-            let created = Segment::create_unsynced(&self.dir, batch.base_offset());
+            let created =
+                Segment::create_unsynced(&self.dir, batch.base_offset(), &self.config.open_files);
             self.durability.wrote_path(&self.dir);
             self.segments.push(created?);
             return Ok(());
@@ -357,7 +358,7 @@ impl PartitionLog {
         self.sealed_unsynced = true;
         // Bounds the replay on open to the new active segment.
         self.txns.persist()?;
-        let created = Segment::create_unsynced(&self.dir, base_offset);
+        let created = Segment::create_unsynced(&self.dir, base_offset, &self.config.open_files);
         self.durability.wrote_path(&self.dir);
         self.segments.push(created?);
         Ok(())

@@ -28,7 +28,10 @@ pub(crate) fn load_max_producer_id(dir: &Path, segments: &[Segment]) -> Result<i
     for segment in segments {
         segment.for_each_batch(|b| max = max.max(b.producer_id()))?;
     }
-    write_meta(&path, &max)?;
+    // A log without batches rescans nothing next time either: no file to write.
+    if segments.iter().any(|s| !s.is_empty()) {
+        write_meta(&path, &max)?;
+    }
     Ok(max)
 }
 

@@ -18,6 +18,7 @@ use crate::config::LogConfig;
 use crate::durability::{Durability, FsyncFault};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
+use crate::files::FileCache;
 use crate::log::{PartitionLog, LOG_START_FILE};
 use crate::meta::{read_meta, sync_dir};
 use crate::segment::{Segment, LOG_EXT, SWAP_EXT};
@@ -194,7 +195,7 @@ fn open_segments(
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     let mut recovered = Recovered::default();
     for (i, &base) in bases.iter().enumerate() {
-        let mut segment = Segment::open(dir, base)?;
+        let mut segment = Segment::open(dir, base, &config.open_files)?;
         let min_offset = segments.last().map_or(base, |s| s.next_offset);
         let is_last = i + 1 == bases.len();
         let dropped = if !is_last && segment.load_sealed(min_offset)? {
@@ -205,24 +206,24 @@ fn open_segments(
         recovered.dropped_bytes += dropped;
         segments.push(segment);
         if dropped > 0 && !is_last {
-            delete_after_corruption(dir, &bases[i + 1..])?;
+            delete_after_corruption(dir, &bases[i + 1..], &config.open_files)?;
             recovered.dropped_segments = bases.len() - i - 1;
             break;
         }
     }
     if segments.is_empty() {
-        segments.push(Segment::create(dir, log_start)?);
+        segments.push(Segment::create(dir, log_start, &config.open_files)?);
     }
     Ok((segments, recovered))
 }
 
-fn delete_after_corruption(dir: &Path, bases: &[i64]) -> Result<()> {
+fn delete_after_corruption(dir: &Path, bases: &[i64], files: &FileCache) -> Result<()> {
     tracing::warn!(
         segments = bases.len(),
         "deleting segments after a corrupt one so the log stays contiguous"
     );
     for &base in bases {
-        Segment::open(dir, base)?.delete()?;
+        Segment::open(dir, base, files)?.delete()?;
     }
     sync_dir(dir)
 }
@@ -247,7 +248,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         for segment in segments.drain(..) {
             segment.delete()?;
         }
-        segments.push(Segment::create(dir, start)?);
+        segments.push(Segment::create(dir, start, &config.open_files)?);
         sync_dir(dir)?;
     }
     let first_base = segments[0].base_offset;
@@ -309,7 +310,10 @@ fn load_epochs(
         })?;
     }
     changed |= cache.truncate_from_start(log_start);
-    if changed || !dir.join(crate::epoch::EPOCH_FILE).exists() {
+    // A missing file is rebuilt from the batches on open: for a log without any, that
+    // gives the empty cache, so creating a partition writes no file for it.
+    let holds_batches = segments.iter().any(|s| !s.is_empty());
+    if changed || (holds_batches && !dir.join(crate::epoch::EPOCH_FILE).exists()) {
         cache.persist()?;
     }
     Ok(cache)

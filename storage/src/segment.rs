@@ -6,7 +6,7 @@
 //! mapped once. We chose mapping over an in-memory tail because it keeps one read path
 //! for every segment and holds no record bytes on the heap.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +19,7 @@ use shadowlink_protocol::batch::{
 };
 
 use crate::error::{Result, StorageError};
+use crate::files::{CachedFile, FileCache};
 use crate::index::{OffsetEntry, OffsetIndex};
 use crate::meta::sync_dir;
 use crate::mmap;
@@ -60,8 +61,9 @@ pub(crate) struct MaxTimestamp {
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     pub(crate) log_path: PathBuf,
-    /// Shared with pending syncs, which fsync it without the log's lock.
-    file: Arc<File>,
+    /// Opened through the node's cache when used; shared with pending syncs, which
+    /// fsync it without the log's lock.
+    file: Arc<CachedFile>,
     /// Bytes of whole, validated batches. The file is never read past this.
     pub(crate) size: u64,
     /// Last offset + 1 of the last batch, or `base_offset` when empty.
@@ -84,21 +86,12 @@ pub(crate) struct Segment {
     pub(crate) data_writes: u64,
 }
 
-fn open_log_file(path: &Path, create_new: bool) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create_new(create_new)
-        .open(path)
-        .map_err(StorageError::io("opening", path))
-}
-
 impl Segment {
-    fn with_file(dir: &Path, base_offset: i64, file: File, size: u64) -> Self {
+    fn with_file(dir: &Path, base_offset: i64, file: Arc<CachedFile>, size: u64) -> Self {
         Segment {
             base_offset,
             log_path: segment_path(dir, base_offset, LOG_EXT),
-            file: Arc::new(file),
+            file,
             size,
             next_offset: base_offset,
             index: OffsetIndex::empty(segment_path(dir, base_offset, INDEX_EXT)),
@@ -117,16 +110,18 @@ impl Segment {
 
     /// Creates an empty segment and its index files, then fsyncs the directory so the
     /// new entries survive power loss.
-    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Self> {
-        let segment = Self::create_unsynced(dir, base_offset)?;
+    pub(crate) fn create(dir: &Path, base_offset: i64, files: &FileCache) -> Result<Self> {
+        let segment = Self::create_unsynced(dir, base_offset, files)?;
         sync_dir(dir)?;
         Ok(segment)
     }
 
     /// Creates an empty segment and its index files; the caller owes `dir` an fsync.
-    pub(crate) fn create_unsynced(dir: &Path, base_offset: i64) -> Result<Self> {
+    pub(crate) fn create_unsynced(dir: &Path, base_offset: i64, files: &FileCache) -> Result<Self> {
         let path = segment_path(dir, base_offset, LOG_EXT);
-        let file = open_log_file(&path, true)?;
+        let file = files
+            .create(path.clone())
+            .map_err(StorageError::io("creating", &path))?;
         let mut segment = Self::with_file(dir, base_offset, file, 0);
         segment.index = OffsetIndex::create(segment.index.path().to_path_buf())?;
         segment.time_index = TimeIndex::create(segment.time_index.path().to_path_buf())?;
@@ -136,14 +131,12 @@ impl Segment {
 
     /// Opens an existing segment as-is: `size` is the file length and the indexes are
     /// loaded if well-formed. Callers must then run `load_sealed` or `recover`.
-    pub(crate) fn open(dir: &Path, base_offset: i64) -> Result<Self> {
+    pub(crate) fn open(dir: &Path, base_offset: i64, files: &FileCache) -> Result<Self> {
         let path = segment_path(dir, base_offset, LOG_EXT);
-        let file = open_log_file(&path, false)?;
-        let size = file
-            .metadata()
+        let size = fs::metadata(&path)
             .map_err(StorageError::io("reading metadata of", &path))?
             .len();
-        let mut segment = Self::with_file(dir, base_offset, file, size);
+        let mut segment = Self::with_file(dir, base_offset, files.register(path), size);
         let index = OffsetIndex::load(segment.index.path().to_path_buf())?;
         let time_index = TimeIndex::load(segment.time_index.path().to_path_buf())?;
         if let (Some(index), Some(time_index)) = (index, time_index) {
@@ -178,9 +171,11 @@ impl Segment {
         batches: &[RecordBatch],
         index_interval: u32,
     ) -> Result<()> {
-        (&*self.file)
-            .write_all(bytes)
-            .map_err(StorageError::io("appending to", &self.log_path))?;
+        let file = self.file.open()?;
+        let written = (&*file).write_all(bytes);
+        // Counted even when it failed: part of it may be in the page cache.
+        self.file.wrote();
+        written.map_err(StorageError::io("appending to", &self.log_path))?;
         #[cfg(test)]
         {
             self.data_writes += 1;
@@ -252,8 +247,8 @@ impl Segment {
         self.time_index.write_pending()
     }
 
-    /// The handle appends write through, for fsyncs run without the log's lock.
-    pub(crate) fn file(&self) -> &Arc<File> {
+    /// The file appends write through, for fsyncs run without the log's lock.
+    pub(crate) fn file(&self) -> &Arc<CachedFile> {
         &self.file
     }
 
@@ -267,7 +262,7 @@ impl Segment {
         let map = match cache.as_ref() {
             Some(map) if map.len() >= size => Arc::clone(map),
             _ => {
-                let map = mmap::map(&self.file, size)
+                let map = mmap::map(&*self.file.open()?, size)
                     .map_err(StorageError::io("mapping", &self.log_path))?;
                 *cache = Some(Arc::clone(&map));
                 map
@@ -453,6 +448,7 @@ impl Segment {
             self.replace_with_prefix(len)?;
         } else {
             self.file
+                .open()?
                 .set_len(len)
                 .map_err(StorageError::io("truncating", &self.log_path))?;
         }
@@ -472,7 +468,7 @@ impl Segment {
         };
         copy().map_err(StorageError::io("writing truncated copy", &swap))?;
         fs::rename(&swap, &self.log_path).map_err(StorageError::io("renaming", &swap))?;
-        self.file = Arc::new(open_log_file(&self.log_path, false)?);
+        self.file.reopen_later();
         self.readers = Arc::new(());
         sync_dir(self.log_path.parent().unwrap_or(Path::new(".")))
     }
@@ -503,9 +499,7 @@ impl Segment {
     pub(crate) fn retention_timestamp(&self) -> i64 {
         match self.max {
             Some(m) if m.timestamp >= 0 => m.timestamp,
-            _ => self
-                .file
-                .metadata()
+            _ => fs::metadata(&self.log_path)
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())

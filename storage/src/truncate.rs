@@ -83,7 +83,8 @@ impl PartitionLog {
             for segment in log.segments.drain(..) {
                 segment.delete()?;
             }
-            log.segments.push(Segment::create(&log.dir, offset)?);
+            log.segments
+                .push(Segment::create(&log.dir, offset, &log.config.open_files)?);
             log.log_start_offset = offset;
             if log.epochs.clear() {
                 log.epochs.persist()?;

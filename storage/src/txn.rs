@@ -86,7 +86,10 @@ impl TxnIndex {
     pub(crate) fn load(dir: &Path, segments: &[Segment], log_start: i64) -> Result<Self> {
         let log_end = segments.last().map_or(log_start, |s| s.next_offset);
         let first_base = segments.first().map_or(log_start, |s| s.base_offset);
-        let snapshot = match read_meta::<Snapshot>(&dir.join(TXN_FILE)) {
+        let read = read_meta::<Snapshot>(&dir.join(TXN_FILE));
+        // A new, empty log: the empty index is what a rebuild gives, so it needs no file.
+        let nothing_to_keep = matches!(read, Ok(None)) && log_end == first_base;
+        let snapshot = match read {
             Ok(Some(s)) if s.is_consistent(first_base, log_end) => Some(s),
             Ok(_) | Err(StorageError::Meta { .. }) => None,
             Err(e) => return Err(e),
@@ -110,7 +113,9 @@ impl TxnIndex {
         }
         index.end_offset = index.end_offset.max(log_end);
         index.truncate_start(log_start);
-        index.persist()?;
+        if !nothing_to_keep {
+            index.persist()?;
+        }
         Ok(index)
     }
 

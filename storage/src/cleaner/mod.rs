@@ -327,7 +327,7 @@ impl PartitionLog {
             for (group, at) in groups.iter().zip(positions).rev() {
                 let bases: Vec<i64> = group.members.iter().map(|m| m.0).collect();
                 swap::install(&dir, &bases)?;
-                let mut segment = Segment::open(&dir, bases[0])?;
+                let mut segment = Segment::open(&dir, bases[0], &log.config.open_files)?;
                 segment.recover(bases[0], log.config.index_interval_bytes)?;
                 for old in log.segments.splice(at..at + bases.len(), [segment]) {
                     drop(old);

@@ -1,0 +1,222 @@
+//! Partitions under steady load: a confluent-kafka idempotent producer writes a steady
+//! record rate spread evenly over N partitions of a topic one node owns; a second node
+//! mirrors it. Every second the bench asks both nodes for every partition's end offset
+//! (ListOffsets latest) and reports, over the run, the largest lag of any partition in
+//! records and in seconds.
+//!
+//! Lag in seconds: at each sample, a partition whose mirror end is below its source end
+//! lags by at least the time since the first sample in which the source end was above
+//! that mirror end (so it has a one-sample resolution and never overstates).
+//!
+//! `cargo run --release -p shadowlink-benches --bin partitions_under_load -- [--partitions N]
+//! [--rate R] [--seconds S]` (defaults: 1000 partitions, 5000 records/s, 60 s).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use shadowlink_benches::{cpu_seconds, load_average, machine, rss_mb};
+use shadowlink_tests::raw::RawClient;
+use shadowlink_tests::scenario::create_topic;
+use shadowlink_tests::{Client, Node, NodeConfig};
+
+const TOPIC: &str = "a_load";
+/// Goal: no partition lags more than this.
+const GOAL_LAG_SECONDS: f64 = 1.0;
+
+struct Args {
+    partitions: i32,
+    rate: u64,
+    seconds: u64,
+}
+
+fn args() -> Result<Args> {
+    let mut parsed = Args {
+        partitions: 1000,
+        rate: 5000,
+        seconds: 60,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--partitions" => parsed.partitions = value.parse().context("--partitions")?,
+            "--rate" => parsed.rate = value.parse().context("--rate")?,
+            "--seconds" => parsed.seconds = value.parse().context("--seconds")?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(parsed)
+}
+
+/// Every partition's latest offset on the node at `addr`.
+fn end_offsets(client: &mut RawClient, partitions: i32) -> Result<Vec<i64>> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(
+                (0..partitions)
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(-1)
+                    })
+                    .collect(),
+            )]);
+    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 4, &request)?;
+    let mut ends = vec![-1; partitions as usize];
+    for p in response.topics.iter().flat_map(|t| t.partitions.iter()) {
+        if p.error_code == 0 {
+            if let Some(end) = ends.get_mut(p.partition_index as usize) {
+                *end = p.offset;
+            }
+        }
+    }
+    Ok(ends)
+}
+
+/// The largest lags seen, and what each sample saw.
+#[derive(Default)]
+struct Lags {
+    max_records: i64,
+    max_seconds: f64,
+    samples: usize,
+    /// Per partition: `(time, source end)` of the samples whose end the mirror may not
+    /// have reached yet, oldest first.
+    pending: BTreeMap<usize, VecDeque<(Instant, i64)>>,
+}
+
+impl Lags {
+    fn sample(&mut self, now: Instant, source: &[i64], mirror: &[i64]) {
+        self.samples += 1;
+        for (p, (&src, &dst)) in source.iter().zip(mirror).enumerate() {
+            self.max_records = self.max_records.max(src - dst);
+            let pending = self.pending.entry(p).or_default();
+            pending.push_back((now, src));
+            while pending.front().is_some_and(|&(_, end)| end <= dst) {
+                pending.pop_front();
+            }
+            if let Some(&(since, _)) = pending.front() {
+                let lag = now.duration_since(since).as_secs_f64();
+                self.max_seconds = self.max_seconds.max(lag);
+            }
+        }
+    }
+}
+
+fn start(partitions: i32) -> Result<(Node, Node)> {
+    let limit = i64::from(partitions) + 100;
+    let source = Node::start(&NodeConfig::new().max_partitions(limit))?;
+    create_topic(source.kafka, TOPIC, partitions, &[])?;
+    let mirror = Node::start(&NodeConfig::linked_to(source.kafka).max_partitions(limit))?;
+    Ok((source, mirror))
+}
+
+fn wait_listed(mirror: SocketAddr, partitions: i32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut client = RawClient::connect(mirror)?;
+    while end_offsets(&mut client, partitions)?.contains(&-1) {
+        if Instant::now() > deadline {
+            bail!("the mirror did not list every partition in 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let a = args()?;
+    let command: Vec<String> = std::env::args().collect();
+    println!("command: {}", command.join(" "));
+    println!("machine: {}", machine());
+    println!("load average at start: {}", load_average());
+    let (source, mirror) = start(a.partitions)?;
+    wait_listed(mirror.kafka, a.partitions)?;
+    let mut producer = Client::Python
+        .command(
+            "produce_steady.py",
+            &[
+                &source.kafka.to_string(),
+                TOPIC,
+                "--rate",
+                &a.rate.to_string(),
+                "--partitions",
+                &a.partitions.to_string(),
+                "--seconds",
+                &a.seconds.to_string(),
+            ],
+        )
+        .stdout(Stdio::null())
+        .spawn()?;
+    let (mut src, mut dst) = (
+        RawClient::connect(source.kafka)?,
+        RawClient::connect(mirror.kafka)?,
+    );
+    let cpu = (
+        cpu_seconds(source.process.pid())?,
+        cpu_seconds(mirror.process.pid())?,
+    );
+    let started = Instant::now();
+    let mut lags = Lags::default();
+    let mut first = vec![0; a.partitions as usize];
+    let mut next = started + Duration::from_secs(1);
+    while started.elapsed() < Duration::from_secs(a.seconds) {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += Duration::from_secs(1);
+        let now = Instant::now();
+        let source_ends = end_offsets(&mut src, a.partitions)?;
+        let mirror_ends = end_offsets(&mut dst, a.partitions)?;
+        if lags.samples == 0 {
+            first.clone_from(&source_ends);
+        }
+        lags.sample(now, &source_ends, &mirror_ends);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let used = (
+        cpu_seconds(source.process.pid())? - cpu.0,
+        cpu_seconds(mirror.process.pid())? - cpu.1,
+    );
+    let last = end_offsets(&mut src, a.partitions)?;
+    let produced: i64 = last.iter().zip(&first).map(|(l, f)| l - f).sum();
+    let _ = producer.wait();
+    println!("load average at end: {}", load_average());
+    println!();
+    println!(
+        "{} partitions, {} records/s asked ({:.0} achieved over the sampled {elapsed:.0} s), {} samples",
+        a.partitions,
+        a.rate,
+        produced as f64 / elapsed,
+        lags.samples
+    );
+    println!("| | value |");
+    println!("|---|---|");
+    println!(
+        "| max lag of any partition (records) | {} |",
+        lags.max_records
+    );
+    println!("| max lag of any partition (s) | {:.1} |", lags.max_seconds);
+    println!(
+        "| source CPU (% of a core) | {:.1} |",
+        used.0 / elapsed * 100.0
+    );
+    println!(
+        "| mirror CPU (% of a core) | {:.1} |",
+        used.1 / elapsed * 100.0
+    );
+    println!("| source RSS (MB) | {:.0} |", rss_mb(source.process.pid())?);
+    println!("| mirror RSS (MB) | {:.0} |", rss_mb(mirror.process.pid())?);
+    let met = lags.max_seconds <= GOAL_LAG_SECONDS;
+    println!(
+        "goal (no partition lags more than {GOAL_LAG_SECONDS} s): {}",
+        if met { "met" } else { "not met" }
+    );
+    Ok(())
+}
