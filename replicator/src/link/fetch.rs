@@ -3,14 +3,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use shadowlink_protocol::batch::{BatchError, BatchWalker};
+use shadowlink_storage::CheckedRecordSet;
 
 use super::offsets::{self, EARLIEST, LATEST};
 use super::writer::WriteJob;
@@ -370,11 +369,13 @@ impl LinkRunner {
         }
         let records = p.records.unwrap_or_default();
         crate::metrics::bytes_fetched(&link, records.len());
-        let fetched = complete_batches(&records, fetch_offset);
-        if let Some(chunk) = fetched.chunk {
-            state.next_offset = Some(chunk.next_offset);
-            state.last_fetched_epoch = chunk.last_epoch;
-            send(state, WriteJob::Append(chunk.bytes)).await;
+        // A byte damaged on the way must never reach the log, where it would be served
+        // as the source's data: the CRCs are checked here, once.
+        let fetched = CheckedRecordSet::check(&records, fetch_offset);
+        if let Some(set) = fetched.set {
+            state.next_offset = Some(set.next_offset());
+            state.last_fetched_epoch = set.last_epoch();
+            send(state, WriteJob::Append(set)).await;
         }
         if let Some(bad) = fetched.unreadable {
             // As a Kafka follower after a CorruptRecordException: keep what came intact
@@ -492,72 +493,6 @@ pub fn kafka_error_name(code: i16) -> String {
     name
 }
 
-/// The complete batches of a fetched record set, from the one holding `fetch_offset`.
-struct Chunk {
-    bytes: Bytes,
-    next_offset: i64,
-    last_epoch: i32,
-}
-
-/// A fetched batch that cannot be stored as it came: its header cannot be read or its
-/// CRC does not match its contents. Nothing from it on is stored.
-#[derive(Debug, thiserror::Error)]
-#[error("unreadable batch at offset {offset}: {source}")]
-struct UnreadableBatch {
-    offset: i64,
-    #[source]
-    source: BatchError,
-}
-
-/// What a fetched record set holds: the intact batches from the fetch offset on, and
-/// the batch that stopped the walk, if one did.
-struct Fetched {
-    chunk: Option<Chunk>,
-    unreadable: Option<UnreadableBatch>,
-}
-
-/// Walks the batch headers and checks each CRC: a byte damaged on the way must never
-/// reach the log, where it would be served as the source's data.
-fn complete_batches(records: &Bytes, fetch_offset: i64) -> Fetched {
-    let mut position = 0;
-    let mut start = None;
-    let mut next_offset = fetch_offset;
-    let mut last_epoch = -1;
-    let mut unreadable = None;
-    for batch in BatchWalker::new(records.clone()) {
-        // A fetch may start inside a batch: skip batches wholly below the fetch offset.
-        let kept = batch.and_then(|b| match b.last_offset() >= next_offset {
-            true => b.validate_crc().map(|()| (b, true)),
-            false => Ok((b, false)),
-        });
-        let (batch, kept) = match kept {
-            Ok(checked) => checked,
-            Err(source) => {
-                unreadable = Some(UnreadableBatch {
-                    offset: next_offset,
-                    source,
-                });
-                break;
-            }
-        };
-        let len = batch.len();
-        if kept {
-            start.get_or_insert(position);
-            // Offsets advance by lastOffsetDelta, never recordCount: compacted sources
-            // have gaps inside and between batches.
-            next_offset = batch.next_offset();
-            last_epoch = batch.partition_leader_epoch();
-        }
-        position += len;
-    }
-    let chunk = start.map(|s| Chunk {
-        bytes: records.slice(s..position),
-        next_offset,
-        last_epoch,
-    });
-    Fetched { chunk, unreadable }
-}
-
 /// The broker a fetch goes to and how to connect to it when there is no cached client.
 struct FetchTarget {
     broker: i32,
@@ -620,7 +555,14 @@ async fn send_fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use shadowlink_protocol::batch::testing::build_batch;
+    use shadowlink_protocol::batch::BatchError;
+    use shadowlink_storage::Checked;
+
+    fn check(records: &Bytes, fetch_offset: i64) -> Checked {
+        CheckedRecordSet::check(records, fetch_offset)
+    }
 
     fn record_set(bases: &[i64]) -> Bytes {
         let mut all = Vec::new();
@@ -638,11 +580,11 @@ mod tests {
     #[test]
     fn skips_batches_below_the_fetch_offset_and_keeps_gaps() {
         let records = record_set(&[0, 2, 10]);
-        let chunk = complete_batches(&records, 3).chunk.unwrap();
-        assert_eq!(chunk.next_offset, 12);
-        assert_eq!(chunk.last_epoch, 3);
+        let chunk = check(&records, 3).set.unwrap();
+        assert_eq!(chunk.next_offset(), 12);
+        assert_eq!(chunk.last_epoch(), 3);
         let one = records.len() / 3;
-        assert_eq!(chunk.bytes, records.slice(one..));
+        assert_eq!(*chunk.bytes(), records.slice(one..));
     }
 
     #[test]
@@ -660,11 +602,14 @@ mod tests {
         ];
         let records = Bytes::from(entries.concat());
         // The wrapper holds 7..=9: a fetch at 8 keeps all of it and the batch after it.
-        let chunk = complete_batches(&records, 8).chunk.unwrap();
-        assert_eq!(chunk.bytes, records.slice(entries[0].len()..));
-        assert_eq!((chunk.next_offset, chunk.last_epoch), (11, 4));
-        let chunk = complete_batches(&records.slice(..entries[0].len()), 6).chunk;
-        assert_eq!(chunk.map(|c| (c.next_offset, c.last_epoch)), Some((7, -1)));
+        let chunk = check(&records, 8).set.unwrap();
+        assert_eq!(*chunk.bytes(), records.slice(entries[0].len()..));
+        assert_eq!((chunk.next_offset(), chunk.last_epoch()), (11, 4));
+        let chunk = check(&records.slice(..entries[0].len()), 6).set;
+        assert_eq!(
+            chunk.map(|c| (c.next_offset(), c.last_epoch())),
+            Some((7, -1))
+        );
     }
 
     #[test]
@@ -697,10 +642,10 @@ mod tests {
     fn a_trailing_partial_batch_is_left_for_the_next_fetch() {
         let records = record_set(&[5, 7]);
         let cut = records.slice(..records.len() - 3);
-        let chunk = complete_batches(&cut, 5).chunk.unwrap();
-        assert_eq!(chunk.next_offset, 7);
-        assert_eq!(chunk.bytes.len(), records.len() / 2);
-        assert!(complete_batches(&Bytes::new(), 5).chunk.is_none());
+        let chunk = check(&cut, 5).set.unwrap();
+        assert_eq!(chunk.next_offset(), 7);
+        assert_eq!(chunk.len(), records.len() / 2);
+        assert!(check(&Bytes::new(), 5).set.is_none());
     }
 
     #[test]
@@ -709,7 +654,7 @@ mod tests {
         let second = records.len() / 2;
         // The magic byte follows base offset, length and partition leader epoch.
         records[second + 16] = 9;
-        let error = complete_batches(&Bytes::from(records), 5)
+        let error = check(&Bytes::from(records), 5)
             .unreadable
             .expect("a batch with magic 9 is unreadable");
         assert_eq!(error.offset, 7);
@@ -731,10 +676,10 @@ mod tests {
         let one = records.len() / 3;
         // The last byte of the second batch lies in its records, which the CRC covers.
         records[2 * one - 1] ^= 0x01;
-        let fetched = complete_batches(&Bytes::from(records.clone()), 5);
-        let chunk = fetched.chunk.expect("the first batch is intact");
-        assert_eq!(chunk.bytes, Bytes::from(records[..one].to_vec()));
-        assert_eq!(chunk.next_offset, 7);
+        let fetched = check(&Bytes::from(records.clone()), 5);
+        let chunk = fetched.set.expect("the first batch is intact");
+        assert_eq!(*chunk.bytes(), Bytes::from(records[..one].to_vec()));
+        assert_eq!(chunk.next_offset(), 7);
         let bad = fetched.unreadable.expect("the second batch fails its CRC");
         assert_eq!(bad.offset, 7);
         assert!(matches!(
@@ -742,8 +687,8 @@ mod tests {
             BatchError::CrcMismatch { base_offset: 7, .. }
         ));
         // A fetch from the damaged batch keeps nothing at all.
-        let again = complete_batches(&Bytes::from(records[one..].to_vec()), 7);
-        assert!(again.chunk.is_none());
+        let again = check(&Bytes::from(records[one..].to_vec()), 7);
+        assert!(again.set.is_none());
         assert!(again.unreadable.is_some());
     }
 }
