@@ -231,7 +231,9 @@ impl MirrorPartition {
 
     fn append_with(
         &self,
-        append: impl FnOnce(&mut PartitionLog) -> Result<(AppendInfo, Option<PendingSync>), StorageError>,
+        append: impl FnOnce(
+            &mut PartitionLog,
+        ) -> Result<(AppendInfo, Option<PendingSync>), StorageError>,
     ) -> Result<AppendInfo, MirrorError> {
         if self.is_owned() {
             return Err(MirrorError::NotMirrored {

@@ -1,10 +1,9 @@
 //! Building Fetch requests for a source broker and applying their responses.
 
-use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -36,94 +35,53 @@ pub struct FetchOutcome {
     session_epoch: Option<i32>,
 }
 
+impl FetchOutcome {
+    /// The answer of `broker` to a request of its session at `session_epoch`.
+    #[cfg(test)]
+    pub(super) fn answered(broker: i32, response: FetchResponse, session_epoch: i32) -> Self {
+        FetchOutcome {
+            broker,
+            addr: String::new(),
+            client: None,
+            keys: Vec::new(),
+            result: Ok(response),
+            elapsed: Duration::ZERO,
+            session_epoch: Some(session_epoch),
+        }
+    }
+}
+
 impl LinkRunner {
-    /// Starts fetches for every broker with idle partitions and a free request slot.
-    pub(super) fn schedule_fetches(&mut self) -> Vec<BoxFuture<'static, FetchOutcome>> {
-        if self.waiting_on_sessions() {
-            return Vec::new();
-        }
-        let now = Instant::now();
-        let mut ready: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
-        for (key, state) in &self.partitions {
-            let writable = state.writer.capacity() >= 2
-                && state.mirror.failure().is_none()
-                && !state.mirror.is_owned();
-            if !state.in_flight
-                && !state.absent
-                && !state.paused
-                && state.next_offset.is_some()
-                && state.backoff.ready(now)
-                && writable
-            {
-                ready.entry(state.leader).or_default().push(key.clone());
-            }
-        }
-        let mut requests = Vec::new();
-        for (broker, mut keys) in ready {
-            let session = self.uses_session(broker);
-            // One request at a time per session (KIP-227): a second would be out of step.
-            let limit = match session {
-                true => 1,
-                false => self.link.config.fetches_in_flight,
-            };
-            let entry = self.brokers.entry(broker).or_default();
-            let broker_ready = entry.backoff.as_ref().is_none_or(|b| b.ready(now));
-            if entry.in_flight >= limit || !broker_ready {
-                continue;
-            }
-            let Some(addr) = self.cluster.view.brokers.get(&broker).cloned() else {
-                self.refresh_soon = true;
-                continue;
-            };
-            entry.in_flight += 1;
-            // A broker fills a response in request order and stops at fetch_max_bytes, so
-            // a fixed order would let one busy partition starve the ones after it
-            // (KIP-74): each request starts one partition further on.
-            self.fetch_rotation = self.fetch_rotation.wrapping_add(1);
-            let len = keys.len();
-            keys.rotate_left(self.fetch_rotation % len);
-            let (request, session_epoch) = match session {
-                true => {
-                    let (request, epoch) = self.session_request(broker, &keys);
-                    (request, Some(epoch))
-                }
-                false => {
-                    crate::metrics::link_fetch_request(self.name(), "full");
-                    (self.fetch_request(&keys), None)
-                }
-            };
-            for key in &keys {
-                if let Some(s) = self.partitions.get_mut(key) {
-                    s.in_flight = true;
-                }
-            }
-            let cached = self.cluster.fetch_client(&addr);
-            let client_id = self.link.config.client_id.clone();
-            let tls = self.cluster.tls().cloned();
-            let sasl = self.cluster.sasl().cloned();
-            let target = FetchTarget {
-                broker,
-                addr,
-                client_id,
-                tls,
-                timeout: self.cluster.request_timeout(),
-                sasl,
-                session_epoch,
-            };
-            requests.push(Box::pin(send_fetch(target, cached, keys, request))
-                as BoxFuture<'static, FetchOutcome>);
-        }
-        requests
+    /// A fetch to `broker` at `addr`, over a cached connection when there is one.
+    pub(super) fn send(
+        &mut self,
+        broker: i32,
+        addr: String,
+        keys: Vec<TopicPartition>,
+        request: FetchRequest,
+        session_epoch: Option<i32>,
+    ) -> BoxFuture<'static, FetchOutcome> {
+        let cached = self.cluster.fetch_client(&addr);
+        let target = FetchTarget {
+            broker,
+            addr,
+            client_id: self.link.config.client_id.clone(),
+            tls: self.cluster.tls().cloned(),
+            timeout: self.cluster.request_timeout(),
+            sasl: self.cluster.sasl().cloned(),
+            session_epoch,
+        };
+        Box::pin(send_fetch(target, cached, keys, request))
     }
 
     /// Whether fetches to `broker` go through a KIP-227 session.
-    fn uses_session(&self, broker: i32) -> bool {
+    pub(super) fn uses_session(&self, broker: i32) -> bool {
         self.link.config.fetch_sessions && self.sessions.get(&broker).is_none_or(|s| s.offered())
     }
 
     /// Every leader's session has its request out, so no partition can be fetched before
     /// one answers: the partitions need not be looked at until then.
-    fn waiting_on_sessions(&self) -> bool {
+    pub(super) fn waiting_on_sessions(&self) -> bool {
         let waiting = |broker: &i32| {
             self.uses_session(*broker) && self.brokers.get(broker).is_some_and(|b| b.in_flight > 0)
         };
@@ -131,14 +89,14 @@ impl LinkRunner {
     }
 
     /// A full fetch of `keys` without a session.
-    fn fetch_request(&self, keys: &[TopicPartition]) -> FetchRequest {
+    pub(super) fn fetch_request(&self, keys: &[TopicPartition]) -> FetchRequest {
         self.base_request()
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(self.full_topics(keys))
     }
 
-    fn full_topics(&self, keys: &[TopicPartition]) -> Vec<FetchTopic> {
+    pub(super) fn full_topics(&self, keys: &[TopicPartition]) -> Vec<FetchTopic> {
         group_in_order(keys)
             .into_iter()
             .map(|(name, indexes)| {
@@ -153,49 +111,7 @@ impl LinkRunner {
             .collect()
     }
 
-    /// The next request of `broker`'s session for `keys`, and its epoch: a full fetch
-    /// opening the session, or the partitions whose parameters changed and the ones
-    /// to forget.
-    fn session_request(&mut self, broker: i32, keys: &[TopicPartition]) -> (FetchRequest, i32) {
-        let wanted = keys
-            .iter()
-            .map(|k| (k.clone(), self.fetch_partition(k)))
-            .collect();
-        let planned = self.sessions.entry(broker).or_default().plan(wanted);
-        let base = self
-            .base_request()
-            .with_session_id(planned.session_id)
-            .with_session_epoch(planned.epoch);
-        if planned.is_full() {
-            crate::metrics::link_fetch_request(self.name(), "full");
-            return (base.with_topics(self.full_topics(keys)), planned.epoch);
-        }
-        crate::metrics::link_fetch_request(self.name(), "incremental");
-        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-        for (key, partition) in planned.listed_keys.iter().zip(planned.listed) {
-            topics.entry(&key.topic).or_default().push(partition);
-        }
-        let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for key in &planned.forgotten {
-            forgotten.entry(&key.topic).or_default().push(key.partition);
-        }
-        let topics = topics.into_iter().map(|(name, partitions)| {
-            FetchTopic::default()
-                .with_topic(topic_name(name))
-                .with_partitions(partitions)
-        });
-        let forgotten = forgotten.into_iter().map(|(name, partitions)| {
-            ForgottenTopic::default()
-                .with_topic(topic_name(name))
-                .with_partitions(partitions)
-        });
-        let request = base
-            .with_topics(topics.collect())
-            .with_forgotten_topics_data(forgotten.collect());
-        (request, planned.epoch)
-    }
-
-    fn base_request(&self) -> FetchRequest {
+    pub(super) fn base_request(&self) -> FetchRequest {
         // read_uncommitted, as a follower replica reads: the mirror copies up to the
         // source's high watermark, open transactions included, and derives its own last
         // stable offset from the batches it stores. A transaction hanging open at the
@@ -209,7 +125,7 @@ impl LinkRunner {
             .with_isolation_level(0)
     }
 
-    fn fetch_partition(&self, key: &TopicPartition) -> FetchPartition {
+    pub(super) fn fetch_partition(&self, key: &TopicPartition) -> FetchPartition {
         let state = &self.partitions[key];
         FetchPartition::default()
             .with_partition(key.partition)
@@ -222,12 +138,16 @@ impl LinkRunner {
 
     /// Applies one fetch response: stores data, follows errors, reschedules.
     pub(super) async fn on_fetch(&mut self, outcome: FetchOutcome) {
+        // Before any partition the response names is recorded: what the session's
+        // silence confirms is older than what the response says.
+        let now = Instant::now();
         crate::metrics::fetch_round_trip(self.name(), outcome.elapsed.as_secs_f64());
         let broker = self.brokers.entry(outcome.broker).or_default();
         broker.in_flight = broker.in_flight.saturating_sub(1);
         for key in &outcome.keys {
             if let Some(s) = self.partitions.get_mut(key) {
                 s.in_flight = false;
+                self.touched.insert(key.clone());
             }
         }
         if let Some(client) = outcome.client {
@@ -236,10 +156,13 @@ impl LinkRunner {
         let response = match outcome.result {
             Ok(r) => r,
             Err(e) => {
+                let mut keys = outcome.keys;
                 if outcome.session_epoch.is_some() {
-                    self.sessions.entry(outcome.broker).or_default().on_lost();
+                    let session = self.sessions.entry(outcome.broker).or_default();
+                    session.on_lost();
+                    keys = session.wanted().cloned().collect();
                 }
-                return self.on_broker_error(outcome.broker, &outcome.keys, e);
+                return self.on_broker_error(outcome.broker, &keys, e);
             }
         };
         self.status.set_connected();
@@ -253,6 +176,8 @@ impl LinkRunner {
         if let Some(epoch) = outcome.session_epoch {
             let session = self.sessions.entry(outcome.broker).or_default();
             session.on_response(epoch, response.error_code, response.session_id);
+            // Its partitions go over to full fetches.
+            self.sweep |= !session.offered();
             if is_session_error(response.error_code) {
                 // The next request opens a new session with a full fetch, at once: the
                 // partitions themselves are fine.
@@ -268,29 +193,34 @@ impl LinkRunner {
                 api: ApiKey::Fetch,
                 code: response.error_code,
             };
-            return self.on_broker_error(outcome.broker, &outcome.keys, e);
+            let mut keys = outcome.keys;
+            if outcome.session_epoch.is_some() {
+                let session = self.sessions.entry(outcome.broker).or_default();
+                keys = session.wanted().cloned().collect();
+            }
+            return self.on_broker_error(outcome.broker, &keys, e);
         }
-        let incremental = outcome.session_epoch.is_some_and(|epoch| epoch != 0);
-        let mut answered = HashSet::new();
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
                 let key = TopicPartition::new(name.clone(), p.partition_index);
-                if incremental {
-                    answered.insert(key.clone());
-                }
+                self.touched.insert(key.clone());
                 self.on_partition(key, p).await;
             }
         }
-        if incremental {
+        if outcome.session_epoch.is_some_and(|epoch| epoch != 0) {
             // An incremental response leaves out what did not change at the source: it
             // vouches for those partitions as a full response would.
-            let unchanged = outcome.keys.iter().filter(|k| !answered.contains(*k));
-            self.status.on_unchanged(unchanged, Instant::now());
+            self.status.on_session_unchanged(outcome.broker, now);
         }
     }
 
-    fn on_broker_error(&mut self, broker: i32, keys: &[TopicPartition], error: SourceError) {
+    pub(super) fn on_broker_error(
+        &mut self,
+        broker: i32,
+        keys: &[TopicPartition],
+        error: SourceError,
+    ) {
         // Not a warning per failure: a broker that is down fails every retry, and the
         // link's lost/connected transitions are the events worth a line.
         tracing::debug!(link = %self.link.config.name, broker, error = %error, "fetch failed");
@@ -310,6 +240,7 @@ impl LinkRunner {
         for key in keys {
             if let Some(s) = self.partitions.get_mut(key) {
                 s.backoff.fail();
+                self.touched.insert(key.clone());
             }
         }
         self.refresh_soon = true;
@@ -319,6 +250,15 @@ impl LinkRunner {
         // A response to a fetch sent before a pause is dropped: the pause is in effect
         // from when it was asked for, and resume refetches from the same offset.
         if self.partitions.get(&key).is_none_or(|s| s.paused) {
+            return;
+        }
+        // Failed or failed over since the request went out: not stored, and no longer
+        // fetched once the partition is looked at again.
+        if self
+            .partitions
+            .get(&key)
+            .is_some_and(|s| s.mirror.failure().is_some() || s.mirror.is_owned())
+        {
             return;
         }
         match p.error_code {
@@ -459,13 +399,13 @@ fn is_session_error(code: i16) -> bool {
         || code == ResponseError::InvalidFetchSessionEpoch.code()
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
 /// Partitions grouped by topic, topics in the order their first partition appears, so
 /// the request keeps the order of `keys`.
-fn group_in_order(keys: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
+pub(super) fn group_in_order(keys: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
     let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
     for TopicPartition { topic, partition } in keys {
         match topics.iter_mut().find(|(t, _)| t == topic) {
