@@ -161,7 +161,7 @@ impl LinkRunner {
         let broker_ready = entry.backoff.as_ref().is_none_or(|b| b.ready(now));
         let addr = self.cluster.view.brokers.get(&broker).cloned();
         let (true, Some(addr)) = (entry.in_flight < limit && broker_ready, addr) else {
-            self.refresh_soon |= self.cluster.view.brokers.get(&broker).is_none();
+            self.refresh_soon |= !self.cluster.view.brokers.contains_key(&broker);
             self.watched.extend(keys);
             return None;
         };
