@@ -9,7 +9,8 @@
 //! that it used before. `memcpy` copies the same frame into a warm buffer and `file_write`
 //! writes it to a file with one `write_all`: forwarding a byte costs at least one copy
 //! into the page cache. The summary at the end runs the variants interleaved and prints
-//! throughput and ratios.
+//! throughput and ratios. `forward_checked_twice` is the store path before the log took
+//! checked record sets: the log walked and CRC-checked every batch the link had checked.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -28,7 +29,7 @@ use shadowlink_protocol::fetch::{
 use shadowlink_protocol::frame::{split_frame, DEFAULT_MAX_FRAME_BYTES};
 use shadowlink_protocol::kafka_protocol::messages::{ApiKey, FetchResponse};
 use shadowlink_protocol::receive::ReceiveBuffer;
-use shadowlink_storage::{LogConfig, PartitionLog, PersistMode};
+use shadowlink_storage::{CheckedRecordSet, LogConfig, PartitionLog, PersistMode};
 
 const PARTITIONS: usize = 4;
 const BATCH_BYTES: usize = 16 * 1024;
@@ -130,8 +131,27 @@ impl Receiver for Fresh {
 }
 
 /// Decodes the frame, walks and CRC-checks every partition's batches as the link does,
-/// and appends each record set to its partition's log.
+/// and appends each checked record set to its partition's log, which hashes nothing
+/// again.
 fn store(frame: Bytes, logs: &mut [PartitionLog]) -> usize {
+    let (_, response) =
+        decode_response::<FetchResponse>(frame, ApiKey::Fetch, FETCH_VERSION).expect("decode");
+    let mut bytes = 0;
+    for topic in response.responses {
+        for p in topic.partitions {
+            let records = p.records.unwrap_or_default();
+            let log = &mut logs[p.partition_index as usize];
+            let set = CheckedRecordSet::check(&records, log.log_end_offset());
+            bytes += records.len();
+            log.append_checked(&set.set.expect("intact"))
+                .expect("append");
+        }
+    }
+    bytes
+}
+
+/// [`store`] as the link did before: the log walks and CRC-checks every batch again.
+fn store_checked_twice(frame: Bytes, logs: &mut [PartitionLog]) -> usize {
     let (_, response) =
         decode_response::<FetchResponse>(frame, ApiKey::Fetch, FETCH_VERSION).expect("decode");
     let mut bytes = 0;
@@ -155,7 +175,15 @@ fn store(frame: Bytes, logs: &mut [PartitionLog]) -> usize {
 const HELD: usize = 2;
 
 /// Forwards `frames` into fresh logs under `dir`; opening and removing them is not timed.
-fn forward_pass(receiver: &mut dyn Receiver, dir: &Path, frames: &[Bytes]) -> Duration {
+/// How a pass stores a received frame.
+type Store = fn(Bytes, &mut [PartitionLog]) -> usize;
+
+fn forward_pass(
+    receiver: &mut dyn Receiver,
+    store: Store,
+    dir: &Path,
+    frames: &[Bytes],
+) -> Duration {
     let config = LogConfig {
         persist: PersistMode::Os,
         ..LogConfig::default()
@@ -205,8 +233,9 @@ fn memcpy_pass(dst: &mut [u8], frames: &[Bytes]) -> Duration {
     start.elapsed()
 }
 
-const NAMES: [&str; 4] = [
+const NAMES: [&str; 5] = [
     "forward_pooled_buffers",
+    "forward_checked_twice",
     "forward_fresh_buffers",
     "file_write",
     "memcpy",
@@ -215,11 +244,13 @@ const NAMES: [&str; 4] = [
 /// One pass per variant over `frames`, in the order of [`NAMES`].
 fn passes<'a>(dir: &'a Path, frames: &'a [Bytes]) -> Vec<Pass<'a>> {
     let mut pooled = Pooled(ReceiveBuffer::new(DEFAULT_MAX_FRAME_BYTES));
+    let mut twice = Pooled(ReceiveBuffer::new(DEFAULT_MAX_FRAME_BYTES));
     let mut fresh = Fresh(BytesMut::with_capacity(64 * 1024));
     let mut dst = vec![1u8; frames[0].len()];
     vec![
-        Box::new(move || forward_pass(&mut pooled, dir, frames)),
-        Box::new(move || forward_pass(&mut fresh, dir, frames)),
+        Box::new(move || forward_pass(&mut pooled, store, dir, frames)),
+        Box::new(move || forward_pass(&mut twice, store_checked_twice, dir, frames)),
+        Box::new(move || forward_pass(&mut fresh, store, dir, frames)),
         Box::new(move || write_pass(dir, frames)),
         Box::new(move || memcpy_pass(&mut dst, frames)),
     ]
@@ -258,6 +289,7 @@ fn summary() {
             ("forward_pooled_buffers", "memcpy"),
             ("forward_fresh_buffers", "file_write"),
             ("forward_pooled_buffers", "forward_fresh_buffers"),
+            ("forward_pooled_buffers", "forward_checked_twice"),
         ],
     );
 }

@@ -4,8 +4,11 @@
 //! batches per append (what the link appends for one partition of a fetch response). The
 //! append path validates framing and CRC-32C, writes to the page cache
 //! (`PersistMode::Os`) and maintains the sparse indexes; `file_write` writes the same
-//! bytes, in the same pieces, to a plain file. The summary at the end runs the variants
-//! interleaved and prints the ratios (goal: append >= 0.9 x file_write).
+//! bytes, in the same pieces, to a plain file. `partition_log_append_checked_1m` is the
+//! mirror's append: record sets whose CRCs the link checked when they arrived (outside
+//! the timing, as on receive), appended without hashing them again. The summary at the
+//! end runs the variants interleaved and prints the ratios (goal: append >= 0.9 x
+//! file_write).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -16,7 +19,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, Criterion, Throughput};
 use shadowlink_benches::{interleaved_throughput, load_average, measuring, print_summary, Pass};
 use shadowlink_protocol::batch::testing::build_batch;
-use shadowlink_storage::{LogConfig, PartitionLog, PersistMode};
+use shadowlink_storage::{CheckedRecordSet, LogConfig, PartitionLog, PersistMode};
 
 const BATCH_BYTES: usize = 16 * 1024;
 /// Batches per fresh log: 4096 x 16 KiB = 64 MiB, well under one segment.
@@ -72,6 +75,30 @@ fn append_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
     elapsed
 }
 
+/// Checks each piece as the link does on receive.
+fn checked(pieces: &[Bytes]) -> Vec<CheckedRecordSet> {
+    let mut from = 0;
+    let check = |piece: &Bytes| {
+        let set = CheckedRecordSet::check(piece, from).set.expect("intact");
+        from = set.next_offset();
+        set
+    };
+    pieces.iter().map(check).collect()
+}
+
+/// Appends pre-checked `sets` to a fresh log; opening it and removing it are not timed.
+fn append_checked_pass(dir: &Path, n: usize, sets: &[CheckedRecordSet]) -> Duration {
+    let mut log = fresh_log(dir, n);
+    let start = Instant::now();
+    for set in sets {
+        black_box(log.append_checked(set).expect("append"));
+    }
+    let elapsed = start.elapsed();
+    drop(log);
+    let _ = std::fs::remove_dir_all(dir.join(format!("log-{n}")));
+    elapsed
+}
+
 /// Writes `pieces` to a fresh file, one `write_all` each.
 fn write_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
     let path = dir.join(format!("raw-{n}"));
@@ -113,6 +140,20 @@ fn storage_append(c: &mut Criterion) {
                 })
             })
         });
+        let sets = checked(&pieces);
+        group.bench_function(format!("partition_log_append_checked_{label}"), |b| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                let mut remaining = iters as usize;
+                while remaining > 0 {
+                    let k = remaining.min(sets.len());
+                    n += 1;
+                    elapsed += append_checked_pass(dir.path(), n, &sets[..k]);
+                    remaining -= k;
+                }
+                elapsed
+            })
+        });
         group.bench_function(format!("file_write_{label}"), |b| {
             b.iter_custom(|iters| {
                 timed(&pieces, iters, |p| {
@@ -142,6 +183,7 @@ fn summary() {
     let dir = tempfile::tempdir().expect("temp dir");
     let single = pieces(1);
     let sets = pieces(SET);
+    let checked_sets = checked(&sets);
     let n = std::cell::Cell::new(0);
     let next = || {
         n.set(n.get() + 1);
@@ -151,12 +193,14 @@ fn summary() {
         "partition_log_append_16k",
         "file_write_16k",
         "partition_log_append_1m",
+        "partition_log_append_checked_1m",
         "file_write_1m",
     ];
     let mut passes: Vec<Pass<'_>> = vec![
         Box::new(|| append_pass(dir.path(), next(), &single)),
         Box::new(|| write_pass(dir.path(), next(), &single)),
         Box::new(|| append_pass(dir.path(), next(), &sets)),
+        Box::new(|| append_checked_pass(dir.path(), next(), &checked_sets)),
         Box::new(|| write_pass(dir.path(), next(), &sets)),
     ];
     let load = load_average();
@@ -171,6 +215,8 @@ fn summary() {
         &[
             ("partition_log_append_16k", "file_write_16k"),
             ("partition_log_append_1m", "file_write_1m"),
+            ("partition_log_append_checked_1m", "file_write_1m"),
+            ("partition_log_append_checked_1m", "partition_log_append_1m"),
         ],
     );
 }

@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
-use shadowlink_storage::{AppendInfo, EpochFloor, LogConfig, PartitionLog, Poison, StorageError};
+use shadowlink_storage::{
+    AppendInfo, CheckedRecordSet, EpochFloor, LogConfig, PartitionLog, PendingSync, Poison,
+    StorageError,
+};
 use tokio::sync::Notify;
 
 pub use abandoned::AbortedTransaction;
@@ -218,13 +221,27 @@ impl MirrorPartition {
     /// from then on only producers write it, at offsets this node assigns. Blocking: the
     /// fsync the persist mode owes runs after the log is released, before this returns.
     pub fn append(&self, record_set: Bytes) -> Result<AppendInfo, MirrorError> {
+        self.append_with(|log| log.append_deferred(record_set))
+    }
+
+    /// [`MirrorPartition::append`] of batches whose CRCs the link checked on arrival.
+    pub fn append_checked(&self, set: &CheckedRecordSet) -> Result<AppendInfo, MirrorError> {
+        self.append_with(|log| log.append_checked(set))
+    }
+
+    fn append_with(
+        &self,
+        append: impl FnOnce(
+            &mut PartitionLog,
+        ) -> Result<(AppendInfo, Option<PendingSync>), StorageError>,
+    ) -> Result<AppendInfo, MirrorError> {
         if self.is_owned() {
             return Err(MirrorError::NotMirrored {
                 topic: self.topic.clone(),
                 partition: self.partition,
             });
         }
-        let (info, sync) = self.log().append_deferred(record_set)?;
+        let (info, sync) = append(&mut self.log())?;
         self.appended.notify_waiters();
         if let Some(sync) = sync {
             sync.wait()?;

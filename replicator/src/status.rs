@@ -21,7 +21,7 @@
 //! A confirmation counts from before its request was sent (see [`crate::rpo`]), so the
 //! lag in seconds of a partition behind the source always covers its blind window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ pub use crate::topic_partition::TopicPartition;
 use shadowlink_storage::{Poison, StorageError};
 
 mod paused;
+mod session;
 pub use paused::mark_paused;
 
 /// After this long without a fetch response confirming it, a caught-up partition is no
@@ -146,6 +147,9 @@ struct PartitionStatus {
     /// The first failure since the latest successful response.
     failing_since: Option<Instant>,
     writes: WriteHistory,
+    /// The broker whose KIP-227 session holds the partition, and since when: its
+    /// responses confirm the partition without naming it (see `session.rs`).
+    session: Option<(i32, Instant)>,
 }
 
 impl PartitionStatus {
@@ -162,6 +166,7 @@ impl PartitionStatus {
             vouched_from: None,
             failing_since: None,
             writes: WriteHistory::default(),
+            session: None,
         }
     }
 
@@ -235,6 +240,7 @@ struct LinkInner {
     since: Instant,
     last_error: Option<(String, Instant)>,
     partitions: BTreeMap<TopicPartition, PartitionStatus>,
+    sessions: HashMap<i32, session::Vouches>,
 }
 
 /// The live status of one link, shared by its runner and the admin listener.
@@ -254,6 +260,7 @@ impl LinkStatus {
                 since: Instant::now(),
                 last_error: None,
                 partitions: BTreeMap::new(),
+                sessions: HashMap::new(),
             }),
         }
     }
@@ -284,6 +291,7 @@ impl LinkStatus {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.last_error = Some((error.to_string(), now));
+        inner.settle_all();
         for p in inner.partitions.values_mut() {
             p.caught_up = false;
         }
@@ -320,10 +328,7 @@ impl LinkStatus {
         now: Instant,
     ) -> Option<Duration> {
         let mut inner = self.lock();
-        let p = inner
-            .partitions
-            .entry(key.clone())
-            .or_insert_with(|| PartitionStatus::new(now));
+        let p = inner.settled(key, now);
         p.confirm(source, to, now);
         let copied_all_decided = to >= source.committed();
         if copied_all_decided {
@@ -343,28 +348,11 @@ impl LinkStatus {
         None
     }
 
-    /// Records a response of a KIP-227 session that left `keys` out because nothing
-    /// changed at the source: it confirms them again at their last known offsets.
-    pub fn on_unchanged<'a>(&self, keys: impl Iterator<Item = &'a TopicPartition>, now: Instant) {
-        let mut inner = self.lock();
-        for key in keys {
-            let Some(p) = inner.partitions.get_mut(key) else {
-                continue;
-            };
-            if let (Some(source), Some(to)) = (p.source, p.fetched_to) {
-                p.confirm(source, to, now);
-            }
-        }
-    }
-
     /// Records a failed fetch of `key`.
     pub fn on_error(&self, key: &TopicPartition, error: &str) {
         let now = Instant::now();
         let mut inner = self.lock();
-        let p = inner
-            .partitions
-            .entry(key.clone())
-            .or_insert_with(|| PartitionStatus::new(now));
+        let p = inner.settled(key, now);
         p.caught_up = false;
         p.last_error = Some((error.to_string(), now));
         p.last_outcome = now;
@@ -523,7 +511,8 @@ fn unsynced_partitions(store: &Store) -> Vec<String> {
 
 fn link_report(link: &LinkStatus, store: &Store, now: Instant) -> LinkReport {
     let progress = link.progress(now);
-    let inner = link.lock();
+    let mut inner = link.lock();
+    inner.settle_all();
     let topics = store
         .topics()
         .into_iter()

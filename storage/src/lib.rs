@@ -21,6 +21,7 @@
 
 #[cfg(test)]
 mod append_tests;
+mod checked;
 mod cleaner;
 mod config;
 mod durability;
@@ -43,6 +44,7 @@ mod time_index;
 mod truncate;
 mod txn;
 
+pub use checked::{Checked, CheckedRecordSet, UnreadableBatch};
 pub use cleaner::{
     CleanJob, CleanStats, Cleaned, CompactionConfig, DirtyState, SealedSegment, Throttle,
 };

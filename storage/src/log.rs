@@ -205,12 +205,22 @@ impl PartitionLog {
     ) -> Result<(AppendInfo, Option<PendingSync>)> {
         self.check_writable()?;
         let batches = self.validate(record_set.clone())?;
+        self.write_batches(&record_set, &batches)
+    }
+
+    /// Writes `batches`, the whole of `record_set`, already validated, and updates the
+    /// indexes and the epoch, transaction and producer bookkeeping.
+    pub(crate) fn write_batches(
+        &mut self,
+        record_set: &Bytes,
+        batches: &[RecordBatch],
+    ) -> Result<(AppendInfo, Option<PendingSync>)> {
         let written = self.guarded(|log| {
-            log.raise_max_producer_id(&batches)?;
+            log.raise_max_producer_id(batches)?;
             let mut epochs_changed = false;
             let (mut from, mut position) = (0, 0);
             while from < batches.len() {
-                let run = log.append_run(&record_set, position, &batches[from..])?;
+                let run = log.append_run(record_set, position, &batches[from..])?;
                 for batch in run {
                     log.txns.observe(batch);
                     // A batch straddling the log start begins its epoch at the log start.
@@ -227,7 +237,19 @@ impl PartitionLog {
         });
         self.durability.finish_write();
         written?;
-        Ok((append_info(&batches), self.sync_after_append()))
+        Ok((append_info(batches), self.sync_after_append()))
+    }
+
+    /// Checks that `batches` start at or above the log end offset and increase.
+    pub(crate) fn check_order(&self, batches: &[RecordBatch]) -> Result<()> {
+        let mut expected = self.log_end_offset();
+        let mut may_straddle = self.log_start_offset == expected;
+        for batch in batches {
+            check_offsets(batch, expected, may_straddle)?;
+            may_straddle = false;
+            expected = batch.next_offset();
+        }
+        Ok(())
     }
 
     fn validate(&self, record_set: Bytes) -> Result<Vec<RecordBatch>> {

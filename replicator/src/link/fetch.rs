@@ -1,16 +1,14 @@
 //! Building Fetch requests for a source broker and applying their responses.
 
-use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use shadowlink_protocol::batch::{BatchError, BatchWalker};
+use shadowlink_storage::CheckedRecordSet;
 
 use super::offsets::{self, EARLIEST, LATEST};
 use super::writer::WriteJob;
@@ -37,94 +35,53 @@ pub struct FetchOutcome {
     session_epoch: Option<i32>,
 }
 
+impl FetchOutcome {
+    /// The answer of `broker` to a request of its session at `session_epoch`.
+    #[cfg(test)]
+    pub(super) fn answered(broker: i32, response: FetchResponse, session_epoch: i32) -> Self {
+        FetchOutcome {
+            broker,
+            addr: String::new(),
+            client: None,
+            keys: Vec::new(),
+            result: Ok(response),
+            elapsed: Duration::ZERO,
+            session_epoch: Some(session_epoch),
+        }
+    }
+}
+
 impl LinkRunner {
-    /// Starts fetches for every broker with idle partitions and a free request slot.
-    pub(super) fn schedule_fetches(&mut self) -> Vec<BoxFuture<'static, FetchOutcome>> {
-        if self.waiting_on_sessions() {
-            return Vec::new();
-        }
-        let now = Instant::now();
-        let mut ready: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
-        for (key, state) in &self.partitions {
-            let writable = state.writer.capacity() >= 2
-                && state.mirror.failure().is_none()
-                && !state.mirror.is_owned();
-            if !state.in_flight
-                && !state.absent
-                && !state.paused
-                && state.next_offset.is_some()
-                && state.backoff.ready(now)
-                && writable
-            {
-                ready.entry(state.leader).or_default().push(key.clone());
-            }
-        }
-        let mut requests = Vec::new();
-        for (broker, mut keys) in ready {
-            let session = self.uses_session(broker);
-            // One request at a time per session (KIP-227): a second would be out of step.
-            let limit = match session {
-                true => 1,
-                false => self.link.config.fetches_in_flight,
-            };
-            let entry = self.brokers.entry(broker).or_default();
-            let broker_ready = entry.backoff.as_ref().is_none_or(|b| b.ready(now));
-            if entry.in_flight >= limit || !broker_ready {
-                continue;
-            }
-            let Some(addr) = self.cluster.view.brokers.get(&broker).cloned() else {
-                self.refresh_soon = true;
-                continue;
-            };
-            entry.in_flight += 1;
-            // A broker fills a response in request order and stops at fetch_max_bytes, so
-            // a fixed order would let one busy partition starve the ones after it
-            // (KIP-74): each request starts one partition further on.
-            self.fetch_rotation = self.fetch_rotation.wrapping_add(1);
-            let len = keys.len();
-            keys.rotate_left(self.fetch_rotation % len);
-            let (request, session_epoch) = match session {
-                true => {
-                    let (request, epoch) = self.session_request(broker, &keys);
-                    (request, Some(epoch))
-                }
-                false => {
-                    crate::metrics::link_fetch_request(self.name(), "full");
-                    (self.fetch_request(&keys), None)
-                }
-            };
-            for key in &keys {
-                if let Some(s) = self.partitions.get_mut(key) {
-                    s.in_flight = true;
-                }
-            }
-            let cached = self.cluster.fetch_client(&addr);
-            let client_id = self.link.config.client_id.clone();
-            let tls = self.cluster.tls().cloned();
-            let sasl = self.cluster.sasl().cloned();
-            let target = FetchTarget {
-                broker,
-                addr,
-                client_id,
-                tls,
-                timeout: self.cluster.request_timeout(),
-                sasl,
-                session_epoch,
-            };
-            requests.push(Box::pin(send_fetch(target, cached, keys, request))
-                as BoxFuture<'static, FetchOutcome>);
-        }
-        requests
+    /// A fetch to `broker` at `addr`, over a cached connection when there is one.
+    pub(super) fn send(
+        &mut self,
+        broker: i32,
+        addr: String,
+        keys: Vec<TopicPartition>,
+        request: FetchRequest,
+        session_epoch: Option<i32>,
+    ) -> BoxFuture<'static, FetchOutcome> {
+        let cached = self.cluster.fetch_client(&addr);
+        let target = FetchTarget {
+            broker,
+            addr,
+            client_id: self.link.config.client_id.clone(),
+            tls: self.cluster.tls().cloned(),
+            timeout: self.cluster.request_timeout(),
+            sasl: self.cluster.sasl().cloned(),
+            session_epoch,
+        };
+        Box::pin(send_fetch(target, cached, keys, request))
     }
 
     /// Whether fetches to `broker` go through a KIP-227 session.
-    fn uses_session(&self, broker: i32) -> bool {
+    pub(super) fn uses_session(&self, broker: i32) -> bool {
         self.link.config.fetch_sessions && self.sessions.get(&broker).is_none_or(|s| s.offered())
     }
 
     /// Every leader's session has its request out, so no partition can be fetched before
     /// one answers: the partitions need not be looked at until then.
-    fn waiting_on_sessions(&self) -> bool {
+    pub(super) fn waiting_on_sessions(&self) -> bool {
         let waiting = |broker: &i32| {
             self.uses_session(*broker) && self.brokers.get(broker).is_some_and(|b| b.in_flight > 0)
         };
@@ -132,14 +89,14 @@ impl LinkRunner {
     }
 
     /// A full fetch of `keys` without a session.
-    fn fetch_request(&self, keys: &[TopicPartition]) -> FetchRequest {
+    pub(super) fn fetch_request(&self, keys: &[TopicPartition]) -> FetchRequest {
         self.base_request()
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(self.full_topics(keys))
     }
 
-    fn full_topics(&self, keys: &[TopicPartition]) -> Vec<FetchTopic> {
+    pub(super) fn full_topics(&self, keys: &[TopicPartition]) -> Vec<FetchTopic> {
         group_in_order(keys)
             .into_iter()
             .map(|(name, indexes)| {
@@ -154,49 +111,7 @@ impl LinkRunner {
             .collect()
     }
 
-    /// The next request of `broker`'s session for `keys`, and its epoch: a full fetch
-    /// opening the session, or the partitions whose parameters changed and the ones
-    /// to forget.
-    fn session_request(&mut self, broker: i32, keys: &[TopicPartition]) -> (FetchRequest, i32) {
-        let wanted = keys
-            .iter()
-            .map(|k| (k.clone(), self.fetch_partition(k)))
-            .collect();
-        let planned = self.sessions.entry(broker).or_default().plan(wanted);
-        let base = self
-            .base_request()
-            .with_session_id(planned.session_id)
-            .with_session_epoch(planned.epoch);
-        if planned.is_full() {
-            crate::metrics::link_fetch_request(self.name(), "full");
-            return (base.with_topics(self.full_topics(keys)), planned.epoch);
-        }
-        crate::metrics::link_fetch_request(self.name(), "incremental");
-        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-        for (key, partition) in planned.listed_keys.iter().zip(planned.listed) {
-            topics.entry(&key.topic).or_default().push(partition);
-        }
-        let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for key in &planned.forgotten {
-            forgotten.entry(&key.topic).or_default().push(key.partition);
-        }
-        let topics = topics.into_iter().map(|(name, partitions)| {
-            FetchTopic::default()
-                .with_topic(topic_name(name))
-                .with_partitions(partitions)
-        });
-        let forgotten = forgotten.into_iter().map(|(name, partitions)| {
-            ForgottenTopic::default()
-                .with_topic(topic_name(name))
-                .with_partitions(partitions)
-        });
-        let request = base
-            .with_topics(topics.collect())
-            .with_forgotten_topics_data(forgotten.collect());
-        (request, planned.epoch)
-    }
-
-    fn base_request(&self) -> FetchRequest {
+    pub(super) fn base_request(&self) -> FetchRequest {
         // read_uncommitted, as a follower replica reads: the mirror copies up to the
         // source's high watermark, open transactions included, and derives its own last
         // stable offset from the batches it stores. A transaction hanging open at the
@@ -210,7 +125,7 @@ impl LinkRunner {
             .with_isolation_level(0)
     }
 
-    fn fetch_partition(&self, key: &TopicPartition) -> FetchPartition {
+    pub(super) fn fetch_partition(&self, key: &TopicPartition) -> FetchPartition {
         let state = &self.partitions[key];
         FetchPartition::default()
             .with_partition(key.partition)
@@ -223,12 +138,16 @@ impl LinkRunner {
 
     /// Applies one fetch response: stores data, follows errors, reschedules.
     pub(super) async fn on_fetch(&mut self, outcome: FetchOutcome) {
+        // Before any partition the response names is recorded: what the session's
+        // silence confirms is older than what the response says.
+        let now = Instant::now();
         crate::metrics::fetch_round_trip(self.name(), outcome.elapsed.as_secs_f64());
         let broker = self.brokers.entry(outcome.broker).or_default();
         broker.in_flight = broker.in_flight.saturating_sub(1);
         for key in &outcome.keys {
             if let Some(s) = self.partitions.get_mut(key) {
                 s.in_flight = false;
+                self.touched.insert(key.clone());
             }
         }
         if let Some(client) = outcome.client {
@@ -237,10 +156,13 @@ impl LinkRunner {
         let response = match outcome.result {
             Ok(r) => r,
             Err(e) => {
+                let mut keys = outcome.keys;
                 if outcome.session_epoch.is_some() {
-                    self.sessions.entry(outcome.broker).or_default().on_lost();
+                    let session = self.sessions.entry(outcome.broker).or_default();
+                    session.on_lost();
+                    keys = session.wanted().cloned().collect();
                 }
-                return self.on_broker_error(outcome.broker, &outcome.keys, e);
+                return self.on_broker_error(outcome.broker, &keys, e);
             }
         };
         self.status.set_connected();
@@ -254,6 +176,8 @@ impl LinkRunner {
         if let Some(epoch) = outcome.session_epoch {
             let session = self.sessions.entry(outcome.broker).or_default();
             session.on_response(epoch, response.error_code, response.session_id);
+            // Its partitions go over to full fetches.
+            self.sweep |= !session.offered();
             if is_session_error(response.error_code) {
                 // The next request opens a new session with a full fetch, at once: the
                 // partitions themselves are fine.
@@ -269,29 +193,34 @@ impl LinkRunner {
                 api: ApiKey::Fetch,
                 code: response.error_code,
             };
-            return self.on_broker_error(outcome.broker, &outcome.keys, e);
+            let mut keys = outcome.keys;
+            if outcome.session_epoch.is_some() {
+                let session = self.sessions.entry(outcome.broker).or_default();
+                keys = session.wanted().cloned().collect();
+            }
+            return self.on_broker_error(outcome.broker, &keys, e);
         }
-        let incremental = outcome.session_epoch.is_some_and(|epoch| epoch != 0);
-        let mut answered = HashSet::new();
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
                 let key = TopicPartition::new(name.clone(), p.partition_index);
-                if incremental {
-                    answered.insert(key.clone());
-                }
+                self.touched.insert(key.clone());
                 self.on_partition(key, p).await;
             }
         }
-        if incremental {
+        if outcome.session_epoch.is_some_and(|epoch| epoch != 0) {
             // An incremental response leaves out what did not change at the source: it
             // vouches for those partitions as a full response would.
-            let unchanged = outcome.keys.iter().filter(|k| !answered.contains(*k));
-            self.status.on_unchanged(unchanged, Instant::now());
+            self.status.on_session_unchanged(outcome.broker, now);
         }
     }
 
-    fn on_broker_error(&mut self, broker: i32, keys: &[TopicPartition], error: SourceError) {
+    pub(super) fn on_broker_error(
+        &mut self,
+        broker: i32,
+        keys: &[TopicPartition],
+        error: SourceError,
+    ) {
         // Not a warning per failure: a broker that is down fails every retry, and the
         // link's lost/connected transitions are the events worth a line.
         tracing::debug!(link = %self.link.config.name, broker, error = %error, "fetch failed");
@@ -311,6 +240,7 @@ impl LinkRunner {
         for key in keys {
             if let Some(s) = self.partitions.get_mut(key) {
                 s.backoff.fail();
+                self.touched.insert(key.clone());
             }
         }
         self.refresh_soon = true;
@@ -320,6 +250,15 @@ impl LinkRunner {
         // A response to a fetch sent before a pause is dropped: the pause is in effect
         // from when it was asked for, and resume refetches from the same offset.
         if self.partitions.get(&key).is_none_or(|s| s.paused) {
+            return;
+        }
+        // Failed or failed over since the request went out: not stored, and no longer
+        // fetched once the partition is looked at again.
+        if self
+            .partitions
+            .get(&key)
+            .is_some_and(|s| s.mirror.failure().is_some() || s.mirror.is_owned())
+        {
             return;
         }
         match p.error_code {
@@ -370,11 +309,13 @@ impl LinkRunner {
         }
         let records = p.records.unwrap_or_default();
         crate::metrics::bytes_fetched(&link, records.len());
-        let fetched = complete_batches(&records, fetch_offset);
-        if let Some(chunk) = fetched.chunk {
-            state.next_offset = Some(chunk.next_offset);
-            state.last_fetched_epoch = chunk.last_epoch;
-            send(state, WriteJob::Append(chunk.bytes)).await;
+        // A byte damaged on the way must never reach the log, where it would be served
+        // as the source's data: the CRCs are checked here, once.
+        let fetched = CheckedRecordSet::check(&records, fetch_offset);
+        if let Some(set) = fetched.set {
+            state.next_offset = Some(set.next_offset());
+            state.last_fetched_epoch = set.last_epoch();
+            send(state, WriteJob::Append(set)).await;
         }
         if let Some(bad) = fetched.unreadable {
             // As a Kafka follower after a CorruptRecordException: keep what came intact
@@ -458,13 +399,13 @@ fn is_session_error(code: i16) -> bool {
         || code == ResponseError::InvalidFetchSessionEpoch.code()
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
 /// Partitions grouped by topic, topics in the order their first partition appears, so
 /// the request keeps the order of `keys`.
-fn group_in_order(keys: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
+pub(super) fn group_in_order(keys: &[TopicPartition]) -> Vec<(&str, Vec<i32>)> {
     let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
     for TopicPartition { topic, partition } in keys {
         match topics.iter_mut().find(|(t, _)| t == topic) {
@@ -490,72 +431,6 @@ pub fn kafka_error_name(code: i16) -> String {
         name.push(c.to_ascii_lowercase());
     }
     name
-}
-
-/// The complete batches of a fetched record set, from the one holding `fetch_offset`.
-struct Chunk {
-    bytes: Bytes,
-    next_offset: i64,
-    last_epoch: i32,
-}
-
-/// A fetched batch that cannot be stored as it came: its header cannot be read or its
-/// CRC does not match its contents. Nothing from it on is stored.
-#[derive(Debug, thiserror::Error)]
-#[error("unreadable batch at offset {offset}: {source}")]
-struct UnreadableBatch {
-    offset: i64,
-    #[source]
-    source: BatchError,
-}
-
-/// What a fetched record set holds: the intact batches from the fetch offset on, and
-/// the batch that stopped the walk, if one did.
-struct Fetched {
-    chunk: Option<Chunk>,
-    unreadable: Option<UnreadableBatch>,
-}
-
-/// Walks the batch headers and checks each CRC: a byte damaged on the way must never
-/// reach the log, where it would be served as the source's data.
-fn complete_batches(records: &Bytes, fetch_offset: i64) -> Fetched {
-    let mut position = 0;
-    let mut start = None;
-    let mut next_offset = fetch_offset;
-    let mut last_epoch = -1;
-    let mut unreadable = None;
-    for batch in BatchWalker::new(records.clone()) {
-        // A fetch may start inside a batch: skip batches wholly below the fetch offset.
-        let kept = batch.and_then(|b| match b.last_offset() >= next_offset {
-            true => b.validate_crc().map(|()| (b, true)),
-            false => Ok((b, false)),
-        });
-        let (batch, kept) = match kept {
-            Ok(checked) => checked,
-            Err(source) => {
-                unreadable = Some(UnreadableBatch {
-                    offset: next_offset,
-                    source,
-                });
-                break;
-            }
-        };
-        let len = batch.len();
-        if kept {
-            start.get_or_insert(position);
-            // Offsets advance by lastOffsetDelta, never recordCount: compacted sources
-            // have gaps inside and between batches.
-            next_offset = batch.next_offset();
-            last_epoch = batch.partition_leader_epoch();
-        }
-        position += len;
-    }
-    let chunk = start.map(|s| Chunk {
-        bytes: records.slice(s..position),
-        next_offset,
-        last_epoch,
-    });
-    Fetched { chunk, unreadable }
 }
 
 /// The broker a fetch goes to and how to connect to it when there is no cached client.
@@ -620,7 +495,14 @@ async fn send_fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use shadowlink_protocol::batch::testing::build_batch;
+    use shadowlink_protocol::batch::BatchError;
+    use shadowlink_storage::Checked;
+
+    fn check(records: &Bytes, fetch_offset: i64) -> Checked {
+        CheckedRecordSet::check(records, fetch_offset)
+    }
 
     fn record_set(bases: &[i64]) -> Bytes {
         let mut all = Vec::new();
@@ -638,11 +520,11 @@ mod tests {
     #[test]
     fn skips_batches_below_the_fetch_offset_and_keeps_gaps() {
         let records = record_set(&[0, 2, 10]);
-        let chunk = complete_batches(&records, 3).chunk.unwrap();
-        assert_eq!(chunk.next_offset, 12);
-        assert_eq!(chunk.last_epoch, 3);
+        let chunk = check(&records, 3).set.unwrap();
+        assert_eq!(chunk.next_offset(), 12);
+        assert_eq!(chunk.last_epoch(), 3);
         let one = records.len() / 3;
-        assert_eq!(chunk.bytes, records.slice(one..));
+        assert_eq!(*chunk.bytes(), records.slice(one..));
     }
 
     #[test]
@@ -660,11 +542,14 @@ mod tests {
         ];
         let records = Bytes::from(entries.concat());
         // The wrapper holds 7..=9: a fetch at 8 keeps all of it and the batch after it.
-        let chunk = complete_batches(&records, 8).chunk.unwrap();
-        assert_eq!(chunk.bytes, records.slice(entries[0].len()..));
-        assert_eq!((chunk.next_offset, chunk.last_epoch), (11, 4));
-        let chunk = complete_batches(&records.slice(..entries[0].len()), 6).chunk;
-        assert_eq!(chunk.map(|c| (c.next_offset, c.last_epoch)), Some((7, -1)));
+        let chunk = check(&records, 8).set.unwrap();
+        assert_eq!(*chunk.bytes(), records.slice(entries[0].len()..));
+        assert_eq!((chunk.next_offset(), chunk.last_epoch()), (11, 4));
+        let chunk = check(&records.slice(..entries[0].len()), 6).set;
+        assert_eq!(
+            chunk.map(|c| (c.next_offset(), c.last_epoch())),
+            Some((7, -1))
+        );
     }
 
     #[test]
@@ -697,10 +582,10 @@ mod tests {
     fn a_trailing_partial_batch_is_left_for_the_next_fetch() {
         let records = record_set(&[5, 7]);
         let cut = records.slice(..records.len() - 3);
-        let chunk = complete_batches(&cut, 5).chunk.unwrap();
-        assert_eq!(chunk.next_offset, 7);
-        assert_eq!(chunk.bytes.len(), records.len() / 2);
-        assert!(complete_batches(&Bytes::new(), 5).chunk.is_none());
+        let chunk = check(&cut, 5).set.unwrap();
+        assert_eq!(chunk.next_offset(), 7);
+        assert_eq!(chunk.len(), records.len() / 2);
+        assert!(check(&Bytes::new(), 5).set.is_none());
     }
 
     #[test]
@@ -709,7 +594,7 @@ mod tests {
         let second = records.len() / 2;
         // The magic byte follows base offset, length and partition leader epoch.
         records[second + 16] = 9;
-        let error = complete_batches(&Bytes::from(records), 5)
+        let error = check(&Bytes::from(records), 5)
             .unreadable
             .expect("a batch with magic 9 is unreadable");
         assert_eq!(error.offset, 7);
@@ -731,10 +616,10 @@ mod tests {
         let one = records.len() / 3;
         // The last byte of the second batch lies in its records, which the CRC covers.
         records[2 * one - 1] ^= 0x01;
-        let fetched = complete_batches(&Bytes::from(records.clone()), 5);
-        let chunk = fetched.chunk.expect("the first batch is intact");
-        assert_eq!(chunk.bytes, Bytes::from(records[..one].to_vec()));
-        assert_eq!(chunk.next_offset, 7);
+        let fetched = check(&Bytes::from(records.clone()), 5);
+        let chunk = fetched.set.expect("the first batch is intact");
+        assert_eq!(*chunk.bytes(), Bytes::from(records[..one].to_vec()));
+        assert_eq!(chunk.next_offset(), 7);
         let bad = fetched.unreadable.expect("the second batch fails its CRC");
         assert_eq!(bad.offset, 7);
         assert!(matches!(
@@ -742,8 +627,8 @@ mod tests {
             BatchError::CrcMismatch { base_offset: 7, .. }
         ));
         // A fetch from the damaged batch keeps nothing at all.
-        let again = complete_batches(&Bytes::from(records[one..].to_vec()), 7);
-        assert!(again.chunk.is_none());
+        let again = check(&Bytes::from(records[one..].to_vec()), 7);
+        assert!(again.set.is_none());
         assert!(again.unreadable.is_some());
     }
 }

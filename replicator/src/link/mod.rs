@@ -12,6 +12,7 @@ mod offset_sync;
 mod offsets;
 pub mod pause;
 mod progress;
+mod schedule;
 mod session;
 pub mod writer;
 
@@ -56,6 +57,8 @@ struct PartitionState {
     absent: bool,
     /// Paused by an operator: not fetched, so the next fetch starts where the last ended.
     paused: bool,
+    /// The broker whose KIP-227 session fetches the partition.
+    session: Option<i32>,
 }
 
 /// Retry delay that doubles from 100 ms to 10 s, with jitter so that many partitions
@@ -128,6 +131,16 @@ pub struct LinkRunner {
     peers: Arc<crate::switchover::peers::Peers>,
     /// Partitions the source names this very node leader of, each warned of once.
     self_led: BTreeSet<TopicPartition>,
+    /// Partitions something happened to since fetches were last scheduled.
+    touched: BTreeSet<TopicPartition>,
+    /// Partitions waiting on something that ends by itself (a backoff, a busy writer).
+    watched: BTreeSet<TopicPartition>,
+    /// Every partition is looked at when fetches are next scheduled (after metadata,
+    /// pauses or a broker's sessions changed).
+    sweep: bool,
+    /// Partitions looked at by scheduling, for tests of what an idle link does.
+    #[cfg(test)]
+    examined: usize,
 }
 
 #[derive(Default)]
@@ -159,6 +172,11 @@ impl LinkRunner {
             pause_generation: 0,
             peers: Default::default(),
             self_led: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            watched: BTreeSet::new(),
+            sweep: true,
+            #[cfg(test)]
+            examined: 0,
             link,
             store,
             cluster,
@@ -197,6 +215,7 @@ impl LinkRunner {
                 self.discover().await;
                 self.resolve_start_offsets().await;
                 self.list_paused_offsets().await;
+                self.sweep = true;
                 metadata_at = Instant::now() + self.link.config.metadata_interval;
             }
             if self.configs_soon || Instant::now() >= configs_at {
@@ -352,6 +371,7 @@ impl LinkRunner {
                     corrupt_at: None,
                     absent: false,
                     paused: self.paused.is_paused(name),
+                    session: None,
                 });
             state.leader = p.leader;
             state.leader_epoch = p.leader_epoch;
@@ -459,5 +479,6 @@ impl LinkRunner {
             return;
         }
         state.next_offset = Some(offset);
+        self.touched.insert(key.clone());
     }
 }

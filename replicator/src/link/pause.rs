@@ -224,6 +224,7 @@ impl LinkRunner {
         for (key, state) in self.partitions.iter_mut() {
             state.paused = now.is_paused(&key.topic);
         }
+        self.sweep = true;
     }
 
     /// Asks the source where each paused partition's log starts and ends, since no

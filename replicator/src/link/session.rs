@@ -8,8 +8,12 @@
 //! is full) and gets full fetches from then on. A lost session (FETCH_SESSION_ID_NOT_FOUND,
 //! after a broker restart or an eviction) or a request out of step
 //! (INVALID_FETCH_SESSION_EPOCH, a lost connection) starts over with a full fetch.
+//!
+//! The link tells the session which partitions it wants and with which parameters only
+//! when that changes ([`BrokerSession::want`], [`BrokerSession::unwant`]), so planning
+//! the next request of an idle session looks at no partition at all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::ResponseError;
@@ -23,26 +27,23 @@ struct Sent {
     current_leader_epoch: i32,
     last_fetched_epoch: i32,
     partition_max_bytes: i32,
-    /// The request that last wanted the partition, to find the ones to forget.
-    stamp: u64,
     /// Sent in a request that got no answer: the broker may not have it.
     unsure: bool,
 }
 
 impl Sent {
-    fn of(p: &FetchPartition, stamp: u64) -> Sent {
+    fn of(p: &FetchPartition) -> Sent {
         Sent {
             fetch_offset: p.fetch_offset,
             current_leader_epoch: p.current_leader_epoch,
             last_fetched_epoch: p.last_fetched_epoch,
             partition_max_bytes: p.partition_max_bytes,
-            stamp,
             unsure: false,
         }
     }
 
     fn same_parameters(&self, other: &Sent) -> bool {
-        !self.unsure && Sent { stamp: 0, ..*self } == Sent { stamp: 0, ..*other }
+        !self.unsure && self == other
     }
 }
 
@@ -57,7 +58,12 @@ pub(super) struct BrokerSession {
     unsupported: bool,
     /// Partitions in the session, as last sent.
     sent: HashMap<TopicPartition, Sent>,
-    stamp: u64,
+    /// The partitions the link wants fetched now, with their parameters.
+    wanted: HashMap<TopicPartition, FetchPartition>,
+    /// Partitions wanted, unwanted or changed since the last request was planned.
+    changed: BTreeSet<TopicPartition>,
+    /// The next request names every partition again (the last one got no answer).
+    relist: bool,
 }
 
 /// What goes into the next request of a session.
@@ -83,43 +89,67 @@ impl BrokerSession {
         !self.unsupported
     }
 
-    /// Plans the next request for the partitions `wanted` now, each with the fetch
-    /// parameters it needs. Partitions of the session that are not wanted are forgotten.
-    pub fn plan(&mut self, wanted: Vec<(TopicPartition, FetchPartition)>) -> Planned {
-        self.stamp += 1;
-        let stamp = self.stamp;
+    /// The link wants `key` fetched with `partition`'s parameters.
+    pub fn want(&mut self, key: &TopicPartition, partition: FetchPartition) {
+        let same = self
+            .wanted
+            .get(key)
+            .is_some_and(|p| Sent::of(p) == Sent::of(&partition));
+        if !same {
+            self.wanted.insert(key.clone(), partition);
+            self.changed.insert(key.clone());
+        }
+    }
+
+    /// The link no longer fetches `key` from this broker: the next request forgets it.
+    pub fn unwant(&mut self, key: &TopicPartition) {
+        if self.wanted.remove(key).is_some() {
+            self.changed.insert(key.clone());
+        }
+    }
+
+    /// Whether any partition is wanted, so there is a request to send.
+    pub fn has_wanted(&self) -> bool {
+        !self.wanted.is_empty()
+    }
+
+    /// The partitions wanted now.
+    pub fn wanted(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.wanted.keys()
+    }
+
+    /// Plans the next request: a full fetch naming every wanted partition, or the
+    /// partitions whose parameters changed since they were sent and the ones to forget.
+    pub fn plan(&mut self) -> Planned {
         let full = self.epoch == 0;
         if full {
             self.sent.clear();
         }
-        let mut listed = Vec::new();
-        let mut listed_keys = Vec::new();
-        for (key, partition) in wanted {
-            let now = Sent::of(&partition, stamp);
-            let changed = match self.sent.get_mut(&key) {
-                Some(sent) => {
-                    let changed = !sent.same_parameters(&now);
-                    *sent = now;
-                    changed
+        let keys: Vec<TopicPartition> = match full || self.relist {
+            true => {
+                let gone = self.sent.keys().filter(|k| !self.wanted.contains_key(*k));
+                self.wanted.keys().chain(gone).cloned().collect()
+            }
+            false => self.changed.iter().cloned().collect(),
+        };
+        self.changed.clear();
+        self.relist = false;
+        let (mut listed, mut listed_keys, mut forgotten) = (Vec::new(), Vec::new(), Vec::new());
+        for key in keys {
+            let Some(partition) = self.wanted.get(&key) else {
+                if self.sent.remove(&key).is_some() {
+                    forgotten.push(key);
                 }
-                None => {
-                    self.sent.insert(key.clone(), now);
-                    true
-                }
+                continue;
             };
-            if full || changed {
-                listed.push(partition);
+            let now = Sent::of(partition);
+            let unchanged = self.sent.get(&key).is_some_and(|s| s.same_parameters(&now));
+            if !unchanged || full {
+                self.sent.insert(key.clone(), now);
+                listed.push(partition.clone());
                 listed_keys.push(key);
             }
         }
-        let mut forgotten = Vec::new();
-        self.sent.retain(|key, sent| {
-            let keep = sent.stamp == stamp;
-            if !keep {
-                forgotten.push(key.clone());
-            }
-            keep
-        });
         Planned {
             session_id: self.id,
             epoch: self.epoch,
@@ -167,6 +197,7 @@ impl BrokerSession {
         for sent in self.sent.values_mut() {
             sent.unsure = true;
         }
+        self.relist = true;
     }
 }
 
@@ -186,6 +217,24 @@ mod tests {
             .collect()
     }
 
+    /// Plans a request wanting exactly `offsets`, as the link's calls would.
+    fn plan(session: &mut BrokerSession, offsets: &[(i32, i64)]) -> Planned {
+        let wanted = wanted(offsets);
+        let keep: Vec<TopicPartition> = wanted.iter().map(|(k, _)| k.clone()).collect();
+        let gone: Vec<TopicPartition> = session
+            .wanted()
+            .filter(|k| !keep.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            session.unwant(&key);
+        }
+        for (key, partition) in wanted {
+            session.want(&key, partition);
+        }
+        session.plan()
+    }
+
     fn listed(planned: &Planned) -> Vec<(i32, i64)> {
         let offsets = planned.listed.iter().map(|p| (p.partition, p.fetch_offset));
         offsets.collect()
@@ -194,16 +243,16 @@ mod tests {
     #[test]
     fn after_a_full_fetch_only_changed_partitions_are_sent_and_the_rest_forgotten() {
         let mut session = BrokerSession::default();
-        let first = session.plan(wanted(&[(0, 5), (1, 7), (2, 9)]));
+        let first = plan(&mut session, &[(0, 5), (1, 7), (2, 9)]);
         assert!(first.is_full());
         assert_eq!((first.session_id, listed(&first).len()), (0, 3));
         session.on_response(first.epoch, 0, 42);
-        let second = session.plan(wanted(&[(0, 5), (1, 8), (2, 9)]));
+        let second = plan(&mut session, &[(0, 5), (1, 8), (2, 9)]);
         assert_eq!((second.session_id, second.epoch), (42, 1));
         assert_eq!(listed(&second), [(1, 8)]);
         assert!(second.forgotten.is_empty());
         session.on_response(second.epoch, 0, 42);
-        let third = session.plan(wanted(&[(1, 8), (3, 0)]));
+        let third = plan(&mut session, &[(1, 8), (3, 0)]);
         assert_eq!((third.epoch, listed(&third)), (2, vec![(3, 0)]));
         let mut forgotten: Vec<i32> = third.forgotten.iter().map(|k| k.partition).collect();
         forgotten.sort();
@@ -213,34 +262,34 @@ mod tests {
     #[test]
     fn a_lost_session_starts_over_with_a_full_fetch() {
         let mut session = BrokerSession::default();
-        let first = session.plan(wanted(&[(0, 5)]));
+        let first = plan(&mut session, &[(0, 5)]);
         session.on_response(first.epoch, 0, 42);
-        let second = session.plan(wanted(&[(0, 5)]));
+        let second = plan(&mut session, &[(0, 5)]);
         session.on_response(
             second.epoch,
             ResponseError::FetchSessionIdNotFound.code(),
             0,
         );
-        let third = session.plan(wanted(&[(0, 5)]));
+        let third = plan(&mut session, &[(0, 5)]);
         assert_eq!(
             (third.session_id, third.epoch, listed(&third).len()),
             (0, 0, 1)
         );
         session.on_response(third.epoch, 0, 43);
-        let fourth = session.plan(wanted(&[(0, 5)]));
+        let fourth = plan(&mut session, &[(0, 5)]);
         let code = ResponseError::InvalidFetchSessionEpoch.code();
         session.on_response(fourth.epoch, code, 0);
         // Out of step: the session is closed and replaced by the next full fetch.
-        let fifth = session.plan(wanted(&[(0, 5)]));
+        let fifth = plan(&mut session, &[(0, 5)]);
         assert_eq!(
             (fifth.session_id, fifth.epoch, listed(&fifth).len()),
             (43, 0, 1)
         );
         session.on_response(fifth.epoch, 0, 44);
         // No answer: the same epoch again, naming every partition, forgetting the rest.
-        let sixth = session.plan(wanted(&[(0, 5), (1, 2)]));
+        let sixth = plan(&mut session, &[(0, 5), (1, 2)]);
         session.on_lost();
-        let seventh = session.plan(wanted(&[(0, 5)]));
+        let seventh = plan(&mut session, &[(0, 5)]);
         assert_eq!((seventh.session_id, seventh.epoch), (44, sixth.epoch));
         assert_eq!(listed(&seventh), [(0, 5)]);
         assert_eq!(seventh.forgotten, [TopicPartition::new("t", 1)]);
@@ -250,7 +299,7 @@ mod tests {
     fn a_broker_without_sessions_gets_full_fetches() {
         let mut session = BrokerSession::default();
         assert!(session.offered());
-        let first = session.plan(wanted(&[(0, 5)]));
+        let first = plan(&mut session, &[(0, 5)]);
         session.on_response(first.epoch, 0, 0);
         assert!(!session.offered());
     }

@@ -7,11 +7,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use shadowlink_protocol::batch::{BatchError, BatchWalker};
-use shadowlink_storage::{Poison, StorageError};
+use shadowlink_storage::{CheckedRecordSet, Poison, StorageError};
 use tokio::task::JoinError;
 
 use crate::mirror::{MirrorError, MirrorPartition};
@@ -19,8 +17,8 @@ use crate::mirror::{MirrorError, MirrorPartition};
 /// Changes to a mirror log, applied strictly in the order they were queued.
 #[derive(Debug, Clone)]
 pub enum WriteJob {
-    /// Complete batches exactly as fetched.
-    Append(Bytes),
+    /// Complete batches exactly as fetched, their CRCs checked on arrival.
+    Append(CheckedRecordSet),
     /// Drop everything at and after this offset (source divergence).
     Truncate(i64),
     /// Move the log start forward (source retention or DeleteRecords). Past the log end,
@@ -35,15 +33,6 @@ pub enum WriteJob {
 /// [`is_transient`](WriteError::is_transient): then the job is retried until it applies.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// The batches before the invalid one are stored, so the mirror stays an exact
-    /// prefix of the source.
-    #[error("{topic}-{partition}: {source}; nothing from this batch on is stored")]
-    InvalidBatch {
-        topic: String,
-        partition: i32,
-        #[source]
-        source: BatchError,
-    },
     #[error("{topic}-{partition}: {source}")]
     Append {
         topic: String,
@@ -138,41 +127,25 @@ async fn apply_until_done(
     Ok(())
 }
 
-/// Appends fetched batches. When one is invalid (a CRC mismatch, say), the valid ones
-/// before it are still stored, so the mirror stays an exact prefix of the source, and the
-/// error names the offset of the bad batch.
-fn append(partition: &MirrorPartition, records: Bytes) -> Result<(), WriteError> {
-    let failed = |source| WriteError::Append {
-        topic: partition.topic.clone(),
-        partition: partition.partition,
-        source,
-    };
+/// Appends fetched batches, checked when they arrived, so the log hashes nothing again.
+fn append(partition: &MirrorPartition, records: &CheckedRecordSet) -> Result<(), WriteError> {
     // A retry after a write that failed part-way: batches the reopened log kept are
     // not appended twice.
-    let records = from_log_end(&records, partition.log().log_end_offset());
-    if records.is_empty() {
+    let Some(records) = records.from_offset(partition.log().log_end_offset()) else {
         return Ok(());
-    }
-    match partition.append(records.clone()) {
+    };
+    match partition.append_checked(&records) {
         Ok(_) => Ok(()),
-        Err(MirrorError::Storage(StorageError::Batch { position, source })) => {
-            if position > 0 {
-                partition
-                    .append(records.slice(..position))
-                    .map_err(failed)?;
-            }
-            Err(WriteError::InvalidBatch {
-                topic: partition.topic.clone(),
-                partition: partition.partition,
-                source,
-            })
-        }
         // Failed over while this fetch was in flight: the topic is no longer a mirror.
         Err(MirrorError::NotMirrored { topic, partition }) => {
             tracing::debug!(partition = %format!("{topic}-{partition}"), "fetched data dropped: the partition was failed over");
             Ok(())
         }
-        Err(e) => Err(failed(e)),
+        Err(source) => Err(WriteError::Append {
+            topic: partition.topic.clone(),
+            partition: partition.partition,
+            source,
+        }),
     }
 }
 
@@ -180,8 +153,8 @@ fn apply(partition: &MirrorPartition, link: &str, job: WriteJob) -> Result<(), W
     match job {
         WriteJob::Append(records) => {
             let started = Instant::now();
-            let (bytes, count) = (records.len(), record_count(&records));
-            append(partition, records)?;
+            let (bytes, count) = (records.len(), records.record_count());
+            append(partition, &records)?;
             crate::metrics::appended(link, bytes, count, started.elapsed().as_secs_f64());
             Ok(())
         }
@@ -243,30 +216,11 @@ fn restart_at(
     Ok(())
 }
 
-/// `records` from the first batch ending at or after `log_end`.
-fn from_log_end(records: &Bytes, log_end: i64) -> Bytes {
-    let mut skip = 0;
-    for batch in BatchWalker::new(records.clone()) {
-        match batch {
-            Ok(b) if b.last_offset() < log_end => skip += b.len(),
-            _ => break,
-        }
-    }
-    records.slice(skip..)
-}
-
-/// Records in complete batches, control records included; only batch headers are read.
-fn record_count(records: &Bytes) -> u64 {
-    BatchWalker::new(records.clone())
-        .map_while(Result::ok)
-        .map(|b| u64::try_from(b.record_count()).unwrap_or(0))
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
+    use bytes::Bytes;
     use shadowlink_protocol::batch::testing::BatchBuilder;
     use shadowlink_storage::LogConfig;
 
@@ -286,6 +240,12 @@ mod tests {
         (store, partition.unwrap())
     }
 
+    fn checked(records: Bytes) -> CheckedRecordSet {
+        CheckedRecordSet::check(&records, 0)
+            .set
+            .expect("intact batches")
+    }
+
     fn batch(base_offset: i64) -> Bytes {
         BatchBuilder::new(base_offset)
             .records(&[(None, Some(&b"v"[..]))])
@@ -293,37 +253,14 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_batch_stores_the_batches_before_it_and_names_the_partition() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_store, partition) = mirror(dir.path());
-        let mut corrupt = batch(1).to_vec();
-        let last = corrupt.len() - 1;
-        corrupt[last] ^= 0xff;
-        let records = [batch(0), Bytes::from(corrupt)].concat();
-        let error = append(&partition, Bytes::from(records)).unwrap_err();
-        assert!(matches!(
-            &error,
-            WriteError::InvalidBatch {
-                partition: 0,
-                source: BatchError::CrcMismatch { base_offset: 1, .. },
-                ..
-            }
-        ));
-        let message = error.to_string();
-        assert!(message.starts_with("a_orders-0: "), "{message}");
-        assert!(message.ends_with("; nothing from this batch on is stored"));
-        assert_eq!(partition.log().log_end_offset(), 1);
-    }
-
-    #[test]
     fn a_retried_append_skips_the_batches_the_log_already_holds() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, partition) = mirror(dir.path());
         let records = Bytes::from([batch(0), batch(1), batch(2)].concat());
-        append(&partition, records.slice(..batch(0).len())).unwrap();
-        append(&partition, records.clone()).unwrap();
+        append(&partition, &checked(records.slice(..batch(0).len()))).unwrap();
+        append(&partition, &checked(records.clone())).unwrap();
         assert_eq!(partition.log().log_end_offset(), 3);
-        append(&partition, records).unwrap();
+        append(&partition, &checked(records)).unwrap();
         assert_eq!(partition.log().log_end_offset(), 3);
     }
 
@@ -331,9 +268,9 @@ mod tests {
     fn data_fetched_for_a_failed_over_partition_is_dropped_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let (store, partition) = mirror(dir.path());
-        append(&partition, batch(0)).unwrap();
+        append(&partition, &checked(batch(0))).unwrap();
         store.topic("a_orders").unwrap().make_writable().unwrap();
-        append(&partition, batch(1)).unwrap();
+        append(&partition, &checked(batch(1))).unwrap();
         assert_eq!(partition.log().log_end_offset(), 1);
     }
 }

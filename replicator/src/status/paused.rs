@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{LinkStatus, PartitionStatus, SourceOffsets, StatusReport, TopicPartition};
+use super::{LinkStatus, SourceOffsets, StatusReport, TopicPartition};
 use crate::link::pause::Pauses;
 
 impl LinkStatus {
@@ -18,10 +18,7 @@ impl LinkStatus {
         now: Instant,
     ) {
         let mut inner = self.lock();
-        let p = inner
-            .partitions
-            .entry(key.clone())
-            .or_insert_with(|| PartitionStatus::new(now));
+        let p = inner.settled(key, now);
         match to.or(p.fetched_to) {
             Some(to) => p.confirm(source, to, now),
             None => p.source = Some(source),

@@ -1,0 +1,304 @@
+//! Record sets walked and CRC-checked once, where they arrive.
+//!
+//! A mirror checks every fetched batch's CRC-32C as the response comes in, so that a
+//! byte damaged on the way is fetched again instead of stored. [`CheckedRecordSet::check`]
+//! is that check, and the only way to make a [`CheckedRecordSet`]: the log takes one
+//! without walking or hashing its batches again ([`PartitionLog::append_checked`]),
+//! and still checks what depends on the log itself (offsets at or above its end).
+
+use bytes::Bytes;
+use shadowlink_protocol::batch::{BatchError, BatchWalker, RecordBatch};
+
+use crate::durability::PendingSync;
+use crate::error::Result;
+use crate::log::{AppendInfo, PartitionLog};
+
+/// Whole batches whose framing and CRC were checked, with the views the walk made of
+/// them, so storing them reads only their fixed header fields.
+#[derive(Debug, Clone)]
+pub struct CheckedRecordSet {
+    bytes: Bytes,
+    /// Never empty; consecutive slices of `bytes`, covering it.
+    batches: Vec<RecordBatch>,
+}
+
+/// A batch that cannot be stored as it came: its header cannot be read or its CRC does
+/// not match its contents. Nothing from it on is in the checked set.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable batch at offset {offset}: {source}")]
+pub struct UnreadableBatch {
+    /// The first offset the batch would have covered: where fetching resumes.
+    pub offset: i64,
+    #[source]
+    pub source: BatchError,
+}
+
+/// What a received record set holds: the intact batches from the requested offset on,
+/// and the batch that stopped the walk, if one did. A partial batch at the end (a fetch
+/// response cut at its size limit) is neither.
+#[derive(Debug)]
+pub struct Checked {
+    pub set: Option<CheckedRecordSet>,
+    pub unreadable: Option<UnreadableBatch>,
+}
+
+impl CheckedRecordSet {
+    /// Walks `records` and checks the CRC of every batch that ends at or after
+    /// `from_offset`; batches wholly below it (a fetch may start inside a batch) are
+    /// skipped unread. Stops at the first batch that fails.
+    pub fn check(records: &Bytes, from_offset: i64) -> Checked {
+        let (mut position, mut start) = (0, None);
+        let mut next_offset = from_offset;
+        let mut batches = Vec::new();
+        let mut unreadable = None;
+        for batch in BatchWalker::new(records.clone()) {
+            // Once a batch is kept every later one is, so the set covers its bytes
+            // exactly: one going backwards is then refused by the log's offset check.
+            let kept =
+                batch.and_then(
+                    |b| match start.is_some() || b.last_offset() >= next_offset {
+                        true => b.validate_crc().map(|()| (b, true)),
+                        false => Ok((b, false)),
+                    },
+                );
+            match kept {
+                Ok((batch, true)) => {
+                    start.get_or_insert(position);
+                    // Offsets advance by lastOffsetDelta, never recordCount: compacted
+                    // sources have gaps inside and between batches.
+                    next_offset = batch.next_offset();
+                    position += batch.len();
+                    batches.push(batch);
+                }
+                Ok((skipped, false)) => position += skipped.len(),
+                Err(source) => {
+                    unreadable = Some(UnreadableBatch {
+                        offset: next_offset,
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        let set = start.map(|s| CheckedRecordSet {
+            bytes: records.slice(s..position),
+            batches,
+        });
+        Checked { set, unreadable }
+    }
+
+    /// The stored bytes: every batch, as received.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// Always false: a checked set holds at least one batch.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Where the next batch may start: the last batch's `baseOffset + lastOffsetDelta + 1`.
+    pub fn next_offset(&self) -> i64 {
+        self.last().next_offset()
+    }
+
+    /// The leader epoch of the last batch (-1 for a legacy entry).
+    pub fn last_epoch(&self) -> i32 {
+        self.last().partition_leader_epoch()
+    }
+
+    /// Records in the batches, control records included; a compressed legacy wrapper,
+    /// whose count is unknown without decompressing, counts none.
+    pub fn record_count(&self) -> u64 {
+        let counts = self.batches.iter().map(RecordBatch::record_count);
+        counts.map(|n| u64::try_from(n).unwrap_or(0)).sum()
+    }
+
+    /// The batches that end at or after `offset`, or `None` when none does: what is left
+    /// to store of a set when the log already holds the batches below `offset`.
+    pub fn from_offset(&self, offset: i64) -> Option<CheckedRecordSet> {
+        let skip = self.batches.partition_point(|b| b.last_offset() < offset);
+        let kept = self.batches.get(skip..).filter(|rest| !rest.is_empty())?;
+        let at: usize = self.batches[..skip].iter().map(RecordBatch::len).sum();
+        Some(CheckedRecordSet {
+            bytes: self.bytes.slice(at..),
+            batches: kept.to_vec(),
+        })
+    }
+
+    fn last(&self) -> &RecordBatch {
+        self.batches.last().expect("a checked set holds a batch")
+    }
+}
+
+impl PartitionLog {
+    /// [`PartitionLog::append_deferred`] of a set whose batches were checked when they
+    /// arrived: only the offsets are checked against the log, so no batch is walked or
+    /// hashed twice.
+    pub fn append_checked(
+        &mut self,
+        set: &CheckedRecordSet,
+    ) -> Result<(AppendInfo, Option<PendingSync>)> {
+        self.check_writable()?;
+        self.check_order(&set.batches)?;
+        self.write_batches(&set.bytes, &set.batches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use shadowlink_protocol::batch::testing::build_batch;
+
+    use super::*;
+    use crate::{LogConfig, PersistMode, StorageError};
+
+    /// Batches of `(records, value bytes, timestamp step, leader epoch step)` with
+    /// contiguous offsets from 0.
+    fn batches(shapes: &[(usize, usize, i64, i32)]) -> Vec<Bytes> {
+        let (mut offset, mut timestamp, mut epoch) = (0i64, 1_000i64, 0);
+        let mut out = Vec::new();
+        for &(records, value_bytes, step, epoch_step) in shapes {
+            let value = vec![7u8; value_bytes];
+            let records: Vec<_> = (0..records).map(|_| (None, Some(&value[..]))).collect();
+            timestamp += step;
+            epoch += epoch_step;
+            out.push(build_batch(offset, epoch, &records, timestamp));
+            offset += records.len() as i64;
+        }
+        out
+    }
+
+    fn open(dir: &std::path::Path, segment_bytes: u64, segment_ms: Option<u64>) -> PartitionLog {
+        let config = LogConfig {
+            persist: PersistMode::Os,
+            segment_bytes,
+            segment_ms,
+            index_interval_bytes: 256,
+            ..LogConfig::default()
+        };
+        PartitionLog::open(dir, config).unwrap()
+    }
+
+    /// Every segment's file bytes, offset index, time index and bounds, and the epochs.
+    fn on_disk(log: &PartitionLog) -> impl PartialEq + std::fmt::Debug {
+        let segments: Vec<_> = log
+            .segments
+            .iter()
+            .map(|s| {
+                (
+                    s.base_offset,
+                    s.next_offset,
+                    s.mapped().unwrap(),
+                    s.index.entries().to_vec(),
+                    s.time_index.entries().to_vec(),
+                    s.max,
+                )
+            })
+            .collect();
+        (segments, log.epoch_entries(), log.log_end_offset())
+    }
+
+    fn checked(records: &Bytes, from: i64) -> CheckedRecordSet {
+        let checked = CheckedRecordSet::check(records, from);
+        assert!(checked.unreadable.is_none());
+        checked.set.expect("intact batches")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn a_checked_append_stores_what_the_checking_append_stores(
+            shapes in proptest::collection::vec((1usize..4, 0usize..700, 0i64..40, 0i32..2), 1..40),
+            cuts in proptest::collection::vec(0usize..40, 0..4),
+            segment_bytes in 100u64..6000,
+            segment_ms in proptest::option::of(20u64..200),
+        ) {
+            let batches = batches(&shapes);
+            let mut bounds: Vec<usize> = cuts.into_iter().filter(|&c| c < batches.len()).collect();
+            bounds.extend([0, batches.len()]);
+            bounds.sort();
+            bounds.dedup();
+            let sets: Vec<Bytes> = bounds
+                .windows(2)
+                .map(|w| Bytes::from(batches[w[0]..w[1]].concat()))
+                .collect();
+            let (full_dir, checked_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let mut full = open(full_dir.path(), segment_bytes, segment_ms);
+            let mut pre = open(checked_dir.path(), segment_bytes, segment_ms);
+            for set in &sets {
+                let a = full.append(set.clone()).unwrap();
+                let (b, sync) = pre.append_checked(&checked(set, pre.log_end_offset())).unwrap();
+                prop_assert!(sync.is_none());
+                prop_assert_eq!(a, b);
+            }
+            prop_assert_eq!(on_disk(&pre), on_disk(&full));
+            // Recovery rebuilds the last segment's indexes from its bytes: the same.
+            drop((full, pre));
+            let full = open(full_dir.path(), segment_bytes, segment_ms);
+            let pre = open(checked_dir.path(), segment_bytes, segment_ms);
+            prop_assert_eq!(on_disk(&pre), on_disk(&full));
+        }
+    }
+
+    #[test]
+    fn the_check_skips_batches_below_the_offset_and_stops_at_a_bad_crc() {
+        let parts = batches(&[(2, 10, 1, 0), (2, 10, 1, 1), (2, 10, 1, 0), (2, 10, 1, 0)]);
+        let mut records = parts.concat();
+        let third_end = parts[0].len() + parts[1].len() + parts[2].len();
+        records[third_end - 1] ^= 0x01;
+        let records = Bytes::from(records);
+        let checked = CheckedRecordSet::check(&records, 3);
+        let set = checked.set.expect("the second batch is intact");
+        assert_eq!(set.bytes(), &parts[1]);
+        assert_eq!(
+            (set.next_offset(), set.last_epoch(), set.record_count()),
+            (4, 1, 2)
+        );
+        let bad = checked.unreadable.expect("the third batch fails its CRC");
+        assert_eq!(bad.offset, 4);
+        assert!(matches!(
+            bad.source,
+            BatchError::CrcMismatch { base_offset: 4, .. }
+        ));
+        let none = CheckedRecordSet::check(&records.slice(third_end - parts[2].len()..), 4);
+        assert!(none.set.is_none() && none.unreadable.is_some());
+    }
+
+    #[test]
+    fn from_offset_keeps_the_batches_the_log_does_not_hold_yet() {
+        let records = Bytes::from(batches(&[(2, 10, 1, 0); 3]).concat());
+        let set = checked(&records, 0);
+        let rest = set.from_offset(3).expect("batches 2..=5 are left");
+        assert_eq!(rest.batches().len(), 2);
+        assert_eq!(rest.bytes(), &records.slice(records.len() / 3..));
+        assert!(set.from_offset(6).is_none());
+        assert_eq!(set.from_offset(0).unwrap().len(), records.len());
+    }
+
+    #[test]
+    fn a_checked_set_below_the_log_end_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), 1 << 20, None);
+        let records = Bytes::from(batches(&[(2, 10, 1, 0); 2]).concat());
+        let set = checked(&records, 0);
+        log.append_checked(&set).unwrap();
+        assert!(matches!(
+            log.append_checked(&set),
+            Err(StorageError::OffsetRegression {
+                base_offset: 0,
+                log_end_offset: 4
+            })
+        ));
+        assert_eq!(log.log_end_offset(), 4);
+    }
+}
