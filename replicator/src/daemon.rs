@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin;
+use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError, KeyedListener};
 use crate::groups::{Coordinator, GroupConfig};
 use crate::link::pause::Pauses;
@@ -106,10 +107,12 @@ impl Daemon {
             txns.clone(),
             stopped.clone(),
         )));
+        let cluster = config.cluster.as_ref().map(|_| Cluster::new(config.node_id));
         let context = Arc::new(server_context(
             &config,
             store.clone(),
             (groups.clone(), txns),
+            cluster.clone(),
         )?);
         let limits = server::Limits::new(config.kafka.max_connections);
         let (mut listeners, mut reports) = (Vec::new(), Vec::new());
@@ -125,7 +128,23 @@ impl Daemon {
                 stopped.clone(),
             )));
         }
+        if let (Some(cluster), Some(settings)) = (&cluster, &config.cluster) {
+            // Clients and other nodes reach this node at its first listener.
+            let advertised = reports[0].advertised.clone();
+            tracing::info!(cluster = %settings.name, node_id = config.node_id, %advertised, "cluster node");
+            let run = crate::cluster::run(
+                cluster.clone(),
+                settings.clone(),
+                advertised,
+                store.clone(),
+                stopped.clone(),
+            );
+            tasks.push(tokio::spawn(run));
+        }
         let status = Arc::new(Status::new(kafka_addr.to_string(), reports));
+        if let Some(cluster) = cluster.clone() {
+            status.add_check(Box::new(move || cluster.not_ready()));
+        }
         let pauses = Arc::new(Pauses::open(&config.data_dir)?);
         let mut links = Vec::new();
         for (i, mut link) in config.links().into_iter().enumerate() {
@@ -134,13 +153,16 @@ impl Daemon {
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             links.push(link.clone());
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
-            let runner = LinkRunner::new(
+            let mut runner = LinkRunner::new(
                 link,
                 store.clone(),
                 link_status,
                 groups.clone(),
                 pauses.clone(),
             );
+            if let Some(cluster) = &cluster {
+                runner = runner.with_cluster(cluster.clone());
+            }
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
         crate::metrics::declare_checks();
@@ -167,6 +189,7 @@ impl Daemon {
                     pauses,
                     links: Arc::new(links),
                     scrub,
+                    clustered: cluster.is_some(),
                 };
                 tasks.push(tokio::spawn(admin::serve(listener, state, stopped.clone())));
                 Some(addr)
@@ -313,6 +336,7 @@ fn server_context(
     config: &Config,
     store: Arc<Store>,
     (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
+    cluster: Option<Arc<Cluster>>,
 ) -> Result<ServerContext, ConfigError> {
     Ok(ServerContext {
         store,
@@ -334,6 +358,7 @@ fn server_context(
         },
         sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
         acl: crate::authz::Acl::new(&config.acls)?,
+        cluster,
     })
 }
 

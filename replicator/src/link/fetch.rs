@@ -55,6 +55,7 @@ impl LinkRunner {
                 && state.next_offset.is_some()
                 && state.backoff.ready(now)
                 && writable
+                && self.holds(key)
             {
                 ready.entry(state.leader).or_default().push(key.clone());
             }

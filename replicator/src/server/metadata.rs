@@ -37,7 +37,7 @@ pub fn handle(
             .store
             .topics()
             .iter()
-            .map(|t| describe(t, version, ctx.node_id))
+            .map(|t| describe(t, version, ctx))
             .chain(super::offline::metadata_topics(&ctx.store))
             .filter(|t| t.name.as_ref().is_none_or(|n| described(n.0.as_str())))
             .collect(),
@@ -48,7 +48,7 @@ pub fn handle(
                     (Err(denied), _) => MetadataResponseTopic::default()
                         .with_name(Some(topic_name(name)))
                         .with_error_code(denied.code()),
-                    (Ok(()), Some(t)) => describe(&t, version, ctx.node_id),
+                    (Ok(()), Some(t)) => describe(&t, version, ctx),
                     (Ok(()), None) => super::offline::metadata_topic(&ctx.store, name)
                         .unwrap_or_else(|| {
                             MetadataResponseTopic::default()
@@ -65,8 +65,12 @@ pub fn handle(
         .with_node_id(ctx.node_id.into())
         .with_host(StrBytes::from_string(listener.advertised_host.clone()))
         .with_port(listener.advertised_port);
+    let mut brokers = vec![broker];
+    if let Some(cluster) = &ctx.cluster {
+        brokers.extend(crate::cluster::metadata_brokers(cluster));
+    }
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_controller_id(ctx.node_id.into())
         .with_topics(topics);
     if version >= 2 {
@@ -79,17 +83,21 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-fn describe(topic: &MirrorTopic, version: i16, node_id: i32) -> MetadataResponseTopic {
+fn describe(topic: &MirrorTopic, version: i16, ctx: &RequestContext) -> MetadataResponseTopic {
+    let node_id = ctx.node_id;
     let partitions = topic
         .partitions()
         .iter()
         .map(|p| {
             let epoch = p.leader_epoch();
+            let route = crate::cluster::route(ctx.cluster.as_deref(), node_id, topic, p.partition);
+            let replicas: Vec<_> = route.replicas.into_iter().map(Into::into).collect();
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(p.partition)
-                .with_leader_id(node_id.into())
-                .with_replica_nodes(vec![node_id.into()])
-                .with_isr_nodes(vec![node_id.into()]);
+                .with_error_code(route.error_code)
+                .with_leader_id(route.leader.into())
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas);
             if version >= 7 {
                 partition = partition.with_leader_epoch(epoch);
             }

@@ -71,6 +71,9 @@ pub struct ServerContext {
     pub sessions: Arc<SessionCache>,
     /// Who may do what; each connection takes the grants of its principal.
     pub acl: crate::authz::Acl,
+    /// Where each partition is served when this node is one of a cluster; `None` for a
+    /// node on its own, which leads everything it holds.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// One Kafka listener: how its clients connect and prove who they are, and the address
