@@ -20,6 +20,8 @@ pub struct NodeConfig {
     topics: Vec<(String, i32)>,
     links: Vec<Link>,
     acls: Vec<Table>,
+    node_id: Option<i32>,
+    cluster: Option<Table>,
 }
 
 impl Default for NodeConfig {
@@ -41,6 +43,8 @@ impl NodeConfig {
             topics: Vec::new(),
             links: Vec::new(),
             acls: Vec::new(),
+            node_id: None,
+            cluster: None,
         }
     }
 
@@ -271,6 +275,24 @@ impl NodeConfig {
         self
     }
 
+    /// `node_id`: the broker id the node gives itself.
+    pub fn node_id(mut self, id: i32) -> Self {
+        self.node_id = Some(id);
+        self
+    }
+
+    /// `[cluster]`: one node of cluster `name` coordinated by etcd at `endpoint`, with
+    /// the given lease TTL and replication factor.
+    pub fn cluster(mut self, name: &str, endpoint: &str, lease_ttl: &str, rf: usize) -> Self {
+        let table = Table::default()
+            .with("name", quoted(name))
+            .with("endpoints", list(&[endpoint]))
+            .with("lease_ttl", quoted(lease_ttl))
+            .with("replication_factor", rf.to_string());
+        self.cluster = Some(table);
+        self
+    }
+
     /// Whether the node will open an admin listener.
     pub fn has_admin(&self) -> bool {
         self.admin.is_some()
@@ -281,6 +303,9 @@ impl NodeConfig {
         let mut out = String::new();
         if let Some(dir) = data_dir {
             out.push_str(&format!("data_dir = {}\n", quoted(dir.display())));
+        }
+        if let Some(id) = self.node_id {
+            out.push_str(&format!("node_id = {id}\n"));
         }
         self.kafka.render("[kafka]", &mut out);
         for listener in &self.listeners {
@@ -306,6 +331,9 @@ impl NodeConfig {
         }
         for rule in &self.acls {
             rule.render("[[acls]]", &mut out);
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.render("[cluster]", &mut out);
         }
         out
     }
