@@ -342,7 +342,11 @@ fn server_context(
         store,
         groups,
         txns,
-        cluster_id: format!("shadowlink-{}", config.data_dir.display()),
+        // Clients refuse to mix brokers of different clusters: a cluster's nodes share one id.
+        cluster_id: match &config.cluster {
+            Some(c) => format!("shadowlink-{}", c.name),
+            None => format!("shadowlink-{}", config.data_dir.display()),
+        },
         node_id: config.node_id,
         max_frame_bytes: config.kafka.max_request_bytes,
         request_budget: server::RequestBudget::new(config.kafka.request_memory_bytes),
