@@ -13,7 +13,9 @@ use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use shadowlink_tests::etcd::Etcd;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::{create_topic, produce};
-use shadowlink_tests::{http_get, node_js, python, until, Client, Node, NodeConfig, Tansu};
+use shadowlink_tests::{
+    http_get, node_js, python, shadowlink, status_json, until, Client, Node, NodeConfig, Tansu,
+};
 
 const TOPIC: &str = "a_orders";
 const PARTITIONS: i32 = 6;
@@ -166,6 +168,16 @@ fn every_partition_is_read_through_any_nodes_bootstrap() -> Result<()> {
         &[&region.node(2)?.kafka.to_string(), TOPIC, "600", "cluster-js"],
     )?;
     ensure!(kafkajs.lines().count() == 600, "kafkajs read {}", kafkajs.lines().count());
+    // Every replica mirrors its partitions to the source's end; no other node fetches them.
+    for (id, node) in &region.nodes {
+        let wanted: Vec<i64> = (0..PARTITIONS)
+            .map(|p| match routes.partitions[&p].1.contains(id) {
+                true => 100,
+                false => 0,
+            })
+            .collect();
+        until(SETTLE, || mirrored_ends(node), |ends| *ends == wanted)?;
+    }
     // Each partition is served, byte for byte, by its leader only.
     let expected = source_batches(region.source.addr)?;
     for (p, (leader, _)) in &routes.partitions {
@@ -178,7 +190,29 @@ fn every_partition_is_read_through_any_nodes_bootstrap() -> Result<()> {
             }
         }
     }
+    // Failover would make one node the only holder of writes: refused until replicated.
+    let admin = region.node(1)?.admin.context("admin")?.to_string();
+    let failover = ["failover", "--admin", &admin, "--link", "from-a", "--all"];
+    let refused = shadowlink(&failover)?;
+    ensure!(!refused.success(), "failover ran on a cluster node: {refused:?}");
+    ensure!(format!("{refused:?}").contains("not available on a cluster node"), "{refused:?}");
     Ok(())
+}
+
+/// Each partition's mirrored high watermark on `node`, from `/v1/status`.
+fn mirrored_ends(node: &Node) -> Result<Vec<i64>> {
+    let status = status_json(node)?;
+    let partitions = status["links"][0]["topics"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == TOPIC))
+        .and_then(|t| t["partitions"].as_array())
+        .context("no partitions in /v1/status")?;
+    let mut ends = vec![0; PARTITIONS as usize];
+    for p in partitions {
+        let index = p["partition"].as_u64().context("partition")? as usize;
+        *ends.get_mut(index).context("partition index")? = p["dst_hwm"].as_i64().unwrap_or(0);
+    }
+    Ok(ends)
 }
 
 /// A background confluent-kafka consumer of every partition through `bootstrap`; it

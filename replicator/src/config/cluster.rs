@@ -91,3 +91,47 @@ pub(super) fn refuse_owned_topics(topics: &[super::OwnedTopicConfig]) -> Result<
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const NODE: &str = r#"
+data_dir = "/var/lib/shadowlink"
+node_id = 2
+[kafka]
+listen = "127.0.0.1:9192"
+"#;
+
+    fn with(extra: &str) -> Result<Config, String> {
+        Config::parse(&format!("{NODE}{extra}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_cluster_section_parses_with_its_defaults() {
+        let c = with("[cluster]\nname = \"region-b\"\nendpoints = [\"http://127.0.0.1:2379\"]\n")
+            .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.replication_factor, 2);
+        assert_eq!(cluster.lease_seconds(), 10);
+        assert!(with("").unwrap().cluster.is_none());
+    }
+
+    #[test]
+    fn cluster_mistakes_name_their_key() {
+        let no_etcd = with("[cluster]\nname = \"b\"\nendpoints = []\n").unwrap_err();
+        assert!(no_etcd.contains("cluster.endpoints"), "{no_etcd}");
+        let short = "[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\nlease_ttl = \"500ms\"\n";
+        assert!(with(short).unwrap_err().contains("cluster.lease_ttl"));
+        let bad_name = "[cluster]\nname = \"a/b\"\nendpoints = [\"http://e:2379\"]\n";
+        assert!(with(bad_name).unwrap_err().contains("cluster.name"));
+    }
+
+    #[test]
+    fn a_cluster_node_refuses_owned_topics() {
+        let owned = "[[topics]]\nname = \"orders\"\npartitions = 1\n\
+                     [cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n";
+        let err = with(owned).unwrap_err();
+        assert!(err.contains("`topics`") && err.contains("not supported on a cluster node"), "{err}");
+    }
+}
