@@ -107,7 +107,10 @@ impl Daemon {
             txns.clone(),
             stopped.clone(),
         )));
-        let cluster = config.cluster.as_ref().map(|_| Cluster::new(config.node_id));
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(|_| Cluster::new(config.node_id));
         let context = Arc::new(server_context(
             &config,
             store.clone(),

@@ -54,7 +54,10 @@ impl Etcd {
 
     /// Starts etcd again on the same ports and data directory.
     pub fn resume(&mut self) -> Result<()> {
-        let (client, peer) = (format!("http://{}", self.client), format!("http://{}", self.peer));
+        let (client, peer) = (
+            format!("http://{}", self.client),
+            format!("http://{}", self.peer),
+        );
         let mut child = Command::new(ETCD)
             .arg("--name=test")
             .arg(format!("--data-dir={}", self.data_dir.display()))

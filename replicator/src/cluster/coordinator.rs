@@ -174,13 +174,19 @@ impl Session {
         let put = PutOptions::new().with_lease(lease);
         let address = self.advertised.clone();
         self.bounded(client.put(key, address, Some(put))).await?;
-        tracing::info!(node_id = self.cluster.node_id(), lease, "joined the cluster");
+        tracing::info!(
+            node_id = self.cluster.node_id(),
+            lease,
+            "joined the cluster"
+        );
         Ok(lease)
     }
 
     /// Installs the stored assignment and returns the revision it was read at.
     async fn load_assignment(&self, client: &mut Client) -> Result<i64, SessionError> {
-        let response = self.bounded(client.get(self.key("assignment"), None)).await?;
+        let response = self
+            .bounded(client.get(self.key("assignment"), None))
+            .await?;
         if let Some(kv) = response.kvs().first() {
             self.cluster.install(serde_json::from_slice(kv.value())?);
         }
@@ -248,7 +254,11 @@ impl Session {
         let written = self.bounded(client.txn(write)).await?.succeeded();
         if written {
             let nodes: Vec<i32> = next.brokers.keys().copied().collect();
-            tracing::info!(node_id = self.cluster.node_id(), ?nodes, "assignment written");
+            tracing::info!(
+                node_id = self.cluster.node_id(),
+                ?nodes,
+                "assignment written"
+            );
         }
         Ok(written)
     }
@@ -260,7 +270,10 @@ impl Session {
         let listed = self.bounded(listed).await?;
         let mut members = BTreeMap::new();
         for kv in listed.kvs() {
-            let id = kv.key_str().ok().and_then(|k| k.strip_prefix(&prefix)?.parse().ok());
+            let id = kv
+                .key_str()
+                .ok()
+                .and_then(|k| k.strip_prefix(&prefix)?.parse().ok());
             if let (Some(id), Ok(address)) = (id, kv.value_str()) {
                 members.insert(id, address.to_string());
             }

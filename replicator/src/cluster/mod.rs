@@ -116,7 +116,10 @@ impl Cluster {
     /// listener a request came in on.
     fn other_brokers(&self) -> Vec<MetadataResponseBroker> {
         let assignment = self.assignment();
-        let others = assignment.brokers.iter().filter(|(id, _)| **id != self.node_id);
+        let others = assignment
+            .brokers
+            .iter()
+            .filter(|(id, _)| **id != self.node_id);
         others
             .filter_map(|(id, addr)| {
                 let (host, port) = crate::server::split_host_port(addr)?;
@@ -158,7 +161,12 @@ impl Cluster {
 
 /// How Metadata describes a partition: from the assignment on a cluster node; a node on
 /// its own (and an owned topic, which a cluster does not place) leads what it holds.
-pub fn route(cluster: Option<&Cluster>, node_id: i32, topic: &MirrorTopic, partition: i32) -> Route {
+pub fn route(
+    cluster: Option<&Cluster>,
+    node_id: i32,
+    topic: &MirrorTopic,
+    partition: i32,
+) -> Route {
     match cluster {
         Some(cluster) if !topic.is_owned() => cluster.route(&topic.name, partition),
         _ => Route {

@@ -121,7 +121,8 @@ listen = "127.0.0.1:9192"
     fn cluster_mistakes_name_their_key() {
         let no_etcd = with("[cluster]\nname = \"b\"\nendpoints = []\n").unwrap_err();
         assert!(no_etcd.contains("cluster.endpoints"), "{no_etcd}");
-        let short = "[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\nlease_ttl = \"500ms\"\n";
+        let short =
+            "[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\nlease_ttl = \"500ms\"\n";
         assert!(with(short).unwrap_err().contains("cluster.lease_ttl"));
         let bad_name = "[cluster]\nname = \"a/b\"\nendpoints = [\"http://e:2379\"]\n";
         assert!(with(bad_name).unwrap_err().contains("cluster.name"));
@@ -132,6 +133,9 @@ listen = "127.0.0.1:9192"
         let owned = "[[topics]]\nname = \"orders\"\npartitions = 1\n\
                      [cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n";
         let err = with(owned).unwrap_err();
-        assert!(err.contains("`topics`") && err.contains("not supported on a cluster node"), "{err}");
+        assert!(
+            err.contains("`topics`") && err.contains("not supported on a cluster node"),
+            "{err}"
+        );
     }
 }
