@@ -209,7 +209,13 @@ fn every_partition_is_read_through_any_nodes_bootstrap() -> Result<()> {
             }
         }
     }
-    // Failover would make one node the only holder of writes: refused until replicated.
+    // An owned topic, or failover, would make one node the only holder of writes: both are
+    // refused until owned partitions are replicated.
+    let created = python(
+        "create_topics.py",
+        &[&region.node(1)?.kafka.to_string(), "b_owned:1"],
+    )?;
+    ensure!(created.contains("b_owned: POLICY_VIOLATION"), "{created}");
     let admin = region.node(1)?.admin.context("admin")?.to_string();
     let failover = ["failover", "--admin", &admin, "--link", "from-a", "--all"];
     let refused = shadowlink(&failover)?;
