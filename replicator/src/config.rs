@@ -12,7 +12,10 @@ use serde::Deserialize;
 
 use crate::filter::{FilterError, GroupFilter, TopicFilter};
 
+mod cluster;
 mod listeners;
+
+pub use cluster::ClusterConfig;
 
 pub use listeners::{KeyedListener, ListenerConfig, SecurityProtocol};
 
@@ -61,6 +64,9 @@ pub struct Config {
     /// Who may do what on the Kafka listener; none means everything is allowed.
     #[serde(default)]
     pub acls: Vec<crate::authz::AclRule>,
+    /// `[cluster]`: this node is one of several serving the region, coordinated by etcd.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A topic this node owns: clients produce to it here, and other nodes may shadow it.
@@ -473,6 +479,10 @@ impl Config {
                     format!("duplicate link name {:?}", link.name),
                 ));
             }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+            cluster::refuse_owned_topics(&self.topics)?;
         }
         self.check_owned_not_mirrored()
     }

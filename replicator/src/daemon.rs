@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::admin;
+use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError, KeyedListener};
 use crate::groups::{Coordinator, GroupConfig};
 use crate::link::pause::Pauses;
@@ -114,11 +115,16 @@ impl Daemon {
             txns.clone(),
             stopped.clone(),
         )));
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(|_| Cluster::new(config.node_id));
         let context = Arc::new(server_context(
             &config,
             store.clone(),
             (groups.clone(), txns),
             peers.clone(),
+            cluster.clone(),
         )?);
         let limits = server::Limits::new(config.kafka.max_connections);
         let (mut listeners, mut reports) = (Vec::new(), Vec::new());
@@ -135,7 +141,23 @@ impl Daemon {
                 stopped.clone(),
             )));
         }
+        if let (Some(cluster), Some(settings)) = (&cluster, &config.cluster) {
+            // Clients and other nodes reach this node at its first listener.
+            let advertised = reports[0].advertised.clone();
+            tracing::info!(cluster = %settings.name, node_id = config.node_id, %advertised, "cluster node");
+            let run = crate::cluster::run(
+                cluster.clone(),
+                settings.clone(),
+                advertised,
+                store.clone(),
+                stopped.clone(),
+            );
+            tasks.push(tokio::spawn(run));
+        }
         let status = Arc::new(Status::new(kafka_addr.to_string(), reports));
+        if let Some(cluster) = cluster.clone() {
+            status.add_check(Box::new(move || cluster.not_ready()));
+        }
         let pauses = Arc::new(Pauses::open(&config.data_dir)?);
         let mut links = Vec::new();
         for (i, mut link) in config.links().into_iter().enumerate() {
@@ -144,7 +166,7 @@ impl Daemon {
             tracing::info!(link = %link.config.name, bootstrap = ?link.config.bootstrap, "link starting");
             links.push(link.clone());
             let link_status = status.add_link(&link.config.name, &link.config.bootstrap);
-            let runner = LinkRunner::new(
+            let mut runner = LinkRunner::new(
                 link,
                 store.clone(),
                 link_status,
@@ -152,6 +174,9 @@ impl Daemon {
                 pauses.clone(),
             )
             .with_peers(peers.clone());
+            if let Some(cluster) = &cluster {
+                runner = runner.with_cluster(cluster.clone());
+            }
             tasks.push(tokio::spawn(runner.run(stopped.clone())));
         }
         crate::metrics::declare_checks();
@@ -178,6 +203,7 @@ impl Daemon {
                     pauses,
                     links: Arc::new(links),
                     scrub,
+                    clustered: cluster.is_some(),
                 };
                 tasks.push(tokio::spawn(admin::serve(listener, state, stopped.clone())));
                 Some(addr)
@@ -341,12 +367,17 @@ fn server_context(
     store: Arc<Store>,
     (groups, txns): (Arc<Coordinator>, Arc<TxnCoordinator>),
     peers: Arc<Peers>,
+    cluster: Option<Arc<Cluster>>,
 ) -> Result<ServerContext, ConfigError> {
     Ok(ServerContext {
         store,
         groups,
         txns,
-        cluster_id: format!("shadowlink-{}", config.data_dir.display()),
+        // Clients refuse to mix brokers of different clusters: a cluster's nodes share one id.
+        cluster_id: match &config.cluster {
+            Some(c) => format!("shadowlink-{}", c.name),
+            None => format!("shadowlink-{}", config.data_dir.display()),
+        },
         node_id: config.node_id,
         max_frame_bytes: config.kafka.max_request_bytes,
         request_budget: server::RequestBudget::new(config.kafka.request_memory_bytes),
@@ -363,6 +394,7 @@ fn server_context(
         sessions: server::SessionCache::new(config.kafka.fetch_session_slots),
         acl: crate::authz::Acl::new(&config.acls)?,
         peers,
+        cluster,
     })
 }
 

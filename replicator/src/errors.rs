@@ -236,6 +236,11 @@ pub enum CreateRefusal {
          from the link"
     )]
     Mirrored { topic: String, link: String },
+    #[error(
+        "topic {0} cannot be created on a cluster node: owned topics are not replicated \
+         between nodes yet, so its writes would live on one node only"
+    )]
+    Clustered(String),
     #[error("manual replica assignments are not supported")]
     ManualAssignment,
     #[error(
@@ -260,7 +265,9 @@ impl CreateRefusal {
         match self {
             CreateRefusal::Duplicate(_) => ResponseError::InvalidRequest.code(),
             CreateRefusal::Unauthorized(_) => Denied::Topic.code(),
-            CreateRefusal::Mirrored { .. } => ResponseError::PolicyViolation.code(),
+            CreateRefusal::Mirrored { .. } | CreateRefusal::Clustered(_) => {
+                ResponseError::PolicyViolation.code()
+            }
             CreateRefusal::ManualAssignment => ResponseError::InvalidReplicaAssignment.code(),
             CreateRefusal::TooManyForRequest { .. } => ResponseError::InvalidPartitions.code(),
             CreateRefusal::ReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),

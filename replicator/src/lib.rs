@@ -30,6 +30,7 @@
 pub mod admin;
 pub mod authz;
 pub mod cleaner;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod errors;

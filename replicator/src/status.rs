@@ -409,7 +409,12 @@ pub struct Status {
     kafka: String,
     listeners: Vec<ListenerReport>,
     links: Mutex<Vec<Arc<LinkStatus>>>,
+    /// Further causes of not being ready, each a sentence when it applies.
+    checks: Mutex<Vec<ReadinessCheck>>,
 }
+
+/// A cause of not being ready that lives outside the links and the store.
+pub type ReadinessCheck = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Status {
     /// `kafka` is the first listener's bound address, `listeners` every listener.
@@ -419,7 +424,14 @@ impl Status {
             kafka,
             listeners,
             links: Mutex::new(Vec::new()),
+            checks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Adds a cause of not being ready to what `/readyz` and `/v1/status` report.
+    pub fn add_check(&self, check: ReadinessCheck) {
+        let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        checks.push(check);
     }
 
     /// Registers a link and returns the status its runner updates.
@@ -480,6 +492,8 @@ impl Status {
         if producer_ids_error.is_some() {
             not_ready.push("producer ids cannot be allocated".to_string());
         }
+        let checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        not_ready.extend(checks.iter().filter_map(|check| check()));
         StatusReport {
             kafka: self.kafka.clone(),
             listeners: self.listeners.clone(),

@@ -21,6 +21,7 @@ pub struct NodeConfig {
     topics: Vec<(String, i32)>,
     links: Vec<Link>,
     acls: Vec<Table>,
+    cluster: Option<Table>,
 }
 
 impl Default for NodeConfig {
@@ -43,6 +44,7 @@ impl NodeConfig {
             topics: Vec::new(),
             links: Vec::new(),
             acls: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -279,6 +281,18 @@ impl NodeConfig {
         self
     }
 
+    /// `[cluster]`: one node of cluster `name` coordinated by etcd at `endpoint`, with
+    /// the given lease TTL and replication factor.
+    pub fn cluster(mut self, name: &str, endpoint: &str, lease_ttl: &str, rf: usize) -> Self {
+        let table = Table::default()
+            .with("name", quoted(name))
+            .with("endpoints", list(&[endpoint]))
+            .with("lease_ttl", quoted(lease_ttl))
+            .with("replication_factor", rf.to_string());
+        self.cluster = Some(table);
+        self
+    }
+
     /// Whether the node will open an admin listener.
     pub fn has_admin(&self) -> bool {
         self.admin.is_some()
@@ -317,6 +331,9 @@ impl NodeConfig {
         }
         for rule in &self.acls {
             rule.render("[[acls]]", &mut out);
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.render("[cluster]", &mut out);
         }
         out
     }

@@ -2,6 +2,7 @@
 //! partitions back as raw record batches so tests can compare bytes and offsets.
 
 pub mod config;
+pub mod etcd;
 pub mod fake;
 pub mod pki;
 pub mod proxy;

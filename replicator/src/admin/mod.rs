@@ -63,11 +63,13 @@ pub struct AdminState {
     /// talk to a link's source (verify, switchover, failback).
     pub links: Arc<Vec<Link>>,
     pub scrub: Arc<Scrub>,
+    /// The node is one of a cluster, which cannot change a topic's owner yet.
+    pub clustered: bool,
 }
 
 /// The admin routes, separate from the socket so tests can drive them directly.
 pub fn router(state: AdminState) -> Router {
-    let token = state.token.clone();
+    let (token, clustered) = (state.token.clone(), state.clustered);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
@@ -83,6 +85,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/links/{name}/switchover/take", post(take))
         .route("/v1/links/{name}/switchover/demote", post(demote))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            clustered,
+            crate::cluster::refuse_ownership_changes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             token,
             auth::require_token,

@@ -141,6 +141,9 @@ pub struct LinkRunner {
     /// Partitions looked at by scheduling, for tests of what an idle link does.
     #[cfg(test)]
     examined: usize,
+    /// On a cluster node, the assignment: only the partitions this node is a replica of
+    /// are fetched. The generation last seen tells when it changed.
+    placement: Option<(Arc<crate::cluster::Cluster>, u64)>,
 }
 
 #[derive(Default)]
@@ -177,6 +180,7 @@ impl LinkRunner {
             sweep: true,
             #[cfg(test)]
             examined: 0,
+            placement: None,
             link,
             store,
             cluster,
@@ -191,6 +195,28 @@ impl LinkRunner {
     pub fn with_peers(mut self, peers: Arc<crate::switchover::peers::Peers>) -> LinkRunner {
         self.peers = peers;
         self
+    }
+
+    /// Fetches only the partitions `cluster` places on this node.
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> LinkRunner {
+        self.placement = Some((cluster, u64::MAX));
+        self
+    }
+
+    /// Whether this node fetches the partition: always, unless it is a cluster node the
+    /// assignment does not name as one of the partition's replicas.
+    fn holds(&self, key: &TopicPartition) -> bool {
+        let placement = self.placement.as_ref();
+        placement.is_none_or(|(c, _)| c.holds(&key.topic, key.partition))
+    }
+
+    /// A new assignment may have given this node partitions that need a start offset.
+    fn placement_moved(&mut self) -> bool {
+        let Some((cluster, seen)) = &mut self.placement else {
+            return false;
+        };
+        let now = cluster.generation();
+        std::mem::replace(seen, now) != now
     }
 
     pub fn name(&self) -> &str {
@@ -210,6 +236,9 @@ impl LinkRunner {
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if self.placement_moved() {
+                self.refresh_soon = true;
             }
             if self.refresh_soon || Instant::now() >= metadata_at {
                 self.discover().await;
@@ -438,8 +467,12 @@ impl LinkRunner {
             StartPosition::Latest => offsets::LATEST,
         };
         let mut unresolved: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
+        let held: BTreeSet<TopicPartition> = (self.partitions.keys())
+            .filter(|key| self.holds(key))
+            .cloned()
+            .collect();
         for (key, state) in self.partitions.iter_mut() {
-            if state.next_offset.is_some() || state.absent {
+            if state.next_offset.is_some() || state.absent || !held.contains(key) {
                 continue;
             }
             let log = state.mirror.log();

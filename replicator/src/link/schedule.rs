@@ -81,7 +81,8 @@ impl LinkRunner {
             && capacity >= 2
             && !failed
             && !state.mirror.is_owned()
-            && !held;
+            && !held
+            && self.holds(key);
         let leader = state.leader;
         let session = fetchable && self.uses_session(leader);
         if waits || held {

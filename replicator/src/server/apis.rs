@@ -177,6 +177,7 @@ mod tests {
             },
             sessions: crate::server::SessionCache::new(10),
             acl: Acl::default(),
+            cluster: None,
         }
     }
 

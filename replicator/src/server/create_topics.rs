@@ -112,6 +112,9 @@ fn validate(
             link: link.clone(),
         });
     }
+    if ctx.cluster.is_some() {
+        return Err(CreateRefusal::Clustered(name.to_string()));
+    }
     if !topic.assignments.is_empty() {
         return Err(CreateRefusal::ManualAssignment);
     }

@@ -250,6 +250,14 @@ fn read_partition(
         part.error_code = super::offline::partition_code(&ctx.store, topic, request.partition);
         return part;
     };
+    let served = crate::cluster::check_served(ctx.cluster.as_deref(), topic, request.partition);
+    if let Err(code) = served {
+        part.error_code = code;
+        part.high_watermark = -1;
+        part.last_stable_offset = -1;
+        part.log_start_offset = -1;
+        return part;
+    }
     // KIP-320: a consumer whose leader epoch is stale may be reading records a leader
     // change replaced; it must refresh metadata and validate its position first.
     if let Err(e) = mirror.check_leader_epoch(request.current_leader_epoch) {

@@ -40,10 +40,16 @@ pub fn handle(
                     let allowed = ctx.topic(Operation::Describe, topic.name.0.as_str());
                     let answer = match (allowed, mirror) {
                         (Err(denied), _) => Err(denied.code()),
-                        (Ok(()), Some(m)) => m
-                            .check_leader_epoch(p.current_leader_epoch)
-                            .map_err(|e| epoch_error_code(&e))
-                            .and_then(|()| lookup(&m.log(), p.timestamp, committed)),
+                        (Ok(()), Some(m)) => crate::cluster::check_served(
+                            ctx.cluster.as_deref(),
+                            topic.name.0.as_str(),
+                            p.partition_index,
+                        )
+                        .and_then(|()| {
+                            m.check_leader_epoch(p.current_leader_epoch)
+                                .map_err(|e| epoch_error_code(&e))
+                        })
+                        .and_then(|()| lookup(&m.log(), p.timestamp, committed)),
                         (Ok(()), None) => Err(super::offline::partition_code(
                             &ctx.store,
                             topic.name.0.as_str(),

@@ -14,7 +14,7 @@ use super::{Reply, RequestContext};
 use crate::authz::Operation;
 use crate::errors::Unserved;
 use crate::mirror::MirrorTopic;
-use crate::switchover::peers::{PeerBroker, Peers};
+use crate::switchover::peers::PeerBroker;
 
 pub fn handle(
     ctx: &RequestContext,
@@ -36,8 +36,7 @@ pub fn handle(
     // exists, so its existence is not given away.
     let described = |name: &str| ctx.topic(Operation::Describe, name).is_ok();
     let mut owners = Vec::new();
-    let mut describe =
-        |t: &MirrorTopic| describe(t, version, ctx.node_id, (&ctx.peers, &mut owners));
+    let mut describe = |t: &MirrorTopic| describe(t, version, ctx, &mut owners);
     let topics = match wanted {
         None => ctx
             .store
@@ -72,6 +71,9 @@ pub fn handle(
         .with_host(StrBytes::from_string(listener.advertised_host.clone()))
         .with_port(listener.advertised_port);
     let mut brokers = vec![broker];
+    if let Some(cluster) = &ctx.cluster {
+        brokers.extend(crate::cluster::metadata_brokers(cluster));
+    }
     for owner in owners {
         if !brokers.iter().any(|b| b.node_id.0 == owner.node_id) {
             brokers.push(
@@ -96,26 +98,35 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
+/// A topic's partitions as clients should route to them: to the node that owns a
+/// handed-over partition now, to the leader the cluster's assignment names, or here.
 fn describe(
     topic: &MirrorTopic,
     version: i16,
-    node_id: i32,
-    (peers, owners): (&Peers, &mut Vec<PeerBroker>),
+    ctx: &RequestContext,
+    owners: &mut Vec<PeerBroker>,
 ) -> MetadataResponseTopic {
+    let node_id = ctx.node_id;
     let partitions = topic
         .partitions()
         .iter()
         .map(|p| {
-            let (mut leader, mut epoch) = (node_id, p.leader_epoch());
-            if let Some((owner, owner_epoch)) = peers.owner_elsewhere(topic, p.partition) {
-                (leader, epoch) = (owner.node_id, epoch.max(owner_epoch));
+            let mut epoch = p.leader_epoch();
+            let mut route =
+                crate::cluster::route(ctx.cluster.as_deref(), node_id, topic, p.partition);
+            if let Some((owner, owner_epoch)) = ctx.peers.owner_elsewhere(topic, p.partition) {
+                epoch = epoch.max(owner_epoch);
+                route.leader = owner.node_id;
+                route.replicas = vec![owner.node_id];
                 owners.push(owner);
             }
+            let replicas: Vec<_> = route.replicas.into_iter().map(Into::into).collect();
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(p.partition)
-                .with_leader_id(leader.into())
-                .with_replica_nodes(vec![leader.into()])
-                .with_isr_nodes(vec![leader.into()]);
+                .with_error_code(route.error_code)
+                .with_leader_id(route.leader.into())
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas);
             if version >= 7 {
                 partition = partition.with_leader_epoch(epoch);
             }

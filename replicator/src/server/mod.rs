@@ -73,6 +73,9 @@ pub struct ServerContext {
     pub acl: crate::authz::Acl,
     /// Where the owners of topics this node handed over are.
     pub peers: Arc<crate::switchover::peers::Peers>,
+    /// Where each partition is served when this node is one of a cluster; `None` for a
+    /// node on its own, which leads everything it holds.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// One Kafka listener: how its clients connect and prove who they are, and the address
@@ -253,6 +256,8 @@ mod tests {
             },
             sessions: SessionCache::new(10),
             acl: Acl::default(),
+            peers: Default::default(),
+            cluster: None,
         }
     }
 

@@ -1,0 +1,192 @@
+//! A region's shadow served by several nodes, coordinated through etcd
+//! (`docs/cluster.md`).
+//!
+//! Each node keeps its membership key alive on a lease; one node at a time (an etcd
+//! election) is the assigner and writes the [`Assignment`] of every mirrored partition
+//! to replicas. Every node follows that one revisioned key: its links fetch the
+//! partitions it is a replica of, straight from the source (the bytes at an offset are
+//! the source's, so replicas agree without copying from each other), and it serves the
+//! ones it leads. While etcd cannot be reached, the last assignment stays in force.
+
+mod admin;
+mod assignment;
+mod coordinator;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::mirror::MirrorTopic;
+
+pub use admin::refuse_ownership_changes;
+pub use assignment::{assign, Assignment, Placement};
+pub use coordinator::run;
+
+/// This node's view of the cluster: the assignment in force and whether etcd answers.
+pub struct Cluster {
+    node_id: i32,
+    assignment: RwLock<Arc<Assignment>>,
+    /// Bumped on every assignment change, so a link notices without comparing.
+    generation: AtomicU64,
+    /// Since when, and why, etcd has not answered; `None` while it does.
+    unavailable: Mutex<Option<(SystemTime, String)>>,
+}
+
+/// How a partition is served from this node, for Metadata.
+pub struct Route {
+    /// 0, or LEADER_NOT_AVAILABLE while the partition has no placement yet.
+    pub error_code: i16,
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+}
+
+impl Cluster {
+    pub fn new(node_id: i32) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            node_id,
+            assignment: RwLock::new(Arc::new(Assignment::default())),
+            generation: AtomicU64::new(0),
+            unavailable: Mutex::new(Some((SystemTime::now(), "not yet connected".into()))),
+        })
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    pub fn assignment(&self) -> Arc<Assignment> {
+        self.assignment
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn install(&self, next: Assignment) {
+        let mut current = self.assignment.write().unwrap_or_else(|p| p.into_inner());
+        if **current != next {
+            *current = Arc::new(next);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether this node is a replica of the partition, so its links fetch it.
+    pub fn holds(&self, topic: &str, partition: i32) -> bool {
+        let assignment = self.assignment();
+        let placement = assignment.placement(topic, partition);
+        placement.is_some_and(|p| p.replicas.contains(&self.node_id))
+    }
+
+    /// `Err(NOT_LEADER_OR_FOLLOWER)` unless this node serves the partition. As in
+    /// Kafka, only the leader answers consumers: a replica still filling from the source
+    /// would give a shorter log.
+    pub fn check_leader(&self, topic: &str, partition: i32) -> Result<(), i16> {
+        let assignment = self.assignment();
+        match assignment.placement(topic, partition) {
+            Some(p) if p.leader == self.node_id => Ok(()),
+            _ => Err(ResponseError::NotLeaderOrFollower.code()),
+        }
+    }
+
+    /// The partition's leader and replicas as Metadata lists them.
+    fn route(&self, topic: &str, partition: i32) -> Route {
+        let assignment = self.assignment();
+        match assignment.placement(topic, partition) {
+            Some(p) if p.leader >= 0 => Route {
+                error_code: 0,
+                leader: p.leader,
+                replicas: p.replicas.clone(),
+            },
+            _ => Route {
+                error_code: ResponseError::LeaderNotAvailable.code(),
+                leader: -1,
+                replicas: Vec::new(),
+            },
+        }
+    }
+
+    /// Every live node but this one: this node is listed with the address of the
+    /// listener a request came in on.
+    fn other_brokers(&self) -> Vec<MetadataResponseBroker> {
+        let assignment = self.assignment();
+        let others = assignment
+            .brokers
+            .iter()
+            .filter(|(id, _)| **id != self.node_id);
+        others
+            .filter_map(|(id, addr)| {
+                let (host, port) = crate::server::split_host_port(addr)?;
+                let broker = MetadataResponseBroker::default()
+                    .with_node_id((*id).into())
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port);
+                Some(broker)
+            })
+            .collect()
+    }
+
+    /// Why the node is not ready, while etcd cannot be reached.
+    pub fn not_ready(&self) -> Option<String> {
+        let unavailable = self.unavailable.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, why) = unavailable.as_ref()?;
+        let since = humantime::format_rfc3339_seconds(*since);
+        Some(format!(
+            "cluster coordination unavailable since {since} ({why}); serving the last assignment, \
+             no leadership changes"
+        ))
+    }
+
+    fn set_available(&self) {
+        let mut unavailable = self.unavailable.lock().unwrap_or_else(|p| p.into_inner());
+        if unavailable.take().is_some() {
+            tracing::info!(node_id = self.node_id, "cluster coordination available");
+        }
+    }
+
+    fn set_unavailable(&self, why: String) {
+        let mut unavailable = self.unavailable.lock().unwrap_or_else(|p| p.into_inner());
+        if unavailable.is_none() {
+            tracing::warn!(node_id = self.node_id, error = %why, "cluster coordination unavailable");
+            *unavailable = Some((SystemTime::now(), why));
+        }
+    }
+}
+
+/// How Metadata describes a partition: from the assignment on a cluster node; a node on
+/// its own (and an owned topic, which a cluster does not place) leads what it holds.
+pub fn route(
+    cluster: Option<&Cluster>,
+    node_id: i32,
+    topic: &MirrorTopic,
+    partition: i32,
+) -> Route {
+    match cluster {
+        Some(cluster) if !topic.is_owned() => cluster.route(&topic.name, partition),
+        _ => Route {
+            error_code: 0,
+            leader: node_id,
+            replicas: vec![node_id],
+        },
+    }
+}
+
+/// The cluster's other live nodes, for Metadata's broker list.
+pub fn metadata_brokers(cluster: &Cluster) -> Vec<MetadataResponseBroker> {
+    cluster.other_brokers()
+}
+
+/// Fetch and ListOffsets: `Err(NOT_LEADER_OR_FOLLOWER)` on a cluster node that does not
+/// lead the partition.
+pub fn check_served(cluster: Option<&Cluster>, topic: &str, partition: i32) -> Result<(), i16> {
+    match cluster {
+        Some(cluster) => cluster.check_leader(topic, partition),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,456 @@
+//! A region's shadow as three nodes coordinated by etcd, replication factor 2, against a
+//! tansu source: clients route themselves from any node's Metadata, a node killed under
+//! load hands its partitions over without losing or repeating a record, and a stopped
+//! etcd changes nothing that is served.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use shadowlink_tests::etcd::Etcd;
+use shadowlink_tests::raw::RawClient;
+use shadowlink_tests::scenario::{create_topic, produce};
+use shadowlink_tests::{
+    http_get, node_js, python, shadowlink, status_json, until, Client, Node, NodeConfig, Tansu,
+};
+
+const TOPIC: &str = "a_orders";
+const PARTITIONS: i32 = 6;
+const LEASE_TTL: &str = "3s";
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// etcd, a tansu source with `a_orders`, and nodes 1 to 3 of cluster `region-b`.
+struct Region {
+    etcd: Etcd,
+    source: Tansu,
+    nodes: BTreeMap<i32, Node>,
+}
+
+impl Region {
+    fn start() -> Result<Region> {
+        let etcd = Etcd::start()?;
+        let source = Tansu::start()?;
+        create_topic(source.addr, TOPIC, PARTITIONS, &[])?;
+        let mut region = Region {
+            etcd,
+            source,
+            nodes: BTreeMap::new(),
+        };
+        for id in 1..=3 {
+            let config = NodeConfig::linked_to(region.source.addr)
+                .admin()
+                .node_id(id)
+                .cluster("region-b", &region.etcd.endpoint(), LEASE_TTL, 2);
+            region.nodes.insert(id, Node::start(&config)?);
+        }
+        Ok(region)
+    }
+
+    fn node(&self, id: i32) -> Result<&Node> {
+        self.nodes.get(&id).with_context(|| format!("no node {id}"))
+    }
+
+    /// Every node's Kafka address, as a client's bootstrap list.
+    fn bootstrap(&self) -> String {
+        let addrs: Vec<String> = self.nodes.values().map(|n| n.kafka.to_string()).collect();
+        addrs.join(",")
+    }
+
+    /// Waits until every node in `live` answers the same Metadata: those nodes as
+    /// brokers, every partition on `min(2, live)` of them with a leader among them.
+    fn settled(&self, live: &[i32]) -> Result<Routes> {
+        let wanted: BTreeSet<i32> = live.iter().copied().collect();
+        let replicas = live.len().min(2);
+        until(
+            SETTLE,
+            || {
+                let mut seen = Vec::new();
+                for id in live {
+                    seen.push(routes(self.node(*id)?.kafka)?);
+                }
+                Ok(seen)
+            },
+            |seen| {
+                seen.windows(2).all(|w| w[0] == w[1])
+                    && seen[0].brokers == wanted
+                    && seen[0].partitions.len() == PARTITIONS as usize
+                    && seen[0].partitions.values().all(|(leader, r)| {
+                        r.len() == replicas
+                            && r.contains(leader)
+                            && r.iter().all(|n| wanted.contains(n))
+                    })
+            },
+        )
+        .map(|mut seen| seen.remove(0))
+    }
+}
+
+/// What one node's Metadata says: the brokers, and each partition's leader and replicas.
+#[derive(Debug, Clone, PartialEq)]
+struct Routes {
+    brokers: BTreeSet<i32>,
+    partitions: BTreeMap<i32, (i32, Vec<i32>)>,
+}
+
+impl Routes {
+    fn leaders(&self) -> BTreeMap<i32, i32> {
+        self.partitions.iter().map(|(p, (l, _))| (*p, *l)).collect()
+    }
+
+    fn replicas_per_node(&self) -> BTreeMap<i32, usize> {
+        let mut count: BTreeMap<i32, usize> = self.brokers.iter().map(|b| (*b, 0)).collect();
+        for (_, replicas) in self.partitions.values() {
+            for r in replicas {
+                *count.entry(*r).or_default() += 1;
+            }
+        }
+        count
+    }
+}
+
+fn routes(node: SocketAddr) -> Result<Routes> {
+    let mut client = RawClient::connect(node)?;
+    let version = client.version(ApiKey::Metadata, 9)?;
+    let request = MetadataRequest::default().with_topics(None);
+    let response: MetadataResponse = client.call(ApiKey::Metadata, version, &request)?;
+    let brokers = response.brokers.iter().map(|b| b.node_id.0).collect();
+    let mut partitions = BTreeMap::new();
+    for topic in response
+        .topics
+        .iter()
+        .filter(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == TOPIC))
+    {
+        for p in &topic.partitions {
+            let replicas = p.replica_nodes.iter().map(|r| r.0).collect();
+            partitions.insert(p.partition_index, (p.leader_id.0, replicas));
+        }
+    }
+    Ok(Routes {
+        brokers,
+        partitions,
+    })
+}
+
+/// The source's batches of every partition, to compare a node's with.
+fn source_batches(source: SocketAddr) -> Result<Vec<Vec<(i64, bytes::Bytes)>>> {
+    (0..PARTITIONS)
+        .map(|p| RawClient::connect(source)?.read_batches(TOPIC, p, 0))
+        .collect()
+}
+
+/// Records `consume_partitions.py` reads from every partition through `bootstrap`.
+fn consumed_through(bootstrap: &str, expected: usize) -> Result<usize> {
+    let mut args = vec![
+        bootstrap.to_string(),
+        TOPIC.to_string(),
+        expected.to_string(),
+    ];
+    args.extend((0..PARTITIONS).map(|p| p.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Ok(python("consume_partitions.py", &args)?.trim().parse()?)
+}
+
+#[test]
+fn every_partition_is_read_through_any_nodes_bootstrap() -> Result<()> {
+    let region = Region::start()?;
+    produce(region.source.addr, TOPIC, 600, "none", PARTITIONS, 0)?;
+    let routes = region.settled(&[1, 2, 3])?;
+    // 12 replicas over 3 nodes.
+    let load = routes.replicas_per_node();
+    ensure!(load.values().all(|n| *n == 4), "unbalanced: {load:?}");
+    // Once placed, every replica mirrors its partitions to the source's end and no other
+    // node fetches them. (Nodes that started first may hold data of partitions placed
+    // elsewhere once the others joined: that data stays, unfetched.)
+    produce(region.source.addr, TOPIC, 600, "none", PARTITIONS, 600)?;
+    for (id, node) in &region.nodes {
+        let held = |p: usize| routes.partitions[&(p as i32)].1.contains(id);
+        until(
+            SETTLE,
+            || mirrored_ends(node),
+            |ends| {
+                let at = |p: usize, end: i64| if held(p) { end == 200 } else { end <= 100 };
+                ends.iter().enumerate().all(|(p, end)| at(p, *end))
+            },
+        )?;
+    }
+    for node in region.nodes.values() {
+        let read = consumed_through(&node.kafka.to_string(), 1200)?;
+        ensure!(read == 1200, "read {read} of 1200 through {}", node.kafka);
+    }
+    let kafkajs = node_js(
+        "consume.js",
+        &[
+            &region.node(2)?.kafka.to_string(),
+            TOPIC,
+            "1200",
+            "cluster-js",
+        ],
+    )?;
+    ensure!(
+        kafkajs.lines().count() == 1200,
+        "kafkajs read {}",
+        kafkajs.lines().count()
+    );
+    // Each partition is served, byte for byte, by its leader only.
+    let expected = source_batches(region.source.addr)?;
+    for (p, (leader, _)) in &routes.partitions {
+        for (id, node) in &region.nodes {
+            let read = RawClient::connect(node.kafka)?.read_batches(TOPIC, *p, 0);
+            match (id == leader, read) {
+                (true, Ok(batches)) => ensure!(batches == expected[*p as usize], "{p} differs"),
+                (false, Err(e)) => ensure!(format!("{e}").contains("error 6"), "{e}"),
+                (lead, other) => {
+                    let batches = other.map(|b| b.len());
+                    bail!("node {id} (leader: {lead}) of {p} answered {batches:?} batches")
+                }
+            }
+        }
+    }
+    // An owned topic, or failover, would make one node the only holder of writes: both are
+    // refused until owned partitions are replicated.
+    let created = python(
+        "create_topics.py",
+        &[&region.node(1)?.kafka.to_string(), "b_owned:1"],
+    )?;
+    ensure!(created.contains("b_owned: POLICY_VIOLATION"), "{created}");
+    let admin = region.node(1)?.admin.context("admin")?.to_string();
+    let failover = ["failover", "--admin", &admin, "--link", "from-a", "--all"];
+    let refused = shadowlink(&failover)?;
+    ensure!(
+        !refused.success(),
+        "failover ran on a cluster node: {refused:?}"
+    );
+    ensure!(
+        format!("{refused:?}").contains("not available on a cluster node"),
+        "{refused:?}"
+    );
+    Ok(())
+}
+
+/// Each partition's mirrored high watermark on `node`, from `/v1/status`.
+fn mirrored_ends(node: &Node) -> Result<Vec<i64>> {
+    let status = status_json(node)?;
+    let partitions = status["links"][0]["topics"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == TOPIC))
+        .and_then(|t| t["partitions"].as_array())
+        .context("no partitions in /v1/status")?;
+    let mut ends = vec![0; PARTITIONS as usize];
+    for p in partitions {
+        let index = p["partition"].as_u64().context("partition")? as usize;
+        *ends.get_mut(index).context("partition index")? = p["dst_hwm"].as_i64().unwrap_or(0);
+    }
+    Ok(ends)
+}
+
+/// A background confluent-kafka consumer of every partition through `bootstrap`; it
+/// stops once it has read as many records as `count_file` says.
+fn start_consumer(bootstrap: &str, count_file: &std::path::Path) -> Result<Child> {
+    let partitions = PARTITIONS.to_string();
+    let path = count_file.to_str().context("utf-8 path")?;
+    let args = [
+        bootstrap,
+        TOPIC,
+        partitions.as_str(),
+        path,
+        "--timeout",
+        "180",
+    ];
+    Client::Python
+        .command("consume_until.py", &args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start consume_until.py")
+}
+
+fn start_producer(source: SocketAddr, seconds: u32) -> Result<Child> {
+    let (source, seconds) = (source.to_string(), seconds.to_string());
+    let partitions = PARTITIONS.to_string();
+    let args = [
+        source.as_str(),
+        TOPIC,
+        "--rate",
+        "200",
+        "--partitions",
+        partitions.as_str(),
+        "--seconds",
+        seconds.as_str(),
+    ];
+    Client::Python
+        .command("produce_steady.py", &args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start produce_steady.py")
+}
+
+/// `(partition, offset, key)` of each line a client script printed.
+fn records(child: Child, what: &str) -> Result<Vec<(i32, i64, String)>> {
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "{what} failed: {:?}", out.status);
+    let text = String::from_utf8(out.stdout)?;
+    text.lines()
+        .map(|line| {
+            let mut f = line.split_whitespace();
+            let p = f.next().context("partition")?.parse()?;
+            let o = f.next().context("offset")?.parse()?;
+            let k = f.next().context("key")?.to_string();
+            Ok((p, o, k))
+        })
+        .collect()
+}
+
+/// The node other than `gone` that now holds a partition `gone` held and it did not.
+fn replacement(before: &Routes, after: &Routes, gone: i32) -> Option<i32> {
+    before.partitions.iter().find_map(|(p, (_, old))| {
+        let new = &after.partitions.get(p)?.1;
+        let added = new.iter().find(|n| !old.contains(n));
+        added.filter(|_| old.contains(&gone)).copied()
+    })
+}
+
+#[test]
+fn a_node_killed_under_load_hands_over_without_loss_or_duplicates() -> Result<()> {
+    let mut region = Region::start()?;
+    produce(region.source.addr, TOPIC, 300, "none", PARTITIONS, 0)?;
+    let before = region.settled(&[1, 2, 3])?;
+    // The assigner itself: its death must also hand the assigner role over.
+    let victim = *region
+        .nodes
+        .iter()
+        .find(|(_, node)| node.process.logged(&["elected assigner"]))
+        .context("no node was elected assigner")?
+        .0;
+    ensure!(
+        before.leaders().values().any(|l| *l == victim),
+        "{victim} leads nothing"
+    );
+    let dir = tempfile::tempdir()?;
+    let count_file = dir.path().join("count");
+    let consumer = start_consumer(&region.bootstrap(), &count_file)?;
+    let producer = start_producer(region.source.addr, 14)?;
+    // Load runs for a while before the kill, and keeps running after it.
+    std::thread::sleep(Duration::from_secs(4));
+    let killed_at = Instant::now();
+    region
+        .nodes
+        .get_mut(&victim)
+        .context("victim")?
+        .process
+        .kill9();
+    let survivors: Vec<i32> = region
+        .nodes
+        .keys()
+        .copied()
+        .filter(|n| *n != victim)
+        .collect();
+    until(
+        SETTLE,
+        || routes(region.node(survivors[0])?.kafka),
+        |r| r.partitions.values().all(|(leader, _)| *leader != victim),
+    )?;
+    let moved = killed_at.elapsed();
+    println!(
+        "leadership moved off node {victim} {} ms after kill -9 (lease TTL {LEASE_TTL})",
+        moved.as_millis()
+    );
+    let after = region.settled(&survivors)?;
+    let acked = records(producer, "produce_steady.py")?;
+    let total = 300 + acked.len();
+    std::fs::write(&count_file, total.to_string())?;
+    let read = records(consumer, "consume_until.py")?;
+    let positions: BTreeSet<(i32, i64)> = read.iter().map(|(p, o, _)| (*p, *o)).collect();
+    ensure!(
+        positions.len() == read.len(),
+        "{} records read twice",
+        read.len() - positions.len()
+    );
+    ensure!(read.len() == total, "read {} of {total}", read.len());
+    let by_position: BTreeMap<(i32, i64), &str> = read
+        .iter()
+        .map(|(p, o, k)| ((*p, *o), k.as_str()))
+        .collect();
+    for (p, o, key) in &acked {
+        ensure!(
+            by_position.get(&(*p, *o)) == Some(&key.as_str()),
+            "{key} at {p}/{o} lost"
+        );
+    }
+    // The replacement replica alone serves the region once the other survivor stops:
+    // it must serve exactly the source's bytes.
+    let filled = replacement(&before, &after, victim).context("no replacement replica")?;
+    let other = survivors
+        .iter()
+        .copied()
+        .find(|n| *n != filled)
+        .context("survivor")?;
+    region
+        .nodes
+        .get_mut(&other)
+        .context("other")?
+        .process
+        .terminate(Duration::from_secs(20))?;
+    until(
+        SETTLE,
+        || routes(region.node(filled)?.kafka),
+        |r| r.partitions.values().all(|(leader, _)| *leader == filled),
+    )?;
+    let expected = source_batches(region.source.addr)?;
+    let served = until(
+        SETTLE,
+        || {
+            let node = region.node(filled)?.kafka;
+            (0..PARTITIONS)
+                .map(|p| RawClient::connect(node)?.read_batches(TOPIC, p, 0))
+                .collect::<Result<Vec<_>>>()
+        },
+        |served| *served == expected,
+    );
+    served.context("the replacement replica differs from the source")?;
+    Ok(())
+}
+
+/// Whether `/readyz` names the coordination outage.
+fn coordination_reported(node: &Node) -> Result<bool> {
+    let (_, body) = http_get(node.admin.context("admin")?, "/readyz")?;
+    Ok(body.contains("cluster coordination unavailable"))
+}
+
+#[test]
+fn a_stopped_etcd_changes_no_leadership_while_serving_and_mirroring_go_on() -> Result<()> {
+    let mut region = Region::start()?;
+    produce(region.source.addr, TOPIC, 300, "none", PARTITIONS, 0)?;
+    let before = region.settled(&[1, 2, 3])?;
+    region.etcd.stop();
+    for node in region.nodes.values() {
+        until(SETTLE, || coordination_reported(node), |said| *said)?;
+    }
+    produce(region.source.addr, TOPIC, 300, "none", PARTITIONS, 300)?;
+    // Longer than the lease TTL: had leases run out meanwhile, leadership would move.
+    std::thread::sleep(Duration::from_secs(8));
+    for node in region.nodes.values() {
+        ensure!(
+            routes(node.kafka)? == before,
+            "node {} changed routes",
+            node.kafka
+        );
+        let read = consumed_through(&node.kafka.to_string(), 600)?;
+        ensure!(
+            read == 600,
+            "read {read} of 600 through {} without etcd",
+            node.kafka
+        );
+    }
+    region.etcd.resume()?;
+    for node in region.nodes.values() {
+        until(SETTLE, || coordination_reported(node), |said| !*said)?;
+    }
+    // Back with etcd, the nodes keep the assignment they had.
+    ensure!(
+        region.settled(&[1, 2, 3])? == before,
+        "routes changed after etcd returned"
+    );
+    Ok(())
+}
