@@ -481,6 +481,13 @@ impl Config {
             }
         }
         if let Some(cluster) = &self.cluster {
+            if !cfg!(feature = "cluster") {
+                return Err(invalid(
+                    "cluster",
+                    "this shadowlink was built without cluster support: \
+                     build it with `--features cluster` (needs protoc)",
+                ));
+            }
             cluster.validate()?;
             cluster::refuse_owned_topics(&self.topics)?;
         }

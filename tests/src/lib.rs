@@ -47,6 +47,9 @@ pub fn shadowlink_bin() -> &'static Path {
             "shadowlink",
             "--bin",
             "shadowlink",
+            // The cluster tests need the etcd-coordinated build.
+            "--features",
+            "cluster",
         ];
         // The node is built in the caller's profile: a release benchmark drives a
         // release node.

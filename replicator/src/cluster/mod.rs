@@ -10,6 +10,7 @@
 
 mod admin;
 mod assignment;
+#[cfg(feature = "cluster")]
 mod coordinator;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +25,21 @@ use crate::mirror::MirrorTopic;
 
 pub use admin::refuse_ownership_changes;
 pub use assignment::{assign, Assignment, Placement};
+#[cfg(feature = "cluster")]
 pub use coordinator::run;
+
+/// Without the `cluster` feature a `[cluster]` section is a config error, so this never
+/// runs; it keeps the daemon's wiring the same in both builds.
+#[cfg(not(feature = "cluster"))]
+pub async fn run(
+    _cluster: Arc<Cluster>,
+    _config: crate::config::ClusterConfig,
+    _advertised: String,
+    _store: Arc<crate::mirror::Store>,
+    _stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    tracing::error!("this shadowlink was built without cluster support");
+}
 
 /// This node's view of the cluster: the assignment in force and whether etcd answers.
 pub struct Cluster {
@@ -69,6 +84,7 @@ impl Cluster {
         self.generation.load(Ordering::Acquire)
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     fn install(&self, next: Assignment) {
         let mut current = self.assignment.write().unwrap_or_else(|p| p.into_inner());
         if **current != next {
@@ -143,6 +159,7 @@ impl Cluster {
         ))
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     fn set_available(&self) {
         let mut unavailable = self.unavailable.lock().unwrap_or_else(|p| p.into_inner());
         if unavailable.take().is_some() {
@@ -150,6 +167,7 @@ impl Cluster {
         }
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     fn set_unavailable(&self, why: String) {
         let mut unavailable = self.unavailable.lock().unwrap_or_else(|p| p.into_inner());
         if unavailable.is_none() {
