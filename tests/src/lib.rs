@@ -443,9 +443,28 @@ struct Bound {
 
 /// A plain HTTP/1.0 GET of `path` on an admin listener: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"),
+        10,
+    )
+}
+
+/// A plain HTTP/1.0 POST of a JSON body to an admin listener: the status code and the
+/// body of the answer, waited for up to 20 s (a switchover step can take that long).
+pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> Result<(u16, String)> {
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http(addr, &request, 20)
+}
+
+fn http(addr: SocketAddr, request: &str, timeout_secs: u64) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    stream.set_read_timeout(Some(Duration::from_secs(timeout_secs)))?;
+    stream.write_all(request.as_bytes())?;
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
     let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;

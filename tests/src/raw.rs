@@ -219,6 +219,17 @@ impl RawClient {
 
     /// Produce v9 of one complete batch with acks=all: (error code, base offset).
     pub fn produce(&mut self, topic: &str, partition: i32, batch: Bytes) -> Result<(i16, i64)> {
+        let answer = self.produce_answer(topic, partition, batch)?;
+        Ok((answer.error_code, answer.base_offset))
+    }
+
+    /// Produce v9 of one complete batch with acks=all: the partition's whole answer.
+    pub fn produce_answer(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+    ) -> Result<kafka_protocol::messages::produce_response::PartitionProduceResponse> {
         use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
         use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
         let request = ProduceRequest::default()
@@ -230,12 +241,12 @@ impl RawClient {
                     .with_index(partition)
                     .with_records(Some(batch))])]);
         let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request)?;
-        let p = response
+        response
             .responses
-            .first()
-            .and_then(|t| t.partition_responses.first())
-            .context("empty Produce response")?;
-        Ok((p.error_code, p.base_offset))
+            .into_iter()
+            .next()
+            .and_then(|t| t.partition_responses.into_iter().next())
+            .context("empty Produce response")
     }
 
     /// ListOffsets for one partition: -2 earliest, -1 latest, or a timestamp.

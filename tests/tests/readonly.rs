@@ -74,22 +74,9 @@ fn admin_writes_are_refused_with_policy_violation_and_change_nothing() -> Result
 
 /// Produces one batch with Produce v9 and returns the partition's error message.
 fn raw_produce_error(node: std::net::SocketAddr, topic: &str) -> Result<String> {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-    use kafka_protocol::protocol::StrBytes;
     use shadowlink_protocol::batch::testing::build_batch;
-
     let records = build_batch(0, 0, &[(Some(b"k".as_slice()), Some(b"v".as_slice()))], 1);
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = RawClient::connect(node)?.call(ApiKey::Produce, 9, &request)?;
-    let p = &response.responses[0].partition_responses[0];
+    let p = RawClient::connect(node)?.produce_answer(topic, 0, records)?;
     assert_eq!(p.error_code, 44, "POLICY_VIOLATION");
     Ok(p.error_message
         .as_ref()

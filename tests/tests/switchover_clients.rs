@@ -385,47 +385,17 @@ fn unchanged_clients_keep_producing_and_consuming_across_a_switchover() -> Resul
 
 /// Produces one batch to `topic`-0 with Produce v9: the error code and message.
 fn raw_produce(node: SocketAddr, topic: &str) -> Result<(i16, String)> {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-
     let records = BatchBuilder::new(0)
         .records(&[(Some(&b"k"[..]), Some(&b"v"[..]))])
         .build();
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = RawClient::connect(node)?.call(ApiKey::Produce, 9, &request)?;
-    let p = &response.responses[0].partition_responses[0];
+    let p = RawClient::connect(node)?.produce_answer(topic, 0, records)?;
     let message = p.error_message.as_ref().map(|m| m.to_string());
     Ok((p.error_code, message.unwrap_or_default()))
 }
 
-/// A plain HTTP/1.0 POST of a JSON body to a node's admin listener: status and body.
+/// A POST of a JSON body to a node's admin listener: status and body.
 fn post(node: &Node, path: &str, body: &str) -> Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let addr = node.admin.context("admin listener")?;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status")?
-        .parse()?;
-    Ok((code, body.to_string()))
+    shadowlink_tests::http_post(node.admin.context("admin listener")?, path, body)
 }
 
 #[test]

@@ -124,22 +124,9 @@ fn diverged_keys(file: &Path, topic: &str) -> Result<BTreeSet<String>> {
 
 /// Produces one batch to partition 0 with Produce v9: the error code and message.
 fn raw_produce(node: SocketAddr, topic: &str, key: &str) -> Result<(i16, String)> {
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-    use kafka_protocol::protocol::StrBytes;
     use shadowlink_protocol::batch::testing::build_batch;
-
     let records = build_batch(0, 0, &[(Some(key.as_bytes()), Some(b"v".as_slice()))], 1);
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = RawClient::connect(node)?.call(ApiKey::Produce, 9, &request)?;
-    let p = &response.responses[0].partition_responses[0];
+    let p = RawClient::connect(node)?.produce_answer(topic, 0, records)?;
     let message = p.error_message.as_ref().map(|m| m.to_string());
     Ok((p.error_code, message.unwrap_or_default()))
 }
@@ -288,27 +275,9 @@ fn switchover(from: &Node, from_link: &str, to: &Node, to_link: &str) -> Result<
     .stdout("switchover")
 }
 
-/// A plain HTTP/1.0 POST of a JSON body to a node's admin listener: status and body.
+/// A POST of a JSON body to a node's admin listener: status and body.
 fn post(node: &Node, path: &str, body: &str) -> Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let addr = node.admin.context("admin listener")?;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status")?
-        .parse()?;
-    Ok((code, body.to_string()))
+    shadowlink_tests::http_post(node.admin.context("admin listener")?, path, body)
 }
 
 const TOPICS: &str = r#"{"topics":["a_orders"]}"#;

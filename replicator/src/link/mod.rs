@@ -193,6 +193,7 @@ impl LinkRunner {
 
     /// Shares what this link sees of its source with the node's Metadata.
     pub fn with_peers(mut self, peers: Arc<crate::switchover::peers::Peers>) -> LinkRunner {
+        self.cluster.set_own_addresses(peers.own_addresses());
         self.peers = peers;
         self
     }

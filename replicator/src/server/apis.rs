@@ -144,7 +144,7 @@ pub fn declare_metrics() {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -158,6 +158,14 @@ mod tests {
     use crate::txn::TxnCoordinator;
 
     fn context(dir: &std::path::Path) -> ServerContext {
+        context_idle_for(dir, Duration::from_secs(1))
+    }
+
+    /// A node's handler context over an empty store in `dir`, with default limits.
+    pub(in crate::server) fn context_idle_for(
+        dir: &std::path::Path,
+        idle_timeout: Duration,
+    ) -> ServerContext {
         let store = Arc::new(Store::open(dir, LogConfig::default()).unwrap());
         let groups = Arc::new(Coordinator::open(dir).unwrap());
         ServerContext {
@@ -169,7 +177,7 @@ mod tests {
             peers: Default::default(),
             max_frame_bytes: 1 << 20,
             request_budget: super::super::RequestBudget::new(2 << 20),
-            idle_timeout: Duration::from_secs(1),
+            idle_timeout,
             create_policy: CreatePolicy {
                 links: vec![],
                 max_partitions_per_request: 100,

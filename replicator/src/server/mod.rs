@@ -229,36 +229,13 @@ pub async fn bind(addr: &str) -> std::io::Result<(TcpListener, SocketAddr)> {
 
 #[cfg(test)]
 mod tests {
-    use shadowlink_storage::LogConfig;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::authz::Acl;
-    use crate::txn::TxnCoordinator;
 
     fn context(dir: &std::path::Path) -> ServerContext {
-        let store = Arc::new(Store::open(dir, LogConfig::default()).unwrap());
-        let groups = Arc::new(Coordinator::open(dir).unwrap());
-        ServerContext {
-            txns: Arc::new(TxnCoordinator::open(dir, store.clone(), groups.clone()).unwrap()),
-            store,
-            groups,
-            cluster_id: "cluster".into(),
-            node_id: 1,
-            max_frame_bytes: 1 << 20,
-            request_budget: RequestBudget::new(2 << 20),
-            // Far beyond the test's wait: only the stop may close the connection.
-            idle_timeout: Duration::from_secs(600),
-            create_policy: CreatePolicy {
-                links: vec![],
-                max_partitions_per_request: 100,
-                max_partitions: 100,
-            },
-            sessions: SessionCache::new(10),
-            acl: Acl::default(),
-            peers: Default::default(),
-            cluster: None,
-        }
+        // Far beyond the test's wait: only the stop may close the connection.
+        super::apis::tests::context_idle_for(dir, Duration::from_secs(600))
     }
 
     #[tokio::test]

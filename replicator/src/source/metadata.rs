@@ -85,6 +85,10 @@ pub struct SourceCluster {
     fetch_clients: HashMap<String, SourceClient>,
     pub view: ClusterView,
     request_timeout: Duration,
+    /// This node's own advertised addresses: a broker the source lists at one of them is
+    /// never asked for metadata, so a link cannot take its own node's answer for the
+    /// source's.
+    own: Vec<String>,
 }
 
 impl SourceCluster {
@@ -103,7 +107,13 @@ impl SourceCluster {
             fetch_clients: HashMap::new(),
             view: ClusterView::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            own: Vec::new(),
         }
+    }
+
+    /// This node's advertised addresses (`host:port`), skipped among known brokers.
+    pub fn set_own_addresses(&mut self, own: Vec<String>) {
+        self.own = own;
     }
 
     /// The source of `link`: its brokers, client id, TLS, SASL and request deadline.
@@ -190,7 +200,10 @@ impl SourceCluster {
 
     /// Refreshes metadata from any reachable broker: known brokers first, then bootstrap.
     pub async fn refresh(&mut self) -> Result<&ClusterView, SourceError> {
-        let mut candidates: Vec<String> = self.view.brokers.values().cloned().collect();
+        let mut candidates: Vec<String> = (self.view.brokers.values())
+            .filter(|addr| !self.own.contains(addr))
+            .cloned()
+            .collect();
         candidates.sort();
         candidates.extend(self.bootstrap.iter().cloned());
         // A bootstrap address is often a known broker too: a silent one is waited for

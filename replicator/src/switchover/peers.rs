@@ -86,6 +86,15 @@ impl Peers {
         lock(&self.own_addrs).push((host.to_string(), port));
     }
 
+    /// This node's advertised addresses, written as a link's view of its source writes
+    /// a broker's (`host:port`).
+    pub fn own_addresses(&self) -> Vec<String> {
+        let own = lock(&self.own_addrs);
+        own.iter()
+            .map(|(host, port)| format!("{host}:{port}"))
+            .collect()
+    }
+
     /// Whether broker `node_id` at `addr` (`host:port`) is this node: the same id at one
     /// of its advertised addresses.
     pub fn is_self(&self, node_id: i32, addr: &str) -> bool {
