@@ -24,22 +24,19 @@ const PER_TOPIC: usize = 200;
 /// Partitions per CreateTopics request: `kafka.max_partitions_per_request`'s default.
 const PER_REQUEST: usize = 1000;
 
+/// N idle partitions owned by one node and mirrored by another.
+#[derive(clap::Parser)]
+struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    partitions: usize,
+    /// The idle window each node's CPU is measured over, in seconds.
+    #[arg(long, default_value_t = 30)]
+    idle_seconds: u64,
+}
+
 fn main() -> Result<()> {
-    let mut partitions = 10_000usize;
-    let mut idle = Duration::from_secs(30);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{arg} needs a value"))?;
-        match arg.as_str() {
-            "--partitions" => partitions = value.parse().context("--partitions")?,
-            "--idle-seconds" => {
-                idle = Duration::from_secs(value.parse().context("--idle-seconds")?)
-            }
-            other => bail!("unknown argument {other}"),
-        }
-    }
+    let args = <Args as clap::Parser>::parse();
+    let (partitions, idle) = (args.partitions, Duration::from_secs(args.idle_seconds));
     let command: Vec<String> = std::env::args().collect();
     println!("command: {}", command.join(" "));
     println!("machine: {}", machine());

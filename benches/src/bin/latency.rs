@@ -26,35 +26,21 @@ const VALUE_BYTES: usize = 1024;
 const GOAL_P50_MS: f64 = 1.0;
 const GOAL_P99_MS: f64 = 5.0;
 
+/// A steady produce rate into a node's owned topic, read on that node and on a mirror.
+#[derive(clap::Parser)]
 struct Args {
+    /// Produce rate, MB of values per second.
+    #[arg(long, default_value_t = 20.0)]
     mb_per_s: f64,
+    /// How long the producer runs.
+    #[arg(long, default_value_t = 30.0)]
     seconds: f64,
+    #[arg(long, default_value_t = 1)]
     partitions: i32,
 }
 
-fn args() -> Result<Args> {
-    let mut parsed = Args {
-        mb_per_s: 20.0,
-        seconds: 30.0,
-        partitions: 1,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{arg} needs a value"))?;
-        match arg.as_str() {
-            "--mb-per-s" => parsed.mb_per_s = value.parse().context("--mb-per-s")?,
-            "--seconds" => parsed.seconds = value.parse().context("--seconds")?,
-            "--partitions" => parsed.partitions = value.parse().context("--partitions")?,
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    Ok(parsed)
-}
-
 fn main() -> Result<()> {
-    let args = args()?;
+    let args = <Args as clap::Parser>::parse();
     let command: Vec<String> = std::env::args().collect();
     println!("command: {}", command.join(" "));
     println!("machine: {}", machine());

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -29,31 +29,17 @@ const TOPIC: &str = "a_load";
 /// Goal: no partition lags more than this.
 const GOAL_LAG_SECONDS: f64 = 1.0;
 
+/// A steady produce rate spread over many partitions of a node, mirrored by another.
+#[derive(clap::Parser)]
 struct Args {
+    #[arg(long, default_value_t = 1000)]
     partitions: i32,
+    /// Records produced per second, over all partitions.
+    #[arg(long, default_value_t = 5000)]
     rate: u64,
+    /// How long the load runs.
+    #[arg(long, default_value_t = 60)]
     seconds: u64,
-}
-
-fn args() -> Result<Args> {
-    let mut parsed = Args {
-        partitions: 1000,
-        rate: 5000,
-        seconds: 60,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{arg} needs a value"))?;
-        match arg.as_str() {
-            "--partitions" => parsed.partitions = value.parse().context("--partitions")?,
-            "--rate" => parsed.rate = value.parse().context("--rate")?,
-            "--seconds" => parsed.seconds = value.parse().context("--seconds")?,
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    Ok(parsed)
 }
 
 /// Every partition's latest offset on the node at `addr`.
@@ -133,7 +119,7 @@ fn wait_listed(mirror: SocketAddr, partitions: i32) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let a = args()?;
+    let a = <Args as clap::Parser>::parse();
     let command: Vec<String> = std::env::args().collect();
     println!("command: {}", command.join(" "));
     println!("machine: {}", machine());
