@@ -486,6 +486,21 @@ pub fn status_json(node: &Node) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&body)?)
 }
 
+/// The state `/v1/status` shows for `topic` under any of the node's links (`active`,
+/// `failed_over`, `demoted`, ...), or `None` when no link lists it.
+pub fn topic_state(node: &Node, topic: &str) -> Result<Option<String>> {
+    let status = status_json(node)?;
+    let topics = status["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["topics"].as_array().cloned().unwrap_or_default());
+    Ok(topics
+        .filter(|t| t["name"] == topic)
+        .map(|t| t["state"].as_str().unwrap_or_default().to_string())
+        .next())
+}
+
 /// What a finished command printed, and whether it succeeded.
 #[derive(Debug)]
 pub struct Ran {

@@ -23,7 +23,8 @@ use shadowlink_tests::fake::{FakeBroker, FakeLog, FakeTopics, FAKE_NODE};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::wait_identical;
 use shadowlink_tests::{
-    check_config, eventually, free_port, shadowlink, status_json, Client, Link, Node, NodeConfig,
+    check_config, eventually, free_port, shadowlink, status_json, topic_state, Client, Link, Node,
+    NodeConfig,
 };
 
 const PARTITIONS: i32 = 2;
@@ -70,19 +71,6 @@ fn start_pair(a_owns: &[&str]) -> Result<Pair> {
         .with_context(|| format!("B never mirrored {topic}"))?;
     }
     Ok(Pair { a, b })
-}
-
-fn topic_state(node: &Node, topic: &str) -> Result<Option<String>> {
-    let status = status_json(node)?;
-    let topics = status["links"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|l| l["topics"].as_array().cloned().unwrap_or_default());
-    Ok(topics
-        .filter(|t| t["name"] == topic)
-        .map(|t| t["state"].as_str().unwrap_or_default().to_string())
-        .next())
 }
 
 fn admin(node: &Node) -> Result<String> {

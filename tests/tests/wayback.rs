@@ -14,7 +14,7 @@ use serde_json::Value;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::wait_identical;
 use shadowlink_tests::{
-    eventually, free_port, python, shadowlink, status_json, Link, Node, NodeConfig,
+    eventually, free_port, python, shadowlink, topic_state, Link, Node, NodeConfig,
 };
 
 const PARTITIONS: i32 = 2;
@@ -85,19 +85,6 @@ fn stored_keys(node: &Node, topic: &str) -> Result<BTreeSet<String>> {
 
 fn admin(node: &Node) -> Result<String> {
     Ok(node.admin.context("admin listener")?.to_string())
-}
-
-fn topic_state(node: &Node, topic: &str) -> Result<Option<String>> {
-    let status = status_json(node)?;
-    let topics = status["links"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|l| l["topics"].as_array().cloned().unwrap_or_default());
-    Ok(topics
-        .filter(|t| t["name"] == topic)
-        .map(|t| t["state"].as_str().unwrap_or_default().to_string())
-        .next())
 }
 
 /// The keys of every line of a diverged file, checking each line's fields.
