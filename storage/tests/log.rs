@@ -2,10 +2,14 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
 use bytes::{Bytes, BytesMut};
 use common::*;
 use shadowlink_protocol::batch::{BatchError, RecordBatch};
-use shadowlink_storage::{LogConfig, StorageError};
+use shadowlink_storage::{LogConfig, PersistMode, StorageError};
 
 #[test]
 fn appends_and_reads_back_byte_identical_at_original_offsets() {
@@ -274,4 +278,52 @@ fn reopen_after_close_reads_identically() {
             "offset {o}"
         );
     }
+}
+
+/// The log's files other than segment data and indexes, with their inodes: a durable
+/// metadata write replaces its file by rename, so it shows as a new inode.
+fn metadata_inodes(dir: &Path) -> BTreeMap<String, u64> {
+    let entries = std::fs::read_dir(dir).unwrap().map(Result::unwrap);
+    entries
+        .filter(|e| !["log", "index", "timeindex"].contains(&extension(&e.path())))
+        .map(|e| {
+            (
+                e.file_name().into_string().unwrap(),
+                e.metadata().unwrap().ino(),
+            )
+        })
+        .collect()
+}
+
+fn extension(path: &Path) -> &str {
+    path.extension().and_then(|e| e.to_str()).unwrap_or("")
+}
+
+/// A metadata write costs two fsyncs and a rename under the log's lock, so an append in
+/// the epoch the log already records must make none, even where segment data is left to
+/// the OS; the first batch of a new leader epoch does make one (as Kafka's
+/// `LeaderEpochFileCache.assign` flushes), so the checkpoint never misses an epoch.
+#[test]
+fn only_a_new_leader_epoch_rewrites_metadata_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        persist: PersistMode::Os,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    log.append(batch(0, 2, 3, 1_000)).unwrap();
+    let first = metadata_inodes(dir.path());
+    assert!(first.contains_key("leader-epoch-checkpoint"), "{first:?}");
+    for base in (2..400).step_by(2) {
+        log.append(batch(base, 2, 3, 1_000 + base)).unwrap();
+    }
+    assert_eq!(metadata_inodes(dir.path()), first);
+
+    log.append(batch(400, 2, 4, 2_000)).unwrap();
+    let after = metadata_inodes(dir.path());
+    assert_ne!(
+        after["leader-epoch-checkpoint"],
+        first["leader-epoch-checkpoint"]
+    );
+    assert_eq!(log.epoch_entries(), vec![(3, 0), (4, 400)]);
 }
