@@ -222,13 +222,11 @@ fn a_node_reaches_etcd_over_mutual_tls_and_reports_a_ca_it_cannot_verify() -> Re
             && body.contains("invalid peer certificate"),
         "{body}"
     );
-    ensure!(
-        refused.process.logged(&[
-            "cluster coordination unavailable",
-            "invalid peer certificate"
-        ]),
-        "the node did not log why"
-    );
+    let said = [
+        "cluster coordination unavailable",
+        "invalid peer certificate",
+    ];
+    until(SETTLE, || Ok(refused.process.logged(&said)), |said| *said)?;
     ensure!(routes(node.kafka)?.brokers == BTreeSet::from([1]));
     Ok(())
 }
@@ -338,10 +336,13 @@ fn a_replica_moved_to_a_joining_node_is_removed_after_the_grace() -> Result<()> 
         joined_at.elapsed() >= GRACE,
         "partition {p} removed from node {old} before the grace"
     );
-    ensure!(old_node.process.logged(&[
+    // The line is written just after the files go.
+    let removal = format!("partition={p}");
+    let said = [
         "removed the data of a replica moved to other nodes",
-        &format!("partition={p}")
-    ]));
+        &removal,
+    ];
+    until(SETTLE, || Ok(old_node.process.logged(&said)), |said| *said)?;
     // What it still holds stays, and is still served byte for byte by its leaders.
     for q in &kept {
         ensure!(
