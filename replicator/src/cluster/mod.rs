@@ -70,6 +70,9 @@ pub async fn run(
     tracing::error!("this shadowlink was built without cluster support");
 }
 
+/// Why coordination is unavailable before the first attempt to reach etcd has failed.
+const NOT_CONNECTED: &str = "not yet connected";
+
 /// This node's view of the cluster: the assignment in force and whether etcd answers.
 pub struct Cluster {
     node_id: i32,
@@ -81,6 +84,7 @@ pub struct Cluster {
     /// Where the assignment in force was read.
     origin: Mutex<Origin>,
     /// Where the assignment in force is kept on disk; `None` keeps nothing.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     data_dir: Option<PathBuf>,
     /// Woken on every install, for the task that keeps the assignment on disk.
     installs: tokio::sync::Notify,
@@ -104,7 +108,7 @@ impl Cluster {
             node_id,
             assignment: RwLock::new(Arc::new(Assignment::default())),
             generation: AtomicU64::new(0),
-            unavailable: Mutex::new(Some((SystemTime::now(), "not yet connected".into()))),
+            unavailable: Mutex::new(Some((SystemTime::now(), NOT_CONNECTED.into()))),
             origin: Mutex::new(Origin::default()),
             data_dir,
             installs: tokio::sync::Notify::new(),
@@ -253,12 +257,20 @@ impl Cluster {
         let mut unavailable = self.unavailable.lock().unwrap_or_else(|p| p.into_inner());
         // The time is when the outage began; the reason is the latest, so a node that
         // never connected shows why (a certificate etcd refused), not "not yet connected".
-        match unavailable.as_mut() {
+        // Logged once per outage, and once more for the first real reason at start.
+        let first = match unavailable.as_mut() {
             Some((_, last)) if *last == why => return,
-            Some((_, last)) => *last = why.clone(),
-            None => *unavailable = Some((SystemTime::now(), why.clone())),
+            Some((_, last)) => std::mem::replace(last, why.clone()) == NOT_CONNECTED,
+            None => {
+                *unavailable = Some((SystemTime::now(), why.clone()));
+                true
+            }
+        };
+        if first {
+            tracing::warn!(node_id = self.node_id, error = %why, "cluster coordination unavailable");
+        } else {
+            tracing::debug!(node_id = self.node_id, error = %why, "cluster coordination still unavailable");
         }
-        tracing::warn!(node_id = self.node_id, error = %why, "cluster coordination unavailable");
     }
 }
 
