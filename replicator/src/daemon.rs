@@ -118,7 +118,7 @@ impl Daemon {
         let cluster = config
             .cluster
             .as_ref()
-            .map(|_| Cluster::new(config.node_id));
+            .map(|_| Cluster::open(config.node_id, &config.data_dir));
         let context = Arc::new(server_context(
             &config,
             store.clone(),

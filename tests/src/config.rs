@@ -293,6 +293,14 @@ impl NodeConfig {
         self
     }
 
+    /// A `[cluster]` key with a TOML value as written; after [`cluster`](Self::cluster).
+    pub fn cluster_entry(mut self, key: &str, toml: &str) -> Self {
+        if let Some(table) = &mut self.cluster {
+            table.set(key, toml.to_string());
+        }
+        self
+    }
+
     /// Whether the node will open an admin listener.
     pub fn has_admin(&self) -> bool {
         self.admin.is_some()

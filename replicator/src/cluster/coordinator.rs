@@ -10,20 +10,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    WatchOptions,
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use tokio::sync::watch;
 
-use super::{assign, Assignment, Cluster};
+use super::{assign, Assignment, Cluster, Origin};
 use crate::config::ClusterConfig;
 use crate::mirror::Store;
 
 /// Why the etcd session ended; the node keeps its last assignment and tries again.
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
-    #[error("etcd: {0}")]
+    #[error("etcd: {}", super::tls::describe(.0))]
     Etcd(#[from] etcd_client::Error),
+    #[error(transparent)]
+    Setup(#[from] super::tls::SetupError),
     #[error("etcd did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the membership lease expired")]
@@ -102,9 +103,7 @@ impl Session {
         &mut self,
         stopped: &mut watch::Receiver<bool>,
     ) -> Result<(), SessionError> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(self.config.request_timeout)
-            .with_keep_alive(Duration::from_secs(1), self.config.request_timeout);
+        let options = super::tls::connect_options(&self.config)?;
         let mut client = self
             .bounded(Client::connect(&self.config.endpoints, Some(options)))
             .await?;
@@ -129,9 +128,11 @@ impl Session {
                 }
                 message = changes.message() => {
                     let response = message?.ok_or(SessionError::StreamEnded)?;
+                    let etcd_cluster = response.header().map_or(0, |h| h.cluster_id());
                     for event in response.events() {
                         if let (EventType::Put, Some(kv)) = (event.event_type(), event.kv()) {
-                            self.cluster.install(serde_json::from_slice(kv.value())?);
+                            let origin = Origin { etcd_cluster, revision: kv.mod_revision() };
+                            self.cluster.install_at(serde_json::from_slice(kv.value())?, origin);
                         }
                     }
                 }
@@ -188,7 +189,13 @@ impl Session {
             .bounded(client.get(self.key("assignment"), None))
             .await?;
         if let Some(kv) = response.kvs().first() {
-            self.cluster.install(serde_json::from_slice(kv.value())?);
+            let etcd_cluster = response.header().map_or(0, |h| h.cluster_id());
+            let origin = Origin {
+                etcd_cluster,
+                revision: kv.mod_revision(),
+            };
+            self.cluster
+                .install_at(serde_json::from_slice(kv.value())?, origin);
         }
         Ok(response.header().map_or(0, |h| h.revision()))
     }

@@ -12,7 +12,13 @@ mod admin;
 mod assignment;
 #[cfg(feature = "cluster")]
 mod coordinator;
+mod persist;
+#[cfg(feature = "cluster")]
+mod retire;
+#[cfg(feature = "cluster")]
+mod tls;
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -25,8 +31,31 @@ use crate::mirror::MirrorTopic;
 
 pub use admin::refuse_ownership_changes;
 pub use assignment::{assign, Assignment, Placement};
+pub use persist::Origin;
+
+/// Keeps this node in the cluster until `stopped` (see [`coordinator::run`]), keeps the
+/// assignment in force on disk, and removes the data of replicas moved away.
 #[cfg(feature = "cluster")]
-pub use coordinator::run;
+pub async fn run(
+    cluster: Arc<Cluster>,
+    config: crate::config::ClusterConfig,
+    advertised: String,
+    store: Arc<crate::mirror::Store>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let grace = config.retired_replica_grace;
+    let keep = cluster.data_dir.clone().map(|dir| {
+        let kept = persist::run(cluster.clone(), dir, stopped.clone());
+        tokio::spawn(kept)
+    });
+    let retired = retire::run(cluster.clone(), store.clone(), grace, stopped.clone());
+    let retired = tokio::spawn(retired);
+    coordinator::run(cluster, config, advertised, store, stopped).await;
+    let _ = retired.await;
+    if let Some(keep) = keep {
+        let _ = keep.await;
+    }
+}
 
 /// Without the `cluster` feature a `[cluster]` section is a config error, so this never
 /// runs; it keeps the daemon's wiring the same in both builds.
@@ -41,6 +70,9 @@ pub async fn run(
     tracing::error!("this shadowlink was built without cluster support");
 }
 
+/// Why coordination is unavailable before the first attempt to reach etcd has failed.
+const NOT_CONNECTED: &str = "not yet connected";
+
 /// This node's view of the cluster: the assignment in force and whether etcd answers.
 pub struct Cluster {
     node_id: i32,
@@ -49,6 +81,13 @@ pub struct Cluster {
     generation: AtomicU64,
     /// Since when, and why, etcd has not answered; `None` while it does.
     unavailable: Mutex<Option<(SystemTime, String)>>,
+    /// Where the assignment in force was read.
+    origin: Mutex<Origin>,
+    /// Where the assignment in force is kept on disk; `None` keeps nothing.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    data_dir: Option<PathBuf>,
+    /// Woken on every install, for the task that keeps the assignment on disk.
+    installs: tokio::sync::Notify,
 }
 
 /// How a partition is served from this node, for Metadata.
@@ -61,12 +100,47 @@ pub struct Route {
 
 impl Cluster {
     pub fn new(node_id: i32) -> Arc<Cluster> {
-        Arc::new(Cluster {
+        Arc::new(Cluster::with_dir(node_id, None))
+    }
+
+    fn with_dir(node_id: i32, data_dir: Option<PathBuf>) -> Cluster {
+        Cluster {
             node_id,
             assignment: RwLock::new(Arc::new(Assignment::default())),
             generation: AtomicU64::new(0),
-            unavailable: Mutex::new(Some((SystemTime::now(), "not yet connected".into()))),
-        })
+            unavailable: Mutex::new(Some((SystemTime::now(), NOT_CONNECTED.into()))),
+            origin: Mutex::new(Origin::default()),
+            data_dir,
+            installs: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A node whose assignment is kept in `data_dir`: it starts with the one kept there,
+    /// so it serves before etcd answers, and keeps every later one.
+    pub fn open(node_id: i32, data_dir: &Path) -> Arc<Cluster> {
+        let cluster = Cluster::with_dir(node_id, Some(data_dir.to_path_buf()));
+        match persist::load(data_dir) {
+            Ok(Some((origin, kept))) => {
+                tracing::info!(
+                    node_id,
+                    revision = origin.revision,
+                    "serving the assignment kept on disk until etcd answers"
+                );
+                cluster.install_at(kept, origin);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(
+                error = %e,
+                "the kept assignment cannot be read; waiting for etcd's"
+            ),
+        }
+        Arc::new(cluster)
+    }
+
+    /// The assignment in force and where it was read.
+    pub fn installed(&self) -> (Origin, Arc<Assignment>) {
+        let origin = self.origin.lock().unwrap_or_else(|p| p.into_inner());
+        (*origin, self.assignment())
     }
 
     pub fn node_id(&self) -> i32 {
@@ -84,7 +158,18 @@ impl Cluster {
         self.generation.load(Ordering::Acquire)
     }
 
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    /// Installs an assignment read from etcd unless the one in force is newer.
+    fn install_at(&self, next: Assignment, origin: Origin) {
+        let mut current = self.origin.lock().unwrap_or_else(|p| p.into_inner());
+        if !origin.supersedes(&current) {
+            return;
+        }
+        *current = origin;
+        self.install(next);
+        drop(current);
+        self.installs.notify_one();
+    }
+
     fn install(&self, next: Assignment) {
         let mut current = self.assignment.write().unwrap_or_else(|p| p.into_inner());
         if **current != next {
@@ -170,9 +255,21 @@ impl Cluster {
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     fn set_unavailable(&self, why: String) {
         let mut unavailable = self.unavailable.lock().unwrap_or_else(|p| p.into_inner());
-        if unavailable.is_none() {
+        // The time is when the outage began; the reason is the latest, so a node that
+        // never connected shows why (a certificate etcd refused), not "not yet connected".
+        // Logged once per outage, and once more for the first real reason at start.
+        let first = match unavailable.as_mut() {
+            Some((_, last)) if *last == why => return,
+            Some((_, last)) => std::mem::replace(last, why.clone()) == NOT_CONNECTED,
+            None => {
+                *unavailable = Some((SystemTime::now(), why.clone()));
+                true
+            }
+        };
+        if first {
             tracing::warn!(node_id = self.node_id, error = %why, "cluster coordination unavailable");
-            *unavailable = Some((SystemTime::now(), why));
+        } else {
+            tracing::debug!(node_id = self.node_id, error = %why, "cluster coordination still unavailable");
         }
     }
 }

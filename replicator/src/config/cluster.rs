@@ -2,11 +2,12 @@
 //! through etcd (see `docs/cluster.md`). Absent, the node is a cluster of one and needs
 //! no etcd.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{invalid, ConfigError};
+use super::{invalid, ConfigError, LinkTls};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +26,38 @@ pub struct ClusterConfig {
     /// How long a request to etcd may take before coordination counts as unavailable.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// TLS to etcd (`https://` endpoints): the CA etcd's certificate must chain to and,
+    /// for etcd's `--client-cert-auth`, this node's certificate and key.
+    #[serde(default)]
+    pub tls: Option<LinkTls>,
+    /// An etcd user (etcd's `auth enable`); its password comes from `password_file` or
+    /// `password_env`, never from this file.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// How long the data of a partition the assignment moved off this node is kept
+    /// before it is removed: a node that returns within it, or a move undone, refetches
+    /// nothing.
+    #[serde(default = "default_retired_replica_grace", with = "humantime_serde")]
+    pub retired_replica_grace: Duration,
+}
+
+/// An etcd user and its password, read when the configuration is checked.
+#[derive(Clone)]
+pub struct EtcdCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_lease_ttl() -> Duration {
@@ -35,6 +68,9 @@ fn default_replication_factor() -> usize {
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(2)
+}
+fn default_retired_replica_grace() -> Duration {
+    Duration::from_secs(600)
 }
 
 impl ClusterConfig {
@@ -53,10 +89,25 @@ impl ClusterConfig {
         if self.endpoints.is_empty() {
             return Err(invalid("cluster.endpoints", "must name at least one etcd"));
         }
-        if let Some(bad) = self.endpoints.iter().find(|e| !e.starts_with("http://")) {
+        let scheme = match self.tls {
+            Some(_) => "https://",
+            None => "http://",
+        };
+        if let Some(bad) = self.endpoints.iter().find(|e| !e.starts_with(scheme)) {
+            let why = match self.tls {
+                Some(_) => "with `cluster.tls` every endpoint must be an https:// URL",
+                None => "must be an http:// URL, or https:// with `cluster.tls`",
+            };
+            return Err(invalid("cluster.endpoints", format!("{bad:?}: {why}")));
+        }
+        if let Some(tls) = &self.tls {
+            crate::tls::client("cluster.tls", tls)?;
+        }
+        self.credentials()?;
+        if self.retired_replica_grace < Duration::from_secs(1) {
             return Err(invalid(
-                "cluster.endpoints",
-                format!("{bad:?} is not an http:// URL (TLS to etcd is not supported yet)"),
+                "cluster.retired_replica_grace",
+                "must be at least 1s",
             ));
         }
         // etcd grants leases in whole seconds, with a floor of about its election timeout.
@@ -70,6 +121,51 @@ impl ClusterConfig {
             return Err(invalid("cluster.request_timeout", "must be at least 100ms"));
         }
         Ok(())
+    }
+
+    /// The etcd user and its password, read from its file or environment variable;
+    /// `None` without `username`.
+    pub fn credentials(&self) -> Result<Option<EtcdCredentials>, ConfigError> {
+        let Some(username) = &self.username else {
+            return match (&self.password_file, &self.password_env) {
+                (None, None) => Ok(None),
+                _ => Err(invalid("cluster.username", "is needed with a password")),
+            };
+        };
+        if username.is_empty() {
+            return Err(invalid("cluster.username", "must not be empty"));
+        }
+        if self.tls.is_none() {
+            return Err(invalid(
+                "cluster.username",
+                "would send the etcd password in clear: configure `cluster.tls`",
+            ));
+        }
+        let password = match (&self.password_file, &self.password_env) {
+            (Some(path), None) => std::fs::read_to_string(path)
+                .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| {
+                    invalid(
+                        "cluster.password_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?,
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|e| invalid("cluster.password_env", format!("${var}: {e}")))?,
+            _ => {
+                return Err(invalid(
+                    "cluster",
+                    "`username` needs exactly one of `password_file` and `password_env`",
+                ))
+            }
+        };
+        if password.is_empty() {
+            return Err(invalid("cluster", "the etcd password is empty"));
+        }
+        Ok(Some(EtcdCredentials {
+            username: username.clone(),
+            password,
+        }))
     }
 
     /// The lease TTL etcd is asked for, in whole seconds.
@@ -137,5 +233,87 @@ listen = "127.0.0.1:9192"
             err.contains("`topics`") && err.contains("not supported on a cluster node"),
             "{err}"
         );
+    }
+
+    const ETCD_TLS: &str = "[cluster]\nname = \"b\"\nendpoints = [\"https://e:2379\"]\n";
+
+    #[test]
+    fn tls_to_etcd_needs_https_endpoints_and_readable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing-ca.pem");
+        let no_ca = format!("{ETCD_TLS}tls = {{ ca = {missing:?} }}\n");
+        let err = with(&no_ca).unwrap_err();
+        assert!(
+            err.contains("cluster.tls.ca") && err.contains("missing-ca.pem"),
+            "{err}"
+        );
+        let plain = "[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n";
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let mixed = format!("{plain}tls = {{ ca = {ca:?} }}\n");
+        assert!(with(&mixed).unwrap_err().contains("https://"), "{mixed}");
+        let https_without_tls = with(ETCD_TLS).unwrap_err();
+        assert!(
+            https_without_tls.contains("cluster.endpoints"),
+            "{https_without_tls}"
+        );
+        let key = dir.path().join("client.key");
+        std::fs::write(&key, "garbage").unwrap();
+        let bad_key = format!("{ETCD_TLS}tls = {{ ca = {ca:?}, cert = {ca:?}, key = {key:?} }}\n");
+        let err = with(&bad_key).unwrap_err();
+        assert!(err.contains("cluster.tls."), "{err}");
+    }
+
+    #[test]
+    fn an_etcd_password_comes_from_a_file_or_the_environment_and_needs_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let parsed = with("[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n");
+        let mut cluster = parsed.unwrap().cluster.unwrap();
+        cluster.tls = Some(crate::config::LinkTls {
+            ca: dir.path().join("ca.pem"),
+            cert: None,
+            key: None,
+            server_name: None,
+        });
+        cluster.username = Some("root".into());
+        let err = |c: &super::ClusterConfig| c.credentials().unwrap_err().to_string();
+        assert!(
+            err(&cluster).contains("exactly one of"),
+            "{}",
+            err(&cluster)
+        );
+        cluster.password_file = Some(secret.clone());
+        let credentials = cluster.credentials().unwrap().unwrap();
+        assert_eq!(
+            (credentials.username.as_str(), credentials.password.as_str()),
+            ("root", "s3cret")
+        );
+        assert!(!format!("{credentials:?}").contains("s3cret"));
+        cluster.password_file = None;
+        cluster.password_env = Some("SHADOWLINK_TEST_UNSET_ETCD".into());
+        assert!(
+            err(&cluster).contains("cluster.password_env"),
+            "{}",
+            err(&cluster)
+        );
+        let plain = format!(
+            "[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n\
+             username = \"root\"\npassword_file = {secret:?}\n"
+        );
+        let refused = with(&plain).unwrap_err();
+        assert!(refused.contains("in clear"), "{refused}");
+    }
+
+    #[test]
+    fn the_retired_replica_grace_defaults_to_ten_minutes_and_is_checked() {
+        let base = "[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n";
+        let c = with(base).unwrap().cluster.unwrap();
+        assert_eq!(c.retired_replica_grace, std::time::Duration::from_secs(600));
+        let short = format!("{base}retired_replica_grace = \"100ms\"\n");
+        assert!(with(&short)
+            .unwrap_err()
+            .contains("cluster.retired_replica_grace"));
     }
 }
