@@ -12,6 +12,7 @@ mod admin;
 mod assignment;
 #[cfg(feature = "cluster")]
 mod coordinator;
+mod groups;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,6 +28,7 @@ pub use admin::refuse_ownership_changes;
 pub use assignment::{assign, Assignment, Placement};
 #[cfg(feature = "cluster")]
 pub use coordinator::run;
+pub use groups::{share_offsets, GroupCoordinator};
 
 /// Without the `cluster` feature a `[cluster]` section is a config error, so this never
 /// runs; it keeps the daemon's wiring the same in both builds.
