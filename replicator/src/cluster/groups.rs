@@ -158,6 +158,20 @@ mod etcd {
             format!("{}{group}", self.prefix)
         }
 
+        /// The connected client, connecting first when there is none. Calls run
+        /// outside the lock, so commits of different groups do not wait for each other.
+        async fn client(&self) -> Result<Client, etcd_client::Error> {
+            let mut held = self.client.lock().await;
+            if let Some(client) = held.as_ref() {
+                return Ok(client.clone());
+            }
+            let options = ConnectOptions::new()
+                .with_connect_timeout(self.timeout)
+                .with_timeout(self.timeout);
+            let client = Client::connect(&self.endpoints, Some(options)).await?;
+            Ok(held.insert(client).clone())
+        }
+
         /// Runs one etcd call, bounded by `request_timeout`; any failure drops the
         /// client and counts as etcd unavailable.
         async fn call<T, F, Fut>(&self, call: F) -> Result<T, SharedError>
@@ -165,27 +179,15 @@ mod etcd {
             F: FnOnce(Client) -> Fut,
             Fut: Future<Output = Result<T, etcd_client::Error>>,
         {
-            let mut held = self.client.lock().await;
-            let outcome = tokio::time::timeout(self.timeout, async {
-                let client = match held.as_ref() {
-                    Some(client) => client.clone(),
-                    None => {
-                        let options = ConnectOptions::new()
-                            .with_connect_timeout(self.timeout)
-                            .with_timeout(self.timeout);
-                        let client = Client::connect(&self.endpoints, Some(options)).await?;
-                        held.insert(client).clone()
-                    }
-                };
-                call(client).await
-            })
-            .await;
+            let outcome =
+                tokio::time::timeout(self.timeout, async { call(self.client().await?).await })
+                    .await;
             let error = match outcome {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => format!("etcd did not answer within {:?}", self.timeout),
             };
-            *held = None;
+            *self.client.lock().await = None;
             Err(SharedError::Unavailable(error))
         }
     }
