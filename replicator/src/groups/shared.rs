@@ -365,6 +365,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn offset_sync_writes_through_the_shared_store_while_the_group_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (coordinator, fake) = shared_coordinator(dir.path());
+        let synced = coordinator
+            .sync_offsets("g", vec![("t".into(), 0, 3)])
+            .await;
+        assert!(synced.is_ok(), "{synced:?}");
+        assert_eq!(fake.offset("g", 0), Some(3));
+        assert_eq!(fetched(&coordinator, 0).await, Ok(Some(3)));
+    }
+
+    #[tokio::test]
     async fn a_node_that_does_not_coordinate_the_group_refuses_it() {
         let dir = tempfile::tempdir().unwrap();
         let (coordinator, fake) = shared_coordinator(dir.path());
