@@ -67,6 +67,11 @@ impl LinkRunner {
     }
 
     async fn sync_group(&mut self, group: &str) -> Result<(), SourceError> {
+        // On a cluster node only the group's coordinator writes its offsets, compared
+        // with what etcd holds.
+        if self.groups.load(group).await.is_err() {
+            return Ok(());
+        }
         let committed = self.source_offsets(group).await?;
         let wanted = self.clamp_to_mirrors(committed);
         let current: BTreeSet<_> = self.groups.committed(group).into_iter().collect();
