@@ -119,6 +119,10 @@ impl Daemon {
             .cluster
             .as_ref()
             .map(|_| Cluster::open(config.node_id, &config.data_dir));
+        // Before any listener serves: a cluster node never coordinates a group on its own.
+        if let (Some(cluster), Some(settings)) = (&cluster, &config.cluster) {
+            crate::cluster::share_offsets(&groups, cluster.clone(), settings);
+        }
         let context = Arc::new(server_context(
             &config,
             store.clone(),

@@ -1,6 +1,7 @@
 //! Test harness: starts real third-party brokers and the `shadowlink` binary, and reads
 //! partitions back as raw record batches so tests can compare bytes and offsets.
 
+pub mod cluster;
 pub mod config;
 pub mod etcd;
 pub mod fake;

@@ -9,130 +9,13 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
-use shadowlink_tests::etcd::Etcd;
+use shadowlink_tests::cluster::{routes, Region, Routes, LEASE_TTL, SETTLE};
 use shadowlink_tests::raw::RawClient;
-use shadowlink_tests::scenario::{create_topic, produce};
-use shadowlink_tests::{
-    http_get, node_js, python, shadowlink, status_json, until, Client, Node, NodeConfig, Tansu,
-};
+use shadowlink_tests::scenario::produce;
+use shadowlink_tests::{http_get, node_js, python, shadowlink, status_json, until, Client, Node};
 
 const TOPIC: &str = "a_orders";
 const PARTITIONS: i32 = 6;
-const LEASE_TTL: &str = "3s";
-const SETTLE: Duration = Duration::from_secs(60);
-
-/// etcd, a tansu source with `a_orders`, and nodes 1 to 3 of cluster `region-b`.
-struct Region {
-    etcd: Etcd,
-    source: Tansu,
-    nodes: BTreeMap<i32, Node>,
-}
-
-impl Region {
-    fn start() -> Result<Region> {
-        let etcd = Etcd::start()?;
-        let source = Tansu::start()?;
-        create_topic(source.addr, TOPIC, PARTITIONS, &[])?;
-        let mut region = Region {
-            etcd,
-            source,
-            nodes: BTreeMap::new(),
-        };
-        for id in 1..=3 {
-            let config = NodeConfig::linked_to(region.source.addr)
-                .admin()
-                .node_id(id)
-                .cluster("region-b", &region.etcd.endpoint(), LEASE_TTL, 2);
-            region.nodes.insert(id, Node::start(&config)?);
-        }
-        Ok(region)
-    }
-
-    fn node(&self, id: i32) -> Result<&Node> {
-        self.nodes.get(&id).with_context(|| format!("no node {id}"))
-    }
-
-    /// Every node's Kafka address, as a client's bootstrap list.
-    fn bootstrap(&self) -> String {
-        let addrs: Vec<String> = self.nodes.values().map(|n| n.kafka.to_string()).collect();
-        addrs.join(",")
-    }
-
-    /// Waits until every node in `live` answers the same Metadata: those nodes as
-    /// brokers, every partition on `min(2, live)` of them with a leader among them.
-    fn settled(&self, live: &[i32]) -> Result<Routes> {
-        let wanted: BTreeSet<i32> = live.iter().copied().collect();
-        let replicas = live.len().min(2);
-        until(
-            SETTLE,
-            || {
-                let mut seen = Vec::new();
-                for id in live {
-                    seen.push(routes(self.node(*id)?.kafka)?);
-                }
-                Ok(seen)
-            },
-            |seen| {
-                seen.windows(2).all(|w| w[0] == w[1])
-                    && seen[0].brokers == wanted
-                    && seen[0].partitions.len() == PARTITIONS as usize
-                    && seen[0].partitions.values().all(|(leader, r)| {
-                        r.len() == replicas
-                            && r.contains(leader)
-                            && r.iter().all(|n| wanted.contains(n))
-                    })
-            },
-        )
-        .map(|mut seen| seen.remove(0))
-    }
-}
-
-/// What one node's Metadata says: the brokers, and each partition's leader and replicas.
-#[derive(Debug, Clone, PartialEq)]
-struct Routes {
-    brokers: BTreeSet<i32>,
-    partitions: BTreeMap<i32, (i32, Vec<i32>)>,
-}
-
-impl Routes {
-    fn leaders(&self) -> BTreeMap<i32, i32> {
-        self.partitions.iter().map(|(p, (l, _))| (*p, *l)).collect()
-    }
-
-    fn replicas_per_node(&self) -> BTreeMap<i32, usize> {
-        let mut count: BTreeMap<i32, usize> = self.brokers.iter().map(|b| (*b, 0)).collect();
-        for (_, replicas) in self.partitions.values() {
-            for r in replicas {
-                *count.entry(*r).or_default() += 1;
-            }
-        }
-        count
-    }
-}
-
-fn routes(node: SocketAddr) -> Result<Routes> {
-    let mut client = RawClient::connect(node)?;
-    let version = client.version(ApiKey::Metadata, 9)?;
-    let request = MetadataRequest::default().with_topics(None);
-    let response: MetadataResponse = client.call(ApiKey::Metadata, version, &request)?;
-    let brokers = response.brokers.iter().map(|b| b.node_id.0).collect();
-    let mut partitions = BTreeMap::new();
-    for topic in response
-        .topics
-        .iter()
-        .filter(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == TOPIC))
-    {
-        for p in &topic.partitions {
-            let replicas = p.replica_nodes.iter().map(|r| r.0).collect();
-            partitions.insert(p.partition_index, (p.leader_id.0, replicas));
-        }
-    }
-    Ok(Routes {
-        brokers,
-        partitions,
-    })
-}
 
 /// The source's batches of every partition, to compare a node's with.
 fn source_batches(source: SocketAddr) -> Result<Vec<Vec<(i64, bytes::Bytes)>>> {
@@ -155,7 +38,7 @@ fn consumed_through(bootstrap: &str, expected: usize) -> Result<usize> {
 
 #[test]
 fn every_partition_is_read_through_any_nodes_bootstrap() -> Result<()> {
-    let region = Region::start()?;
+    let region = Region::start(TOPIC, PARTITIONS)?;
     produce(region.source.addr, TOPIC, 600, "none", PARTITIONS, 0)?;
     let routes = region.settled(&[1, 2, 3])?;
     // 12 replicas over 3 nodes.
@@ -313,7 +196,7 @@ fn replacement(before: &Routes, after: &Routes, gone: i32) -> Option<i32> {
 
 #[test]
 fn a_node_killed_under_load_hands_over_without_loss_or_duplicates() -> Result<()> {
-    let mut region = Region::start()?;
+    let mut region = Region::start(TOPIC, PARTITIONS)?;
     produce(region.source.addr, TOPIC, 300, "none", PARTITIONS, 0)?;
     let before = region.settled(&[1, 2, 3])?;
     // The assigner itself: its death must also hand the assigner role over.
@@ -348,7 +231,7 @@ fn a_node_killed_under_load_hands_over_without_loss_or_duplicates() -> Result<()
         .collect();
     until(
         SETTLE,
-        || routes(region.node(survivors[0])?.kafka),
+        || routes(region.node(survivors[0])?.kafka, TOPIC),
         |r| r.partitions.values().all(|(leader, _)| *leader != victim),
     )?;
     let moved = killed_at.elapsed();
@@ -394,7 +277,7 @@ fn a_node_killed_under_load_hands_over_without_loss_or_duplicates() -> Result<()
         .terminate(Duration::from_secs(20))?;
     until(
         SETTLE,
-        || routes(region.node(filled)?.kafka),
+        || routes(region.node(filled)?.kafka, TOPIC),
         |r| r.partitions.values().all(|(leader, _)| *leader == filled),
     )?;
     let expected = source_batches(region.source.addr)?;
@@ -420,7 +303,7 @@ fn coordination_reported(node: &Node) -> Result<bool> {
 
 #[test]
 fn a_stopped_etcd_changes_no_leadership_while_serving_and_mirroring_go_on() -> Result<()> {
-    let mut region = Region::start()?;
+    let mut region = Region::start(TOPIC, PARTITIONS)?;
     produce(region.source.addr, TOPIC, 300, "none", PARTITIONS, 0)?;
     let before = region.settled(&[1, 2, 3])?;
     region.etcd.stop();
@@ -432,7 +315,7 @@ fn a_stopped_etcd_changes_no_leadership_while_serving_and_mirroring_go_on() -> R
     std::thread::sleep(Duration::from_secs(8));
     for node in region.nodes.values() {
         ensure!(
-            routes(node.kafka)? == before,
+            routes(node.kafka, TOPIC)? == before,
             "node {} changed routes",
             node.kafka
         );

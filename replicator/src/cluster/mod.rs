@@ -12,6 +12,7 @@ mod admin;
 mod assignment;
 #[cfg(feature = "cluster")]
 mod coordinator;
+mod groups;
 mod persist;
 #[cfg(feature = "cluster")]
 mod retire;
@@ -31,6 +32,7 @@ use crate::mirror::MirrorTopic;
 
 pub use admin::refuse_ownership_changes;
 pub use assignment::{assign, Assignment, Placement};
+pub use groups::{share_offsets, GroupCoordinator};
 pub use persist::Origin;
 
 /// Keeps this node in the cluster until `stopped` (see [`coordinator::run`]), keeps the

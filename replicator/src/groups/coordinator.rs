@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use shadowlink_storage::StorageError;
@@ -21,6 +21,7 @@ use super::group::{
     SyncRequest,
 };
 use super::offsets::{Committed, OffsetStore, TopicPartition};
+use super::shared::{SharedGroups, SharedOffsets};
 
 /// One group's state plus the bell that wakes its timer task.
 struct Group {
@@ -39,6 +40,9 @@ pub struct Coordinator {
     groups: Mutex<HashMap<String, Arc<Group>>>,
     offsets: Arc<OffsetStore>,
     config: GroupConfig,
+    /// On a cluster node: where committed offsets are made durable, and which groups
+    /// this node coordinates. Unset on a node on its own, which coordinates every group.
+    shared: OnceLock<SharedGroups>,
 }
 
 /// A ListGroups row.
@@ -61,7 +65,34 @@ impl Coordinator {
             groups: Mutex::new(HashMap::new()),
             offsets: Arc::new(OffsetStore::open(data_dir)?),
             config,
+            shared: OnceLock::new(),
         })
+    }
+
+    /// Makes this coordinator one of a cluster's: it acts only for the groups `store`
+    /// says it coordinates, and commits offsets there before acknowledging them.
+    pub fn share(&self, store: Arc<dyn SharedOffsets>) {
+        if self.shared.set(SharedGroups::new(store)).is_err() {
+            tracing::warn!("the shared offset store is already set");
+        }
+    }
+
+    /// `Ok` when this node acts for `group`: always on a node on its own; on a cluster
+    /// node, NotCoordinator unless it is the group's coordinator, so clients rediscover.
+    pub fn check_coordinator(&self, group_id: &str) -> Result<(), GroupError> {
+        match self.shared.get() {
+            Some(shared) => shared.check(group_id),
+            None => Ok(()),
+        }
+    }
+
+    /// Before committed offsets of `group` are read: on a cluster node, makes sure they
+    /// are the shared store's, as this node last read or wrote them in its current term.
+    pub async fn load(&self, group_id: &str) -> Result<(), GroupError> {
+        match self.shared.get() {
+            Some(shared) => shared.load(&self.offsets, group_id).await,
+            None => Ok(()),
+        }
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Group>>> {
@@ -113,6 +144,9 @@ impl Coordinator {
     /// JoinGroup: returns once the member is in a new generation or refused.
     pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinOutcome {
         let member_id = request.member_id.clone();
+        if let Err(error) = self.check_coordinator(group_id) {
+            return JoinOutcome::failed(error, member_id);
+        }
         let group = self.get_or_create(group_id);
         let step = self.update(&group, |state, now| state.join(request, now, &self.config));
         match step {
@@ -127,6 +161,9 @@ impl Coordinator {
 
     /// SyncGroup: returns the member's assignment once the leader has sent it.
     pub async fn sync(&self, group_id: &str, request: SyncRequest) -> SyncOutcome {
+        if let Err(error) = self.check_coordinator(group_id) {
+            return SyncOutcome::failed(error);
+        }
         let Some(group) = self.existing(group_id) else {
             return SyncOutcome::failed(GroupError::UnknownMemberId);
         };
@@ -146,6 +183,7 @@ impl Coordinator {
         instance: Option<&str>,
         generation: i32,
     ) -> Result<(), GroupError> {
+        self.check_coordinator(group_id)?;
         let group = self.existing(group_id).ok_or(GroupError::UnknownMemberId)?;
         self.update(&group, |state, now| {
             state.heartbeat(member_id, instance, generation, now, &self.config)
@@ -158,6 +196,9 @@ impl Coordinator {
         group_id: &str,
         leaving: &[(String, Option<String>)],
     ) -> Vec<Result<(), GroupError>> {
+        if let Err(error) = self.check_coordinator(group_id) {
+            return leaving.iter().map(|_| Err(error)).collect();
+        }
         let Some(group) = self.existing(group_id) else {
             return leaving
                 .iter()
@@ -225,9 +266,13 @@ impl Coordinator {
         generation: i32,
         entries: Vec<(TopicPartition, Committed)>,
     ) -> Result<(), GroupError> {
+        self.check_coordinator(group_id)?;
         self.validate_commit(group_id, member_id, instance, generation)?;
         if entries.is_empty() {
             return Ok(());
+        }
+        if let Some(shared) = self.shared.get() {
+            return shared.commit(&self.offsets, group_id, entries).await;
         }
         let offsets = self.offsets.clone();
         let group = group_id.to_string();
@@ -301,18 +346,37 @@ impl Coordinator {
         if self.has_active_members(group) {
             return Err(SyncCommitError::ActiveMembers(group.to_string()));
         }
-        let entries = offsets
-            .iter()
-            .map(|(topic, partition, offset)| {
-                let committed = Committed {
-                    offset: *offset,
-                    leader_epoch: -1,
-                    metadata: None,
-                };
-                (TopicPartition::new(topic.clone(), *partition), committed)
-            })
-            .collect();
-        Ok(self.offsets.commit(group, entries)?)
+        Ok(self.offsets.commit(group, synced(offsets))?)
+    }
+
+    /// Offset sync's write: on a node on its own, [`Coordinator::commit_offsets`] off the
+    /// async threads; on a cluster node, only by the group's coordinator and through the
+    /// shared store, as a member's commit would be. Refused while the group has members.
+    pub async fn sync_offsets(
+        self: &Arc<Self>,
+        group: &str,
+        offsets: Vec<(String, i32, i64)>,
+    ) -> Result<(), SyncCommitError> {
+        let not_committed = |reason| SyncCommitError::NotCommitted {
+            group: group.to_string(),
+            reason,
+        };
+        let Some(shared) = self.shared.get() else {
+            let (coordinator, name) = (self.clone(), group.to_string());
+            let written =
+                tokio::task::spawn_blocking(move || coordinator.commit_offsets(&name, &offsets));
+            return written.await.unwrap_or_else(|error| {
+                tracing::warn!(group, %error, "offset sync task failed");
+                Err(not_committed(GroupError::CoordinatorNotAvailable))
+            });
+        };
+        shared.check(group).map_err(not_committed)?;
+        if self.has_active_members(group) {
+            return Err(SyncCommitError::ActiveMembers(group.to_string()));
+        }
+        let entries = synced(&offsets);
+        let committed = shared.commit(&self.offsets, group, entries).await;
+        committed.map_err(not_committed)
     }
 
     /// Applies the offsets a committed transaction staged (TxnOffsetCommit), blocking on
@@ -337,8 +401,12 @@ impl Coordinator {
     /// `offsets_retention` (Kafka's `offsets.retention.minutes`, as KIP-211 counts it for
     /// empty groups): its offsets file is deleted and it is no longer listed. Returns the
     /// expired group ids. Blocks on disk.
+    ///
+    /// A cluster node expires nothing: its offsets directory is a copy of the shared
+    /// store, which keeps a group until it is expired there.
     pub fn expire(&self, now: SystemTime) -> Result<Vec<String>, StorageError> {
-        let Some(cutoff) = now.checked_sub(self.config.offsets_retention) else {
+        let cutoff = now.checked_sub(self.config.offsets_retention);
+        let Some(cutoff) = cutoff.filter(|_| self.shared.get().is_none()) else {
             return Ok(Vec::new());
         };
         let mut expired = Vec::new();
@@ -395,4 +463,17 @@ async fn drive(group: Arc<Group>, config: GroupConfig) {
             _ = group.wake.notified() => {}
         }
     }
+}
+
+/// Offsets copied from a source group: no leader epoch, no metadata.
+fn synced(offsets: &[(String, i32, i64)]) -> Vec<(TopicPartition, Committed)> {
+    let entry = |(topic, partition, offset): &(String, i32, i64)| {
+        let committed = Committed {
+            offset: *offset,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        (TopicPartition::new(topic.clone(), *partition), committed)
+    };
+    offsets.iter().map(entry).collect()
 }

@@ -26,6 +26,8 @@ pub enum GroupError {
     OffsetMetadataTooLarge,
     #[error("the coordinator cannot serve the request right now")]
     CoordinatorNotAvailable,
+    #[error("another node of the cluster coordinates this group")]
+    NotCoordinator,
 }
 
 /// Why the node did not write a group's offsets on its own behalf (offset sync).
@@ -33,6 +35,8 @@ pub enum GroupError {
 pub enum SyncCommitError {
     #[error("group {0} has active members, whose own commits take precedence")]
     ActiveMembers(String),
+    #[error("group {group}: {reason}")]
+    NotCommitted { group: String, reason: GroupError },
     #[error(transparent)]
     Storage(#[from] shadowlink_storage::StorageError),
 }

@@ -130,30 +130,53 @@ impl OffsetStore {
         group: &str,
         entries: Vec<(TopicPartition, Committed)>,
     ) -> Result<(), StorageError> {
-        let slot = self.group(group);
-        let writing = lock(&slot.write);
-        if slot.expired.load(Ordering::Acquire) {
-            // The group expired while this commit waited; the next slot is a fresh one.
-            drop(writing);
-            return self.commit(group, entries);
+        self.update(group, |next| next.extend(entries.iter().cloned()))
+    }
+
+    /// Makes `group`'s offsets exactly `offsets`, durably (a cluster node's copy of what
+    /// the shared store holds). A group never seen stays unseen when `offsets` is empty.
+    pub fn replace(
+        &self,
+        group: &str,
+        offsets: BTreeMap<TopicPartition, Committed>,
+    ) -> Result<(), StorageError> {
+        if offsets.is_empty() && !lock(&self.groups).contains_key(group) {
+            return Ok(());
         }
-        let mut next = lock(&slot.committed).clone();
-        next.extend(entries);
-        let file = GroupFile {
-            group: group.to_string(),
-            offsets: next
-                .iter()
-                .map(|(tp, committed)| FileEntry {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    committed: committed.clone(),
-                })
-                .collect(),
-        };
-        write_meta(&self.dir.join(file_name(group)), &file)?;
-        *lock(&slot.committed) = next;
-        *lock(&slot.changed) = SystemTime::now();
-        Ok(())
+        self.update(group, |next| next.clone_from(&offsets))
+    }
+
+    /// Writes the group's offsets as `change` leaves them, file first.
+    fn update(
+        &self,
+        group: &str,
+        change: impl Fn(&mut BTreeMap<TopicPartition, Committed>),
+    ) -> Result<(), StorageError> {
+        loop {
+            let slot = self.group(group);
+            let _writing = lock(&slot.write);
+            if slot.expired.load(Ordering::Acquire) {
+                // The group expired while this write waited; the next slot is a fresh one.
+                continue;
+            }
+            let mut next = lock(&slot.committed).clone();
+            change(&mut next);
+            let file = GroupFile {
+                group: group.to_string(),
+                offsets: next
+                    .iter()
+                    .map(|(tp, committed)| FileEntry {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        committed: committed.clone(),
+                    })
+                    .collect(),
+            };
+            write_meta(&self.dir.join(file_name(group)), &file)?;
+            *lock(&slot.committed) = next;
+            *lock(&slot.changed) = SystemTime::now();
+            return Ok(());
+        }
     }
 
     /// Groups whose last commit was at or before `cutoff`.

@@ -67,6 +67,11 @@ impl LinkRunner {
     }
 
     async fn sync_group(&mut self, group: &str) -> Result<(), SourceError> {
+        // On a cluster node only the group's coordinator writes its offsets, compared
+        // with what etcd holds.
+        if self.groups.load(group).await.is_err() {
+            return Ok(());
+        }
         let committed = self.source_offsets(group).await?;
         let wanted = self.clamp_to_mirrors(committed);
         let current: BTreeSet<_> = self.groups.committed(group).into_iter().collect();
@@ -77,20 +82,13 @@ impl LinkRunner {
         if changed.is_empty() || self.groups.has_active_members(group) {
             return Ok(());
         }
-        let coordinator = self.groups.clone();
-        let name = group.to_string();
         let count = changed.len();
-        let written =
-            tokio::task::spawn_blocking(move || coordinator.commit_offsets(&name, &changed)).await;
-        match written {
-            Ok(Ok(())) => {
+        match self.groups.sync_offsets(group, changed).await {
+            Ok(()) => {
                 tracing::debug!(link = %self.name(), group, partitions = count, "consumer offsets synced")
             }
-            Ok(Err(e)) => {
-                tracing::debug!(link = %self.name(), group, error = %e, "consumer offsets not synced")
-            }
             Err(e) => {
-                tracing::warn!(link = %self.name(), group, error = %e, "consumer offset sync task failed")
+                tracing::debug!(link = %self.name(), group, error = %e, "consumer offsets not synced")
             }
         }
         Ok(())

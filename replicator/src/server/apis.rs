@@ -103,7 +103,7 @@ served! {
     // decodes: librdkafka before 2.11.1 enables its balanced consumer only when the
     // broker's ranges include v0 of the group APIs.
     OffsetCommit 2..=9 => async offset_commit::handle;
-    OffsetFetch 1..=9 => sync offset_fetch::handle;
+    OffsetFetch 1..=9 => async offset_fetch::handle;
     FindCoordinator 0..=6 => sync find_coordinator::handle;
     JoinGroup 0..=9 => async join_group::handle;
     Heartbeat 0..=4 => sync heartbeat::handle;

@@ -1,9 +1,16 @@
 //! OffsetFetch: committed positions; -1 with no error where nothing was committed.
 //!
+//! On a cluster node only the group's coordinator answers (NOT_COORDINATOR elsewhere),
+//! and only once it holds the group's offsets as etcd has them: it reads them there the
+//! first time it is asked in a new assignment, since another node may have coordinated
+//! the group meanwhile.
+//!
 //! With `require_stable` (v7+, KIP-447), a partition whose group has offsets staged by a
 //! transaction not yet decided answers UNSTABLE_OFFSET_COMMIT, and the client retries:
 //! an exactly-once consumer must not start from a position its transaction may still
 //! replace.
+
+use std::collections::HashMap;
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -24,18 +31,22 @@ use crate::server::{Reply, RequestContext, ServerContext};
 /// Per topic, per partition, the committed position if any.
 type Positions = Vec<(String, Vec<(i32, Option<Committed>)>)>;
 
-pub fn handle(
-    ctx: &RequestContext,
+/// Per group asked for, whether its committed offsets may be served from this node.
+type Ready = HashMap<String, Result<(), GroupError>>;
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
     header: &RequestHeader,
     request: OffsetFetchRequest,
 ) -> Result<Reply, EncodeError> {
     let version = header.api_version;
     let require_stable = request.require_stable;
+    let ready = load(ctx, version, &request).await;
     let mut response = if version >= 8 {
-        batched(ctx, request)
+        batched(ctx, request, &ready)
     } else {
         let group = request.group_id.0.to_string();
-        let mut response = single(ctx, version, request);
+        let mut response = single(ctx, version, request, &ready);
         if require_stable {
             mark_unstable(ctx, &group, &mut response.topics);
         }
@@ -73,6 +84,26 @@ pub fn handle(
     Reply::encode(header, &response)
 }
 
+/// Loads each group asked for that the principal may describe, as its coordinator.
+async fn load(ctx: &RequestContext<'_>, version: i16, request: &OffsetFetchRequest) -> Ready {
+    let groups: Vec<&str> = match version >= 8 {
+        true => request
+            .groups
+            .iter()
+            .map(|g| g.group_id.0.as_str())
+            .collect(),
+        false => vec![request.group_id.0.as_str()],
+    };
+    let mut ready = Ready::new();
+    for group in groups {
+        let described = ctx.group(Operation::Describe, group).is_ok();
+        if described && !group.is_empty() && !ready.contains_key(group) {
+            ready.insert(group.to_string(), ctx.groups.load(group).await);
+        }
+    }
+    ready
+}
+
 /// UNSTABLE_OFFSET_COMMIT on the partitions a pending transaction has offsets for.
 fn mark_unstable(ctx: &ServerContext, group: &str, topics: &mut [OffsetFetchResponseTopic]) {
     let unstable = ctx.txns.unstable_offsets(group);
@@ -92,11 +123,15 @@ fn positions(
     ctx: &RequestContext,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    ready: &Ready,
 ) -> Result<Positions, i16> {
     ctx.group(Operation::Describe, group)
         .map_err(|d| d.code())?;
     if group.is_empty() {
         return Err(group_error_code(GroupError::InvalidGroupId));
+    }
+    if let Some(Err(error)) = ready.get(group) {
+        return Err(group_error_code(*error));
     }
     let Some(wanted) = wanted else {
         let mut all: Positions = Vec::new();
@@ -125,7 +160,12 @@ fn positions(
         .collect())
 }
 
-fn single(ctx: &RequestContext, version: i16, request: OffsetFetchRequest) -> OffsetFetchResponse {
+fn single(
+    ctx: &RequestContext,
+    version: i16,
+    request: OffsetFetchRequest,
+    ready: &Ready,
+) -> OffsetFetchResponse {
     let wanted = request.topics.map(|topics| {
         topics
             .into_iter()
@@ -133,7 +173,7 @@ fn single(ctx: &RequestContext, version: i16, request: OffsetFetchRequest) -> Of
             .collect()
     });
     let mut response = OffsetFetchResponse::default();
-    match positions(ctx, request.group_id.0.as_str(), wanted) {
+    match positions(ctx, request.group_id.0.as_str(), wanted, ready) {
         Ok(found) => {
             let topics = found
                 .into_iter()
@@ -186,7 +226,11 @@ fn unpack(committed: Option<&Committed>) -> (i64, i32, &str) {
 }
 
 /// v8+ (KIP-709): several groups per request, each answered on its own.
-fn batched(ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
+fn batched(
+    ctx: &RequestContext,
+    request: OffsetFetchRequest,
+    ready: &Ready,
+) -> OffsetFetchResponse {
     let groups = request
         .groups
         .into_iter()
@@ -198,7 +242,7 @@ fn batched(ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResp
                     .collect()
             });
             let answer = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
-            match positions(ctx, group.group_id.0.as_str(), wanted) {
+            match positions(ctx, group.group_id.0.as_str(), wanted, ready) {
                 Ok(found) => answer.with_topics(new_topics(found)),
                 Err(code) => answer.with_error_code(code),
             }
