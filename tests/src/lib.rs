@@ -7,6 +7,7 @@ pub mod fake;
 pub mod pki;
 pub mod proxy;
 pub mod raw;
+pub mod region;
 pub mod scenario;
 
 use std::fmt::Debug;

@@ -7,11 +7,20 @@
 //! partitions it is a replica of, straight from the source (the bytes at an offset are
 //! the source's, so replicas agree without copying from each other), and it serves the
 //! ones it leads. While etcd cannot be reached, the last assignment stays in force.
+//!
+//! A failover makes a link's shadows owned in the assignment: the leader takes writes in
+//! the epoch the assignment gives it, the other replicas copy it (`replica`), and
+//! `acks=all` waits for the in-sync ones (`replication`).
 
 mod admin;
 mod assignment;
 #[cfg(feature = "cluster")]
 mod coordinator;
+#[cfg(feature = "cluster")]
+mod failovers;
+#[cfg(feature = "cluster")]
+mod replica;
+mod replication;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,10 +32,25 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::mirror::MirrorTopic;
 
-pub use admin::refuse_ownership_changes;
-pub use assignment::{assign, Assignment, Placement};
+pub use admin::{refuse_ownership_changes, AdminGate, ClusterFailover};
+pub use assignment::{assign, Assignment, Placement, Role};
+pub use replication::{record_follower_fetch, InSyncError};
+
+/// Keeps this node in the cluster until `stopped` (see `coordinator::run`), and its
+/// copies of owned partitions in the role the assignment gives them.
 #[cfg(feature = "cluster")]
-pub use coordinator::run;
+pub async fn run(
+    cluster: Arc<Cluster>,
+    config: crate::config::ClusterConfig,
+    advertised: String,
+    store: Arc<crate::mirror::Store>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let replicas = replica::run(cluster.clone(), store.clone(), stopped.clone());
+    let replicas = tokio::spawn(replicas);
+    coordinator::run(cluster, config, advertised, store, stopped).await;
+    let _ = replicas.await;
+}
 
 /// Without the `cluster` feature a `[cluster]` section is a config error, so this never
 /// runs; it keeps the daemon's wiring the same in both builds.
@@ -49,6 +73,18 @@ pub struct Cluster {
     generation: AtomicU64,
     /// Since when, and why, etcd has not answered; `None` while it does.
     unavailable: Mutex<Option<(SystemTime, String)>>,
+    /// Followers' fetch positions of the partitions this node leads.
+    positions: replication::Positions,
+    /// Failover requests made on this node, not yet recorded in etcd.
+    failover_requests: Mutex<Vec<FailoverAsk>>,
+}
+
+/// A failover of a link's topics, as recorded under `failovers/<link>` for the
+/// assigner to carry out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailoverAsk {
+    pub link: String,
+    pub topics: Vec<String>,
 }
 
 /// How a partition is served from this node, for Metadata.
@@ -57,6 +93,10 @@ pub struct Route {
     pub error_code: i16,
     pub leader: i32,
     pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// The epoch the assignment gives an owned partition's leader; `None` where the
+    /// partition's own epoch is served (shadows, a node on its own).
+    pub leader_epoch: Option<i32>,
 }
 
 impl Cluster {
@@ -66,6 +106,8 @@ impl Cluster {
             assignment: RwLock::new(Arc::new(Assignment::default())),
             generation: AtomicU64::new(0),
             unavailable: Mutex::new(Some((SystemTime::now(), "not yet connected".into()))),
+            positions: Default::default(),
+            failover_requests: Mutex::new(Vec::new()),
         })
     }
 
@@ -90,6 +132,44 @@ impl Cluster {
         if **current != next {
             *current = Arc::new(next);
             self.generation.fetch_add(1, Ordering::AcqRel);
+            drop(current);
+            // A smaller in-sync set or a lost leadership ends `acks=all` waits.
+            self.positions.wake();
+        }
+    }
+
+    /// Asks the assigner, through etcd, to fail `topics` of `link` over.
+    pub fn request_failover(&self, ask: FailoverAsk) {
+        let mut requests = self.failover_requests.lock().unwrap_or_else(|p| p.into_inner());
+        requests.push(ask);
+    }
+
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    fn pending_failovers(&self) -> Vec<FailoverAsk> {
+        let requests = self.failover_requests.lock().unwrap_or_else(|p| p.into_inner());
+        requests.clone()
+    }
+
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    fn failovers_recorded(&self, recorded: &[FailoverAsk]) {
+        let mut requests = self.failover_requests.lock().unwrap_or_else(|p| p.into_inner());
+        requests.retain(|r| !recorded.contains(r));
+    }
+
+    /// `Ok` while the installed assignment names this node leader of an owned partition
+    /// in the epoch the partition writes in (`owned_epoch`); else NOT_LEADER_OR_FOLLOWER,
+    /// which producers retry after refreshing Metadata.
+    pub fn check_writer(&self, topic: &str, partition: i32, owned_epoch: Option<i32>) -> Result<i32, i16> {
+        let assignment = self.assignment();
+        match assignment.placement(topic, partition) {
+            Some(p)
+                if assignment.is_owned(topic)
+                    && p.leader == self.node_id
+                    && owned_epoch == Some(p.leader_epoch) =>
+            {
+                Ok(p.leader_epoch)
+            }
+            _ => Err(ResponseError::NotLeaderOrFollower.code()),
         }
     }
 
@@ -114,16 +194,21 @@ impl Cluster {
     /// The partition's leader and replicas as Metadata lists them.
     fn route(&self, topic: &str, partition: i32) -> Route {
         let assignment = self.assignment();
+        let owned = assignment.is_owned(topic);
         match assignment.placement(topic, partition) {
             Some(p) if p.leader >= 0 => Route {
                 error_code: 0,
                 leader: p.leader,
                 replicas: p.replicas.clone(),
+                isr: if owned { p.isr.clone() } else { p.replicas.clone() },
+                leader_epoch: owned.then_some(p.leader_epoch),
             },
             _ => Route {
                 error_code: ResponseError::LeaderNotAvailable.code(),
                 leader: -1,
                 replicas: Vec::new(),
+                isr: Vec::new(),
+                leader_epoch: None,
             },
         }
     }
@@ -178,7 +263,7 @@ impl Cluster {
 }
 
 /// How Metadata describes a partition: from the assignment on a cluster node; a node on
-/// its own (and an owned topic, which a cluster does not place) leads what it holds.
+/// its own leads what it holds.
 pub fn route(
     cluster: Option<&Cluster>,
     node_id: i32,
@@ -186,11 +271,13 @@ pub fn route(
     partition: i32,
 ) -> Route {
     match cluster {
-        Some(cluster) if !topic.is_owned() => cluster.route(&topic.name, partition),
-        _ => Route {
+        Some(cluster) => cluster.route(&topic.name, partition),
+        None => Route {
             error_code: 0,
             leader: node_id,
             replicas: vec![node_id],
+            isr: vec![node_id],
+            leader_epoch: None,
         },
     }
 }
