@@ -45,7 +45,9 @@ impl Region {
     }
 
     pub fn node_mut(&mut self, id: i32) -> Result<&mut Node> {
-        self.nodes.get_mut(&id).with_context(|| format!("no node {id}"))
+        self.nodes
+            .get_mut(&id)
+            .with_context(|| format!("no node {id}"))
     }
 
     /// Every node's Kafka address, as a client's bootstrap list.
@@ -73,7 +75,10 @@ pub struct Routes {
 
 impl Routes {
     pub fn leaders(&self) -> BTreeMap<i32, i32> {
-        self.partitions.iter().map(|(p, r)| (*p, r.leader)).collect()
+        self.partitions
+            .iter()
+            .map(|(p, r)| (*p, r.leader))
+            .collect()
     }
 }
 

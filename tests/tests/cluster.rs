@@ -14,7 +14,7 @@ use shadowlink_tests::etcd::Etcd;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::{create_topic, produce};
 use shadowlink_tests::{
-    http_get, node_js, python, shadowlink, status_json, until, Client, Node, NodeConfig, Tansu,
+    http_get, http_post, node_js, python, status_json, until, Client, Node, NodeConfig, Tansu,
 };
 
 const TOPIC: &str = "a_orders";
@@ -209,23 +209,18 @@ fn every_partition_is_read_through_any_nodes_bootstrap() -> Result<()> {
             }
         }
     }
-    // An owned topic, or failover, would make one node the only holder of writes: both are
-    // refused until owned partitions are replicated.
+    // A created owned topic, or fail-back, would make one node the only holder of writes:
+    // both are refused (failover is carried out through etcd: `cluster_failover.rs`).
     let created = python(
         "create_topics.py",
         &[&region.node(1)?.kafka.to_string(), "b_owned:1"],
     )?;
     ensure!(created.contains("b_owned: POLICY_VIOLATION"), "{created}");
-    let admin = region.node(1)?.admin.context("admin")?.to_string();
-    let failover = ["failover", "--admin", &admin, "--link", "from-a", "--all"];
-    let refused = shadowlink(&failover)?;
+    let admin = region.node(1)?.admin.context("admin")?;
+    let (code, body) = http_post(admin, "/v1/links/from-a/failback", "{}")?;
     ensure!(
-        !refused.success(),
-        "failover ran on a cluster node: {refused:?}"
-    );
-    ensure!(
-        format!("{refused:?}").contains("not available on a cluster node"),
-        "{refused:?}"
+        code == 409 && body.contains("not available on a cluster node"),
+        "fail-back on a cluster node answered {code}: {body}"
     );
     Ok(())
 }

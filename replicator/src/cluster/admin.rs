@@ -74,7 +74,9 @@ pub async fn refuse_ownership_changes(
 /// assignment that carries it out, with each partition's new leader and epoch.
 async fn fail_over(cluster: &Cluster, store: &Store, link: String, request: Request) -> Response {
     let body = axum::body::to_bytes(request.into_body(), 1 << 20).await;
-    let parsed = body.ok().and_then(|b| serde_json::from_slice::<FailoverRequest>(&b).ok());
+    let parsed = body
+        .ok()
+        .and_then(|b| serde_json::from_slice::<FailoverRequest>(&b).ok());
     let Some(asked) = parsed else {
         let why = "the body must be {\"all\": true} or {\"topics\": [...]}\n";
         return (StatusCode::BAD_REQUEST, why).into_response();
@@ -111,7 +113,11 @@ async fn fail_over(cluster: &Cluster, store: &Store, link: String, request: Requ
 }
 
 fn placed(assignment: &super::Assignment, topic: &str) -> ClusterFailover {
-    let placements = assignment.topics.get(topic).map(Vec::as_slice).unwrap_or(&[]);
+    let placements = assignment
+        .topics
+        .get(topic)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let partitions = placements.iter().enumerate();
     ClusterFailover {
         topic: topic.to_string(),

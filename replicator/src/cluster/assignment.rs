@@ -125,7 +125,8 @@ pub fn assign(
             .collect();
         next.topics.insert(topic.clone(), kept);
     }
-    next.roles.retain(|topic, _| next.topics.contains_key(topic));
+    next.roles
+        .retain(|topic, _| next.topics.contains_key(topic));
     fill(&mut next, &nodes, wanted);
     rebalance(&mut next, &nodes);
     elect_leaders(&mut next, previous);
@@ -214,7 +215,10 @@ fn rebalance(next: &mut Assignment, nodes: &BTreeSet<i32>) {
         }
         let movable = |p: &Placement| p.replicas.contains(&heavy) && !p.replicas.contains(&light);
         let roles = &next.roles;
-        let shadows = next.topics.iter_mut().filter(|(t, _)| !roles.contains_key(*t));
+        let shadows = next
+            .topics
+            .iter_mut()
+            .filter(|(t, _)| !roles.contains_key(*t));
         let all = shadows.flat_map(|(_, placements)| placements.iter_mut());
         let mut candidates: Vec<&mut Placement> = all.filter(|p| movable(p)).collect();
         candidates.sort_by_key(|p| p.leader == heavy);
@@ -433,7 +437,10 @@ mod tests {
                 assert!(old.isr.contains(&new.leader) && new.leader != lost);
                 assert_eq!(new.leader_epoch, old.leader_epoch + 1);
             } else {
-                assert_eq!((new.leader, new.leader_epoch), (old.leader, old.leader_epoch));
+                assert_eq!(
+                    (new.leader, new.leader_epoch),
+                    (old.leader, old.leader_epoch)
+                );
             }
             // The replacement replica is not in sync: it holds none of the writes yet.
             assert!(!new.isr.contains(&lost));
@@ -454,6 +461,8 @@ mod tests {
         let owned = failed_over(&before, "orders", 1);
         let after = assign(&owned, &members(&[1, 2, 3]), &parts, 2);
         assert_eq!(after.topics["orders"], owned.topics["orders"]);
-        assert!(after.topics["payments"].iter().any(|p| p.replicas.contains(&3)));
+        assert!(after.topics["payments"]
+            .iter()
+            .any(|p| p.replicas.contains(&3)));
     }
 }

@@ -85,6 +85,10 @@ impl Session {
 fn epoch_floors(store: &Store, assignment: &Assignment, topic: &str) -> Vec<i32> {
     let count = assignment.topics.get(topic).map_or(0, Vec::len);
     (0..count as i32)
-        .map(|p| store.partition(topic, p).map_or(0, |m| m.leader_epoch() + 1))
+        .map(|p| {
+            store
+                .partition(topic, p)
+                .map_or(0, |m| m.leader_epoch() + 1)
+        })
         .collect()
 }

@@ -140,26 +140,40 @@ impl Cluster {
 
     /// Asks the assigner, through etcd, to fail `topics` of `link` over.
     pub fn request_failover(&self, ask: FailoverAsk) {
-        let mut requests = self.failover_requests.lock().unwrap_or_else(|p| p.into_inner());
+        let mut requests = self
+            .failover_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         requests.push(ask);
     }
 
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     fn pending_failovers(&self) -> Vec<FailoverAsk> {
-        let requests = self.failover_requests.lock().unwrap_or_else(|p| p.into_inner());
+        let requests = self
+            .failover_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         requests.clone()
     }
 
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     fn failovers_recorded(&self, recorded: &[FailoverAsk]) {
-        let mut requests = self.failover_requests.lock().unwrap_or_else(|p| p.into_inner());
+        let mut requests = self
+            .failover_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         requests.retain(|r| !recorded.contains(r));
     }
 
     /// `Ok` while the installed assignment names this node leader of an owned partition
     /// in the epoch the partition writes in (`owned_epoch`); else NOT_LEADER_OR_FOLLOWER,
     /// which producers retry after refreshing Metadata.
-    pub fn check_writer(&self, topic: &str, partition: i32, owned_epoch: Option<i32>) -> Result<i32, i16> {
+    pub fn check_writer(
+        &self,
+        topic: &str,
+        partition: i32,
+        owned_epoch: Option<i32>,
+    ) -> Result<i32, i16> {
         let assignment = self.assignment();
         match assignment.placement(topic, partition) {
             Some(p)
@@ -200,7 +214,11 @@ impl Cluster {
                 error_code: 0,
                 leader: p.leader,
                 replicas: p.replicas.clone(),
-                isr: if owned { p.isr.clone() } else { p.replicas.clone() },
+                isr: if owned {
+                    p.isr.clone()
+                } else {
+                    p.replicas.clone()
+                },
                 leader_epoch: owned.then_some(p.leader_epoch),
             },
             _ => Route {

@@ -17,8 +17,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, TopicName,
+    ApiKey, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_storage::CheckedRecordSet;
@@ -144,7 +144,9 @@ async fn settle(
         Ok(Ok(aborted)) => {
             tracing::warn!(partition = %key, epoch, aborted = aborted.len(), "leading the partition: it takes writes here");
         }
-        Ok(Err(e)) => tracing::error!(partition = %key, epoch, error = %e, "cannot lead the partition"),
+        Ok(Err(e)) => {
+            tracing::error!(partition = %key, epoch, error = %e, "cannot lead the partition")
+        }
         Err(e) => tracing::error!(partition = %key, epoch, error = %e, "cannot lead the partition"),
     }
 }

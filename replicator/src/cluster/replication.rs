@@ -48,8 +48,15 @@ impl Cluster {
         }
         let key = TopicPartition::new(topic, partition);
         {
-            let mut fetched = self.positions.fetched.lock().unwrap_or_else(|p| p.into_inner());
-            fetched.entry(key).or_default().insert(replica, (epoch, offset));
+            let mut fetched = self
+                .positions
+                .fetched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            fetched
+                .entry(key)
+                .or_default()
+                .insert(replica, (epoch, offset));
         }
         self.positions.wake();
     }
@@ -78,14 +85,25 @@ impl Cluster {
         }
     }
 
-    fn in_sync(&self, topic: &str, partition: i32, epoch: i32, end: i64) -> Result<bool, InSyncError> {
+    fn in_sync(
+        &self,
+        topic: &str,
+        partition: i32,
+        epoch: i32,
+        end: i64,
+    ) -> Result<bool, InSyncError> {
         let assignment = self.assignment();
         let placement = assignment.placement(topic, partition);
-        let Some(placement) = placement.filter(|p| p.leader == self.node_id && p.leader_epoch == epoch)
+        let Some(placement) =
+            placement.filter(|p| p.leader == self.node_id && p.leader_epoch == epoch)
         else {
             return Err(InSyncError::NotLeader);
         };
-        let fetched = self.positions.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        let fetched = self
+            .positions
+            .fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let positions = fetched.get(&TopicPartition::new(topic, partition));
         let holds = |replica: &i32| {
             positions

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use shadowlink_storage::{AppendInfo, CheckedRecordSet};
 
 use super::owned::OwnedState;
-use super::{AbortedTransaction, MirrorError, MirrorPartition, MirrorTopic, Ownership, TopicRecord};
+use super::{
+    AbortedTransaction, MirrorError, MirrorPartition, MirrorTopic, Ownership, TopicRecord,
+};
 
 impl MirrorTopic {
     /// Makes this shadow owned without making any partition writable: each waits for

@@ -97,6 +97,17 @@ pub async fn handle(
                 }
                 answers
             }
+            (Ok(()), None) if failing_over(ctx, name.as_str()) => {
+                let code = ResponseError::NotLeaderOrFollower.code();
+                let message = format!(
+                    "{} is failing over: it takes writes once its leader opens",
+                    name.as_str()
+                );
+                let partitions = topic.partition_data.iter();
+                partitions
+                    .map(|p| failed(version, p.index, code, message.clone()))
+                    .collect()
+            }
             (Ok(()), None) => refused_topic(ctx, name.as_str(), &topic.partition_data, version),
         };
         responses.push(
@@ -111,6 +122,13 @@ pub async fn handle(
     }
     let response = ProduceResponse::default().with_responses(responses);
     Reply::encode(header, &response)
+}
+
+/// Whether the cluster made the topic owned and this node has not taken it over yet: a
+/// producer that followed Metadata here retries rather than fails.
+fn failing_over(ctx: &ServerContext, topic: &str) -> bool {
+    let cluster = ctx.cluster.as_deref();
+    cluster.is_some_and(|c| c.assignment().is_owned(topic))
 }
 
 fn refused_topic(
