@@ -11,10 +11,19 @@ use tokio::sync::Notify;
 use super::Cluster;
 use crate::topic_partition::TopicPartition;
 
-/// Per partition and follower: the leader epoch it fetched in and its fetch offset.
+/// A follower's last fetch: the leader epoch it fetched in and its fetch offset.
+#[derive(Debug, Clone, Copy)]
+struct Fetched {
+    epoch: i32,
+    offset: i64,
+}
+
+/// Per partition, each follower's last fetch, by node id.
+type Followers = BTreeMap<i32, Fetched>;
+
 #[derive(Default)]
 pub(super) struct Positions {
-    fetched: Mutex<HashMap<TopicPartition, BTreeMap<i32, (i32, i64)>>>,
+    fetched: Mutex<HashMap<TopicPartition, Followers>>,
     /// Woken by every recorded fetch and every new assignment.
     moved: Notify,
 }
@@ -53,10 +62,8 @@ impl Cluster {
                 .fetched
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            fetched
-                .entry(key)
-                .or_default()
-                .insert(replica, (epoch, offset));
+            let position = Fetched { epoch, offset };
+            fetched.entry(key).or_default().insert(replica, position);
         }
         self.positions.wake();
     }
@@ -108,10 +115,10 @@ impl Cluster {
         let holds = |replica: &i32| {
             positions
                 .and_then(|p| p.get(replica))
-                .is_some_and(|(e, offset)| *e == epoch && *offset >= end)
+                .is_some_and(|f| f.epoch == epoch && f.offset >= end)
         };
-        let others = placement.isr.iter().filter(|r| **r != self.node_id);
-        Ok(others.copied().collect::<Vec<_>>().iter().all(holds))
+        let mut others = placement.isr.iter().filter(|r| **r != self.node_id);
+        Ok(others.all(holds))
     }
 }
 
