@@ -85,8 +85,13 @@ async fn reconcile(
             let adopting = local.clone();
             let adopted =
                 tokio::task::spawn_blocking(move || crate::failover::adopt(&adopting)).await;
-            if !matches!(adopted, Ok(Ok(()))) {
-                tracing::error!(topic = %topic, outcome = ?adopted.map(|r| r.map_err(|e| e.to_string())), "cannot take the failed-over topic over");
+            let failed = match adopted {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(error) = failed {
+                tracing::error!(topic = %topic, %error, "cannot take the failed-over topic over");
                 continue;
             }
         }
