@@ -207,7 +207,7 @@ impl Daemon {
                     pauses,
                     links: Arc::new(links),
                     scrub,
-                    clustered: cluster.is_some(),
+                    cluster: cluster.clone(),
                 };
                 tasks.push(tokio::spawn(admin::serve(listener, state, stopped.clone())));
                 Some(addr)

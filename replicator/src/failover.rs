@@ -106,7 +106,8 @@ pub fn fail_over(
     Ok(outcomes)
 }
 
-fn chosen_topics(
+/// The topics of `link` a request names (all of them but `_schemas` for `all`).
+pub fn chosen_topics(
     store: &Store,
     link: &str,
     request: &FailoverRequest,
@@ -166,6 +167,22 @@ pub fn complete(
     topic.set_meta(meta.clone())?;
     tracing::warn!(topic = %topic.name, link = %meta.link, "failover complete: the topic is writable here");
     Ok(aborted)
+}
+
+/// On a cluster node, once the assignment made the topic owned: the link stops writing
+/// it, and its partitions wait for the role the assignment gives each, leader or
+/// follower (see `cluster::replica`). Idempotent. The ownership is persisted before the
+/// state, and never through `failing_over`, whose resumption after a crash would make
+/// this node alone writable in an epoch of its own choosing.
+pub fn adopt(topic: &MirrorTopic) -> Result<(), MirrorError> {
+    topic.make_replica()?;
+    let mut meta = topic.meta();
+    if meta.state != TopicState::FailedOver {
+        meta.state = TopicState::FailedOver;
+        topic.set_meta(meta.clone())?;
+        tracing::warn!(topic = %topic.name, link = %meta.link, "failed over in the cluster");
+    }
+    Ok(())
 }
 
 fn outcome(

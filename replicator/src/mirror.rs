@@ -18,6 +18,7 @@ mod open;
 pub mod owned;
 pub mod producer_ids;
 pub mod producer_state;
+mod replica;
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};

@@ -30,6 +30,11 @@ pub struct Region {
 impl Region {
     /// Starts etcd and the source, creates `topic` there, and starts nodes 1 to 3.
     pub fn start(topic: &str, partitions: i32) -> Result<Region> {
+        Region::start_with(topic, partitions, 3, LEASE_TTL)
+    }
+
+    /// Nodes 1 to `nodes`, replication factor 2, the source holding `topic`.
+    pub fn start_with(topic: &str, partitions: i32, nodes: i32, lease_ttl: &str) -> Result<Region> {
         let etcd = Etcd::start()?;
         let source = Tansu::start()?;
         create_topic(source.addr, topic, partitions, &[])?;
@@ -40,11 +45,11 @@ impl Region {
             topic: topic.to_string(),
             partitions,
         };
-        for id in 1..=3 {
+        for id in 1..=nodes {
             let config = NodeConfig::linked_to(region.source.addr)
                 .admin()
                 .node_id(id)
-                .cluster("region-b", &region.etcd.endpoint(), LEASE_TTL, 2);
+                .cluster("region-b", &region.etcd.endpoint(), lease_ttl, 2);
             region.nodes.insert(id, Node::start(&config)?);
         }
         Ok(region)
@@ -87,43 +92,66 @@ impl Region {
             },
             |seen| {
                 seen.windows(2).all(|w| w[0] == w[1])
-                    && seen[0].brokers == wanted
-                    && seen[0].partitions.len() == self.partitions as usize
-                    && seen[0].partitions.values().all(|(leader, r)| {
-                        r.len() == replicas
-                            && r.contains(leader)
-                            && r.iter().all(|n| wanted.contains(n))
-                    })
+                    && seen[0].settled(&wanted, replicas, self.partitions)
             },
         )
         .map(|mut seen| seen.remove(0))
     }
 }
 
-/// What one node's Metadata says: the brokers, and each partition's leader and replicas.
-#[derive(Debug, Clone, PartialEq)]
+/// One partition as Metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// What one node's Metadata says: the brokers, and each partition of the topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routes {
     pub brokers: BTreeSet<i32>,
-    pub partitions: BTreeMap<i32, (i32, Vec<i32>)>,
+    pub partitions: BTreeMap<i32, Route>,
 }
 
 impl Routes {
     pub fn leaders(&self) -> BTreeMap<i32, i32> {
-        self.partitions.iter().map(|(p, (l, _))| (*p, *l)).collect()
+        self.partitions
+            .iter()
+            .map(|(p, r)| (*p, r.leader))
+            .collect()
+    }
+
+    pub fn led_by(&self, node: i32) -> Vec<i32> {
+        let led = self.partitions.iter().filter(|(_, r)| r.leader == node);
+        led.map(|(p, _)| *p).collect()
     }
 
     pub fn replicas_per_node(&self) -> BTreeMap<i32, usize> {
         let mut count: BTreeMap<i32, usize> = self.brokers.iter().map(|b| (*b, 0)).collect();
-        for (_, replicas) in self.partitions.values() {
-            for r in replicas {
+        for route in self.partitions.values() {
+            for r in &route.replicas {
                 *count.entry(*r).or_default() += 1;
             }
         }
         count
     }
+
+    /// Every one of `partitions` placed on `replicas` of the nodes `live`, led by one
+    /// of them, and `live` the brokers.
+    pub fn settled(&self, live: &BTreeSet<i32>, replicas: usize, partitions: i32) -> bool {
+        self.brokers == *live
+            && self.partitions.len() == partitions as usize
+            && self.partitions.values().all(|r| {
+                r.replicas.len() == replicas
+                    && r.replicas.contains(&r.leader)
+                    && r.replicas.iter().all(|n| live.contains(n))
+            })
+    }
 }
 
-/// What `node`'s Metadata says of `topic`.
+/// `topic` as the node at `node` routes it.
 pub fn routes(node: SocketAddr, topic: &str) -> Result<Routes> {
     let mut client = RawClient::connect(node)?;
     let version = client.version(ApiKey::Metadata, 9)?;
@@ -131,14 +159,18 @@ pub fn routes(node: SocketAddr, topic: &str) -> Result<Routes> {
     let response: MetadataResponse = client.call(ApiKey::Metadata, version, &request)?;
     let brokers = response.brokers.iter().map(|b| b.node_id.0).collect();
     let mut partitions = BTreeMap::new();
-    for t in response
-        .topics
-        .iter()
-        .filter(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-    {
+    let named = |t: &&kafka_protocol::messages::metadata_response::MetadataResponseTopic| {
+        t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)
+    };
+    for t in response.topics.iter().filter(named) {
         for p in &t.partitions {
-            let replicas = p.replica_nodes.iter().map(|r| r.0).collect();
-            partitions.insert(p.partition_index, (p.leader_id.0, replicas));
+            let route = Route {
+                leader: p.leader_id.0,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replica_nodes.iter().map(|r| r.0).collect(),
+                isr: p.isr_nodes.iter().map(|r| r.0).collect(),
+            };
+            partitions.insert(p.partition_index, route);
         }
     }
     Ok(Routes {

@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use shadowlink_tests::cluster::{routes, Region, Routes, LEASE_TTL, SETTLE};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::produce;
-use shadowlink_tests::{http_get, node_js, python, shadowlink, status_json, until, Client, Node};
+use shadowlink_tests::{http_get, http_post, node_js, python, status_json, until, Client, Node};
 
 const TOPIC: &str = "a_orders";
 const PARTITIONS: i32 = 6;
@@ -49,7 +49,7 @@ fn every_partition_is_read_through_any_nodes_bootstrap() -> Result<()> {
     // elsewhere once the others joined: that data stays, unfetched.)
     produce(region.source.addr, TOPIC, 600, "none", PARTITIONS, 600)?;
     for (id, node) in &region.nodes {
-        let held = |p: usize| routes.partitions[&(p as i32)].1.contains(id);
+        let held = |p: usize| routes.partitions[&(p as i32)].replicas.contains(id);
         until(
             SETTLE,
             || mirrored_ends(node),
@@ -79,10 +79,10 @@ fn every_partition_is_read_through_any_nodes_bootstrap() -> Result<()> {
     );
     // Each partition is served, byte for byte, by its leader only.
     let expected = source_batches(region.source.addr)?;
-    for (p, (leader, _)) in &routes.partitions {
+    for (p, route) in &routes.partitions {
         for (id, node) in &region.nodes {
             let read = RawClient::connect(node.kafka)?.read_batches(TOPIC, *p, 0);
-            match (id == leader, read) {
+            match (*id == route.leader, read) {
                 (true, Ok(batches)) => ensure!(batches == expected[*p as usize], "{p} differs"),
                 (false, Err(e)) => ensure!(format!("{e}").contains("error 6"), "{e}"),
                 (lead, other) => {
@@ -92,23 +92,18 @@ fn every_partition_is_read_through_any_nodes_bootstrap() -> Result<()> {
             }
         }
     }
-    // An owned topic, or failover, would make one node the only holder of writes: both are
-    // refused until owned partitions are replicated.
+    // A created owned topic, or fail-back, would make one node the only holder of writes:
+    // both are refused (failover is carried out through etcd: `cluster_failover.rs`).
     let created = python(
         "create_topics.py",
         &[&region.node(1)?.kafka.to_string(), "b_owned:1"],
     )?;
     ensure!(created.contains("b_owned: POLICY_VIOLATION"), "{created}");
-    let admin = region.node(1)?.admin.context("admin")?.to_string();
-    let failover = ["failover", "--admin", &admin, "--link", "from-a", "--all"];
-    let refused = shadowlink(&failover)?;
+    let admin = region.node(1)?.admin.context("admin")?;
+    let (code, body) = http_post(admin, "/v1/links/from-a/failback", "{}")?;
     ensure!(
-        !refused.success(),
-        "failover ran on a cluster node: {refused:?}"
-    );
-    ensure!(
-        format!("{refused:?}").contains("not available on a cluster node"),
-        "{refused:?}"
+        code == 409 && body.contains("not available on a cluster node"),
+        "fail-back on a cluster node answered {code}: {body}"
     );
     Ok(())
 }
@@ -187,8 +182,8 @@ fn records(child: Child, what: &str) -> Result<Vec<(i32, i64, String)>> {
 
 /// The node other than `gone` that now holds a partition `gone` held and it did not.
 fn replacement(before: &Routes, after: &Routes, gone: i32) -> Option<i32> {
-    before.partitions.iter().find_map(|(p, (_, old))| {
-        let new = &after.partitions.get(p)?.1;
+    before.partitions.iter().find_map(|(p, was)| {
+        let (old, new) = (&was.replicas, &after.partitions.get(p)?.replicas);
         let added = new.iter().find(|n| !old.contains(n));
         added.filter(|_| old.contains(&gone)).copied()
     })
@@ -232,7 +227,7 @@ fn a_node_killed_under_load_hands_over_without_loss_or_duplicates() -> Result<()
     until(
         SETTLE,
         || routes(region.node(survivors[0])?.kafka, TOPIC),
-        |r| r.partitions.values().all(|(leader, _)| *leader != victim),
+        |r| r.partitions.values().all(|r| r.leader != victim),
     )?;
     let moved = killed_at.elapsed();
     println!(
@@ -278,7 +273,7 @@ fn a_node_killed_under_load_hands_over_without_loss_or_duplicates() -> Result<()
     until(
         SETTLE,
         || routes(region.node(filled)?.kafka, TOPIC),
-        |r| r.partitions.values().all(|(leader, _)| *leader == filled),
+        |r| r.partitions.values().all(|r| r.leader == filled),
     )?;
     let expected = source_batches(region.source.addr)?;
     let served = until(

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use shadowlink_tests::cluster::{routes, Routes, SETTLE};
 use shadowlink_tests::etcd::Etcd;
 use shadowlink_tests::pki::Pki;
 use shadowlink_tests::raw::RawClient;
@@ -17,7 +17,6 @@ use shadowlink_tests::{http_get, python, until, Node, NodeConfig, Tansu};
 
 const TOPIC: &str = "a_orders";
 const PARTITIONS: i32 = 6;
-const SETTLE: Duration = Duration::from_secs(60);
 
 /// A node of cluster `region-b` mirroring `a_*` from `source`, with etcd at `endpoint`.
 fn member(id: i32, source: SocketAddr, endpoint: &str) -> NodeConfig {
@@ -25,52 +24,6 @@ fn member(id: i32, source: SocketAddr, endpoint: &str) -> NodeConfig {
         .admin()
         .node_id(id)
         .cluster("region-b", endpoint, "3s", 2)
-}
-
-/// What one node's Metadata says: the brokers, and each partition's leader and replicas.
-#[derive(Debug, Clone, PartialEq)]
-struct Routes {
-    brokers: BTreeSet<i32>,
-    partitions: BTreeMap<i32, (i32, Vec<i32>)>,
-}
-
-impl Routes {
-    fn led_by(&self, node: i32) -> Vec<i32> {
-        let led = self.partitions.iter().filter(|(_, (l, _))| *l == node);
-        led.map(|(p, _)| *p).collect()
-    }
-
-    /// Every partition placed on `replicas` of the nodes `live`, led by one of them.
-    fn settled(&self, live: &BTreeSet<i32>, replicas: usize) -> bool {
-        self.brokers == *live
-            && self.partitions.len() == PARTITIONS as usize
-            && self.partitions.values().all(|(leader, r)| {
-                r.len() == replicas && r.contains(leader) && r.iter().all(|n| live.contains(n))
-            })
-    }
-}
-
-fn routes(node: SocketAddr) -> Result<Routes> {
-    let mut client = RawClient::connect(node)?;
-    let version = client.version(ApiKey::Metadata, 9)?;
-    let request = MetadataRequest::default().with_topics(None);
-    let response: MetadataResponse = client.call(ApiKey::Metadata, version, &request)?;
-    let brokers = response.brokers.iter().map(|b| b.node_id.0).collect();
-    let mut partitions = BTreeMap::new();
-    let ours = response
-        .topics
-        .iter()
-        .filter(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == TOPIC));
-    for topic in ours {
-        for p in topic.partitions.iter().filter(|p| p.error_code == 0) {
-            let replicas = p.replica_nodes.iter().map(|r| r.0).collect();
-            partitions.insert(p.partition_index, (p.leader_id.0, replicas));
-        }
-    }
-    Ok(Routes {
-        brokers,
-        partitions,
-    })
 }
 
 /// Waits until every node of `nodes` gives the same settled routes.
@@ -82,10 +35,12 @@ fn settled(nodes: &BTreeMap<i32, Node>) -> Result<Routes> {
         || {
             nodes
                 .values()
-                .map(|n| routes(n.kafka))
+                .map(|n| routes(n.kafka, TOPIC))
                 .collect::<Result<Vec<_>>>()
         },
-        |seen| seen.windows(2).all(|w| w[0] == w[1]) && seen[0].settled(&live, replicas),
+        |seen| {
+            seen.windows(2).all(|w| w[0] == w[1]) && seen[0].settled(&live, replicas, PARTITIONS)
+        },
     )?;
     seen.into_iter().next().context("no node")
 }
@@ -129,7 +84,7 @@ fn a_node_restarted_while_etcd_is_down_serves_the_assignment_it_kept() -> Result
     }
     produce(source.addr, TOPIC, 300, "none", PARTITIONS, 0)?;
     let before = settled(&nodes)?;
-    let id = before.partitions[&0].0;
+    let id = before.partitions[&0].leader;
     let led = before.led_by(id);
     let expected = batches(source.addr, &led)?;
     let node = |nodes: &BTreeMap<i32, Node>| nodes.get(&id).map(|n| n.kafka).context("node");
@@ -145,7 +100,7 @@ fn a_node_restarted_while_etcd_is_down_serves_the_assignment_it_kept() -> Result
         "{:?}",
         readyz(restarted)?
     );
-    let after = routes(restarted.kafka)?;
+    let after = routes(restarted.kafka, TOPIC)?;
     ensure!(
         after == before,
         "restarted with {after:?}, before {before:?}"
@@ -190,7 +145,11 @@ fn quoted(path: &Path) -> String {
 /// Waits until `node` leads every partition alone, as the only member of its cluster.
 fn serves_alone(node: &Node) -> Result<()> {
     let alone = BTreeSet::from([1]);
-    until(SETTLE, || routes(node.kafka), |r| r.settled(&alone, 1))?;
+    until(
+        SETTLE,
+        || routes(node.kafka, TOPIC),
+        |r| r.settled(&alone, 1, PARTITIONS),
+    )?;
     until(SETTLE, || readyz(node), |(code, _)| *code == 200)?;
     Ok(())
 }
@@ -227,7 +186,7 @@ fn a_node_reaches_etcd_over_mutual_tls_and_reports_a_ca_it_cannot_verify() -> Re
         "invalid peer certificate",
     ];
     until(SETTLE, || Ok(refused.process.logged(&said)), |said| *said)?;
-    ensure!(routes(node.kafka)?.brokers == BTreeSet::from([1]));
+    ensure!(routes(node.kafka, TOPIC)?.brokers == BTreeSet::from([1]));
     Ok(())
 }
 
@@ -258,7 +217,7 @@ fn a_node_authenticates_to_etcd_as_a_user_and_reports_a_wrong_password() -> Resu
         |(_, body)| body.contains("authentication failed"),
     )?;
     ensure!(code == 503, "{code} {body}");
-    ensure!(routes(node.kafka)?.brokers == BTreeSet::from([1]));
+    ensure!(routes(node.kafka, TOPIC)?.brokers == BTreeSet::from([1]));
     Ok(())
 }
 
@@ -292,8 +251,8 @@ fn a_replica_moved_to_a_joining_node_is_removed_after_the_grace() -> Result<()> 
     produce(source.addr, TOPIC, 600, "none", PARTITIONS, 0)?;
     let before = settled(&nodes)?;
     // Every replica has its partitions' data on disk.
-    for (p, (_, replicas)) in &before.partitions {
-        for r in replicas {
+    for (p, route) in &before.partitions {
+        for r in &route.replicas {
             let node = nodes.get(r).context("replica")?;
             until(SETTLE, || segment_bytes(node, *p), |bytes| *bytes > 0)?;
         }
@@ -304,8 +263,8 @@ fn a_replica_moved_to_a_joining_node_is_removed_after_the_grace() -> Result<()> 
     let (p, old) = before
         .partitions
         .iter()
-        .find_map(|(p, (_, replicas))| {
-            let new = &after.partitions.get(p)?.1;
+        .find_map(|(p, was)| {
+            let (replicas, new) = (&was.replicas, &after.partitions.get(p)?.replicas);
             let left = replicas.iter().find(|r| !new.contains(r))?;
             Some((*p, *left))
         })
@@ -314,7 +273,7 @@ fn a_replica_moved_to_a_joining_node_is_removed_after_the_grace() -> Result<()> 
     let kept: Vec<i32> = after
         .partitions
         .iter()
-        .filter(|(_, (_, r))| r.contains(&old))
+        .filter(|(_, r)| r.replicas.contains(&old))
         .map(|(p, _)| *p)
         .collect();
     // Within the grace the moved replica's data is still there.
@@ -352,8 +311,8 @@ fn a_replica_moved_to_a_joining_node_is_removed_after_the_grace() -> Result<()> 
     }
     let all: Vec<i32> = (0..PARTITIONS).collect();
     let expected = batches(source.addr, &all)?;
-    for (q, (leader, _)) in &after.partitions {
-        let node = nodes.get(leader).context("leader")?.kafka;
+    for (q, route) in &after.partitions {
+        let node = nodes.get(&route.leader).context("leader")?.kafka;
         let want = vec![expected[*q as usize].clone()];
         until(SETTLE, || batches(node, &[*q]), |served| *served == want)?;
     }

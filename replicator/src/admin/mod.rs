@@ -63,13 +63,17 @@ pub struct AdminState {
     /// talk to a link's source (verify, switchover, failback).
     pub links: Arc<Vec<Link>>,
     pub scrub: Arc<Scrub>,
-    /// The node is one of a cluster, which cannot change a topic's owner yet.
-    pub clustered: bool,
+    /// The node's cluster, when it is one of several: failover goes through etcd there.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The admin routes, separate from the socket so tests can drive them directly.
 pub fn router(state: AdminState) -> Router {
-    let (token, clustered) = (state.token.clone(), state.clustered);
+    let token = state.token.clone();
+    let gate = crate::cluster::AdminGate {
+        cluster: state.cluster.clone(),
+        store: state.store.clone(),
+    };
     Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
@@ -86,7 +90,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/links/{name}/switchover/demote", post(demote))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
-            clustered,
+            gate,
             crate::cluster::refuse_ownership_changes,
         ))
         .layer(axum::middleware::from_fn_with_state(

@@ -6,6 +6,12 @@
 //! moving as few replicas as that needs. A moved or added replica fills itself from the
 //! source, so leadership only goes to a replica that already held the partition when
 //! there is one.
+//!
+//! An owned partition (a failed-over shadow) is different: its replicas copy the
+//! leader, so a replica that did not hold it has none of its writes. Its replicas are
+//! never moved to rebalance, only a lost one is replaced; its leadership goes only to a
+//! member of its in-sync set (the replicas that held it when it became owned, less the
+//! lost ones), in a leader epoch one above the last, and nowhere when none survives.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +25,17 @@ pub struct Assignment {
     pub brokers: BTreeMap<i32, String>,
     /// Per topic, the placement of each partition, indexed by partition.
     pub topics: BTreeMap<String, Vec<Placement>>,
+    /// Topics that are no longer shadows: absent means mirrored from the source.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Role>,
+}
+
+/// What a placed topic is. A shadow's replicas each fetch from the source; an owned
+/// topic's leader takes writes and its other replicas fetch from the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owned,
 }
 
 /// One partition's replicas and the one among them that serves it.
@@ -26,12 +43,53 @@ pub struct Assignment {
 pub struct Placement {
     pub leader: i32,
     pub replicas: Vec<i32>,
+    /// For an owned partition, the epoch its leader writes in: above every epoch the
+    /// partition had, and raised with every change of leader, so a deposed leader is
+    /// fenced. Unused (0) for shadows, whose epochs are the source's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub leader_epoch: i32,
+    /// For an owned partition, the replicas holding every acknowledged write: `acks=all`
+    /// waits for each of them, and only they may lead. A replacement replica is not
+    /// added (it would need the leader to report it caught up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isr: Vec<i32>,
+}
+
+fn is_zero(epoch: &i32) -> bool {
+    *epoch == 0
 }
 
 impl Assignment {
     pub fn placement(&self, topic: &str, partition: i32) -> Option<&Placement> {
         let index = usize::try_from(partition).ok()?;
         self.topics.get(topic)?.get(index)
+    }
+
+    pub fn is_owned(&self, topic: &str) -> bool {
+        self.roles.get(topic) == Some(&Role::Owned)
+    }
+
+    /// Makes `topics` owned in one step (a failover): each partition keeps its replicas
+    /// and leader, in an epoch above both its placed one and the partition's floor
+    /// (`epochs`, indexed by partition: one above every epoch it was seen in). A topic
+    /// already owned, or not placed, is left as it is.
+    pub fn fail_over(&self, epochs: &BTreeMap<String, Vec<i32>>) -> Assignment {
+        let mut next = self.clone();
+        for (topic, floors) in epochs {
+            if next.is_owned(topic) {
+                continue;
+            }
+            let Some(placements) = next.topics.get_mut(topic) else {
+                continue;
+            };
+            for (index, placement) in placements.iter_mut().enumerate() {
+                let floor = floors.get(index).copied().unwrap_or(0);
+                placement.leader_epoch = floor.max(placement.leader_epoch + 1);
+                placement.isr = placement.replicas.clone();
+            }
+            next.roles.insert(topic.clone(), Role::Owned);
+        }
+        next
     }
 
     /// Replicas held by each node, every live node listed.
@@ -59,6 +117,7 @@ pub fn assign(
     let mut next = Assignment {
         brokers: members.clone(),
         topics: BTreeMap::new(),
+        roles: previous.roles.clone(),
     };
     for (topic, count) in partitions {
         let kept = (0..*count)
@@ -66,6 +125,8 @@ pub fn assign(
             .collect();
         next.topics.insert(topic.clone(), kept);
     }
+    next.roles
+        .retain(|topic, _| next.topics.contains_key(topic));
     fill(&mut next, &nodes, wanted);
     rebalance(&mut next, &nodes);
     elect_leaders(&mut next, previous);
@@ -79,6 +140,8 @@ fn surviving(previous: Option<&Placement>, nodes: &BTreeSet<i32>, wanted: usize)
         return Placement {
             leader: -1,
             replicas: Vec::new(),
+            leader_epoch: 0,
+            isr: Vec::new(),
         };
     };
     let leader = match nodes.contains(&previous.leader) {
@@ -97,7 +160,18 @@ fn surviving(previous: Option<&Placement>, nodes: &BTreeSet<i32>, wanted: usize)
             None => break,
         };
     }
-    Placement { leader, replicas }
+    let isr = previous
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| replicas.contains(r))
+        .collect();
+    Placement {
+        leader,
+        replicas,
+        leader_epoch: previous.leader_epoch,
+        isr,
+    }
 }
 
 /// Adds replicas where a partition has fewer than `wanted`, each on the least loaded
@@ -140,7 +214,12 @@ fn rebalance(next: &mut Assignment, nodes: &BTreeSet<i32>) {
             return;
         }
         let movable = |p: &Placement| p.replicas.contains(&heavy) && !p.replicas.contains(&light);
-        let all = next.topics.values_mut().flatten();
+        let roles = &next.roles;
+        let shadows = next
+            .topics
+            .iter_mut()
+            .filter(|(t, _)| !roles.contains_key(*t));
+        let all = shadows.flat_map(|(_, placements)| placements.iter_mut());
         let mut candidates: Vec<&mut Placement> = all.filter(|p| movable(p)).collect();
         candidates.sort_by_key(|p| p.leader == heavy);
         let Some(placement) = candidates.into_iter().next() else {
@@ -158,7 +237,8 @@ fn rebalance(next: &mut Assignment, nodes: &BTreeSet<i32>) {
 }
 
 /// Gives each partition without a leader one: a replica that already held it when
-/// there is one (it has the data), else any, the one leading the fewest partitions.
+/// there is one (it has the data), else any, the one leading the fewest partitions. An
+/// owned partition takes only a member of its in-sync set, in the next leader epoch.
 fn elect_leaders(next: &mut Assignment, previous: &Assignment) {
     let mut leading: BTreeMap<i32, usize> = next.brokers.keys().map(|n| (*n, 0)).collect();
     for placement in next.topics.values().flatten() {
@@ -167,6 +247,7 @@ fn elect_leaders(next: &mut Assignment, previous: &Assignment) {
         }
     }
     for (topic, placements) in next.topics.iter_mut() {
+        let owned = next.roles.contains_key(topic);
         for (index, placement) in placements.iter_mut().enumerate() {
             if placement.leader >= 0 || placement.replicas.is_empty() {
                 continue;
@@ -175,14 +256,19 @@ fn elect_leaders(next: &mut Assignment, previous: &Assignment) {
                 .placement(topic, index as i32)
                 .map(|p| p.replicas.clone())
                 .unwrap_or_default();
+            let isr = &placement.isr;
             let leader = placement
                 .replicas
                 .iter()
                 .copied()
+                .filter(|r| !owned || isr.contains(r))
                 .min_by_key(|r| (!held.contains(r), leading.get(r).copied().unwrap_or(0), *r));
             if let Some(leader) = leader {
                 placement.leader = leader;
                 *leading.entry(leader).or_default() += 1;
+                if owned {
+                    placement.leader_epoch += 1;
+                }
             }
         }
     }
@@ -314,5 +400,69 @@ mod tests {
         let after = assign(&before, &members(&[1, 2, 3]), &topics(&[("orders", 5)]), 2);
         check_valid(&after, 2);
         assert_eq!(&after.topics["orders"][..2], &before.topics["orders"][..]);
+    }
+
+    fn failed_over(a: &Assignment, topic: &str, floor: i32) -> Assignment {
+        let count = a.topics[topic].len();
+        a.fail_over(&BTreeMap::from([(topic.to_string(), vec![floor; count])]))
+    }
+
+    #[test]
+    fn a_failover_makes_the_topic_owned_in_place_above_every_epoch() {
+        let parts = topics(&[("orders", 4), ("payments", 2)]);
+        let before = assign(&Assignment::default(), &members(&[1, 2, 3]), &parts, 2);
+        let after = failed_over(&before, "orders", 7);
+        assert!(after.is_owned("orders") && !after.is_owned("payments"));
+        assert_eq!(after.topics["payments"], before.topics["payments"]);
+        for (old, new) in before.topics["orders"].iter().zip(&after.topics["orders"]) {
+            assert_eq!((new.leader, &new.replicas), (old.leader, &old.replicas));
+            assert_eq!(new.leader_epoch, 7);
+            assert_eq!(new.isr, old.replicas);
+        }
+        // Already owned: a second request changes nothing, and neither does a round.
+        assert_eq!(failed_over(&after, "orders", 9), after);
+        assert_eq!(assign(&after, &members(&[1, 2, 3]), &parts, 2), after);
+    }
+
+    #[test]
+    fn an_owned_partition_moves_only_to_its_in_sync_set_in_a_new_epoch() {
+        let parts = topics(&[("orders", 6)]);
+        let before = assign(&Assignment::default(), &members(&[1, 2, 3]), &parts, 2);
+        let owned = failed_over(&before, "orders", 3);
+        let lost = 1;
+        let after = assign(&owned, &members(&[2, 3]), &parts, 2);
+        check_valid(&after, 2);
+        for (old, new) in owned.topics["orders"].iter().zip(&after.topics["orders"]) {
+            if old.leader == lost {
+                assert!(old.isr.contains(&new.leader) && new.leader != lost);
+                assert_eq!(new.leader_epoch, old.leader_epoch + 1);
+            } else {
+                assert_eq!(
+                    (new.leader, new.leader_epoch),
+                    (old.leader, old.leader_epoch)
+                );
+            }
+            // The replacement replica is not in sync: it holds none of the writes yet.
+            assert!(!new.isr.contains(&lost));
+            assert!(new.isr.iter().all(|r| old.isr.contains(r)));
+        }
+        // Its in-sync set lost too, a partition stays without a leader rather than
+        // taking one that never held it.
+        let alone = assign(&after, &members(&[4, 5]), &parts, 2);
+        assert!(alone.topics["orders"].iter().all(|p| p.leader == -1));
+        let later = assign(&alone, &members(&[4, 5]), &parts, 2);
+        assert!(later.topics["orders"].iter().all(|p| p.leader == -1));
+    }
+
+    #[test]
+    fn a_joining_node_takes_no_replica_of_an_owned_partition() {
+        let parts = topics(&[("orders", 6), ("payments", 6)]);
+        let before = assign(&Assignment::default(), &members(&[1, 2]), &parts, 2);
+        let owned = failed_over(&before, "orders", 1);
+        let after = assign(&owned, &members(&[1, 2, 3]), &parts, 2);
+        assert_eq!(after.topics["orders"], owned.topics["orders"]);
+        assert!(after.topics["payments"]
+            .iter()
+            .any(|p| p.replicas.contains(&3)));
     }
 }

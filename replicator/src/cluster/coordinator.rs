@@ -20,7 +20,7 @@ use crate::mirror::Store;
 
 /// Why the etcd session ended; the node keeps its last assignment and tries again.
 #[derive(Debug, thiserror::Error)]
-enum SessionError {
+pub(super) enum SessionError {
     #[error("etcd: {}", super::tls::describe(.0))]
     Etcd(#[from] etcd_client::Error),
     #[error(transparent)]
@@ -36,12 +36,12 @@ enum SessionError {
 }
 
 /// What the node's session needs and keeps across reconnects.
-struct Session {
-    cluster: Arc<Cluster>,
+pub(super) struct Session {
+    pub(super) cluster: Arc<Cluster>,
     config: ClusterConfig,
     /// The address other nodes and clients reach this node's first listener at.
     advertised: String,
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     prefix: String,
     /// Kept across reconnects: etcd extends leases when it restarts, so a node that
     /// comes back on its old lease keeps its membership and its election unbroken.
@@ -83,12 +83,12 @@ pub async fn run(
 }
 
 impl Session {
-    fn key(&self, name: &str) -> String {
+    pub(super) fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
 
     /// Bounds one etcd call: a stopped etcd must not hold the session forever.
-    async fn bounded<T, F>(&self, call: F) -> Result<T, SessionError>
+    pub(super) async fn bounded<T, F>(&self, call: F) -> Result<T, SessionError>
     where
         F: Future<Output = Result<T, etcd_client::Error>>,
     {
@@ -147,6 +147,7 @@ impl Session {
                         }
                         keep_at = Instant::now() + keep_every;
                     }
+                    self.record_failovers(&mut client).await?;
                     assigner = self.assign_step(&mut client, lease, assigner).await?;
                 }
             }
@@ -249,15 +250,18 @@ impl Session {
         let partitions = mirrored_partitions(&self.store, &previous);
         let rf = self.config.replication_factor;
         let next = assign(&previous, &members, &partitions, rf);
-        if next == previous {
+        let (next, handled) = self.fail_over_requested(client, next).await?;
+        if next == previous && handled.is_empty() {
             return Ok(true);
         }
-        let write = Txn::new()
-            .when([
-                Compare::value(assigner_key, CompareOp::Equal, me),
-                Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
-            ])
-            .and_then([TxnOp::put(key, serde_json::to_vec(&next)?, None)]);
+        let mut guards = vec![
+            Compare::value(assigner_key, CompareOp::Equal, me),
+            Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
+        ];
+        guards.extend(handled.compares);
+        let mut ops = vec![TxnOp::put(key, serde_json::to_vec(&next)?, None)];
+        ops.extend(handled.deletes);
+        let write = Txn::new().when(guards).and_then(ops);
         let written = self.bounded(client.txn(write)).await?.succeeded();
         if written {
             let nodes: Vec<i32> = next.brokers.keys().copied().collect();

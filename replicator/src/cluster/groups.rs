@@ -318,7 +318,7 @@ mod tests {
         ];
         cluster.install(crate::cluster::Assignment {
             brokers: brokers.iter().map(|(n, a)| (*n, a.to_string())).collect(),
-            topics: BTreeMap::new(),
+            ..Default::default()
         });
         for g in 0..30 {
             let group = format!("group-{g}");

@@ -7,13 +7,22 @@
 //! partitions it is a replica of, straight from the source (the bytes at an offset are
 //! the source's, so replicas agree without copying from each other), and it serves the
 //! ones it leads. While etcd cannot be reached, the last assignment stays in force.
+//!
+//! A failover makes a link's shadows owned in the assignment: the leader takes writes in
+//! the epoch the assignment gives it, the other replicas copy it (`replica`), and
+//! `acks=all` waits for the in-sync ones (`replication`).
 
 mod admin;
 mod assignment;
 #[cfg(feature = "cluster")]
 mod coordinator;
+#[cfg(feature = "cluster")]
+mod failovers;
 mod groups;
 mod persist;
+#[cfg(feature = "cluster")]
+mod replica;
+mod replication;
 #[cfg(feature = "cluster")]
 mod retire;
 #[cfg(feature = "cluster")]
@@ -30,13 +39,15 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::mirror::MirrorTopic;
 
-pub use admin::refuse_ownership_changes;
-pub use assignment::{assign, Assignment, Placement};
+pub use admin::{refuse_ownership_changes, AdminGate, ClusterFailover};
+pub use assignment::{assign, Assignment, Placement, Role};
 pub use groups::{share_offsets, GroupCoordinator};
 pub use persist::Origin;
+pub use replication::{record_follower_fetch, InSyncError};
 
-/// Keeps this node in the cluster until `stopped` (see [`coordinator::run`]), keeps the
-/// assignment in force on disk, and removes the data of replicas moved away.
+/// Keeps this node in the cluster until `stopped` (see `coordinator::run`), its copies
+/// of owned partitions in the role the assignment gives them, the assignment in force
+/// on disk, and removes the data of replicas moved away.
 #[cfg(feature = "cluster")]
 pub async fn run(
     cluster: Arc<Cluster>,
@@ -52,7 +63,10 @@ pub async fn run(
     });
     let retired = retire::run(cluster.clone(), store.clone(), grace, stopped.clone());
     let retired = tokio::spawn(retired);
+    let replicas = replica::run(cluster.clone(), store.clone(), stopped.clone());
+    let replicas = tokio::spawn(replicas);
     coordinator::run(cluster, config, advertised, store, stopped).await;
+    let _ = replicas.await;
     let _ = retired.await;
     if let Some(keep) = keep {
         let _ = keep.await;
@@ -90,6 +104,18 @@ pub struct Cluster {
     data_dir: Option<PathBuf>,
     /// Woken on every install, for the task that keeps the assignment on disk.
     installs: tokio::sync::Notify,
+    /// Followers' fetch positions of the partitions this node leads.
+    positions: replication::Positions,
+    /// Failover requests made on this node, not yet recorded in etcd.
+    failover_requests: Mutex<Vec<FailoverAsk>>,
+}
+
+/// A failover of a link's topics, as recorded under `failovers/<link>` for the
+/// assigner to carry out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailoverAsk {
+    pub link: String,
+    pub topics: Vec<String>,
 }
 
 /// How a partition is served from this node, for Metadata.
@@ -98,6 +124,10 @@ pub struct Route {
     pub error_code: i16,
     pub leader: i32,
     pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// The epoch the assignment gives an owned partition's leader; `None` where the
+    /// partition's own epoch is served (shadows, a node on its own).
+    pub leader_epoch: Option<i32>,
 }
 
 impl Cluster {
@@ -114,6 +144,8 @@ impl Cluster {
             origin: Mutex::new(Origin::default()),
             data_dir,
             installs: tokio::sync::Notify::new(),
+            positions: Default::default(),
+            failover_requests: Mutex::new(Vec::new()),
         }
     }
 
@@ -177,6 +209,58 @@ impl Cluster {
         if **current != next {
             *current = Arc::new(next);
             self.generation.fetch_add(1, Ordering::AcqRel);
+            drop(current);
+            // A smaller in-sync set or a lost leadership ends `acks=all` waits.
+            self.positions.wake();
+        }
+    }
+
+    /// Asks the assigner, through etcd, to fail `topics` of `link` over.
+    pub fn request_failover(&self, ask: FailoverAsk) {
+        let mut requests = self
+            .failover_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        requests.push(ask);
+    }
+
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    fn pending_failovers(&self) -> Vec<FailoverAsk> {
+        let requests = self
+            .failover_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        requests.clone()
+    }
+
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    fn failovers_recorded(&self, recorded: &[FailoverAsk]) {
+        let mut requests = self
+            .failover_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        requests.retain(|r| !recorded.contains(r));
+    }
+
+    /// `Ok` while the installed assignment names this node leader of an owned partition
+    /// in the epoch the partition writes in (`owned_epoch`); else NOT_LEADER_OR_FOLLOWER,
+    /// which producers retry after refreshing Metadata.
+    pub fn check_writer(
+        &self,
+        topic: &str,
+        partition: i32,
+        owned_epoch: Option<i32>,
+    ) -> Result<i32, i16> {
+        let assignment = self.assignment();
+        match assignment.placement(topic, partition) {
+            Some(p)
+                if assignment.is_owned(topic)
+                    && p.leader == self.node_id
+                    && owned_epoch == Some(p.leader_epoch) =>
+            {
+                Ok(p.leader_epoch)
+            }
+            _ => Err(ResponseError::NotLeaderOrFollower.code()),
         }
     }
 
@@ -201,16 +285,25 @@ impl Cluster {
     /// The partition's leader and replicas as Metadata lists them.
     fn route(&self, topic: &str, partition: i32) -> Route {
         let assignment = self.assignment();
+        let owned = assignment.is_owned(topic);
         match assignment.placement(topic, partition) {
             Some(p) if p.leader >= 0 => Route {
                 error_code: 0,
                 leader: p.leader,
                 replicas: p.replicas.clone(),
+                isr: if owned {
+                    p.isr.clone()
+                } else {
+                    p.replicas.clone()
+                },
+                leader_epoch: owned.then_some(p.leader_epoch),
             },
             _ => Route {
                 error_code: ResponseError::LeaderNotAvailable.code(),
                 leader: -1,
                 replicas: Vec::new(),
+                isr: Vec::new(),
+                leader_epoch: None,
             },
         }
     }
@@ -277,7 +370,7 @@ impl Cluster {
 }
 
 /// How Metadata describes a partition: from the assignment on a cluster node; a node on
-/// its own (and an owned topic, which a cluster does not place) leads what it holds.
+/// its own leads what it holds.
 pub fn route(
     cluster: Option<&Cluster>,
     node_id: i32,
@@ -285,11 +378,13 @@ pub fn route(
     partition: i32,
 ) -> Route {
     match cluster {
-        Some(cluster) if !topic.is_owned() => cluster.route(&topic.name, partition),
-        _ => Route {
+        Some(cluster) => cluster.route(&topic.name, partition),
+        None => Route {
             error_code: 0,
             leader: node_id,
             replicas: vec![node_id],
+            isr: vec![node_id],
+            leader_epoch: None,
         },
     }
 }

@@ -96,6 +96,7 @@ mod tests {
         let placement = Placement {
             leader,
             replicas: vec![leader],
+            ..Default::default()
         };
         a.topics.insert("orders".into(), vec![placement]);
         a

@@ -153,6 +153,7 @@ mod tests {
             .map(|(leader, replicas)| Placement {
                 leader: *leader,
                 replicas: replicas.to_vec(),
+                ..Default::default()
             })
             .collect();
         a.topics.insert("orders".into(), list);

@@ -28,6 +28,9 @@ pub async fn handle(
     header: &RequestHeader,
     request: FetchRequest,
 ) -> Result<Reply, EncodeError> {
+    if let Some(cluster) = ctx.cluster.as_deref() {
+        crate::cluster::record_follower_fetch(cluster, &request);
+    }
     let parts = match SessionRequest::of(request.session_id, request.session_epoch) {
         SessionRequest::Sessionless { close } => {
             crate::metrics::fetch_session_request("sessionless");

@@ -111,22 +111,24 @@ fn describe(
         .partitions()
         .iter()
         .map(|p| {
-            let mut epoch = p.leader_epoch();
             let mut route =
                 crate::cluster::route(ctx.cluster.as_deref(), node_id, topic, p.partition);
+            let mut epoch = route.leader_epoch.unwrap_or_else(|| p.leader_epoch());
             if let Some((owner, owner_epoch)) = ctx.peers.owner_elsewhere(topic, p.partition) {
                 epoch = epoch.max(owner_epoch);
                 route.leader = owner.node_id;
                 route.replicas = vec![owner.node_id];
+                route.isr = vec![owner.node_id];
                 owners.push(owner);
             }
             let replicas: Vec<_> = route.replicas.into_iter().map(Into::into).collect();
+            let isr: Vec<_> = route.isr.into_iter().map(Into::into).collect();
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(p.partition)
                 .with_error_code(route.error_code)
                 .with_leader_id(route.leader.into())
-                .with_replica_nodes(replicas.clone())
-                .with_isr_nodes(replicas);
+                .with_replica_nodes(replicas)
+                .with_isr_nodes(isr);
             if version >= 7 {
                 partition = partition.with_leader_epoch(epoch);
             }

@@ -12,6 +12,11 @@
 //! node that owns it now, once that node does: the client's Metadata refresh names it
 //! leader (see `switchover::peers`), so an unchanged producer follows the topic.
 //!
+//! On a cluster node, an owned partition is written only by the leader the assignment
+//! names, in the epoch it gives; elsewhere NOT_LEADER_OR_FOLLOWER sends the producer to
+//! Metadata. There `acks=all` is answered once every other in-sync replica has fetched
+//! past the batch, or REQUEST_TIMED_OUT after the request's timeout, as in Kafka.
+//!
 //! A transactional batch is written only when the transaction coordinator confirms that
 //! its producer is the current epoch of its transactional id and that the partition is
 //! in its ongoing transaction; otherwise Kafka's answers: INVALID_PRODUCER_EPOCH for a
@@ -19,6 +24,7 @@
 //! not added.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
@@ -32,6 +38,7 @@ use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, RequestContext, ServerContext};
 use crate::authz::Operation;
+use crate::cluster::{Cluster, InSyncError};
 use crate::errors::{
     produce_error_code, task_failed_code, topic_write_refusal, txn_error_code, Declined, Refusal,
     Unserved,
@@ -56,6 +63,7 @@ pub async fn handle(
 ) -> Result<Reply, EncodeError> {
     let version = header.api_version;
     let acks = request.acks;
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.clone();
@@ -72,12 +80,33 @@ pub async fn handle(
                 let mut answers = Vec::with_capacity(topic.partition_data.len());
                 for data in topic.partition_data {
                     let txns = &ctx.txns;
-                    let answer = produce_partition(&owned, txns, data, version, acks).await;
+                    let answer = match ctx.cluster.as_deref() {
+                        Some(cluster) => {
+                            let write = Write {
+                                version,
+                                acks,
+                                timeout,
+                            };
+                            produce_replicated(cluster, &owned, txns, data, write).await
+                        }
+                        None => produce_partition(&owned, txns, data, version, acks).await,
+                    };
                     let moved = answer.error_code != 0;
                     let to_owner = moved.then(|| to_owner(ctx, &owned, answer.index, version));
                     answers.push(to_owner.flatten().unwrap_or(answer));
                 }
                 answers
+            }
+            (Ok(()), None) if failing_over(ctx, name.as_str()) => {
+                let code = ResponseError::NotLeaderOrFollower.code();
+                let message = format!(
+                    "{} is failing over: it takes writes once its leader opens",
+                    name.as_str()
+                );
+                let partitions = topic.partition_data.iter();
+                partitions
+                    .map(|p| failed(version, p.index, code, message.clone()))
+                    .collect()
             }
             (Ok(()), None) => refused_topic(ctx, name.as_str(), &topic.partition_data, version),
         };
@@ -93,6 +122,13 @@ pub async fn handle(
     }
     let response = ProduceResponse::default().with_responses(responses);
     Reply::encode(header, &response)
+}
+
+/// Whether the cluster made the topic owned and this node has not taken it over yet: a
+/// producer that followed Metadata here retries rather than fails.
+fn failing_over(ctx: &ServerContext, topic: &str) -> bool {
+    let cluster = ctx.cluster.as_deref();
+    cluster.is_some_and(|c| c.assignment().is_owned(topic))
 }
 
 fn refused_topic(
@@ -144,6 +180,56 @@ fn to_owner(
     };
     let code = ResponseError::NotLeaderOrFollower.code();
     Some(failed(version, index, code, message))
+}
+
+/// How a Produce request asks each partition to be written.
+#[derive(Clone, Copy)]
+struct Write {
+    version: i16,
+    acks: i16,
+    timeout: Duration,
+}
+
+/// A cluster node's write of an owned partition: by the leader only, in its epoch, and
+/// with `acks=all` answered once the in-sync replicas hold it.
+async fn produce_replicated(
+    cluster: &Cluster,
+    topic: &Arc<MirrorTopic>,
+    txns: &Arc<TxnCoordinator>,
+    data: PartitionProduceData,
+    write: Write,
+) -> PartitionProduceResponse {
+    let (index, version) = (data.index, write.version);
+    let epoch = topic.partition(index).and_then(|p| p.owned_epoch());
+    let epoch = match cluster.check_writer(&topic.name, index, epoch) {
+        Ok(epoch) => epoch,
+        Err(code) => {
+            let message = format!("this node does not lead {}-{index}", topic.name);
+            return failed(version, index, code, message);
+        }
+    };
+    // Offsets advance by the batch's last offset delta, not its record count.
+    let span = (data.records.clone())
+        .and_then(|r| RecordBatch::parse(r).ok())
+        .map(|b| i64::from(b.last_offset_delta()) + 1);
+    let answer = produce_partition(topic, txns, data, version, write.acks).await;
+    let Some(span) = span.filter(|_| write.acks == -1 && answer.error_code == 0) else {
+        return answer;
+    };
+    let end = answer.base_offset + span;
+    match cluster
+        .wait_in_sync(&topic.name, index, epoch, end, write.timeout)
+        .await
+    {
+        Ok(()) => answer,
+        Err(e) => {
+            let code = match e {
+                InSyncError::TimedOut => ResponseError::RequestTimedOut.code(),
+                InSyncError::NotLeader => ResponseError::NotLeaderOrFollower.code(),
+            };
+            failed(version, index, code, format!("{}-{index}: {e}", topic.name))
+        }
+    }
 }
 
 async fn produce_partition(
