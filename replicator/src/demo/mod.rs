@@ -11,6 +11,8 @@
 mod account;
 mod client;
 mod closing;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod pair;
 mod report;
 mod verify;
@@ -47,6 +49,24 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     drop(runtime);
     drop(dir);
     outcome
+}
+
+/// `demo --nodes N` (N > 1): region B as a cluster of N nodes surviving a node loss
+/// (see `cluster`), in a build with the `cluster` feature.
+pub fn run_cluster(nodes: usize, keep_running: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !keep_running,
+        "--keep-running leaves the two-node pair up; it does not combine with --nodes"
+    );
+    #[cfg(feature = "cluster")]
+    return cluster::run(nodes);
+    #[cfg(not(feature = "cluster"))]
+    anyhow::bail!(
+        "--nodes {nodes} needs cluster support, and this shadowlink was built without it: \
+         build with `cargo build --release -p shadowlink --features cluster` (the etcd client \
+         needs protoc; the demo needs etcd: `apt install etcd-server protobuf-compiler` or \
+         scripts/install-test-deps)"
+    )
 }
 
 async fn demo(dir: &Path, keep_running: bool) -> anyhow::Result<()> {
