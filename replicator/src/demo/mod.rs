@@ -224,3 +224,20 @@ async fn serve_until_signal(a: Daemon, b: Daemon) -> anyhow::Result<()> {
     a.shutdown().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nodes_do_not_combine_with_keep_running() {
+        let error = super::run_cluster(3, true).unwrap_err().to_string();
+        assert!(error.contains("--keep-running"), "{error}");
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    #[test]
+    fn nodes_need_a_build_with_the_cluster_feature() {
+        let error = super::run_cluster(3, false).unwrap_err().to_string();
+        assert!(error.contains("--features cluster"), "{error}");
+        assert!(error.contains("etcd-server"), "{error}");
+    }
+}

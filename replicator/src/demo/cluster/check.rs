@@ -206,3 +206,49 @@ where
 fn fail(reason: String) -> anyhow::Error {
     anyhow!("verification FAILED: {reason}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowlink::verify::compare::{Mismatch, Tally};
+
+    fn verified(start: i64, end: i64, batches: u64, matched: u64) -> PartitionVerify {
+        PartitionVerify {
+            topic: "a_orders".into(),
+            partition: 0,
+            mirror_start: start,
+            mirror_end: end,
+            source_start: Some(0),
+            source_hwm: Some(10),
+            gone_at_source: None,
+            tally: Tally {
+                batches,
+                bytes: 100 * batches,
+                matched,
+                mismatched: batches - matched,
+                first_mismatch: None,
+            },
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_replica_is_identical_only_when_all_of_a_matched() {
+        assert_eq!(identical(&verified(0, 10, 2, 2), 10), Ok(()));
+        // Short of A's end, starting past 0, or with a batch unmatched: not identical.
+        assert!(identical(&verified(0, 8, 2, 2), 10).is_err());
+        assert!(identical(&verified(5, 10, 1, 1), 10).is_err());
+        assert!(identical(&verified(0, 10, 2, 1), 10).is_err());
+        assert!(identical(&verified(0, 10, 0, 0), 10).is_err());
+        let mut differs = verified(0, 10, 2, 1);
+        differs.tally.first_mismatch = Some(Mismatch {
+            offset: 5,
+            what: "CRC".into(),
+        });
+        let error = identical(&differs, 10).unwrap_err();
+        assert!(error.contains("offset 5"), "{error}");
+        let mut failed = verified(0, 10, 2, 2);
+        failed.error = Some("the source has no such partition".into());
+        assert!(identical(&failed, 10).is_err());
+    }
+}

@@ -119,3 +119,66 @@ async fn agreed(addrs: &[&str]) -> anyhow::Result<Routes> {
     }
     seen.ok_or_else(|| anyhow::anyhow!("no node asked"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(brokers: &[i32], placed: &[(&str, i32, i32, &[i32])]) -> Routes {
+        Routes {
+            brokers: brokers.iter().copied().collect(),
+            partitions: placed
+                .iter()
+                .map(|(t, p, leader, replicas)| {
+                    (TopicPartition::new(*t, *p), (*leader, replicas.to_vec()))
+                })
+                .collect(),
+        }
+    }
+
+    fn three_nodes() -> Routes {
+        routes(
+            &[1, 2, 3],
+            &[
+                ("a_orders", 0, 1, &[1, 2]),
+                ("a_orders", 1, 3, &[3, 1]),
+                ("a_shipments", 0, 2, &[2, 3]),
+                ("a_shipments", 1, 1, &[1, 2]),
+            ],
+        )
+    }
+
+    #[test]
+    fn settled_needs_every_partition_on_the_live_nodes_with_a_leader_among_them() {
+        let live: BTreeSet<i32> = [1, 2, 3].into();
+        assert!(three_nodes().settled(&live, 2));
+        let mut lost_leader = three_nodes();
+        lost_leader.brokers.remove(&1);
+        assert!(!lost_leader.settled(&[2, 3].into(), 2));
+        let mut short = three_nodes();
+        short.partitions.values_mut().next().unwrap().1.pop();
+        assert!(!short.settled(&live, 2));
+    }
+
+    #[test]
+    fn a_replacement_is_the_node_added_to_a_partition_the_lost_node_held() {
+        let after = routes(
+            &[2, 3],
+            &[
+                ("a_orders", 0, 2, &[2, 3]),
+                ("a_orders", 1, 3, &[3, 2]),
+                ("a_shipments", 0, 2, &[2, 3]),
+                ("a_shipments", 1, 2, &[2, 3]),
+            ],
+        );
+        let replaced = after.replacements(&three_nodes(), 1);
+        let expected: BTreeMap<TopicPartition, i32> = [
+            (TopicPartition::new("a_orders", 0), 3),
+            (TopicPartition::new("a_orders", 1), 2),
+            (TopicPartition::new("a_shipments", 1), 3),
+        ]
+        .into();
+        assert_eq!(replaced, expected);
+        assert_eq!(three_nodes().led_by(1).len(), 2);
+    }
+}
