@@ -168,25 +168,8 @@ async fn lose_a_node(
     producer: &Task,
     line: impl Fn(),
 ) -> anyhow::Result<Measured> {
-    let victim = *live
-        .iter()
-        .max_by_key(|id| (before.led_by(**id).len(), **id))
-        .context("no node in region B")?;
-    let led = before.led_by(victim);
+    let (victim, led, killed_at) = kill_a_leader(region, before, live).await?;
     let names: Vec<String> = led.iter().map(ToString::to_string).collect();
-    let bootstrap = region.first().map_or(0, |n| n.id);
-    let role = if victim == bootstrap {
-        " (and is the consumer's bootstrap node)"
-    } else {
-        ""
-    };
-    println!(
-        "killing node {victim} with SIGKILL: it leads {}{role}",
-        names.join(", ")
-    );
-    let node = region.iter_mut().find(|n| n.id == victim);
-    let killed_at = Instant::now();
-    node.context("the victim")?.kill9().await?;
     let survivors: BTreeSet<i32> = live.iter().copied().filter(|n| *n != victim).collect();
     let survivor_addrs = addrs(region, &survivors);
     routes::wait_for(&survivor_addrs, SETTLE, |r| {
@@ -223,6 +206,35 @@ async fn lose_a_node(
         killed_at,
         replacements,
     })
+}
+
+/// Kills the node leading the most partitions with SIGKILL; returns it, the partitions
+/// it led and when it was gone.
+async fn kill_a_leader(
+    region: &mut [NodeProcess],
+    before: &Routes,
+    live: &BTreeSet<i32>,
+) -> anyhow::Result<(i32, Vec<TopicPartition>, Instant)> {
+    let victim = *live
+        .iter()
+        .max_by_key(|id| (before.led_by(**id).len(), **id))
+        .context("no node in region B")?;
+    let led = before.led_by(victim);
+    let names: Vec<String> = led.iter().map(ToString::to_string).collect();
+    let bootstrap = region.first().map_or(0, |n| n.id);
+    let role = if victim == bootstrap {
+        " (and is the consumer's bootstrap node)"
+    } else {
+        ""
+    };
+    println!(
+        "killing node {victim} with SIGKILL: it leads {}{role}",
+        names.join(", ")
+    );
+    let node = region.iter_mut().find(|n| n.id == victim);
+    let killed_at = Instant::now();
+    node.context("the victim")?.kill9().await?;
+    Ok((victim, led, killed_at))
 }
 
 /// Waits until the consumer has read each of `led` after `killed_at`.
