@@ -74,9 +74,18 @@ fn a_three_node_region_survives_a_node_killed_under_load() -> Result<()> {
         "{verified}"
     );
     // Four partitions, each read back in full, and each replacement replica compared.
-    let read_back = stdout.lines().filter(|l| l.ends_with(", each once")).count();
-    ensure!(read_back == 4, "{read_back} partitions read back:\n{stdout}");
-    let compared = stdout.lines().filter(|l| l.contains("(replacement): offsets 0..")).count();
+    let read_back = stdout
+        .lines()
+        .filter(|l| l.ends_with(", each once"))
+        .count();
+    ensure!(
+        read_back == 4,
+        "{read_back} partitions read back:\n{stdout}"
+    );
+    let compared = stdout
+        .lines()
+        .filter(|l| l.contains("(replacement): offsets 0.."))
+        .count();
     ensure!(
         compared as f64 == replacements,
         "{compared} replicas compared, {replacements} reported:\n{stdout}"

@@ -58,7 +58,11 @@ fn main() -> Result<()> {
     println!("command: {}", command.join(" "));
     println!("machine: {}", machine());
     println!("load average at start: {}", load_average());
-    let source = Node::start(&NodeConfig::new().persist("os").topic(TOPIC, args.partitions))?;
+    let source = Node::start(
+        &NodeConfig::new()
+            .persist("os")
+            .topic(TOPIC, args.partitions),
+    )?;
     let started = Instant::now();
     let (ends, bytes) = fill(source.kafka, args.partitions, args.megabytes * 1_000_000)?;
     println!(
@@ -96,7 +100,10 @@ fn fill(source: SocketAddr, partitions: i32, target: u64) -> Result<(Vec<i64>, u
         let batch = padded_batch(&format!("{partition}-{n}"), BATCH_RECORDS);
         bytes += batch.len() as u64;
         let (error, base) = client.produce(TOPIC, partition, batch)?;
-        ensure!(error == 0, "produce to {TOPIC}-{partition} answered {error}");
+        ensure!(
+            error == 0,
+            "produce to {TOPIC}-{partition} answered {error}"
+        );
         ends[partition as usize] = base + BATCH_RECORDS as i64;
         n += 1;
     }
@@ -111,10 +118,12 @@ fn mirror(source: SocketAddr, nodes: i32, ends: &[i64]) -> Result<Run> {
     let name = format!("bench-{nodes}");
     let configs: Vec<NodeConfig> = (1..=nodes)
         .map(|id| {
-            NodeConfig::linked_to(source)
-                .admin()
-                .node_id(id)
-                .cluster(&name, &etcd.endpoint(), LEASE_TTL, rf)
+            NodeConfig::linked_to(source).admin().node_id(id).cluster(
+                &name,
+                &etcd.endpoint(),
+                LEASE_TTL,
+                rf,
+            )
         })
         .collect();
     let started = Instant::now();
@@ -127,7 +136,10 @@ fn mirror(source: SocketAddr, nodes: i32, ends: &[i64]) -> Result<Run> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a node start panicked"))?)
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a node start panicked"))?
+            })
             .collect::<Result<Vec<Node>>>()
     })?;
     let strays = loop {
@@ -217,7 +229,9 @@ fn print_table(runs: &[Run], bytes: u64) {
         .first()
         .map_or(1.0, |r| mb * r.rf as f64 / r.time.as_secs_f64());
     println!();
-    println!("| nodes | RF | time (s) | source MB/s | ratio | replica MB/s | ratio | stray copies |");
+    println!(
+        "| nodes | RF | time (s) | source MB/s | ratio | replica MB/s | ratio | stray copies |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for run in runs {
         let secs = run.time.as_secs_f64();

@@ -99,7 +99,10 @@ fn check_reads(
     for (tp, expected) in acked {
         let read = reads.consumed.get(tp).map_or(&[][..], Vec::as_slice);
         let n = verify::check_exact(&tp.to_string(), read, expected)?;
-        println!("  {tp}: {n} records read at offsets 0..{}, each once", n.saturating_sub(1));
+        println!(
+            "  {tp}: {n} records read at offsets 0..{}, each once",
+            n.saturating_sub(1)
+        );
         total += n;
     }
     Ok(total)
@@ -111,7 +114,10 @@ async fn check_replacements(
     replacements: &BTreeMap<TopicPartition, i32>,
     end: &impl Fn(&TopicPartition) -> i64,
 ) -> anyhow::Result<Compared> {
-    ensure!(!replacements.is_empty(), "verification FAILED: no replacement replica was placed");
+    ensure!(
+        !replacements.is_empty(),
+        "verification FAILED: no replacement replica was placed"
+    );
     let mut compared = Compared::default();
     for (tp, node) in replacements {
         let admin = node_admin(region, *node)?.to_string();
@@ -123,7 +129,10 @@ async fn check_replacements(
             admin_verify::request(&admin, None, LINK, &request)
         })
         .await??;
-        let verified = report.partitions.first().context("an empty verify report")?;
+        let verified = report
+            .partitions
+            .first()
+            .context("an empty verify report")?;
         identical(verified, end(tp)).map_err(|why| fail(format!("{tp} on node {node}: {why}")))?;
         println!(
             "  {tp} on node {node} (replacement): offsets 0..{}, {} batches, {} bytes identical to A",
@@ -164,7 +173,10 @@ fn identical(verified: &PartitionVerify, end: i64) -> Result<(), String> {
 
 fn node_admin(region: &[NodeProcess], id: i32) -> anyhow::Result<&str> {
     let node = region.iter().find(|n| n.id == id);
-    Ok(node.with_context(|| format!("no node {id}"))?.admin.as_str())
+    Ok(node
+        .with_context(|| format!("no node {id}"))?
+        .admin
+        .as_str())
 }
 
 /// The end of `tp`'s copy on the node whose admin listener is `admin`.

@@ -95,7 +95,11 @@ async fn consume(mut cluster: SourceCluster, reads: SharedReads, mut stop: watch
 }
 
 /// One fetch of `target` from its leader; false when the route needs refreshing.
-async fn read_once(cluster: &mut SourceCluster, target: &TopicPartition, reads: &SharedReads) -> bool {
+async fn read_once(
+    cluster: &mut SourceCluster,
+    target: &TopicPartition,
+    reads: &SharedReads,
+) -> bool {
     let leader = cluster
         .view
         .topics

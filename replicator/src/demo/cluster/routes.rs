@@ -111,7 +111,9 @@ async fn agreed(addrs: &[&str]) -> anyhow::Result<Routes> {
     for addr in addrs {
         let routes = tokio::time::timeout(ASK_TIMEOUT, routes(addr))
             .await
-            .map_err(|_| anyhow::anyhow!("{addr} did not answer Metadata within {ASK_TIMEOUT:?}"))??;
+            .map_err(|_| {
+                anyhow::anyhow!("{addr} did not answer Metadata within {ASK_TIMEOUT:?}")
+            })??;
         match &seen {
             Some(first) if *first != routes => bail!("the nodes disagree"),
             _ => seen = Some(routes),
