@@ -56,6 +56,12 @@ enum Command {
         /// addresses for your own clients; stop with Ctrl-C or SIGTERM.
         #[arg(long)]
         keep_running: bool,
+        /// Region B as a cluster of this many nodes coordinated by etcd (3 or more; needs
+        /// a build with `--features cluster` and etcd installed): region A writes, B's
+        /// consumer reads through one node while a node is killed with SIGKILL; prints how
+        /// long leadership took to move and checks every record and the replacement replica.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
     },
     /// Manage the users file of the Kafka listener's SASL (`kafka.sasl.users_file`).
     User {
@@ -335,7 +341,14 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", shadowlink::admin::failback::render(&link, &outcomes));
             Ok(())
         }
-        Command::Demo { keep_running } => demo::run(keep_running),
+        Command::Demo {
+            keep_running,
+            nodes: 1,
+        } => demo::run(keep_running),
+        Command::Demo {
+            keep_running,
+            nodes,
+        } => demo::run_cluster(nodes, keep_running),
         Command::User { command } => user(command),
         Command::Run { config } => {
             let config = Config::load(&config)?;

@@ -107,44 +107,13 @@ impl DemoClient {
         partition: i32,
         offset: i64,
     ) -> anyhow::Result<(Vec<Read>, i64)> {
-        let request = FetchRequest::default()
-            .with_replica_id((-1).into())
-            .with_max_wait_ms(50)
-            .with_min_bytes(1)
-            .with_max_bytes(8 * 1024 * 1024)
-            .with_isolation_level(0)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(partition)
-                    .with_fetch_offset(offset)
-                    .with_log_start_offset(-1)
-                    .with_partition_max_bytes(4 * 1024 * 1024)])]);
-        let response: FetchResponse = self.inner.send(ApiKey::Fetch, &request).await?;
-        let Some(data) = response
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-        else {
-            bail!("{topic}-{partition}: empty fetch response");
-        };
-        if data.error_code != 0 {
+        let fetched = fetch_partition(&self.inner, topic, partition, offset).await?;
+        match fetched.error_code {
+            0 => Ok((fetched.records, fetched.high_watermark)),
             // UNKNOWN_TOPIC_OR_PARTITION (3): a shadow topic not yet created.
-            if data.error_code == 3 {
-                return Ok((Vec::new(), 0));
-            }
-            bail!(
-                "{topic}-{partition}: fetch answered error code {}",
-                data.error_code
-            );
+            3 => Ok((Vec::new(), 0)),
+            code => bail!("{topic}-{partition}: fetch answered error code {code}"),
         }
-        let records = match &data.records {
-            Some(bytes) => decode_batches(bytes.clone(), offset)?,
-            None => Vec::new(),
-        };
-        Ok((records, data.high_watermark))
     }
 
     /// Every record of a partition from offset 0 up to its high watermark.
@@ -162,6 +131,55 @@ impl DemoClient {
             out.extend(records);
         }
     }
+}
+
+/// What a Fetch of one partition answered: its error code, and the records and high
+/// watermark when there is none.
+pub struct Fetched {
+    pub error_code: i16,
+    pub records: Vec<Read>,
+    pub high_watermark: i64,
+}
+
+/// One Fetch of one partition from `offset` over `client`.
+pub async fn fetch_partition(
+    client: &SourceClient,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<Fetched> {
+    let request = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(50)
+        .with_min_bytes(1)
+        .with_max_bytes(8 * 1024 * 1024)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(4 * 1024 * 1024)])]);
+    let response: FetchResponse = client.send(ApiKey::Fetch, &request).await?;
+    let Some(data) = response
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+    else {
+        bail!("{topic}-{partition}: empty fetch response");
+    };
+    let records = match (&data.records, data.error_code) {
+        (Some(bytes), 0) => decode_batches(bytes.clone(), offset)?,
+        _ => Vec::new(),
+    };
+    Ok(Fetched {
+        error_code: data.error_code,
+        records,
+        high_watermark: data.high_watermark,
+    })
 }
 
 /// Splits raw record batches (ignoring a truncated trailing one) and returns the records

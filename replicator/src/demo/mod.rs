@@ -11,6 +11,8 @@
 mod account;
 mod client;
 mod closing;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod pair;
 mod report;
 mod verify;
@@ -47,6 +49,24 @@ pub fn run(keep_running: bool) -> anyhow::Result<()> {
     drop(runtime);
     drop(dir);
     outcome
+}
+
+/// `demo --nodes N` (N > 1): region B as a cluster of N nodes surviving a node loss
+/// (see `cluster`), in a build with the `cluster` feature.
+pub fn run_cluster(nodes: usize, keep_running: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !keep_running,
+        "--keep-running leaves the two-node pair up; it does not combine with --nodes"
+    );
+    #[cfg(feature = "cluster")]
+    return cluster::run(nodes);
+    #[cfg(not(feature = "cluster"))]
+    anyhow::bail!(
+        "--nodes {nodes} needs cluster support, and this shadowlink was built without it: \
+         build with `cargo build --release -p shadowlink --features cluster` (the etcd client \
+         needs protoc; the demo needs etcd: `apt install etcd-server protobuf-compiler` or \
+         scripts/install-test-deps)"
+    )
 }
 
 async fn demo(dir: &Path, keep_running: bool) -> anyhow::Result<()> {
@@ -203,4 +223,21 @@ async fn serve_until_signal(a: Daemon, b: Daemon) -> anyhow::Result<()> {
     b.shutdown().await?;
     a.shutdown().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nodes_do_not_combine_with_keep_running() {
+        let error = super::run_cluster(3, true).unwrap_err().to_string();
+        assert!(error.contains("--keep-running"), "{error}");
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    #[test]
+    fn nodes_need_a_build_with_the_cluster_feature() {
+        let error = super::run_cluster(3, false).unwrap_err().to_string();
+        assert!(error.contains("--features cluster"), "{error}");
+        assert!(error.contains("etcd-server"), "{error}");
+    }
 }
