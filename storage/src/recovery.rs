@@ -407,6 +407,39 @@ mod tests {
     }
 
     #[test]
+    fn a_new_log_is_one_file_until_its_segment_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 1,
+            ..LogConfig::default()
+        };
+        let names = |dir: &std::path::Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(names(dir.path()), ["00000000000000000000.log"]);
+        log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1))
+            .unwrap();
+        log.append(build_batch(1, 0, &[(None, Some(b"v"))], 1))
+            .unwrap();
+        let sealed = [
+            "00000000000000000000.index",
+            "00000000000000000000.timeindex",
+        ];
+        assert!(sealed
+            .iter()
+            .all(|f| names(dir.path()).contains(&f.to_string())));
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        assert_eq!((log.segment_count(), log.log_end_offset()), (2, 2));
+    }
+
+    #[test]
     fn a_new_owned_log_writes_its_epoch_file_at_the_first_roll_and_reopens_right() {
         let config = LogConfig {
             segment_bytes: 1,
