@@ -389,7 +389,7 @@ mod tests {
             persist: PersistMode::Always,
             ..LogConfig::default()
         };
-        let mut log = PartitionLog::open(&dir, config.clone()).unwrap();
+        let log = PartitionLog::open(&dir, config.clone()).unwrap();
         for path in [&dir, &topic] {
             assert!(log.durability.is_unsynced(path), "{}", path.display());
         }
