@@ -278,13 +278,13 @@ impl MirrorPartition {
 
     /// Records the source partition's current leader epoch, which may run ahead of the
     /// newest mirrored batch (a leader change with nothing written since). It is made
-    /// durable before clients see it; if that fails it is not advertised, and the next
-    /// observation tries again.
-    pub fn observe_source_epoch(&self, epoch: i32) {
+    /// durable before clients see it; if that fails it is not advertised, the next
+    /// observation tries again, and this returns false.
+    pub fn observe_source_epoch(&self, epoch: i32) -> bool {
         let mut floor = self.source_epoch();
         let raised = floor.raise(epoch);
         self.source_floor.store(floor.epoch(), Ordering::Relaxed);
-        if let Err(e) = raised {
+        if let Err(e) = &raised {
             tracing::warn!(
                 topic = %self.topic,
                 partition = self.partition,
@@ -293,6 +293,7 @@ impl MirrorPartition {
                 "cannot record the source leader epoch"
             );
         }
+        raised.is_ok()
     }
 
     fn source_epoch(&self) -> MutexGuard<'_, EpochFloor> {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use shadowlink_protocol::batch::BatchWalker;
 use tokio::sync::watch;
@@ -58,6 +59,9 @@ struct ScrubInner {
     passes: u64,
     /// Chunks read and checked on the blocking pool.
     steps: u64,
+    /// Partitions a pass looked at, for tests of what an idle node does.
+    #[cfg(test)]
+    looked_at: u64,
     found: BTreeSet<(String, i32, i64)>,
     listed: Vec<ScrubMismatch>,
 }
@@ -111,17 +115,37 @@ pub async fn run(
         return;
     }
     let mut pacer = Pacer::new(bytes_per_second);
+    // The partitions the last pass found holding data, while nothing was appended since
+    // it began: only an append gives an empty partition something to check, so an idle
+    // node's passes look at those alone, not at every partition once a second.
+    let mut holding: Option<Vec<Arc<MirrorPartition>>> = None;
     loop {
         let started = Instant::now();
-        for topic in store.topics() {
-            for partition in topic.partitions() {
-                let whole = scrub_partition(&topic.name, partition, &scrub, &mut pacer, &mut stop);
-                if !whole.await {
-                    return;
-                }
+        let appended = store.appended();
+        let mut notified = std::pin::pin!(appended.notified());
+        notified.as_mut().enable();
+        let partitions: Vec<_> = match holding.take() {
+            // A topic deleted since is no longer the store's, and not read.
+            Some(partitions) => partitions
+                .into_iter()
+                .filter(|p| {
+                    store
+                        .partition(&p.topic, p.partition)
+                        .is_some_and(|q| Arc::ptr_eq(&q, p))
+                })
+                .collect(),
+            None => store.topics().iter().flat_map(|t| t.partitions()).collect(),
+        };
+        let mut held = Vec::new();
+        for partition in partitions {
+            match scrub_partition(&partition, &scrub, &mut pacer, &mut stop).await {
+                Scrubbed::Empty => {}
+                Scrubbed::Checked => held.push(partition),
+                Scrubbed::Stopping => return,
             }
         }
         scrub.lock().passes += 1;
+        holding = notified.now_or_never().is_none().then_some(held);
         let rest = MIN_PASS.saturating_sub(started.elapsed());
         if !pause(rest, &mut stop).await {
             return;
@@ -129,44 +153,55 @@ pub async fn run(
     }
 }
 
-/// One pass over one partition; false when the node is stopping.
+/// What one pass did with one partition.
+enum Scrubbed {
+    /// The log holds nothing to check.
+    Empty,
+    Checked,
+    /// The node is stopping.
+    Stopping,
+}
+
+/// One pass over one partition.
 async fn scrub_partition(
-    topic: &str,
-    partition: Arc<MirrorPartition>,
+    partition: &Arc<MirrorPartition>,
     scrub: &Scrub,
     pacer: &mut Pacer,
     stop: &mut watch::Receiver<bool>,
-) -> bool {
-    // An empty log has nothing to check: idle partitions cost a pass one lock each, not
-    // a trip through the blocking pool, so thousands of them stay cheap to sit beside.
+) -> Scrubbed {
+    #[cfg(test)]
+    {
+        scrub.lock().looked_at += 1;
+    }
+    // An empty log has nothing to check: no trip through the blocking pool.
     let empty = {
         let log = partition.log();
         log.log_start_offset() >= log.log_end_offset()
     };
     if empty {
-        return true;
+        return Scrubbed::Empty;
     }
     let mut offset = i64::MIN;
     loop {
         let p = partition.clone();
         let Ok(step) = tokio::task::spawn_blocking(move || check_chunk(&p, offset)).await else {
-            return true;
+            return Scrubbed::Checked;
         };
         scrub.checked(step.bytes);
         for (at, error) in step.bad {
             scrub.found(ScrubMismatch {
-                topic: topic.to_string(),
+                topic: partition.topic.clone(),
                 partition: partition.partition,
                 offset: at,
                 error,
             });
         }
         if !pause(pacer.wait(step.bytes), stop).await {
-            return false;
+            return Scrubbed::Stopping;
         }
         match step.next {
             Some(next) if next > offset => offset = next,
-            _ => return true,
+            _ => return Scrubbed::Checked,
         }
     }
 }
@@ -343,6 +378,52 @@ mod tests {
         assert!(report.passes >= 1, "{report:?}");
         assert!(report.verified_bytes >= data.len() as u64, "{report:?}");
         assert!(report.mismatches.is_empty(), "{report:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_node_passes_over_its_empty_partitions_only_after_an_append() {
+        use crate::mirror::{topic_id_hex, TopicMeta, TopicState};
+        const EMPTY: i32 = 50;
+        let dir = tempfile::tempdir().unwrap();
+        let config = shadowlink_storage::LogConfig::default();
+        let store = Arc::new(Store::open(dir.path(), config).unwrap());
+        let meta = |partitions| TopicMeta {
+            link: "from-a".into(),
+            source_topic_id: topic_id_hex(&[0; 16]),
+            partitions,
+            state: TopicState::Active,
+            configs: Default::default(),
+        };
+        let data = batch(0);
+        let orders = store.ensure_topic("a_orders", meta(1)).unwrap();
+        orders.partition(0).unwrap().append(data.clone()).unwrap();
+        let idle = store.ensure_topic("a_idle", meta(EMPTY)).unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let scrub = Arc::new(Scrub::default());
+        let task = tokio::spawn(run(store, scrub.clone(), 1 << 30, stopped));
+        let wait_for = |done: &dyn Fn(&ScrubInner) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !done(&scrub.lock()) {
+                assert!(Instant::now() < deadline, "{:?}", scrub.report());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        tokio::task::block_in_place(|| wait_for(&|s| s.passes >= 3));
+        let (passes, looked_at) = {
+            let inner = scrub.lock();
+            (inner.passes, inner.looked_at)
+        };
+        // The first pass looks at all of them; the next ones at the one holding data
+        // (and the pass under way at most at one more).
+        let all = EMPTY as u64 + 1;
+        assert!(looked_at <= all + passes, "{looked_at} in {passes} passes");
+        // An append anywhere makes the next pass look at every partition again.
+        let verified = scrub.report().verified_bytes;
+        idle.partition(7).unwrap().append(data.clone()).unwrap();
+        let twice = verified + 2 * data.len() as u64;
+        tokio::task::block_in_place(|| wait_for(&|s| s.verified_bytes >= twice));
+        let _ = stop.send(true);
+        task.await.unwrap();
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! A confirmation counts from before its request was sent (see [`crate::rpo`]), so the
 //! lag in seconds of a partition behind the source always covers its blind window.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -241,6 +241,8 @@ struct LinkInner {
     last_error: Option<(String, Instant)>,
     partitions: BTreeMap<TopicPartition, PartitionStatus>,
     sessions: HashMap<i32, session::Vouches>,
+    /// The partitions in their first sync, so progress walks those alone.
+    syncing: BTreeSet<TopicPartition>,
 }
 
 /// The live status of one link, shared by its runner and the admin listener.
@@ -261,6 +263,7 @@ impl LinkStatus {
                 last_error: None,
                 partitions: BTreeMap::new(),
                 sessions: HashMap::new(),
+                syncing: BTreeSet::new(),
             }),
         }
     }
@@ -303,18 +306,25 @@ impl LinkStatus {
         }
     }
 
-    /// Starts tracking a partition the link mirrors.
-    pub fn track(&self, key: &TopicPartition) {
+    /// Starts tracking those of `keys` not tracked yet; returns how many are tracked.
+    pub fn track_all(&self, keys: &[&TopicPartition]) -> usize {
         let now = Instant::now();
-        self.lock()
-            .partitions
-            .entry(key.clone())
-            .or_insert_with(|| PartitionStatus::new(now));
+        let mut inner = self.lock();
+        for &key in keys {
+            if !inner.partitions.contains_key(key) {
+                inner
+                    .partitions
+                    .insert(key.clone(), PartitionStatus::new(now));
+            }
+        }
+        inner.partitions.len()
     }
 
     /// Stops tracking partitions the link no longer mirrors.
     pub fn retain(&self, keep: impl Fn(&TopicPartition) -> bool) {
-        self.lock().partitions.retain(|k, _| keep(k));
+        let mut inner = self.lock();
+        inner.partitions.retain(|k, _| keep(k));
+        inner.syncing.retain(|k| keep(k));
     }
 
     /// Records a successful fetch of `key` from `from`, which advanced the fetch position
@@ -333,10 +343,8 @@ impl LinkStatus {
         let copied_all_decided = to >= source.committed();
         if copied_all_decided {
             let sync = p.sync.take()?;
-            let topic_done = !inner
-                .partitions
-                .iter()
-                .any(|(k, s)| k.topic == key.topic && s.sync.is_some());
+            inner.syncing.remove(key);
+            let topic_done = !inner.syncing.iter().any(|k| k.topic == key.topic);
             return topic_done.then(|| now.saturating_duration_since(sync.started));
         }
         if p.sync.is_none() && p.confirmed_at.is_none() {
@@ -344,6 +352,7 @@ impl LinkStatus {
                 start_offset: from,
                 started: now,
             });
+            inner.syncing.insert(key.clone());
         }
         None
     }
@@ -363,10 +372,14 @@ impl LinkStatus {
     pub fn progress(&self, now: Instant) -> BTreeMap<String, SyncProgress> {
         let inner = self.lock();
         let mut acc: BTreeMap<&str, (i64, i64, Instant)> = BTreeMap::new();
-        for (TopicPartition { topic, .. }, p) in &inner.partitions {
+        for key in &inner.syncing {
+            let Some(p) = inner.partitions.get(key) else {
+                continue;
+            };
             let (Some(sync), Some(to)) = (p.sync, p.fetched_to) else {
                 continue;
             };
+            let topic = key.topic.as_str();
             let target = p.source.map_or(to, |s| s.committed());
             let entry = acc.entry(topic).or_insert((0, 0, sync.started));
             entry.0 += (to - sync.start_offset).max(0);
@@ -836,7 +849,7 @@ mod tests {
         let ms = Duration::from_millis;
         let t0 = Instant::now() - Duration::from_secs(3);
         let link = LinkStatus::new("from-a", &[]);
-        link.track(&key(0));
+        link.track_all(&[&key(0)]);
         // 1000 records/s in steps of 10, each response handled 10 ms after the last.
         for step in 0..=200 {
             let hwm = 10 * step as i64;
@@ -867,7 +880,7 @@ mod tests {
     fn the_lag_in_seconds_covers_the_blind_window() {
         let link = LinkStatus::new("from-a", &[]);
         let t0 = Instant::now() - Duration::from_secs(2);
-        link.track(&key(0));
+        link.track_all(&[&key(0)]);
         let mut inner = link.lock();
         let p = inner.partitions.get_mut(&key(0)).expect("tracked");
         p.last_outcome = t0;
@@ -903,8 +916,8 @@ mod tests {
     fn a_new_response_closes_the_window_and_a_partition_never_heard_has_none() {
         let link = LinkStatus::new("from-a", &[]);
         let t0 = Instant::now();
-        link.track(&key(0));
-        link.track(&key(1));
+        link.track_all(&[&key(0)]);
+        link.track_all(&[&key(1)]);
         link.on_error(&key(0), "connection lost");
         link.on_fetched(&key(0), offsets(5), 5, 5, t0 + Duration::from_secs(1));
         let inner = link.lock();

@@ -18,6 +18,8 @@ pub(crate) struct LeaderEpochCache {
     path: PathBuf,
     /// `(epoch, start_offset)`, strictly increasing in both.
     entries: Vec<(i32, i64)>,
+    /// Whether the file exists: loaded from it or written since.
+    on_disk: bool,
 }
 
 impl LeaderEpochCache {
@@ -25,6 +27,7 @@ impl LeaderEpochCache {
         LeaderEpochCache {
             path: dir.join(EPOCH_FILE),
             entries: Vec::new(),
+            on_disk: false,
         }
     }
 
@@ -43,11 +46,18 @@ impl LeaderEpochCache {
             return Ok(None);
         }
         cache.entries = entries;
+        cache.on_disk = true;
         Ok(Some(cache))
     }
 
-    pub(crate) fn persist(&self) -> Result<()> {
-        write_meta(&self.path, &self.entries)
+    pub(crate) fn persist(&mut self) -> Result<()> {
+        write_meta(&self.path, &self.entries)?;
+        self.on_disk = true;
+        Ok(())
+    }
+
+    pub(crate) fn is_on_disk(&self) -> bool {
+        self.on_disk
     }
 
     pub(crate) fn entries(&self) -> &[(i32, i64)] {

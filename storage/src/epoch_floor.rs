@@ -32,8 +32,10 @@ impl EpochFloor {
     }
 
     /// Raises the floor to `epoch`, durably before it is visible. Returns whether it rose.
+    /// Epoch 0 is never recorded: no partition advertises an epoch below it, so a floor
+    /// of 0 says nothing, and a new mirror of a new topic writes no file.
     pub fn raise(&mut self, epoch: i32) -> Result<bool> {
-        if epoch <= self.epoch {
+        if epoch <= self.epoch.max(0) {
             return Ok(false);
         }
         if let Some(dir) = self.path.parent() {
@@ -58,6 +60,16 @@ mod tests {
         assert!(!floor.raise(3).unwrap());
         assert!(!floor.raise(4).unwrap());
         assert_eq!(EpochFloor::open(dir.path()).unwrap().epoch(), 4);
+    }
+
+    #[test]
+    fn epoch_zero_writes_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut floor = EpochFloor::open(dir.path()).unwrap();
+        assert!(!floor.raise(0).unwrap());
+        assert!(!dir.path().join(EPOCH_FLOOR_FILE).exists());
+        assert!(floor.raise(1).unwrap());
+        assert_eq!(EpochFloor::open(dir.path()).unwrap().epoch(), 1);
     }
 
     #[test]

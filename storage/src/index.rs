@@ -37,6 +37,7 @@ pub(crate) struct IndexFile<E> {
 
 impl<E: Entry> IndexFile<E> {
     /// A new, empty index; truncates any existing file at `path`.
+    #[cfg(test)]
     pub(crate) fn create(path: PathBuf) -> Result<Self> {
         File::create(&path).map_err(StorageError::io("creating", &path))?;
         Ok(Self::empty(path))

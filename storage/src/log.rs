@@ -380,6 +380,9 @@ impl PartitionLog {
         self.sealed_unsynced = true;
         // Bounds the replay on open to the new active segment.
         self.txns.persist()?;
+        if !self.epochs.is_on_disk() {
+            self.epochs.persist()?;
+        }
         let created = Segment::create_unsynced(&self.dir, base_offset, &self.config.open_files);
         self.durability.wrote_path(&self.dir);
         self.segments.push(created?);
@@ -624,6 +627,12 @@ impl Drop for PartitionLog {
         }
         if let Err(e) = self.txns.persist() {
             tracing::warn!(error = %e, "failed to write the transaction index on close");
+        }
+        let holds_batches = self.segments.iter().any(|s| !s.is_empty());
+        if holds_batches && !self.epochs.is_on_disk() {
+            if let Err(e) = self.epochs.persist() {
+                tracing::warn!(error = %e, "failed to write the leader epochs on close");
+            }
         }
         for segment in &mut self.segments {
             if let Err(e) = segment.rewrite_indexes() {

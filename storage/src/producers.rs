@@ -67,7 +67,13 @@ impl PartitionLog {
         if !self.epochs.begin_at(epoch, leo) {
             return Ok(false);
         }
-        self.guarded(|log| log.epochs.persist())?;
+        // A log without a checkpoint file rebuilds its epochs from its batches on open,
+        // and the new epoch starts at the end, where recovery drops it until a batch
+        // carries it: the file can wait for the first roll (a new owned partition
+        // writes none when it is made).
+        if self.epochs.is_on_disk() || self.segments.iter().any(|s| !s.is_empty()) {
+            self.guarded(|log| log.epochs.persist())?;
+        }
         Ok(true)
     }
 

@@ -230,7 +230,9 @@ fn delete_after_corruption(dir: &Path, bases: &[i64], files: &FileCache) -> Resu
 
 /// Opens (creating if needed) the log in `dir` and runs recovery.
 pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
-    fs::create_dir_all(dir).map_err(StorageError::io("creating", dir))?;
+    if make_dir(dir)? {
+        return create_log(dir, config);
+    }
     crate::cleaner::finish_interrupted(dir)?;
     let bases = list_segments(dir)?;
     let persisted_start = read_log_start(dir)?;
@@ -260,20 +262,63 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     let epochs = load_epochs(dir, &segments, log_start, log_end)?;
     let max_producer_id = crate::producers::load_max_producer_id(dir, &segments)?;
     let txns = crate::txn::TxnIndex::load(dir, &segments, log_start)?;
-    Ok(PartitionLog {
+    let mut log = empty_log(dir, config, segments, log_start);
+    log.epochs = epochs;
+    log.max_producer_id = max_producer_id;
+    log.txns = txns;
+    log.recovered = recovered;
+    Ok(log)
+}
+
+/// Creates `dir`; true when it is new, false when it was there already.
+fn make_dir(dir: &Path) -> Result<bool> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(_) => {
+            fs::create_dir_all(dir).map_err(StorageError::io("creating", dir))?;
+            Ok(true)
+        }
+    }
+}
+
+/// A new log in the new directory `dir`: one empty segment, and nothing to read back.
+/// Nothing is fsynced here. An empty log needs no fsync to recover: opening recreates a
+/// missing directory or segment as this does. The directory entries are noted as written
+/// instead, so the first sync of appended data makes them durable before it returns.
+fn create_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+    let segment = Segment::create_unsynced(dir, 0, &config.open_files)?;
+    let log = empty_log(dir, config, vec![segment], 0);
+    log.durability.wrote_path(dir);
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        log.durability.wrote_path(parent);
+    }
+    Ok(log)
+}
+
+/// A log of `segments` starting at `log_start`, with no epochs, producers or
+/// transactions yet.
+fn empty_log(
+    dir: &Path,
+    config: LogConfig,
+    segments: Vec<Segment>,
+    log_start: i64,
+) -> PartitionLog {
+    let first_base = segments[0].base_offset;
+    PartitionLog {
         dir: dir.to_path_buf(),
         durability: Durability::new(FsyncFault::new(config.fsync_delay, config.fsync_fail_after)),
         config,
         segments,
         log_start_offset: log_start,
-        epochs,
+        epochs: LeaderEpochCache::empty(dir),
         last_sync: Instant::now(),
         sealed_unsynced: false,
         sync_handed: 0,
-        max_producer_id,
-        txns,
-        recovered,
-    })
+        max_producer_id: -1,
+        txns: crate::txn::TxnIndex::empty(dir, first_base),
+        recovered: Recovered::default(),
+    }
 }
 
 /// The persisted log start offset. A missing file means nothing was ever deleted from
@@ -321,8 +366,9 @@ fn load_epochs(
 
 #[cfg(test)]
 mod tests {
-    use crate::{LogConfig, PartitionLog, StorageError};
-    use shadowlink_protocol::batch::testing::BatchBuilder;
+    use crate::epoch::EPOCH_FILE;
+    use crate::{LogConfig, PartitionLog, PersistMode, StorageError};
+    use shadowlink_protocol::batch::testing::{build_batch, BatchBuilder};
 
     fn log_with_records(dir: &std::path::Path) {
         let mut log = PartitionLog::open(dir, LogConfig::default()).unwrap();
@@ -333,6 +379,94 @@ mod tests {
             log.append(batch).unwrap();
         }
         log.flush().unwrap();
+    }
+
+    #[test]
+    fn a_new_log_fsyncs_nothing_until_its_first_sync_makes_its_directories_durable() {
+        let root = tempfile::tempdir().unwrap();
+        let (topic, dir) = (root.path().join("t"), root.path().join("t").join("0"));
+        let config = LogConfig {
+            persist: PersistMode::Always,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(&dir, config.clone()).unwrap();
+        for path in [&dir, &topic] {
+            assert!(log.durability.is_unsynced(path), "{}", path.display());
+        }
+        assert_eq!(log.sync_due_at(), None, "an empty log owes no timer");
+        // A crash before any sync may lose the new directory: it opens empty again.
+        drop(log);
+        std::fs::remove_dir_all(&topic).unwrap();
+        let mut log = PartitionLog::open(&dir, config).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+        log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1))
+            .unwrap();
+        for path in [&dir, &topic] {
+            assert!(!log.durability.is_unsynced(path), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn a_new_log_is_one_file_until_its_segment_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 1,
+            ..LogConfig::default()
+        };
+        let names = |dir: &std::path::Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(names(dir.path()), ["00000000000000000000.log"]);
+        log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1))
+            .unwrap();
+        log.append(build_batch(1, 0, &[(None, Some(b"v"))], 1))
+            .unwrap();
+        let sealed = [
+            "00000000000000000000.index",
+            "00000000000000000000.timeindex",
+        ];
+        assert!(sealed
+            .iter()
+            .all(|f| names(dir.path()).contains(&f.to_string())));
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        assert_eq!((log.segment_count(), log.log_end_offset()), (2, 2));
+    }
+
+    #[test]
+    fn a_new_owned_log_writes_its_epoch_file_at_the_first_roll_and_reopens_right() {
+        let config = LogConfig {
+            segment_bytes: 1,
+            ..LogConfig::default()
+        };
+        for roll in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join(EPOCH_FILE);
+            let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+            assert!(log.begin_epoch(3).unwrap());
+            assert!(!file.exists(), "an empty log rebuilds its epochs on open");
+            log.append(build_batch(0, 3, &[(None, Some(b"v"))], 1))
+                .unwrap();
+            assert!(!file.exists());
+            if roll {
+                log.append(build_batch(1, 3, &[(None, Some(b"v"))], 1))
+                    .unwrap();
+                assert_eq!(log.segment_count(), 2);
+                assert!(
+                    file.exists(),
+                    "written at the roll, before a second segment"
+                );
+            }
+            drop(log);
+            let log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+            assert_eq!(log.epoch_entries(), vec![(3, 0)], "roll: {roll}");
+        }
     }
 
     #[test]

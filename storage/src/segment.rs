@@ -116,15 +116,16 @@ impl Segment {
         Ok(segment)
     }
 
-    /// Creates an empty segment and its index files; the caller owes `dir` an fsync.
+    /// Creates an empty segment; the caller owes `dir` an fsync. Its index files are
+    /// written with their first entries or when it is sealed: until then the segment is
+    /// the active one, whose indexes the full scan on open rebuilds anyway, so a new
+    /// partition costs the file system one file, not three.
     pub(crate) fn create_unsynced(dir: &Path, base_offset: i64, files: &FileCache) -> Result<Self> {
         let path = segment_path(dir, base_offset, LOG_EXT);
         let file = files
             .create(path.clone())
             .map_err(StorageError::io("creating", &path))?;
         let mut segment = Self::with_file(dir, base_offset, file, 0);
-        segment.index = OffsetIndex::create(segment.index.path().to_path_buf())?;
-        segment.time_index = TimeIndex::create(segment.time_index.path().to_path_buf())?;
         segment.indexes_loaded = true;
         Ok(segment)
     }

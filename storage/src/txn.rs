@@ -71,7 +71,7 @@ pub(crate) struct TxnIndex {
 }
 
 impl TxnIndex {
-    fn empty(dir: &Path, end_offset: i64) -> Self {
+    pub(crate) fn empty(dir: &Path, end_offset: i64) -> Self {
         TxnIndex {
             path: dir.join(TXN_FILE),
             end_offset,

@@ -16,7 +16,7 @@ mod schedule;
 mod session;
 pub mod writer;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,6 +131,9 @@ pub struct LinkRunner {
     peers: Arc<crate::switchover::peers::Peers>,
     /// Partitions the source names this very node leader of, each warned of once.
     self_led: BTreeSet<TopicPartition>,
+    /// The source view each topic's partitions were last reconciled with: a topic whose
+    /// view did not change since costs a metadata refresh no visit per partition.
+    reconciled: HashMap<String, TopicView>,
     /// Partitions something happened to since fetches were last scheduled.
     touched: BTreeSet<TopicPartition>,
     /// Partitions waiting on something that ends by itself (a backoff, a busy writer).
@@ -141,6 +144,9 @@ pub struct LinkRunner {
     /// Partitions looked at by scheduling, for tests of what an idle link does.
     #[cfg(test)]
     examined: usize,
+    /// Partitions looked at by reconciling topics with metadata, likewise.
+    #[cfg(test)]
+    reconciled_partitions: usize,
     /// On a cluster node, the assignment: only the partitions this node is a replica of
     /// are fetched. The generation last seen tells when it changed.
     placement: Option<(Arc<crate::cluster::Cluster>, u64)>,
@@ -175,11 +181,14 @@ impl LinkRunner {
             pause_generation: 0,
             peers: Default::default(),
             self_led: BTreeSet::new(),
+            reconciled: HashMap::new(),
             touched: BTreeSet::new(),
             watched: BTreeSet::new(),
             sweep: true,
             #[cfg(test)]
             examined: 0,
+            #[cfg(test)]
+            reconciled_partitions: 0,
             placement: None,
             link,
             store,
@@ -288,7 +297,7 @@ impl LinkRunner {
         };
         self.status.set_connected();
         self.peers.update(&self.link.config.name, &view);
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
         for (name, topic) in &view.topics {
             if topic.internal || topic.error_code != 0 {
                 continue;
@@ -308,7 +317,7 @@ impl LinkRunner {
                 }
                 continue;
             }
-            seen.push(name.clone());
+            seen.insert(name.clone());
             if self.discovered.insert(name.clone()) {
                 tracing::info!(link = %self.name(), topic = %name, partitions = topic.partitions.len(), "topic discovered");
             }
@@ -320,13 +329,16 @@ impl LinkRunner {
             state.absent = !seen.contains(&key.topic);
         }
         self.discovered.retain(|topic| seen.contains(topic));
-        for (key, state) in &self.partitions {
-            if !state.absent {
-                self.status.track(key);
-            }
+        let present: Vec<&TopicPartition> = (self.partitions.iter())
+            .filter(|(_, s)| !s.absent)
+            .map(|(key, _)| key)
+            .collect();
+        // The status holds every present partition now: only more means it holds some
+        // that are gone, and only then is each of its entries looked up.
+        if self.status.track_all(&present) > present.len() {
+            self.status
+                .retain(|key| self.partitions.get(key).is_some_and(|s| !s.absent));
         }
-        self.status
-            .retain(|key| self.partitions.get(key).is_some_and(|s| !s.absent));
         self.leaders = self.partitions.values().map(|s| s.leader).collect();
         self.hold_self_led();
     }
@@ -377,12 +389,22 @@ impl LinkRunner {
                 Some(topic) => topic,
                 None => {
                     self.partitions.retain(|key, _| key.topic != name);
+                    self.reconciled.remove(name);
                     return Ok(());
                 }
             },
         };
+        if self.reconciled.get(name) == Some(source) {
+            return Ok(());
+        }
+        let mut complete = true;
         for (index, p) in &source.partitions {
+            #[cfg(test)]
+            {
+                self.reconciled_partitions += 1;
+            }
             let Some(mirror) = topic.partition(*index) else {
+                complete = false;
                 continue;
             };
             let key = TopicPartition::new(name, *index);
@@ -405,7 +427,10 @@ impl LinkRunner {
                 });
             state.leader = p.leader;
             state.leader_epoch = p.leader_epoch;
-            state.mirror.observe_source_epoch(p.leader_epoch);
+            complete &= state.mirror.observe_source_epoch(p.leader_epoch);
+        }
+        if complete {
+            self.reconciled.insert(name.to_string(), source.clone());
         }
         Ok(())
     }
@@ -468,23 +493,20 @@ impl LinkRunner {
             StartPosition::Latest => offsets::LATEST,
         };
         let mut unresolved: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
-        let held: BTreeSet<TopicPartition> = (self.partitions.keys())
-            .filter(|key| self.holds(key))
-            .cloned()
+        let pending: Vec<TopicPartition> = (self.partitions.iter())
+            .filter(|(key, s)| s.next_offset.is_none() && !s.absent && self.holds(key))
+            .map(|(key, _)| key.clone())
             .collect();
-        for (key, state) in self.partitions.iter_mut() {
-            if state.next_offset.is_some() || state.absent || !held.contains(key) {
+        for key in pending {
+            let Some(state) = self.partitions.get_mut(&key) else {
                 continue;
-            }
+            };
             let log = state.mirror.log();
             if log.log_end_offset() > 0 {
                 state.next_offset = Some(log.log_end_offset());
                 state.last_fetched_epoch = log.latest_epoch().unwrap_or(-1);
             } else {
-                unresolved
-                    .entry(state.leader)
-                    .or_default()
-                    .push(key.clone());
+                unresolved.entry(state.leader).or_default().push(key);
             }
         }
         for (leader, keys) in unresolved {

@@ -307,7 +307,7 @@ mod tests {
                 session: None,
             };
             let key = TopicPartition::new("a_idle", index);
-            runner.status.track(&key);
+            runner.status.track_all(&[&key]);
             runner.partitions.insert(key, state);
         }
         (runner, store, status)
@@ -339,6 +339,37 @@ mod tests {
         let requests = runner.schedule_fetches();
         assert_eq!(requests.len(), 1, "one request per session");
         runner.sessions[&BROKER].wanted().count()
+    }
+
+    #[tokio::test]
+    async fn a_refresh_with_unchanged_metadata_visits_no_partition() {
+        use crate::source::metadata::{PartitionView, TopicView};
+        let dir = tempfile::tempdir().unwrap();
+        let (mut runner, _store, _status) = runner(dir.path());
+        let partition = PartitionView {
+            leader: BROKER,
+            leader_epoch: 0,
+            error_code: 0,
+        };
+        let mut view = TopicView {
+            id: [0; 16],
+            internal: false,
+            error_code: 0,
+            partitions: (0..PARTITIONS).map(|i| (i, partition.clone())).collect(),
+        };
+        runner.reconcile_topic("a_idle", &view).unwrap();
+        assert_eq!(runner.reconciled_partitions, PARTITIONS as usize);
+        runner.reconcile_topic("a_idle", &view).unwrap();
+        assert_eq!(
+            runner.reconciled_partitions, PARTITIONS as usize,
+            "no visit"
+        );
+        // A new leader epoch is applied to its partition.
+        view.partitions.get_mut(&7).unwrap().leader_epoch = 3;
+        runner.reconcile_topic("a_idle", &view).unwrap();
+        let key = TopicPartition::new("a_idle", 7);
+        assert_eq!(runner.partitions[&key].leader_epoch, 3);
+        assert_eq!(runner.partitions[&key].mirror.leader_epoch(), 3);
     }
 
     #[tokio::test]
