@@ -188,7 +188,8 @@ pub(super) fn refuse_owned_topics(topics: &[super::OwnedTopicConfig]) -> Result<
     }
 }
 
-#[cfg(test)]
+// A `[cluster]` section parses only in a build with the `cluster` feature.
+#[cfg(all(test, feature = "cluster"))]
 mod tests {
     use crate::config::Config;
 
@@ -315,5 +316,22 @@ listen = "127.0.0.1:9192"
         assert!(with(&short)
             .unwrap_err()
             .contains("cluster.retired_replica_grace"));
+    }
+}
+
+#[cfg(all(test, not(feature = "cluster")))]
+mod without_the_feature {
+    #[test]
+    fn a_cluster_section_is_refused_naming_the_feature() {
+        let toml = r#"
+data_dir = "/var/lib/shadowlink"
+[kafka]
+listen = "127.0.0.1:9192"
+[cluster]
+name = "region-b"
+endpoints = ["http://127.0.0.1:2379"]
+"#;
+        let error = crate::config::Config::parse(toml).unwrap_err().to_string();
+        assert!(error.contains("--features cluster"), "{error}");
     }
 }
