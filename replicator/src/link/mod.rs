@@ -150,6 +150,9 @@ pub struct LinkRunner {
     /// On a cluster node, the assignment: only the partitions this node is a replica of
     /// are fetched. The generation last seen tells when it changed.
     placement: Option<(Arc<crate::cluster::Cluster>, u64)>,
+    /// Notified by the partitions' writers after each job, so a partition held back by
+    /// a full writer queue is fetched again as soon as the queue has room.
+    applied: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
@@ -190,6 +193,7 @@ impl LinkRunner {
             #[cfg(test)]
             reconciled_partitions: 0,
             placement: None,
+            applied: Arc::new(tokio::sync::Notify::new()),
             link,
             store,
             cluster,
@@ -243,6 +247,7 @@ impl LinkRunner {
         let mut groups_at = Instant::now();
         let mut progress = progress::ProgressLog::new(self.link.config.progress_interval);
         let idle = Duration::from_millis(20);
+        let applied = self.applied.clone();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -278,6 +283,7 @@ impl LinkRunner {
                     self.apply_pauses();
                     self.on_fetch(outcome).await;
                 }
+                _ = applied.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
             }
         }
@@ -412,7 +418,11 @@ impl LinkRunner {
                 .partitions
                 .entry(key)
                 .or_insert_with(|| PartitionState {
-                    writer: writer::spawn(mirror.clone(), self.link.config.name.clone()),
+                    writer: writer::spawn_waking(
+                        mirror.clone(),
+                        self.link.config.name.clone(),
+                        self.applied.clone(),
+                    ),
                     mirror,
                     next_offset: None,
                     leader: p.leader,

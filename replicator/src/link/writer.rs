@@ -3,11 +3,13 @@
 //! Disk work runs on the blocking pool so a slow disk never stalls the fetch loop, and
 //! the channel in front of each writer is bounded: the fetch loop stops asking for a
 //! partition whose writer is behind, so one slow partition cannot hold up the others.
+//! Each applied job wakes the fetch loop, so a partition held back by its writer is
+//! fetched again as soon as its queue has room, not at the loop's next idle tick.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use shadowlink_storage::{CheckedRecordSet, Poison, StorageError};
 use tokio::task::JoinError;
@@ -70,14 +72,32 @@ pub const WRITER_QUEUE: usize = 4;
 
 /// Starts the writer for `partition` and returns its queue.
 pub fn spawn(partition: Arc<MirrorPartition>, link: String) -> mpsc::Sender<WriteJob> {
+    spawn_waking(partition, link, Arc::new(Notify::new()))
+}
+
+/// Starts the writer for `partition`, which notifies `applied` after every job, and
+/// returns its queue.
+pub fn spawn_waking(
+    partition: Arc<MirrorPartition>,
+    link: String,
+    applied: Arc<Notify>,
+) -> mpsc::Sender<WriteJob> {
     let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-    tokio::spawn(run(partition, link, rx));
+    tokio::spawn(run(partition, link, rx, applied));
     tx
 }
 
-async fn run(partition: Arc<MirrorPartition>, link: String, mut rx: mpsc::Receiver<WriteJob>) {
+async fn run(
+    partition: Arc<MirrorPartition>,
+    link: String,
+    mut rx: mpsc::Receiver<WriteJob>,
+    applied: Arc<Notify>,
+) {
     while let Some(job) = rx.recv().await {
-        if let Err(error) = apply_until_done(&partition, &link, job).await {
+        let result = apply_until_done(&partition, &link, job).await;
+        // One stored permit wakes the loop however many writers finished meanwhile.
+        applied.notify_one();
+        if let Err(error) = result {
             tracing::error!(
                 link = %link,
                 topic = %partition.topic,
@@ -219,6 +239,7 @@ fn restart_at(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use bytes::Bytes;
     use shadowlink_protocol::batch::testing::BatchBuilder;
@@ -262,6 +283,24 @@ mod tests {
         assert_eq!(partition.log().log_end_offset(), 3);
         append(&partition, &checked(records)).unwrap();
         assert_eq!(partition.log().log_end_offset(), 3);
+    }
+
+    #[tokio::test]
+    async fn each_applied_job_wakes_the_fetch_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, partition) = mirror(dir.path());
+        let applied = Arc::new(Notify::new());
+        let queue = spawn_waking(partition.clone(), "from-a".into(), applied.clone());
+        for base_offset in 0..2 {
+            queue
+                .send(WriteJob::Append(checked(batch(base_offset))))
+                .await
+                .unwrap();
+            let woken = tokio::time::timeout(Duration::from_secs(10), applied.notified()).await;
+            assert!(woken.is_ok(), "no wake-up after job {base_offset}");
+            // The wake-up comes once the job is in the log, not when it is queued.
+            assert_eq!(partition.log().log_end_offset(), base_offset + 1);
+        }
     }
 
     #[test]
