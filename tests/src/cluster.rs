@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::process::Child;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
 use crate::etcd::Etcd;
@@ -177,4 +178,22 @@ pub fn routes(node: SocketAddr, topic: &str) -> Result<Routes> {
         brokers,
         partitions,
     })
+}
+
+/// `(partition, offset, key, time)` of each line a client script printed; the time is
+/// Unix seconds when the script prints one, else 0.
+pub fn records(child: Child, what: &str) -> Result<Vec<(i32, i64, String, f64)>> {
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "{what} failed: {:?}", out.status);
+    let text = String::from_utf8(out.stdout)?;
+    text.lines()
+        .map(|line| {
+            let mut f = line.split_whitespace();
+            let p = f.next().context("partition")?.parse()?;
+            let o = f.next().context("offset")?.parse()?;
+            let k = f.next().context("key")?.to_string();
+            let t = f.next().map_or(Ok(0.0), str::parse)?;
+            Ok((p, o, k, t))
+        })
+        .collect()
 }

@@ -9,7 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use shadowlink_tests::cluster::{routes, Region, Routes, LEASE_TTL, SETTLE};
+use shadowlink_tests::cluster::{records, routes, Region, Routes, LEASE_TTL, SETTLE};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::produce;
 use shadowlink_tests::{http_get, http_post, node_js, python, status_json, until, Client, Node};
@@ -164,22 +164,6 @@ fn start_producer(source: SocketAddr, seconds: u32) -> Result<Child> {
         .context("cannot start produce_steady.py")
 }
 
-/// `(partition, offset, key)` of each line a client script printed.
-fn records(child: Child, what: &str) -> Result<Vec<(i32, i64, String)>> {
-    let out = child.wait_with_output()?;
-    ensure!(out.status.success(), "{what} failed: {:?}", out.status);
-    let text = String::from_utf8(out.stdout)?;
-    text.lines()
-        .map(|line| {
-            let mut f = line.split_whitespace();
-            let p = f.next().context("partition")?.parse()?;
-            let o = f.next().context("offset")?.parse()?;
-            let k = f.next().context("key")?.to_string();
-            Ok((p, o, k))
-        })
-        .collect()
-}
-
 /// The node other than `gone` that now holds a partition `gone` held and it did not.
 fn replacement(before: &Routes, after: &Routes, gone: i32) -> Option<i32> {
     before.partitions.iter().find_map(|(p, was)| {
@@ -239,7 +223,7 @@ fn a_node_killed_under_load_hands_over_without_loss_or_duplicates() -> Result<()
     let total = 300 + acked.len();
     std::fs::write(&count_file, total.to_string())?;
     let read = records(consumer, "consume_until.py")?;
-    let positions: BTreeSet<(i32, i64)> = read.iter().map(|(p, o, _)| (*p, *o)).collect();
+    let positions: BTreeSet<(i32, i64)> = read.iter().map(|(p, o, _, _)| (*p, *o)).collect();
     ensure!(
         positions.len() == read.len(),
         "{} records read twice",
@@ -248,9 +232,9 @@ fn a_node_killed_under_load_hands_over_without_loss_or_duplicates() -> Result<()
     ensure!(read.len() == total, "read {} of {total}", read.len());
     let by_position: BTreeMap<(i32, i64), &str> = read
         .iter()
-        .map(|(p, o, k)| ((*p, *o), k.as_str()))
+        .map(|(p, o, k, _)| ((*p, *o), k.as_str()))
         .collect();
-    for (p, o, key) in &acked {
+    for (p, o, key, _) in &acked {
         ensure!(
             by_position.get(&(*p, *o)) == Some(&key.as_str()),
             "{key} at {p}/{o} lost"

@@ -4,7 +4,7 @@
 //! producer was told was written.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{ensure, Context, Result};
@@ -13,7 +13,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::batch::testing::build_batch;
-use shadowlink_tests::cluster::{routes, Region, Routes};
+use shadowlink_tests::cluster::{records, routes, Region, Routes};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::produce;
 use shadowlink_tests::{http_post, until, Client};
@@ -80,24 +80,6 @@ fn mirrored(region: &Region, routes: &Routes, records: i64) -> Result<()> {
         until(SETTLE, end, |end| *end == records)?;
     }
     Ok(())
-}
-
-/// `(partition, offset, key, time)` of each line a client script printed; the time is
-/// Unix seconds when the script prints one, else 0.
-fn records(child: Child, what: &str) -> Result<Vec<(i32, i64, String, f64)>> {
-    let out = child.wait_with_output()?;
-    ensure!(out.status.success(), "{what} failed: {:?}", out.status);
-    let text = String::from_utf8(out.stdout)?;
-    text.lines()
-        .map(|line| {
-            let mut f = line.split_whitespace();
-            let p = f.next().context("partition")?.parse()?;
-            let o = f.next().context("offset")?.parse()?;
-            let k = f.next().context("key")?.to_string();
-            let t = f.next().map_or(Ok(0.0), str::parse)?;
-            Ok((p, o, k, t))
-        })
-        .collect()
 }
 
 fn unix_now() -> f64 {
