@@ -313,7 +313,8 @@ fn the_change_count_moves_with_every_change_a_fetch_can_see_and_not_with_reads()
         topic.make_writable().unwrap();
     }));
     assert!(moved(&|| {
-        p.produce(client_batch((-1, -1, -1), 1), &request()).unwrap();
+        p.produce(client_batch((-1, -1, -1), 1), &request())
+            .unwrap();
     }));
 }
 
