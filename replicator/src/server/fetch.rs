@@ -131,7 +131,7 @@ async fn incremental(
         }
     }
     let session_partitions = || session.rotated().map(|c| (c.key.topic.as_str(), &c.params));
-    // The change count before the last read, or `None` when it was skipped as idle.
+    // What the last read depended on, or `None` when it was skipped as idle.
     let mut read_at = None;
     let parts = long_poll(ctx, request, || {
         let scan = idle_scan(ctx, request);
