@@ -101,7 +101,7 @@ impl Pattern {
 }
 
 /// A validated rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Rule {
     /// `None` for every principal.
     principal: Option<String>,
@@ -157,7 +157,7 @@ impl Acl {
 }
 
 /// The rules that apply to one principal; `None` when the node has no rules at all.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grants {
     rules: Option<Vec<Rule>>,
 }

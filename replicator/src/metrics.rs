@@ -40,6 +40,7 @@ struct Metrics {
     sasl_authentications: IntCounterVec,
     fetch_sessions_active: IntGauge,
     fetch_session_requests: IntCounterVec,
+    fetch_session_partitions_read: IntCounter,
     link_fetch_requests: IntCounterVec,
     verified_bytes: IntCounterVec,
     verify_mismatches: IntCounterVec,
@@ -159,6 +160,8 @@ impl Metrics {
             fetch_session_requests: counters(&r, "shadowlink_fetch_session_requests_total",
                 "Fetch requests on the Kafka listener: sessionless, full (opening a session) or incremental.",
                 &["kind"]),
+            fetch_session_partitions_read: register(&r, IntCounter::new("shadowlink_fetch_session_partitions_read_total",
+                "Partitions the Kafka listener read to answer incremental fetches; an idle session reads none.").expect("valid")),
             link_fetch_requests: counters(&r, "shadowlink_link_fetch_requests_total",
                 "Fetch requests a link sent to its source: full or incremental (KIP-227).",
                 &["link", "kind"]),
@@ -267,6 +270,13 @@ pub fn fetch_session_request(kind: &str) {
         .fetch_session_requests
         .with_label_values(&[kind])
         .inc();
+}
+
+/// `partitions` read for one incremental Fetch of a session.
+pub fn fetch_session_partitions_read(partitions: usize) {
+    METRICS
+        .fetch_session_partitions_read
+        .inc_by(partitions as u64);
 }
 
 /// Record bytes received from the source by `link`.

@@ -23,7 +23,7 @@ mod replica;
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,9 @@ pub struct MirrorPartition {
     /// is released, so Metadata reads it without queueing behind a write.
     stored_epoch: AtomicI32,
     appended: Arc<Notify>,
+    /// The node's count of changes to what a Fetch of any partition would answer
+    /// (see [`Store::changes`]).
+    changes: Arc<AtomicU64>,
     /// The node's partitions owing an interval sync; this one is in it while
     /// `flush_queued` is set.
     flushes: Arc<FlushQueue>,
@@ -150,10 +153,14 @@ pub enum EpochMismatch {
 
 /// The locked log of a partition. Releasing it publishes the log's latest epoch to
 /// [`MirrorPartition::leader_epoch`] and queues the sync an `Interval` log owes,
-/// whatever the holder changed.
+/// whatever the holder changed; a holder that had the log mutably counts as a change
+/// in [`Store::changes`].
 pub struct LogGuard<'a> {
     log: MutexGuard<'a, PartitionLog>,
     partition: &'a MirrorPartition,
+    /// Every mutation of a log takes `&mut PartitionLog`, so a guard never dereferenced
+    /// mutably changed nothing a reader can see.
+    mutated: bool,
 }
 
 impl Deref for LogGuard<'_> {
@@ -166,6 +173,7 @@ impl Deref for LogGuard<'_> {
 
 impl DerefMut for LogGuard<'_> {
     fn deref_mut(&mut self) -> &mut PartitionLog {
+        self.mutated = true;
         &mut self.log
     }
 }
@@ -180,6 +188,11 @@ impl Drop for LogGuard<'_> {
                 p.flushes.schedule(at, &p.topic, p.partition);
             }
         }
+        if self.mutated {
+            // Counted while the log is still locked: a reader that sees the old count
+            // before reading will find the change and read again next time.
+            self.partition.changed();
+        }
     }
 }
 
@@ -190,6 +203,7 @@ impl MirrorPartition {
         log: PartitionLog,
         source_epoch: EpochFloor,
         appended: Arc<Notify>,
+        changes: Arc<AtomicU64>,
         flushes: Arc<FlushQueue>,
     ) -> Self {
         MirrorPartition {
@@ -198,6 +212,7 @@ impl MirrorPartition {
             stored_epoch: AtomicI32::new(log.latest_epoch().unwrap_or(-1)),
             log: Mutex::new(log),
             appended,
+            changes,
             flushes,
             flush_queued: AtomicBool::new(false),
             failure: Mutex::new(None),
@@ -215,7 +230,12 @@ impl MirrorPartition {
         LogGuard {
             log: self.log.lock().unwrap_or_else(|p| p.into_inner()),
             partition: self,
+            mutated: false,
         }
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Appends complete batches exactly as fetched. Refused once the partition is owned:
@@ -283,7 +303,10 @@ impl MirrorPartition {
     pub fn observe_source_epoch(&self, epoch: i32) -> bool {
         let mut floor = self.source_epoch();
         let raised = floor.raise(epoch);
-        self.source_floor.store(floor.epoch(), Ordering::Relaxed);
+        if self.source_floor.swap(floor.epoch(), Ordering::AcqRel) != floor.epoch() {
+            // The epoch Fetch checks clients against moved.
+            self.changed();
+        }
         if let Err(e) = &raised {
             tracing::warn!(
                 topic = %self.topic,
@@ -578,6 +601,8 @@ pub struct Store {
     offline_topics: DashMap<String, String>,
     /// Woken after every append, for fetches waiting on new data.
     appended: Arc<Notify>,
+    /// Bumped whenever a partition's log is changed or its source epoch floor moves.
+    changes: Arc<AtomicU64>,
     /// Partitions owing an interval sync, for the node's flush timer.
     flushes: Arc<FlushQueue>,
     producer_ids: ProducerIdAllocator,
@@ -589,6 +614,14 @@ impl Store {
     /// Notified after every append to any partition.
     pub fn appended(&self) -> Arc<Notify> {
         self.appended.clone()
+    }
+
+    /// How many times any partition changed in a way a Fetch could see: its records,
+    /// log start, last stable offset or leader epoch. While it stays the same, a read of
+    /// any partition answers as before (topics are never removed, so only a partition
+    /// that was missing, and so answered with an error, can appear).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// Partitions owing an interval sync, by when it falls due.

@@ -158,6 +158,54 @@ fn a_session_answers_only_partitions_with_news_and_refuses_stale_epochs() -> Res
     Ok(())
 }
 
+const PARTITIONS_READ: &str = "shadowlink_fetch_session_partitions_read_total";
+
+#[test]
+fn an_idle_session_reads_no_partition_until_one_changes_and_an_append_wakes_it() -> Result<()> {
+    let node = Node::start(&NodeConfig::owner().topic("s_idle", 4).admin())?;
+    for p in 0..4 {
+        produce_to(&node, "s_idle", p)?;
+    }
+    let mut client = RawClient::connect(node.kafka)?;
+    let all: Vec<(i32, i64)> = (0..4).map(|p| (p, 1)).collect();
+    let id = send(&mut client, &fetch(0, 0, "s_idle", &all))?.session_id;
+    assert_ne!(id, 0);
+    // The first incremental request reads every partition; it finds nothing new.
+    let first = send(&mut client, &fetch(id, 1, "s_idle", &[]))?;
+    assert!(answered(&first).is_empty());
+    let read = metric(&node, PARTITIONS_READ)?;
+    assert!(read >= 4.0, "{read}");
+
+    // Nothing changed since: idle long polls read no partition at all.
+    for epoch in 2..6 {
+        let idle = send(&mut client, &fetch(id, epoch, "s_idle", &[]))?;
+        assert_eq!((idle.error_code, idle.session_id), (0, id));
+        assert!(answered(&idle).is_empty());
+    }
+    assert_eq!(metric(&node, PARTITIONS_READ)?, read);
+
+    // A record appended during a long poll is answered at once, not at its deadline.
+    let long = fetch(id, 6, "s_idle", &[]).with_max_wait_ms(20_000);
+    let started = std::time::Instant::now();
+    let addr = node.kafka;
+    let producer = std::thread::spawn(move || produce(addr, "s_idle", 1, "none", 4, 2));
+    let woken = answered(&send(&mut client, &long)?);
+    producer.join().expect("producer thread")?;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(woken.keys().copied().collect::<Vec<_>>(), [2]);
+    assert!(woken[&2].0 == 2 && woken[&2].1 > 0);
+    assert!(metric(&node, PARTITIONS_READ)? >= read + 4.0);
+
+    // Moving a partition's offset is a change to the session: it is read again.
+    let after_news = send(&mut client, &fetch(id, 7, "s_idle", &[(2, 2)]))?;
+    assert!(answered(&after_news).is_empty());
+    let settled = metric(&node, PARTITIONS_READ)?;
+    let idle = send(&mut client, &fetch(id, 8, "s_idle", &[]))?;
+    assert!(answered(&idle).is_empty());
+    assert_eq!(metric(&node, PARTITIONS_READ)?, settled);
+    Ok(())
+}
+
 #[test]
 fn the_session_cache_evicts_the_least_recently_used_session_at_its_bound() -> Result<()> {
     let config = NodeConfig::owner()

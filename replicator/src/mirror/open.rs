@@ -50,6 +50,7 @@ impl Store {
             topics: DashMap::new(),
             offline_topics: DashMap::new(),
             appended: Arc::new(Notify::new()),
+            changes: Arc::default(),
             flushes: Arc::default(),
             producer_ids: ProducerIdAllocator::open(data_dir),
             creating: Mutex::new(()),
@@ -172,6 +173,7 @@ impl Store {
             log,
             source_epoch,
             self.appended.clone(),
+            self.changes.clone(),
             self.flushes.clone(),
         )))
     }

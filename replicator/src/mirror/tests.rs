@@ -278,6 +278,46 @@ fn only_written_partitions_are_queued_for_an_interval_sync_and_it_clears_them() 
     assert_eq!(queue.len(), 1, "a later write queues it again");
 }
 
+#[test]
+fn the_change_count_moves_with_every_change_a_fetch_can_see_and_not_with_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let topic = store.ensure_topic("a_orders", shadow_meta(2)).unwrap();
+    let p = topic.partition(0).unwrap();
+    let moved = |change: &dyn Fn()| {
+        let before = store.changes();
+        change();
+        store.changes() > before
+    };
+    assert!(!moved(&|| {
+        let log = p.log();
+        log.read(0, usize::MAX).unwrap();
+        log.high_watermark();
+        log.last_stable_offset();
+    }));
+    assert!(!moved(&|| assert!(p.check_leader_epoch(-1).is_ok())));
+    assert!(moved(&|| {
+        p.append(one_record(0)).unwrap();
+    }));
+    assert!(moved(&|| {
+        topic.partition(1).unwrap().append(one_record(0)).unwrap();
+    }));
+    p.append(one_record(1)).unwrap();
+    assert!(moved(&|| p.log().truncate_to(1).unwrap()));
+    assert!(moved(&|| assert!(p.observe_source_epoch(3))));
+    assert!(
+        !moved(&|| assert!(p.observe_source_epoch(3))),
+        "an epoch seen before changes nothing"
+    );
+    assert!(moved(&|| {
+        topic.make_writable().unwrap();
+    }));
+    assert!(moved(&|| {
+        p.produce(client_batch((-1, -1, -1), 1), &request())
+            .unwrap();
+    }));
+}
+
 fn one_record(offset: i64) -> Bytes {
     BatchBuilder::new(offset)
         .records(&[(None, Some(&b"v"[..]))])

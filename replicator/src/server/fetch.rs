@@ -11,7 +11,7 @@ use shadowlink_protocol::fetch::{
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::fetch_session::{CachedPartitionSeed, SessionRequest};
+use super::fetch_session::{CachedPartitionSeed, IdleScan, SessionRequest};
 use super::{Reply, RequestContext};
 use crate::authz::Operation;
 use crate::errors::{epoch_error_code, fetch_session_error_code, storage_error_code};
@@ -104,7 +104,8 @@ fn create_session(
 }
 
 /// An incremental fetch: the request's changes are applied to the session, every session
-/// partition is read, and only those with news are answered.
+/// partition is read unless nothing changed since a read that found nothing, and only
+/// partitions with news are answered.
 async fn incremental(
     ctx: &RequestContext<'_>,
     request: &FetchRequest,
@@ -130,10 +131,25 @@ async fn incremental(
         }
     }
     let session_partitions = || session.rotated().map(|c| (c.key.topic.as_str(), &c.params));
+    // What the last read depended on, or `None` when it was skipped as idle.
+    let mut read_at = None;
     let parts = long_poll(ctx, request, || {
+        let scan = idle_scan(ctx, request);
+        if session.is_idle(&scan) {
+            read_at = None;
+            return Gathered::default();
+        }
+        crate::metrics::fetch_session_partitions_read(session.partition_count());
+        read_at = Some(scan);
         read_all(ctx, request, session_partitions())
     })
     .await;
+    if let Some(scan) = read_at {
+        let nothing = parts
+            .iter()
+            .all(|p| p.error_code == 0 && p.records.iter().all(|r| r.is_empty()));
+        session.scanned(nothing.then_some(scan));
+    }
     let mut answered: Vec<(String, FetchPartitionParts)> = Vec::new();
     for (cached, part) in session.rotated_mut().zip(parts) {
         if cached.has_news(&part) {
@@ -146,6 +162,17 @@ async fn incremental(
         session_id: id,
         topics: group_by_topic(answered),
         ..Default::default()
+    }
+}
+
+/// What a read of a session's partitions depends on, as of now. The change count is
+/// taken first: a change during the read leaves the count past it.
+fn idle_scan(ctx: &RequestContext<'_>, request: &FetchRequest) -> IdleScan {
+    IdleScan {
+        changes: ctx.store.changes(),
+        isolation_level: request.isolation_level,
+        cluster_generation: ctx.cluster.as_deref().map(|c| c.generation()),
+        grants: ctx.grants.clone(),
     }
 }
 
@@ -166,6 +193,7 @@ fn group_by_topic(parts: Vec<(String, FetchPartitionParts)>) -> Vec<FetchTopicPa
 }
 
 /// What one read of a request's partitions found.
+#[derive(Default)]
 struct Gathered {
     /// One answer per partition read, in reading order.
     parts: Vec<FetchPartitionParts>,

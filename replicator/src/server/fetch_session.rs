@@ -2,10 +2,12 @@
 //!
 //! A full Fetch with `(session_id 0, epoch 0)` creates a session holding the requested
 //! partitions with the parameters each was asked for. Later requests of that session name
-//! only partitions whose parameters changed, plus the ones to forget; the node still reads
-//! every session partition and answers only those with news: records, a moved high
-//! watermark, last stable offset or log start, or an error. An idle client with thousands
-//! of partitions then costs a request and a response of a few bytes per long poll.
+//! only partitions whose parameters changed, plus the ones to forget; the node reads every
+//! session partition and answers only those with news: records, a moved high watermark,
+//! last stable offset or log start, or an error. An idle client with thousands of
+//! partitions then costs a request and a response of a few bytes per long poll, and no
+//! read at all: a read that found nothing is remembered with the node's change count
+//! ([`IdleScan`]), and is not repeated until something changed.
 //!
 //! The cache holds at most `slots` sessions (Kafka's
 //! `max.incremental.fetch.session.cache.slots`). A new session that finds it full evicts
@@ -19,6 +21,7 @@ use std::time::Instant;
 use kafka_protocol::messages::fetch_request::{FetchPartition, ForgottenTopic};
 use shadowlink_protocol::fetch::FetchPartitionParts;
 
+use crate::authz::Grants;
 use crate::topic_partition::TopicPartition;
 
 /// What a request's `(session_id, session_epoch)` asks for (KIP-227).
@@ -109,6 +112,22 @@ impl CachedPartition {
     }
 }
 
+/// A read of every session partition that found no records and no error, and what it
+/// depended on besides the partitions' logs. While all of it is the same, and the session
+/// is asked for nothing new, another read would find the same: every answer it would
+/// carry has been sent (`CachedPartition::answered`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleScan {
+    /// [`crate::mirror::Store::changes`] taken before the read.
+    pub changes: u64,
+    /// Read committed stops at the last stable offset, read uncommitted at the end.
+    pub isolation_level: i8,
+    /// Which partitions this node leads, in a cluster.
+    pub cluster_generation: Option<u64>,
+    /// Which topics the client may read.
+    pub grants: Grants,
+}
+
 /// One client's session: its partitions in a stable order and the next epoch expected.
 #[derive(Debug)]
 pub struct Session {
@@ -120,6 +139,8 @@ pub struct Session {
     /// of the response's byte budget (KIP-74).
     rotation: usize,
     last_used: Instant,
+    /// The last read, if it found nothing and the partitions have not changed since.
+    idle: Option<IdleScan>,
 }
 
 impl Session {
@@ -131,11 +152,28 @@ impl Session {
             index: HashMap::new(),
             rotation: 0,
             last_used: Instant::now(),
+            idle: None,
         }
+    }
+
+    /// Whether the last read found nothing, under the same `scan`, so reading again
+    /// would too.
+    pub fn is_idle(&self, scan: &IdleScan) -> bool {
+        self.idle.as_ref() == Some(scan)
+    }
+
+    /// Records what the last read of every partition found: nothing (`Some`), or news.
+    pub fn scanned(&mut self, idle: Option<IdleScan>) {
+        self.idle = idle;
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.len()
     }
 
     /// Adds a partition, or updates the parameters of one already in the session.
     pub fn upsert(&mut self, key: TopicPartition, params: FetchPartition) {
+        self.idle = None;
         match self.index.get(&key) {
             Some(&i) => self.partitions[i].params = params,
             None => {
@@ -147,6 +185,9 @@ impl Session {
 
     /// Drops the partitions of `forgotten`.
     pub fn forget(&mut self, forgotten: &[ForgottenTopic]) {
+        if !forgotten.is_empty() {
+            self.idle = None;
+        }
         for topic in forgotten {
             for &partition in &topic.partitions {
                 let key = TopicPartition::new(topic.topic.0.as_str(), partition);
@@ -183,11 +224,6 @@ impl Session {
     /// Moves the next read's start one partition further on.
     pub fn rotate(&mut self) {
         self.rotation = self.rotation.wrapping_add(1);
-    }
-
-    #[cfg(test)]
-    fn partition_count(&self) -> usize {
-        self.partitions.len()
     }
 }
 
