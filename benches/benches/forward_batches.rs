@@ -139,38 +139,34 @@ impl Receiver for Fresh {
 /// and appends each checked record set to its partition's log, which hashes nothing
 /// again.
 fn store(frame: Bytes, logs: &mut [PartitionLog]) -> usize {
-    let (_, response) =
-        decode_response::<FetchResponse>(frame, ApiKey::Fetch, FETCH_VERSION).expect("decode");
     let mut bytes = 0;
-    for topic in response.responses {
-        for p in topic.partitions {
-            let records = p.records.unwrap_or_default();
-            let log = &mut logs[p.partition_index as usize];
-            let set = CheckedRecordSet::check(&records, log.log_end_offset());
-            bytes += records.len();
-            log.append_checked(&set.set.expect("intact"))
-                .expect("append");
-        }
+    for (partition, records) in record_sets(frame) {
+        let log = &mut logs[partition];
+        let set = CheckedRecordSet::check(&records, log.log_end_offset());
+        bytes += records.len();
+        log.append_checked(&set.set.expect("intact"))
+            .expect("append");
     }
     bytes
 }
 
-/// [`store`] as the link did before: the log walks and CRC-checks every batch again.
-fn store_checked_twice(frame: Bytes, logs: &mut [PartitionLog]) -> usize {
+/// Each partition's record set in a Fetch response frame, by partition index.
+fn record_sets(frame: Bytes) -> impl Iterator<Item = (usize, Bytes)> {
     let (_, response) =
         decode_response::<FetchResponse>(frame, ApiKey::Fetch, FETCH_VERSION).expect("decode");
+    let partitions = response.responses.into_iter().flat_map(|t| t.partitions);
+    partitions.map(|p| (p.partition_index as usize, p.records.unwrap_or_default()))
+}
+
+/// [`store`] as the link did before: the log walks and CRC-checks every batch again.
+fn store_checked_twice(frame: Bytes, logs: &mut [PartitionLog]) -> usize {
     let mut bytes = 0;
-    for topic in response.responses {
-        for p in topic.partitions {
-            let records = p.records.unwrap_or_default();
-            for batch in BatchWalker::new(records.clone()) {
-                batch.expect("batch").validate_crc().expect("crc");
-            }
-            bytes += records.len();
-            logs[p.partition_index as usize]
-                .append(records)
-                .expect("append");
+    for (partition, records) in record_sets(frame) {
+        for batch in BatchWalker::new(records.clone()) {
+            batch.expect("batch").validate_crc().expect("crc");
         }
+        bytes += records.len();
+        logs[partition].append(records).expect("append");
     }
     bytes
 }

@@ -26,7 +26,12 @@ fn batches(shapes: &[(usize, usize, i64)]) -> Vec<Bytes> {
         .collect()
 }
 
-fn open(dir: &std::path::Path, segment_bytes: u64, segment_ms: Option<u64>) -> PartitionLog {
+/// A log that keeps appends in the page cache, with an index entry every 256 bytes.
+pub(crate) fn open(
+    dir: &std::path::Path,
+    segment_bytes: u64,
+    segment_ms: Option<u64>,
+) -> PartitionLog {
     let config = LogConfig {
         persist: PersistMode::Os,
         segment_bytes,

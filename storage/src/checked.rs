@@ -159,7 +159,8 @@ mod tests {
     use shadowlink_protocol::batch::testing::build_batch;
 
     use super::*;
-    use crate::{LogConfig, PersistMode, StorageError};
+    use crate::append_tests::open;
+    use crate::StorageError;
 
     /// Batches of `(records, value bytes, timestamp step, leader epoch step)` with
     /// contiguous offsets from 0.
@@ -175,17 +176,6 @@ mod tests {
             offset += records.len() as i64;
         }
         out
-    }
-
-    fn open(dir: &std::path::Path, segment_bytes: u64, segment_ms: Option<u64>) -> PartitionLog {
-        let config = LogConfig {
-            persist: PersistMode::Os,
-            segment_bytes,
-            segment_ms,
-            index_interval_bytes: 256,
-            ..LogConfig::default()
-        };
-        PartitionLog::open(dir, config).unwrap()
     }
 
     /// Every segment's file bytes, offset index, time index and bounds, and the epochs.

@@ -552,6 +552,29 @@ pub fn shadowlink(args: &[&str]) -> Result<Ran> {
         .with_context(|| format!("cannot run shadowlink {args:?}"))
 }
 
+/// Runs `shadowlink switchover` of `topics` from the node and link `from` to the node and
+/// link `to`, through their admin listeners; its report.
+pub fn switchover(from: (&Node, &str), to: (&Node, &str), topics: &[&str]) -> Result<String> {
+    let admin =
+        |node: &Node| -> Result<String> { Ok(node.admin.context("admin listener")?.to_string()) };
+    let (from_admin, to_admin) = (admin(from.0)?, admin(to.0)?);
+    let mut args = vec![
+        "switchover",
+        "--from",
+        &from_admin,
+        "--from-link",
+        from.1,
+        "--to",
+        &to_admin,
+        "--to-link",
+        to.1,
+    ];
+    for topic in topics {
+        args.extend(["--topic", topic]);
+    }
+    shadowlink(&args)?.stdout("switchover")
+}
+
 /// `shadowlink check-config` on `text`, written to a temporary file.
 pub fn check_config(text: &str) -> Result<Ran> {
     let dir = tempfile::tempdir()?;

@@ -23,8 +23,7 @@ use shadowlink_tests::fake::{FakeBroker, FakeLog, FakeTopics, FAKE_NODE};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::wait_identical;
 use shadowlink_tests::{
-    check_config, eventually, free_port, shadowlink, status_json, topic_state, Client, Link, Node,
-    NodeConfig,
+    check_config, eventually, free_port, status_json, topic_state, Client, Link, Node, NodeConfig,
 };
 
 const PARTITIONS: i32 = 2;
@@ -73,10 +72,6 @@ fn start_pair(a_owns: &[&str]) -> Result<Pair> {
     Ok(Pair { a, b })
 }
 
-fn admin(node: &Node) -> Result<String> {
-    Ok(node.admin.context("admin listener")?.to_string())
-}
-
 /// Runs `shadowlink switchover` of `topics` from `from` to `to`; per (topic, partition),
 /// the offset and epoch producers continue at on the new owner.
 fn switchover(
@@ -84,22 +79,7 @@ fn switchover(
     (to, to_link): (&Node, &str),
     topics: &[&str],
 ) -> Result<BTreeMap<(String, i32), (i64, i32)>> {
-    let (from_admin, to_admin) = (admin(from)?, admin(to)?);
-    let mut args = vec![
-        "switchover",
-        "--from",
-        &from_admin,
-        "--from-link",
-        from_link,
-        "--to",
-        &to_admin,
-        "--to-link",
-        to_link,
-    ];
-    for topic in topics {
-        args.extend(["--topic", topic]);
-    }
-    let report = shadowlink(&args)?.stdout("switchover")?;
+    let report = shadowlink_tests::switchover((from, from_link), (to, to_link), topics)?;
     ensure!(report.contains("records at risk: 0"), "{report}");
     let mut taken = BTreeMap::new();
     for line in report.lines() {

@@ -245,21 +245,7 @@ fn a_returning_owner_is_fenced_fails_back_and_mirrors_the_survivor() -> Result<(
 }
 
 fn switchover(from: &Node, from_link: &str, to: &Node, to_link: &str) -> Result<String> {
-    let (from_admin, to_admin) = (admin(from)?, admin(to)?);
-    shadowlink(&[
-        "switchover",
-        "--from",
-        &from_admin,
-        "--from-link",
-        from_link,
-        "--to",
-        &to_admin,
-        "--to-link",
-        to_link,
-        "--topic",
-        "a_orders",
-    ])?
-    .stdout("switchover")
+    shadowlink_tests::switchover((from, from_link), (to, to_link), &["a_orders"])
 }
 
 /// A POST of a JSON body to a node's admin listener: status and body.
