@@ -43,14 +43,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    fn source(hwm: i64) -> SourceOffsets {
-        SourceOffsets {
-            log_start: 0,
-            high_watermark: hwm,
-            last_stable: hwm,
-        }
-    }
+    use crate::status::testing::offsets;
 
     #[test]
     fn a_paused_partition_lags_from_when_the_source_last_matched_it() {
@@ -58,10 +51,10 @@ mod tests {
         let key = TopicPartition::new("a_paused", 0);
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        link.on_listed(&key, source(50), Some(50), t0);
+        link.on_listed(&key, offsets(50), Some(50), t0);
         let lag = |now| link.lock().partitions[&key].lag_seconds(now);
         assert_eq!(lag(t0 + s(1)), 0.0);
-        link.on_listed(&key, source(80), Some(50), t0 + s(2));
+        link.on_listed(&key, offsets(80), Some(50), t0 + s(2));
         assert_eq!(lag(t0 + s(4)), 4.0);
         let known = link.lock().partitions[&key]
             .source
@@ -74,7 +67,7 @@ mod tests {
         let link = LinkStatus::new("from-a", &[]);
         let key = TopicPartition::new("a_paused", 0);
         let t0 = Instant::now();
-        link.on_listed(&key, source(50), None, t0);
+        link.on_listed(&key, offsets(50), None, t0);
         let inner = link.lock();
         let p = &inner.partitions[&key];
         assert_eq!(p.source.map(|s| s.high_watermark), Some(50));

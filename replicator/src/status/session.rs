@@ -98,15 +98,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::status::SourceOffsets;
-
-    fn offsets(hwm: i64) -> SourceOffsets {
-        SourceOffsets {
-            log_start: 0,
-            high_watermark: hwm,
-            last_stable: hwm,
-        }
-    }
+    use crate::status::testing::offsets;
 
     /// The same partition confirmed one response at a time and through its session.
     #[test]
