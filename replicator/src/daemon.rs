@@ -124,7 +124,7 @@ impl Daemon {
         // Before any listener serves: a cluster node never coordinates a group on its own.
         if let (Some(cluster), Some(settings)) = (&cluster, &config.cluster) {
             crate::cluster::share_offsets(&groups, cluster.clone(), settings);
-            cluster.declare_topics(&config.topics);
+            cluster.declare_topics(&config.topics, settings.replication_factor);
         }
         let context = Arc::new(server_context(
             &config,

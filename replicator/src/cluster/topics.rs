@@ -33,12 +33,15 @@ pub struct TopicSpec {
 /// on any replica, so all its replicas are in sync, and its first leader writes in 0.
 const NEVER_LED: i32 = -1;
 
-/// A topic to record in etcd; `reply` hears whether this creation made it (`Ok(true)`)
-/// or found it there (`Ok(false)`). A declared `[[topics]]` entry has none.
+/// A topic to record in etcd; `reply` hears whether this creation made it (true) or
+/// found it there (false). A declared `[[topics]]` entry has none, and waits until the
+/// installed assignment lists `min_nodes` live nodes, so that every partition starts
+/// with as many replicas in sync as the cluster's replication factor asks.
 pub(super) struct Creation {
     name: String,
     spec: TopicSpec,
     reply: Option<oneshot::Sender<bool>>,
+    min_nodes: usize,
 }
 
 /// Why CreateTopics on a cluster node did not create a topic.
@@ -114,6 +117,7 @@ impl Cluster {
             name: name.to_string(),
             spec,
             reply: Some(reply),
+            min_nodes: 0,
         });
         let placed = async {
             if !created.await.unwrap_or(false) {
@@ -140,8 +144,13 @@ impl Cluster {
     }
 
     /// `[[topics]]` of the shared config: each is recorded in etcd unless a topic of
-    /// that name is there, whichever node gets there first.
-    pub fn declare_topics(&self, topics: &[crate::config::OwnedTopicConfig]) {
+    /// that name is there, whichever node gets there first, once `replication_factor`
+    /// nodes are live.
+    pub fn declare_topics(
+        &self,
+        topics: &[crate::config::OwnedTopicConfig],
+        replication_factor: usize,
+    ) {
         for topic in topics {
             let spec = TopicSpec {
                 partitions: topic.partitions,
@@ -152,6 +161,7 @@ impl Cluster {
                 name: topic.name.clone(),
                 spec,
                 reply: None,
+                min_nodes: replication_factor,
             });
         }
     }
@@ -227,7 +237,10 @@ mod etcd {
             &self,
             client: &mut Client,
         ) -> Result<(), SessionError> {
-            let mut pending = self.cluster.take_creations().into_iter();
+            let (pending, early): (Vec<_>, Vec<_>) = (self.cluster.take_creations().into_iter())
+                .partition(|c| self.cluster.live_nodes() >= c.min_nodes);
+            self.cluster.requeue_creations(early);
+            let mut pending = pending.into_iter();
             while let Some(creation) = pending.next() {
                 if creation.reply.as_ref().is_some_and(|r| r.is_closed()) {
                     continue;

@@ -216,7 +216,10 @@ listen = "127.0.0.1:9192"
         let owned = "[[topics]]\nname = \"orders\"\npartitions = 3\n\
                      [cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n";
         let c = with(owned).unwrap();
-        assert_eq!((c.topics[0].name.as_str(), c.topics[0].partitions), ("orders", 3));
+        assert_eq!(
+            (c.topics[0].name.as_str(), c.topics[0].partitions),
+            ("orders", 3)
+        );
         assert!(c.cluster.is_some());
         let twice = format!("{owned}[[topics]]\nname = \"orders\"\npartitions = 1\n");
         assert!(with(&twice).unwrap_err().contains("declared twice"));
