@@ -8,7 +8,10 @@ use std::process::Child;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::etcd::Etcd;
 use crate::raw::RawClient;
@@ -110,7 +113,9 @@ pub struct Owners {
 
 impl Owners {
     /// Starts etcd and nodes 1 to `nodes` (`persist = "always"`), each config changed
-    /// by `configure`, and waits until every node lists all of them as brokers.
+    /// by `configure`, one after another as in a rolling start: each once it has
+    /// installed an assignment and the nodes before it list it as a broker. Returns
+    /// once every node lists all of them.
     pub fn start(nodes: i32, configure: impl Fn(NodeConfig) -> NodeConfig) -> Result<Owners> {
         let etcd = Etcd::start()?;
         let mut owners = Owners {
@@ -124,11 +129,13 @@ impl Owners {
                 LEASE_TTL,
                 2,
             );
-            owners.nodes.insert(id, Node::start(&configure(config))?);
-        }
-        let all: BTreeSet<i32> = owners.nodes.keys().copied().collect();
-        for node in owners.nodes.values() {
-            until(SETTLE, || routes(node.kafka, ""), |r| r.brokers == all)?;
+            let node = Node::start(&configure(config))?;
+            until(SETTLE, || coordinator_named(node.kafka), |named| *named)?;
+            owners.nodes.insert(id, node);
+            let joined: BTreeSet<i32> = owners.nodes.keys().copied().collect();
+            for node in owners.nodes.values() {
+                until(SETTLE, || routes(node.kafka, ""), |r| r.brokers == joined)?;
+            }
         }
         Ok(owners)
     }
@@ -175,6 +182,16 @@ impl Owners {
         )?;
         Ok(seen[0].clone())
     }
+}
+
+/// Whether the node at `node` names a group coordinator: it does once it has installed
+/// an assignment, which lists it among the live nodes.
+fn coordinator_named(node: SocketAddr) -> Result<bool> {
+    let mut client = RawClient::connect(node)?;
+    let key = StrBytes::from_static_str("joined");
+    let request = FindCoordinatorRequest::default().with_key(key);
+    let response: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &request)?;
+    Ok(response.error_code == 0)
 }
 
 /// The bytes of every segment of one partition's log on `node`'s disk, oldest first: two
