@@ -37,6 +37,7 @@ const NEVER_LED: i32 = -1;
 /// found it there (false). A declared `[[topics]]` entry has none, and waits until the
 /// installed assignment lists `min_nodes` live nodes, so that every partition starts
 /// with as many replicas in sync as the cluster's replication factor asks.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(super) struct Creation {
     name: String,
     spec: TopicSpec,
