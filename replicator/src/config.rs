@@ -58,7 +58,8 @@ pub struct Config {
     pub groups: GroupSettings,
     #[serde(default)]
     pub links: Vec<LinkConfig>,
-    /// Topics this node owns and accepts writes for.
+    /// Topics this node owns and accepts writes for; on a cluster node, topics the
+    /// cluster owns, created once whichever node declares them first.
     #[serde(default)]
     pub topics: Vec<OwnedTopicConfig>,
     /// Who may do what on the Kafka listener; none means everything is allowed.
@@ -489,7 +490,6 @@ impl Config {
                 ));
             }
             cluster.validate()?;
-            cluster::refuse_owned_topics(&self.topics)?;
         }
         self.check_owned_not_mirrored()
     }

@@ -84,8 +84,10 @@ impl Daemon {
             .map_err(task_failed("open", &config))??;
         let store = Arc::new(store);
         // Before any link starts: a link whose filter matches an owned topic's name must
-        // find it owned, not create a shadow of it.
-        create_owned_topics(&config, &store).await?;
+        // find it owned, not create a shadow of it. A cluster creates them through etcd.
+        if config.cluster.is_none() {
+            create_owned_topics(&config, &store).await?;
+        }
         // A failover cut short by a crash is finished before anything else runs.
         let resumed = store.clone();
         tokio::task::spawn_blocking(move || crate::failover::resume_interrupted(&resumed))
@@ -122,6 +124,7 @@ impl Daemon {
         // Before any listener serves: a cluster node never coordinates a group on its own.
         if let (Some(cluster), Some(settings)) = (&cluster, &config.cluster) {
             crate::cluster::share_offsets(&groups, cluster.clone(), settings);
+            cluster.declare_topics(&config.topics, settings.replication_factor);
         }
         let context = Arc::new(server_context(
             &config,

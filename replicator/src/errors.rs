@@ -5,6 +5,7 @@ use kafka_protocol::ResponseError;
 use shadowlink_storage::StorageError;
 use tokio::task::JoinError;
 
+use crate::cluster::CreateTopicError;
 use crate::groups::GroupError;
 use crate::mirror::owned::ProduceError;
 use crate::mirror::producer_ids::ProducerIdError;
@@ -237,11 +238,6 @@ pub enum CreateRefusal {
          from the link"
     )]
     Mirrored { topic: String, link: String },
-    #[error(
-        "topic {0} cannot be created on a cluster node: owned topics are not replicated \
-         between nodes yet, so its writes would live on one node only"
-    )]
-    Clustered(String),
     #[error("manual replica assignments are not supported")]
     ManualAssignment,
     #[error(
@@ -251,6 +247,10 @@ pub enum CreateRefusal {
     TooManyForRequest { max: i64, wanted: i64 },
     #[error("replication factor {0} is larger than the one node of this cluster")]
     ReplicationFactor(i16),
+    #[error("replication factor {asked} must be from 1 to the {live} live nodes of the cluster")]
+    ReplicationFactorAboveNodes { asked: i16, live: usize },
+    #[error(transparent)]
+    Cluster(#[from] CreateTopicError),
     #[error("config {0} is not supported by shadowlink")]
     UnsupportedConfig(String),
     #[error("invalid value {value:?} for config {name}")]
@@ -266,12 +266,19 @@ impl CreateRefusal {
         match self {
             CreateRefusal::Duplicate(_) => ResponseError::InvalidRequest.code(),
             CreateRefusal::Unauthorized(_) => Denied::Topic.code(),
-            CreateRefusal::Mirrored { .. } | CreateRefusal::Clustered(_) => {
-                ResponseError::PolicyViolation.code()
-            }
+            CreateRefusal::Mirrored { .. } => ResponseError::PolicyViolation.code(),
             CreateRefusal::ManualAssignment => ResponseError::InvalidReplicaAssignment.code(),
             CreateRefusal::TooManyForRequest { .. } => ResponseError::InvalidPartitions.code(),
-            CreateRefusal::ReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+            CreateRefusal::ReplicationFactor(_)
+            | CreateRefusal::ReplicationFactorAboveNodes { .. } => {
+                ResponseError::InvalidReplicationFactor.code()
+            }
+            CreateRefusal::Cluster(CreateTopicError::Exists(_)) => {
+                ResponseError::TopicAlreadyExists.code()
+            }
+            CreateRefusal::Cluster(CreateTopicError::NotPlaced { .. }) => {
+                ResponseError::RequestTimedOut.code()
+            }
             CreateRefusal::UnsupportedConfig(_) | CreateRefusal::InvalidConfig { .. } => {
                 ResponseError::InvalidConfig.code()
             }

@@ -1,5 +1,6 @@
 //! A region's shadow as three nodes of one cluster: etcd, a tansu source with one topic,
-//! and nodes 1 to 3 of cluster `region-b` (replication factor 2), all on loopback.
+//! and nodes 1 to 3 of cluster `region-b` (replication factor 2), all on loopback. Or a
+//! region that owns its topics: etcd and the nodes, no source ([`Owners`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -7,7 +8,10 @@ use std::process::Child;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::etcd::Etcd;
 use crate::raw::RawClient;
@@ -98,6 +102,117 @@ impl Region {
         )
         .map(|mut seen| seen.remove(0))
     }
+}
+
+/// etcd and nodes 1 to N of cluster `region-b` (replication factor 2), without a link:
+/// their topics are created on the cluster and written by producers.
+pub struct Owners {
+    pub etcd: Etcd,
+    pub nodes: BTreeMap<i32, Node>,
+}
+
+impl Owners {
+    /// Starts etcd and nodes 1 to `nodes` (`persist = "always"`), each config changed
+    /// by `configure`, one after another as in a rolling start: each once it has
+    /// installed an assignment and the nodes before it list it as a broker. Returns
+    /// once every node lists all of them.
+    pub fn start(nodes: i32, configure: impl Fn(NodeConfig) -> NodeConfig) -> Result<Owners> {
+        let etcd = Etcd::start()?;
+        let mut owners = Owners {
+            etcd,
+            nodes: BTreeMap::new(),
+        };
+        for id in 1..=nodes {
+            let config = NodeConfig::owner().admin().node_id(id).cluster(
+                "region-b",
+                &owners.etcd.endpoint(),
+                LEASE_TTL,
+                2,
+            );
+            let node = Node::start(&configure(config))?;
+            until(SETTLE, || coordinator_named(node.kafka), |named| *named)?;
+            owners.nodes.insert(id, node);
+            let joined: BTreeSet<i32> = owners.nodes.keys().copied().collect();
+            for node in owners.nodes.values() {
+                until(SETTLE, || routes(node.kafka, ""), |r| r.brokers == joined)?;
+            }
+        }
+        Ok(owners)
+    }
+
+    pub fn node(&self, id: i32) -> Result<&Node> {
+        self.nodes.get(&id).with_context(|| format!("no node {id}"))
+    }
+
+    pub fn node_mut(&mut self, id: i32) -> Result<&mut Node> {
+        self.nodes
+            .get_mut(&id)
+            .with_context(|| format!("no node {id}"))
+    }
+
+    /// The Kafka addresses of nodes `ids`, as a client's bootstrap list.
+    pub fn bootstrap(&self, ids: &[i32]) -> Result<String> {
+        let addrs: Vec<String> = (ids.iter())
+            .map(|id| Ok(self.node(*id)?.kafka.to_string()))
+            .collect::<Result<_>>()?;
+        Ok(addrs.join(","))
+    }
+
+    /// Waits until every node of `live` routes `topic` alike: `partitions` partitions,
+    /// each on `replicas` of those nodes and led by one of them.
+    pub fn placed(
+        &self,
+        topic: &str,
+        live: &[i32],
+        replicas: usize,
+        partitions: i32,
+    ) -> Result<Routes> {
+        let wanted: BTreeSet<i32> = live.iter().copied().collect();
+        let seen = until(
+            SETTLE,
+            || {
+                (live.iter())
+                    .map(|id| routes(self.node(*id)?.kafka, topic))
+                    .collect::<Result<Vec<_>>>()
+            },
+            |seen| {
+                seen.windows(2).all(|w| w[0] == w[1])
+                    && seen[0].settled(&wanted, replicas, partitions)
+            },
+        )?;
+        Ok(seen[0].clone())
+    }
+}
+
+/// Whether the node at `node` names a group coordinator: it does once it has installed
+/// an assignment, which lists it among the live nodes.
+fn coordinator_named(node: SocketAddr) -> Result<bool> {
+    let mut client = RawClient::connect(node)?;
+    let key = StrBytes::from_static_str("joined");
+    let request = FindCoordinatorRequest::default().with_key(key);
+    let response: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &request)?;
+    Ok(response.error_code == 0)
+}
+
+/// The bytes of every segment of one partition's log on `node`'s disk, oldest first: two
+/// replicas holding the same batches at the same offsets give the same bytes.
+pub fn log_bytes(node: &Node, topic: &str, partition: i32) -> Result<Vec<u8>> {
+    let dir = node
+        .data_dir
+        .join("topics")
+        .join(topic)
+        .join(partition.to_string());
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let mut bytes = Vec::new();
+    for segment in segments {
+        bytes.extend(std::fs::read(&segment)?);
+    }
+    Ok(bytes)
 }
 
 /// One partition as Metadata describes it.

@@ -12,10 +12,17 @@
 //! never moved to rebalance, only a lost one is replaced; its leadership goes only to a
 //! member of its in-sync set (the replicas that held it when it became owned, less the
 //! lost ones), in a leader epoch one above the last, and nowhere when none survives.
+//!
+//! An owned topic created on the cluster (CreateTopics, `[[topics]]`) is placed like a
+//! shadow on its own replication factor, then kept like a failed-over one. A new
+//! partition of it holds nothing anywhere yet, so its in-sync set is all its replicas
+//! and its first leader writes in epoch 0.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+
+pub use super::topics::TopicSpec;
 
 /// The whole cluster's placement, one etcd value so no reader sees half a change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +35,10 @@ pub struct Assignment {
     /// Topics that are no longer shadows: absent means mirrored from the source.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, Role>,
+    /// Owned topics created on the cluster, with what every node needs to create its
+    /// copy; each is also in `roles` as owned.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub created: BTreeMap<String, TopicSpec>,
 }
 
 /// What a placed topic is. A shadow's replicas each fetch from the source; an owned
@@ -112,22 +123,41 @@ pub fn assign(
     partitions: &BTreeMap<String, i32>,
     replication_factor: usize,
 ) -> Assignment {
+    let none = BTreeMap::new();
+    assign_with_created(previous, members, partitions, replication_factor, &none)
+}
+
+/// [`assign`], with the owned topics created on the cluster (`created`, each also in
+/// `partitions`) placed on their own replication factor.
+pub fn assign_with_created(
+    previous: &Assignment,
+    members: &BTreeMap<i32, String>,
+    partitions: &BTreeMap<String, i32>,
+    replication_factor: usize,
+    created: &BTreeMap<String, TopicSpec>,
+) -> Assignment {
     let nodes: BTreeSet<i32> = members.keys().copied().collect();
-    let wanted = replication_factor.min(nodes.len());
+    let wanted = |topic: &str| {
+        let asked = created.get(topic).and_then(|s| s.replication_factor);
+        asked.unwrap_or(replication_factor).min(nodes.len())
+    };
     let mut next = Assignment {
         brokers: members.clone(),
         topics: BTreeMap::new(),
         roles: previous.roles.clone(),
+        created: previous.created.clone(),
     };
     for (topic, count) in partitions {
         let kept = (0..*count)
-            .map(|p| surviving(previous.placement(topic, p), &nodes, wanted))
+            .map(|p| surviving(previous.placement(topic, p), &nodes, wanted(topic)))
             .collect();
         next.topics.insert(topic.clone(), kept);
     }
+    next.adopt_created(previous, created);
     next.roles
         .retain(|topic, _| next.topics.contains_key(topic));
-    fill(&mut next, &nodes, wanted);
+    fill(&mut next, &nodes, &wanted);
+    next.start_created();
     rebalance(&mut next, &nodes);
     elect_leaders(&mut next, previous);
     next
@@ -174,17 +204,20 @@ fn surviving(previous: Option<&Placement>, nodes: &BTreeSet<i32>, wanted: usize)
     }
 }
 
-/// Adds replicas where a partition has fewer than `wanted`, each on the least loaded
-/// node that does not hold it yet.
-fn fill(next: &mut Assignment, nodes: &BTreeSet<i32>, wanted: usize) {
+/// Adds replicas where a partition has fewer than its topic's `wanted`, each on the
+/// least loaded node that does not hold it yet.
+fn fill(next: &mut Assignment, nodes: &BTreeSet<i32>, wanted: &dyn Fn(&str) -> usize) {
     let mut loads = next.loads(nodes);
-    for placement in next.topics.values_mut().flatten() {
-        while placement.replicas.len() < wanted {
-            let Some(node) = least_loaded(&loads, &placement.replicas) else {
-                break;
-            };
-            placement.replicas.push(node);
-            *loads.entry(node).or_default() += 1;
+    for (topic, placements) in next.topics.iter_mut() {
+        let wanted = wanted(topic);
+        for placement in placements {
+            while placement.replicas.len() < wanted {
+                let Some(node) = least_loaded(&loads, &placement.replicas) else {
+                    break;
+                };
+                placement.replicas.push(node);
+                *loads.entry(node).or_default() += 1;
+            }
         }
     }
 }

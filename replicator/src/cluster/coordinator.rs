@@ -14,7 +14,8 @@ use etcd_client::{
 };
 use tokio::sync::watch;
 
-use super::{assign, Assignment, Cluster, Origin};
+use super::assignment::assign_with_created;
+use super::{Assignment, Cluster, Origin};
 use crate::config::ClusterConfig;
 use crate::mirror::Store;
 
@@ -148,6 +149,7 @@ impl Session {
                         keep_at = Instant::now() + keep_every;
                     }
                     self.record_failovers(&mut client).await?;
+                    self.record_creations(&mut client).await?;
                     assigner = self.assign_step(&mut client, lease, assigner).await?;
                 }
             }
@@ -247,9 +249,14 @@ impl Session {
             Some(kv) => (serde_json::from_slice(kv.value())?, kv.mod_revision()),
             None => (Assignment::default(), 0),
         };
-        let partitions = mirrored_partitions(&self.store, &previous);
+        let created = self.created_topics(client).await?;
+        let mut partitions = mirrored_partitions(&self.store, &previous);
+        for (topic, spec) in &created {
+            let count = partitions.entry(topic.clone()).or_default();
+            *count = (*count).max(spec.partitions);
+        }
         let rf = self.config.replication_factor;
-        let next = assign(&previous, &members, &partitions, rf);
+        let next = assign_with_created(&previous, &members, &partitions, rf, &created);
         let (next, handled) = self.fail_over_requested(client, next).await?;
         if next == previous && handled.is_empty() {
             return Ok(true);

@@ -10,7 +10,8 @@
 //!
 //! A failover makes a link's shadows owned in the assignment: the leader takes writes in
 //! the epoch the assignment gives it, the other replicas copy it (`replica`), and
-//! `acks=all` waits for the in-sync ones (`replication`).
+//! `acks=all` waits for the in-sync ones (`replication`). Owned topics created on the
+//! cluster are recorded in etcd and placed the same way (`topics`).
 
 mod admin;
 mod assignment;
@@ -27,6 +28,7 @@ mod replication;
 mod retire;
 #[cfg(feature = "cluster")]
 mod tls;
+mod topics;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +46,7 @@ pub use assignment::{assign, Assignment, Placement, Role};
 pub use groups::{share_offsets, GroupCoordinator};
 pub use persist::Origin;
 pub use replication::{record_follower_fetch, InSyncError};
+pub use topics::{CreateTopicError, TopicSpec};
 
 /// Keeps this node in the cluster until `stopped` (see `coordinator::run`), its copies
 /// of owned partitions in the role the assignment gives them, the assignment in force
@@ -108,6 +111,8 @@ pub struct Cluster {
     positions: replication::Positions,
     /// Failover requests made on this node, not yet recorded in etcd.
     failover_requests: Mutex<Vec<FailoverAsk>>,
+    /// Topics created or declared on this node, not yet recorded in etcd.
+    creations: Mutex<Vec<topics::Creation>>,
 }
 
 /// A failover of a link's topics, as recorded under `failovers/<link>` for the
@@ -146,6 +151,7 @@ impl Cluster {
             installs: tokio::sync::Notify::new(),
             positions: Default::default(),
             failover_requests: Mutex::new(Vec::new()),
+            creations: Mutex::new(Vec::new()),
         }
     }
 

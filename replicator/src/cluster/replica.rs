@@ -68,20 +68,25 @@ pub async fn run(cluster: Arc<Cluster>, store: Arc<Store>, mut stopped: watch::R
     }
 }
 
-/// One pass over the assignment's owned topics: adopt each, lead or follow each of
-/// their partitions held here, and stop followers of partitions no longer followed.
+/// One pass over the assignment's owned topics: create or adopt each, lead or follow
+/// each of their partitions held here, and stop followers of partitions no longer
+/// followed.
 async fn reconcile(
     cluster: &Arc<Cluster>,
     store: &Arc<Store>,
     followers: &mut HashMap<TopicPartition, Running>,
 ) {
     let assignment = cluster.assignment();
+    super::topics::create_copies(store, &assignment).await;
     let mut followed = Vec::new();
     for topic in assignment.roles.keys() {
         let Some(local) = store.topic(topic) else {
             continue;
         };
-        if !local.is_owned() || local.meta().state != crate::mirror::TopicState::FailedOver {
+        let failed_over = !assignment.created.contains_key(topic);
+        if failed_over
+            && (!local.is_owned() || local.meta().state != crate::mirror::TopicState::FailedOver)
+        {
             let adopting = local.clone();
             let adopted =
                 tokio::task::spawn_blocking(move || crate::failover::adopt(&adopting)).await;

@@ -174,20 +174,6 @@ impl ClusterConfig {
     }
 }
 
-/// Owned topics need a leader that waits for its followers before acknowledging
-/// (`acks=all` over replicas), which a cluster does not have yet: one node taking writes
-/// that no other node holds would lose them with that node.
-pub(super) fn refuse_owned_topics(topics: &[super::OwnedTopicConfig]) -> Result<(), ConfigError> {
-    match topics.is_empty() {
-        true => Ok(()),
-        false => Err(invalid(
-            "topics",
-            "owned topics are not supported on a cluster node yet (their writes would live on \
-             one node only); remove `[[topics]]` or the `[cluster]` section",
-        )),
-    }
-}
-
 // A `[cluster]` section parses only in a build with the `cluster` feature.
 #[cfg(all(test, feature = "cluster"))]
 mod tests {
@@ -226,14 +212,17 @@ listen = "127.0.0.1:9192"
     }
 
     #[test]
-    fn a_cluster_node_refuses_owned_topics() {
-        let owned = "[[topics]]\nname = \"orders\"\npartitions = 1\n\
+    fn a_cluster_node_declares_owned_topics_for_the_cluster() {
+        let owned = "[[topics]]\nname = \"orders\"\npartitions = 3\n\
                      [cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n";
-        let err = with(owned).unwrap_err();
-        assert!(
-            err.contains("`topics`") && err.contains("not supported on a cluster node"),
-            "{err}"
+        let c = with(owned).unwrap();
+        assert_eq!(
+            (c.topics[0].name.as_str(), c.topics[0].partitions),
+            ("orders", 3)
         );
+        assert!(c.cluster.is_some());
+        let twice = format!("{owned}[[topics]]\nname = \"orders\"\npartitions = 1\n");
+        assert!(with(&twice).unwrap_err().contains("declared twice"));
     }
 
     const ETCD_TLS: &str = "[cluster]\nname = \"b\"\nendpoints = [\"https://e:2379\"]\n";

@@ -9,8 +9,14 @@
 //! link would otherwise find an owned topic where it expects its shadow, and the source's
 //! topic of that name would never be mirrored. Partitions are capped per request and per
 //! node ([`CreatePolicy`]).
+//!
+//! On a cluster node the topic is created for the whole cluster: validated as above, with
+//! a replication factor up to the live nodes, then recorded in etcd (only if no topic of
+//! that name is there) and answered once this node's assignment places it
+//! (`cluster::topics`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
@@ -23,6 +29,7 @@ use shadowlink_protocol::response::EncodeError;
 
 use super::{Reply, RequestContext, ServerContext};
 use crate::authz::Operation;
+use crate::cluster::Cluster;
 use crate::errors::CreateRefusal;
 use crate::filter::TopicFilter;
 use crate::mirror::{validate_topic_name, OwnTopicError};
@@ -30,9 +37,15 @@ use crate::mirror::{validate_topic_name, OwnTopicError};
 /// ConfigSource DYNAMIC_TOPIC_CONFIG, for the configs echoed back (v5+).
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 
+/// How long a cluster node waits for a topic's placement when the request gives no
+/// timeout (librdkafka's default operation timeout is 0).
+const CLUSTER_WAIT: Duration = Duration::from_secs(30);
+
 /// A topic creation that passed validation.
 struct NewTopic {
     partitions: i32,
+    /// `None` for the cluster's default, on a cluster node.
+    replication_factor: Option<usize>,
     configs: BTreeMap<String, String>,
 }
 
@@ -65,7 +78,13 @@ pub async fn handle(
             let pending = if request.validate_only { requested } else { 0 };
             match validate(ctx, topic, requested, pending) {
                 Ok(new) if request.validate_only => Ok(new),
-                Ok(new) => create(ctx, topic.name.as_str(), new).await,
+                Ok(new) => match ctx.cluster.as_deref() {
+                    Some(cluster) => {
+                        let name = topic.name.as_str();
+                        create_in_cluster(ctx, cluster, name, new, request.timeout_ms).await
+                    }
+                    None => create(ctx, topic.name.as_str(), new).await,
+                },
                 Err(refused) => Err(refused),
             }
         };
@@ -112,8 +131,8 @@ fn validate(
             link: link.clone(),
         });
     }
-    if ctx.cluster.is_some() {
-        return Err(CreateRefusal::Clustered(name.to_string()));
+    if let Some(cluster) = &ctx.cluster {
+        check_cluster_name(cluster, name)?;
     }
     if !topic.assignments.is_empty() {
         return Err(CreateRefusal::ManualAssignment);
@@ -125,14 +144,46 @@ fn validate(
         n => return Err(OwnTopicError::InvalidPartitions(n).into()),
     };
     check_partition_limits(ctx, partitions, requested, pending)?;
-    if !matches!(topic.replication_factor, -1 | 1) {
-        return Err(CreateRefusal::ReplicationFactor(topic.replication_factor));
-    }
+    let replication_factor = replication_factor(ctx, topic.replication_factor)?;
     let configs = validate_configs(topic)?;
     Ok(NewTopic {
         partitions,
+        replication_factor,
         configs,
     })
+}
+
+/// -1 asks for the default: one replica on a node on its own, the cluster's
+/// `replication_factor` on a cluster node, where at most every live node holds one.
+fn replication_factor(ctx: &ServerContext, asked: i16) -> Result<Option<usize>, CreateRefusal> {
+    let Some(cluster) = &ctx.cluster else {
+        return match asked {
+            -1 | 1 => Ok(None),
+            n => Err(CreateRefusal::ReplicationFactor(n)),
+        };
+    };
+    let live = cluster.live_nodes();
+    match usize::try_from(asked) {
+        _ if asked == -1 => Ok(None),
+        Ok(n) if n >= 1 && n <= live => Ok(Some(n)),
+        _ => Err(CreateRefusal::ReplicationFactorAboveNodes { asked, live }),
+    }
+}
+
+/// A name the cluster already placed, or one colliding with it, is taken even before
+/// this node holds its copy.
+fn check_cluster_name(cluster: &Cluster, name: &str) -> Result<(), CreateRefusal> {
+    let key = |n: &str| n.replace('.', "_");
+    let assignment = cluster.assignment();
+    match assignment.topics.keys().find(|t| key(t) == key(name)) {
+        Some(existing) if existing == name => Err(OwnTopicError::Exists(name.to_string()).into()),
+        Some(existing) => Err(OwnTopicError::Collides {
+            name: name.to_string(),
+            existing: existing.clone(),
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 fn check_partition_limits(
@@ -208,6 +259,31 @@ async fn create(ctx: &ServerContext, name: &str, new: NewTopic) -> Result<NewTop
     Ok(new)
 }
 
+/// Records the topic in etcd and waits for its placement (`timeout_ms`, or
+/// [`CLUSTER_WAIT`] when the request gives none).
+async fn create_in_cluster(
+    ctx: &ServerContext,
+    cluster: &Cluster,
+    name: &str,
+    mut new: NewTopic,
+    timeout_ms: i32,
+) -> Result<NewTopic, CreateRefusal> {
+    let wait = match u64::try_from(timeout_ms) {
+        Ok(ms) if ms > 0 => Duration::from_millis(ms).min(CLUSTER_WAIT),
+        _ => CLUSTER_WAIT,
+    };
+    let spec = crate::cluster::TopicSpec {
+        partitions: new.partitions,
+        replication_factor: new.replication_factor,
+        configs: new.configs.clone(),
+    };
+    cluster.create_topic(&ctx.store, name, spec, wait).await?;
+    let placed = cluster.assignment();
+    let replicas = placed.placement(name, 0).map(|p| p.replicas.len());
+    new.replication_factor = replicas.or(new.replication_factor);
+    Ok(new)
+}
+
 fn result(
     topic: &CreatableTopic,
     outcome: Result<NewTopic, CreateRefusal>,
@@ -236,9 +312,10 @@ fn result(
                         .with_config_source(DYNAMIC_TOPIC_CONFIG)
                 })
                 .collect();
+            let replication_factor = new.replication_factor.unwrap_or(1);
             result
                 .with_num_partitions(new.partitions)
-                .with_replication_factor(1)
+                .with_replication_factor(i16::try_from(replication_factor).unwrap_or(i16::MAX))
                 .with_configs(Some(configs))
         }
         Ok(_) => result,
