@@ -19,6 +19,8 @@ mod coordinator;
 #[cfg(feature = "cluster")]
 mod failovers;
 mod groups;
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+mod isr;
 mod persist;
 #[cfg(feature = "cluster")]
 mod replica;
@@ -43,7 +45,7 @@ pub use admin::{refuse_ownership_changes, AdminGate, ClusterFailover};
 pub use assignment::{assign, Assignment, Placement, Role};
 pub use groups::{share_offsets, GroupCoordinator};
 pub use persist::Origin;
-pub use replication::{record_follower_fetch, InSyncError};
+pub use replication::{high_watermark, record_follower_fetch, InSyncError};
 
 /// Keeps this node in the cluster until `stopped` (see `coordinator::run`), its copies
 /// of owned partitions in the role the assignment gives them, the assignment in force
