@@ -1,7 +1,7 @@
 //! The in-sync set of a failed-over partition in a three-node shadow (replication
 //! factor 2, a tansu source): a follower that stops fetching leaves the set after
 //! `replica_lag_time`, so `acks=all` writes are acknowledged again, and rejoins once it
-//! has caught up; consumers read only up to the high watermark, what every member of
+//! has caught up, as does a replacement replica; consumers read only up to the high watermark, what every member of
 //! the set holds.
 
 use std::time::{Duration, Instant};
@@ -20,11 +20,12 @@ const ACKS_ONE: i16 = 1;
 const READ_UNCOMMITTED: i8 = 0;
 
 /// A failed-over one-partition region: (region, leader, follower, bystander). The lease
-/// outlasts every stop of a follower, so only the lag moves the in-sync set.
+/// outlasts every stop of a follower and every wait for `acks=all`, so only the lag
+/// moves the in-sync set.
 fn owned_region(replica_lag_time: &str) -> Result<(Region, i32, i32, i32)> {
     let lag = format!("\"{replica_lag_time}\"");
     let entries = [("replica_lag_time", lag.as_str())];
-    let region = Region::start_configured(TOPIC, 1, 3, "20s", &entries)?;
+    let region = Region::start_configured(TOPIC, 1, 3, "40s", &entries)?;
     produce(region.source.addr, TOPIC, 10, "none", 1, 0)?;
     let mirrored = region.settled(&[1, 2, 3])?;
     let leader = region.node(mirrored.partitions[&0].leader)?.kafka;
@@ -52,7 +53,7 @@ fn a_stopped_follower_leaves_the_in_sync_set_after_the_lag_and_rejoins_caught_up
     let addr = region.node(leader)?.kafka;
     signal(region.node(follower)?, "-STOP")?;
     let started = Instant::now();
-    let written = produce_one(addr, TOPIC, 0, ACKS_ALL, 20_000, "while-stopped");
+    let written = produce_one(addr, TOPIC, 0, ACKS_ALL, 15_000, "while-stopped");
     let waited = started.elapsed();
     let (code, offset) = written?;
     ensure!(
@@ -66,6 +67,10 @@ fn a_stopped_follower_leaves_the_in_sync_set_after_the_lag_and_rejoins_caught_up
         "acks=all answered after {waited:?}, before the lag"
     );
     let shrunk = region.isr_becomes(&[leader, bystander], 0, &[leader])?;
+    ensure!(
+        shrunk.partitions[&0].replicas.contains(&follower),
+        "the follower was dropped as a lost node, not from the set: {shrunk:?}"
+    );
     println!("acks=all answered {waited:?} after the follower stopped; set {shrunk:?}");
     let started = Instant::now();
     for n in 0..5 {
@@ -111,6 +116,12 @@ fn a_stopped_follower_leaves_the_in_sync_set_after_the_lag_and_rejoins_caught_up
         "the follower holds {} batches that differ from the leader's {}",
         copied.len(),
         held.len()
+    );
+    // The replacement replica fills itself from the new leader and then joins the set.
+    let replaced = region.isr_becomes(&[follower, bystander], 0, &[follower, bystander])?;
+    ensure!(
+        replaced.partitions[&0].replicas.contains(&bystander),
+        "{replaced:?}"
     );
     Ok(())
 }
