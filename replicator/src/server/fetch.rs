@@ -393,3 +393,37 @@ fn below(chunks: Vec<Bytes>, limit: i64) -> (Vec<Bytes>, i64) {
     }
     (kept, upper)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowlink_protocol::batch::testing::build_batch;
+
+    /// Two records at `base`, then one at `base + 2`: batches ending at `base + 1` and
+    /// `base + 2`, in one chunk.
+    fn chunk(base: i64) -> Bytes {
+        let two = build_batch(base, 0, &[(None, Some(b"a")), (None, Some(b"b"))], 1);
+        let one = build_batch(base + 2, 0, &[(None, Some(b"c"))], 1);
+        [two, one].concat().into()
+    }
+
+    #[test]
+    fn a_consumer_read_stops_at_the_first_batch_reaching_the_high_watermark() {
+        let chunks = vec![chunk(10), chunk(13)];
+        let whole: usize = chunks.iter().map(Bytes::len).sum();
+        let (all, upper) = below(chunks.clone(), 16);
+        assert_eq!(
+            (all.iter().map(Bytes::len).sum::<usize>(), upper),
+            (whole, 16)
+        );
+        // Offset 14 is inside the batch 13-14: it is kept whole or not at all.
+        let (cut, upper) = below(chunks.clone(), 14);
+        assert_eq!(upper, 13);
+        assert_eq!(cut, vec![chunks[0].clone()]);
+        let (first, upper) = below(chunks.clone(), 12);
+        assert_eq!(upper, 12);
+        assert!(chunks[0].starts_with(&first[0]) && first.len() == 1);
+        let (none, upper) = below(chunks, 10);
+        assert!(none.is_empty() && upper == i64::MIN);
+    }
+}
