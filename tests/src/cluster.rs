@@ -4,19 +4,25 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
+    ApiKey, FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use shadowlink_protocol::batch::testing::build_batch;
+use shadowlink_protocol::batch::BatchWalker;
 
 use crate::etcd::Etcd;
 use crate::raw::RawClient;
 use crate::scenario::create_topic;
-use crate::{until, Node, NodeConfig, Tansu};
+use crate::{http_post, until, Node, NodeConfig, Tansu};
 
 /// Short, so a killed node's partitions move within a test's patience.
 pub const LEASE_TTL: &str = "3s";
@@ -40,6 +46,18 @@ impl Region {
 
     /// Nodes 1 to `nodes`, replication factor 2, the source holding `topic`.
     pub fn start_with(topic: &str, partitions: i32, nodes: i32, lease_ttl: &str) -> Result<Region> {
+        Region::start_configured(topic, partitions, nodes, lease_ttl, &[])
+    }
+
+    /// As [`Region::start_with`], each node's `[cluster]` also given `entries` (key,
+    /// TOML value).
+    pub fn start_configured(
+        topic: &str,
+        partitions: i32,
+        nodes: i32,
+        lease_ttl: &str,
+        entries: &[(&str, &str)],
+    ) -> Result<Region> {
         let etcd = Etcd::start()?;
         let source = Tansu::start()?;
         create_topic(source.addr, topic, partitions, &[])?;
@@ -51,10 +69,13 @@ impl Region {
             partitions,
         };
         for id in 1..=nodes {
-            let config = NodeConfig::linked_to(region.source.addr)
+            let mut config = NodeConfig::linked_to(region.source.addr)
                 .admin()
                 .node_id(id)
                 .cluster("region-b", &region.etcd.endpoint(), lease_ttl, 2);
+            for (key, value) in entries {
+                config = config.cluster_entry(key, value);
+            }
             region.nodes.insert(id, Node::start(&config)?);
         }
         Ok(region)
@@ -213,6 +234,138 @@ pub fn log_bytes(node: &Node, topic: &str, partition: i32) -> Result<Vec<u8>> {
         bytes.extend(std::fs::read(&segment)?);
     }
     Ok(bytes)
+}
+
+impl Region {
+    /// Fails every topic of link `from-a` over through node 1's admin API and waits
+    /// until every node in `live` routes the region's topic in the new leader epochs,
+    /// with its in-sync set.
+    pub fn fail_over(&self, live: &[i32]) -> Result<Routes> {
+        let before = self.settled(live)?;
+        let admin = self.node(1)?.admin.context("node 1 has no admin API")?;
+        let (code, body) = http_post(admin, "/v1/links/from-a/failover", r#"{"all": true}"#)?;
+        ensure!(code == 200, "failover answered {code}: {body}");
+        until(
+            SETTLE,
+            || self.settled(live),
+            |after| {
+                after.partitions.iter().all(|(p, r)| {
+                    let was = before.partitions.get(p);
+                    was.is_some_and(|w| r.leader_epoch > w.leader_epoch) && !r.isr.is_empty()
+                })
+            },
+        )
+    }
+
+    /// Waits until every node in `live` gives partition `partition` of the region's
+    /// topic the in-sync set `isr` (in any order).
+    pub fn isr_becomes(&self, live: &[i32], partition: i32, isr: &[i32]) -> Result<Routes> {
+        let wanted: BTreeSet<i32> = isr.iter().copied().collect();
+        let seen = until(
+            SETTLE,
+            || {
+                live.iter()
+                    .map(|id| self.routes(self.node(*id)?.kafka))
+                    .collect::<Result<Vec<_>>>()
+            },
+            |seen| {
+                seen.iter().all(|routes| {
+                    let route = routes.partitions.get(&partition);
+                    route.is_some_and(|r| r.isr.iter().copied().collect::<BTreeSet<_>>() == wanted)
+                })
+            },
+        );
+        seen.map(|mut seen| seen.remove(0))
+    }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, ...) to a node's process.
+pub fn signal(node: &Node, signal: &str) -> Result<()> {
+    let pid = node.process.pid().to_string();
+    let status = Command::new("kill").args([signal, &pid]).status()?;
+    ensure!(status.success(), "kill {signal} {pid} failed");
+    Ok(())
+}
+
+/// What one consumer Fetch (`replica_id` -1, no wait) of a partition at `offset`
+/// answers: its high watermark, last stable offset and the batches it returns.
+#[derive(Debug)]
+pub struct Fetched {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub batches: Vec<(i64, Bytes)>,
+}
+
+/// Fetch v12 of one partition from `offset`, as a consumer at `isolation_level`.
+pub fn fetch_at(
+    node: SocketAddr,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    isolation_level: i8,
+) -> Result<Fetched> {
+    let p = FetchPartition::default()
+        .with_partition(partition)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1024 * 1024);
+    let request = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(8 * 1024 * 1024)
+        .with_isolation_level(isolation_level)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![p])]);
+    let mut client = RawClient::connect(node)?;
+    let version = client.version(ApiKey::Fetch, 12)?;
+    let response: FetchResponse = client.call(ApiKey::Fetch, version, &request)?;
+    let p = (response.responses.into_iter())
+        .flat_map(|t| t.partitions)
+        .next()
+        .context("empty Fetch response")?;
+    let mut batches = Vec::new();
+    for batch in BatchWalker::new(p.records.unwrap_or_default()) {
+        let batch = batch?;
+        batches.push((batch.base_offset(), batch.into_bytes()));
+    }
+    Ok(Fetched {
+        error_code: p.error_code,
+        high_watermark: p.high_watermark,
+        last_stable_offset: p.last_stable_offset,
+        batches,
+    })
+}
+
+/// Produce v9 of one record `value` to a partition with `acks` and `timeout_ms`: the
+/// partition's error code and base offset.
+pub fn produce_one(
+    node: SocketAddr,
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    timeout_ms: i32,
+    value: &str,
+) -> Result<(i16, i64)> {
+    let batch = build_batch(0, 0, &[(None, Some(value.as_bytes()))], 1_000);
+    let data = PartitionProduceData::default()
+        .with_index(partition)
+        .with_records(Some(batch));
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![data])]);
+    let mut client = RawClient::connect(node)?;
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request)?;
+    let answer = (response.responses.into_iter())
+        .flat_map(|t| t.partition_responses)
+        .next()
+        .context("empty Produce response")?;
+    Ok((answer.error_code, answer.base_offset))
 }
 
 /// One partition as Metadata describes it.

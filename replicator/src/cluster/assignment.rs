@@ -11,7 +11,8 @@
 //! leader, so a replica that did not hold it has none of its writes. Its replicas are
 //! never moved to rebalance, only a lost one is replaced; its leadership goes only to a
 //! member of its in-sync set (the replicas that held it when it became owned, less the
-//! lost ones), in a leader epoch one above the last, and nowhere when none survives.
+//! lost ones, changed since by its leader's proposals: `isr`), in a leader epoch one
+//! above the last, and nowhere when none survives.
 //!
 //! An owned topic created on the cluster (CreateTopics, `[[topics]]`) is placed like a
 //! shadow on its own replication factor, then kept like a failed-over one. A new
@@ -60,8 +61,8 @@ pub struct Placement {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub leader_epoch: i32,
     /// For an owned partition, the replicas holding every acknowledged write: `acks=all`
-    /// waits for each of them, and only they may lead. A replacement replica is not
-    /// added (it would need the leader to report it caught up).
+    /// waits for each of them, and only they may lead. A replacement replica joins
+    /// when its leader reports it caught up (`isr`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub isr: Vec<i32>,
 }

@@ -39,7 +39,7 @@ pub(super) enum SessionError {
 /// What the node's session needs and keeps across reconnects.
 pub(super) struct Session {
     pub(super) cluster: Arc<Cluster>,
-    config: ClusterConfig,
+    pub(super) config: ClusterConfig,
     /// The address other nodes and clients reach this node's first listener at.
     advertised: String,
     pub(super) store: Arc<Store>,
@@ -150,6 +150,7 @@ impl Session {
                     }
                     self.record_failovers(&mut client).await?;
                     self.record_creations(&mut client).await?;
+                    self.propose_isr(&mut client).await?;
                     assigner = self.assign_step(&mut client, lease, assigner).await?;
                 }
             }
@@ -257,7 +258,10 @@ impl Session {
         }
         let rf = self.config.replication_factor;
         let next = assign_with_created(&previous, &members, &partitions, rf, &created);
-        let (next, handled) = self.fail_over_requested(client, next).await?;
+        let (next, mut handled) = self.fail_over_requested(client, next).await?;
+        let (next, isr) = self.isr_changes_requested(client, next).await?;
+        handled.compares.extend(isr.compares);
+        handled.deletes.extend(isr.deletes);
         if next == previous && handled.is_empty() {
             return Ok(true);
         }

@@ -20,6 +20,8 @@ mod coordinator;
 #[cfg(feature = "cluster")]
 mod failovers;
 mod groups;
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+mod isr;
 mod persist;
 #[cfg(feature = "cluster")]
 mod replica;
@@ -45,7 +47,7 @@ pub use admin::{refuse_ownership_changes, AdminGate, ClusterFailover};
 pub use assignment::{assign, Assignment, Placement, Role};
 pub use groups::{share_offsets, GroupCoordinator};
 pub use persist::Origin;
-pub use replication::{record_follower_fetch, InSyncError};
+pub use replication::{high_watermark, record_follower_fetch, InSyncError};
 pub use topics::{CreateTopicError, TopicSpec};
 
 /// Keeps this node in the cluster until `stopped` (see `coordinator::run`), its copies

@@ -43,6 +43,11 @@ pub struct ClusterConfig {
     /// nothing.
     #[serde(default = "default_retired_replica_grace", with = "humantime_serde")]
     pub retired_replica_grace: Duration,
+    /// How long a follower of an owned partition may go without catching up to its
+    /// leader's log end before the leader drops it from the in-sync set, as Kafka's
+    /// `replica.lag.time.max.ms`.
+    #[serde(default = "default_replica_lag_time", with = "humantime_serde")]
+    pub replica_lag_time: Duration,
 }
 
 /// An etcd user and its password, read when the configuration is checked.
@@ -71,6 +76,9 @@ fn default_request_timeout() -> Duration {
 }
 fn default_retired_replica_grace() -> Duration {
     Duration::from_secs(600)
+}
+fn default_replica_lag_time() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl ClusterConfig {
@@ -119,6 +127,10 @@ impl ClusterConfig {
         }
         if self.request_timeout < Duration::from_millis(100) {
             return Err(invalid("cluster.request_timeout", "must be at least 100ms"));
+        }
+        // Followers poll at least twice a second; a shorter lag drops healthy ones.
+        if self.replica_lag_time < Duration::from_secs(1) {
+            return Err(invalid("cluster.replica_lag_time", "must be at least 1s"));
         }
         Ok(())
     }
@@ -305,6 +317,20 @@ listen = "127.0.0.1:9192"
         assert!(with(&short)
             .unwrap_err()
             .contains("cluster.retired_replica_grace"));
+    }
+
+    #[test]
+    fn the_replica_lag_time_defaults_to_thirty_seconds_and_is_checked() {
+        let base = "[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n";
+        let c = with(base).unwrap().cluster.unwrap();
+        assert_eq!(c.replica_lag_time, std::time::Duration::from_secs(30));
+        let set = format!("{base}replica_lag_time = \"2s\"\n");
+        let c = with(&set).unwrap().cluster.unwrap();
+        assert_eq!(c.replica_lag_time, std::time::Duration::from_secs(2));
+        let short = format!("{base}replica_lag_time = \"100ms\"\n");
+        assert!(with(&short)
+            .unwrap_err()
+            .contains("cluster.replica_lag_time"));
     }
 }
 

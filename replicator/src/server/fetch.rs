@@ -1,10 +1,16 @@
 //! Fetch: long-polls mirror partitions and sends stored batches without copying them,
 //! in full requests or incremental ones of a KIP-227 session (see `fetch_session`).
+//!
+//! Consumers read below the high watermark only; a follower (`replica_id` set) reads to
+//! the log end, as in Kafka. On a node on its own the high watermark is the log end.
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::FetchRequest;
+use shadowlink_protocol::batch::BatchWalker;
 use shadowlink_protocol::fetch::{
     encode_fetch_response, FetchPartitionParts, FetchResponseParts, FetchTopicParts,
 };
@@ -29,7 +35,7 @@ pub async fn handle(
     request: FetchRequest,
 ) -> Result<Reply, EncodeError> {
     if let Some(cluster) = ctx.cluster.as_deref() {
-        crate::cluster::record_follower_fetch(cluster, &request);
+        crate::cluster::record_follower_fetch(cluster, &ctx.store, &request);
     }
     let parts = match SessionRequest::of(request.session_id, request.session_epoch) {
         SessionRequest::Sessionless { close } => {
@@ -171,7 +177,9 @@ fn idle_scan(ctx: &RequestContext<'_>, request: &FetchRequest) -> IdleScan {
     IdleScan {
         changes: ctx.store.changes(),
         isolation_level: request.isolation_level,
-        cluster_generation: ctx.cluster.as_deref().map(|c| c.generation()),
+        // Both counts only grow, so their sum changes whenever either does.
+        cluster_generation: (ctx.cluster.as_deref())
+            .map(|c| c.generation().wrapping_add(c.serving_changes())),
         grants: ctx.grants.clone(),
     }
 }
@@ -216,15 +224,25 @@ async fn long_poll(
         // still wakes us.
         let appended = ctx.store.appended();
         let notified = appended.notified();
+        // A follower's progress moves a high watermark without an append.
+        let advanced = async {
+            match ctx.cluster.as_deref() {
+                Some(cluster) => cluster.serving_changed().await,
+                None => std::future::pending().await,
+            }
+        };
         let gathered = read();
         let now = Instant::now();
         if gathered.bytes >= min_bytes || gathered.errors || now >= deadline {
             return gathered.parts;
         }
-        if tokio::time::timeout(deadline - now, notified)
-            .await
-            .is_err()
-        {
+        let woken = async {
+            tokio::select! {
+                _ = notified => {}
+                _ = advanced => {}
+            }
+        };
+        if tokio::time::timeout(deadline - now, woken).await.is_err() {
             // Nothing was appended anywhere since the read: it is still the answer, and
             // an idle session of many partitions is read once per request, not twice.
             return gathered.parts;
@@ -239,6 +257,10 @@ fn read_all<'a>(
     partitions: impl Iterator<Item = (&'a str, &'a FetchPartition)>,
 ) -> Gathered {
     let mut budget = request.max_bytes.max(0) as usize;
+    let reader = Reader {
+        isolation_level: request.isolation_level,
+        follower: request.replica_id.0 >= 0 || request.replica_state.replica_id.0 >= 0,
+    };
     let mut gathered = Gathered {
         parts: Vec::new(),
         bytes: 0,
@@ -248,7 +270,7 @@ fn read_all<'a>(
         let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
         // KIP-74: the first non-empty partition may exceed the budget by one batch.
         let may_read = limit > 0 || gathered.bytes == 0;
-        let part = read_partition(ctx, topic, p, request.isolation_level, limit, may_read);
+        let part = read_partition(ctx, topic, p, reader, limit, may_read);
         let size: usize = part.records.iter().map(|r| r.len()).sum();
         gathered.errors |= part.error_code != 0;
         gathered.bytes += size;
@@ -258,11 +280,18 @@ fn read_all<'a>(
     gathered
 }
 
+/// Who reads: a consumer at an isolation level, or a follower copying the log.
+#[derive(Clone, Copy)]
+struct Reader {
+    isolation_level: i8,
+    follower: bool,
+}
+
 fn read_partition(
     ctx: &RequestContext<'_>,
     topic: &str,
     request: &FetchPartition,
-    request_isolation: i8,
+    reader: Reader,
     limit: usize,
     may_read: bool,
 ) -> FetchPartitionParts {
@@ -299,17 +328,30 @@ fn read_partition(
         return part;
     }
     let log = mirror.log();
-    part.high_watermark = log.high_watermark();
+    let high_watermark =
+        crate::cluster::high_watermark(ctx.cluster.as_deref(), topic, request.partition, &log);
+    part.high_watermark = high_watermark;
     // The LSO is derived from the stored batches (the mirror may hold part of a
-    // transaction whose marker has not arrived), whatever the isolation level asked.
-    part.last_stable_offset = log.last_stable_offset();
+    // transaction whose marker has not arrived), whatever the isolation level asked;
+    // like Kafka's, it is never above the high watermark.
+    part.last_stable_offset = log.last_stable_offset().min(high_watermark);
     part.log_start_offset = log.log_start_offset();
     if !may_read {
         return part;
     }
-    if request_isolation == READ_COMMITTED {
+    let visible = match reader.follower {
+        true => i64::MAX,
+        false => high_watermark,
+    };
+    if reader.isolation_level == READ_COMMITTED && !reader.follower {
         match log.read_committed(request.fetch_offset, limit.max(1)) {
-            Ok(read) => {
+            Ok(mut read) => {
+                if visible < read.read.log_end_offset {
+                    let (records, upper) = below(std::mem::take(&mut read.read.chunks), visible);
+                    read.read.chunks = records;
+                    read.aborted_transactions
+                        .retain(|(_, first)| *first < upper);
+                }
                 part.records = read.read.chunks;
                 part.aborted_transactions = read.aborted_transactions;
             }
@@ -318,8 +360,70 @@ fn read_partition(
         return part;
     }
     match log.read(request.fetch_offset, limit.max(1)) {
-        Ok(read) => part.records = read.chunks,
+        Ok(read) if visible >= read.log_end_offset => part.records = read.chunks,
+        Ok(read) => part.records = below(read.chunks, visible).0,
         Err(e) => part.error_code = storage_error_code(&e),
     }
     part
+}
+
+/// The whole batches of `chunks` that end below `limit`, sliced out of the stored bytes
+/// as they are, and the offset after the last one kept (`i64::MIN` when none is).
+fn below(chunks: Vec<Bytes>, limit: i64) -> (Vec<Bytes>, i64) {
+    let mut kept = Vec::with_capacity(chunks.len());
+    let mut upper = i64::MIN;
+    for chunk in chunks {
+        let mut end = 0;
+        let mut cut = false;
+        for batch in BatchWalker::new(chunk.clone()) {
+            let Ok(batch) = batch else { break };
+            if batch.last_offset() >= limit {
+                cut = true;
+                break;
+            }
+            end += batch.len();
+            upper = batch.next_offset();
+        }
+        if end > 0 {
+            kept.push(chunk.slice(..end));
+        }
+        if cut || end < chunk.len() {
+            break;
+        }
+    }
+    (kept, upper)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowlink_protocol::batch::testing::build_batch;
+
+    /// Two records at `base`, then one at `base + 2`: batches ending at `base + 1` and
+    /// `base + 2`, in one chunk.
+    fn chunk(base: i64) -> Bytes {
+        let two = build_batch(base, 0, &[(None, Some(b"a")), (None, Some(b"b"))], 1);
+        let one = build_batch(base + 2, 0, &[(None, Some(b"c"))], 1);
+        [two, one].concat().into()
+    }
+
+    #[test]
+    fn a_consumer_read_stops_at_the_first_batch_reaching_the_high_watermark() {
+        let chunks = vec![chunk(10), chunk(13)];
+        let whole: usize = chunks.iter().map(Bytes::len).sum();
+        let (all, upper) = below(chunks.clone(), 16);
+        assert_eq!(
+            (all.iter().map(Bytes::len).sum::<usize>(), upper),
+            (whole, 16)
+        );
+        // Offset 14 is inside the batch 13-14: it is kept whole or not at all.
+        let (cut, upper) = below(chunks.clone(), 14);
+        assert_eq!(upper, 13);
+        assert_eq!(cut, vec![chunks[0].clone()]);
+        let (first, upper) = below(chunks.clone(), 12);
+        assert_eq!(upper, 12);
+        assert!(chunks[0].starts_with(&first[0]) && first.len() == 1);
+        let (none, upper) = below(chunks, 10);
+        assert!(none.is_empty() && upper == i64::MIN);
+    }
 }

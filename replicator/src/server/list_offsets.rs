@@ -1,4 +1,5 @@
-//! ListOffsets: earliest, latest, max timestamp and by-timestamp lookups.
+//! ListOffsets: earliest, latest, max timestamp and by-timestamp lookups. Consumers
+//! see the log up to the high watermark (on a cluster, what the in-sync set holds).
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -49,7 +50,16 @@ pub fn handle(
                             m.check_leader_epoch(p.current_leader_epoch)
                                 .map_err(|e| epoch_error_code(&e))
                         })
-                        .and_then(|()| lookup(&m.log(), p.timestamp, committed)),
+                        .and_then(|()| {
+                            let log = m.log();
+                            let hw = crate::cluster::high_watermark(
+                                ctx.cluster.as_deref(),
+                                topic.name.0.as_str(),
+                                p.partition_index,
+                                &log,
+                            );
+                            lookup(&log, hw, p.timestamp, committed)
+                        }),
                         (Ok(()), None) => Err(super::offline::partition_code(
                             &ctx.store,
                             topic.name.0.as_str(),
@@ -71,12 +81,17 @@ pub fn handle(
 /// `(timestamp, offset, leader epoch)` for one partition, or a Kafka error code. A
 /// record found by time carries the epoch it was written in. Under `read_committed`
 /// the log ends at the last stable offset: latest is the LSO, and a record found at or
-/// above it is not found (as Kafka answers).
-fn lookup(log: &PartitionLog, timestamp: i64, committed: bool) -> Result<(i64, i64, i32), i16> {
+/// above it is not found (as Kafka answers). Neither end passes `high_watermark`.
+fn lookup(
+    log: &PartitionLog,
+    high_watermark: i64,
+    timestamp: i64,
+    committed: bool,
+) -> Result<(i64, i64, i32), i16> {
     let epoch = log.latest_epoch().unwrap_or(-1);
     let end = match committed {
-        true => log.last_stable_offset(),
-        false => log.high_watermark(),
+        true => log.last_stable_offset().min(high_watermark),
+        false => high_watermark,
     };
     let found = match timestamp {
         LATEST => return Ok((-1, end, epoch)),
