@@ -15,7 +15,7 @@ use crate::filter::{FilterError, GroupFilter, TopicFilter};
 mod cluster;
 mod listeners;
 
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, PeerClient};
 
 pub use listeners::{KeyedListener, ListenerConfig, SecurityProtocol};
 

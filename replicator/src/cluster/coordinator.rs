@@ -42,6 +42,8 @@ pub(super) struct Session {
     /// The address other nodes and clients reach this node's first listener at.
     advertised: String,
     pub(super) store: Arc<Store>,
+    /// What the links saw of the source, for the failover reports of partitions led here.
+    pub(super) status: Arc<crate::status::Status>,
     prefix: String,
     /// Kept across reconnects: etcd extends leases when it restarts, so a node that
     /// comes back on its old lease keeps its membership and its election unbroken.
@@ -56,6 +58,7 @@ pub async fn run(
     config: ClusterConfig,
     advertised: String,
     store: Arc<Store>,
+    status: Arc<crate::status::Status>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let prefix = format!("/shadowlink/{}/", config.name);
@@ -64,6 +67,7 @@ pub async fn run(
         config,
         advertised,
         store,
+        status,
         prefix,
         lease: None,
     };
@@ -148,6 +152,8 @@ impl Session {
                         keep_at = Instant::now() + keep_every;
                     }
                     self.record_failovers(&mut client).await?;
+                    self.publish_reports(&mut client).await?;
+                    self.read_reports(&mut client).await?;
                     assigner = self.assign_step(&mut client, lease, assigner).await?;
                 }
             }

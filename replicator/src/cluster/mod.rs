@@ -39,7 +39,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::mirror::MirrorTopic;
 
-pub use admin::{refuse_ownership_changes, AdminGate, ClusterFailover};
+pub use admin::{refuse_ownership_changes, AdminGate, ClusterFailover, LeaderReport};
 pub use assignment::{assign, Assignment, Placement, Role};
 pub use groups::{share_offsets, GroupCoordinator};
 pub use persist::Origin;
@@ -52,8 +52,10 @@ pub use replication::{record_follower_fetch, InSyncError};
 pub async fn run(
     cluster: Arc<Cluster>,
     config: crate::config::ClusterConfig,
+    peer: crate::config::PeerClient,
     advertised: String,
     store: Arc<crate::mirror::Store>,
+    status: Arc<crate::status::Status>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let grace = config.retired_replica_grace;
@@ -63,9 +65,9 @@ pub async fn run(
     });
     let retired = retire::run(cluster.clone(), store.clone(), grace, stopped.clone());
     let retired = tokio::spawn(retired);
-    let replicas = replica::run(cluster.clone(), store.clone(), stopped.clone());
+    let replicas = replica::run(cluster.clone(), store.clone(), peer, stopped.clone());
     let replicas = tokio::spawn(replicas);
-    coordinator::run(cluster, config, advertised, store, stopped).await;
+    coordinator::run(cluster, config, advertised, store, status, stopped).await;
     let _ = replicas.await;
     let _ = retired.await;
     if let Some(keep) = keep {
@@ -79,8 +81,10 @@ pub async fn run(
 pub async fn run(
     _cluster: Arc<Cluster>,
     _config: crate::config::ClusterConfig,
+    _peer: crate::config::PeerClient,
     _advertised: String,
     _store: Arc<crate::mirror::Store>,
+    _status: Arc<crate::status::Status>,
     _stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     tracing::error!("this shadowlink was built without cluster support");
@@ -108,6 +112,8 @@ pub struct Cluster {
     positions: replication::Positions,
     /// Failover requests made on this node, not yet recorded in etcd.
     failover_requests: Mutex<Vec<FailoverAsk>>,
+    /// The leaders' reports of records at risk, for failover answers.
+    reports: admin::Reports,
 }
 
 /// A failover of a link's topics, as recorded under `failovers/<link>` for the
@@ -146,6 +152,7 @@ impl Cluster {
             installs: tokio::sync::Notify::new(),
             positions: Default::default(),
             failover_requests: Mutex::new(Vec::new()),
+            reports: Default::default(),
         }
     }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{invalid, ConfigError, LinkTls};
+use crate::sasl::{ClientSasl, LinkSaslConfig};
+use crate::tls::ClientTls;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +45,33 @@ pub struct ClusterConfig {
     /// nothing.
     #[serde(default = "default_retired_replica_grace", with = "humantime_serde")]
     pub retired_replica_grace: Duration,
+    /// `[cluster.peer]`: how this node reaches another node's Kafka listener when it
+    /// follows that node's leadership of a failed-over partition.
+    #[serde(default)]
+    pub peer: PeerConfig,
+}
+
+/// The client side of a follower: the TLS and SASL the peers' Kafka listener requires,
+/// with the keys and checks of a link's `tls` and `sasl`. The user needs `read` on the
+/// failed-over topics where the leader has `[[acls]]` (Fetch and OffsetForLeaderEpoch).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The Kafka listener (its `name`) followers connect to, when nodes have several;
+    /// the first, `[kafka]`, by default. Every node must have a listener of this name.
+    #[serde(default)]
+    pub listener: Option<String>,
+    #[serde(default)]
+    pub tls: Option<LinkTls>,
+    #[serde(default)]
+    pub sasl: Option<LinkSaslConfig>,
+}
+
+/// A follower's connection settings, files and password loaded.
+#[derive(Debug, Clone, Default)]
+pub struct PeerClient {
+    pub tls: Option<ClientTls>,
+    pub sasl: Option<ClientSasl>,
 }
 
 /// An etcd user and its password, read when the configuration is checked.
@@ -104,6 +133,7 @@ impl ClusterConfig {
             crate::tls::client("cluster.tls", tls)?;
         }
         self.credentials()?;
+        self.peer_client()?;
         if self.retired_replica_grace < Duration::from_secs(1) {
             return Err(invalid(
                 "cluster.retired_replica_grace",
@@ -166,6 +196,19 @@ impl ClusterConfig {
             username: username.clone(),
             password,
         }))
+    }
+
+    /// The TLS and SASL followers connect to their leaders with, loaded from
+    /// `[cluster.peer]`.
+    pub fn peer_client(&self) -> Result<PeerClient, ConfigError> {
+        let peer = &self.peer;
+        let tls = (peer.tls.as_ref())
+            .map(|tls| crate::tls::client("cluster.peer.tls", tls))
+            .transpose()?;
+        let sasl = (peer.sasl.as_ref())
+            .map(|sasl| crate::sasl::client("cluster.peer.sasl", sasl, tls.is_some()))
+            .transpose()?;
+        Ok(PeerClient { tls, sasl })
     }
 
     /// The lease TTL etcd is asked for, in whole seconds.
