@@ -489,6 +489,7 @@ impl Config {
                 ));
             }
             cluster.validate()?;
+            cluster.check_peer_listener(&self.listeners())?;
             cluster::refuse_owned_topics(&self.topics)?;
         }
         self.check_owned_not_mirrored()

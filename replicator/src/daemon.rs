@@ -145,11 +145,18 @@ impl Daemon {
                 stopped.clone(),
             )));
         }
-        let advertised = reports[0].advertised.clone();
+        let advertised = crate::cluster::Advertised {
+            // Clients reach this node at its first listener, other nodes at the one
+            // `[cluster.peer]` names.
+            kafka: reports[0].advertised.clone(),
+            peer: (config.cluster.as_ref())
+                .and_then(|c| c.peer.listener.as_ref())
+                .and_then(|name| reports.iter().find(|r| r.name == *name))
+                .map(|r| r.advertised.clone()),
+        };
         let status = Arc::new(Status::new(kafka_addr.to_string(), reports));
         if let (Some(cluster), Some(settings)) = (&cluster, &config.cluster) {
-            // Clients and other nodes reach this node at its first listener.
-            tracing::info!(cluster = %settings.name, node_id = config.node_id, %advertised, "cluster node");
+            tracing::info!(cluster = %settings.name, node_id = config.node_id, ?advertised, "cluster node");
             let run = crate::cluster::run(
                 cluster.clone(),
                 settings.clone(),

@@ -288,9 +288,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                 topics: topics.topics,
             };
             let token = token.load()?;
-            let outcomes =
+            let answer =
                 shadowlink::admin::failover::request(&admin, token.as_ref(), &link, &request)?;
-            print!("{}", shadowlink::admin::failover::render(&outcomes));
+            print!("{}", shadowlink::admin::failover::render_answer(&answer));
             Ok(())
         }
         Command::Pause { target } => pause(target, true),

@@ -115,7 +115,12 @@ impl Cluster {
         let led = owned.flat_map(|(topic, placements)| {
             let placements = placements.iter().enumerate();
             let mine = placements.filter(|(_, p)| p.leader == self.node_id());
-            mine.map(|(i, p)| (TopicPartition::new(topic.as_str(), i as i32), p.leader_epoch))
+            mine.map(|(i, p)| {
+                (
+                    TopicPartition::new(topic.as_str(), i as i32),
+                    p.leader_epoch,
+                )
+            })
         });
         led.filter(|(key, _)| !published.contains(key)).collect()
     }

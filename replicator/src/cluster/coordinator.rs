@@ -39,8 +39,8 @@ pub(super) enum SessionError {
 pub(super) struct Session {
     pub(super) cluster: Arc<Cluster>,
     config: ClusterConfig,
-    /// The address other nodes and clients reach this node's first listener at.
-    advertised: String,
+    /// Where clients and other nodes reach this node.
+    pub(super) advertised: super::Advertised,
     pub(super) store: Arc<Store>,
     /// What the links saw of the source, for the failover reports of partitions led here.
     pub(super) status: Arc<crate::status::Status>,
@@ -56,7 +56,7 @@ pub(super) struct Session {
 pub async fn run(
     cluster: Arc<Cluster>,
     config: ClusterConfig,
-    advertised: String,
+    advertised: super::Advertised,
     store: Arc<Store>,
     status: Arc<crate::status::Status>,
     mut stopped: watch::Receiver<bool>,
@@ -154,6 +154,7 @@ impl Session {
                     self.record_failovers(&mut client).await?;
                     self.publish_reports(&mut client).await?;
                     self.read_reports(&mut client).await?;
+                    self.read_peers(&mut client).await?;
                     assigner = self.assign_step(&mut client, lease, assigner).await?;
                 }
             }
@@ -180,8 +181,9 @@ impl Session {
         self.lease = Some(lease);
         let key = self.key(&format!("members/{}", self.cluster.node_id()));
         let put = PutOptions::new().with_lease(lease);
-        let address = self.advertised.clone();
+        let address = self.advertised.kafka.clone();
         self.bounded(client.put(key, address, Some(put))).await?;
+        self.join_peers(client, lease).await?;
         tracing::info!(
             node_id = self.cluster.node_id(),
             lease,

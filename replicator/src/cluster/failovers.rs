@@ -162,7 +162,12 @@ fn measured(
         .filter(|t| t.name == key.topic)
         .flat_map(|t| &t.partitions)
         .find(|p| p.partition == key.partition);
-    Some(partition_outcome(key.partition, dst_hwm, report, Vec::new()))
+    Some(partition_outcome(
+        key.partition,
+        dst_hwm,
+        report,
+        Vec::new(),
+    ))
 }
 
 /// Per partition, one above every leader epoch this node saw it in: its link observes

@@ -19,6 +19,8 @@ mod coordinator;
 #[cfg(feature = "cluster")]
 mod failovers;
 mod groups;
+#[cfg(feature = "cluster")]
+mod peers;
 mod persist;
 #[cfg(feature = "cluster")]
 mod replica;
@@ -53,7 +55,7 @@ pub async fn run(
     cluster: Arc<Cluster>,
     config: crate::config::ClusterConfig,
     peer: crate::config::PeerClient,
-    advertised: String,
+    advertised: Advertised,
     store: Arc<crate::mirror::Store>,
     status: Arc<crate::status::Status>,
     stopped: tokio::sync::watch::Receiver<bool>,
@@ -82,12 +84,20 @@ pub async fn run(
     _cluster: Arc<Cluster>,
     _config: crate::config::ClusterConfig,
     _peer: crate::config::PeerClient,
-    _advertised: String,
+    _advertised: Advertised,
     _store: Arc<crate::mirror::Store>,
     _status: Arc<crate::status::Status>,
     _stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     tracing::error!("this shadowlink was built without cluster support");
+}
+
+/// Where this node is reached: clients at its first listener, which Metadata lists;
+/// other nodes' followers at the listener `[cluster.peer]` names, when it names one.
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub kafka: String,
+    pub peer: Option<String>,
 }
 
 /// Why coordination is unavailable before the first attempt to reach etcd has failed.
@@ -114,6 +124,9 @@ pub struct Cluster {
     failover_requests: Mutex<Vec<FailoverAsk>>,
     /// The leaders' reports of records at risk, for failover answers.
     reports: admin::Reports,
+    /// Other nodes' addresses on the listener followers use, when it is not the first.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    peer_addresses: RwLock<std::collections::BTreeMap<i32, String>>,
 }
 
 /// A failover of a link's topics, as recorded under `failovers/<link>` for the
@@ -153,6 +166,7 @@ impl Cluster {
             positions: Default::default(),
             failover_requests: Mutex::new(Vec::new()),
             reports: Default::default(),
+            peer_addresses: Default::default(),
         }
     }
 

@@ -187,7 +187,7 @@ async fn follow(
         running.stop().await;
     }
     partition.follow();
-    let Some(addr) = assignment.brokers.get(&leader).cloned() else {
+    let Some(addr) = cluster.peer_address(leader, assignment.brokers.get(&leader)) else {
         return;
     };
     let (stop, stopped) = watch::channel(false);

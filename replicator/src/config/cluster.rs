@@ -211,6 +211,24 @@ impl ClusterConfig {
         Ok(PeerClient { tls, sasl })
     }
 
+    /// `peer.listener` must name one of this node's listeners.
+    pub(super) fn check_peer_listener(
+        &self,
+        listeners: &[super::KeyedListener],
+    ) -> Result<(), ConfigError> {
+        let Some(name) = &self.peer.listener else {
+            return Ok(());
+        };
+        if listeners.iter().any(|l| l.config.name == *name) {
+            return Ok(());
+        }
+        let names: Vec<&str> = listeners.iter().map(|l| l.config.name.as_str()).collect();
+        Err(invalid(
+            "cluster.peer.listener",
+            format!("{name:?} is not a listener of this node (it has {names:?})"),
+        ))
+    }
+
     /// The lease TTL etcd is asked for, in whole seconds.
     pub fn lease_seconds(&self) -> i64 {
         self.lease_ttl.as_secs().max(2) as i64
@@ -348,6 +366,75 @@ listen = "127.0.0.1:9192"
         );
         let refused = with(&plain).unwrap_err();
         assert!(refused.contains("in clear"), "{refused}");
+    }
+
+    const PEER: &str = "[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n";
+
+    #[test]
+    fn followers_authenticate_with_the_peer_sasl_and_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("peer-secret");
+        std::fs::write(&secret, "replicate-me\n").unwrap();
+        let sasl = format!(
+            "[cluster.peer]\nsasl = {{ mechanism = \"SCRAM-SHA-512\", username = \"replica\", \
+             password_file = {secret:?}, allow_plaintext = true }}\n"
+        );
+        let cluster = with(&format!("{PEER}{sasl}")).unwrap().cluster.unwrap();
+        let peer = cluster.peer_client().unwrap();
+        let sasl = peer.sasl.expect("the peer's SASL");
+        assert_eq!(sasl.username, "replica");
+        assert_eq!(sasl.password.bytes(), b"replicate-me");
+        assert!(peer.tls.is_none());
+        let none = with(PEER).unwrap().cluster.unwrap().peer_client().unwrap();
+        assert!(none.tls.is_none() && none.sasl.is_none());
+    }
+
+    #[test]
+    fn peer_settings_that_cannot_work_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "pw").unwrap();
+        let peer = |table: &str| with(&format!("{PEER}[cluster.peer]\n{table}\n")).unwrap_err();
+        let clear = peer(&format!(
+            "sasl = {{ mechanism = \"PLAIN\", username = \"u\", password_file = {secret:?} }}"
+        ));
+        assert!(
+            clear.starts_with("`cluster.peer.sasl`") && clear.contains("in clear"),
+            "{clear}"
+        );
+        let unset = peer(
+            "sasl = { mechanism = \"PLAIN\", username = \"u\", allow_plaintext = true, \
+             password_env = \"SHADOWLINK_TEST_UNSET_PEER\" }",
+        );
+        assert!(
+            unset.starts_with("`cluster.peer.sasl.password_env`"),
+            "{unset}"
+        );
+        let missing = dir.path().join("missing-ca.pem");
+        let no_ca = peer(&format!("tls = {{ ca = {missing:?} }}"));
+        assert!(
+            no_ca.starts_with("`cluster.peer.tls.ca`") && no_ca.contains("missing-ca.pem"),
+            "{no_ca}"
+        );
+        let mechanism = peer("sasl = { mechanism = \"GSSAPI\", username = \"u\" }");
+        assert!(mechanism.contains("GSSAPI"), "{mechanism}");
+        let typo = peer("listner = \"internal\"");
+        assert!(typo.contains("listner"), "{typo}");
+    }
+
+    #[test]
+    fn the_peer_listener_must_be_one_of_the_nodes_listeners() {
+        let internal = "[[kafka.listeners]]\nname = \"internal\"\nlisten = \"127.0.0.1:9193\"\n";
+        let named = |name: &str| format!("{internal}{PEER}[cluster.peer]\nlistener = \"{name}\"\n");
+        let cluster = with(&named("internal")).unwrap().cluster.unwrap();
+        assert_eq!(cluster.peer.listener.as_deref(), Some("internal"));
+        let err = with(&named("replication")).unwrap_err();
+        assert!(
+            err.starts_with("`cluster.peer.listener`")
+                && err.contains("\"replication\"")
+                && err.contains("\"internal\""),
+            "{err}"
+        );
     }
 
     #[test]
