@@ -14,6 +14,10 @@ use crate::raw::RawClient;
 use crate::scenario::create_topic;
 use crate::{until, Node, NodeConfig, Tansu};
 
+/// The plaintext listener tests read a node through when its `[kafka]` listener needs
+/// TLS or SASL.
+pub const PROBE: &str = "probe";
+
 /// Short, so a killed node's partitions move within a test's patience.
 pub const LEASE_TTL: &str = "3s";
 /// How long the region may take to agree after a change.
@@ -36,6 +40,19 @@ impl Region {
 
     /// Nodes 1 to `nodes`, replication factor 2, the source holding `topic`.
     pub fn start_with(topic: &str, partitions: i32, nodes: i32, lease_ttl: &str) -> Result<Region> {
+        Region::start_configured(topic, partitions, nodes, lease_ttl, |config| config)
+    }
+
+    /// As [`start_with`](Self::start_with), each node's config passed through `configure`
+    /// first: TLS or SASL on its listeners, `[cluster.peer]`. A node whose `[kafka]`
+    /// listener needs either is read through a plaintext listener named [`PROBE`].
+    pub fn start_configured(
+        topic: &str,
+        partitions: i32,
+        nodes: i32,
+        lease_ttl: &str,
+        configure: impl Fn(NodeConfig) -> NodeConfig,
+    ) -> Result<Region> {
         let etcd = Etcd::start()?;
         let source = Tansu::start()?;
         create_topic(source.addr, topic, partitions, &[])?;
@@ -51,7 +68,7 @@ impl Region {
                 .admin()
                 .node_id(id)
                 .cluster("region-b", &region.etcd.endpoint(), lease_ttl, 2);
-            region.nodes.insert(id, Node::start(&config)?);
+            region.nodes.insert(id, Node::start(&configure(config))?);
         }
         Ok(region)
     }
@@ -64,6 +81,13 @@ impl Region {
         self.nodes
             .get_mut(&id)
             .with_context(|| format!("no node {id}"))
+    }
+
+    /// Where the test reads node `id` with a plaintext client: its [`PROBE`] listener
+    /// when it has one, else `[kafka]`.
+    pub fn probe(&self, id: i32) -> Result<SocketAddr> {
+        let node = self.node(id)?;
+        Ok(node.listener(PROBE).unwrap_or(node.kafka))
     }
 
     /// Every node's Kafka address, as a client's bootstrap list.
@@ -87,7 +111,7 @@ impl Region {
             || {
                 let mut seen = Vec::new();
                 for id in live {
-                    seen.push(self.routes(self.node(*id)?.kafka)?);
+                    seen.push(self.routes(self.probe(*id)?)?);
                 }
                 Ok(seen)
             },
@@ -196,4 +220,21 @@ pub fn records(child: Child, what: &str) -> Result<Vec<(i32, i64, String, f64)>>
             Ok((p, o, k, t))
         })
         .collect()
+}
+
+/// The bytes of a partition's log on `node`'s disk, its segments in offset order.
+pub fn log_bytes(node: &Node, topic: &str, partition: i32) -> Result<Vec<u8>> {
+    let dir = node.data_dir.join("topics").join(topic).join(partition.to_string());
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("{}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    // Segment names are their base offsets, zero-padded: name order is offset order.
+    segments.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    segments.sort();
+    let mut bytes = Vec::new();
+    for segment in segments {
+        bytes.extend(std::fs::read(segment)?);
+    }
+    Ok(bytes)
 }

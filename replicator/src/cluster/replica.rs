@@ -244,6 +244,10 @@ enum Step {
 enum FollowError {
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The leader refused or dropped a connection made without `[cluster.peer]`
+    /// settings: most likely its listener needs TLS or SASL.
+    #[error("{0} (without `[cluster.peer]` TLS or SASL settings: does the leader's listener need them?)")]
+    Unsecured(SourceError),
     #[error("the leader answered error {0}")]
     Leader(i16),
     #[error("the leader sent nothing for the partition")]
@@ -299,8 +303,11 @@ impl Follower {
         let client_id = format!("shadowlink-replica-{}", self.node_id);
         let (tls, sasl) = (self.peer.tls.as_ref(), self.peer.sasl.as_ref());
         let connect = SourceClient::connect(&self.addr, &client_id, tls, sasl);
+        let unsecured = self.peer.tls.is_none() && self.peer.sasl.is_none();
         let client = match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
-            Ok(connected) => connected?.with_request_timeout(REQUEST_TIMEOUT),
+            Ok(Ok(connected)) => connected.with_request_timeout(REQUEST_TIMEOUT),
+            Ok(Err(e)) if unsecured => return Err(FollowError::Unsecured(e)),
+            Ok(Err(e)) => return Err(e.into()),
             Err(_) => {
                 let addr = self.addr.clone();
                 return Err(SourceError::Timeout { addr }.into());
