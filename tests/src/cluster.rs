@@ -224,7 +224,11 @@ pub fn records(child: Child, what: &str) -> Result<Vec<(i32, i64, String, f64)>>
 
 /// The bytes of a partition's log on `node`'s disk, its segments in offset order.
 pub fn log_bytes(node: &Node, topic: &str, partition: i32) -> Result<Vec<u8>> {
-    let dir = node.data_dir.join("topics").join(topic).join(partition.to_string());
+    let dir = node
+        .data_dir
+        .join("topics")
+        .join(topic)
+        .join(partition.to_string());
     let mut segments: Vec<_> = std::fs::read_dir(&dir)
         .with_context(|| format!("{}", dir.display()))?
         .map(|e| e.map(|e| e.path()))

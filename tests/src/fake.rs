@@ -450,7 +450,9 @@ fn fetch_partition(
     // limit but at least one (KIP-74).
     let mut records: Vec<u8> = Vec::new();
     let visible = if isolation_level == 1 { stable } else { end };
-    let visible = log.served_before.map_or(visible, |before| visible.min(before));
+    let visible = log
+        .served_before
+        .map_or(visible, |before| visible.min(before));
     let wanted = log.batches.iter().filter(|b| {
         RecordBatch::parse((*b).clone())
             .is_ok_and(|b| b.last_offset() >= p.fetch_offset && b.next_offset() <= visible)

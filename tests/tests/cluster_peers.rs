@@ -30,42 +30,81 @@ const MECHANISM: &str = "SCRAM-SHA-512";
 const REPLICA: (&str, &str) = ("replica", "follow-the-leader-9");
 const APP: (&str, &str) = ("app", "produce-it-7");
 
-/// Certificates, a users file with both users, and the replica's password file.
+/// How followers are configured to reach their leader.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// No `[cluster.peer]`: plaintext to `[kafka]`.
+    Unset,
+    /// `[cluster.peer]` with the CA and the replica's credentials, to `[kafka]`.
+    Kafka,
+    /// The same, to a listener named `replication` whose users file alone holds the
+    /// replica; `[kafka]`'s holds only the producer's user.
+    Listener,
+}
+
+/// Certificates, users files and the replica's password file.
 struct Secured {
     pki: Pki,
+    /// Both users.
     users: PathBuf,
+    clients: PathBuf,
+    replicas: PathBuf,
     secret: PathBuf,
 }
 
 impl Secured {
     fn new() -> Result<Secured> {
         let pki = Pki::new()?;
-        let users = pki.path("users.json");
-        for (user, password) in [REPLICA, APP] {
-            add_user(&users, user, password)?;
+        let (users, clients, replicas) = (
+            pki.path("users.json"),
+            pki.path("clients.json"),
+            pki.path("replicas.json"),
+        );
+        for (file, user) in [
+            (&users, REPLICA),
+            (&users, APP),
+            (&clients, APP),
+            (&replicas, REPLICA),
+        ] {
+            add_user(file, user.0, user.1)?;
         }
         let secret = pki.path("replica-password");
         std::fs::write(&secret, format!("{}\n", REPLICA.1))?;
         Ok(Secured {
             pki,
             users,
+            clients,
+            replicas,
             secret,
         })
     }
 
-    /// `[kafka]` needs SCRAM over TLS, a plaintext [`PROBE`] listener is added for the
-    /// test's reads, and with `peer` followers get the CA and the replica's credentials.
-    fn node(&self, config: NodeConfig, peer: bool) -> NodeConfig {
+    /// `[kafka]` needs SCRAM over TLS and a plaintext [`PROBE`] listener is added for the
+    /// test's reads; `peer` says how followers reach their leader.
+    fn node(&self, config: NodeConfig, peer: Peer) -> NodeConfig {
         let delay = Duration::from_millis(100);
-        let config = (self.pki.listener(config, false))
-            .kafka_sasl(&[MECHANISM], &self.users, delay, false)
+        let kafka_users = match peer {
+            Peer::Listener => &self.clients,
+            Peer::Unset | Peer::Kafka => &self.users,
+        };
+        let (cert, key) = (self.pki.path("server.pem"), self.pki.path("server.key"));
+        let mut config = (self.pki.listener(config, false))
+            .kafka_sasl(&[MECHANISM], kafka_users, delay, false)
             .add_listener(Listener::new(PROBE));
-        if !peer {
-            return config;
-        }
+        let listener = match peer {
+            Peer::Unset => return config,
+            Peer::Kafka => String::new(),
+            Peer::Listener => {
+                let replication = Listener::new("replication")
+                    .tls(&cert, &key, None, false)
+                    .sasl(&[MECHANISM], &self.replicas, delay, false);
+                config = config.add_listener(replication);
+                "listener = \"replication\", ".to_string()
+            }
+        };
         let (ca, secret) = (self.pki.ca(), &self.secret);
         let table = format!(
-            "{{ tls = {{ ca = {ca:?} }}, sasl = {{ mechanism = \"{MECHANISM}\", \
+            "{{ {listener}tls = {{ ca = {ca:?} }}, sasl = {{ mechanism = \"{MECHANISM}\", \
              username = \"{}\", password_file = {secret:?} }} }}",
             REPLICA.0
         );
@@ -81,7 +120,10 @@ impl Secured {
             format!("sasl.password={}", APP.1),
             format!("ssl.ca.location={}", self.pki.ca().display()),
         ];
-        settings.into_iter().flat_map(|s| ["--config".into(), s]).collect()
+        settings
+            .into_iter()
+            .flat_map(|s| ["--config".into(), s])
+            .collect()
     }
 }
 
@@ -141,11 +183,10 @@ fn owned(region: &Region, epochs: &BTreeMap<i32, i32>) -> Result<Routes> {
     region.settled(&[1, 2, 3])
 }
 
-#[test]
-fn followers_replicate_through_a_sasl_ssl_listener_with_the_peer_settings() -> Result<()> {
-    let secured = Secured::new()?;
-    let configure = |config| secured.node(config, true);
-    let region = Region::start_configured(TOPIC, PARTITIONS, 3, "3s", configure)?;
+/// Fails the region's topic over, writes to it with a SASL_SSL `acks=all` producer, and
+/// checks that every acknowledged record is on the leader and that each follower's log
+/// holds the leader's bytes.
+fn replicated_after_failover(region: &Region, secured: &Secured) -> Result<()> {
     produce(region.source.addr, TOPIC, 300, "none", PARTITIONS, 0)?;
     let before = region.settled(&[1, 2, 3])?;
     for (p, route) in &before.partitions {
@@ -154,7 +195,7 @@ fn followers_replicate_through_a_sasl_ssl_listener_with_the_peer_settings() -> R
         until(SETTLE, end, |end| *end == 100)?;
     }
     let answer = fail_over(region.node(1)?)?;
-    let owned = owned(&region, &epochs(&answer, TOPIC)?)?;
+    let owned = owned(region, &epochs(&answer, TOPIC)?)?;
 
     let mut args = vec![
         region.bootstrap(),
@@ -173,18 +214,30 @@ fn followers_replicate_through_a_sasl_ssl_listener_with_the_peer_settings() -> R
         .context("cannot start produce_through.py")?;
     // acks=all is answered only once the follower fetched past the write.
     let acked = records(producer, "the SASL_SSL acks=all producer")?;
-    ensure!(acked.len() >= 300, "only {} records acknowledged", acked.len());
+    ensure!(
+        acked.len() >= 300,
+        "only {} records acknowledged",
+        acked.len()
+    );
     for (p, route) in &owned.partitions {
         let written = acked.iter().filter(|r| r.0 == *p).count() as i64;
         ensure!(written > 0, "nothing acknowledged on partition {p}");
         let leader = region.node(route.leader)?;
         let end = RawClient::connect(region.probe(route.leader)?)?.list_offset(TOPIC, *p, -1)?;
-        ensure!(end == 100 + written, "partition {p} ends at {end}, not 100 + {written}");
+        ensure!(
+            end == 100 + written,
+            "partition {p} ends at {end}, not 100 + {written}"
+        );
         let follower = *(route.replicas.iter())
             .find(|n| **n != route.leader)
             .context("no follower")?;
         let follower = region.node(follower)?;
-        let logs = || Ok((log_bytes(leader, TOPIC, *p)?, log_bytes(follower, TOPIC, *p)?));
+        let logs = || {
+            Ok((
+                log_bytes(leader, TOPIC, *p)?,
+                log_bytes(follower, TOPIC, *p)?,
+            ))
+        };
         let (ours, theirs) = until(SETTLE, logs, |(a, b)| a == b)?;
         ensure!(!ours.is_empty() && ours == theirs, "partition {p} differs");
     }
@@ -192,9 +245,25 @@ fn followers_replicate_through_a_sasl_ssl_listener_with_the_peer_settings() -> R
 }
 
 #[test]
+fn followers_replicate_through_a_sasl_ssl_listener_with_the_peer_settings() -> Result<()> {
+    let secured = Secured::new()?;
+    let configure = |config| secured.node(config, Peer::Kafka);
+    let region = Region::start_configured(TOPIC, PARTITIONS, 3, "3s", configure)?;
+    replicated_after_failover(&region, &secured)
+}
+
+#[test]
+fn followers_connect_to_the_listener_the_peer_settings_name() -> Result<()> {
+    let secured = Secured::new()?;
+    let configure = |config| secured.node(config, Peer::Listener);
+    let region = Region::start_configured(TOPIC, PARTITIONS, 3, "3s", configure)?;
+    replicated_after_failover(&region, &secured)
+}
+
+#[test]
 fn without_the_peer_settings_a_follower_says_why_it_cannot_fetch() -> Result<()> {
     let secured = Secured::new()?;
-    let configure = |config| secured.node(config, false);
+    let configure = |config| secured.node(config, Peer::Unset);
     let region = Region::start_configured(TOPIC, PARTITIONS, 3, "3s", configure)?;
     produce(region.source.addr, TOPIC, 30, "none", PARTITIONS, 0)?;
     region.settled(&[1, 2, 3])?;

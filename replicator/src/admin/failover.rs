@@ -2,10 +2,12 @@
 //! the records each partition had at risk, known and possibly unseen. A cluster node's
 //! answer also names each partition's leader, epoch and replicas.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::auth::AdminToken;
-use super::client::{post_json, StatusError, REQUEST_TIMEOUT};
+use super::client::{post_json, StatusError};
 use super::table::{row, table};
 use crate::cluster::ClusterFailover;
 use crate::failover::{summarize, FailoverRequest, PartitionOutcome, TopicOutcome};
@@ -19,6 +21,10 @@ pub enum Answer {
     Node(Vec<TopicOutcome>),
 }
 
+/// How long the answer may take: a cluster node answers once the assignment carried the
+/// failover out (it waits up to 30 s) and the leaders reported (up to 10 s more).
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// POSTs the failover of `request` for `link` to the node at `admin`.
 pub fn request(
     admin: &str,
@@ -31,7 +37,7 @@ pub fn request(
         token,
         &format!("/v1/links/{link}/failover"),
         request,
-        REQUEST_TIMEOUT,
+        FAILOVER_TIMEOUT,
     )
 }
 
