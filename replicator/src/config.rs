@@ -15,7 +15,7 @@ use crate::filter::{FilterError, GroupFilter, TopicFilter};
 mod cluster;
 mod listeners;
 
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, PeerClient};
 
 pub use listeners::{KeyedListener, ListenerConfig, SecurityProtocol};
 
@@ -490,6 +490,7 @@ impl Config {
                 ));
             }
             cluster.validate()?;
+            cluster.check_peer_listener(&self.listeners())?;
         }
         self.check_owned_not_mirrored()
     }

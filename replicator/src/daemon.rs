@@ -148,20 +148,29 @@ impl Daemon {
                 stopped.clone(),
             )));
         }
+        let advertised = crate::cluster::Advertised {
+            // Clients reach this node at its first listener, other nodes at the one
+            // `[cluster.peer]` names.
+            kafka: reports[0].advertised.clone(),
+            peer: (config.cluster.as_ref())
+                .and_then(|c| c.peer.listener.as_ref())
+                .and_then(|name| reports.iter().find(|r| r.name == *name))
+                .map(|r| r.advertised.clone()),
+        };
+        let status = Arc::new(Status::new(kafka_addr.to_string(), reports));
         if let (Some(cluster), Some(settings)) = (&cluster, &config.cluster) {
-            // Clients and other nodes reach this node at its first listener.
-            let advertised = reports[0].advertised.clone();
-            tracing::info!(cluster = %settings.name, node_id = config.node_id, %advertised, "cluster node");
+            tracing::info!(cluster = %settings.name, node_id = config.node_id, ?advertised, "cluster node");
             let run = crate::cluster::run(
                 cluster.clone(),
                 settings.clone(),
+                settings.peer_client()?,
                 advertised,
                 store.clone(),
+                status.clone(),
                 stopped.clone(),
             );
             tasks.push(tokio::spawn(run));
         }
-        let status = Arc::new(Status::new(kafka_addr.to_string(), reports));
         if let Some(cluster) = cluster.clone() {
             status.add_check(Box::new(move || cluster.not_ready()));
         }

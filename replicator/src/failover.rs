@@ -196,27 +196,39 @@ fn outcome(
         .map(|p| {
             let dst_hwm = p.log().log_end_offset();
             let report = seen.iter().find(|r| r.partition == p.partition);
-            let src_hwm = report.and_then(|r| r.src_hwm);
-            let records_at_risk = src_hwm.map(|h| (h - dst_hwm).max(0));
-            let unconfirmed = report.and_then(|r| r.unconfirmed);
-            PartitionOutcome {
-                partition: p.partition,
-                dst_hwm,
-                src_hwm,
-                records_at_risk,
-                seconds_at_risk: report.and_then(|r| r.lag_seconds),
-                unconfirmed,
-                records_at_risk_max: records_at_risk
-                    .zip(unconfirmed)
-                    .map(|(known, u)| known + u.records_max),
-                aborted_transactions: aborted.remove(&p.partition).unwrap_or_default(),
-            }
+            let aborted = aborted.remove(&p.partition).unwrap_or_default();
+            partition_outcome(p.partition, dst_hwm, report, aborted)
         })
         .collect();
     TopicOutcome {
         topic: topic.name.clone(),
         state: "failed_over".to_string(),
         partitions,
+    }
+}
+
+/// One partition's records at risk: `dst_hwm` is where producers continue, `report` what
+/// the link last showed of the partition (`/v1/status`), if it tracked it.
+pub fn partition_outcome(
+    partition: i32,
+    dst_hwm: i64,
+    report: Option<&PartitionReport>,
+    aborted_transactions: Vec<AbortedTransaction>,
+) -> PartitionOutcome {
+    let src_hwm = report.and_then(|r| r.src_hwm);
+    let records_at_risk = src_hwm.map(|h| (h - dst_hwm).max(0));
+    let unconfirmed = report.and_then(|r| r.unconfirmed);
+    PartitionOutcome {
+        partition,
+        dst_hwm,
+        src_hwm,
+        records_at_risk,
+        seconds_at_risk: report.and_then(|r| r.lag_seconds),
+        unconfirmed,
+        records_at_risk_max: records_at_risk
+            .zip(unconfirmed)
+            .map(|(known, u)| known + u.records_max),
+        aborted_transactions,
     }
 }
 

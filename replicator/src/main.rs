@@ -70,7 +70,8 @@ enum Command {
     },
     /// Make a link's shadow topics writable on the node, one way, without contacting the
     /// source; prints per partition the records known at risk, the blind window before the
-    /// failover and the upper estimate of records lost, then the totals.
+    /// failover and the upper estimate of records lost, then the totals. On a cluster node,
+    /// also each partition's leader, epoch and replicas.
     Failover {
         /// The node's admin listener, `http://host:port` or `host:port`.
         #[arg(long, default_value = shadowlink::admin::client::DEFAULT_ADMIN)]
@@ -288,9 +289,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                 topics: topics.topics,
             };
             let token = token.load()?;
-            let outcomes =
+            let answer =
                 shadowlink::admin::failover::request(&admin, token.as_ref(), &link, &request)?;
-            print!("{}", shadowlink::admin::failover::render(&outcomes));
+            print!("{}", shadowlink::admin::failover::render_answer(&answer));
             Ok(())
         }
         Command::Pause { target } => pause(target, true),

@@ -2,9 +2,11 @@
 die: the client retries and follows Metadata to the partition's next leader.
 
 usage: produce_through.py BOOTSTRAP TOPIC --rate R --partitions N --seconds S [--key-prefix P]
+                          [--config KEY=VALUE ...]
 Record i goes to partition i % N with key "{P}key-{i}". Prints one line per acknowledged
 record, "PARTITION OFFSET KEY TIME" (TIME in Unix seconds). After S seconds it waits up to
-60 s for the acknowledgements still due. Exits 1 if a record failed for good.
+60 s for the acknowledgements still due. Exits 1 if a record failed for good. Each --config
+is one more librdkafka setting, such as security.protocol=SASL_SSL.
 """
 import argparse
 import sys
@@ -19,6 +21,7 @@ def main():
     ap.add_argument("--partitions", type=int, required=True)
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--key-prefix", default="")
+    ap.add_argument("--config", action="append", default=[])
     a = ap.parse_args()
 
     from confluent_kafka import Producer
@@ -30,6 +33,7 @@ def main():
         "linger.ms": 5,
         "message.timeout.ms": 120000,
         "error_cb": lambda err: sys.stderr.write("producer: %s\n" % err),
+        **dict(c.split("=", 1) for c in a.config),
     })
     out = sys.stdout
     failed = []

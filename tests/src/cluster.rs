@@ -24,6 +24,10 @@ use crate::raw::RawClient;
 use crate::scenario::create_topic;
 use crate::{http_post, until, Node, NodeConfig, Tansu};
 
+/// The plaintext listener tests read a node through when its `[kafka]` listener needs
+/// TLS or SASL.
+pub const PROBE: &str = "probe";
+
 /// Short, so a killed node's partitions move within a test's patience.
 pub const LEASE_TTL: &str = "3s";
 /// How long the region may take to agree after a change.
@@ -46,17 +50,18 @@ impl Region {
 
     /// Nodes 1 to `nodes`, replication factor 2, the source holding `topic`.
     pub fn start_with(topic: &str, partitions: i32, nodes: i32, lease_ttl: &str) -> Result<Region> {
-        Region::start_configured(topic, partitions, nodes, lease_ttl, &[])
+        Region::start_configured(topic, partitions, nodes, lease_ttl, |config| config)
     }
 
-    /// As [`Region::start_with`], each node's `[cluster]` also given `entries` (key,
-    /// TOML value).
+    /// As [`start_with`](Self::start_with), each node's config passed through `configure`
+    /// first: TLS or SASL on its listeners, `[cluster.peer]`. A node whose `[kafka]`
+    /// listener needs either is read through a plaintext listener named [`PROBE`].
     pub fn start_configured(
         topic: &str,
         partitions: i32,
         nodes: i32,
         lease_ttl: &str,
-        entries: &[(&str, &str)],
+        configure: impl Fn(NodeConfig) -> NodeConfig,
     ) -> Result<Region> {
         let etcd = Etcd::start()?;
         let source = Tansu::start()?;
@@ -69,14 +74,11 @@ impl Region {
             partitions,
         };
         for id in 1..=nodes {
-            let mut config = NodeConfig::linked_to(region.source.addr)
+            let config = NodeConfig::linked_to(region.source.addr)
                 .admin()
                 .node_id(id)
                 .cluster("region-b", &region.etcd.endpoint(), lease_ttl, 2);
-            for (key, value) in entries {
-                config = config.cluster_entry(key, value);
-            }
-            region.nodes.insert(id, Node::start(&config)?);
+            region.nodes.insert(id, Node::start(&configure(config))?);
         }
         Ok(region)
     }
@@ -89,6 +91,13 @@ impl Region {
         self.nodes
             .get_mut(&id)
             .with_context(|| format!("no node {id}"))
+    }
+
+    /// Where the test reads node `id` with a plaintext client: its [`PROBE`] listener
+    /// when it has one, else `[kafka]`.
+    pub fn probe(&self, id: i32) -> Result<SocketAddr> {
+        let node = self.node(id)?;
+        Ok(node.listener(PROBE).unwrap_or(node.kafka))
     }
 
     /// Every node's Kafka address, as a client's bootstrap list.
@@ -112,7 +121,7 @@ impl Region {
             || {
                 let mut seen = Vec::new();
                 for id in live {
-                    seen.push(self.routes(self.node(*id)?.kafka)?);
+                    seen.push(self.routes(self.probe(*id)?)?);
                 }
                 Ok(seen)
             },

@@ -50,6 +50,9 @@ pub struct FakeLog {
     /// A last stable offset below the log end: a transaction left open there. Fetches
     /// with isolation_level 1 then get nothing at or past it, as from Kafka.
     pub last_stable: Option<i64>,
+    /// Batches at or past this offset are not served, while the high watermark still
+    /// counts them: each response stops short of the log end, as a size-limited one does.
+    pub served_before: Option<i64>,
 }
 
 impl FakeLog {
@@ -447,6 +450,9 @@ fn fetch_partition(
     // limit but at least one (KIP-74).
     let mut records: Vec<u8> = Vec::new();
     let visible = if isolation_level == 1 { stable } else { end };
+    let visible = log
+        .served_before
+        .map_or(visible, |before| visible.min(before));
     let wanted = log.batches.iter().filter(|b| {
         RecordBatch::parse((*b).clone())
             .is_ok_and(|b| b.last_offset() >= p.fetch_offset && b.next_offset() <= visible)

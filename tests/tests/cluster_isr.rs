@@ -10,7 +10,7 @@ use anyhow::{ensure, Context, Result};
 use shadowlink_tests::cluster::{fetch_at, produce_one, signal, Region};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::produce;
-use shadowlink_tests::until;
+use shadowlink_tests::{until, NodeConfig};
 
 const TOPIC: &str = "a_orders";
 const SETTLE: Duration = Duration::from_secs(60);
@@ -24,8 +24,8 @@ const READ_UNCOMMITTED: i8 = 0;
 /// moves the in-sync set.
 fn owned_region(replica_lag_time: &str) -> Result<(Region, i32, i32, i32)> {
     let lag = format!("\"{replica_lag_time}\"");
-    let entries = [("replica_lag_time", lag.as_str())];
-    let region = Region::start_configured(TOPIC, 1, 3, "40s", &entries)?;
+    let configure = |config: NodeConfig| config.cluster_entry("replica_lag_time", &lag);
+    let region = Region::start_configured(TOPIC, 1, 3, "40s", configure)?;
     produce(region.source.addr, TOPIC, 10, "none", 1, 0)?;
     let mirrored = region.settled(&[1, 2, 3])?;
     let leader = region.node(mirrored.partitions[&0].leader)?.kafka;

@@ -1,7 +1,14 @@
 //! A cluster node's admin API: failover goes through etcd, and what the cluster does
 //! not support yet is refused.
+//!
+//! A failover's answer gives each partition's records at risk as its leader measured
+//! them: only a replica fetched the partition from the source, so only its link saw the
+//! source's log end, and the leader's log end is where producers continue. Each leader
+//! publishes its report in etcd (`failovers.rs`); the node answering waits for them.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -12,8 +19,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{Cluster, FailoverAsk};
-use crate::failover::FailoverRequest;
+use crate::failover::{FailoverRequest, PartitionOutcome};
 use crate::mirror::Store;
+use crate::topic_partition::TopicPartition;
 
 /// Fail-back and switchover change a partition's owner between regions. On a cluster
 /// node that would need the peer's side carried through etcd as well, which is not
@@ -22,6 +30,10 @@ const OWNERSHIP_CHANGES: [&str; 2] = ["/failback", "/switchover"];
 
 /// How long a failover request waits for the assignment that carries it out.
 const FAILOVER_WAIT: Duration = Duration::from_secs(30);
+
+/// How long, once the assignment carried a failover out, its answer waits for the
+/// leaders' reports; a partition whose leader did not report in time has none.
+const REPORT_WAIT: Duration = Duration::from_secs(10);
 
 /// What the admin middleware needs: the node's cluster view (`None` on its own) and
 /// its topics, to resolve which ones a failover names.
@@ -45,6 +57,89 @@ pub struct FailedOverPartition {
     pub leader: i32,
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
+    /// The records at risk as the failover's leader measured them, as a single node's
+    /// failover reports them; `None` when the leader did not report in time.
+    pub report: Option<LeaderReport>,
+}
+
+/// One partition's records at risk, published in etcd by the node that led it when it
+/// became owned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaderReport {
+    pub node_id: i32,
+    pub leader_epoch: i32,
+    #[serde(flatten)]
+    pub outcome: PartitionOutcome,
+}
+
+/// Failover reports on their way to etcd and back.
+#[derive(Default)]
+pub(super) struct Reports {
+    /// Read from etcd, by partition.
+    known: Mutex<BTreeMap<TopicPartition, LeaderReport>>,
+    /// Failover answers waiting for reports: while any does, the session reads them.
+    waiting: AtomicUsize,
+    /// Partitions this node led when they became owned, reported since it started.
+    published: Mutex<HashSet<TopicPartition>>,
+}
+
+/// Counts one answer waiting for reports while it lives.
+struct Waiting<'a>(&'a Reports);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Cluster {
+    /// Whether a failover answer waits for its leaders' reports.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(super) fn reports_wanted(&self) -> bool {
+        self.reports.waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// Keeps the reports read from etcd.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(super) fn reports_read(&self, reports: BTreeMap<TopicPartition, LeaderReport>) {
+        let mut known = self.reports.known.lock().unwrap_or_else(|p| p.into_inner());
+        *known = reports;
+    }
+
+    /// Owned partitions this node leads and has not reported yet, with their epochs.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(super) fn reports_due(&self) -> Vec<(TopicPartition, i32)> {
+        let assignment = self.assignment();
+        let published = (self.reports.published.lock()).unwrap_or_else(|p| p.into_inner());
+        let owned = (assignment.topics.iter()).filter(|(t, _)| assignment.is_owned(t));
+        let led = owned.flat_map(|(topic, placements)| {
+            let placements = placements.iter().enumerate();
+            let mine = placements.filter(|(_, p)| p.leader == self.node_id());
+            mine.map(|(i, p)| {
+                (
+                    TopicPartition::new(topic.as_str(), i as i32),
+                    p.leader_epoch,
+                )
+            })
+        });
+        led.filter(|(key, _)| !published.contains(key)).collect()
+    }
+
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(super) fn reported(&self, key: TopicPartition) {
+        let mut published = (self.reports.published.lock()).unwrap_or_else(|p| p.into_inner());
+        published.insert(key);
+    }
+
+    fn report(&self, topic: &str, partition: i32) -> Option<LeaderReport> {
+        let known = self.reports.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(&TopicPartition::new(topic, partition)).cloned()
+    }
+
+    fn wait_for_reports(&self) -> Waiting<'_> {
+        self.reports.waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting(&self.reports)
+    }
 }
 
 /// Middleware: on a cluster node, carries a failover out through etcd and answers 409
@@ -93,13 +188,19 @@ async fn fail_over(cluster: &Cluster, store: &Store, link: String, request: Requ
         link: link.clone(),
         topics: topics.clone(),
     });
+    let _waiting = cluster.wait_for_reports();
     let started = Instant::now();
+    let mut carried_out: Option<Instant> = None;
     loop {
         let assignment = cluster.assignment();
         if topics.iter().all(|t| assignment.is_owned(t)) {
-            let report: Vec<ClusterFailover> =
-                topics.iter().map(|t| placed(&assignment, t)).collect();
-            return Json(report).into_response();
+            let answer: Vec<ClusterFailover> = (topics.iter())
+                .map(|t| placed(cluster, &assignment, t))
+                .collect();
+            let since = *carried_out.get_or_insert_with(Instant::now);
+            if all_reported(&answer) || since.elapsed() > REPORT_WAIT {
+                return Json(answer).into_response();
+            }
         }
         if started.elapsed() > FAILOVER_WAIT {
             let why = format!(
@@ -112,7 +213,12 @@ async fn fail_over(cluster: &Cluster, store: &Store, link: String, request: Requ
     }
 }
 
-fn placed(assignment: &super::Assignment, topic: &str) -> ClusterFailover {
+fn all_reported(answer: &[ClusterFailover]) -> bool {
+    let mut partitions = answer.iter().flat_map(|t| &t.partitions);
+    partitions.all(|p| p.report.is_some())
+}
+
+fn placed(cluster: &Cluster, assignment: &super::Assignment, topic: &str) -> ClusterFailover {
     let placements = assignment
         .topics
         .get(topic)
@@ -128,6 +234,7 @@ fn placed(assignment: &super::Assignment, topic: &str) -> ClusterFailover {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
                 replicas: p.replicas.clone(),
+                report: cluster.report(topic, i as i32),
             })
             .collect(),
     }

@@ -40,9 +40,11 @@ pub(super) enum SessionError {
 pub(super) struct Session {
     pub(super) cluster: Arc<Cluster>,
     pub(super) config: ClusterConfig,
-    /// The address other nodes and clients reach this node's first listener at.
-    advertised: String,
+    /// Where clients and other nodes reach this node.
+    pub(super) advertised: super::Advertised,
     pub(super) store: Arc<Store>,
+    /// What the links saw of the source, for the failover reports of partitions led here.
+    pub(super) status: Arc<crate::status::Status>,
     prefix: String,
     /// Kept across reconnects: etcd extends leases when it restarts, so a node that
     /// comes back on its old lease keeps its membership and its election unbroken.
@@ -55,8 +57,9 @@ pub(super) struct Session {
 pub async fn run(
     cluster: Arc<Cluster>,
     config: ClusterConfig,
-    advertised: String,
+    advertised: super::Advertised,
     store: Arc<Store>,
+    status: Arc<crate::status::Status>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let prefix = format!("/shadowlink/{}/", config.name);
@@ -65,6 +68,7 @@ pub async fn run(
         config,
         advertised,
         store,
+        status,
         prefix,
         lease: None,
     };
@@ -151,6 +155,9 @@ impl Session {
                     self.record_failovers(&mut client).await?;
                     self.record_creations(&mut client).await?;
                     self.propose_isr(&mut client).await?;
+                    self.publish_reports(&mut client).await?;
+                    self.read_reports(&mut client).await?;
+                    self.read_peers(&mut client).await?;
                     assigner = self.assign_step(&mut client, lease, assigner).await?;
                 }
             }
@@ -177,8 +184,9 @@ impl Session {
         self.lease = Some(lease);
         let key = self.key(&format!("members/{}", self.cluster.node_id()));
         let put = PutOptions::new().with_lease(lease);
-        let address = self.advertised.clone();
+        let address = self.advertised.kafka.clone();
         self.bounded(client.put(key, address, Some(put))).await?;
+        self.join_peers(client, lease).await?;
         tracing::info!(
             node_id = self.cluster.node_id(),
             lease,

@@ -22,6 +22,8 @@ mod failovers;
 mod groups;
 #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 mod isr;
+#[cfg(feature = "cluster")]
+mod peers;
 mod persist;
 #[cfg(feature = "cluster")]
 mod replica;
@@ -43,7 +45,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::mirror::MirrorTopic;
 
-pub use admin::{refuse_ownership_changes, AdminGate, ClusterFailover};
+pub use admin::{refuse_ownership_changes, AdminGate, ClusterFailover, LeaderReport};
 pub use assignment::{assign, Assignment, Placement, Role};
 pub use groups::{share_offsets, GroupCoordinator};
 pub use persist::Origin;
@@ -57,8 +59,10 @@ pub use topics::{CreateTopicError, TopicSpec};
 pub async fn run(
     cluster: Arc<Cluster>,
     config: crate::config::ClusterConfig,
-    advertised: String,
+    peer: crate::config::PeerClient,
+    advertised: Advertised,
     store: Arc<crate::mirror::Store>,
+    status: Arc<crate::status::Status>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let grace = config.retired_replica_grace;
@@ -68,9 +72,9 @@ pub async fn run(
     });
     let retired = retire::run(cluster.clone(), store.clone(), grace, stopped.clone());
     let retired = tokio::spawn(retired);
-    let replicas = replica::run(cluster.clone(), store.clone(), stopped.clone());
+    let replicas = replica::run(cluster.clone(), store.clone(), peer, stopped.clone());
     let replicas = tokio::spawn(replicas);
-    coordinator::run(cluster, config, advertised, store, stopped).await;
+    coordinator::run(cluster, config, advertised, store, status, stopped).await;
     let _ = replicas.await;
     let _ = retired.await;
     if let Some(keep) = keep {
@@ -84,11 +88,21 @@ pub async fn run(
 pub async fn run(
     _cluster: Arc<Cluster>,
     _config: crate::config::ClusterConfig,
-    _advertised: String,
+    _peer: crate::config::PeerClient,
+    _advertised: Advertised,
     _store: Arc<crate::mirror::Store>,
+    _status: Arc<crate::status::Status>,
     _stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     tracing::error!("this shadowlink was built without cluster support");
+}
+
+/// Where this node is reached: clients at its first listener, which Metadata lists;
+/// other nodes' followers at the listener `[cluster.peer]` names, when it names one.
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub kafka: String,
+    pub peer: Option<String>,
 }
 
 /// Why coordination is unavailable before the first attempt to reach etcd has failed.
@@ -115,6 +129,11 @@ pub struct Cluster {
     failover_requests: Mutex<Vec<FailoverAsk>>,
     /// Topics created or declared on this node, not yet recorded in etcd.
     creations: Mutex<Vec<topics::Creation>>,
+    /// The leaders' reports of records at risk, for failover answers.
+    reports: admin::Reports,
+    /// Other nodes' addresses on the listener followers use, when it is not the first.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    peer_addresses: RwLock<std::collections::BTreeMap<i32, String>>,
 }
 
 /// A failover of a link's topics, as recorded under `failovers/<link>` for the
@@ -154,6 +173,8 @@ impl Cluster {
             positions: Default::default(),
             failover_requests: Mutex::new(Vec::new()),
             creations: Mutex::new(Vec::new()),
+            reports: Default::default(),
+            peer_addresses: Default::default(),
         }
     }
 

@@ -5,7 +5,8 @@
 //! leader's log agrees with its own (OffsetForLeaderEpoch, KIP-101), then fetches from
 //! the leader with its node id as `replica_id`, so the leader counts its position for
 //! `acks=all`, and appends the fetched batches byte for byte. A follower is stopped,
-//! and its last append finished, before its partition may lead.
+//! and its last append finished, before its partition may lead. It connects with the
+//! TLS and SASL of `[cluster.peer]`, as a link connects to its source.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Assignment, Cluster};
+use crate::config::PeerClient;
 use crate::mirror::{MirrorPartition, Store};
 use crate::source::{SourceClient, SourceError};
 use crate::topic_partition::TopicPartition;
@@ -54,14 +56,20 @@ impl Running {
 }
 
 /// Keeps every owned partition of this node in its role until `stopped`.
-pub async fn run(cluster: Arc<Cluster>, store: Arc<Store>, mut stopped: watch::Receiver<bool>) {
+pub async fn run(
+    cluster: Arc<Cluster>,
+    store: Arc<Store>,
+    peer: PeerClient,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let peer = Arc::new(peer);
     let mut followers: HashMap<TopicPartition, Running> = HashMap::new();
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
             _ = tokio::time::sleep(RECONCILE_EVERY) => {}
         }
-        reconcile(&cluster, &store, &mut followers).await;
+        reconcile(&cluster, &store, &peer, &mut followers).await;
     }
     for (_, running) in followers.drain() {
         running.stop().await;
@@ -74,6 +82,7 @@ pub async fn run(cluster: Arc<Cluster>, store: Arc<Store>, mut stopped: watch::R
 async fn reconcile(
     cluster: &Arc<Cluster>,
     store: &Arc<Store>,
+    peer: &Arc<PeerClient>,
     followers: &mut HashMap<TopicPartition, Running>,
 ) {
     let assignment = cluster.assignment();
@@ -104,7 +113,8 @@ async fn reconcile(
             let key = TopicPartition::new(topic.as_str(), p.partition);
             if let Some(leader) = role(cluster, &assignment, &key) {
                 followed.push(key.clone());
-                follow(cluster, &assignment, followers, key, p, leader).await;
+                let running = (&mut *followers, peer.clone());
+                follow(cluster, &assignment, running, key, p, leader).await;
             } else {
                 if let Some(running) = followers.remove(&key) {
                     running.stop().await;
@@ -165,7 +175,7 @@ async fn settle(
 async fn follow(
     cluster: &Arc<Cluster>,
     assignment: &Assignment,
-    followers: &mut HashMap<TopicPartition, Running>,
+    (followers, peer): (&mut HashMap<TopicPartition, Running>, Arc<PeerClient>),
     key: TopicPartition,
     partition: Arc<MirrorPartition>,
     leader: i32,
@@ -182,7 +192,7 @@ async fn follow(
         running.stop().await;
     }
     partition.follow();
-    let Some(addr) = assignment.brokers.get(&leader).cloned() else {
+    let Some(addr) = cluster.peer_address(leader, assignment.brokers.get(&leader)) else {
         return;
     };
     let (stop, stopped) = watch::channel(false);
@@ -191,8 +201,10 @@ async fn follow(
         partition,
         node_id: cluster.node_id(),
         addr,
+        peer,
         epoch,
         client: None,
+        failing: None,
         truncated: false,
     };
     tracing::info!(partition = %key, leader, epoch, "following the partition's leader");
@@ -214,8 +226,11 @@ struct Follower {
     partition: Arc<MirrorPartition>,
     node_id: i32,
     addr: String,
+    peer: Arc<PeerClient>,
     epoch: i32,
     client: Option<SourceClient>,
+    /// Why the last round failed, so each new reason is logged once.
+    failing: Option<String>,
     /// The log was cut to where it agrees with the leader's in this epoch.
     truncated: bool,
 }
@@ -234,6 +249,10 @@ enum Step {
 enum FollowError {
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The leader refused or dropped a connection made without `[cluster.peer]`
+    /// settings: most likely its listener needs TLS or SASL.
+    #[error("{0} (without `[cluster.peer]` TLS or SASL settings: does the leader's listener need them?)")]
+    Unsecured(SourceError),
     #[error("the leader answered error {0}")]
     Leader(i16),
     #[error("the leader sent nothing for the partition")]
@@ -257,14 +276,28 @@ impl Follower {
                 Ok(step) => self.apply(step).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = applied {
-                tracing::debug!(partition = %self.key, leader = %self.addr, error = %e, "following failed; retrying");
-                self.client = None;
-                tokio::select! {
-                    _ = stopped.changed() => return,
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
+            let Err(e) = applied else {
+                self.failing = None;
+                continue;
+            };
+            self.failed(e);
+            tokio::select! {
+                _ = stopped.changed() => return,
+                _ = tokio::time::sleep(RETRY) => {}
             }
+        }
+    }
+
+    /// Logs a new reason for failing as a warning (a refused TLS handshake or password
+    /// repeats every round), a repeated one at debug level.
+    fn failed(&mut self, e: FollowError) {
+        self.client = None;
+        let why = e.to_string();
+        if self.failing.as_ref() == Some(&why) {
+            tracing::debug!(partition = %self.key, leader = %self.addr, error = %why, "following failed; retrying");
+        } else {
+            tracing::warn!(partition = %self.key, leader = %self.addr, error = %why, "cannot follow the partition's leader; retrying");
+            self.failing = Some(why);
         }
     }
 
@@ -273,9 +306,13 @@ impl Follower {
             return Ok(client.clone());
         }
         let client_id = format!("shadowlink-replica-{}", self.node_id);
-        let connect = SourceClient::connect(&self.addr, &client_id, None, None);
+        let (tls, sasl) = (self.peer.tls.as_ref(), self.peer.sasl.as_ref());
+        let connect = SourceClient::connect(&self.addr, &client_id, tls, sasl);
+        let unsecured = self.peer.tls.is_none() && self.peer.sasl.is_none();
         let client = match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
-            Ok(connected) => connected?.with_request_timeout(REQUEST_TIMEOUT),
+            Ok(Ok(connected)) => connected.with_request_timeout(REQUEST_TIMEOUT),
+            Ok(Err(e)) if unsecured => return Err(FollowError::Unsecured(e)),
+            Ok(Err(e)) => return Err(e.into()),
             Err(_) => {
                 let addr = self.addr.clone();
                 return Err(SourceError::Timeout { addr }.into());

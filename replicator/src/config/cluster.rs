@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{invalid, ConfigError, LinkTls};
+use crate::sasl::{ClientSasl, LinkSaslConfig};
+use crate::tls::ClientTls;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +50,33 @@ pub struct ClusterConfig {
     /// `replica.lag.time.max.ms`.
     #[serde(default = "default_replica_lag_time", with = "humantime_serde")]
     pub replica_lag_time: Duration,
+    /// `[cluster.peer]`: how this node reaches another node's Kafka listener when it
+    /// follows that node's leadership of a failed-over partition.
+    #[serde(default)]
+    pub peer: PeerConfig,
+}
+
+/// The client side of a follower: the TLS and SASL the peers' Kafka listener requires,
+/// with the keys and checks of a link's `tls` and `sasl`. The user needs `read` on the
+/// failed-over topics where the leader has `[[acls]]` (Fetch and OffsetForLeaderEpoch).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The Kafka listener (its `name`) followers connect to, when nodes have several;
+    /// the first, `[kafka]`, by default. Every node must have a listener of this name.
+    #[serde(default)]
+    pub listener: Option<String>,
+    #[serde(default)]
+    pub tls: Option<LinkTls>,
+    #[serde(default)]
+    pub sasl: Option<LinkSaslConfig>,
+}
+
+/// A follower's connection settings, files and password loaded.
+#[derive(Debug, Clone, Default)]
+pub struct PeerClient {
+    pub tls: Option<ClientTls>,
+    pub sasl: Option<ClientSasl>,
 }
 
 /// An etcd user and its password, read when the configuration is checked.
@@ -112,6 +141,7 @@ impl ClusterConfig {
             crate::tls::client("cluster.tls", tls)?;
         }
         self.credentials()?;
+        self.peer_client()?;
         if self.retired_replica_grace < Duration::from_secs(1) {
             return Err(invalid(
                 "cluster.retired_replica_grace",
@@ -178,6 +208,37 @@ impl ClusterConfig {
             username: username.clone(),
             password,
         }))
+    }
+
+    /// The TLS and SASL followers connect to their leaders with, loaded from
+    /// `[cluster.peer]`.
+    pub fn peer_client(&self) -> Result<PeerClient, ConfigError> {
+        let peer = &self.peer;
+        let tls = (peer.tls.as_ref())
+            .map(|tls| crate::tls::client("cluster.peer.tls", tls))
+            .transpose()?;
+        let sasl = (peer.sasl.as_ref())
+            .map(|sasl| crate::sasl::client("cluster.peer.sasl", sasl, tls.is_some()))
+            .transpose()?;
+        Ok(PeerClient { tls, sasl })
+    }
+
+    /// `peer.listener` must name one of this node's listeners.
+    pub(super) fn check_peer_listener(
+        &self,
+        listeners: &[super::KeyedListener],
+    ) -> Result<(), ConfigError> {
+        let Some(name) = &self.peer.listener else {
+            return Ok(());
+        };
+        if listeners.iter().any(|l| l.config.name == *name) {
+            return Ok(());
+        }
+        let names: Vec<&str> = listeners.iter().map(|l| l.config.name.as_str()).collect();
+        Err(invalid(
+            "cluster.peer.listener",
+            format!("{name:?} is not a listener of this node (it has {names:?})"),
+        ))
     }
 
     /// The lease TTL etcd is asked for, in whole seconds.
@@ -306,6 +367,75 @@ listen = "127.0.0.1:9192"
         );
         let refused = with(&plain).unwrap_err();
         assert!(refused.contains("in clear"), "{refused}");
+    }
+
+    const PEER: &str = "[cluster]\nname = \"b\"\nendpoints = [\"http://e:2379\"]\n";
+
+    #[test]
+    fn followers_authenticate_with_the_peer_sasl_and_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("peer-secret");
+        std::fs::write(&secret, "replicate-me\n").unwrap();
+        let sasl = format!(
+            "[cluster.peer]\nsasl = {{ mechanism = \"SCRAM-SHA-512\", username = \"replica\", \
+             password_file = {secret:?}, allow_plaintext = true }}\n"
+        );
+        let cluster = with(&format!("{PEER}{sasl}")).unwrap().cluster.unwrap();
+        let peer = cluster.peer_client().unwrap();
+        let sasl = peer.sasl.expect("the peer's SASL");
+        assert_eq!(sasl.username, "replica");
+        assert_eq!(sasl.password.bytes(), b"replicate-me");
+        assert!(peer.tls.is_none());
+        let none = with(PEER).unwrap().cluster.unwrap().peer_client().unwrap();
+        assert!(none.tls.is_none() && none.sasl.is_none());
+    }
+
+    #[test]
+    fn peer_settings_that_cannot_work_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "pw").unwrap();
+        let peer = |table: &str| with(&format!("{PEER}[cluster.peer]\n{table}\n")).unwrap_err();
+        let clear = peer(&format!(
+            "sasl = {{ mechanism = \"PLAIN\", username = \"u\", password_file = {secret:?} }}"
+        ));
+        assert!(
+            clear.starts_with("`cluster.peer.sasl`") && clear.contains("in clear"),
+            "{clear}"
+        );
+        let unset = peer(
+            "sasl = { mechanism = \"PLAIN\", username = \"u\", allow_plaintext = true, \
+             password_env = \"SHADOWLINK_TEST_UNSET_PEER\" }",
+        );
+        assert!(
+            unset.starts_with("`cluster.peer.sasl.password_env`"),
+            "{unset}"
+        );
+        let missing = dir.path().join("missing-ca.pem");
+        let no_ca = peer(&format!("tls = {{ ca = {missing:?} }}"));
+        assert!(
+            no_ca.starts_with("`cluster.peer.tls.ca`") && no_ca.contains("missing-ca.pem"),
+            "{no_ca}"
+        );
+        let mechanism = peer("sasl = { mechanism = \"GSSAPI\", username = \"u\" }");
+        assert!(mechanism.contains("GSSAPI"), "{mechanism}");
+        let typo = peer("listner = \"internal\"");
+        assert!(typo.contains("listner"), "{typo}");
+    }
+
+    #[test]
+    fn the_peer_listener_must_be_one_of_the_nodes_listeners() {
+        let internal = "[[kafka.listeners]]\nname = \"internal\"\nlisten = \"127.0.0.1:9193\"\n";
+        let named = |name: &str| format!("{internal}{PEER}[cluster.peer]\nlistener = \"{name}\"\n");
+        let cluster = with(&named("internal")).unwrap().cluster.unwrap();
+        assert_eq!(cluster.peer.listener.as_deref(), Some("internal"));
+        let err = with(&named("replication")).unwrap_err();
+        assert!(
+            err.starts_with("`cluster.peer.listener`")
+                && err.contains("\"replication\"")
+                && err.contains("\"internal\""),
+            "{err}"
+        );
     }
 
     #[test]
