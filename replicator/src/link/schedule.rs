@@ -468,5 +468,28 @@ mod tests {
         assert_eq!(runner.schedule_fetches().len(), 1);
         let busy = &runner.brokers[&BROKER].busy;
         assert_eq!(busy.iter().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
+        // Idle, each lane's session answers naming nothing: no partition is looked at.
+        for index in [0, 1, 3] {
+            let lane = Lane {
+                broker: BROKER,
+                index,
+            };
+            let opened = FetchOutcome::answered(lane, response(42 + index as i32, 0), 0);
+            runner.on_fetch(opened).await;
+        }
+        assert_eq!(runner.schedule_fetches().len(), 3);
+        runner.examined = 0;
+        for epoch in 1..=3 {
+            for index in 0..4 {
+                let lane = Lane {
+                    broker: BROKER,
+                    index,
+                };
+                let empty = FetchOutcome::answered(lane, response(42 + index as i32, 0), epoch);
+                runner.on_fetch(empty).await;
+                assert_eq!(runner.schedule_fetches().len(), 1);
+            }
+        }
+        assert_eq!(runner.examined, 0, "no partition looked at");
     }
 }
