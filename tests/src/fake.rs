@@ -145,11 +145,14 @@ pub struct FakeBroker {
 pub struct FetchGauge {
     /// How long each Fetch is held before it is answered.
     delay: Mutex<Duration>,
-    /// Partitions named by the requests being answered, each with how many name it.
-    fetching: Mutex<(usize, BTreeMap<(String, i32), usize>)>,
+    /// How many requests are being answered, and the partitions they name, each with
+    /// how many name it.
+    fetching: Mutex<Fetching>,
     most: AtomicUsize,
     overlaps: AtomicUsize,
 }
+
+type Fetching = (usize, BTreeMap<(String, i32), usize>);
 
 impl FetchGauge {
     fn enter(&self, partitions: &BTreeSet<(String, i32)>) {
