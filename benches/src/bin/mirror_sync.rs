@@ -9,9 +9,11 @@
 //! plain write's of the same round.
 //!
 //! `cargo run --release -p shadowlink-benches --bin mirror_sync -- [--mib 256]
-//! [--partitions 8] [--rounds 3] [--bin NAME=PATH ...]`. The source is the `shadowlink`
+//! [--partitions 8] [--rounds 3] [--bin NAME=PATH[@N] ...]`. The source is the `shadowlink`
 //! binary the test harness builds (`SHADOWLINK_BIN` overrides it), and so is the mirroring
 //! node without `--bin`; with several `--bin`, each round runs them one after another.
+//! `@N` sets the link's `fetches_in_flight` (its fetch lanes per source broker); `@1` is
+//! one request at a time per broker, as before lanes.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -47,9 +49,17 @@ struct Args {
     partitions: i32,
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// A node binary to measure, as NAME=PATH; repeat to interleave several.
+    /// A node binary to measure, as NAME=PATH or NAME=PATH@FETCHES_IN_FLIGHT; repeat to
+    /// interleave several.
     #[arg(long = "bin")]
     bins: Vec<String>,
+}
+
+/// A node binary and the link's `fetches_in_flight`, when set.
+struct Binary {
+    name: String,
+    path: PathBuf,
+    fetches_in_flight: Option<usize>,
 }
 
 /// One mirror run's result.
@@ -82,13 +92,14 @@ fn main() -> Result<()> {
     println!("| round | binary | page-cache write | mirror `os` | ratio | write+fdatasync | mirror default | ratio | load |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for round in 1..=args.rounds {
-        for (name, bin) in &bins {
+        for bin in &bins {
             sync();
             let plain = plain_write(scratch.path(), bytes, None)?;
             let os = mirror(bin, source.kafka, &ends, "os")?;
             sync();
             let synced = plain_write(scratch.path(), bytes, Some(FLUSH_INTERVAL))?;
             let default = mirror(bin, source.kafka, &ends, "100ms")?;
+            let name = &bin.name;
             let os = Run { plain, mirror: os };
             let default = Run {
                 plain: synced,
@@ -109,17 +120,29 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `(name, path)` of each binary to measure.
-fn binaries(given: &[String]) -> Result<Vec<(String, PathBuf)>> {
+/// Each binary to measure.
+fn binaries(given: &[String]) -> Result<Vec<Binary>> {
     if given.is_empty() {
-        return Ok(vec![("this".into(), shadowlink_bin().to_path_buf())]);
+        return Ok(vec![Binary {
+            name: "this".into(),
+            path: shadowlink_bin().to_path_buf(),
+            fetches_in_flight: None,
+        }]);
     }
     given
         .iter()
         .map(|b| {
             let (name, path) = b.split_once('=').context("--bin takes NAME=PATH")?;
+            let (path, fetches_in_flight) = match path.split_once('@') {
+                Some((path, n)) => (path, Some(n.parse()?)),
+                None => (path, None),
+            };
             ensure!(Path::new(path).exists(), "no binary at {path}");
-            Ok((name.to_string(), PathBuf::from(path)))
+            Ok(Binary {
+                name: name.to_string(),
+                path: PathBuf::from(path),
+                fetches_in_flight,
+            })
         })
         .collect()
 }
@@ -214,13 +237,16 @@ fn plain_write(dir: &Path, bytes: u64, interval: Option<Duration>) -> Result<Dur
 
 /// A new node of `bin` with `persist` linked to `source`, timed from its start until it
 /// holds every partition's end.
-fn mirror(bin: &Path, source: SocketAddr, ends: &[i64], persist: &str) -> Result<Duration> {
+fn mirror(bin: &Binary, source: SocketAddr, ends: &[i64], persist: &str) -> Result<Duration> {
     let dir = tempfile::tempdir()?;
-    let config = NodeConfig::linked_to(source).persist(persist);
+    let mut config = NodeConfig::linked_to(source).persist(persist);
+    if let Some(n) = bin.fetches_in_flight {
+        config = config.link(|l| l.fetches_in_flight(n));
+    }
     let config_path = dir.path().join("shadowlink.toml");
     std::fs::write(&config_path, config.render(Some(&dir.path().join("data"))))?;
     let started = Instant::now();
-    let mut child = Command::new(bin)
+    let mut child = Command::new(&bin.path)
         .args(["run", "--config"])
         .arg(&config_path)
         .env("RUST_LOG", "warn")
