@@ -5,11 +5,9 @@
 //! (v12, with Kafka's KIP-320 divergence check) from logs the test edits while it runs.
 //! Started with a session lifetime, it also wants SASL/PLAIN logins (any credentials)
 //! and, as Kafka with `connections.max.reauth.ms` (KIP-368), closes a connection whose
-//! session has expired at its next request. Each connection is served by a thread of its
-//! own, one request at a time as a Kafka broker does, and the fake counts the Fetch
-//! requests it answers at once ([`FetchGauge`]), optionally holding each one a while.
+//! session has expired at its next request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -137,46 +135,6 @@ pub struct FakeBroker {
     pub addr: SocketAddr,
     topics: Arc<Mutex<FakeTopics>>,
     logins: Arc<AtomicUsize>,
-    fetches: Arc<FetchGauge>,
-}
-
-/// The Fetch requests the fake is answering at once, over all its connections.
-#[derive(Debug, Default)]
-pub struct FetchGauge {
-    /// How long each Fetch is held before it is answered.
-    delay: Mutex<Duration>,
-    /// How many requests are being answered, and the partitions they name, each with
-    /// how many name it.
-    fetching: Mutex<Fetching>,
-    most: AtomicUsize,
-    overlaps: AtomicUsize,
-}
-
-type Fetching = (usize, BTreeMap<(String, i32), usize>);
-
-impl FetchGauge {
-    fn enter(&self, partitions: &BTreeSet<(String, i32)>) {
-        let mut fetching = self.fetching.lock().unwrap();
-        fetching.0 += 1;
-        self.most.fetch_max(fetching.0, Ordering::SeqCst);
-        for key in partitions {
-            let count = fetching.1.entry(key.clone()).or_default();
-            if *count > 0 {
-                self.overlaps.fetch_add(1, Ordering::SeqCst);
-            }
-            *count += 1;
-        }
-    }
-
-    fn leave(&self, partitions: &BTreeSet<(String, i32)>) {
-        let mut fetching = self.fetching.lock().unwrap();
-        fetching.0 -= 1;
-        for key in partitions {
-            if let Some(count) = fetching.1.get_mut(key) {
-                *count -= 1;
-            }
-        }
-    }
 }
 
 impl FakeBroker {
@@ -191,41 +149,23 @@ impl FakeBroker {
         let addr = listener.local_addr()?;
         let topics = Arc::new(Mutex::new(topics));
         let logins = Arc::new(AtomicUsize::new(0));
-        let fetches = Arc::new(FetchGauge::default());
-        let (shared, counted, gauge) = (topics.clone(), logins.clone(), fetches.clone());
+        let (shared, counted) = (topics.clone(), logins.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                let (topics, logins, gauge) = (shared.clone(), counted.clone(), gauge.clone());
+                let (topics, logins) = (shared.clone(), counted.clone());
                 let sasl = session.map(|lifetime| Session {
                     lifetime,
                     expires: None,
                     logins,
                 });
-                std::thread::spawn(move || serve(stream, addr, topics, sasl, &gauge));
+                std::thread::spawn(move || serve(stream, addr, topics, sasl));
             }
         });
         Ok(FakeBroker {
             addr,
             topics,
             logins,
-            fetches,
         })
-    }
-
-    /// Holds every later Fetch `delay` before answering it.
-    pub fn delay_fetches(&self, delay: Duration) {
-        *self.fetches.delay.lock().unwrap() = delay;
-    }
-
-    /// The most Fetch requests answered at once so far.
-    pub fn most_concurrent_fetches(&self) -> usize {
-        self.fetches.most.load(Ordering::SeqCst)
-    }
-
-    /// How many times a Fetch named a partition that another Fetch being answered at
-    /// the same time named too.
-    pub fn overlapping_fetches(&self) -> usize {
-        self.fetches.overlaps.load(Ordering::SeqCst)
     }
 
     /// SASL logins so far, over all connections.
@@ -279,7 +219,6 @@ fn serve(
     addr: SocketAddr,
     topics: Arc<Mutex<FakeTopics>>,
     mut session: Option<Session>,
-    fetches: &FetchGauge,
 ) {
     loop {
         let mut size = [0u8; 4];
@@ -293,39 +232,16 @@ fn serve(
         let Ok((header, body)) = parse_header(&Bytes::from(frame)) else {
             return;
         };
-        let fetched = fetched_partitions(&header, &body);
-        if let Some(partitions) = &fetched {
-            fetches.enter(partitions);
-            std::thread::sleep(*fetches.delay.lock().unwrap());
-        }
         let reply = match session.as_mut().map_or(Ok(None), |s| s.handle(&header)) {
             Ok(Some(reply)) => Some(reply),
             Ok(None) => answer(&header, body, addr, &topics.lock().unwrap()),
-            Err(()) => None,
+            Err(()) => return,
         };
-        if let Some(partitions) = &fetched {
-            fetches.leave(partitions);
-        }
         match reply {
             Some(bytes) if stream.write_all(&bytes).is_ok() => {}
             _ => return,
         }
     }
-}
-
-/// The partitions a Fetch request names; `None` for any other request.
-fn fetched_partitions(header: &RequestHeader, body: &Bytes) -> Option<BTreeSet<(String, i32)>> {
-    if header.api_key != ApiKey::Fetch {
-        return None;
-    }
-    let request: FetchRequest = decode_body(header, body.clone()).ok()?;
-    let named = request.topics.iter().flat_map(|t| {
-        let topic = t.topic.0.to_string();
-        t.partitions
-            .iter()
-            .map(move |p| (topic.clone(), p.partition))
-    });
-    Some(named.collect())
 }
 
 fn name(s: &str) -> TopicName {

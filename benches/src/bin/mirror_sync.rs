@@ -12,8 +12,7 @@
 //! [--partitions 8] [--rounds 3] [--bin NAME=PATH[@N] ...]`. The source is the `shadowlink`
 //! binary the test harness builds (`SHADOWLINK_BIN` overrides it), and so is the mirroring
 //! node without `--bin`; with several `--bin`, each round runs them one after another.
-//! `@N` sets the link's `fetches_in_flight` (its fetch lanes per source broker); `@1` is
-//! one request at a time per broker, as before lanes.
+//! `@N` sets the link's `fetches_in_flight`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -12,7 +12,7 @@ use shadowlink_storage::CheckedRecordSet;
 
 use super::offsets::{self, EARLIEST, LATEST};
 use super::writer::WriteJob;
-use super::{Backoff, Lane, LinkRunner, TopicPartition};
+use super::{Backoff, LinkRunner, TopicPartition};
 use crate::sasl::ClientSasl;
 use crate::source::{SourceClient, SourceError};
 use crate::status::SourceOffsets;
@@ -23,7 +23,7 @@ const MAX_WAIT_MS: i32 = 500;
 
 /// A finished Fetch round trip.
 pub struct FetchOutcome {
-    lane: Lane,
+    broker: i32,
     addr: String,
     /// A client connected for this request, to be reused.
     client: Option<SourceClient>,
@@ -36,11 +36,11 @@ pub struct FetchOutcome {
 }
 
 impl FetchOutcome {
-    /// The answer on `lane` to a request of its session at `session_epoch`.
+    /// The answer of `broker` to a request of its session at `session_epoch`.
     #[cfg(test)]
-    pub(super) fn answered(lane: Lane, response: FetchResponse, session_epoch: i32) -> Self {
+    pub(super) fn answered(broker: i32, response: FetchResponse, session_epoch: i32) -> Self {
         FetchOutcome {
-            lane,
+            broker,
             addr: String::new(),
             client: None,
             keys: Vec::new(),
@@ -52,19 +52,18 @@ impl FetchOutcome {
 }
 
 impl LinkRunner {
-    /// A fetch on `lane` to its broker at `addr`, over the lane's connection when it has
-    /// one.
+    /// A fetch to `broker` at `addr`, over a cached connection when there is one.
     pub(super) fn send(
         &mut self,
-        lane: Lane,
+        broker: i32,
         addr: String,
         keys: Vec<TopicPartition>,
         request: FetchRequest,
         session_epoch: Option<i32>,
     ) -> BoxFuture<'static, FetchOutcome> {
-        let cached = self.cluster.fetch_client(&addr, lane.index);
+        let cached = self.cluster.fetch_client(&addr);
         let target = FetchTarget {
-            lane,
+            broker,
             addr,
             client_id: self.link.config.client_id.clone(),
             tls: self.cluster.tls().cloned(),
@@ -75,33 +74,16 @@ impl LinkRunner {
         Box::pin(send_fetch(target, cached, keys, request))
     }
 
-    /// Whether fetches to `broker` go through KIP-227 sessions: not once any of its lanes
-    /// found that it offers none.
+    /// Whether fetches to `broker` go through a KIP-227 session.
     pub(super) fn uses_session(&self, broker: i32) -> bool {
-        let refused = |index| {
-            let lane = Lane { broker, index };
-            self.sessions.get(&lane).is_some_and(|s| !s.offered())
-        };
-        self.link.config.fetch_sessions && !(0..self.lanes()).any(refused)
+        self.link.config.fetch_sessions && self.sessions.get(&broker).is_none_or(|s| s.offered())
     }
 
-    /// Every lane of every leader whose session holds partitions has its request out, so
-    /// no partition can be fetched before one answers: the partitions need not be looked
-    /// at until then.
+    /// Every leader's session has its request out, so no partition can be fetched before
+    /// one answers: the partitions need not be looked at until then.
     pub(super) fn waiting_on_sessions(&self) -> bool {
         let waiting = |broker: &i32| {
-            let Some(state) = self.brokers.get(broker).filter(|b| !b.busy.is_empty()) else {
-                return false;
-            };
-            let idle = |index: usize| {
-                let lane = Lane {
-                    broker: *broker,
-                    index,
-                };
-                !state.busy.contains(&index)
-                    && self.sessions.get(&lane).is_some_and(|s| s.has_wanted())
-            };
-            self.uses_session(*broker) && !(0..self.lanes()).any(idle)
+            self.uses_session(*broker) && self.brokers.get(broker).is_some_and(|b| b.in_flight > 0)
         };
         !self.leaders.is_empty() && self.leaders.iter().all(waiting)
     }
@@ -160,9 +142,8 @@ impl LinkRunner {
         // silence confirms is older than what the response says.
         let now = Instant::now();
         crate::metrics::fetch_round_trip(self.name(), outcome.elapsed.as_secs_f64());
-        let lane = outcome.lane;
-        let broker = self.brokers.entry(lane.broker).or_default();
-        broker.busy.remove(&lane.index);
+        let broker = self.brokers.entry(outcome.broker).or_default();
+        broker.in_flight = broker.in_flight.saturating_sub(1);
         for key in &outcome.keys {
             if let Some(s) = self.partitions.get_mut(key) {
                 s.in_flight = false;
@@ -170,23 +151,22 @@ impl LinkRunner {
             }
         }
         if let Some(client) = outcome.client {
-            self.cluster
-                .adopt_fetch_client(&outcome.addr, lane.index, client);
+            self.cluster.adopt_fetch_client(&outcome.addr, client);
         }
         let response = match outcome.result {
             Ok(r) => r,
             Err(e) => {
                 let mut keys = outcome.keys;
                 if outcome.session_epoch.is_some() {
-                    let session = self.sessions.entry(lane).or_default();
+                    let session = self.sessions.entry(outcome.broker).or_default();
                     session.on_lost();
                     keys = session.wanted().cloned().collect();
                 }
-                return self.on_broker_error(lane.broker, &keys, e);
+                return self.on_broker_error(outcome.broker, &keys, e);
             }
         };
         self.status.set_connected();
-        let broker = self.brokers.entry(lane.broker).or_default();
+        let broker = self.brokers.entry(outcome.broker).or_default();
         broker.backoff = None;
         if response.throttle_time_ms > 0 {
             let mut b = Backoff::new();
@@ -194,7 +174,7 @@ impl LinkRunner {
             broker.backoff = Some(b);
         }
         if let Some(epoch) = outcome.session_epoch {
-            let session = self.sessions.entry(lane).or_default();
+            let session = self.sessions.entry(outcome.broker).or_default();
             session.on_response(epoch, response.error_code, response.session_id);
             // Its partitions go over to full fetches.
             self.sweep |= !session.offered();
@@ -202,7 +182,7 @@ impl LinkRunner {
                 // The next request opens a new session with a full fetch, at once: the
                 // partitions themselves are fine.
                 let name = kafka_error_name(response.error_code);
-                tracing::debug!(link = %self.link.config.name, broker = lane.broker, lane = lane.index, error = %name, "fetch session reset");
+                tracing::debug!(link = %self.link.config.name, broker = outcome.broker, error = %name, "fetch session reset");
                 crate::metrics::fetch_error(self.name(), &name);
                 return;
             }
@@ -215,10 +195,10 @@ impl LinkRunner {
             };
             let mut keys = outcome.keys;
             if outcome.session_epoch.is_some() {
-                let session = self.sessions.entry(lane).or_default();
+                let session = self.sessions.entry(outcome.broker).or_default();
                 keys = session.wanted().cloned().collect();
             }
-            return self.on_broker_error(lane.broker, &keys, e);
+            return self.on_broker_error(outcome.broker, &keys, e);
         }
         for topic in response.responses {
             let name = topic.topic.0.to_string();
@@ -231,8 +211,7 @@ impl LinkRunner {
         if outcome.session_epoch.is_some_and(|epoch| epoch != 0) {
             // An incremental response leaves out what did not change at the source: it
             // vouches for those partitions as a full response would.
-            let id = self.status_session(lane);
-            self.status.on_session_unchanged(id, now);
+            self.status.on_session_unchanged(outcome.broker, now);
         }
     }
 
@@ -454,10 +433,9 @@ pub fn kafka_error_name(code: i16) -> String {
     name
 }
 
-/// The lane a fetch goes on and how to connect to its broker when the lane has no
-/// connection.
+/// The broker a fetch goes to and how to connect to it when there is no cached client.
 struct FetchTarget {
-    lane: Lane,
+    broker: i32,
     addr: String,
     client_id: String,
     tls: Option<ClientTls>,
@@ -476,7 +454,7 @@ async fn send_fetch(
 ) -> FetchOutcome {
     let started = Instant::now();
     let FetchTarget {
-        lane,
+        broker,
         addr,
         client_id,
         tls,
@@ -504,7 +482,7 @@ async fn send_fetch(
         Err(e) => (None, Err(e)),
     };
     FetchOutcome {
-        lane,
+        broker,
         addr,
         client,
         keys,

@@ -3,10 +3,6 @@
 //! One task per link owns all fetch state, so no locks guard offsets: it refreshes
 //! metadata on a timer, keeps up to `fetches_in_flight` Fetch requests outstanding per
 //! source broker, and hands fetched bytes to per-partition writers.
-//!
-//! Each broker's partitions are dealt out over `fetches_in_flight` lanes (see
-//! [`Lane`]): a lane has its own connection and its own KIP-227 session, so while the
-//! source serves one lane's request the node receives another's and writes a third's.
 
 mod compaction;
 mod configs;
@@ -61,19 +57,8 @@ struct PartitionState {
     absent: bool,
     /// Paused by an operator: not fetched, so the next fetch starts where the last ended.
     paused: bool,
-    /// The lane whose KIP-227 session fetches the partition.
-    session: Option<Lane>,
-}
-
-/// One of a source broker's fetch lanes. A broker's partitions are dealt out over its
-/// lanes by a fixed rule ([`LinkRunner::lane`]), and each lane has one connection, one
-/// KIP-227 session and at most one request out: a session allows one request at a time,
-/// and a broker answers the requests of one connection in order, so only separate lanes
-/// keep several requests in flight and the source, the network and the disk busy at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) struct Lane {
-    broker: i32,
-    index: usize,
+    /// The broker whose KIP-227 session fetches the partition.
+    session: Option<i32>,
 }
 
 /// Retry delay that doubles from 100 ms to 10 s, with jitter so that many partitions
@@ -133,11 +118,8 @@ pub struct LinkRunner {
     invalid_names: BTreeSet<String>,
     /// Advances with every fetch request, to rotate the partition order in requests.
     fetch_rotation: usize,
-    /// The KIP-227 session kept on each lane.
-    sessions: HashMap<Lane, session::BrokerSession>,
-    /// The id each lane's session goes by in the status, which confirms the partitions
-    /// of one session at a time.
-    session_ids: HashMap<Lane, i32>,
+    /// The KIP-227 session kept with each source broker.
+    sessions: HashMap<i32, session::BrokerSession>,
     /// The brokers leading the partitions, as of the last metadata.
     leaders: BTreeSet<i32>,
     /// The node's paused links and topics, and what of this link was last applied.
@@ -175,8 +157,7 @@ pub struct LinkRunner {
 
 #[derive(Default)]
 struct BrokerState {
-    /// The lanes with a request out.
-    busy: BTreeSet<usize>,
+    in_flight: usize,
     backoff: Option<Backoff>,
 }
 
@@ -197,7 +178,6 @@ impl LinkRunner {
             invalid_names: BTreeSet::new(),
             fetch_rotation: 0,
             sessions: HashMap::new(),
-            session_ids: HashMap::new(),
             leaders: BTreeSet::new(),
             pauses,
             paused: pause::LinkPause::default(),

@@ -7,7 +7,6 @@
 //! without a visit, so an idle link's next request costs nothing per partition.
 
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
@@ -17,32 +16,9 @@ use kafka_protocol::messages::FetchRequest;
 use super::fetch::{group_in_order, topic_name, FetchOutcome};
 use super::session::Planned;
 use super::writer::WRITER_QUEUE;
-use super::{Lane, LinkRunner, TopicPartition};
+use super::{LinkRunner, TopicPartition};
 
 impl LinkRunner {
-    /// How many lanes each broker's partitions are dealt out over.
-    pub(super) fn lanes(&self) -> usize {
-        self.link.config.fetches_in_flight.max(1)
-    }
-
-    /// The lane that fetches `key` from `broker`. Consecutive partitions of a topic go
-    /// to consecutive lanes, so a topic's partitions spread evenly; the topic's hash
-    /// picks where its first partition goes. Fixed for the partition, so a lane's
-    /// session keeps its partitions from one request to the next.
-    pub(super) fn lane(&self, broker: i32, key: &TopicPartition) -> Lane {
-        let mut hasher = DefaultHasher::new();
-        key.topic.hash(&mut hasher);
-        let start = hasher.finish() as usize;
-        let index = start.wrapping_add(key.partition.max(0) as usize) % self.lanes();
-        Lane { broker, index }
-    }
-
-    /// The id `lane`'s session goes by in the status.
-    pub(super) fn status_session(&mut self, lane: Lane) -> i32 {
-        let next = self.session_ids.len() as i32;
-        *self.session_ids.entry(lane).or_insert(next)
-    }
-
     /// Starts fetches for every broker with partitions to fetch and a free request slot.
     pub(super) fn schedule_fetches(&mut self) -> Vec<BoxFuture<'static, FetchOutcome>> {
         if self.waiting_on_sessions() {
@@ -57,24 +33,24 @@ impl LinkRunner {
                 keys.into_iter().collect()
             }
         };
-        let mut ready: BTreeMap<Lane, Vec<TopicPartition>> = BTreeMap::new();
-        let mut joined = BTreeMap::<Lane, Vec<_>>::new();
+        let mut ready: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
+        let mut joined = BTreeMap::<i32, Vec<_>>::new();
         for key in keys {
             match self.examine(&key, now) {
-                Examined::Session { lane, joined: true } => {
-                    joined.entry(lane).or_default().push(key)
-                }
+                Examined::Session {
+                    broker,
+                    joined: true,
+                } => joined.entry(broker).or_default().push(key),
                 Examined::Session { .. } | Examined::Idle => {}
-                Examined::Ready(lane) => ready.entry(lane).or_default().push(key),
+                Examined::Ready(broker) => ready.entry(broker).or_default().push(key),
             }
         }
-        for (lane, keys) in joined {
-            let id = self.status_session(lane);
-            self.status.join_session(id, &keys, now);
+        for (broker, keys) in joined {
+            self.status.join_session(broker, &keys, now);
         }
         let mut requests = self.session_fetches(now);
-        for (lane, keys) in ready {
-            requests.extend(self.full_fetch(lane, keys, now));
+        for (broker, keys) in ready {
+            requests.extend(self.full_fetch(broker, keys, now));
         }
         requests
     }
@@ -95,10 +71,8 @@ impl LinkRunner {
         let waits = capacity < WRITER_QUEUE || failed || !state.backoff.ready(now);
         // A partition moving off a session whose request is out stays put until it
         // answers, so no two requests fetch it at once.
-        let moving = state.session.filter(|l| l.broker != state.leader);
-        let busy =
-            |l: Lane| (self.brokers.get(&l.broker)).is_some_and(|s| s.busy.contains(&l.index));
-        let held = moving.is_some_and(busy);
+        let moving = state.session.filter(|b| *b != state.leader);
+        let held = moving.is_some_and(|b| self.brokers.get(&b).is_some_and(|s| s.in_flight > 0));
         let fetchable = !state.in_flight
             && !state.absent
             && !state.paused
@@ -109,14 +83,14 @@ impl LinkRunner {
             && !state.mirror.is_owned()
             && !held
             && self.holds(key);
-        let lane = self.lane(state.leader, key);
-        let was = state.session;
-        let session = fetchable && self.uses_session(lane.broker);
+        let leader = state.leader;
+        let session = fetchable && self.uses_session(leader);
         if waits || held {
             self.watched.insert(key.clone());
         }
-        if was.is_some_and(|l| !session || l != lane) {
-            if let Some(s) = was.and_then(|l| self.sessions.get_mut(&l)) {
+        let was = state.session;
+        if was.is_some_and(|b| !session || b != leader) {
+            if let Some(s) = was.and_then(|b| self.sessions.get_mut(&b)) {
                 s.unwant(key);
             }
             self.set_session(key, None);
@@ -126,70 +100,73 @@ impl LinkRunner {
         }
         if session {
             let partition = self.fetch_partition(key);
-            self.sessions.entry(lane).or_default().want(key, partition);
-            let joined = self.set_session(key, Some(lane)) != Some(lane);
-            return Examined::Session { lane, joined };
+            self.sessions
+                .entry(leader)
+                .or_default()
+                .want(key, partition);
+            let joined = self.set_session(key, Some(leader)) != Some(leader);
+            return Examined::Session {
+                broker: leader,
+                joined,
+            };
         }
         match fetchable {
-            true => Examined::Ready(lane),
+            true => Examined::Ready(leader),
             false => Examined::Idle,
         }
     }
 
     /// Sets the session `key` is in; returns the one it was in.
-    fn set_session(&mut self, key: &TopicPartition, lane: Option<Lane>) -> Option<Lane> {
+    fn set_session(&mut self, key: &TopicPartition, broker: Option<i32>) -> Option<i32> {
         let state = self.partitions.get_mut(key)?;
-        std::mem::replace(&mut state.session, lane)
+        std::mem::replace(&mut state.session, broker)
     }
 
     /// The next request of every session with partitions wanted and no request out.
     fn session_fetches(&mut self, now: Instant) -> Vec<BoxFuture<'static, FetchOutcome>> {
-        let lanes: Vec<Lane> = self
+        let brokers: Vec<i32> = self
             .sessions
             .iter()
-            .filter(|(l, s)| s.has_wanted() && self.uses_session(l.broker))
-            .map(|(l, _)| *l)
+            .filter(|(b, s)| s.has_wanted() && self.uses_session(**b))
+            .map(|(b, _)| *b)
             .collect();
         let mut requests = Vec::new();
-        for lane in lanes {
-            let state = self.brokers.entry(lane.broker).or_default();
-            let waits = state.backoff.as_ref().is_some_and(|b| !b.ready(now));
-            if state.busy.contains(&lane.index) || waits {
+        for broker in brokers {
+            let state = self.brokers.entry(broker).or_default();
+            if state.in_flight >= 1 || state.backoff.as_ref().is_some_and(|b| !b.ready(now)) {
                 continue;
             }
-            let Some(addr) = self.cluster.view.brokers.get(&lane.broker).cloned() else {
+            let Some(addr) = self.cluster.view.brokers.get(&broker).cloned() else {
                 self.refresh_soon = true;
                 continue;
             };
-            let state = self.brokers.entry(lane.broker).or_default();
-            state.busy.insert(lane.index);
-            let planned = self.sessions.entry(lane).or_default().plan();
+            self.brokers.entry(broker).or_default().in_flight += 1;
+            let planned = self.sessions.entry(broker).or_default().plan();
             let epoch = planned.epoch;
             let request = self.session_request(planned);
-            requests.push(self.send(lane, addr, Vec::new(), request, Some(epoch)));
+            requests.push(self.send(broker, addr, Vec::new(), request, Some(epoch)));
         }
         requests
     }
 
-    /// A full fetch of `keys` on `lane`, if it has no request out; otherwise the keys
-    /// wait for the next turn.
+    /// A full fetch of `keys` from `broker`, if it has a free request slot; otherwise
+    /// the keys wait for the next turn.
     fn full_fetch(
         &mut self,
-        lane: Lane,
+        broker: i32,
         mut keys: Vec<TopicPartition>,
         now: Instant,
     ) -> Option<BoxFuture<'static, FetchOutcome>> {
-        let broker = lane.broker;
+        let limit = self.link.config.fetches_in_flight;
         let entry = self.brokers.entry(broker).or_default();
         let broker_ready = entry.backoff.as_ref().is_none_or(|b| b.ready(now));
-        let free = !entry.busy.contains(&lane.index);
         let addr = self.cluster.view.brokers.get(&broker).cloned();
-        let (true, Some(addr)) = (free && broker_ready, addr) else {
+        let (true, Some(addr)) = (entry.in_flight < limit && broker_ready, addr) else {
             self.refresh_soon |= !self.cluster.view.brokers.contains_key(&broker);
             self.watched.extend(keys);
             return None;
         };
-        entry.busy.insert(lane.index);
+        entry.in_flight += 1;
         // A broker fills a response in request order and stops at fetch_max_bytes, so a
         // fixed order would let one busy partition starve the ones after it (KIP-74):
         // each request starts one partition further on.
@@ -203,7 +180,7 @@ impl LinkRunner {
                 s.in_flight = true;
             }
         }
-        Some(self.send(lane, addr, keys, request, None))
+        Some(self.send(broker, addr, keys, request, None))
     }
 
     /// The request for a planned session step: a full fetch opening the session, or the
@@ -255,10 +232,10 @@ impl LinkRunner {
 
 /// What [`LinkRunner::examine`] found a partition to be.
 enum Examined {
-    /// In `lane`'s session; `joined` when it was not before.
-    Session { lane: Lane, joined: bool },
-    /// Fetched by the next full fetch of this lane.
-    Ready(Lane),
+    /// In `broker`'s session; `joined` when it was not before.
+    Session { broker: i32, joined: bool },
+    /// Fetched by the next full fetch of this broker.
+    Ready(i32),
     /// Not fetchable now.
     Idle,
 }
@@ -285,18 +262,11 @@ mod tests {
     const PARTITIONS: i32 = 300;
     const BROKER: i32 = 1;
 
-    /// The only lane of a link with one.
-    const LANE: Lane = Lane {
-        broker: BROKER,
-        index: 0,
-    };
-
-    /// A link with `lanes` fetch lanes whose source broker leads `PARTITIONS`
-    /// partitions, all at offset 0.
-    fn runner(dir: &std::path::Path, lanes: usize) -> (LinkRunner, Arc<Store>, Arc<Status>) {
+    /// A link whose source broker leads `PARTITIONS` partitions, all at offset 0.
+    fn runner(dir: &std::path::Path) -> (LinkRunner, Arc<Store>, Arc<Status>) {
         let text = format!(
             "data_dir = {:?}\n[kafka]\nlisten = \"127.0.0.1:0\"\n[[links]]\nname = \"from-a\"\n\
-             bootstrap = [\"127.0.0.1:1\"]\ninclude = [\"a_*\"]\nfetches_in_flight = {lanes}\n",
+             bootstrap = [\"127.0.0.1:1\"]\ninclude = [\"a_*\"]\n",
             dir.display()
         );
         let link = Config::parse(&text).unwrap().links().remove(0);
@@ -368,14 +338,14 @@ mod tests {
     fn planned_partitions(runner: &mut LinkRunner) -> usize {
         let requests = runner.schedule_fetches();
         assert_eq!(requests.len(), 1, "one request per session");
-        runner.sessions[&LANE].wanted().count()
+        runner.sessions[&BROKER].wanted().count()
     }
 
     #[tokio::test]
     async fn a_refresh_with_unchanged_metadata_visits_no_partition() {
         use crate::source::metadata::{PartitionView, TopicView};
         let dir = tempfile::tempdir().unwrap();
-        let (mut runner, _store, _status) = runner(dir.path(), 1);
+        let (mut runner, _store, _status) = runner(dir.path());
         let partition = PartitionView {
             leader: BROKER,
             leader_epoch: 0,
@@ -405,17 +375,17 @@ mod tests {
     #[tokio::test]
     async fn an_empty_incremental_response_visits_no_partition() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut runner, store, status) = runner(dir.path(), 1);
+        let (mut runner, store, status) = runner(dir.path());
         // The first request opens the session with every partition.
         assert_eq!(planned_partitions(&mut runner), PARTITIONS as usize);
         assert_eq!(runner.examined, PARTITIONS as usize);
-        let full = FetchOutcome::answered(LANE, response(42, PARTITIONS), 0);
+        let full = FetchOutcome::answered(BROKER, response(42, PARTITIONS), 0);
         runner.on_fetch(full).await;
         planned_partitions(&mut runner);
         // Idle long polls: the session answers naming nothing, again and again.
         for epoch in 1..=3 {
             runner.examined = 0;
-            let empty = FetchOutcome::answered(LANE, response(42, 0), epoch);
+            let empty = FetchOutcome::answered(BROKER, response(42, 0), epoch);
             runner.on_fetch(empty).await;
             assert!(runner.touched.is_empty() && runner.watched.is_empty());
             assert_eq!(planned_partitions(&mut runner), PARTITIONS as usize);
@@ -428,68 +398,9 @@ mod tests {
         assert!(partitions.iter().all(|p| p.lag_seconds == Some(0.0)));
         // A response naming one partition looks at that one alone.
         runner.examined = 0;
-        let one = FetchOutcome::answered(LANE, response(42, 1), 4);
+        let one = FetchOutcome::answered(BROKER, response(42, 1), 4);
         runner.on_fetch(one).await;
         planned_partitions(&mut runner);
         assert_eq!(runner.examined, 1);
-    }
-
-    #[tokio::test]
-    async fn each_lane_keeps_its_own_session_over_a_disjoint_share_of_the_partitions() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut runner, _store, _status) = runner(dir.path(), 4);
-        let requests = runner.schedule_fetches();
-        assert_eq!(requests.len(), 4, "one request per lane");
-        let mut seen = std::collections::BTreeSet::new();
-        for index in 0..4 {
-            let lane = Lane {
-                broker: BROKER,
-                index,
-            };
-            let wanted: Vec<TopicPartition> = runner.sessions[&lane].wanted().cloned().collect();
-            assert_eq!(wanted.len(), PARTITIONS as usize / 4, "lane {index}");
-            for key in wanted {
-                assert_eq!(runner.lane(BROKER, &key), lane);
-                assert!(seen.insert(key), "a partition in two lanes");
-            }
-        }
-        assert_eq!(seen.len(), PARTITIONS as usize);
-        // Every lane has its request out: there is nothing to send.
-        assert!(runner.schedule_fetches().is_empty());
-        // One lane's answer frees that lane alone, which sends its next request while
-        // the others' are still out.
-        let lane = Lane {
-            broker: BROKER,
-            index: 2,
-        };
-        runner
-            .on_fetch(FetchOutcome::answered(lane, response(42, 0), 0))
-            .await;
-        assert_eq!(runner.schedule_fetches().len(), 1);
-        let busy = &runner.brokers[&BROKER].busy;
-        assert_eq!(busy.iter().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
-        // Idle, each lane's session answers naming nothing: no partition is looked at.
-        for index in [0, 1, 3] {
-            let lane = Lane {
-                broker: BROKER,
-                index,
-            };
-            let opened = FetchOutcome::answered(lane, response(42 + index as i32, 0), 0);
-            runner.on_fetch(opened).await;
-        }
-        assert_eq!(runner.schedule_fetches().len(), 3);
-        runner.examined = 0;
-        for epoch in 1..=3 {
-            for index in 0..4 {
-                let lane = Lane {
-                    broker: BROKER,
-                    index,
-                };
-                let empty = FetchOutcome::answered(lane, response(42 + index as i32, 0), epoch);
-                runner.on_fetch(empty).await;
-                assert_eq!(runner.schedule_fetches().len(), 1);
-            }
-        }
-        assert_eq!(runner.examined, 0, "no partition looked at");
     }
 }

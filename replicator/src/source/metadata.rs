@@ -82,9 +82,7 @@ pub struct SourceCluster {
     /// Fetches get connections of their own: responses on a connection come back in
     /// order, so an admin request queued behind a long-polling fetch would wait for it,
     /// and a broker dropping a connection over an admin request would cut the fetches.
-    /// Keyed by address and fetch lane: each lane's requests are served in parallel with
-    /// the others' only over a connection of its own.
-    fetch_clients: HashMap<(String, usize), SourceClient>,
+    fetch_clients: HashMap<String, SourceClient>,
     pub view: ClusterView,
     request_timeout: Duration,
     /// This node's own advertised addresses: a broker the source lists at one of them is
@@ -170,23 +168,23 @@ impl SourceCluster {
         self.sasl.as_ref()
     }
 
-    /// The live fetch connection of `lane` to `addr`, if there is one.
-    pub fn fetch_client(&self, addr: &str, lane: usize) -> Option<SourceClient> {
+    /// The live fetch connection to `addr`, if there is one.
+    pub fn fetch_client(&self, addr: &str) -> Option<SourceClient> {
         self.fetch_clients
-            .get(&(addr.to_string(), lane))
+            .get(addr)
             .filter(|c| !c.is_closed())
             .cloned()
     }
 
-    /// Keeps a fetch connection of `lane` made by a fetch task for reuse.
-    pub fn adopt_fetch_client(&mut self, addr: &str, lane: usize, client: SourceClient) {
-        self.fetch_clients.insert((addr.to_string(), lane), client);
+    /// Keeps a fetch connection made by a fetch task for reuse.
+    pub fn adopt_fetch_client(&mut self, addr: &str, client: SourceClient) {
+        self.fetch_clients.insert(addr.to_string(), client);
     }
 
     /// Drops the connections to `addr`, so the next use reconnects.
     pub fn forget(&mut self, addr: &str) {
         self.clients.remove(addr);
-        self.fetch_clients.retain(|(a, _), _| a != addr);
+        self.fetch_clients.remove(addr);
     }
 
     /// A client for broker `node_id`, as the last metadata located it.
