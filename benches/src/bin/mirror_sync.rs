@@ -9,10 +9,11 @@
 //! plain write's of the same round.
 //!
 //! `cargo run --release -p shadowlink-benches --bin mirror_sync -- [--mib 256]
-//! [--partitions 8] [--rounds 3] [--bin NAME=PATH[@N] ...]`. The source is the `shadowlink`
+//! [--partitions 8] [--rounds 3] [--bin NAME=PATH[@KEY=VALUE,...] ...]`. The source is the `shadowlink`
 //! binary the test harness builds (`SHADOWLINK_BIN` overrides it), and so is the mirroring
 //! node without `--bin`; with several `--bin`, each round runs them one after another.
-//! `@N` sets the link's `fetches_in_flight`.
+//! After `@`, link settings for that binary: `fetches_in_flight`, `fetch_max_bytes` and
+//! `partition_max_bytes`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -48,17 +49,17 @@ struct Args {
     partitions: i32,
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// A node binary to measure, as NAME=PATH or NAME=PATH@FETCHES_IN_FLIGHT; repeat to
-    /// interleave several.
+    /// A node binary to measure, as NAME=PATH or NAME=PATH@KEY=VALUE,... with link
+    /// settings; repeat to interleave several.
     #[arg(long = "bin")]
     bins: Vec<String>,
 }
 
-/// A node binary and the link's `fetches_in_flight`, when set.
+/// A node binary and the link settings it runs with.
 struct Binary {
     name: String,
     path: PathBuf,
-    fetches_in_flight: Option<usize>,
+    settings: Vec<(String, i64)>,
 }
 
 /// One mirror run's result.
@@ -125,22 +126,27 @@ fn binaries(given: &[String]) -> Result<Vec<Binary>> {
         return Ok(vec![Binary {
             name: "this".into(),
             path: shadowlink_bin().to_path_buf(),
-            fetches_in_flight: None,
+            settings: Vec::new(),
         }]);
     }
     given
         .iter()
         .map(|b| {
             let (name, path) = b.split_once('=').context("--bin takes NAME=PATH")?;
-            let (path, fetches_in_flight) = match path.split_once('@') {
-                Some((path, n)) => (path, Some(n.parse()?)),
-                None => (path, None),
-            };
+            let (path, settings) = path.split_once('@').unwrap_or((path, ""));
+            let settings = settings
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    let (key, value) = s.split_once('=').context("a setting is KEY=VALUE")?;
+                    Ok((key.to_string(), value.parse()?))
+                })
+                .collect::<Result<Vec<_>>>()?;
             ensure!(Path::new(path).exists(), "no binary at {path}");
             Ok(Binary {
                 name: name.to_string(),
                 path: PathBuf::from(path),
-                fetches_in_flight,
+                settings,
             })
         })
         .collect()
@@ -239,8 +245,14 @@ fn plain_write(dir: &Path, bytes: u64, interval: Option<Duration>) -> Result<Dur
 fn mirror(bin: &Binary, source: SocketAddr, ends: &[i64], persist: &str) -> Result<Duration> {
     let dir = tempfile::tempdir()?;
     let mut config = NodeConfig::linked_to(source).persist(persist);
-    if let Some(n) = bin.fetches_in_flight {
-        config = config.link(|l| l.fetches_in_flight(n));
+    for (key, value) in &bin.settings {
+        let value = *value;
+        config = match key.as_str() {
+            "fetches_in_flight" => config.link(|l| l.fetches_in_flight(value as usize)),
+            "fetch_max_bytes" => config.link(|l| l.fetch_max_bytes(value as i32)),
+            "partition_max_bytes" => config.link(|l| l.partition_max_bytes(value as i32)),
+            other => bail!("no link setting {other} in this bench"),
+        };
     }
     let config_path = dir.path().join("shadowlink.toml");
     std::fs::write(&config_path, config.render(Some(&dir.path().join("data"))))?;
