@@ -56,15 +56,13 @@ impl PartitionLog {
         self.guarded(|log| {
             let mut deleted = 0u64;
             if let Some(ms) = retention_ms {
-                while log.segments.len() > 1
-                    && now_ms.saturating_sub(log.segments[0].retention_timestamp()) > ms
-                {
+                while log.oldest_expired(now_ms, ms) {
                     log.delete_front_segment()?;
                     deleted += 1;
                 }
             }
             if let Some(limit) = retention_bytes {
-                while log.segments.len() > 1 && log.size_bytes() - log.segments[0].size >= limit {
+                while log.oldest_beyond(limit) {
                     log.delete_front_segment()?;
                     deleted += 1;
                 }
@@ -74,6 +72,30 @@ impl PartitionLog {
             }
             Ok(deleted)
         })
+    }
+
+    /// Whether [`Self::apply_retention`] under these limits would delete a segment at
+    /// `now_ms`. It only reads, so a node can leave a log with nothing to delete
+    /// untouched: changing a log, even to the same limits, is what wakes its readers.
+    pub fn retention_due(
+        &self,
+        now_ms: i64,
+        retention_ms: Option<i64>,
+        retention_bytes: Option<u64>,
+    ) -> bool {
+        retention_ms.is_some_and(|ms| self.oldest_expired(now_ms, ms))
+            || retention_bytes.is_some_and(|limit| self.oldest_beyond(limit))
+    }
+
+    /// The oldest segment is sealed and its newest batch is older than `ms` at `now_ms`.
+    fn oldest_expired(&self, now_ms: i64, ms: i64) -> bool {
+        self.segments.len() > 1
+            && now_ms.saturating_sub(self.segments[0].retention_timestamp()) > ms
+    }
+
+    /// The oldest segment is sealed and the log holds `limit` bytes without it.
+    fn oldest_beyond(&self, limit: u64) -> bool {
+        self.segments.len() > 1 && self.size_bytes() - self.segments[0].size >= limit
     }
 
     /// Moves the log start past the oldest segment, then deletes it.

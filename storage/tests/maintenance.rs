@@ -332,3 +332,36 @@ fn failed_write_poisons_the_log_until_reopen() {
     assert_eq!(log.log_end_offset(), offset);
     log.append(batch(offset, 2, 0, 1)).unwrap();
 }
+
+#[test]
+fn retention_due_says_whether_applying_the_limits_would_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = filled(dir.path(), small_config());
+    // Three segments; their newest batches are stamped 6_000, 13_000 and 19_000.
+    let cases = [
+        (10_000, Some(5_000), None, false),
+        (0, None, Some(u64::MAX), false),
+        (0, None, Some(1_500), true),
+        (20_000, Some(5_000), None, true),
+        (i64::MAX, None, None, false),
+    ];
+    for (now_ms, ms, bytes, due) in cases {
+        assert_eq!(
+            log.retention_due(now_ms, ms, bytes),
+            due,
+            "{now_ms} {ms:?} {bytes:?}"
+        );
+        log.set_retention(ms, bytes);
+        let deleted = log.apply_retention(now_ms).unwrap();
+        assert_eq!(deleted > 0, due, "{now_ms} {ms:?} {bytes:?}");
+        assert!(
+            !log.retention_due(now_ms, ms, bytes),
+            "all that was due went"
+        );
+    }
+    assert_eq!(log.segment_count(), 1);
+    assert!(
+        !log.retention_due(i64::MAX, Some(0), Some(0)),
+        "the active segment is never due"
+    );
+}

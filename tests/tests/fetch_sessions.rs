@@ -343,3 +343,58 @@ fn a_tansu_source_without_sessions_is_mirrored_with_full_fetches() -> Result<()>
     assert_eq!(link_requests(&mirror, "incremental")?, 0.0);
     Ok(())
 }
+
+/// Sealed segments (`.log` files but the newest) of partition `p` of `topic`.
+fn sealed_segments(node: &Node, topic: &str, p: i32) -> Result<usize> {
+    let dir = node.data_dir.join("topics").join(topic).join(p.to_string());
+    let mut logs = 0;
+    for entry in std::fs::read_dir(dir)? {
+        logs += usize::from(entry?.path().extension().is_some_and(|x| x == "log"));
+    }
+    Ok(logs.saturating_sub(1))
+}
+
+#[test]
+fn retention_passes_with_nothing_to_delete_leave_an_idle_session_reading_nothing() -> Result<()> {
+    let config = NodeConfig::owner()
+        .admin()
+        .segment_bytes(1024)
+        .retention_interval(Duration::from_millis(100));
+    let node = Node::start(&config)?;
+    let limits = ["retention.ms=3600000", "retention.bytes=1000000"];
+    create_topic(node.kafka, "s_kept", 2, &limits)?;
+    let produced = [
+        &node.kafka.to_string(),
+        "s_kept",
+        "40",
+        "--partitions",
+        "2",
+        "--value-bytes",
+        "100",
+        "--batch-size",
+        "1",
+    ];
+    shadowlink_tests::python("produce.py", &produced)?;
+    // Every pass has sealed segments to weigh against the topic's limits.
+    for p in 0..2 {
+        assert!(sealed_segments(&node, "s_kept", p)? >= 2);
+    }
+    let mut client = RawClient::connect(node.kafka)?;
+    let ends: Vec<(i32, i64)> = (0..2).map(|p| (p, 20)).collect();
+    let id = send(&mut client, &fetch(0, 0, "s_kept", &ends))?.session_id;
+    assert_ne!(id, 0);
+    assert!(answered(&send(&mut client, &fetch(id, 1, "s_kept", &[]))?).is_empty());
+    let read = metric(&node, PARTITIONS_READ)?;
+
+    // Ten long polls of 200 ms span about twenty retention passes.
+    for epoch in 2..12 {
+        let idle = send(&mut client, &fetch(id, epoch, "s_kept", &[]))?;
+        assert_eq!((idle.error_code, idle.session_id), (0, id));
+        assert!(answered(&idle).is_empty());
+    }
+    assert_eq!(metric(&node, PARTITIONS_READ)?, read);
+    for p in 0..2 {
+        assert!(sealed_segments(&node, "s_kept", p)? >= 2, "nothing was due");
+    }
+    Ok(())
+}

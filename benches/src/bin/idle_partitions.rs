@@ -3,15 +3,19 @@
 //! the same run. For each: how long until every partition is mirrored and confirmed
 //! (set-up), each node's CPU over an idle window (from `/proc/PID/stat`) and its RSS.
 //!
+//! Each topic keeps Kafka's default `retention.ms` (7 days), as a Kafka source reports it,
+//! so both nodes' retention passes weigh every partition against a limit.
+//!
 //! `cargo run --release -p shadowlink-benches --bin idle_partitions -- [--partitions N]
-//! [--idle-seconds S]` (defaults: 10000 partitions, 30 s).
+//! [--idle-seconds S] [--retention-interval-seconds R]` (defaults: 10000 partitions, 30 s,
+//! the node's 60 s).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
@@ -32,23 +36,29 @@ struct Args {
     /// The idle window each node's CPU is measured over, in seconds.
     #[arg(long, default_value_t = 30)]
     idle_seconds: u64,
+    /// Both nodes' `storage.retention_interval`: a shorter one puts several retention
+    /// passes in the idle window.
+    #[arg(long, default_value_t = 60)]
+    retention_interval_seconds: u64,
 }
 
 fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
     let (partitions, idle) = (args.partitions, Duration::from_secs(args.idle_seconds));
+    let retention = Duration::from_secs(args.retention_interval_seconds);
     let command: Vec<String> = std::env::args().collect();
     println!("command: {}", command.join(" "));
     println!("machine: {}", machine());
     println!("load average at start: {}", load_average());
-    let source = start_source(partitions)?;
-    let with = run(&source, partitions, idle, true)?;
-    let without = run(&source, partitions, idle, false)?;
+    let source = start_source(partitions, retention)?;
+    let with = run(&source, partitions, idle, true, retention)?;
+    let without = run(&source, partitions, idle, false, retention)?;
     println!("load average at end: {}", load_average());
     println!();
     println!(
-        "{partitions} idle partitions, idle window {} s",
-        idle.as_secs()
+        "{partitions} idle partitions, idle window {} s, retention passes every {} s",
+        idle.as_secs(),
+        retention.as_secs()
     );
     println!("| | sessions | no sessions | ratio (no sessions / sessions) |");
     println!("|---|---|---|---|");
@@ -82,9 +92,10 @@ struct Figures {
 /// would: a node with tens of thousands of partitions in its config takes longer to start
 /// than the harness waits. Each request creates [`PER_REQUEST`] partitions (the node's
 /// default limit per request), so the figure is the node's, not a client's start-up.
-fn start_source(partitions: usize) -> Result<Node> {
+fn start_source(partitions: usize, retention: Duration) -> Result<Node> {
     let config = NodeConfig::new()
         .persist("os")
+        .retention_interval(retention)
         .max_partitions(partitions as i64 + PER_TOPIC as i64)
         .admin();
     let source = Node::start(&config)?;
@@ -119,6 +130,9 @@ fn create_topics(client: &mut RawClient, topics: &[(String, usize)]) -> Result<(
                         .with_name(TopicName(StrBytes::from_string(name.clone())))
                         .with_num_partitions(*count as i32)
                         .with_replication_factor(1)
+                        .with_configs(vec![CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_value(Some(StrBytes::from_static_str("604800000")))])
                 })
                 .collect(),
         );
@@ -131,7 +145,13 @@ fn create_topics(client: &mut RawClient, topics: &[(String, usize)]) -> Result<(
     Ok(())
 }
 
-fn run(source: &Node, partitions: usize, idle: Duration, sessions: bool) -> Result<Figures> {
+fn run(
+    source: &Node,
+    partitions: usize,
+    idle: Duration,
+    sessions: bool,
+    retention: Duration,
+) -> Result<Figures> {
     let label = if sessions { "sessions" } else { "no sessions" };
     let limit = partitions as i64 + PER_TOPIC as i64;
     let link = Link::new("from-a", source.kafka)
@@ -139,6 +159,7 @@ fn run(source: &Node, partitions: usize, idle: Duration, sessions: bool) -> Resu
         .fetch_sessions(sessions);
     let mirror_config = NodeConfig::new()
         .persist("os")
+        .retention_interval(retention)
         .max_partitions(limit)
         .admin()
         .add_link(link);

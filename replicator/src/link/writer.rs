@@ -9,9 +9,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, Notify};
 
-use shadowlink_storage::{CheckedRecordSet, Poison, StorageError};
+use shadowlink_storage::{CheckedRecordSet, PersistMode, Poison, StorageError};
 use tokio::task::JoinError;
 
 use crate::mirror::{MirrorError, MirrorPartition};
@@ -122,8 +123,7 @@ async fn apply_until_done(
     // still poisoned by it.
     let mut cause: Option<String> = None;
     loop {
-        let (p, l, j) = (partition.clone(), link.to_string(), job.clone());
-        let error = match tokio::task::spawn_blocking(move || apply(&p, &l, j)).await {
+        let error = match apply_off_runtime(partition, link, job.clone()).await {
             Ok(Ok(())) => break,
             Ok(Err(e)) if e.is_transient() && partition.log().poisoned() != Some(Poison::Fsync) => {
                 e
@@ -145,6 +145,25 @@ async fn apply_until_done(
         partition.clear_failure();
     }
     Ok(())
+}
+
+/// Runs [`apply`] where it may block. An append under `persist = "os"` waits for no
+/// disk, only copies into the page cache: it runs on this worker thread, which hands its
+/// other tasks to another (`block_in_place`), so the consumers it wakes see the records
+/// without the two thread hand-offs of the blocking pool, and without waiting for a
+/// thread of that pool. Everything else runs on the blocking pool.
+async fn apply_off_runtime(
+    partition: &Arc<MirrorPartition>,
+    link: &str,
+    job: WriteJob,
+) -> Result<Result<(), WriteError>, JoinError> {
+    let multi_thread = Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread;
+    let syncs = partition.log().config().persist != PersistMode::Os;
+    if multi_thread && !syncs && matches!(job, WriteJob::Append(_)) {
+        return Ok(tokio::task::block_in_place(|| apply(partition, link, job)));
+    }
+    let (p, l) = (partition.clone(), link.to_string());
+    tokio::task::spawn_blocking(move || apply(&p, &l, job)).await
 }
 
 /// Appends fetched batches, checked when they arrived, so the log hashes nothing again.
@@ -301,6 +320,35 @@ mod tests {
             // The wake-up comes once the job is in the log, not when it is queued.
             assert_eq!(partition.log().log_end_offset(), base_offset + 1);
         }
+    }
+
+    #[test]
+    fn an_append_owing_no_fsync_does_not_wait_for_the_blocking_pool() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let (_store, partition) = mirror(dir.path());
+            assert_eq!(partition.log().config().persist, PersistMode::Os);
+            // The pool's one thread is taken, as by a write stuck behind a slow disk.
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || held.recv());
+            let applied = Arc::new(Notify::new());
+            let queue = spawn_waking(partition.clone(), "from-a".into(), applied.clone());
+            queue
+                .send(WriteJob::Append(checked(batch(0))))
+                .await
+                .unwrap();
+            let woken = tokio::time::timeout(Duration::from_secs(10), applied.notified()).await;
+            release.send(()).unwrap();
+            busy.await.unwrap().unwrap();
+            assert!(woken.is_ok(), "the append waited for the blocking pool");
+            assert_eq!(partition.log().log_end_offset(), 1);
+        });
     }
 
     #[test]
