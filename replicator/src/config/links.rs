@@ -56,8 +56,10 @@ pub struct LinkConfig {
     /// Upper bound on one fetch response from the source.
     #[serde(default = "default_fetch_max_bytes")]
     pub fetch_max_bytes: i32,
-    #[serde(default = "default_partition_max_bytes")]
-    pub partition_max_bytes: i32,
+    /// Upper bound per partition in one fetch response; unset, it depends on the node's
+    /// `storage.persist` (see [`Link::partition_max_bytes`]).
+    #[serde(default)]
+    pub partition_max_bytes: Option<i32>,
     /// Fetch requests outstanding at once per source broker without a fetch session; a
     /// session has one request at a time (KIP-227).
     #[serde(default = "default_fetches_in_flight")]
@@ -113,8 +115,16 @@ fn default_request_timeout() -> Duration {
 fn default_fetch_max_bytes() -> i32 {
     32 * 1024 * 1024
 }
-fn default_partition_max_bytes() -> i32 {
-    4 * 1024 * 1024
+/// With `persist = "os"` a write only copies into the page cache: smaller responses let
+/// the first write start sooner and keep fetching and writing overlapped. With an fsync
+/// per interval, larger ones keep a partition's writer queue holding more while it syncs.
+/// Measured in BENCHMARKS.md ("Smaller responses").
+fn default_partition_max_bytes(persist_os: bool) -> i32 {
+    if persist_os {
+        1024 * 1024
+    } else {
+        4 * 1024 * 1024
+    }
 }
 fn default_fetches_in_flight() -> usize {
     4
@@ -142,14 +152,19 @@ pub struct Link {
     pub tls: Option<crate::tls::ClientTls>,
     /// Built from `config.sasl` by [`Config::link_sasl`] when the node starts.
     pub sasl: Option<crate::sasl::ClientSasl>,
+    /// `config.partition_max_bytes`, or its default for the node's `storage.persist`.
+    pub partition_max_bytes: i32,
 }
 
 impl Config {
     /// The validated links, filters compiled.
     pub fn links(&self) -> Vec<Link> {
+        let persist_os = matches!(self.persist_mode(), Ok(shadowlink_storage::PersistMode::Os));
         self.links
             .iter()
             .map(|config| Link {
+                partition_max_bytes: (config.partition_max_bytes)
+                    .unwrap_or_else(|| default_partition_max_bytes(persist_os)),
                 filter: TopicFilter::new(&config.include, &config.exclude)
                     .expect("filters were validated at load")
                     .with_schemas(config.mirror_schemas),
@@ -244,7 +259,7 @@ fn validate_link_limits(i: usize, link: &LinkConfig) -> Result<(), ConfigError> 
     if link.progress_interval < Duration::from_millis(100) {
         return Err(invalid(key("progress_interval"), "must be at least 100ms"));
     }
-    if link.fetch_max_bytes < 1024 || link.partition_max_bytes < 1024 {
+    if link.fetch_max_bytes < 1024 || link.partition_max_bytes.is_some_and(|b| b < 1024) {
         return Err(invalid(
             key("fetch_max_bytes"),
             "fetch_max_bytes and partition_max_bytes must be at least 1024",

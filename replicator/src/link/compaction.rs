@@ -66,7 +66,7 @@ impl CompactionChecks {
             cluster,
             store,
             interval: config.compaction_check_interval,
-            max_bytes: config.partition_max_bytes,
+            max_bytes: link.partition_max_bytes,
         }
     }
 

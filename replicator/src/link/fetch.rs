@@ -133,7 +133,7 @@ impl LinkRunner {
             .with_fetch_offset(state.next_offset.unwrap_or(0))
             .with_last_fetched_epoch(state.last_fetched_epoch)
             .with_log_start_offset(-1)
-            .with_partition_max_bytes(self.link.config.partition_max_bytes)
+            .with_partition_max_bytes(self.link.partition_max_bytes)
     }
 
     /// Applies one fetch response: stores data, follows errors, reschedules.
