@@ -266,6 +266,12 @@ impl Region {
         )
     }
 
+    /// The id of the node that holds the assigner role, as etcd has it now.
+    pub fn assigner(&self) -> Result<i32> {
+        let held = self.etcd.get("/shadowlink/region-b/assigner")?;
+        Ok(held.context("no assigner in etcd")?.trim().parse()?)
+    }
+
     /// Waits until every node in `live` gives partition `partition` of the region's
     /// topic the in-sync set `isr` (in any order).
     pub fn isr_becomes(&self, live: &[i32], partition: i32, isr: &[i32]) -> Result<Routes> {

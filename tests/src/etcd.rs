@@ -73,6 +73,22 @@ impl Etcd {
         })
     }
 
+    /// The value of `key`, read through etcd's JSON gateway (a plain etcd only).
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = serde_json::json!({ "key": b64.encode(key) }).to_string();
+        let (code, answer) = http_post(self.client, "/v3/kv/range", &body)?;
+        if code != 200 {
+            bail!("etcd range {key}: {code} {answer}");
+        }
+        let answer: serde_json::Value = serde_json::from_str(&answer)?;
+        let Some(value) = answer["kvs"][0]["value"].as_str() else {
+            return Ok(None);
+        };
+        Ok(Some(String::from_utf8(b64.decode(value)?)?))
+    }
+
     /// The URL nodes list in `cluster.endpoints`.
     pub fn endpoint(&self) -> String {
         match self.tls {

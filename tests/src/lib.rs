@@ -426,6 +426,17 @@ impl Node {
     /// Starts the node again on the same config and data directory.
     pub fn restart(&mut self) -> Result<()> {
         self.process.kill9();
+        self.respawn()
+    }
+
+    /// Stops the node with SIGTERM (it leaves as it does on a planned stop), then starts
+    /// it again on the same config and data directory.
+    pub fn restart_gracefully(&mut self, timeout: Duration) -> Result<()> {
+        self.process.terminate(timeout)?;
+        self.respawn()
+    }
+
+    fn respawn(&mut self) -> Result<()> {
         let (process, bound) = Self::spawn(&self.config_path, &self.env)?;
         self.process = process;
         self.kafka = bound.kafka;

@@ -21,13 +21,28 @@ const READ_UNCOMMITTED: i8 = 0;
 
 /// A failed-over one-partition region: (region, leader, follower, bystander). The lease
 /// outlasts every stop of a follower and every wait for `acks=all`, so only the lag
-/// moves the in-sync set.
+/// moves the in-sync set. The follower is never the assigner: a stopped assigner applies
+/// no change to the set until its lease ends, as a stopped Kafka controller does.
 fn owned_region(replica_lag_time: &str) -> Result<(Region, i32, i32, i32)> {
     let lag = format!("\"{replica_lag_time}\"");
     let configure = |config: NodeConfig| config.cluster_entry("replica_lag_time", &lag);
-    let region = Region::start_configured(TOPIC, 1, 3, "40s", configure)?;
+    let mut region = Region::start_configured(TOPIC, 1, 3, "40s", configure)?;
     produce(region.source.addr, TOPIC, 10, "none", 1, 0)?;
-    let mirrored = region.settled(&[1, 2, 3])?;
+    let mut mirrored = region.settled(&[1, 2, 3])?;
+    let placed = &mirrored.partitions[&0];
+    let assigner = region.assigner()?;
+    if placed.leader != assigner && placed.replicas.contains(&assigner) {
+        // A planned stop of the leader moves the partition to the assigner, which leads
+        // it, and to the third node, which follows.
+        let leader = placed.leader;
+        println!("node {assigner}, the assigner, follows: node {leader} is restarted");
+        region.node_mut(leader)?.restart_gracefully(SETTLE)?;
+        mirrored = until(
+            SETTLE,
+            || region.settled(&[1, 2, 3]),
+            |r| r.partitions[&0].leader == assigner && !r.partitions[&0].replicas.contains(&leader),
+        )?;
+    }
     let leader = region.node(mirrored.partitions[&0].leader)?.kafka;
     let end = || RawClient::connect(leader)?.list_offset(TOPIC, 0, -1);
     until(SETTLE, end, |end| *end == 10)?;
