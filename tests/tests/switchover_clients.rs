@@ -376,6 +376,13 @@ fn a_node_that_demoted_its_copy_never_names_a_mere_mirror_leader() -> Result<()>
         Ok((mirrored == 1).then_some(()))
     })?;
 
+    // A started before B: its link to B retries until B listens. Only a connected link
+    // sees who leads at B, which is what A's answers below are made of.
+    eventually(Duration::from_secs(30), || {
+        let link = &status_json(&a)?["links"][0];
+        Ok((link["state"] == "connected").then_some(()))
+    })?;
+
     // A hands a_orders over without B ever taking it: both hold it as a shadow of the
     // other, and B's Metadata names B, as a mirror's does, in the epoch it copied.
     let topics = r#"{"topics":["a_orders"]}"#;
