@@ -85,6 +85,13 @@ pub fn rss_mb(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
+/// Prints the command that reproduces this run and the machine it ran on.
+pub fn print_command_and_machine() {
+    let command: Vec<String> = std::env::args().collect();
+    println!("command: {}", command.join(" "));
+    println!("machine: {}", machine());
+}
+
 /// The CPU model, core count, memory and load when the run started.
 pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

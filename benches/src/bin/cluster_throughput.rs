@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
-use shadowlink_benches::{load_average, machine};
+use shadowlink_benches::{load_average, print_command_and_machine};
 use shadowlink_tests::etcd::Etcd;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::padded_batch;
@@ -54,9 +54,7 @@ struct Run {
 
 fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
-    let command: Vec<String> = std::env::args().collect();
-    println!("command: {}", command.join(" "));
-    println!("machine: {}", machine());
+    print_command_and_machine();
     println!("load average at start: {}", load_average());
     let source = Node::start(
         &NodeConfig::new()

@@ -19,7 +19,7 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
-use shadowlink_benches::{cpu_seconds, load_average, machine, rss_mb};
+use shadowlink_benches::{cpu_seconds, load_average, print_command_and_machine, rss_mb};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::{Link, Node, NodeConfig};
 
@@ -46,9 +46,7 @@ fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
     let (partitions, idle) = (args.partitions, Duration::from_secs(args.idle_seconds));
     let retention = Duration::from_secs(args.retention_interval_seconds);
-    let command: Vec<String> = std::env::args().collect();
-    println!("command: {}", command.join(" "));
-    println!("machine: {}", machine());
+    print_command_and_machine();
     println!("load average at start: {}", load_average());
     let source = start_source(partitions, retention)?;
     let with = run(&source, partitions, idle, true, retention)?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use shadowlink_benches::{cpu_seconds, machine};
+use shadowlink_benches::{cpu_seconds, machine, print_command_and_machine};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::create_topic;
 use shadowlink_tests::{python, Client, Node, NodeConfig};
@@ -41,9 +41,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
-    let command: Vec<String> = std::env::args().collect();
-    println!("command: {}", command.join(" "));
-    println!("machine: {}", machine());
+    print_command_and_machine();
     let source = Node::start(&NodeConfig::new().persist("os"))?;
     create_topic(source.kafka, TOPIC, args.partitions, &[])?;
     let mirror = Node::start(&NodeConfig::linked_to(source.kafka))?;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
-use shadowlink_benches::{load_average, machine};
+use shadowlink_benches::{load_average, print_command_and_machine};
 use shadowlink_protocol::batch::testing::build_stamped_batch;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::{shadowlink_bin, Node, NodeConfig};
@@ -70,9 +70,7 @@ struct Run {
 
 fn main() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
-    let command: Vec<String> = std::env::args().collect();
-    println!("command: {}", command.join(" "));
-    println!("machine: {}", machine());
+    print_command_and_machine();
     let bins = binaries(&args.bins)?;
     let source = Node::start(
         &NodeConfig::new()

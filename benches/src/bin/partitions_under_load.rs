@@ -20,7 +20,7 @@ use anyhow::{bail, Result};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use shadowlink_benches::{cpu_seconds, load_average, machine, rss_mb};
+use shadowlink_benches::{cpu_seconds, load_average, print_command_and_machine, rss_mb};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::create_topic;
 use shadowlink_tests::{Client, Node, NodeConfig};
@@ -120,9 +120,7 @@ fn wait_listed(mirror: SocketAddr, partitions: i32) -> Result<()> {
 
 fn main() -> Result<()> {
     let a = <Args as clap::Parser>::parse();
-    let command: Vec<String> = std::env::args().collect();
-    println!("command: {}", command.join(" "));
-    println!("machine: {}", machine());
+    print_command_and_machine();
     println!("load average at start: {}", load_average());
     let (source, mirror) = start(a.partitions)?;
     wait_listed(mirror.kafka, a.partitions)?;
