@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use shadowlink_protocol::batch::{BatchError, BatchWalker, RecordBatch};
 
+use crate::config::PersistMode;
 use crate::durability::PendingSync;
 use crate::error::Result;
 use crate::log::{AppendInfo, PartitionLog};
@@ -151,6 +152,28 @@ impl PartitionLog {
         self.check_order(&set.batches)?;
         self.write_batches(&set.bytes, &set.batches)
     }
+
+    /// [`PartitionLog::append_checked`] for a writer whose node runs a flush timer
+    /// ([`PartitionLog::sync_due_at`]): in `Interval` mode a sync that fell due stays owed
+    /// to that timer instead of being handed out, so the next append need not wait for
+    /// it, and the bytes just received are written while still in the CPU's cache.
+    /// A sealed segment is still synced at the end of the append that rolled it, as
+    /// recovery rescans only the last segment.
+    pub fn append_checked_timed(
+        &mut self,
+        set: &CheckedRecordSet,
+    ) -> Result<(AppendInfo, Option<PendingSync>)> {
+        self.check_writable()?;
+        self.check_order(&set.batches)?;
+        let info = self.write_batches_unsynced(&set.bytes, &set.batches)?;
+        let timed = matches!(self.config.persist, PersistMode::Interval(_));
+        let sync = if timed && !self.sealed_unsynced {
+            None
+        } else {
+            self.sync_after_append()
+        };
+        Ok((info, sync))
+    }
 }
 
 #[cfg(test)]
@@ -290,5 +313,38 @@ mod tests {
             })
         ));
         assert_eq!(log.log_end_offset(), 4);
+    }
+
+    #[test]
+    fn a_timed_append_leaves_an_interval_sync_to_the_timer_but_syncs_a_sealed_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), 1 << 30, None);
+        log.config.persist = PersistMode::Interval(std::time::Duration::ZERO);
+        let records = Bytes::from(batches(&[(2, 10, 1, 0); 3]).concat());
+        let (_, sync) = log.append_checked_timed(&checked(&records, 0)).unwrap();
+        assert!(
+            sync.is_none(),
+            "an interval sync was handed to the appender"
+        );
+        assert!(log.durability.is_unsynced(&log.segments[0].log_path));
+        assert!(
+            log.sync_due_at().is_some(),
+            "the owed sync must reach the timer"
+        );
+        let more = build_batch(6, 0, &[(None, Some(b"v"))], 2_000);
+        let (_, sync) = log.append_checked(&checked(&more, 6)).unwrap();
+        assert!(sync.is_some(), "a plain append still hands the sync out");
+
+        let mut small = open(&dir.path().join("small"), 1, None);
+        small.config.persist = PersistMode::Interval(std::time::Duration::from_secs(3600));
+        let one = build_batch(0, 0, &[(None, Some(b"v"))], 1_000);
+        small.append_checked_timed(&checked(&one, 0)).unwrap();
+        let two = build_batch(1, 0, &[(None, Some(b"v"))], 1_001);
+        let (_, sync) = small.append_checked_timed(&checked(&two, 1)).unwrap();
+        assert_eq!(small.segments.len(), 2, "the second batch rolled the log");
+        sync.expect("the sealed segment is synced by the append that rolled")
+            .wait()
+            .unwrap();
+        assert!(!small.durability.is_unsynced(&small.segments[0].log_path));
     }
 }

@@ -56,8 +56,7 @@ pub struct LinkConfig {
     /// Upper bound on one fetch response from the source.
     #[serde(default = "default_fetch_max_bytes")]
     pub fetch_max_bytes: i32,
-    /// Upper bound per partition in one fetch response; unset, it depends on the node's
-    /// `storage.persist` (see [`Link::partition_max_bytes`]).
+    /// Upper bound per partition in one fetch response (1 MiB unless set).
     #[serde(default)]
     pub partition_max_bytes: Option<i32>,
     /// Fetch requests outstanding at once per source broker without a fetch session; a
@@ -115,16 +114,12 @@ fn default_request_timeout() -> Duration {
 fn default_fetch_max_bytes() -> i32 {
     32 * 1024 * 1024
 }
-/// With `persist = "os"` a write only copies into the page cache: smaller responses let
-/// the first write start sooner and keep fetching and writing overlapped. With an fsync
-/// per interval, larger ones keep a partition's writer queue holding more while it syncs.
-/// Measured in BENCHMARKS.md ("Smaller responses").
-fn default_partition_max_bytes(persist_os: bool) -> i32 {
-    if persist_os {
-        1024 * 1024
-    } else {
-        4 * 1024 * 1024
-    }
+/// A response's record sets are written while the receiving thread still has them in its
+/// cache, and a partition's first write starts sooner: with 4 MiB per partition (32 MiB
+/// responses) the copy into the page cache ran from memory at a fraction of the speed,
+/// with either `persist`. Measured in BENCHMARKS.md ("Smaller responses").
+fn default_partition_max_bytes() -> i32 {
+    1024 * 1024
 }
 fn default_fetches_in_flight() -> usize {
     4
@@ -152,19 +147,18 @@ pub struct Link {
     pub tls: Option<crate::tls::ClientTls>,
     /// Built from `config.sasl` by [`Config::link_sasl`] when the node starts.
     pub sasl: Option<crate::sasl::ClientSasl>,
-    /// `config.partition_max_bytes`, or its default for the node's `storage.persist`.
+    /// `config.partition_max_bytes`, or its default.
     pub partition_max_bytes: i32,
 }
 
 impl Config {
     /// The validated links, filters compiled.
     pub fn links(&self) -> Vec<Link> {
-        let persist_os = matches!(self.persist_mode(), Ok(shadowlink_storage::PersistMode::Os));
         self.links
             .iter()
             .map(|config| Link {
                 partition_max_bytes: (config.partition_max_bytes)
-                    .unwrap_or_else(|| default_partition_max_bytes(persist_os)),
+                    .unwrap_or_else(default_partition_max_bytes),
                 filter: TopicFilter::new(&config.include, &config.exclude)
                     .expect("filters were validated at load")
                     .with_schemas(config.mirror_schemas),

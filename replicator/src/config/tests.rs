@@ -101,15 +101,13 @@ fn partition_limits_default_and_are_checked() {
 }
 
 #[test]
-fn fetch_sizes_per_partition_follow_persist_unless_set() {
+fn fetch_sizes_per_partition_default_to_one_mib_unless_set() {
     let links = |text: &str| Config::parse(text).unwrap().links();
-    assert_eq!(links(GOOD)[0].partition_max_bytes, 4 * 1024 * 1024);
+    assert_eq!(links(GOOD)[0].partition_max_bytes, 1024 * 1024);
     let os = format!("{GOOD}\n[storage]\npersist = \"os\"\n");
     assert_eq!(links(&os)[0].partition_max_bytes, 1024 * 1024);
     let set = GOOD.replace("start = ", "partition_max_bytes = 2048\nstart = ");
     assert_eq!(links(&set)[0].partition_max_bytes, 2048);
-    let set_os = format!("{set}\n[storage]\npersist = \"os\"\n");
-    assert_eq!(links(&set_os)[0].partition_max_bytes, 2048);
     let e = err_of(&GOOD.replace("start = ", "partition_max_bytes = 10\nstart = "));
     assert!(e.contains("partition_max_bytes"), "{e}");
 }

@@ -147,18 +147,19 @@ async fn apply_until_done(
     Ok(())
 }
 
-/// Runs [`apply`] where it may block. An append under `persist = "os"` waits for no
-/// disk, only copies into the page cache: it runs on this worker thread, which hands its
-/// other tasks to another (`block_in_place`), so the consumers it wakes see the records
-/// without the two thread hand-offs of the blocking pool, and without waiting for a
-/// thread of that pool. Everything else runs on the blocking pool.
+/// Runs [`apply`] where it may block. An append waits for no disk unless the persist
+/// mode is `Always` (in `Interval` mode the flush timer owns the sync), only copies into
+/// the page cache: it runs on this worker thread, which hands its other tasks to another
+/// (`block_in_place`), so the consumers it wakes see the records without the two thread
+/// hand-offs of the blocking pool, and the bytes are copied while the receiving thread
+/// still has them in its cache. Everything else runs on the blocking pool.
 async fn apply_off_runtime(
     partition: &Arc<MirrorPartition>,
     link: &str,
     job: WriteJob,
 ) -> Result<Result<(), WriteError>, JoinError> {
     let multi_thread = Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread;
-    let syncs = partition.log().config().persist != PersistMode::Os;
+    let syncs = partition.log().config().persist == PersistMode::Always;
     if multi_thread && !syncs && matches!(job, WriteJob::Append(_)) {
         return Ok(tokio::task::block_in_place(|| apply(partition, link, job)));
     }
@@ -268,7 +269,11 @@ mod tests {
     use crate::mirror::{topic_id_hex, Store, TopicMeta, TopicState};
 
     fn mirror(dir: &std::path::Path) -> (Store, Arc<MirrorPartition>) {
-        let store = Store::open(dir, LogConfig::default()).unwrap();
+        mirror_with(dir, LogConfig::default())
+    }
+
+    fn mirror_with(dir: &std::path::Path, config: LogConfig) -> (Store, Arc<MirrorPartition>) {
+        let store = Store::open(dir, config).unwrap();
         let meta = TopicMeta {
             link: "from-a".into(),
             source_topic_id: topic_id_hex(&[0; 16]),
@@ -324,6 +329,22 @@ mod tests {
 
     #[test]
     fn an_append_owing_no_fsync_does_not_wait_for_the_blocking_pool() {
+        a_held_blocking_pool_does_not_stop_appends(LogConfig::default());
+    }
+
+    /// In `Interval` mode the sync that falls due belongs to the node's flush timer: the
+    /// append neither waits for it nor for a thread of the blocking pool.
+    #[test]
+    fn an_interval_append_leaves_its_sync_to_the_flush_timer() {
+        let config = LogConfig {
+            persist: PersistMode::Interval(Duration::ZERO),
+            ..LogConfig::default()
+        };
+        let store = a_held_blocking_pool_does_not_stop_appends(config);
+        assert_eq!(store.flushes().len(), 1, "the owed sync was not queued");
+    }
+
+    fn a_held_blocking_pool_does_not_stop_appends(config: LogConfig) -> Store {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(1)
@@ -332,8 +353,7 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let (_store, partition) = mirror(dir.path());
-            assert_eq!(partition.log().config().persist, PersistMode::Os);
+            let (store, partition) = mirror_with(dir.path(), config);
             // The pool's one thread is taken, as by a write stuck behind a slow disk.
             let (release, held) = std::sync::mpsc::channel::<()>();
             let busy = tokio::task::spawn_blocking(move || held.recv());
@@ -348,7 +368,8 @@ mod tests {
             busy.await.unwrap().unwrap();
             assert!(woken.is_ok(), "the append waited for the blocking pool");
             assert_eq!(partition.log().log_end_offset(), 1);
-        });
+            store
+        })
     }
 
     #[test]

@@ -118,9 +118,12 @@ impl MirrorPartition {
         self.append_with(|log| log.append_deferred(record_set))
     }
 
-    /// [`MirrorPartition::append`] of batches whose CRCs the link checked on arrival.
+    /// [`MirrorPartition::append`] of batches whose CRCs the link checked on arrival. In
+    /// `Interval` mode the sync that falls due is left to the node's flush timer
+    /// (`PartitionLog::append_checked_timed`), which runs it within the interval as it
+    /// does for a quiet log: the link's writer never waits on the disk between appends.
     pub fn append_checked(&self, set: &CheckedRecordSet) -> Result<AppendInfo, MirrorError> {
-        self.append_with(|log| log.append_checked(set))
+        self.append_with(|log| log.append_checked_timed(set))
     }
 
     fn append_with(

@@ -45,6 +45,16 @@ impl PartitionLog {
         record_set: &Bytes,
         batches: &[RecordBatch],
     ) -> Result<(AppendInfo, Option<PendingSync>)> {
+        let info = self.write_batches_unsynced(record_set, batches)?;
+        Ok((info, self.sync_after_append()))
+    }
+
+    /// [`PartitionLog::write_batches`] without handing out the sync the persist mode owes.
+    pub(crate) fn write_batches_unsynced(
+        &mut self,
+        record_set: &Bytes,
+        batches: &[RecordBatch],
+    ) -> Result<AppendInfo> {
         let written = self.guarded(|log| {
             log.raise_max_producer_id(batches)?;
             let mut epochs_changed = false;
@@ -67,7 +77,7 @@ impl PartitionLog {
         });
         self.durability.finish_write();
         written?;
-        Ok((append_info(batches), self.sync_after_append()))
+        Ok(append_info(batches))
     }
 
     /// Checks that `batches` start at or above the log end offset and increase.

@@ -9,7 +9,7 @@ use crate::durability::PendingSync;
 use crate::error::Result;
 
 impl PartitionLog {
-    pub(super) fn sync_after_append(&mut self) -> Option<PendingSync> {
+    pub(crate) fn sync_after_append(&mut self) -> Option<PendingSync> {
         let due = match self.config.persist {
             PersistMode::Always => true,
             PersistMode::Interval(interval) => {
