@@ -584,6 +584,24 @@ impl Iterator for BatchWalker {
     }
 }
 
+/// [`RecordBatch::last_offset`] of the stored entry that `header` begins, read from its
+/// header alone, or `None` when `header` is too short to hold what is needed or the magic
+/// byte is unknown. For stepping over entries already checked when they were stored,
+/// without viewing each as a [`RecordBatch`].
+pub fn peek_last_offset(header: &[u8]) -> Option<i64> {
+    let magic = *header.get(MAGIC_OFFSET)? as i8;
+    let base_offset = read_i64(header.get(..LOG_OVERHEAD)?, 0);
+    let delta = match magic {
+        CURRENT_MAGIC => read_i32(
+            header.get(..LAST_OFFSET_DELTA_OFFSET + 4)?,
+            LAST_OFFSET_DELTA_OFFSET,
+        ),
+        MAGIC_V0 | MAGIC_V1 => 0,
+        _ => return None,
+    };
+    Some(base_offset.saturating_add(i64::from(delta)))
+}
+
 fn read_i16(buf: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([buf[at], buf[at + 1]])
 }

@@ -111,3 +111,31 @@ proptest! {
         }
     }
 }
+
+/// A read at any offset of a log of small batches with gaps between them (a compacted
+/// source) starts at the first batch whose last offset is at or above it, however many
+/// batches lie between it and the index entry before it.
+#[test]
+fn a_read_between_index_entries_starts_at_the_batch_holding_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), 4096, None);
+    let mut lasts = Vec::new();
+    for i in 0..120i64 {
+        let base = i * 3;
+        let batch = build_batch(
+            base,
+            0,
+            &[(None, Some(b"ab")), (None, Some(b"c"))],
+            1_000 + i,
+        );
+        log.append(batch).unwrap();
+        lasts.push(base + 1);
+    }
+    assert!(log.segments.len() > 1, "the batches span several segments");
+    for offset in 0..log.log_end_offset() {
+        let read = log.read(offset, 1).unwrap();
+        let first = shadowlink_protocol::batch::RecordBatch::parse(read.chunks[0].clone()).unwrap();
+        let expected = lasts.iter().find(|&&last| last >= offset).unwrap();
+        assert_eq!(first.last_offset(), *expected, "read at {offset}");
+    }
+}

@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use memmap2::Mmap;
 use shadowlink_protocol::batch::{
-    BatchWalker, Compression, RecordBatch, LOG_OVERHEAD, MIN_ENTRY_LENGTH,
+    peek_last_offset, BatchWalker, Compression, RecordBatch, LOG_OVERHEAD, MIN_ENTRY_LENGTH,
 };
 
 use crate::error::{Result, StorageError};
@@ -307,9 +307,20 @@ impl Segment {
     }
 
     /// Position and view of the first batch whose last offset is `>= offset`.
+    ///
+    /// The batches before it are stepped over on their length and last offset alone: a
+    /// read at the tail of a partition written in small batches (a consumer or a mirror
+    /// keeping up) steps over up to an index interval of them on every fetch.
     pub(crate) fn locate(&self, data: &Bytes, offset: i64) -> Result<Option<(u64, RecordBatch)>> {
         let mut position = u64::from(self.index.lookup(self.relative(offset)));
         while position < self.size {
+            let at = position as usize;
+            if let Some(last) = data.get(at..).and_then(peek_last_offset) {
+                if last < offset {
+                    position += self.batch_len_at(data, position)?;
+                    continue;
+                }
+            }
             let batch = self.batch_at(data, position)?;
             if batch.last_offset() >= offset {
                 return Ok(Some((position, batch)));

@@ -282,3 +282,30 @@ proptest! {
         super::tests::check_cut(&all, &entries, cut_seed.index(all.len() + 1));
     }
 }
+
+/// The last offset read from a header alone is the parsed entry's, for every format.
+#[test]
+fn a_peeked_last_offset_is_the_parsed_entrys() {
+    let records: [RecordRef<'_>; 3] = [(None, Some(b"a")), (None, Some(b"b")), (None, Some(b"c"))];
+    let entries = [
+        build_batch(40, 3, &records, 1_000),
+        testing::BatchBuilder::new(50)
+            .last_offset_delta(9)
+            .records(&records)
+            .build(),
+        build_legacy_message(61, MAGIC_V0, -1, Some(b"k"), Some(b"v")),
+        build_legacy_message(62, MAGIC_V1, 1_000, None, Some(b"v")),
+        build_gzip_wrapper(65, MAGIC_V1, &records, 1_000),
+        build_gzip_wrapper(68, MAGIC_V0, &records, 1_000),
+    ];
+    for entry in entries {
+        let parsed = RecordBatch::parse(entry.clone()).unwrap();
+        assert_eq!(peek_last_offset(&entry), Some(parsed.last_offset()));
+    }
+    let v2 = build_batch(7, 0, &records, 1_000);
+    assert_eq!(peek_last_offset(&v2[..LAST_OFFSET_DELTA_OFFSET + 3]), None);
+    assert_eq!(peek_last_offset(&v2[..MAGIC_OFFSET]), None);
+    let mut unknown = v2.to_vec();
+    unknown[MAGIC_OFFSET] = 3;
+    assert_eq!(peek_last_offset(&unknown), None);
+}

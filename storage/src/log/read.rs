@@ -20,6 +20,11 @@ impl PartitionLog {
             log_start_offset: log_start,
             log_end_offset: log_end,
         };
+        if offset == log_end {
+            // Nothing to step over: a reader caught up (a consumer or a mirror long
+            // polling at the end) costs no walk through the last index interval.
+            return Ok(result);
+        }
         let mut budget = max_bytes;
         let mut started = false;
         for segment in &self.segments[self.segment_index_for(offset)..] {
