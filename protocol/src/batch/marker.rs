@@ -58,7 +58,7 @@ impl EndTxnMarker {
         buf.put_i32(1); // one record
         buf.put_u8((record.len() as u8) << 1); // record length, zigzag
         buf.extend_from_slice(&record);
-        let crc = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..]);
+        let crc = super::crc32c(&buf[ATTRIBUTES_OFFSET..]);
         buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         buf.freeze()
     }

@@ -150,7 +150,7 @@ impl BatchBuilder {
         buf.put_i32(base_sequence);
         buf.put_i32(count);
         buf.extend_from_slice(&body);
-        let crc = crc32c::crc32c(&buf[super::ATTRIBUTES_OFFSET..]);
+        let crc = super::crc32c(&buf[super::ATTRIBUTES_OFFSET..]);
         buf[super::CRC_OFFSET..super::CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         buf.freeze()
     }

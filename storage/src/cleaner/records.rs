@@ -123,7 +123,7 @@ pub(crate) fn rebuild(batch: &RecordBatch, kept: &[RawRecord]) -> Result<Bytes, 
     if kept.is_empty() {
         out[ATTRIBUTES_AT + 1] &= !COMPRESSION_BITS;
     }
-    let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
+    let crc = shadowlink_protocol::batch::crc32c(&out[ATTRIBUTES_AT..]);
     out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(out.freeze())
 }
