@@ -148,9 +148,8 @@ impl PartitionLog {
         &mut self,
         set: &CheckedRecordSet,
     ) -> Result<(AppendInfo, Option<PendingSync>)> {
-        self.check_writable()?;
-        self.check_order(&set.batches)?;
-        self.write_batches(&set.bytes, &set.batches)
+        let info = self.append_checked_unsynced(set)?;
+        Ok((info, self.sync_after_append()))
     }
 
     /// [`PartitionLog::append_checked`] for a writer whose node runs a flush timer
@@ -163,9 +162,7 @@ impl PartitionLog {
         &mut self,
         set: &CheckedRecordSet,
     ) -> Result<(AppendInfo, Option<PendingSync>)> {
-        self.check_writable()?;
-        self.check_order(&set.batches)?;
-        let info = self.write_batches_unsynced(&set.bytes, &set.batches)?;
+        let info = self.append_checked_unsynced(set)?;
         let timed = matches!(self.config.persist, PersistMode::Interval(_));
         let sync = if timed && !self.sealed_unsynced {
             None
@@ -173,6 +170,12 @@ impl PartitionLog {
             self.sync_after_append()
         };
         Ok((info, sync))
+    }
+
+    fn append_checked_unsynced(&mut self, set: &CheckedRecordSet) -> Result<AppendInfo> {
+        self.check_writable()?;
+        self.check_order(&set.batches)?;
+        self.write_batches_unsynced(&set.bytes, &set.batches)
     }
 }
 
