@@ -296,10 +296,47 @@ impl Region {
 
 /// Sends `signal` (`-STOP`, `-CONT`, ...) to a node's process.
 pub fn signal(node: &Node, signal: &str) -> Result<()> {
-    let pid = node.process.pid().to_string();
-    let status = Command::new("kill").args([signal, &pid]).status()?;
+    signal_process(node.process.pid(), signal)
+}
+
+/// How long a stopped process's threads may take to stop.
+const STOPPING: Duration = Duration::from_secs(10);
+
+/// Sends `signal` to process `pid`; `-STOP` returns only once every thread of it has
+/// stopped. `kill` returns once the signal is queued, and the process's other threads
+/// run on until the one that takes it is scheduled, which on a loaded machine may be
+/// long enough for a follower to fetch a write made after the signal was sent.
+pub fn signal_process(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()?;
     ensure!(status.success(), "kill {signal} {pid} failed");
+    if matches!(signal, "-STOP" | "-SIGSTOP") {
+        until(STOPPING, || running_threads(pid), Vec::is_empty)
+            .with_context(|| format!("process {pid} did not stop"))?;
+    }
     Ok(())
+}
+
+/// The threads of process `pid` that are not stopped, each with its state in `/proc`.
+fn running_threads(pid: u32) -> Result<Vec<(String, char)>> {
+    let mut running = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let entry = entry?;
+        // A thread that exited meanwhile runs nothing.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The state follows the command name, which may itself hold parentheses.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .with_context(|| format!("unreadable {}", entry.path().display()))?;
+        if !matches!(state, 'T' | 't' | 'Z' | 'X') {
+            running.push((entry.file_name().to_string_lossy().into_owned(), state));
+        }
+    }
+    Ok(running)
 }
 
 /// What one consumer Fetch (`replica_id` -1, no wait) of a partition at `offset`

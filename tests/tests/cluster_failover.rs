@@ -4,7 +4,7 @@
 //! producer was told was written.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{ensure, Context, Result};
@@ -13,7 +13,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_protocol::batch::testing::build_batch;
-use shadowlink_tests::cluster::{records, routes, Region, Routes};
+use shadowlink_tests::cluster::{records, routes, signal_process, Region, Routes};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::produce;
 use shadowlink_tests::{http_post, until, Client};
@@ -127,11 +127,11 @@ fn killing_a_failed_over_leader_loses_nothing_acknowledged() -> Result<()> {
         .find(|n| **n != victim)
         .context("no follower in sync")?;
     let follower_pid = region.node(follower)?.process.pid();
-    signal(follower_pid, "-STOP")?;
+    signal_process(follower_pid, "-STOP")?;
     std::thread::sleep(Duration::from_secs(1));
     let killed_at = unix_now();
     region.node_mut(victim)?.process.kill9();
-    signal(follower_pid, "-CONT")?;
+    signal_process(follower_pid, "-CONT")?;
     let survivors: Vec<i32> = (1..=3).filter(|n| *n != victim).collect();
     let moved_at = Instant::now();
     until(
@@ -243,14 +243,6 @@ fn produce_acks_all(
     Ok(answer.error_code)
 }
 
-fn signal(pid: u32, signal: &str) -> Result<()> {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill {signal} {pid} failed");
-    Ok(())
-}
-
 #[test]
 fn acks_all_waits_for_the_in_sync_follower() -> Result<()> {
     const REQUEST_TIMED_OUT: i16 = 7;
@@ -282,7 +274,7 @@ fn acks_all_waits_for_the_in_sync_follower() -> Result<()> {
     })?;
 
     let pid = region.node(follower)?.process.pid();
-    signal(pid, "-STOP")?;
+    signal_process(pid, "-STOP")?;
     let started = Instant::now();
     let code = produce_acks_all(&mut client, 0, batch(1), 2_000);
     let waited = started.elapsed();
@@ -294,7 +286,7 @@ fn acks_all_waits_for_the_in_sync_follower() -> Result<()> {
     });
     std::thread::sleep(Duration::from_secs(1));
     let answered_while_stopped = pending.is_finished();
-    signal(pid, "-CONT")?;
+    signal_process(pid, "-CONT")?;
     let code = code?;
     ensure!(
         code == REQUEST_TIMED_OUT && waited >= Duration::from_secs(2),
