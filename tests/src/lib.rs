@@ -432,7 +432,19 @@ impl Node {
     /// Stops the node with SIGTERM (it leaves as it does on a planned stop), then starts
     /// it again on the same config and data directory.
     pub fn restart_gracefully(&mut self, timeout: Duration) -> Result<()> {
+        self.stop_gracefully(timeout)?;
+        self.start_again()
+    }
+
+    /// Stops the node with SIGTERM, as a planned stop; [`Node::start_again`] brings it
+    /// back.
+    pub fn stop_gracefully(&mut self, timeout: Duration) -> Result<()> {
         self.process.terminate(timeout)?;
+        Ok(())
+    }
+
+    /// Starts a stopped node again on the same config and data directory.
+    pub fn start_again(&mut self) -> Result<()> {
         self.respawn()
     }
 
