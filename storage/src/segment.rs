@@ -314,18 +314,15 @@ impl Segment {
     pub(crate) fn locate(&self, data: &Bytes, offset: i64) -> Result<Option<(u64, RecordBatch)>> {
         let mut position = u64::from(self.index.lookup(self.relative(offset)));
         while position < self.size {
-            let at = position as usize;
-            if let Some(last) = data.get(at..).and_then(peek_last_offset) {
-                if last < offset {
-                    position += self.batch_len_at(data, position)?;
-                    continue;
-                }
+            let last = match data.get(position as usize..).and_then(peek_last_offset) {
+                Some(last) => last,
+                // A header too short or of no known format: the full view names why.
+                None => self.batch_at(data, position)?.last_offset(),
+            };
+            if last >= offset {
+                return Ok(Some((position, self.batch_at(data, position)?)));
             }
-            let batch = self.batch_at(data, position)?;
-            if batch.last_offset() >= offset {
-                return Ok(Some((position, batch)));
-            }
-            position += batch.len() as u64;
+            position += self.batch_len_at(data, position)?;
         }
         Ok(None)
     }
