@@ -127,7 +127,7 @@ impl Durability {
 
     /// Notes that the segment data file at `path` was written through `file`.
     pub(crate) fn wrote_data(&self, path: &Path, file: &Arc<CachedFile>) {
-        self.add(path, Some(Arc::downgrade(file)));
+        self.add(path, Some(file));
     }
 
     /// Notes that the file or directory at `path` was changed through its path.
@@ -135,13 +135,20 @@ impl Durability {
         self.add(path, None);
     }
 
-    fn add(&self, path: &Path, file: Option<Weak<CachedFile>>) {
+    fn add(&self, path: &Path, file: Option<&Arc<CachedFile>>) {
         let mut unsynced = self.unsynced.lock().unwrap_or_else(PoisonError::into_inner);
-        unsynced.retain(|u| u.file.as_ref().is_none_or(|f| f.strong_count() > 0));
-        if !unsynced.iter().any(|u| u.path == path) {
+        let live = |u: &Unsynced| u.file.as_ref().is_none_or(|f| f.strong_count() > 0);
+        // Compared byte-wise: `Path`'s `==` walks components, and this runs on every
+        // append, nearly always for the file the last one noted.
+        let noted = |u: &Unsynced| u.path.as_os_str() == path.as_os_str();
+        if unsynced.last().is_some_and(|u| noted(u) && live(u)) {
+            return;
+        }
+        unsynced.retain(live);
+        if !unsynced.iter().any(noted) {
             unsynced.push(Unsynced {
                 path: path.to_path_buf(),
-                file,
+                file: file.map(Arc::downgrade),
             });
         }
     }
@@ -291,6 +298,22 @@ mod tests {
         written(&durability, &path, &file);
         durability.pending().wait().unwrap();
         assert_eq!(durability.rounds.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_file_replaced_at_the_same_path_is_synced_through_its_new_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        File::create(&path).unwrap();
+        let durability = Durability::new(FsyncFault::default());
+        let old = cached(&path);
+        written(&durability, &path, &old);
+        // The segment is swapped for a new file at the same path before any sync.
+        drop(old);
+        let new = cached(&path);
+        written(&durability, &path, &new);
+        durability.pending().wait().unwrap();
+        assert!(!new.is_dirty(), "the new file's writes were left unsynced");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Errors returned by the partition log.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use shadowlink_protocol::batch::BatchError;
 
@@ -85,14 +85,15 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn io(
+    /// Wraps an I/O error with what was being done to which file; the path is copied
+    /// only when there is an error, as appends map every write's result through this.
+    pub(crate) fn io<'a>(
         action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
+        path: &'a Path,
+    ) -> impl FnOnce(io::Error) -> Self + 'a {
         move |source| StorageError::Io {
             action,
-            path,
+            path: path.to_path_buf(),
             source,
         }
     }

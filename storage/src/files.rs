@@ -99,6 +99,11 @@ impl FileCache {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    #[cfg(test)]
+    pub(crate) fn is_open(&self, file: &CachedFile) -> bool {
+        self.state().open.contains_key(&file.id)
+    }
+
     /// Registers the file at `path`, opened only when first used.
     pub(crate) fn register(&self, path: PathBuf) -> Arc<CachedFile> {
         Arc::new(CachedFile {
@@ -174,9 +179,16 @@ impl FileCache {
 
     fn touch(&self, id: u64) -> Option<Arc<File>> {
         let mut state = self.state();
-        let tick = state.tick();
+        let clock = state.clock;
         let open = state.open.get_mut(&id)?;
         let (file, previous) = (open.file.clone(), open.last_use);
+        // Already the most recent use (a log appending to its active segment over and
+        // over): the LRU order stands as it is.
+        if previous == clock {
+            return Some(file);
+        }
+        let tick = state.tick();
+        let open = state.open.get_mut(&id)?;
         open.last_use = tick;
         state.lru.remove(&previous);
         state.lru.insert(tick, id);

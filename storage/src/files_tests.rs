@@ -168,3 +168,25 @@ fn a_file_that_cannot_be_reopened_is_a_typed_error() {
         "other logs unaffected"
     );
 }
+
+#[test]
+fn a_descriptor_used_over_and_over_stays_the_most_recent() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = FileCache::new(2);
+    let file = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::File::create(&path).unwrap();
+        cache.register(path)
+    };
+    let (a, b, c) = (file("a"), file("b"), file("c"));
+    a.open().unwrap();
+    b.open().unwrap();
+    // `a` becomes the most recent use, then is used again while it already is.
+    for _ in 0..3 {
+        a.open().unwrap();
+    }
+    c.open().unwrap();
+    assert!(cache.is_open(&a), "the descriptor in use was evicted");
+    assert!(!cache.is_open(&b));
+    assert!(cache.is_open(&c));
+}
