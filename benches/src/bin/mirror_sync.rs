@@ -1,15 +1,16 @@
 //! Node → node mirror beside the plain writes of the same bytes, in the same run: a source
 //! node owns P partitions filled with lz4 batches (1 KiB values, half random, so lz4
 //! about halves them); then each round, for each node binary given, one after another:
-//! `sync`, a plain sequential write of the stored byte count to a new file (page cache
-//! only), a new node with `persist = "os"` mirroring the whole topic, `sync`, a write +
-//! `fdatasync` loop of the same bytes at the node's default flush interval, and a new
-//! node with the default `persist`. A mirror is timed from its process start until
+//! a plain sequential write of the stored byte count to a new file (page cache only), a
+//! new node with `persist = "os"` mirroring the whole topic, a write + `fdatasync` loop
+//! of the same bytes at the node's default flush interval, and a new node with the
+//! default `persist`. Each step comes after a `sync` and, with `--memory warm` (the
+//! default), a write and delete of a scratch file (see `--memory`). A mirror is timed from its process start until
 //! ListOffsets on it shows every partition's end; the ratio is the mirror's rate over the
 //! plain write's of the same round.
 //!
 //! `cargo run --release -p shadowlink-benches --bin mirror_sync -- [--mib 256]
-//! [--partitions 8] [--rounds 3] [--bin NAME=PATH[@KEY=VALUE,...] ...]`. The source is the `shadowlink`
+//! [--partitions 8] [--rounds 3] [--memory warm|as-found] [--bin NAME=PATH[@KEY=VALUE,...] ...]`. The source is the `shadowlink`
 //! binary the test harness builds (`SHADOWLINK_BIN` overrides it), and so is the mirroring
 //! node without `--bin`; with several `--bin`, each round runs them one after another.
 //! After `@`, link settings for that binary: `fetches_in_flight`, `fetch_max_bytes` and
@@ -53,6 +54,19 @@ struct Args {
     /// settings; repeat to interleave several.
     #[arg(long = "bin")]
     bins: Vec<String>,
+    /// `warm`: right before each timed step, write and delete a scratch file a quarter
+    /// larger than the bytes, so every step draws on memory the guest just freed.
+    /// `as-found`: no such step; on a virtual machine whose balloon reports free pages
+    /// to the host, a step then runs up to five times slower when it draws on pages
+    /// freed more than about two seconds earlier, and the ratios swing with it.
+    #[arg(long, default_value = "warm")]
+    memory: Memory,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Memory {
+    Warm,
+    AsFound,
 }
 
 /// A node binary and the link settings it runs with.
@@ -91,11 +105,20 @@ fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|");
     for round in 1..=args.rounds {
         for bin in &bins {
-            sync();
+            let prepare = || -> Result<()> {
+                sync();
+                if args.memory == Memory::Warm {
+                    plain_write(scratch.path(), bytes + bytes / 4, None)?;
+                }
+                Ok(())
+            };
+            prepare()?;
             let plain = plain_write(scratch.path(), bytes, None)?;
+            prepare()?;
             let os = mirror(bin, source.kafka, &ends, "os")?;
-            sync();
+            prepare()?;
             let synced = plain_write(scratch.path(), bytes, Some(FLUSH_INTERVAL))?;
+            prepare()?;
             let default = mirror(bin, source.kafka, &ends, "100ms")?;
             let name = &bin.name;
             let os = Run { plain, mirror: os };
