@@ -14,7 +14,7 @@
 //! binary the test harness builds (`SHADOWLINK_BIN` overrides it), and so is the mirroring
 //! node without `--bin`; with several `--bin`, each round runs them one after another.
 //! After `@`, link settings for that binary: `fetches_in_flight`, `fetch_max_bytes` and
-//! `partition_max_bytes`.
+//! `partition_max_bytes`, and `fetch_sessions` (0 or 1).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -272,6 +272,7 @@ fn mirror(bin: &Binary, source: SocketAddr, ends: &[i64], persist: &str) -> Resu
             "fetches_in_flight" => config.link(|l| l.fetches_in_flight(value as usize)),
             "fetch_max_bytes" => config.link(|l| l.fetch_max_bytes(value as i32)),
             "partition_max_bytes" => config.link(|l| l.partition_max_bytes(value as i32)),
+            "fetch_sessions" => config.link(|l| l.fetch_sessions(value != 0)),
             other => bail!("no link setting {other} in this bench"),
         };
     }
