@@ -8,7 +8,8 @@
 //! mirror's append: record sets whose CRCs the link checked when they arrived (outside
 //! the timing, as on receive), appended without hashing them again. The summary at the
 //! end runs the variants interleaved and prints the ratios (goal: append >= 0.9 x
-//! file_write).
+//! file_write), with `crc_then_write`: the plain write with CRC-32C computed over each
+//! piece first, the floor for any append that checks CRCs before writing.
 //!
 //! Every log and every plain file first takes one 16 KiB batch outside the timing. A
 //! log's first batch of a leader epoch makes it replace its `leader-epoch-checkpoint`
@@ -140,6 +141,23 @@ fn write_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
     elapsed
 }
 
+/// Like [`write_pass`], with CRC-32C computed over each piece just before its write: the
+/// least an append that checks CRCs before it writes can cost.
+fn crc_write_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
+    let path = dir.join(format!("raw-{n}"));
+    let mut file = std::fs::File::create(&path).expect("create");
+    file.write_all(&batch(0)).expect("write");
+    let start = Instant::now();
+    for piece in pieces {
+        black_box(shadowlink_protocol::batch::crc32c(piece));
+        file.write_all(piece).expect("write");
+    }
+    let elapsed = start.elapsed();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    elapsed
+}
+
 /// Runs `iters` pieces through `pass`, a pool's worth at a time.
 fn timed(pieces: &[Bytes], iters: u64, mut pass: impl FnMut(&[Bytes]) -> Duration) -> Duration {
     let mut elapsed = Duration::ZERO;
@@ -223,6 +241,8 @@ fn summary() {
         "partition_log_append_checked_1m",
         "file_write_1m",
         "partition_log_append_1m_new_log",
+        "crc_then_write_16k",
+        "crc_then_write_1m",
     ];
     let mut passes: Vec<Pass<'_>> = vec![
         Box::new(|| append_pass(dir.path(), next(), &single)),
@@ -231,6 +251,8 @@ fn summary() {
         Box::new(|| append_checked_pass(dir.path(), next(), &checked_sets)),
         Box::new(|| write_pass(dir.path(), next(), &sets)),
         Box::new(|| append_new_log_pass(dir.path(), next(), &sets)),
+        Box::new(|| crc_write_pass(dir.path(), next(), &single)),
+        Box::new(|| crc_write_pass(dir.path(), next(), &sets)),
     ];
     let load = load_average();
     let throughput = interleaved_throughput(&mut passes, ROUNDS, POOL * BATCH_BYTES);
@@ -247,6 +269,10 @@ fn summary() {
             ("partition_log_append_checked_1m", "file_write_1m"),
             ("partition_log_append_checked_1m", "partition_log_append_1m"),
             ("partition_log_append_1m_new_log", "file_write_1m"),
+            ("crc_then_write_16k", "file_write_16k"),
+            ("crc_then_write_1m", "file_write_1m"),
+            ("partition_log_append_16k", "crc_then_write_16k"),
+            ("partition_log_append_1m", "crc_then_write_1m"),
         ],
     );
 }

@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
 
-/// Pending entries are appended to the file once this many accumulate.
-const WRITE_BATCH: usize = 128;
+/// Pending entries are appended to the file once this many accumulate. Each time opens
+/// the file by path, so fewer and larger writes keep it off the append path; the active
+/// segment's index is rebuilt by recovery's rescan anyway, and a sealed one is written
+/// whole when it is sealed.
+const WRITE_BATCH: usize = 1024;
 
 /// One fixed-size, big-endian index entry.
 pub(crate) trait Entry: Copy {
