@@ -18,18 +18,29 @@ pub struct PlainWrites {
     pub fdatasync: Duration,
 }
 
-/// Writes `bytes` three times, each into a new file removed afterwards: once unmeasured,
-/// so that each measured write, like each mirror run, follows the removal of as many
-/// bytes (the first write into a full page cache pays for reclaiming it, which made the
-/// page-cache write slower than the fdatasync loop that came after it).
+/// Writes `bytes` into a new file, once left to the page cache and once with
+/// `fdatasync`, each right after [`free_recently`] as each mirror run is (the first write
+/// into a full page cache pays for reclaiming it, and one into memory the host took back
+/// pays for faulting it in).
 pub fn measure(dir: &Path, bytes: u64, sync_interval: Duration) -> Result<PlainWrites> {
-    write_file(&dir.join("plain-warm-up"), bytes, None)?;
+    free_recently(dir, bytes)?;
     let page_cache = write_file(&dir.join("plain-page-cache"), bytes, None)?;
+    free_recently(dir, bytes)?;
     let fdatasync = write_file(&dir.join("plain-fdatasync"), bytes, Some(sync_interval))?;
     Ok(PlainWrites {
         page_cache,
         fdatasync,
     })
+}
+
+/// Writes and deletes a file of `bytes` under `dir`, so that the next step draws on memory
+/// the guest has just freed. A virtual machine whose balloon reports free pages to the
+/// host has to fault pages freed more than about two seconds earlier back in from the
+/// host, which slows a page-cache write by up to five times; every measured step comes
+/// right after this, so all of them start from the same memory state.
+pub fn free_recently(dir: &Path, bytes: u64) -> Result<()> {
+    write_file(&dir.join("scratch"), bytes + bytes / 4, None)?;
+    Ok(())
 }
 
 /// With `sync_interval`, `fdatasync` runs after the first write that comes that long after
