@@ -119,6 +119,8 @@ pub struct MirrorPartition {
     /// is released, so Metadata reads it without queueing behind a write.
     stored_epoch: AtomicI32,
     appended: Arc<Notify>,
+    /// This partition's count of changes to what a Fetch of it would answer.
+    version: AtomicU64,
     /// The node's count of changes to what a Fetch of any partition would answer
     /// (see [`Store::changes`]).
     changes: Arc<AtomicU64>,
@@ -166,6 +168,8 @@ pub struct Store {
     appended: Arc<Notify>,
     /// Bumped whenever a partition's log is changed or its source epoch floor moves.
     changes: Arc<AtomicU64>,
+    /// Bumped whenever a topic or a partition is added (see [`Store::topology`]).
+    topology: AtomicU64,
     /// Partitions owing an interval sync, for the node's flush timer.
     flushes: Arc<FlushQueue>,
     producer_ids: ProducerIdAllocator,
@@ -185,6 +189,17 @@ impl Store {
     /// that was missing, and so answered with an error, can appear).
     pub fn changes(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
+    }
+
+    /// How many times a topic or a partition was added since the node started. While it
+    /// stays the same, a partition held from an earlier lookup is still the one a
+    /// lookup would return.
+    pub fn topology(&self) -> u64 {
+        self.topology.load(Ordering::Acquire)
+    }
+
+    fn added(&self) {
+        self.topology.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Partitions owing an interval sync, by when it falls due.

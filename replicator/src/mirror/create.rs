@@ -72,6 +72,7 @@ impl Store {
         shadowlink_storage::write_meta(&dir.join("topic.json"), &record)?;
         let topic = self.open_topic(name.to_string(), dir, record, false)?;
         self.topics.insert(name.to_string(), topic.clone());
+        self.added();
         Ok(topic)
     }
 
@@ -198,6 +199,7 @@ impl Store {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(index, p);
+            self.added();
         }
         tracing::info!(topic = %topic.name, from = meta.partitions, to = partitions, "topic grew");
         let Some(mut ownership) = topic.ownership() else {

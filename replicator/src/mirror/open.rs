@@ -51,6 +51,7 @@ impl Store {
             offline_topics: DashMap::new(),
             appended: Arc::new(Notify::new()),
             changes: Arc::default(),
+            topology: Default::default(),
             flushes: Arc::default(),
             producer_ids: ProducerIdAllocator::open(data_dir),
             creating: Mutex::new(()),

@@ -85,6 +85,7 @@ impl MirrorPartition {
             stored_epoch: AtomicI32::new(log.latest_epoch().unwrap_or(-1)),
             log: Mutex::new(log),
             appended,
+            version: AtomicU64::new(0),
             changes,
             flushes,
             flush_queued: AtomicBool::new(false),
@@ -108,7 +109,17 @@ impl MirrorPartition {
     }
 
     fn changed(&self) {
+        // The partition's count first: a reader that sees the node's count moved and
+        // then this partition's count unmoved may rely on the partition being unchanged.
+        self.version.fetch_add(1, Ordering::AcqRel);
         self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times this partition changed in a way a Fetch could see (see
+    /// [`super::Store::changes`]). Taken before a read, an unmoved count later means
+    /// another read would find what that one found.
+    pub fn changes(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Appends complete batches exactly as fetched. Refused once the partition is owned:

@@ -318,6 +318,44 @@ fn the_change_count_moves_with_every_change_a_fetch_can_see_and_not_with_reads()
     }));
 }
 
+#[test]
+fn a_partition_counts_its_own_changes_and_the_store_counts_added_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let topic = store.ensure_topic("a_orders", shadow_meta(2)).unwrap();
+    let (p, other) = (topic.partition(0).unwrap(), topic.partition(1).unwrap());
+    let before = (p.changes(), other.changes(), store.changes());
+    other.append(one_record(0)).unwrap();
+    assert_eq!(p.changes(), before.0, "another partition's append");
+    assert!(other.changes() > before.1 && store.changes() > before.2);
+    let seen = p.changes();
+    p.log().read(0, usize::MAX).unwrap();
+    assert_eq!(p.changes(), seen, "a read");
+    assert!(p.observe_source_epoch(2));
+    assert!(
+        p.changes() > seen,
+        "a new source epoch moves what clients are checked against"
+    );
+    let seen = p.changes();
+    topic.make_writable().unwrap();
+    assert!(p.changes() > seen);
+
+    let topology = store.topology();
+    store.ensure_topic("a_orders", shadow_meta(2)).unwrap();
+    assert_eq!(store.topology(), topology, "nothing added");
+    let added = |add: &dyn Fn()| {
+        let before = store.topology();
+        add();
+        store.topology() > before
+    };
+    assert!(added(&|| {
+        store.ensure_topic("a_more", shadow_meta(1)).unwrap();
+    }));
+    assert!(added(&|| {
+        store.ensure_owned_topic("a_orders", 4).unwrap();
+    }));
+}
+
 fn one_record(offset: i64) -> Bytes {
     BatchBuilder::new(offset)
         .records(&[(None, Some(&b"v"[..]))])
