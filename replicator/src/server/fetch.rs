@@ -17,10 +17,11 @@ use shadowlink_protocol::fetch::{
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
 
-use super::fetch_session::{CachedPartitionSeed, IdleScan, SessionRequest};
+use super::fetch_session::{CachedPartitionSeed, IdleScan, ReadInputs, Session, SessionRequest};
 use super::{Reply, RequestContext};
 use crate::authz::Operation;
 use crate::errors::{epoch_error_code, fetch_session_error_code, storage_error_code};
+use crate::mirror::MirrorPartition;
 use crate::topic_partition::TopicPartition;
 
 /// Fetch `isolation_level` 1 (KIP-98): only data below the last stable offset.
@@ -109,9 +110,8 @@ fn create_session(
     ctx.sessions.create(seeds)
 }
 
-/// An incremental fetch: the request's changes are applied to the session, every session
-/// partition is read unless nothing changed since a read that found nothing, and only
-/// partitions with news are answered.
+/// An incremental fetch: the request's changes are applied to the session, the session
+/// partitions that may have news are read, and only those with news are answered.
 async fn incremental(
     ctx: &RequestContext<'_>,
     request: &FetchRequest,
@@ -136,32 +136,22 @@ async fn incremental(
             session.upsert(key, p.clone());
         }
     }
-    let session_partitions = || session.rotated().map(|c| (c.key.topic.as_str(), &c.params));
-    // What the last read depended on, or `None` when it was skipped as idle.
-    let mut read_at = None;
     let parts = long_poll(ctx, request, || {
         let scan = idle_scan(ctx, request);
         if session.is_idle(&scan) {
-            read_at = None;
             return Gathered::default();
         }
-        crate::metrics::fetch_session_partitions_read(session.partition_count());
-        read_at = Some(scan);
-        read_all(ctx, request, session_partitions())
+        session.prepare(&scan.inputs);
+        let (gathered, quiet) = read_session(ctx, request, session);
+        session.scanned(quiet.then_some(scan));
+        gathered
     })
     .await;
-    if let Some(scan) = read_at {
-        let nothing = parts
-            .iter()
-            .all(|p| p.error_code == 0 && p.records.iter().all(|r| r.is_empty()));
-        session.scanned(nothing.then_some(scan));
-    }
     let mut answered: Vec<(String, FetchPartitionParts)> = Vec::new();
-    for (cached, part) in session.rotated_mut().zip(parts) {
-        if cached.has_news(&part) {
-            cached.answered(&part);
-            answered.push((cached.key.topic.clone(), part));
-        }
+    for (position, part) in parts {
+        let cached = session.partition_mut(position);
+        cached.answered(&part);
+        answered.push((cached.key.topic.clone(), part));
     }
     session.rotate();
     FetchResponseParts {
@@ -171,16 +161,65 @@ async fn incremental(
     }
 }
 
+/// Reads the session partitions that may have news, from where the rotation starts, and
+/// returns those with news by position, and whether every partition is quiet now.
+fn read_session(
+    ctx: &RequestContext<'_>,
+    request: &FetchRequest,
+    session: &mut Session,
+) -> (Gathered<(usize, FetchPartitionParts)>, bool) {
+    let budget = Budget::of(request);
+    let mut gathered = Gathered::default();
+    let mut quiet = true;
+    let mut read = 0;
+    for position in session.rotated() {
+        let cached = session.partition_mut(position);
+        if cached.is_quiet() {
+            continue;
+        }
+        let topic = cached.key.topic.as_str();
+        let held =
+            (cached.held().cloned()).or_else(|| ctx.store.partition(topic, cached.key.partition));
+        // Taken before the read: a change during it moves the count past this one.
+        let changes = held.as_ref().map(|p| p.changes());
+        let limit = budget.limit(&cached.params, &gathered);
+        let part = read_partition(
+            ctx,
+            topic,
+            &cached.params,
+            budget.reader,
+            limit,
+            held.as_deref(),
+        );
+        read += 1;
+        gathered.add(&part);
+        let news = cached.has_news(&part);
+        // Without a limit the read took no records, whether there were any or not.
+        let silent = !news && part.error_code == 0 && limit.is_some();
+        cached.read(held, changes.filter(|_| silent));
+        quiet &= silent;
+        if news {
+            gathered.parts.push((position, part));
+        }
+    }
+    crate::metrics::fetch_session_partitions_read(read);
+    (gathered, quiet)
+}
+
 /// What a read of a session's partitions depends on, as of now. The change count is
 /// taken first: a change during the read leaves the count past it.
 fn idle_scan(ctx: &RequestContext<'_>, request: &FetchRequest) -> IdleScan {
     IdleScan {
         changes: ctx.store.changes(),
-        isolation_level: request.isolation_level,
-        // Both counts only grow, so their sum changes whenever either does.
-        cluster_generation: (ctx.cluster.as_deref())
-            .map(|c| c.generation().wrapping_add(c.serving_changes())),
-        grants: ctx.grants.clone(),
+        inputs: ReadInputs {
+            isolation_level: request.isolation_level,
+            follower: Reader::of(request).follower,
+            // Both counts only grow, so their sum changes whenever either does.
+            cluster_generation: (ctx.cluster.as_deref())
+                .map(|c| c.generation().wrapping_add(c.serving_changes())),
+            grants: ctx.grants.clone(),
+            topology: ctx.store.topology(),
+        },
     }
 }
 
@@ -201,21 +240,37 @@ fn group_by_topic(parts: Vec<(String, FetchPartitionParts)>) -> Vec<FetchTopicPa
 }
 
 /// What one read of a request's partitions found.
-#[derive(Default)]
-struct Gathered {
-    /// One answer per partition read, in reading order.
-    parts: Vec<FetchPartitionParts>,
+struct Gathered<P> {
+    /// The answers to send, in reading order.
+    parts: Vec<P>,
     bytes: usize,
     errors: bool,
 }
 
+impl<P> Default for Gathered<P> {
+    fn default() -> Self {
+        Gathered {
+            parts: Vec::new(),
+            bytes: 0,
+            errors: false,
+        }
+    }
+}
+
+impl<P> Gathered<P> {
+    fn add(&mut self, part: &FetchPartitionParts) {
+        self.errors |= part.error_code != 0;
+        self.bytes += part.records.iter().map(|r| r.len()).sum::<usize>();
+    }
+}
+
 /// Reads until there is enough data, an error, or the request's wait is over, and
 /// returns the last read's answers.
-async fn long_poll(
+async fn long_poll<P>(
     ctx: &RequestContext<'_>,
     request: &FetchRequest,
-    mut read: impl FnMut() -> Gathered,
-) -> Vec<FetchPartitionParts> {
+    mut read: impl FnMut() -> Gathered<P>,
+) -> Vec<P> {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -255,29 +310,41 @@ fn read_all<'a>(
     ctx: &RequestContext<'_>,
     request: &FetchRequest,
     partitions: impl Iterator<Item = (&'a str, &'a FetchPartition)>,
-) -> Gathered {
-    let mut budget = request.max_bytes.max(0) as usize;
-    let reader = Reader {
-        isolation_level: request.isolation_level,
-        follower: request.replica_id.0 >= 0 || request.replica_state.replica_id.0 >= 0,
-    };
-    let mut gathered = Gathered {
-        parts: Vec::new(),
-        bytes: 0,
-        errors: false,
-    };
+) -> Gathered<FetchPartitionParts> {
+    let budget = Budget::of(request);
+    let mut gathered = Gathered::default();
     for (topic, p) in partitions {
-        let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
-        // KIP-74: the first non-empty partition may exceed the budget by one batch.
-        let may_read = limit > 0 || gathered.bytes == 0;
-        let part = read_partition(ctx, topic, p, reader, limit, may_read);
-        let size: usize = part.records.iter().map(|r| r.len()).sum();
-        gathered.errors |= part.error_code != 0;
-        gathered.bytes += size;
-        budget = budget.saturating_sub(size);
+        let limit = budget.limit(p, &gathered);
+        let held = ctx.store.partition(topic, p.partition);
+        let part = read_partition(ctx, topic, p, budget.reader, limit, held.as_deref());
+        gathered.add(&part);
         gathered.parts.push(part);
     }
     gathered
+}
+
+/// A request's byte budgets and who reads.
+struct Budget {
+    max_bytes: usize,
+    reader: Reader,
+}
+
+impl Budget {
+    fn of(request: &FetchRequest) -> Budget {
+        Budget {
+            max_bytes: request.max_bytes.max(0) as usize,
+            reader: Reader::of(request),
+        }
+    }
+
+    /// How many bytes partition `p` may take after what was `gathered`, or `None` when
+    /// it may take no records.
+    fn limit<P>(&self, p: &FetchPartition, gathered: &Gathered<P>) -> Option<usize> {
+        let left = self.max_bytes.saturating_sub(gathered.bytes);
+        let limit = (p.partition_max_bytes.max(0) as usize).min(left);
+        // KIP-74: the first non-empty partition may exceed the budget by one batch.
+        (limit > 0 || gathered.bytes == 0).then_some(limit)
+    }
 }
 
 /// Who reads: a consumer at an isolation level, or a follower copying the log.
@@ -287,13 +354,24 @@ struct Reader {
     follower: bool,
 }
 
+impl Reader {
+    fn of(request: &FetchRequest) -> Reader {
+        Reader {
+            isolation_level: request.isolation_level,
+            follower: request.replica_id.0 >= 0 || request.replica_state.replica_id.0 >= 0,
+        }
+    }
+}
+
+/// Reads partition `request.partition` of `topic`, which is `held` (`None` when the node
+/// does not hold it), taking no records without a `limit`.
 fn read_partition(
     ctx: &RequestContext<'_>,
     topic: &str,
     request: &FetchPartition,
     reader: Reader,
-    limit: usize,
-    may_read: bool,
+    limit: Option<usize>,
+    held: Option<&MirrorPartition>,
 ) -> FetchPartitionParts {
     let mut part = FetchPartitionParts {
         partition_index: request.partition,
@@ -306,7 +384,7 @@ fn read_partition(
         part.log_start_offset = -1;
         return part;
     }
-    let Some(mirror) = ctx.store.partition(topic, request.partition) else {
+    let Some(mirror) = held else {
         part.error_code = super::offline::partition_code(&ctx.store, topic, request.partition);
         return part;
     };
@@ -336,9 +414,9 @@ fn read_partition(
     // like Kafka's, it is never above the high watermark.
     part.last_stable_offset = log.last_stable_offset().min(high_watermark);
     part.log_start_offset = log.log_start_offset();
-    if !may_read {
+    let Some(limit) = limit else {
         return part;
-    }
+    };
     let visible = match reader.follower {
         true => i64::MAX,
         false => high_watermark,

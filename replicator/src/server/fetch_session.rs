@@ -2,12 +2,15 @@
 //!
 //! A full Fetch with `(session_id 0, epoch 0)` creates a session holding the requested
 //! partitions with the parameters each was asked for. Later requests of that session name
-//! only partitions whose parameters changed, plus the ones to forget; the node reads every
-//! session partition and answers only those with news: records, a moved high watermark,
-//! last stable offset or log start, or an error. An idle client with thousands of
-//! partitions then costs a request and a response of a few bytes per long poll, and no
-//! read at all: a read that found nothing is remembered with the node's change count
-//! ([`IdleScan`]), and is not repeated until something changed.
+//! only partitions whose parameters changed, plus the ones to forget; the node answers only
+//! partitions with news: records, a moved high watermark, last stable offset or log start,
+//! or an error. An idle client with thousands of partitions then costs a request and a
+//! response of a few bytes per long poll, and no read at all: a read that found nothing is
+//! remembered with the node's change count ([`IdleScan`]), and is not repeated until
+//! something changed. A busy one costs a read of the partitions that may have news only:
+//! a partition whose last read had nothing to tell is remembered with its own change
+//! count, and is read again once that count moves, its parameters change, or anything
+//! the whole read depends on ([`ReadInputs`]) does.
 //!
 //! The cache holds at most `slots` sessions (Kafka's
 //! `max.incremental.fetch.session.cache.slots`). A new session that finds it full evicts
@@ -22,6 +25,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, ForgottenTopic};
 use shadowlink_protocol::fetch::FetchPartitionParts;
 
 use crate::authz::Grants;
+use crate::mirror::MirrorPartition;
 use crate::topic_partition::TopicPartition;
 
 /// What a request's `(session_id, session_epoch)` asks for (KIP-227).
@@ -65,7 +69,7 @@ pub enum SessionError {
 }
 
 /// A session partition: the parameters last requested and what the node last answered.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CachedPartition {
     pub key: TopicPartition,
     pub params: FetchPartition,
@@ -73,6 +77,22 @@ pub struct CachedPartition {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
+    /// The partition as last looked up, valid while the session's [`ReadInputs`] are.
+    held: Option<Arc<MirrorPartition>>,
+    /// The partition's change count before its last read, when that read had nothing to
+    /// tell the client: no records (though it could read some), no error, no moved offset.
+    quiet_at: Option<u64>,
+}
+
+impl std::fmt::Debug for CachedPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedPartition")
+            .field("key", &self.key)
+            .field("high_watermark", &self.high_watermark)
+            .field("held", &self.held.is_some())
+            .field("quiet_at", &self.quiet_at)
+            .finish()
+    }
 }
 
 impl CachedPartition {
@@ -83,7 +103,29 @@ impl CachedPartition {
             high_watermark: -1,
             last_stable_offset: -1,
             log_start_offset: -1,
+            held: None,
+            quiet_at: None,
         }
+    }
+
+    /// The partition as last looked up, if it was found.
+    pub fn held(&self) -> Option<&Arc<MirrorPartition>> {
+        self.held.as_ref()
+    }
+
+    /// Whether another read would find what the last one did, which had nothing to tell.
+    pub fn is_quiet(&self) -> bool {
+        match (&self.held, self.quiet_at) {
+            (Some(partition), Some(at)) => partition.changes() == at,
+            _ => false,
+        }
+    }
+
+    /// Records a read of `held` (`None` when it is missing): `quiet_at` is its change
+    /// count taken before the read if the read had nothing to tell, else `None`.
+    pub fn read(&mut self, held: Option<Arc<MirrorPartition>>, quiet_at: Option<u64>) {
+        self.quiet_at = held.as_ref().and(quiet_at);
+        self.held = held;
     }
 
     /// Whether an incremental response must carry `part`: Kafka's
@@ -112,6 +154,21 @@ impl CachedPartition {
     }
 }
 
+/// What a read of any session partition depends on besides that partition itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadInputs {
+    /// Read committed stops at the last stable offset, read uncommitted at the end.
+    pub isolation_level: i8,
+    /// A follower reads past the high watermark.
+    pub follower: bool,
+    /// Which partitions this node leads, and their high watermarks, in a cluster.
+    pub cluster_generation: Option<u64>,
+    /// Which topics the client may read.
+    pub grants: Grants,
+    /// [`crate::mirror::Store::topology`]: partitions held from a lookup are current.
+    pub topology: u64,
+}
+
 /// A read of every session partition that found no records and no error, and what it
 /// depended on besides the partitions' logs. While all of it is the same, and the session
 /// is asked for nothing new, another read would find the same: every answer it would
@@ -120,12 +177,7 @@ impl CachedPartition {
 pub struct IdleScan {
     /// [`crate::mirror::Store::changes`] taken before the read.
     pub changes: u64,
-    /// Read committed stops at the last stable offset, read uncommitted at the end.
-    pub isolation_level: i8,
-    /// Which partitions this node leads, in a cluster.
-    pub cluster_generation: Option<u64>,
-    /// Which topics the client may read.
-    pub grants: Grants,
+    pub inputs: ReadInputs,
 }
 
 /// One client's session: its partitions in a stable order and the next epoch expected.
@@ -141,6 +193,8 @@ pub struct Session {
     last_used: Instant,
     /// The last read, if it found nothing and the partitions have not changed since.
     idle: Option<IdleScan>,
+    /// What the partitions' `held` and `quiet_at` were recorded under.
+    inputs: Option<ReadInputs>,
 }
 
 impl Session {
@@ -153,6 +207,7 @@ impl Session {
             rotation: 0,
             last_used: Instant::now(),
             idle: None,
+            inputs: None,
         }
     }
 
@@ -167,6 +222,18 @@ impl Session {
         self.idle = idle;
     }
 
+    /// Readies the partitions for a read under `inputs`: what was recorded under other
+    /// inputs is forgotten, so every partition is looked up and read again.
+    pub fn prepare(&mut self, inputs: &ReadInputs) {
+        if self.inputs.as_ref() == Some(inputs) {
+            return;
+        }
+        for p in &mut self.partitions {
+            p.read(None, None);
+        }
+        self.inputs = Some(inputs.clone());
+    }
+
     pub fn partition_count(&self) -> usize {
         self.partitions.len()
     }
@@ -175,7 +242,11 @@ impl Session {
     pub fn upsert(&mut self, key: TopicPartition, params: FetchPartition) {
         self.idle = None;
         match self.index.get(&key) {
-            Some(&i) => self.partitions[i].params = params,
+            Some(&i) => {
+                let cached = &mut self.partitions[i];
+                cached.params = params;
+                cached.quiet_at = None;
+            }
             None => {
                 self.index.insert(key.clone(), self.partitions.len());
                 self.partitions.push(CachedPartition::new(key, params));
@@ -208,17 +279,15 @@ impl Session {
             .unwrap_or(0)
     }
 
-    /// The session partitions, from where this request's read starts.
-    pub fn rotated(&self) -> impl Iterator<Item = &CachedPartition> {
-        let (front, back) = self.partitions.split_at(self.start());
-        back.iter().chain(front.iter())
+    /// The positions of the session partitions, from where this request's read starts.
+    pub fn rotated(&self) -> impl Iterator<Item = usize> {
+        let start = self.start();
+        (start..self.partitions.len()).chain(0..start)
     }
 
-    /// [`Self::rotated`], to record what the response said.
-    pub fn rotated_mut(&mut self) -> impl Iterator<Item = &mut CachedPartition> {
-        let start = self.start();
-        let (front, back) = self.partitions.split_at_mut(start);
-        back.iter_mut().chain(front.iter_mut())
+    /// The partition at `position` (see [`Self::rotated`]).
+    pub fn partition_mut(&mut self, position: usize) -> &mut CachedPartition {
+        &mut self.partitions[position]
     }
 
     /// Moves the next read's start one partition further on.
@@ -228,7 +297,7 @@ impl Session {
 }
 
 enum Slot {
-    Idle(Session),
+    Idle(Box<Session>),
     /// Lent to a request; the lease puts it back.
     Busy,
 }
@@ -302,7 +371,7 @@ impl SessionCache {
                 session.partitions[i].answered(&seed.answer);
             }
         }
-        inner.sessions.insert(id, Slot::Idle(session));
+        inner.sessions.insert(id, Slot::Idle(Box::new(session)));
         publish(&inner);
         Some(id)
     }
@@ -332,7 +401,7 @@ impl SessionCache {
         session.epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
         Ok(Lease {
             cache: self.clone(),
-            session,
+            session: *session,
         })
     }
 
@@ -383,7 +452,7 @@ impl Drop for Lease {
         session.last_used = Instant::now();
         let mut inner = self.cache.lock();
         if let Some(slot) = inner.sessions.get_mut(&session.id) {
-            *slot = Slot::Idle(session);
+            *slot = Slot::Idle(Box::new(session));
         }
     }
 }
@@ -488,13 +557,15 @@ mod tests {
             FetchPartition::default().with_fetch_offset(9),
         );
         assert_eq!(session.partition_count(), 2);
-        let offsets: Vec<(i32, i64)> = session
-            .rotated_mut()
+        let offsets: Vec<(i32, i64)> = (session.rotated())
+            .map(|i| &session.partitions[i])
             .map(|p| (p.key.partition, p.params.fetch_offset))
             .collect();
         assert_eq!(offsets, vec![(2, 9), (1, 0)]);
         session.rotate();
-        let order: Vec<i32> = session.rotated_mut().map(|p| p.key.partition).collect();
+        let order: Vec<i32> = (session.rotated())
+            .map(|i| session.partitions[i].key.partition)
+            .collect();
         assert_eq!(order, vec![1, 2]);
     }
 
