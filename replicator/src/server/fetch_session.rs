@@ -570,6 +570,46 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_partition_is_read_again_after_a_change_a_new_request_or_new_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::mirror::Store::open(dir.path(), Default::default()).unwrap();
+        let topic = (store.create_owned_topic("t", 1, Default::default(), i64::MAX)).unwrap();
+        let partition = topic.partition(0).unwrap();
+        let inputs = ReadInputs {
+            isolation_level: 0,
+            follower: false,
+            cluster_generation: None,
+            grants: Grants::everything(),
+            topology: store.topology(),
+        };
+        let key = TopicPartition::new("t", 0);
+        let mut session = Session::new(1);
+        session.upsert(key.clone(), FetchPartition::default());
+        session.prepare(&inputs);
+        let quiet_read = |session: &mut Session| {
+            let cached = session.partition_mut(0);
+            assert!(!cached.is_quiet());
+            cached.read(Some(partition.clone()), Some(partition.changes()));
+            assert!(cached.is_quiet());
+        };
+        quiet_read(&mut session);
+        assert!(partition.observe_source_epoch(4));
+        quiet_read(&mut session);
+        session.upsert(key, FetchPartition::default().with_fetch_offset(1));
+        quiet_read(&mut session);
+        session.prepare(&inputs);
+        assert!(session.partition_mut(0).is_quiet(), "the same inputs");
+        session.prepare(&ReadInputs {
+            isolation_level: 1,
+            ..inputs.clone()
+        });
+        let cached = session.partition_mut(0);
+        assert!(!cached.is_quiet() && cached.held().is_none());
+        cached.read(None, Some(partition.changes()));
+        assert!(!cached.is_quiet(), "a missing partition is always read");
+    }
+
+    #[test]
     fn news_is_records_errors_or_moved_offsets() {
         let mut cached = CachedPartition::new(TopicPartition::new("t", 0), Default::default());
         let mut part = FetchPartitionParts {
