@@ -128,28 +128,24 @@ fn append_checked_pass(dir: &Path, n: usize, sets: &[CheckedRecordSet]) -> Durat
 /// Writes `pieces` to a fresh file, one `write_all` each, after the untimed first batch
 /// the logs hold too.
 fn write_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
-    let path = dir.join(format!("raw-{n}"));
-    let mut file = std::fs::File::create(&path).expect("create");
-    file.write_all(&batch(0)).expect("write");
-    let start = Instant::now();
-    for piece in pieces {
-        file.write_all(piece).expect("write");
-    }
-    let elapsed = start.elapsed();
-    drop(file);
-    let _ = std::fs::remove_file(&path);
-    elapsed
+    plain_write_pass(dir, n, pieces, false)
 }
 
 /// Like [`write_pass`], with CRC-32C computed over each piece just before its write: the
 /// least an append that checks CRCs before it writes can cost.
 fn crc_write_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
+    plain_write_pass(dir, n, pieces, true)
+}
+
+fn plain_write_pass(dir: &Path, n: usize, pieces: &[Bytes], hash: bool) -> Duration {
     let path = dir.join(format!("raw-{n}"));
     let mut file = std::fs::File::create(&path).expect("create");
     file.write_all(&batch(0)).expect("write");
     let start = Instant::now();
     for piece in pieces {
-        black_box(shadowlink_protocol::batch::crc32c(piece));
+        if hash {
+            black_box(shadowlink_protocol::batch::crc32c(piece));
+        }
         file.write_all(piece).expect("write");
     }
     let elapsed = start.elapsed();
