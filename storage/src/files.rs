@@ -178,21 +178,19 @@ impl FileCache {
     }
 
     fn touch(&self, id: u64) -> Option<Arc<File>> {
-        let mut state = self.state();
-        let clock = state.clock;
+        let mut guard = self.state();
+        let state = &mut *guard;
         let open = state.open.get_mut(&id)?;
-        let (file, previous) = (open.file.clone(), open.last_use);
+        let previous = open.last_use;
         // Already the most recent use (a log appending to its active segment over and
         // over): the LRU order stands as it is.
-        if previous == clock {
-            return Some(file);
+        if previous != state.clock {
+            state.clock += 1;
+            open.last_use = state.clock;
+            state.lru.remove(&previous);
+            state.lru.insert(state.clock, id);
         }
-        let tick = state.tick();
-        let open = state.open.get_mut(&id)?;
-        open.last_use = tick;
-        state.lru.remove(&previous);
-        state.lru.insert(tick, id);
-        Some(file)
+        Some(open.file.clone())
     }
 
     /// Drops the cached descriptor of `id`, if any, without syncing it: its file was

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use shadowlink_benches::free_recently;
 
 /// Chunk of each `write`: large enough that the syscall count does not matter.
 const CHUNK: usize = 1 << 20;
@@ -19,7 +20,7 @@ pub struct PlainWrites {
 }
 
 /// Writes `bytes` into a new file, once left to the page cache and once with
-/// `fdatasync`, each right after [`free_recently`] as each mirror run is (the first write
+/// `fdatasync`, each right after `free_recently` as each mirror run is (the first write
 /// into a full page cache pays for reclaiming it, and one into memory the host took back
 /// pays for faulting it in).
 pub fn measure(dir: &Path, bytes: u64, sync_interval: Duration) -> Result<PlainWrites> {
@@ -31,16 +32,6 @@ pub fn measure(dir: &Path, bytes: u64, sync_interval: Duration) -> Result<PlainW
         page_cache,
         fdatasync,
     })
-}
-
-/// Writes and deletes a file of `bytes` under `dir`, so that the next step draws on memory
-/// the guest has just freed. A virtual machine whose balloon reports free pages to the
-/// host has to fault pages freed more than about two seconds earlier back in from the
-/// host, which slows a page-cache write by up to five times; every measured step comes
-/// right after this, so all of them start from the same memory state.
-pub fn free_recently(dir: &Path, bytes: u64) -> Result<()> {
-    write_file(&dir.join("scratch"), bytes + bytes / 4, None)?;
-    Ok(())
 }
 
 /// With `sync_interval`, `fdatasync` runs after the first write that comes that long after

@@ -125,7 +125,7 @@ fn bench(args: &Args) -> Result<()> {
         report.plain(plain);
         let mut run = |case: Case, measure: &dyn Fn() -> Result<runs::Measured>| -> Result<()> {
             settle()?;
-            disk::free_recently(scratch.path(), stored)?;
+            shadowlink_benches::free_recently(scratch.path(), stored)?;
             let measured = measure().with_context(|| format!("{case:?}"))?;
             report.add(round, case, measured);
             Ok(())

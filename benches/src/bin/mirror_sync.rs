@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
-use shadowlink_benches::{load_average, print_command_and_machine};
+use shadowlink_benches::{free_recently, load_average, print_command_and_machine};
 use shadowlink_protocol::batch::testing::build_stamped_batch;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::{shadowlink_bin, Node, NodeConfig};
@@ -108,7 +108,7 @@ fn main() -> Result<()> {
             let prepare = || -> Result<()> {
                 sync();
                 if args.memory == Memory::Warm {
-                    plain_write(scratch.path(), bytes + bytes / 4, None)?;
+                    free_recently(scratch.path(), bytes)?;
                 }
                 Ok(())
             };

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use rustix::pipe::SpliceFlags;
-use shadowlink_benches::{load_average, print_command_and_machine};
+use shadowlink_benches::{free_recently, load_average, print_command_and_machine};
 
 const CHUNK: usize = 1 << 20;
 /// Longer than the kernel's page-reporting delay (two seconds).
@@ -57,11 +57,8 @@ enum Variant {
     ZeroCopy,
 }
 
-const VARIANTS: [(Variant, &str); 3] = [
-    (Variant::PlainWrite, "plain_write"),
-    (Variant::Copy, "copy"),
-    (Variant::ZeroCopy, "zero_copy"),
-];
+/// In the order of the table's columns.
+const VARIANTS: [Variant; 3] = [Variant::PlainWrite, Variant::Copy, Variant::ZeroCopy];
 
 fn main() -> Result<()> {
     let args: Args = clap::Parser::parse();
@@ -74,8 +71,11 @@ fn main() -> Result<()> {
     for round in 1..=args.rounds {
         for (state, pause) in [("warm", None), ("cold", Some(COLD_PAUSE))] {
             let mut rates = Vec::new();
-            for (variant, _) in VARIANTS {
-                free_recently(dir.path(), bytes + bytes / 4, pause)?;
+            for variant in VARIANTS {
+                free_recently(dir.path(), bytes as u64)?;
+                if let Some(pause) = pause {
+                    std::thread::sleep(pause);
+                }
                 let took = run(variant, dir.path(), &source, bytes)?;
                 rates.push(bytes as f64 / took.as_secs_f64());
             }
@@ -108,24 +108,15 @@ fn source_file(dir: &Path, bytes: usize) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Writes and deletes a scratch file of `bytes`, then waits `pause` if given.
-fn free_recently(dir: &Path, bytes: usize, pause: Option<Duration>) -> Result<()> {
-    plain_write(dir, bytes, "scratch")?;
-    if let Some(pause) = pause {
-        std::thread::sleep(pause);
-    }
-    Ok(())
-}
-
 fn run(variant: Variant, dir: &Path, source: &Path, bytes: usize) -> Result<Duration> {
     match variant {
-        Variant::PlainWrite => plain_write(dir, bytes, "plain"),
+        Variant::PlainWrite => plain_write(dir, bytes),
         Variant::Copy | Variant::ZeroCopy => transfer(variant, dir, source, bytes),
     }
 }
 
-fn plain_write(dir: &Path, bytes: usize, name: &str) -> Result<Duration> {
-    let path = dir.join(name);
+fn plain_write(dir: &Path, bytes: usize) -> Result<Duration> {
+    let path = dir.join("plain");
     let chunk = vec![0x5au8; CHUNK];
     let file = File::create(&path)?;
     let started = Instant::now();
