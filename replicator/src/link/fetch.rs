@@ -20,6 +20,25 @@ use crate::tls::ClientTls;
 
 /// How long the source may hold a fetch open waiting for data.
 const MAX_WAIT_MS: i32 = 500;
+/// How long it may hold one while a partition it leads sits out because its writer is
+/// behind: that partition can only be fetched once this request is answered, and one
+/// request of caught-up partitions must not keep it waiting for a whole long poll.
+const WAIT_WHILE_A_WRITER_IS_BEHIND_MS: i32 = 10;
+/// The wait of a request sent while others are out, for partitions that had records:
+/// short, as it must not hold up the requests behind it on the connection, and not zero,
+/// which some Kafka-API brokers take as no deadline at all.
+const PIPELINED_WAIT_MS: i32 = 1;
+
+/// The source's wait for data for a request to a broker: `long_poll`, the request goes
+/// alone and may wait; `writer_behind`, a partition the broker leads waits on its
+/// writer's queue.
+pub(super) fn max_wait_ms(long_poll: bool, writer_behind: bool) -> i32 {
+    match (long_poll, writer_behind) {
+        (false, _) => PIPELINED_WAIT_MS,
+        (true, true) => WAIT_WHILE_A_WRITER_IS_BEHIND_MS,
+        (true, false) => MAX_WAIT_MS,
+    }
+}
 
 /// A finished Fetch round trip.
 pub struct FetchOutcome {
@@ -144,6 +163,7 @@ impl LinkRunner {
         crate::metrics::fetch_round_trip(self.name(), outcome.elapsed.as_secs_f64());
         let broker = self.brokers.entry(outcome.broker).or_default();
         broker.in_flight = broker.in_flight.saturating_sub(1);
+        broker.long_poll &= broker.in_flight > 0;
         for key in &outcome.keys {
             if let Some(s) = self.partitions.get_mut(key) {
                 s.in_flight = false;
@@ -312,6 +332,7 @@ impl LinkRunner {
         // A byte damaged on the way must never reach the log, where it would be served
         // as the source's data: the CRCs are checked here, once.
         let fetched = CheckedRecordSet::check(&records, fetch_offset);
+        state.caught_up = fetched.set.is_none();
         if let Some(set) = fetched.set {
             state.next_offset = Some(set.next_offset());
             state.last_fetched_epoch = set.last_epoch();

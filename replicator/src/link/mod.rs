@@ -47,6 +47,9 @@ struct PartitionState {
     /// Leader epoch of the newest batch fetched, for divergence detection (KIP-320).
     last_fetched_epoch: i32,
     in_flight: bool,
+    /// Its last fetch brought no records, or it was not fetched yet: a request for it
+    /// may have to wait at the source for data (a long poll).
+    caught_up: bool,
     backoff: Backoff,
     /// Offset of a batch that arrived corrupt and is being fetched again, so the fault
     /// and its end are each logged once.
@@ -158,6 +161,9 @@ pub struct LinkRunner {
 #[derive(Default)]
 struct BrokerState {
     in_flight: usize,
+    /// The request out may wait at the source for data. A broker answers one
+    /// connection's requests in order, so nothing is sent behind it until it answers.
+    long_poll: bool,
     backoff: Option<Backoff>,
 }
 
@@ -429,6 +435,7 @@ impl LinkRunner {
                     leader_epoch: p.leader_epoch,
                     last_fetched_epoch: -1,
                     in_flight: false,
+                    caught_up: true,
                     backoff: Backoff::new(),
                     corrupt_at: None,
                     absent: false,

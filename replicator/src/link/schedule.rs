@@ -6,14 +6,14 @@
 //! partition of a KIP-227 session that is fetched and quiet stays in the session
 //! without a visit, so an idle link's next request costs nothing per partition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::FetchRequest;
 
-use super::fetch::{group_in_order, topic_name, FetchOutcome};
+use super::fetch::{group_in_order, max_wait_ms, topic_name, FetchOutcome};
 use super::session::Planned;
 use super::writer::WRITER_QUEUE;
 use super::{LinkRunner, TopicPartition};
@@ -35,6 +35,7 @@ impl LinkRunner {
         };
         let mut ready: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         let mut joined = BTreeMap::<i32, Vec<_>>::new();
+        let mut behind = BTreeSet::new();
         for key in keys {
             match self.examine(&key, now) {
                 Examined::Session {
@@ -43,14 +44,17 @@ impl LinkRunner {
                 } => joined.entry(broker).or_default().push(key),
                 Examined::Session { .. } | Examined::Idle => {}
                 Examined::Ready(broker) => ready.entry(broker).or_default().push(key),
+                Examined::WriterBehind(broker) => {
+                    behind.insert(broker);
+                }
             }
         }
         for (broker, keys) in joined {
             self.status.join_session(broker, &keys, now);
         }
-        let mut requests = self.session_fetches(now);
+        let mut requests = self.session_fetches(now, &behind);
         for (broker, keys) in ready {
-            requests.extend(self.full_fetch(broker, keys, now));
+            requests.extend(self.full_fetch(broker, keys, now, behind.contains(&broker)));
         }
         requests
     }
@@ -73,16 +77,17 @@ impl LinkRunner {
         // answers, so no two requests fetch it at once.
         let moving = state.session.filter(|b| *b != state.leader);
         let held = moving.is_some_and(|b| self.brokers.get(&b).is_some_and(|s| s.in_flight > 0));
-        let fetchable = !state.in_flight
+        let fetchable_but_for_writer = !state.in_flight
             && !state.absent
             && !state.paused
             && state.next_offset.is_some()
             && state.backoff.ready(now)
-            && capacity >= 2
             && !failed
             && !state.mirror.is_owned()
             && !held
             && self.holds(key);
+        let writer_behind = fetchable_but_for_writer && capacity < 2;
+        let fetchable = fetchable_but_for_writer && !writer_behind;
         let leader = state.leader;
         let session = fetchable && self.uses_session(leader);
         if waits || held {
@@ -110,9 +115,10 @@ impl LinkRunner {
                 joined,
             };
         }
-        match fetchable {
-            true => Examined::Ready(leader),
-            false => Examined::Idle,
+        match (fetchable, writer_behind) {
+            (true, _) => Examined::Ready(leader),
+            (false, true) => Examined::WriterBehind(leader),
+            (false, false) => Examined::Idle,
         }
     }
 
@@ -122,8 +128,13 @@ impl LinkRunner {
         std::mem::replace(&mut state.session, broker)
     }
 
-    /// The next request of every session with partitions wanted and no request out.
-    fn session_fetches(&mut self, now: Instant) -> Vec<BoxFuture<'static, FetchOutcome>> {
+    /// The next request of every session with partitions wanted and no request out;
+    /// `behind` are the brokers leading a partition whose writer is behind.
+    fn session_fetches(
+        &mut self,
+        now: Instant,
+        behind: &BTreeSet<i32>,
+    ) -> Vec<BoxFuture<'static, FetchOutcome>> {
         let brokers: Vec<i32> = self
             .sessions
             .iter()
@@ -140,33 +151,51 @@ impl LinkRunner {
                 self.refresh_soon = true;
                 continue;
             };
-            self.brokers.entry(broker).or_default().in_flight += 1;
+            let state = self.brokers.entry(broker).or_default();
+            state.in_flight += 1;
+            state.long_poll = true;
             let planned = self.sessions.entry(broker).or_default().plan();
             let epoch = planned.epoch;
-            let request = self.session_request(planned);
+            let request = self
+                .session_request(planned)
+                .with_max_wait_ms(max_wait_ms(true, behind.contains(&broker)));
             requests.push(self.send(broker, addr, Vec::new(), request, Some(epoch)));
         }
         requests
     }
 
     /// A full fetch of `keys` from `broker`, if it has a free request slot; otherwise
-    /// the keys wait for the next turn.
+    /// the keys wait for the next turn. `writer_behind`: a partition `broker` leads
+    /// waits on its writer's queue.
     fn full_fetch(
         &mut self,
         broker: i32,
         mut keys: Vec<TopicPartition>,
         now: Instant,
+        writer_behind: bool,
     ) -> Option<BoxFuture<'static, FetchOutcome>> {
         let limit = self.link.config.fetches_in_flight;
+        // Several requests go out at once only for partitions that had records last
+        // time, and with a short wait. A request that may wait for
+        // data goes alone: one queued behind it on the connection would wait out its
+        // whole long poll, and the next behind that one as long again.
+        let long_poll = keys
+            .iter()
+            .any(|k| self.partitions.get(k).is_none_or(|s| s.caught_up));
         let entry = self.brokers.entry(broker).or_default();
         let broker_ready = entry.backoff.as_ref().is_none_or(|b| b.ready(now));
+        let slot = match long_poll {
+            true => entry.in_flight == 0,
+            false => entry.in_flight < limit && !entry.long_poll,
+        };
         let addr = self.cluster.view.brokers.get(&broker).cloned();
-        let (true, Some(addr)) = (entry.in_flight < limit && broker_ready, addr) else {
+        let (true, Some(addr)) = (slot && broker_ready, addr) else {
             self.refresh_soon |= !self.cluster.view.brokers.contains_key(&broker);
             self.watched.extend(keys);
             return None;
         };
         entry.in_flight += 1;
+        entry.long_poll = long_poll;
         // A broker fills a response in request order and stops at fetch_max_bytes, so a
         // fixed order would let one busy partition starve the ones after it (KIP-74):
         // each request starts one partition further on.
@@ -174,7 +203,9 @@ impl LinkRunner {
         let len = keys.len();
         keys.rotate_left(self.fetch_rotation % len);
         crate::metrics::link_fetch_request(self.name(), "full");
-        let request = self.fetch_request(&keys);
+        let request = self
+            .fetch_request(&keys)
+            .with_max_wait_ms(max_wait_ms(long_poll, writer_behind));
         for key in &keys {
             if let Some(s) = self.partitions.get_mut(key) {
                 s.in_flight = true;
@@ -236,6 +267,9 @@ enum Examined {
     Session { broker: i32, joined: bool },
     /// Fetched by the next full fetch of this broker.
     Ready(i32),
+    /// Fetchable but for its writer's queue, which is too full to take another
+    /// response: `broker`'s next request must not hold it back for a long poll.
+    WriterBehind(i32),
     /// Not fetchable now.
     Idle,
 }
@@ -300,6 +334,7 @@ mod tests {
                 leader_epoch: 0,
                 last_fetched_epoch: -1,
                 in_flight: false,
+                caught_up: true,
                 backoff: Backoff::new(),
                 corrupt_at: None,
                 absent: false,
