@@ -5,12 +5,14 @@
 //! (v12, with Kafka's KIP-320 divergence check) from logs the test edits while it runs.
 //! Started with a session lifetime, it also wants SASL/PLAIN logins (any credentials)
 //! and, as Kafka with `connections.max.reauth.ms` (KIP-368), closes a connection whose
-//! session has expired at its next request.
+//! session has expired at its next request. It offers no fetch sessions (KIP-227).
+//! With long polls on, it holds a Fetch that finds no records for its `max_wait_ms`,
+//! and, as any broker, answers one connection's requests in order.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -138,6 +140,15 @@ pub struct FakeBroker {
     pub addr: SocketAddr,
     topics: Arc<Mutex<FakeTopics>>,
     logins: Arc<AtomicUsize>,
+    polls: Arc<LongPolls>,
+}
+
+/// Long polls: whether the fake holds empty fetches, and what it saw while it did.
+#[derive(Default)]
+struct LongPolls {
+    on: AtomicBool,
+    held: AtomicUsize,
+    queued_behind: AtomicUsize,
 }
 
 impl FakeBroker {
@@ -152,23 +163,42 @@ impl FakeBroker {
         let addr = listener.local_addr()?;
         let topics = Arc::new(Mutex::new(topics));
         let logins = Arc::new(AtomicUsize::new(0));
-        let (shared, counted) = (topics.clone(), logins.clone());
+        let polls = Arc::new(LongPolls::default());
+        let (shared, counted, watched) = (topics.clone(), logins.clone(), polls.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                let (topics, logins) = (shared.clone(), counted.clone());
+                let (topics, logins, polls) = (shared.clone(), counted.clone(), watched.clone());
                 let sasl = session.map(|lifetime| Session {
                     lifetime,
                     expires: None,
                     logins,
                 });
-                std::thread::spawn(move || serve(stream, addr, topics, sasl));
+                std::thread::spawn(move || serve(stream, addr, topics, sasl, &polls));
             }
         });
         Ok(FakeBroker {
             addr,
             topics,
             logins,
+            polls,
         })
+    }
+
+    /// From now on, holds a Fetch that finds no records for its `max_wait_ms` (at most
+    /// a second), as Kafka holds one until data arrives or the wait ends.
+    pub fn hold_empty_fetches(&self) {
+        self.polls.on.store(true, Ordering::SeqCst);
+    }
+
+    /// Fetches held so far.
+    pub fn fetches_held(&self) -> usize {
+        self.polls.held.load(Ordering::SeqCst)
+    }
+
+    /// Requests that were already waiting on their connection when a fetch held for a
+    /// long poll (100 ms or more) was answered: each of them waited out that whole poll.
+    pub fn queued_behind_held_fetches(&self) -> usize {
+        self.polls.queued_behind.load(Ordering::SeqCst)
     }
 
     /// SASL logins so far, over all connections.
@@ -222,6 +252,7 @@ fn serve(
     addr: SocketAddr,
     topics: Arc<Mutex<FakeTopics>>,
     mut session: Option<Session>,
+    polls: &LongPolls,
 ) {
     loop {
         let mut size = [0u8; 4];
@@ -235,11 +266,20 @@ fn serve(
         let Ok((header, body)) = parse_header(&Bytes::from(frame)) else {
             return;
         };
-        let reply = match session.as_mut().map_or(Ok(None), |s| s.handle(&header)) {
-            Ok(Some(reply)) => Some(reply),
-            Ok(None) => answer(&header, body, addr, &topics.lock().unwrap()),
+        let (reply, hold_ms) = match session.as_mut().map_or(Ok(None), |s| s.handle(&header)) {
+            Ok(Some(reply)) => (Some(reply), 0),
+            Ok(None) => {
+                let long_polls = polls.on.load(Ordering::SeqCst);
+                match answer(&header, body, addr, &topics.lock().unwrap(), long_polls) {
+                    Some((frame, hold_ms)) => (Some(frame), hold_ms),
+                    None => (None, 0),
+                }
+            }
             Err(()) => return,
         };
+        if hold_ms > 0 {
+            polls.hold(hold_ms, &stream);
+        }
         match reply {
             Some(bytes) if stream.write_all(&bytes).is_ok() => {}
             _ => return,
@@ -251,13 +291,16 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
+/// The response frame, and how long to hold it (a long poll that found no records).
 fn answer(
     header: &RequestHeader,
     body: Bytes,
     addr: SocketAddr,
     topics: &FakeTopics,
-) -> Option<Bytes> {
+    long_polls: bool,
+) -> Option<(Bytes, i32)> {
     let (v, corr) = (header.api_version, header.correlation_id);
+    let mut hold_ms = 0;
     let frame = match header.api_key {
         ApiKey::ApiVersions => {
             let keys = [
@@ -300,11 +343,15 @@ fn answer(
         }
         ApiKey::Fetch => {
             let r: FetchRequest = decode_body(header, body).ok()?;
-            encode_response(ApiKey::Fetch, v, corr, &fetch(&r, topics))
+            let response = fetch(&r, topics);
+            if long_polls && no_records(&response) {
+                hold_ms = r.max_wait_ms.clamp(0, 1_000);
+            }
+            encode_response(ApiKey::Fetch, v, corr, &response)
         }
         _ => return None,
     };
-    frame.ok()
+    frame.ok().map(|f| (f, hold_ms))
 }
 
 fn metadata(addr: SocketAddr, topics: &FakeTopics, version: i16) -> MetadataResponse {
@@ -388,6 +435,27 @@ fn list_offsets(
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+impl LongPolls {
+    /// Holds a fetch on `stream`, then counts a request already waiting behind it.
+    fn hold(&self, ms: i32, stream: &TcpStream) {
+        self.held.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(ms as u64));
+        let _ = stream.set_nonblocking(true);
+        let long = ms >= 100;
+        if long && stream.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0) {
+            self.queued_behind.fetch_add(1, Ordering::SeqCst);
+        }
+        let _ = stream.set_nonblocking(false);
+    }
+}
+
+fn no_records(response: &FetchResponse) -> bool {
+    let partitions = response.responses.iter().flat_map(|t| &t.partitions);
+    partitions
+        .into_iter()
+        .all(|p| p.records.as_ref().is_none_or(|r| r.is_empty()))
 }
 
 fn fetch(request: &FetchRequest, topics: &FakeTopics) -> FetchResponse {

@@ -248,3 +248,44 @@ fn the_node_reports_a_leader_epoch_never_below_the_source() -> Result<()> {
     )?;
     Ok(())
 }
+
+/// A source without fetch sessions holds a fetch that finds nothing for its whole wait,
+/// and answers a connection's requests in order. A partition held back by errors comes
+/// back while the link long-polls a caught-up one: the rest of it must not wait out one
+/// long poll per response.
+#[test]
+fn a_partition_catching_up_does_not_queue_behind_long_polls_for_a_caught_up_one() -> Result<()> {
+    let value = vec![b'v'; 1_100];
+    let backlog: Vec<Bytes> = (0..30)
+        .map(|o| build_batch(o, 0, &[(None, Some(value.as_slice()))], 1_000 + o))
+        .collect();
+    let source = FakeBroker::start(BTreeMap::from([
+        (
+            "a_backlog".to_string(),
+            vec![FakeLog {
+                batches: backlog.clone(),
+                fetch_error: 6, // NOT_LEADER_OR_FOLLOWER
+                ..FakeLog::default()
+            }],
+        ),
+        ("a_quiet".to_string(), log(Vec::new())),
+    ]))?;
+    source.hold_empty_fetches();
+    // One batch per response: partition_max_bytes is below a batch (KIP-74).
+    let config = NodeConfig::linked_to(source.addr).link(|l| l.partition_max_bytes(1024));
+    let node = Node::start(&config)?;
+    eventually(Duration::from_secs(30), || {
+        Ok((source.fetches_held() >= 2).then_some(()))
+    })?;
+    source.edit(|t| t.get_mut("a_backlog").unwrap()[0].fetch_error = 0);
+    let cleared = std::time::Instant::now();
+    eventually(Duration::from_secs(60), || {
+        mirrored(&node, "a_backlog", &backlog)
+    })?;
+    // Its retry waits out at most one backoff (under 2 s here) and one long poll;
+    // queued behind long polls, its 30 responses took 15 s.
+    let took = cleared.elapsed();
+    assert!(took < Duration::from_secs(8), "caught up in {took:?}");
+    assert_eq!(source.queued_behind_held_fetches(), 0);
+    Ok(())
+}
