@@ -59,8 +59,9 @@ pub struct LinkConfig {
     /// Upper bound per partition in one fetch response (1 MiB unless set).
     #[serde(default)]
     pub partition_max_bytes: Option<i32>,
-    /// Fetch requests outstanding at once per source broker without a fetch session; a
-    /// session has one request at a time (KIP-227).
+    /// Fetch requests outstanding at once per source broker without a fetch session, for
+    /// partitions that had records last time. A request that may wait for data goes
+    /// alone, and a session has one request at a time (KIP-227).
     #[serde(default = "default_fetches_in_flight")]
     pub fetches_in_flight: usize,
     #[serde(default = "default_client_id")]

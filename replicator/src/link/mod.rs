@@ -2,7 +2,8 @@
 //!
 //! One task per link owns all fetch state, so no locks guard offsets: it refreshes
 //! metadata on a timer, keeps up to `fetches_in_flight` Fetch requests outstanding per
-//! source broker, and hands fetched bytes to per-partition writers.
+//! source broker (one while a request may wait for data, since a broker answers a
+//! connection's requests in order), and hands fetched bytes to per-partition writers.
 
 mod compaction;
 mod configs;
