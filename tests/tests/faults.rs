@@ -255,10 +255,7 @@ fn the_node_reports_a_leader_epoch_never_below_the_source() -> Result<()> {
 /// long poll per response.
 #[test]
 fn a_partition_catching_up_does_not_queue_behind_long_polls_for_a_caught_up_one() -> Result<()> {
-    let value = vec![b'v'; 1_100];
-    let backlog: Vec<Bytes> = (0..30)
-        .map(|o| build_batch(o, 0, &[(None, Some(value.as_slice()))], 1_000 + o))
-        .collect();
+    let backlog = backlog(30);
     let source = FakeBroker::start(BTreeMap::from([
         (
             "a_backlog".to_string(),
@@ -282,10 +279,46 @@ fn a_partition_catching_up_does_not_queue_behind_long_polls_for_a_caught_up_one(
     eventually(Duration::from_secs(60), || {
         mirrored(&node, "a_backlog", &backlog)
     })?;
-    // Its retry waits out at most one backoff (under 2 s here) and one long poll;
-    // queued behind long polls, its 30 responses took 15 s.
+    // Its retry waits out at most one backoff (under 2 s here) and one long poll, about
+    // 0.5 s in all here; queued behind long polls, its 30 responses took 15 s.
     let took = cleared.elapsed();
     assert!(took < Duration::from_secs(8), "caught up in {took:?}");
     assert_eq!(source.queued_behind_held_fetches(), 0);
     Ok(())
+}
+
+/// A partition with a slow disk sits out of fetches while its writer's queue is full; the
+/// long poll for the caught-up rest of its broker must not keep it out for the whole
+/// wait each time the queue drains.
+#[test]
+fn a_partition_whose_writer_is_behind_is_not_kept_out_by_a_long_poll() -> Result<()> {
+    let backlog = backlog(80);
+    let source = FakeBroker::start(BTreeMap::from([
+        ("a_backlog".to_string(), log(backlog.clone())),
+        ("a_quiet".to_string(), log(Vec::new())),
+    ]))?;
+    source.hold_empty_fetches();
+    let config = NodeConfig::linked_to(source.addr)
+        .persist("always")
+        .fault_fsync_delay(Duration::from_millis(20))
+        .link(|l| l.partition_max_bytes(1024));
+    let node = Node::start(&config)?;
+    let started = std::time::Instant::now();
+    eventually(Duration::from_secs(60), || {
+        mirrored(&node, "a_backlog", &backlog)
+    })?;
+    // 80 fsyncs of 20 ms take about 1.8 s here; kept out for a 500 ms long poll each
+    // time its queue of 4 drained, the partition took nearly 10 s.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "caught up in {took:?}");
+    Ok(())
+}
+
+/// `n` batches of one 1.1 KB record: one per fetch response when `partition_max_bytes`
+/// is 1024 (KIP-74).
+fn backlog(n: i64) -> Vec<Bytes> {
+    let value = vec![b'v'; 1_100];
+    (0..n)
+        .map(|o| build_batch(o, 0, &[(None, Some(value.as_slice()))], 1_000 + o))
+        .collect()
 }

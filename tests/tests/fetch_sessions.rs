@@ -523,3 +523,36 @@ fn a_log_start_moved_by_retention_is_answered_to_a_quiet_session() -> Result<()>
     assert!(partition == 0 && log_start > 0 && bytes == 0, "{moved:?}");
     Ok(())
 }
+
+/// A partition with a slow disk leaves its session while its writer's queue is full; the
+/// session's long poll for the caught-up rest must not keep it out for the whole wait each
+/// time the queue drains.
+#[test]
+fn a_session_long_poll_does_not_keep_out_a_partition_whose_writer_is_behind() -> Result<()> {
+    let source = Node::start(&NodeConfig::owner().topic("a_busy", 1).topic("a_quiet", 1))?;
+    // 80 batches of one 1.1 KB record: one per response with partition_max_bytes 1024.
+    let produced = [
+        &source.kafka.to_string(),
+        "a_busy",
+        "80",
+        "--value-bytes",
+        "1100",
+        "--batch-size",
+        "1",
+    ];
+    shadowlink_tests::python("produce.py", &produced)?;
+    let config = NodeConfig::linked_to(source.kafka)
+        .admin()
+        .persist("always")
+        .fault_fsync_delay(Duration::from_millis(20))
+        .link(|l| l.partition_max_bytes(1024));
+    let mirror = Node::start(&config)?;
+    let started = std::time::Instant::now();
+    wait_identical(source.kafka, mirror.kafka, "a_busy", 1)?;
+    // 80 fsyncs of 20 ms take about 1.8 s here; kept out for a 500 ms long poll each
+    // time its queue of 4 drained, the partition took nearly 10 s.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "caught up in {took:?}");
+    assert!(link_requests(&mirror, "incremental")? > 0.0);
+    Ok(())
+}
