@@ -275,13 +275,9 @@ fn a_partition_catching_up_does_not_queue_behind_long_polls_for_a_caught_up_one(
         Ok((source.fetches_held() >= 2).then_some(()))
     })?;
     source.edit(|t| t.get_mut("a_backlog").unwrap()[0].fetch_error = 0);
-    let cleared = std::time::Instant::now();
-    eventually(Duration::from_secs(60), || {
-        mirrored(&node, "a_backlog", &backlog)
-    })?;
     // Its retry waits out at most one backoff (under 2 s here) and one long poll, about
     // 0.5 s in all here; queued behind long polls, its 30 responses took 15 s.
-    let took = cleared.elapsed();
+    let took = time_to_mirror(&node, "a_backlog", &backlog)?;
     assert!(took < Duration::from_secs(8), "caught up in {took:?}");
     assert_eq!(source.queued_behind_held_fetches(), 0);
     Ok(())
@@ -303,13 +299,9 @@ fn a_partition_whose_writer_is_behind_is_not_kept_out_by_a_long_poll() -> Result
         .fault_fsync_delay(Duration::from_millis(20))
         .link(|l| l.partition_max_bytes(1024));
     let node = Node::start(&config)?;
-    let started = std::time::Instant::now();
-    eventually(Duration::from_secs(60), || {
-        mirrored(&node, "a_backlog", &backlog)
-    })?;
     // 80 fsyncs of 20 ms take about 1.8 s here; kept out for a 500 ms long poll each
     // time its queue of 4 drained, the partition took nearly 10 s.
-    let took = started.elapsed();
+    let took = time_to_mirror(&node, "a_backlog", &backlog)?;
     assert!(took < Duration::from_secs(5), "caught up in {took:?}");
     Ok(())
 }
@@ -321,4 +313,11 @@ fn backlog(n: i64) -> Vec<Bytes> {
     (0..n)
         .map(|o| build_batch(o, 0, &[(None, Some(value.as_slice()))], 1_000 + o))
         .collect()
+}
+
+/// How long from now until `node` mirrors `batches` of `topic`.
+fn time_to_mirror(node: &Node, topic: &str, batches: &[Bytes]) -> Result<Duration> {
+    let started = std::time::Instant::now();
+    eventually(Duration::from_secs(60), || mirrored(node, topic, batches))?;
+    Ok(started.elapsed())
 }
