@@ -176,9 +176,9 @@ impl LinkRunner {
     ) -> Option<BoxFuture<'static, FetchOutcome>> {
         let limit = self.link.config.fetches_in_flight;
         // Several requests go out at once only for partitions that had records last
-        // time, and with a short wait. A request that may wait for
-        // data goes alone: one queued behind it on the connection would wait out its
-        // whole long poll, and the next behind that one as long again.
+        // time, and with a short wait. A request that may wait for data goes alone: one
+        // queued behind it on the connection would wait out its whole long poll, and the
+        // next behind that one as long again.
         let long_poll = keys
             .iter()
             .any(|k| self.partitions.get(k).is_none_or(|s| s.caught_up));
