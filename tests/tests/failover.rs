@@ -176,3 +176,29 @@ fn a_failed_over_topic_stays_writable_after_a_restart_and_the_link_leaves_it() -
     );
     Ok(())
 }
+
+#[test]
+fn a_failed_over_topic_keeps_what_its_link_last_saw_of_the_source() -> Result<()> {
+    let source = Tansu::start()?;
+    create_topic(source.addr, "a_orders", 1, &[])?;
+    produce(source.addr, "a_orders", 20, "none", 1, 0)?;
+    let config = NodeConfig::linked_to(source.addr).admin();
+    let node = Node::start(&config)?;
+    wait_identical(source.addr, node.kafka, "a_orders", 1)?;
+    let admin = node.admin.context("admin")?.to_string();
+    failover(&admin, &["--topic", "a_orders"])?;
+
+    // Several metadata refreshes pass: the link lets the topic go, and the status still
+    // shows the source's end its records at risk were measured against.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = shadowlink(&["status", "--admin", &admin, "--format", "json"])?;
+    let status: Value = serde_json::from_str(&status.stdout)?;
+    let topic = (status["links"][0]["topics"].as_array())
+        .and_then(|topics| topics.iter().find(|t| t["name"] == "a_orders"))
+        .context("a_orders in the status")?;
+    let partition = &topic["partitions"][0];
+    assert_eq!(topic["state"], "failed_over", "{topic}");
+    assert_eq!(partition["src_hwm"], 20, "{partition}");
+    assert_eq!(partition["dst_hwm"], 20, "{partition}");
+    Ok(())
+}

@@ -401,6 +401,7 @@ impl LinkRunner {
             Some(existing) => match self.check_existing(&existing, &source_id, count)? {
                 Some(topic) => topic,
                 None => {
+                    self.status.hand_over(name);
                     self.partitions.retain(|key, _| key.topic != name);
                     self.reconciled.remove(name);
                     return Ok(());

@@ -13,9 +13,38 @@ pub(super) struct LinkInner {
     pub(super) since: Instant,
     pub(super) last_error: Option<(String, Instant)>,
     pub(super) partitions: BTreeMap<TopicPartition, PartitionStatus>,
+    /// What the link last saw of the partitions of topics it no longer fetches (failed
+    /// over, or failed): a failover's records at risk are measured against it, and it
+    /// may be read after the link has let the partitions go.
+    pub(super) handed_over: BTreeMap<TopicPartition, PartitionStatus>,
     pub(super) sessions: HashMap<i32, session::Vouches>,
     /// The partitions in their first sync, so progress walks those alone.
     syncing: BTreeSet<TopicPartition>,
+}
+
+impl LinkInner {
+    /// The table holding `topic`'s partitions: the handed-over one once the link has
+    /// let them go.
+    pub(super) fn tracked(&self, topic: &str) -> &BTreeMap<TopicPartition, PartitionStatus> {
+        let first = TopicPartition::new(topic, i32::MIN);
+        let handed =
+            (self.handed_over.range(first..).next()).is_some_and(|(k, _)| k.topic == topic);
+        match handed {
+            true => &self.handed_over,
+            false => &self.partitions,
+        }
+    }
+
+    /// Drops the last view of a handed-over `topic` the link fetches again.
+    fn take_back(&mut self, topic: &str) {
+        let first = TopicPartition::new(topic, i32::MIN);
+        while let Some(key) = (self.handed_over.range(&first..).next())
+            .map(|(k, _)| k.clone())
+            .filter(|k| k.topic == topic)
+        {
+            self.handed_over.remove(&key);
+        }
+    }
 }
 
 /// The live status of one link, shared by its runner and the admin listener.
@@ -35,6 +64,7 @@ impl LinkStatus {
                 since: Instant::now(),
                 last_error: None,
                 partitions: BTreeMap::new(),
+                handed_over: BTreeMap::new(),
                 sessions: HashMap::new(),
                 syncing: BTreeSet::new(),
             }),
@@ -85,6 +115,7 @@ impl LinkStatus {
         let mut inner = self.lock();
         for &key in keys {
             if !inner.partitions.contains_key(key) {
+                inner.take_back(&key.topic);
                 inner
                     .partitions
                     .insert(key.clone(), PartitionStatus::new(now));
@@ -98,6 +129,27 @@ impl LinkStatus {
         let mut inner = self.lock();
         inner.partitions.retain(|k, _| keep(k));
         inner.syncing.retain(|k| keep(k));
+    }
+
+    /// Sets aside what the link last saw of `topic`'s partitions, which it stops
+    /// fetching: no session confirms them from now on, and [`Self::retain`] keeps them.
+    pub fn hand_over(&self, topic: &str) {
+        let mut inner = self.lock();
+        let keys: Vec<TopicPartition> = (inner
+            .partitions
+            .range(TopicPartition::new(topic, i32::MIN)..))
+        .map(|(key, _)| key)
+        .take_while(|key| key.topic == topic)
+        .cloned()
+        .collect();
+        for key in keys {
+            if let Some(mut p) = inner.partitions.remove(&key) {
+                session::settle(&mut p, &inner.sessions);
+                p.session = None;
+                inner.syncing.remove(&key);
+                inner.handed_over.insert(key, p);
+            }
+        }
     }
 
     /// Records a successful fetch of `key` from `from`, which advanced the fetch position
@@ -213,6 +265,31 @@ mod tests {
         let done = link.on_fetched(&key(1), offsets(1000), 400, 1000, t2);
         assert_eq!(done, Some(Duration::from_secs(15)));
         assert!(link.progress(t2).is_empty());
+    }
+
+    #[test]
+    fn a_handed_over_topic_keeps_its_last_view_until_the_link_fetches_it_again() {
+        let link = LinkStatus::new("from-a", &[]);
+        let now = Instant::now();
+        let other = TopicPartition::new("a_other", 0);
+        link.track_all(&[&key(0), &key(1), &other]);
+        link.on_fetched(&key(0), offsets(30), 0, 20, now);
+        link.hand_over("a_big");
+        // The link's next metadata refresh names only what it still fetches.
+        assert_eq!(link.track_all(&[&other]), 1);
+        link.retain(|k| *k == other);
+        let inner = link.lock();
+        let kept = inner.tracked("a_big");
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[&key(0)].source.map(|s| s.high_watermark), Some(30));
+        assert_eq!(kept[&key(0)].fetched_to, Some(20));
+        assert!(inner.tracked("a_other").contains_key(&other));
+        drop(inner);
+        // Mirrored again (a topic demoted after a fail-back): a fresh view.
+        link.track_all(&[&key(0), &other]);
+        let inner = link.lock();
+        assert!(inner.handed_over.is_empty());
+        assert!(inner.tracked("a_big")[&key(0)].source.is_none());
     }
 
     #[test]

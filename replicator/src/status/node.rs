@@ -154,9 +154,10 @@ fn link_report(link: &LinkStatus, store: &Store, now: Instant) -> LinkReport {
         .filter(|t| t.meta().link == link.name)
         .map(|t| {
             let sync = progress.get(&t.name).copied();
-            let mut report = topic_report(&t, &inner.partitions, sync, now);
+            let tracked = inner.tracked(&t.name);
+            let mut report = topic_report(&t, tracked, sync, now);
             let lost = (inner.state == LinkState::Lost).then_some(inner.since);
-            add_unconfirmed(&mut report, &t, &inner.partitions, lost, now);
+            add_unconfirmed(&mut report, &t, tracked, lost, now);
             report
         })
         .collect();
