@@ -8,6 +8,8 @@
 //! - `copy`: the shape a node has. The sender writes from memory (a node serves Fetch
 //!   from mapped segments), the receiver `read`s into a buffer, checks CRC-32C and
 //!   `write`s it to the file: one copy on the sending side, two on the receiving one.
+//! - `sendfile_copy`: the same receiver behind a `sendfile` sender, which tells how much
+//!   of `copy`'s cost is the sending side's.
 //! - `zero_copy`: the kernel's best. The sender `sendfile`s, the receiver `splice`s the
 //!   socket through a pipe into the file, checking nothing: one copy in all, into the
 //!   page cache.
@@ -54,11 +56,17 @@ struct Args {
 enum Variant {
     PlainWrite,
     Copy,
+    SendfileCopy,
     ZeroCopy,
 }
 
 /// In the order of the table's columns.
-const VARIANTS: [Variant; 3] = [Variant::PlainWrite, Variant::Copy, Variant::ZeroCopy];
+const VARIANTS: [Variant; 4] = [
+    Variant::PlainWrite,
+    Variant::Copy,
+    Variant::SendfileCopy,
+    Variant::ZeroCopy,
+];
 
 fn main() -> Result<()> {
     let args: Args = clap::Parser::parse();
@@ -66,8 +74,8 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir_in(&args.dir)?;
     let bytes = args.mib * CHUNK;
     let source = source_file(dir.path(), bytes)?;
-    println!("| round | memory | plain_write | copy | ratio | zero_copy | ratio | load |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| round | memory | plain_write | copy | ratio | sendfile_copy | ratio | zero_copy | ratio | load |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for round in 1..=args.rounds {
         for (state, pause) in [("warm", None), ("cold", Some(COLD_PAUSE))] {
             let mut rates = Vec::new();
@@ -81,12 +89,14 @@ fn main() -> Result<()> {
             }
             let gb = |r: f64| format!("{:.2} GB/s", r / 1e9);
             println!(
-                "| {round} | {state} | {} | {} | {:.2} | {} | {:.2} | {} |",
+                "| {round} | {state} | {} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} |",
                 gb(rates[0]),
                 gb(rates[1]),
                 rates[1] / rates[0],
                 gb(rates[2]),
                 rates[2] / rates[0],
+                gb(rates[3]),
+                rates[3] / rates[0],
                 load_average()
             );
         }
@@ -111,7 +121,7 @@ fn source_file(dir: &Path, bytes: usize) -> Result<PathBuf> {
 fn run(variant: Variant, dir: &Path, source: &Path, bytes: usize) -> Result<Duration> {
     match variant {
         Variant::PlainWrite => plain_write(dir, bytes),
-        Variant::Copy | Variant::ZeroCopy => transfer(variant, dir, source, bytes),
+        _ => transfer(variant, dir, source, bytes),
     }
 }
 
@@ -136,13 +146,13 @@ fn transfer(variant: Variant, dir: &Path, source: &Path, bytes: usize) -> Result
     let addr = listener.local_addr()?;
     let file = File::open(source)?;
     let in_memory = match variant {
-        Variant::ZeroCopy => Vec::new(),
+        Variant::ZeroCopy | Variant::SendfileCopy => Vec::new(),
         _ => std::fs::read(source)?,
     };
     let sender = std::thread::spawn(move || -> Result<()> {
         let socket = TcpStream::connect(addr)?;
         match variant {
-            Variant::ZeroCopy => send_file(&socket, &file, bytes),
+            Variant::ZeroCopy | Variant::SendfileCopy => send_file(&socket, &file, bytes),
             _ => send_from_memory(socket, &in_memory),
         }
     });
