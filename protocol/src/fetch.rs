@@ -8,7 +8,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset as FetchEpochEndOffset, FetchableTopicResponse,
+    PartitionData,
 };
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::{Message, StrBytes};
@@ -58,6 +59,9 @@ pub struct FetchPartitionParts {
     /// Stored record batches, concatenated on the wire. Empty means a zero-length record
     /// set, never null: librdkafka rejects a -1 MessageSetSize.
     pub records: Vec<Bytes>,
+    /// v12+ (tagged field 0): `(epoch, end_offset)` where the fetcher's log stops
+    /// agreeing with this one, given its last fetched epoch (KIP-320).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 impl Default for FetchPartitionParts {
@@ -72,6 +76,7 @@ impl Default for FetchPartitionParts {
             aborted_transactions: Vec::new(),
             preferred_read_replica: -1,
             records: Vec::new(),
+            diverging_epoch: None,
         }
     }
 }
@@ -229,8 +234,25 @@ impl Writer {
         for chunk in p.records.iter().filter(|c| !c.is_empty()) {
             self.push_records(chunk.clone());
         }
-        self.tags();
+        match (p.diverging_epoch, self.flexible()) {
+            (None, _) => self.tags(),
+            (Some(diverging), true) => self.diverging_epoch(diverging),
+            (Some(_), false) => return Err(self.unavailable("diverging_epoch")),
+        }
         Ok(())
+    }
+
+    /// The partition's tagged fields holding only DivergingEpoch (tag 0): an
+    /// `EpochEndOffset` of epoch, end offset and its own empty tagged fields.
+    fn diverging_epoch(&mut self, (epoch, end_offset): (i32, i64)) {
+        const DIVERGING_EPOCH_TAG: u32 = 0;
+        const SIZE: u32 = 4 + 8 + 1;
+        put_uvarint(&mut self.buf, 1);
+        put_uvarint(&mut self.buf, DIVERGING_EPOCH_TAG);
+        put_uvarint(&mut self.buf, SIZE);
+        self.buf.put_i32(epoch);
+        self.buf.put_i64(end_offset);
+        self.buf.put_u8(0);
     }
 
     fn push_records(&mut self, chunk: Bytes) {
@@ -330,6 +352,14 @@ impl FetchPartitionParts {
             .with_aborted_transactions(Some(aborted.collect()))
             .with_preferred_read_replica(BrokerId(self.preferred_read_replica))
             .with_records(Some(records.freeze()))
+            .with_diverging_epoch(self.diverging_epoch.map_or_else(
+                FetchEpochEndOffset::default,
+                |(epoch, end_offset)| {
+                    FetchEpochEndOffset::default()
+                        .with_epoch(epoch)
+                        .with_end_offset(end_offset)
+                },
+            ))
     }
 }
 

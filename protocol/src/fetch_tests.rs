@@ -13,17 +13,26 @@ fn partition(version: i16) -> impl Strategy<Value = FetchPartitionParts> {
     } else {
         Just(-1).boxed()
     };
-    (any::<(i32, i16, i64, i64, i64)>(), aborted, replica, chunks).prop_map(
-        move |((index, error, hw, lso, log_start), aborted, replica, chunks)| FetchPartitionParts {
-            partition_index: index,
-            error_code: error,
-            high_watermark: hw,
-            last_stable_offset: lso,
-            // Not on the wire before v5, so it cannot survive a round trip there.
-            log_start_offset: if version >= 5 { log_start } else { -1 },
-            aborted_transactions: aborted,
-            preferred_read_replica: replica,
-            records: chunks.into_iter().map(Bytes::from).collect(),
+    let diverging = if version >= 12 {
+        prop::option::of(any::<(i32, i64)>()).boxed()
+    } else {
+        Just(None).boxed()
+    };
+    let fields = (any::<(i32, i16, i64, i64, i64)>(), aborted, replica, chunks);
+    (fields, diverging).prop_map(
+        move |(((index, error, hw, lso, log_start), aborted, replica, chunks), diverging)| {
+            FetchPartitionParts {
+                partition_index: index,
+                error_code: error,
+                high_watermark: hw,
+                last_stable_offset: lso,
+                // Not on the wire before v5, so it cannot survive a round trip there.
+                log_start_offset: if version >= 5 { log_start } else { -1 },
+                aborted_transactions: aborted,
+                preferred_read_replica: replica,
+                records: chunks.into_iter().map(Bytes::from).collect(),
+                diverging_epoch: diverging,
+            }
         },
     )
 }
@@ -165,6 +174,16 @@ fn fields_a_version_cannot_carry_are_refused() {
         err,
         EncodeError::FieldUnavailable {
             field: "preferred_read_replica",
+            ..
+        }
+    ));
+    let mut parts = sample_parts(Vec::new());
+    parts.topics[0].partitions[0].diverging_epoch = Some((2, 40));
+    let err = encode_fetch_response(11, 1, parts).unwrap_err();
+    assert!(matches!(
+        err,
+        EncodeError::FieldUnavailable {
+            field: "diverging_epoch",
             ..
         }
     ));

@@ -271,6 +271,8 @@ fn zero_copy_fetch_encoder_reproduces_captured_fetch_responses() {
                     records: BatchWalker::new(p.records.clone().unwrap_or_default())
                         .map(|b| b.unwrap().into_bytes())
                         .collect(),
+                    diverging_epoch: (p.diverging_epoch.epoch >= 0)
+                        .then_some((p.diverging_epoch.epoch, p.diverging_epoch.end_offset)),
                 })
                 .collect(),
         });

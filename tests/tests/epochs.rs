@@ -308,3 +308,96 @@ fn a_consumer_without_a_reset_policy_is_told_of_the_truncation() -> Result<()> {
     );
     Ok(())
 }
+
+/// Fetch v12 of `topic`-0 at `offset` by a fetcher whose last batch was in `epoch`:
+/// (epoch, end offset) of the divergence the node reports, and bytes of records.
+fn fetch_after(node: &Node, topic: &str, offset: i64, epoch: i32) -> Result<((i32, i64), usize)> {
+    let partition = FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(offset)
+        .with_last_fetched_epoch(epoch)
+        .with_partition_max_bytes(1 << 20);
+    let request = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![partition])]);
+    let response: FetchResponse =
+        RawClient::connect(node.kafka)?.call(ApiKey::Fetch, 12, &request)?;
+    let p = &response.responses[0].partitions[0];
+    ensure!(p.error_code == 0, "error {}", p.error_code);
+    let diverging = (p.diverging_epoch.epoch, p.diverging_epoch.end_offset);
+    Ok((diverging, p.records.as_ref().map_or(0, Bytes::len)))
+}
+
+#[test]
+fn a_mirror_of_a_mirror_follows_its_sources_truncation() -> Result<()> {
+    let topic = "a_chain";
+    let before: Vec<Bytes> = batches(0..10, 0, "e0")
+        .into_iter()
+        .chain(batches(10..15, 1, "e1"))
+        .collect();
+    let source = source_with(
+        topic,
+        FakeLog {
+            batches: before.clone(),
+            ..FakeLog::default()
+        },
+    )?;
+    let first = Node::start(&NodeConfig::linked_to(source.addr))?;
+    let second = Node::start(&NodeConfig::linked_to(first.kafka))?;
+    eventually(Duration::from_secs(30), || {
+        mirrored(&second, topic, &before)
+    })?;
+
+    // The source's leader changed: epoch 1 ends at 12, and epoch 2 replaced the rest.
+    let after: Vec<Bytes> = before[..12]
+        .iter()
+        .cloned()
+        .chain(batches(12..20, 2, "e2"))
+        .collect();
+    source.edit(|t| t.get_mut(topic).unwrap()[0].batches = after.clone());
+    eventually(Duration::from_secs(30), || mirrored(&first, topic, &after))?;
+    // A fetcher that read 10..15 in epoch 1 is told its log diverges at 12, and gets no
+    // records; one in step gets its records.
+    assert_eq!(fetch_after(&first, topic, 15, 1)?, ((1, 12), 0));
+    let (diverging, bytes) = fetch_after(&first, topic, 12, 1)?;
+    assert_eq!(diverging, (-1, -1));
+    assert!(bytes > 0);
+    // Without that answer the second mirror would keep e1-12..15 and go on at 15.
+    eventually(Duration::from_secs(30), || mirrored(&second, topic, &after))?;
+    Ok(())
+}
+
+#[test]
+fn a_mirror_holding_an_epoch_its_source_lost_truncates_where_its_own_log_agrees() -> Result<()> {
+    let topic = "a_lost_epoch";
+    let before: Vec<Bytes> = batches(0..10, 0, "e0")
+        .into_iter()
+        .chain(batches(10..15, 3, "e3"))
+        .collect();
+    let source = source_with(
+        topic,
+        FakeLog {
+            batches: before.clone(),
+            ..FakeLog::default()
+        },
+    )?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
+    eventually(Duration::from_secs(30), || mirrored(&node, topic, &before))?;
+
+    // The new leader never had epoch 3: its epoch 2 began at 10 and runs past the
+    // mirror's end, so it answers (2, 20) and only the mirror's own log says where the
+    // two agree: its epoch 0 ends at 10.
+    let after: Vec<Bytes> = before[..10]
+        .iter()
+        .cloned()
+        .chain(batches(10..20, 2, "e2"))
+        .collect();
+    source.edit(|t| t.get_mut(topic).unwrap()[0].batches = after.clone());
+    eventually(Duration::from_secs(30), || mirrored(&node, topic, &after))?;
+    Ok(())
+}

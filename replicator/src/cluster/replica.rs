@@ -347,7 +347,12 @@ impl Follower {
             .flat_map(|t| t.partitions)
             .find(|p| p.partition_index == self.key.partition)
             .ok_or(FollowError::Empty)?;
-        fetched(p, end)
+        let diverged = p.diverging_epoch.epoch;
+        let ours = (diverged >= 0).then(|| {
+            let log = self.partition.log();
+            (log.end_offset_for_epoch(diverged)).map_or(log.log_end_offset(), |(_, e)| e)
+        });
+        fetched(p, end, latest.unwrap_or(-1), ours)
     }
 
     /// Where the leader's log stops agreeing with an epoch this log ends in.
@@ -419,8 +424,14 @@ impl Follower {
     }
 }
 
-/// What one partition of a fetch response asks of a log ending at `end`.
-fn fetched(p: PartitionData, end: i64) -> Result<Step, FollowError> {
+/// What one partition of a fetch response asks of a log ending at `end` in epoch
+/// `latest`, whose own end of the response's diverging epoch is `ours`.
+fn fetched(
+    p: PartitionData,
+    end: i64,
+    latest: i32,
+    ours: Option<i64>,
+) -> Result<Step, FollowError> {
     const OFFSET_OUT_OF_RANGE: i16 = 1;
     if p.error_code == OFFSET_OUT_OF_RANGE && p.log_start_offset > end {
         return Ok(Step::StartAt(p.log_start_offset));
@@ -428,8 +439,11 @@ fn fetched(p: PartitionData, end: i64) -> Result<Step, FollowError> {
     if p.error_code != 0 {
         return Err(FollowError::Leader(p.error_code));
     }
-    if p.diverging_epoch.epoch >= 0 && p.diverging_epoch.end_offset < end {
-        return Ok(Step::TruncateTo(p.diverging_epoch.end_offset.max(0)));
+    let (epoch, leader_end) = (p.diverging_epoch.epoch, p.diverging_epoch.end_offset);
+    if epoch >= 0 && (leader_end < end || epoch < latest) {
+        // KIP-320, as a Kafka follower: the lower of the two logs' ends of that epoch.
+        let to = leader_end.min(ours.unwrap_or(i64::MAX)).min(end);
+        return Ok(Step::TruncateTo(to.max(0)));
     }
     let records = p.records.unwrap_or_default();
     match CheckedRecordSet::check(&records, end).set {
@@ -440,4 +454,42 @@ fn fetched(p: PartitionData, end: i64) -> Result<Step, FollowError> {
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_response::EpochEndOffset;
+
+    fn diverging(epoch: i32, end_offset: i64) -> PartitionData {
+        let at = EpochEndOffset::default()
+            .with_epoch(epoch)
+            .with_end_offset(end_offset);
+        PartitionData::default().with_diverging_epoch(at)
+    }
+
+    fn truncation(step: Result<Step, FollowError>) -> Option<i64> {
+        match step {
+            Ok(Step::TruncateTo(offset)) => Some(offset),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_follower_truncates_to_the_lower_end_of_the_diverging_epoch() {
+        // The leader's epoch 1 ends at 12, before this log's end at 15.
+        assert_eq!(
+            truncation(fetched(diverging(1, 12), 15, 1, Some(15))),
+            Some(12)
+        );
+        // The leader never had epoch 3, and its epoch 2 runs past this log's end: this
+        // log's own epoch 2 (or the one below) ends at 10, where epoch 3 began here.
+        assert_eq!(
+            truncation(fetched(diverging(2, 20), 15, 3, Some(10))),
+            Some(10)
+        );
+        // In step: nothing to truncate.
+        assert_eq!(truncation(fetched(diverging(-1, -1), 15, 3, None)), None);
+        assert_eq!(truncation(fetched(diverging(3, 20), 15, 3, Some(15))), None);
+    }
 }

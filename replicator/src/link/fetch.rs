@@ -12,7 +12,7 @@ use shadowlink_storage::CheckedRecordSet;
 
 use super::offsets::{self, EARLIEST, LATEST};
 use super::writer::WriteJob;
-use super::{Backoff, LinkRunner, TopicPartition};
+use super::{Backoff, LinkRunner, PartitionState, TopicPartition};
 use crate::sasl::ClientSasl;
 use crate::source::{SourceClient, SourceError};
 use crate::status::SourceOffsets;
@@ -68,6 +68,24 @@ impl FetchOutcome {
             session_epoch: Some(session_epoch),
         }
     }
+}
+
+/// KIP-320: the source's log stops agreeing with ours where `p` says, as
+/// `(epoch, offset to truncate to)`. As a Kafka follower does, the mirror truncates to
+/// the lower of the source's end of that epoch and its own: the source may hold the
+/// epoch further than the mirror, which holds later epochs' batches from before.
+fn diverged(state: &PartitionState, p: &PartitionData, fetch_offset: i64) -> Option<(i32, i64)> {
+    let (epoch, end) = (p.diverging_epoch.epoch, p.diverging_epoch.end_offset);
+    if epoch < 0 || (end >= fetch_offset && epoch >= state.last_fetched_epoch) {
+        return None;
+    }
+    // Batches still queued for the writer are not in the log yet, so the log alone may
+    // end the epoch early, never late: a truncation too deep only fetches again.
+    let ours = {
+        let log = state.mirror.log();
+        (log.end_offset_for_epoch(epoch)).map_or(log.log_end_offset(), |(_, e)| e)
+    };
+    Some((epoch, end.min(ours).min(fetch_offset).max(0)))
 }
 
 impl LinkRunner {
@@ -315,12 +333,10 @@ impl LinkRunner {
         let Some(fetch_offset) = state.next_offset else {
             return;
         };
-        if p.diverging_epoch.epoch >= 0 && p.diverging_epoch.end_offset < fetch_offset {
-            // KIP-320: the source's log differs from ours after `end_offset`.
-            let to = p.diverging_epoch.end_offset.max(0);
+        if let Some((epoch, to)) = diverged(state, &p, fetch_offset) {
             send(state, WriteJob::Truncate(to)).await;
             state.next_offset = Some(to);
-            state.last_fetched_epoch = p.diverging_epoch.epoch;
+            state.last_fetched_epoch = epoch;
             return;
         }
         let mirror_start = state.mirror.log().log_start_offset();

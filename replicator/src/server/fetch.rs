@@ -259,7 +259,8 @@ impl<P> Default for Gathered<P> {
 
 impl<P> Gathered<P> {
     fn add(&mut self, part: &FetchPartitionParts) {
-        self.errors |= part.error_code != 0;
+        // A fetcher told where its log diverges must hear it now, as of an error.
+        self.errors |= part.error_code != 0 || part.diverging_epoch.is_some();
         self.bytes += part.records.iter().map(|r| r.len()).sum::<usize>();
     }
 }
@@ -405,6 +406,7 @@ fn read_partition(
         part.log_start_offset = -1;
         return part;
     }
+    let diverging = diverging_epoch(mirror, request);
     let log = mirror.log();
     let high_watermark =
         crate::cluster::high_watermark(ctx.cluster.as_deref(), topic, request.partition, &log);
@@ -414,6 +416,11 @@ fn read_partition(
     // like Kafka's, it is never above the high watermark.
     part.last_stable_offset = log.last_stable_offset().min(high_watermark);
     part.log_start_offset = log.log_start_offset();
+    // Below the log start the answer is OFFSET_OUT_OF_RANGE, diverging or not.
+    if let Some(diverging) = diverging.filter(|_| request.fetch_offset >= part.log_start_offset) {
+        part.diverging_epoch = Some(diverging);
+        return part;
+    }
     let Some(limit) = limit else {
         return part;
     };
@@ -443,6 +450,18 @@ fn read_partition(
         Err(e) => part.error_code = storage_error_code(&e),
     }
     part
+}
+
+/// KIP-320: where the fetcher's log stops agreeing with this one, given the epoch of
+/// the last batch it fetched. It truncates there before fetching on, so a mirror of this
+/// partition never keeps records a leader change here replaced.
+fn diverging_epoch(mirror: &MirrorPartition, request: &FetchPartition) -> Option<(i32, i64)> {
+    let fetched = request.last_fetched_epoch;
+    if fetched < 0 {
+        return None;
+    }
+    let (epoch, end) = super::offset_for_leader_epoch::epoch_end(mirror, fetched)?;
+    (epoch < fetched || end < request.fetch_offset).then_some((epoch, end))
 }
 
 /// The whole batches of `chunks` that end below `limit`, sliced out of the stored bytes

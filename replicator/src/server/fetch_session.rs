@@ -134,6 +134,7 @@ impl CachedPartition {
     /// to a read_committed fetch.
     pub fn has_news(&self, part: &FetchPartitionParts) -> bool {
         part.error_code != 0
+            || part.diverging_epoch.is_some()
             || !part.records.iter().all(|r| r.is_empty())
             || part.high_watermark != self.high_watermark
             || part.last_stable_offset != self.last_stable_offset

@@ -69,10 +69,18 @@ fn end_of_epoch(
             .with_leader_epoch(-1)
             .with_end_offset(-1);
     }
+    match epoch_end(partition, requested) {
+        Some((epoch, end)) => answer.with_leader_epoch(epoch).with_end_offset(end),
+        None => answer.with_leader_epoch(-1).with_end_offset(-1),
+    }
+}
+
+/// `(largest epoch <= requested, its end offset)` in `partition`, `None` when undefined.
+pub(super) fn epoch_end(partition: &MirrorPartition, requested: i32) -> Option<(i32, i64)> {
     let ours = partition.leader_epoch();
     let log = partition.log();
     match log.end_offset_for_epoch(requested) {
-        Some((epoch, end)) => answer.with_leader_epoch(epoch).with_end_offset(end),
+        Some(found) => Some(found),
         // The advertised epoch may be above every stored one (the source changed leader
         // with nothing written since): it begins at the log end, as a new Kafka leader's
         // epoch does, so the epochs between end there too.
@@ -81,10 +89,8 @@ fn end_of_epoch(
                 true => ours,
                 false => log.latest_epoch().unwrap_or(requested),
             };
-            answer
-                .with_leader_epoch(epoch)
-                .with_end_offset(log.log_end_offset())
+            Some((epoch, log.log_end_offset()))
         }
-        None => answer.with_leader_epoch(-1).with_end_offset(-1),
+        None => None,
     }
 }
