@@ -74,7 +74,33 @@ pub fn shadowlink_bin() -> &'static Path {
 }
 
 /// A TCP port that was free a moment ago, for software that cannot bind port 0 itself.
+///
+/// Chosen below the kernel's ephemeral range: a port from that range (what binding port 0
+/// gives) may be taken by any outgoing connection of a busy test run before the
+/// software binds it. Ports handed out once are not handed out again by this process.
 pub fn free_port() -> u16 {
+    use std::collections::hash_map::RandomState;
+    use std::collections::BTreeSet;
+    use std::hash::BuildHasher;
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let floor = 10_000.min(low / 2);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let random = RandomState::new();
+    let attempts = if low > 2_048 { 1_000 } else { 0 };
+    for attempt in 0u64..attempts {
+        let port = floor + (random.hash_one(attempt) % u64::from(low - floor)) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
