@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
@@ -43,6 +44,28 @@ fn source_with(topic: &str, log: FakeLog) -> Result<FakeBroker> {
     FakeBroker::start(BTreeMap::from([(topic.to_string(), vec![log])]))
 }
 
+/// Epoch 0 at offsets 0..10, then epoch `later` at 10..15: a log before its leader
+/// changes.
+fn before_the_change(later: i32) -> Vec<Bytes> {
+    let tail = batches(10..15, later, &format!("e{later}"));
+    batches(0..10, 0, "e0").into_iter().chain(tail).collect()
+}
+
+/// The new leader's log: `before` up to offset `agreed`, then epoch `epoch` up to 20.
+fn after_the_change(before: &[Bytes], agreed: usize, epoch: i32) -> Vec<Bytes> {
+    let tail = batches(agreed as i64..20, epoch, &format!("e{epoch}"));
+    before[..agreed].iter().cloned().chain(tail).collect()
+}
+
+/// A scripted source holding `batches` in `topic`-0.
+fn scripted(topic: &str, batches: &[Bytes]) -> Result<FakeBroker> {
+    let log = FakeLog {
+        batches: batches.to_vec(),
+        ..FakeLog::default()
+    };
+    source_with(topic, log)
+}
+
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
@@ -60,13 +83,10 @@ fn metadata_epoch(node: &Node, topic: &str) -> Result<i32> {
     Ok(topic.partitions[0].leader_epoch)
 }
 
-/// Fetch v12 of `topic`-0 at offset 0 with `current` as the client's leader epoch:
-/// (error code, bytes of records).
-fn fetch(node: &Node, topic: &str, current: i32) -> Result<(i16, usize)> {
-    let partition = FetchPartition::default()
+/// Fetch v12 of `topic`-0 with `partition`'s fields and a 1 MiB limit.
+fn fetch_v12(node: &Node, topic: &str, partition: FetchPartition) -> Result<PartitionData> {
+    let partition = partition
         .with_partition(0)
-        .with_current_leader_epoch(current)
-        .with_fetch_offset(0)
         .with_partition_max_bytes(1 << 20);
     let request = FetchRequest::default()
         .with_replica_id((-1).into())
@@ -78,7 +98,19 @@ fn fetch(node: &Node, topic: &str, current: i32) -> Result<(i16, usize)> {
             .with_partitions(vec![partition])]);
     let response: FetchResponse =
         RawClient::connect(node.kafka)?.call(ApiKey::Fetch, 12, &request)?;
-    let p = &response.responses[0].partitions[0];
+    (response.responses.into_iter())
+        .flat_map(|t| t.partitions)
+        .next()
+        .context("no partition in the response")
+}
+
+/// Fetch v12 of `topic`-0 at offset 0 with `current` as the client's leader epoch:
+/// (error code, bytes of records).
+fn fetch(node: &Node, topic: &str, current: i32) -> Result<(i16, usize)> {
+    let asked = FetchPartition::default()
+        .with_current_leader_epoch(current)
+        .with_fetch_offset(0);
+    let p = fetch_v12(node, topic, asked)?;
     Ok((p.error_code, p.records.as_ref().map_or(0, Bytes::len)))
 }
 
@@ -233,17 +265,8 @@ impl Drop for Consumer {
 /// then an unclean leader change at the source keeps epoch 1 only up to 12 and writes
 /// 12..20 in epoch 2. Returns the events the consumer printed after resuming.
 fn consume_across_truncation(topic: &str, reset: &str) -> Result<Vec<serde_json::Value>> {
-    let before: Vec<Bytes> = batches(0..10, 0, "e0")
-        .into_iter()
-        .chain(batches(10..15, 1, "e1"))
-        .collect();
-    let source = source_with(
-        topic,
-        FakeLog {
-            batches: before.clone(),
-            ..FakeLog::default()
-        },
-    )?;
+    let before = before_the_change(1);
+    let source = scripted(topic, &before)?;
     let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || mirrored(&node, topic, &before))?;
 
@@ -262,11 +285,7 @@ fn consume_across_truncation(topic: &str, reset: &str) -> Result<Vec<serde_json:
     out.read_line(&mut line)?;
     ensure!(line.trim() == "read 15", "the consumer said {line:?}");
 
-    let after: Vec<Bytes> = before[..12]
-        .iter()
-        .cloned()
-        .chain(batches(12..20, 2, "e2"))
-        .collect();
+    let after = after_the_change(&before, 12, 2);
     source.edit(|t| t.get_mut(topic).unwrap()[0].batches = after.clone());
     eventually(Duration::from_secs(30), || mirrored(&node, topic, &after))?;
     until(
@@ -312,22 +331,10 @@ fn a_consumer_without_a_reset_policy_is_told_of_the_truncation() -> Result<()> {
 /// Fetch v12 of `topic`-0 at `offset` by a fetcher whose last batch was in `epoch`:
 /// (epoch, end offset) of the divergence the node reports, and bytes of records.
 fn fetch_after(node: &Node, topic: &str, offset: i64, epoch: i32) -> Result<((i32, i64), usize)> {
-    let partition = FetchPartition::default()
-        .with_partition(0)
+    let asked = FetchPartition::default()
         .with_fetch_offset(offset)
-        .with_last_fetched_epoch(epoch)
-        .with_partition_max_bytes(1 << 20);
-    let request = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(0)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(vec![partition])]);
-    let response: FetchResponse =
-        RawClient::connect(node.kafka)?.call(ApiKey::Fetch, 12, &request)?;
-    let p = &response.responses[0].partitions[0];
+        .with_last_fetched_epoch(epoch);
+    let p = fetch_v12(node, topic, asked)?;
     ensure!(p.error_code == 0, "error {}", p.error_code);
     let diverging = (p.diverging_epoch.epoch, p.diverging_epoch.end_offset);
     Ok((diverging, p.records.as_ref().map_or(0, Bytes::len)))
@@ -336,17 +343,8 @@ fn fetch_after(node: &Node, topic: &str, offset: i64, epoch: i32) -> Result<((i3
 #[test]
 fn a_mirror_of_a_mirror_follows_its_sources_truncation() -> Result<()> {
     let topic = "a_chain";
-    let before: Vec<Bytes> = batches(0..10, 0, "e0")
-        .into_iter()
-        .chain(batches(10..15, 1, "e1"))
-        .collect();
-    let source = source_with(
-        topic,
-        FakeLog {
-            batches: before.clone(),
-            ..FakeLog::default()
-        },
-    )?;
+    let before = before_the_change(1);
+    let source = scripted(topic, &before)?;
     let first = Node::start(&NodeConfig::linked_to(source.addr))?;
     let second = Node::start(&NodeConfig::linked_to(first.kafka))?;
     eventually(Duration::from_secs(30), || {
@@ -354,11 +352,7 @@ fn a_mirror_of_a_mirror_follows_its_sources_truncation() -> Result<()> {
     })?;
 
     // The source's leader changed: epoch 1 ends at 12, and epoch 2 replaced the rest.
-    let after: Vec<Bytes> = before[..12]
-        .iter()
-        .cloned()
-        .chain(batches(12..20, 2, "e2"))
-        .collect();
+    let after = after_the_change(&before, 12, 2);
     source.edit(|t| t.get_mut(topic).unwrap()[0].batches = after.clone());
     eventually(Duration::from_secs(30), || mirrored(&first, topic, &after))?;
     // A fetcher that read 10..15 in epoch 1 is told its log diverges at 12, and gets no
@@ -375,28 +369,15 @@ fn a_mirror_of_a_mirror_follows_its_sources_truncation() -> Result<()> {
 #[test]
 fn a_mirror_holding_an_epoch_its_source_lost_truncates_where_its_own_log_agrees() -> Result<()> {
     let topic = "a_lost_epoch";
-    let before: Vec<Bytes> = batches(0..10, 0, "e0")
-        .into_iter()
-        .chain(batches(10..15, 3, "e3"))
-        .collect();
-    let source = source_with(
-        topic,
-        FakeLog {
-            batches: before.clone(),
-            ..FakeLog::default()
-        },
-    )?;
+    let before = before_the_change(3);
+    let source = scripted(topic, &before)?;
     let node = Node::start(&NodeConfig::linked_to(source.addr))?;
     eventually(Duration::from_secs(30), || mirrored(&node, topic, &before))?;
 
     // The new leader never had epoch 3: its epoch 2 began at 10 and runs past the
     // mirror's end, so it answers (2, 20) and only the mirror's own log says where the
     // two agree: its epoch 0 ends at 10.
-    let after: Vec<Bytes> = before[..10]
-        .iter()
-        .cloned()
-        .chain(batches(10..20, 2, "e2"))
-        .collect();
+    let after = after_the_change(&before, 10, 2);
     source.edit(|t| t.get_mut(topic).unwrap()[0].batches = after.clone());
     eventually(Duration::from_secs(30), || mirrored(&node, topic, &after))?;
     Ok(())
