@@ -200,6 +200,12 @@ impl PartitionLog {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// Where this log's `epoch` ends, as a follower measures it against its leader
+    /// (KIP-320): the start of its first later epoch, or its end when it holds none.
+    pub fn own_end_of_epoch(&self, epoch: i32) -> i64 {
+        (self.end_offset_for_epoch(epoch)).map_or(self.log_end_offset(), |(_, end)| end)
+    }
+
     /// `(epoch, start_offset)` pairs, oldest first.
     pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
         self.epochs.entries().to_vec()

@@ -348,10 +348,7 @@ impl Follower {
             .find(|p| p.partition_index == self.key.partition)
             .ok_or(FollowError::Empty)?;
         let diverged = p.diverging_epoch.epoch;
-        let ours = (diverged >= 0).then(|| {
-            let log = self.partition.log();
-            (log.end_offset_for_epoch(diverged)).map_or(log.log_end_offset(), |(_, e)| e)
-        });
+        let ours = (diverged >= 0).then(|| self.partition.log().own_end_of_epoch(diverged));
         fetched(p, end, latest.unwrap_or(-1), ours)
     }
 

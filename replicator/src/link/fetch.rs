@@ -81,10 +81,7 @@ fn diverged(state: &PartitionState, p: &PartitionData, fetch_offset: i64) -> Opt
     }
     // Batches still queued for the writer are not in the log yet, so the log alone may
     // end the epoch early, never late: a truncation too deep only fetches again.
-    let ours = {
-        let log = state.mirror.log();
-        (log.end_offset_for_epoch(epoch)).map_or(log.log_end_offset(), |(_, e)| e)
-    };
+    let ours = state.mirror.log().own_end_of_epoch(epoch);
     Some((epoch, end.min(ours).min(fetch_offset).max(0)))
 }
 

@@ -23,6 +23,7 @@ use crate::authz::Operation;
 use crate::errors::{epoch_error_code, fetch_session_error_code, storage_error_code};
 use crate::mirror::MirrorPartition;
 use crate::topic_partition::TopicPartition;
+use shadowlink_storage::PartitionLog;
 
 /// Fetch `isolation_level` 1 (KIP-98): only data below the last stable offset.
 const READ_COMMITTED: i8 = 1;
@@ -406,7 +407,6 @@ fn read_partition(
         part.log_start_offset = -1;
         return part;
     }
-    let diverging = diverging_epoch(mirror, request);
     let log = mirror.log();
     let high_watermark =
         crate::cluster::high_watermark(ctx.cluster.as_deref(), topic, request.partition, &log);
@@ -417,6 +417,7 @@ fn read_partition(
     part.last_stable_offset = log.last_stable_offset().min(high_watermark);
     part.log_start_offset = log.log_start_offset();
     // Below the log start the answer is OFFSET_OUT_OF_RANGE, diverging or not.
+    let diverging = diverging_epoch(&log, mirror.leader_epoch(), request);
     if let Some(diverging) = diverging.filter(|_| request.fetch_offset >= part.log_start_offset) {
         part.diverging_epoch = Some(diverging);
         return part;
@@ -455,12 +456,12 @@ fn read_partition(
 /// KIP-320: where the fetcher's log stops agreeing with this one, given the epoch of
 /// the last batch it fetched. It truncates there before fetching on, so a mirror of this
 /// partition never keeps records a leader change here replaced.
-fn diverging_epoch(mirror: &MirrorPartition, request: &FetchPartition) -> Option<(i32, i64)> {
+fn diverging_epoch(log: &PartitionLog, ours: i32, request: &FetchPartition) -> Option<(i32, i64)> {
     let fetched = request.last_fetched_epoch;
     if fetched < 0 {
         return None;
     }
-    let (epoch, end) = super::offset_for_leader_epoch::epoch_end(mirror, fetched)?;
+    let (epoch, end) = super::offset_for_leader_epoch::epoch_end(log, ours, fetched)?;
     (epoch < fetched || end < request.fetch_offset).then_some((epoch, end))
 }
 

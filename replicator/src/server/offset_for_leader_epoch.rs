@@ -8,6 +8,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use shadowlink_protocol::request::RequestHeader;
 use shadowlink_protocol::response::EncodeError;
+use shadowlink_storage::PartitionLog;
 
 use super::{Reply, RequestContext};
 use crate::authz::Operation;
@@ -69,16 +70,16 @@ fn end_of_epoch(
             .with_leader_epoch(-1)
             .with_end_offset(-1);
     }
-    match epoch_end(partition, requested) {
+    let ours = partition.leader_epoch();
+    match epoch_end(&partition.log(), ours, requested) {
         Some((epoch, end)) => answer.with_leader_epoch(epoch).with_end_offset(end),
         None => answer.with_leader_epoch(-1).with_end_offset(-1),
     }
 }
 
-/// `(largest epoch <= requested, its end offset)` in `partition`, `None` when undefined.
-pub(super) fn epoch_end(partition: &MirrorPartition, requested: i32) -> Option<(i32, i64)> {
-    let ours = partition.leader_epoch();
-    let log = partition.log();
+/// `(largest epoch <= requested, its end offset)` in `log`, whose partition advertises
+/// epoch `ours`; `None` when undefined.
+pub(super) fn epoch_end(log: &PartitionLog, ours: i32, requested: i32) -> Option<(i32, i64)> {
     match log.end_offset_for_epoch(requested) {
         Some(found) => Some(found),
         // The advertised epoch may be above every stored one (the source changed leader

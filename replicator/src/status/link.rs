@@ -22,14 +22,21 @@ pub(super) struct LinkInner {
     syncing: BTreeSet<TopicPartition>,
 }
 
+/// The keys of `topic`'s partitions in `map`, in order.
+fn keys_of<'a, V>(
+    map: &'a BTreeMap<TopicPartition, V>,
+    topic: &'a str,
+) -> impl Iterator<Item = &'a TopicPartition> {
+    (map.range(TopicPartition::new(topic, i32::MIN)..))
+        .map(|(key, _)| key)
+        .take_while(move |key| key.topic == topic)
+}
+
 impl LinkInner {
     /// The table holding `topic`'s partitions: the handed-over one once the link has
     /// let them go.
     pub(super) fn tracked(&self, topic: &str) -> &BTreeMap<TopicPartition, PartitionStatus> {
-        let first = TopicPartition::new(topic, i32::MIN);
-        let handed =
-            (self.handed_over.range(first..).next()).is_some_and(|(k, _)| k.topic == topic);
-        match handed {
+        match keys_of(&self.handed_over, topic).next().is_some() {
             true => &self.handed_over,
             false => &self.partitions,
         }
@@ -37,11 +44,11 @@ impl LinkInner {
 
     /// Drops the last view of a handed-over `topic` the link fetches again.
     fn take_back(&mut self, topic: &str) {
-        let first = TopicPartition::new(topic, i32::MIN);
-        while let Some(key) = (self.handed_over.range(&first..).next())
-            .map(|(k, _)| k.clone())
-            .filter(|k| k.topic == topic)
-        {
+        if self.handed_over.is_empty() {
+            return;
+        }
+        let keys: Vec<TopicPartition> = keys_of(&self.handed_over, topic).cloned().collect();
+        for key in keys {
             self.handed_over.remove(&key);
         }
     }
@@ -135,13 +142,7 @@ impl LinkStatus {
     /// fetching: no session confirms them from now on, and [`Self::retain`] keeps them.
     pub fn hand_over(&self, topic: &str) {
         let mut inner = self.lock();
-        let keys: Vec<TopicPartition> = (inner
-            .partitions
-            .range(TopicPartition::new(topic, i32::MIN)..))
-        .map(|(key, _)| key)
-        .take_while(|key| key.topic == topic)
-        .cloned()
-        .collect();
+        let keys: Vec<TopicPartition> = keys_of(&inner.partitions, topic).cloned().collect();
         for key in keys {
             if let Some(mut p) = inner.partitions.remove(&key) {
                 session::settle(&mut p, &inner.sessions);
