@@ -11,6 +11,11 @@
 //! file_write), with `crc_then_write`: the plain write with CRC-32C computed over each
 //! piece first, the floor for any append that checks CRCs before writing.
 //!
+//! `produce_16k` is a producer's whole write path on the node: each 16 KiB batch as a
+//! client sends it (offset 0, no leader epoch) through `MirrorPartition::produce` of an
+//! owned partition, which validates it, checks its producer, assigns its offset and
+//! appends it.
+//!
 //! Every log and every plain file first takes one 16 KiB batch outside the timing. A
 //! log's first batch of a leader epoch makes it replace its `leader-epoch-checkpoint`
 //! durably (fsync of the file, rename, fsync of the directory): milliseconds of waiting
@@ -25,8 +30,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion, Throughput};
+use shadowlink::mirror::owned::{ProduceRequest, DEFAULT_MAX_MESSAGE_BYTES};
+use shadowlink::mirror::Store;
 use shadowlink_benches::{interleaved_throughput, load_average, measuring, print_summary, Pass};
-use shadowlink_protocol::batch::testing::build_batch;
+use shadowlink_protocol::batch::testing::{build_batch, BatchBuilder};
 use shadowlink_storage::{CheckedRecordSet, LogConfig, PartitionLog, PersistMode};
 
 const BATCH_BYTES: usize = 16 * 1024;
@@ -98,6 +105,59 @@ fn append_to(mut log: PartitionLog, dir: &Path, n: usize, pieces: &[Bytes]) -> D
     let elapsed = start.elapsed();
     drop(log);
     let _ = std::fs::remove_dir_all(dir.join(format!("log-{n}")));
+    elapsed
+}
+
+/// A 16 KiB batch as a producer sends it: offset 0, leader epoch -1, no producer id.
+fn client_batch() -> Bytes {
+    let build = |len: usize| {
+        let value = vec![0xabu8; len];
+        BatchBuilder::new(0)
+            .leader_epoch(-1)
+            .records(&[(None, Some(&value[..]))])
+            .build()
+    };
+    let overhead = build(BATCH_BYTES / 2).len() - BATCH_BYTES / 2;
+    let b = build(BATCH_BYTES - overhead);
+    assert_eq!(b.len(), BATCH_BYTES);
+    b
+}
+
+/// The pool as client batches, each its own allocation as each arrives in its own
+/// request.
+fn client_pool() -> Vec<Bytes> {
+    (0..POOL).map(|_| client_batch()).collect()
+}
+
+/// Produces `batches` to a new owned partition holding one batch already; creating the
+/// node's store and topic and removing them are not timed.
+fn produce_pass(dir: &Path, n: usize, batches: &[Bytes]) -> Duration {
+    let config = LogConfig {
+        persist: PersistMode::Os,
+        ..LogConfig::default()
+    };
+    let data_dir = dir.join(format!("node-{n}"));
+    let store = Store::open(&data_dir, config).expect("open store");
+    let topic = store
+        .create_owned_topic("bench", 1, Default::default(), i64::MAX)
+        .expect("create topic");
+    let partition = topic.partition(0).expect("partition 0");
+    let request = ProduceRequest {
+        acks: 1,
+        api_version: 9,
+        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        in_transaction: false,
+    };
+    partition
+        .produce(client_batch(), &request)
+        .expect("produce");
+    let start = Instant::now();
+    for batch in batches {
+        black_box(partition.produce(batch.clone(), &request).expect("produce"));
+    }
+    let elapsed = start.elapsed();
+    drop((partition, topic, store));
+    let _ = std::fs::remove_dir_all(&data_dir);
     elapsed
 }
 
@@ -207,6 +267,15 @@ fn storage_append(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("storage_append");
     group.throughput(Throughput::Bytes(BATCH_BYTES as u64));
+    let produced = client_pool();
+    group.bench_function("produce_16k", |b| {
+        b.iter_custom(|iters| {
+            timed(&produced, iters, |p| {
+                n += 1;
+                produce_pass(dir.path(), n, p)
+            })
+        })
+    });
     group.bench_function("memcpy_16k", |b| {
         let src = batch(0);
         let mut dst = vec![0u8; BATCH_BYTES];
@@ -225,6 +294,7 @@ fn summary() {
     let single = pieces(1);
     let sets = pieces(SET);
     let checked_sets = checked(&sets);
+    let produced = client_pool();
     let n = std::cell::Cell::new(0);
     let next = || {
         n.set(n.get() + 1);
@@ -239,6 +309,7 @@ fn summary() {
         "partition_log_append_1m_new_log",
         "crc_then_write_16k",
         "crc_then_write_1m",
+        "produce_16k",
     ];
     let mut passes: Vec<Pass<'_>> = vec![
         Box::new(|| append_pass(dir.path(), next(), &single)),
@@ -249,6 +320,7 @@ fn summary() {
         Box::new(|| append_new_log_pass(dir.path(), next(), &sets)),
         Box::new(|| crc_write_pass(dir.path(), next(), &single)),
         Box::new(|| crc_write_pass(dir.path(), next(), &sets)),
+        Box::new(|| produce_pass(dir.path(), next(), &produced)),
     ];
     let load = load_average();
     let throughput = interleaved_throughput(&mut passes, ROUNDS, POOL * BATCH_BYTES);
@@ -269,6 +341,8 @@ fn summary() {
             ("crc_then_write_1m", "file_write_1m"),
             ("partition_log_append_16k", "crc_then_write_16k"),
             ("partition_log_append_1m", "crc_then_write_1m"),
+            ("produce_16k", "file_write_16k"),
+            ("produce_16k", "partition_log_append_16k"),
         ],
     );
 }

@@ -6,7 +6,7 @@
 //! without walking or hashing its batches again ([`PartitionLog::append_checked`]),
 //! and still checks what depends on the log itself (offsets at or above its end).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use shadowlink_protocol::batch::{BatchError, BatchWalker, RecordBatch};
 
 use crate::config::PersistMode;
@@ -133,6 +133,38 @@ impl CheckedRecordSet {
             bytes: self.bytes.slice(at..),
             batches: kept.to_vec(),
         })
+    }
+
+    /// The set as a leader stores a client's batches: moved so the first starts at
+    /// `base_offset` (the others keep their distance to it) and stamped with
+    /// `leader_epoch`. Only `baseOffset` and `partitionLeaderEpoch` change, and both lie
+    /// before the CRC-32C's range (byte 21 to the end), so the check still holds and is
+    /// not repeated. A legacy message has no leader epoch (its CRC sits there): only its
+    /// offset moves.
+    pub fn assigned(&self, base_offset: i64, leader_epoch: i32) -> CheckedRecordSet {
+        let shift = base_offset.wrapping_sub(self.batches[0].base_offset());
+        let mut bytes = BytesMut::from(self.bytes.as_ref());
+        let mut at = 0;
+        for batch in &self.batches {
+            let entry = &mut bytes[at..at + batch.len()];
+            let offset = batch.base_offset().wrapping_add(shift);
+            entry[..8].copy_from_slice(&offset.to_be_bytes());
+            if !batch.is_legacy() {
+                entry[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+            }
+            at += batch.len();
+        }
+        let bytes = bytes.freeze();
+        let mut at = 0;
+        let batches = self.batches.iter().map(|batch| {
+            let view = RecordBatch::parse(bytes.slice(at..at + batch.len()));
+            at += batch.len();
+            view.expect("only header fields the parse does not check were changed")
+        });
+        CheckedRecordSet {
+            batches: batches.collect(),
+            bytes,
+        }
     }
 
     fn last(&self) -> &RecordBatch {
@@ -299,6 +331,54 @@ mod tests {
         assert_eq!(rest.bytes(), &records.slice(records.len() / 3..));
         assert!(set.from_offset(6).is_none());
         assert_eq!(set.from_offset(0).unwrap().len(), records.len());
+    }
+
+    #[test]
+    fn an_assigned_set_moves_its_offsets_and_stamps_its_epoch_and_still_appends() {
+        let records = Bytes::from(batches(&[(2, 10, 1, 0), (3, 10, 1, 0)]).concat());
+        let set = checked(&records, 0);
+        let moved = set.assigned(40, 7);
+        let bases: Vec<i64> = moved
+            .batches()
+            .iter()
+            .map(RecordBatch::base_offset)
+            .collect();
+        assert_eq!(bases, [40, 42]);
+        assert_eq!((moved.next_offset(), moved.last_epoch()), (45, 7));
+        for (new, old) in moved.batches().iter().zip(set.batches()) {
+            let (new, old) = (new.as_bytes(), old.as_bytes());
+            assert_eq!((&new[8..12], &new[16..]), (&old[8..12], &old[16..]));
+            let stored = RecordBatch::parse(new.clone()).unwrap();
+            assert!(stored.validate_crc().is_ok());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), 1 << 20, None);
+        log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1_000))
+            .unwrap();
+        assert!(matches!(
+            log.append_checked(&set.assigned(0, 7)),
+            Err(StorageError::OffsetRegression { .. })
+        ));
+        log.append_checked(&set.assigned(1, 7)).unwrap();
+        assert_eq!(log.log_end_offset(), 6);
+        let stored = log.read(1, usize::MAX).unwrap().chunks.concat();
+        assert_eq!(&stored[..], &set.assigned(1, 7).bytes()[..]);
+    }
+
+    #[test]
+    fn an_assigned_legacy_message_moves_and_keeps_its_crc() {
+        let message = shadowlink_protocol::batch::testing::build_legacy_message(
+            0,
+            1,
+            1_000,
+            None,
+            Some(b"v"),
+        );
+        let moved = checked(&message, 0).assigned(9, 7);
+        let bytes = moved.bytes();
+        assert_eq!(moved.batches()[0].base_offset(), 9);
+        assert_eq!(&bytes[8..], &message[8..]);
+        assert!(moved.batches()[0].validate_crc().is_ok());
     }
 
     #[test]

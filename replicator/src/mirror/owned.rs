@@ -8,11 +8,11 @@
 //! `maxTimestamp` rewritten and the CRC recomputed; they are not supported (batches keep
 //! the producer's CreateTime).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use shadowlink_protocol::batch::{
     BatchError, BatchWalker, Compression, ControlType, EndTxnMarker, RecordBatch,
 };
-use shadowlink_storage::{PartitionLog, PendingSync, PersistMode, StorageError};
+use shadowlink_storage::{CheckedRecordSet, PartitionLog, PendingSync, PersistMode, StorageError};
 
 use super::producer_state::{ProducerBatch, ProducerStates, SequenceCheck, SequenceError};
 use super::MirrorPartition;
@@ -90,12 +90,13 @@ pub enum ProduceError {
     Storage(#[from] StorageError),
 }
 
-/// The record set as exactly one valid client batch. Produce v3+ requests carry exactly
-/// one batch per partition (Kafka refuses anything else with INVALID_RECORD).
+/// The record set as exactly one valid client batch, its CRC checked here once: the log
+/// stores it without hashing it again. Produce v3+ requests carry exactly one batch per
+/// partition (Kafka refuses anything else with INVALID_RECORD).
 pub fn validate_batch(
     records: Bytes,
     request: &ProduceRequest,
-) -> Result<RecordBatch, ProduceError> {
+) -> Result<CheckedRecordSet, ProduceError> {
     let mut walker = BatchWalker::new(records);
     let batch = match walker.next() {
         Some(Ok(batch)) => batch,
@@ -122,14 +123,23 @@ pub fn validate_batch(
             max: request.max_message_bytes,
         });
     }
-    batch.validate_crc().map_err(ProduceError::Corrupt)?;
+    let checked = CheckedRecordSet::check(batch.as_bytes(), i64::MIN);
+    let set = match (checked.set, checked.unreadable) {
+        (_, Some(unreadable)) => return Err(ProduceError::Corrupt(unreadable.source)),
+        (Some(set), None) => set,
+        (None, None) => {
+            return Err(ProduceError::InvalidRecord(
+                "the record set is empty".into(),
+            ))
+        }
+    };
     check_client_batch(&batch, request.api_version)?;
     if batch.is_transactional() && !request.in_transaction {
         return Err(ProduceError::InvalidRecord(
             "a transactional batch needs its partition added to the transaction".into(),
         ));
     }
-    Ok(batch)
+    Ok(set)
 }
 
 /// Kafka's `LogValidator` checks for batches written by clients.
@@ -165,15 +175,6 @@ fn check_client_batch(batch: &RecordBatch, api_version: i16) -> Result<(), Produ
     Ok(())
 }
 
-/// `batch` with `baseOffset` and `partitionLeaderEpoch` overwritten; every other byte,
-/// the CRC included, is the client's.
-pub fn assign_offsets(batch: &RecordBatch, base_offset: i64, leader_epoch: i32) -> Bytes {
-    let mut bytes = BytesMut::from(batch.as_bytes().as_ref());
-    bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());
-    bytes[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
-    bytes.freeze()
-}
-
 /// Producer state from the newest batches of an owned log (bounded, see
 /// [`PRODUCER_STATE_SCAN_BYTES`]).
 pub fn rebuild_producer_states(log: &PartitionLog) -> Result<ProducerStates, StorageError> {
@@ -203,8 +204,8 @@ impl MirrorPartition {
         records: Bytes,
         request: &ProduceRequest,
     ) -> Result<Produced, ProduceError> {
-        let batch = validate_batch(records, request)?;
-        let (produced, sync) = self.write_owned(&batch)?;
+        let set = validate_batch(records, request)?;
+        let (produced, sync) = self.write_owned(&set)?;
         if let Some(sync) = sync {
             sync.wait()?;
         }
@@ -256,9 +257,9 @@ impl MirrorPartition {
     /// partition's locks; returns the fsync still owed before the write may be acked.
     fn write_owned(
         &self,
-        batch: &RecordBatch,
+        set: &CheckedRecordSet,
     ) -> Result<(Produced, Option<PendingSync>), ProduceError> {
-        let producer = ProducerBatch::of(batch);
+        let producer = ProducerBatch::of(&set.batches()[0]);
         let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         let owned = owned.as_mut().ok_or(ProduceError::NotOwned)?;
         self.check_writes(owned)?;
@@ -282,8 +283,7 @@ impl MirrorPartition {
             }
         }
         let base_offset = log.log_end_offset();
-        let (_, sync) =
-            log.append_deferred(assign_offsets(batch, base_offset, owned.leader_epoch))?;
+        let (_, sync) = log.append_checked(&set.assigned(base_offset, owned.leader_epoch))?;
         let log_start_offset = log.log_start_offset();
         drop(log);
         if let Some(p) = &producer {
@@ -302,6 +302,7 @@ impl MirrorPartition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use shadowlink_protocol::batch::testing::BatchBuilder;
 
     fn request() -> ProduceRequest {
@@ -325,8 +326,8 @@ mod tests {
     #[test]
     fn assigning_offsets_rewrites_only_base_offset_and_leader_epoch() {
         let original = client_batch();
-        let batch = validate_batch(original.clone(), &request()).unwrap();
-        let assigned = assign_offsets(&batch, 0x0102_0304_0506_0708, 9);
+        let set = validate_batch(original.clone(), &request()).unwrap();
+        let assigned = set.assigned(0x0102_0304_0506_0708, 9).bytes().clone();
         assert_eq!(assigned.len(), original.len());
         assert_eq!(&assigned[0..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&assigned[8..12], &original[8..12]);
