@@ -139,3 +139,37 @@ fn a_read_between_index_entries_starts_at_the_batch_holding_the_offset() {
         assert_eq!(first.last_offset(), *expected, "read at {offset}");
     }
 }
+
+fn maps_made(log: &PartitionLog) -> u64 {
+    let made = log.segments.iter().map(|s| &s.maps_made);
+    made.map(|m| m.load(std::sync::atomic::Ordering::Relaxed))
+        .sum()
+}
+
+#[test]
+fn reads_after_appends_share_a_map_until_the_file_outgrows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), 1 << 30, None);
+    let small = batches(&[(1, 100, 1); 200]);
+    let mut held = Vec::new();
+    for (offset, batch) in small.iter().enumerate() {
+        log.append(batch.clone()).unwrap();
+        let read = log.read(offset as i64, usize::MAX).unwrap().chunks.concat();
+        assert_eq!(&read[..], &batch[..]);
+        // Bytes read earlier stay what they were while the file grows under their map.
+        held.push(log.read(0, usize::MAX).unwrap().chunks.concat());
+    }
+    assert_eq!(
+        maps_made(&log),
+        1,
+        "each read after an append made a new map"
+    );
+    for (n, whole) in held.iter().enumerate() {
+        assert_eq!(&whole[..], &small[..=n].concat()[..]);
+    }
+    let large = build_batch(200, 0, &[(None, Some(&vec![9u8; 2 << 20][..]))], 5_000);
+    log.append(large.clone()).unwrap();
+    let read = log.read(200, usize::MAX).unwrap().chunks.concat();
+    assert_eq!(&read[..], &large[..]);
+    assert_eq!(maps_made(&log), 2, "a file past its map is mapped again");
+}

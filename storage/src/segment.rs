@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
-use memmap2::Mmap;
+use memmap2::MmapRaw;
 use shadowlink_protocol::batch::{
     peek_last_offset, BatchWalker, Compression, RecordBatch, LOG_OVERHEAD, MIN_ENTRY_LENGTH,
 };
@@ -77,13 +77,17 @@ pub(crate) struct Segment {
     pub(crate) created: Instant,
     /// Whether both index files loaded and passed format checks on open.
     pub(crate) indexes_loaded: bool,
-    map: Mutex<Option<Arc<Mmap>>>,
+    /// The file mapped past its written end: reads share it until the file outgrows it.
+    map: Mutex<Option<Arc<MmapRaw>>>,
     /// Cloned into every `Bytes` handed out; a count above one means readers still hold
     /// maps of the current file, so it must not be shrunk in place.
     readers: Arc<()>,
     /// Writes of batch data, for tests of write coalescing.
     #[cfg(test)]
     pub(crate) data_writes: u64,
+    /// Maps made by reads, for tests of map reuse.
+    #[cfg(test)]
+    pub(crate) maps_made: std::sync::atomic::AtomicU64,
 }
 
 impl Segment {
@@ -105,6 +109,8 @@ impl Segment {
             readers: Arc::new(()),
             #[cfg(test)]
             data_writes: 0,
+            #[cfg(test)]
+            maps_made: Default::default(),
         }
     }
 
@@ -263,13 +269,16 @@ impl Segment {
         let map = match cache.as_ref() {
             Some(map) if map.len() >= size => Arc::clone(map),
             _ => {
-                let map = mmap::map(&*self.file.open()?, size)
+                let map = mmap::map(&*self.file.open()?, mmap::map_len(size))
                     .map_err(StorageError::io("mapping", &self.log_path))?;
                 *cache = Some(Arc::clone(&map));
+                #[cfg(test)]
+                self.maps_made
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 map
             }
         };
-        Ok(mmap::to_bytes(map, Arc::clone(&self.readers)).slice(..size))
+        Ok(mmap::to_bytes(map, size, Arc::clone(&self.readers)))
     }
 
     pub(crate) fn corrupt(&self, position: u64, reason: impl Into<String>) -> StorageError {

@@ -8,6 +8,10 @@
 //! lags by at least the time since the first sample in which the source end was above
 //! that mirror end (so it has a one-sample resolution and never overstates).
 //!
+//! The mirror fetches again as soon as an answer arrives, so the nodes' CPU follows how
+//! many fetches they make: the bench also counts the Fetch requests the source answered
+//! (its `/metrics`) and gives each node's CPU per fetch.
+//!
 //! `cargo run --release -p shadowlink-benches --bin partitions_under_load -- [--partitions N]
 //! [--rate R] [--seconds S]` (defaults: 1000 partitions, 5000 records/s, 60 s).
 
@@ -23,7 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use shadowlink_benches::{cpu_seconds, load_average, print_command_and_machine, rss_mb};
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::create_topic;
-use shadowlink_tests::{Client, Node, NodeConfig};
+use shadowlink_tests::{http_get, Client, Node, NodeConfig};
 
 const TOPIC: &str = "a_load";
 /// Goal: no partition lags more than this.
@@ -98,9 +102,22 @@ impl Lags {
     }
 }
 
+/// Fetch requests the node has answered, from its admin listener's `/metrics`.
+fn fetches_answered(node: &Node) -> Result<f64> {
+    let Some(admin) = node.admin else {
+        bail!("the node has no admin listener");
+    };
+    let (_, text) = http_get(admin, "/metrics")?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("shadowlink_kafka_requests_total{api=\"Fetch\"}"));
+    let value = line.and_then(|l| l.rsplit(' ').next()?.parse().ok());
+    Ok(value.unwrap_or(0.0))
+}
+
 fn start(partitions: i32) -> Result<(Node, Node)> {
     let limit = i64::from(partitions) + 100;
-    let source = Node::start(&NodeConfig::new().max_partitions(limit))?;
+    let source = Node::start(&NodeConfig::new().max_partitions(limit).admin())?;
     create_topic(source.kafka, TOPIC, partitions, &[])?;
     let mirror = Node::start(&NodeConfig::linked_to(source.kafka).max_partitions(limit))?;
     Ok((source, mirror))
@@ -148,6 +165,7 @@ fn main() -> Result<()> {
         cpu_seconds(source.process.pid())?,
         cpu_seconds(mirror.process.pid())?,
     );
+    let fetches = fetches_answered(&source)?;
     let started = Instant::now();
     let mut lags = Lags::default();
     let mut first = vec![0; a.partitions as usize];
@@ -168,6 +186,7 @@ fn main() -> Result<()> {
         cpu_seconds(source.process.pid())? - cpu.0,
         cpu_seconds(mirror.process.pid())? - cpu.1,
     );
+    let fetches = fetches_answered(&source)? - fetches;
     let last = end_offsets(&mut src, a.partitions)?;
     let produced: i64 = last.iter().zip(&first).map(|(l, f)| l - f).sum();
     let _ = producer.wait();
@@ -194,6 +213,18 @@ fn main() -> Result<()> {
     println!(
         "| mirror CPU (% of a core) | {:.1} |",
         used.1 / elapsed * 100.0
+    );
+    println!(
+        "| Fetch requests answered by the source (/s) | {:.0} |",
+        fetches / elapsed
+    );
+    println!(
+        "| source CPU per Fetch answered, its produce load included (µs) | {:.0} |",
+        used.0 / fetches * 1e6
+    );
+    println!(
+        "| mirror CPU per Fetch (µs) | {:.0} |",
+        used.1 / fetches * 1e6
     );
     println!("| source RSS (MB) | {:.0} |", rss_mb(source.process.pid())?);
     println!("| mirror RSS (MB) | {:.0} |", rss_mb(mirror.process.pid())?);
