@@ -11,6 +11,7 @@
 //! producer-id allocator's state.
 
 mod abandoned;
+pub mod change_feed;
 mod create;
 mod demote;
 mod error;
@@ -34,6 +35,8 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::{EpochFloor, LogConfig, PartitionLog, StorageError};
 use tokio::sync::Notify;
+
+use change_feed::ChangeFeed;
 
 pub use abandoned::AbortedTransaction;
 pub use create::validate_topic_name;
@@ -121,9 +124,9 @@ pub struct MirrorPartition {
     appended: Arc<Notify>,
     /// This partition's count of changes to what a Fetch of it would answer.
     version: AtomicU64,
-    /// The node's count of changes to what a Fetch of any partition would answer
-    /// (see [`Store::changes`]).
-    changes: Arc<AtomicU64>,
+    /// The node's changes to what a Fetch of any partition would answer (see
+    /// [`Store::changes`]).
+    changes: Arc<ChangeFeed>,
     /// The node's partitions owing an interval sync; this one is in it while
     /// `flush_queued` is set.
     flushes: Arc<FlushQueue>,
@@ -166,8 +169,9 @@ pub struct Store {
     offline_topics: DashMap<String, String>,
     /// Woken after every append, for fetches waiting on new data.
     appended: Arc<Notify>,
-    /// Bumped whenever a partition's log is changed or its source epoch floor moves.
-    changes: Arc<AtomicU64>,
+    /// Takes a change whenever a partition's log is changed or its source epoch floor
+    /// moves.
+    changes: Arc<ChangeFeed>,
     /// Bumped whenever a topic or a partition is added (see [`Store::topology`]).
     topology: AtomicU64,
     /// Partitions owing an interval sync, for the node's flush timer.
@@ -188,7 +192,12 @@ impl Store {
     /// any partition answers as before (topics are never removed, so only a partition
     /// that was missing, and so answered with an error, can appear).
     pub fn changes(&self) -> u64 {
-        self.changes.load(Ordering::Acquire)
+        self.changes.count()
+    }
+
+    /// Which partitions the latest changes counted by [`Store::changes`] were.
+    pub fn change_feed(&self) -> &ChangeFeed {
+        &self.changes
     }
 
     /// How many times a topic or a partition was added since the node started. While it

@@ -117,7 +117,12 @@ fn fetches_answered(node: &Node) -> Result<f64> {
 
 fn start(partitions: i32) -> Result<(Node, Node)> {
     let limit = i64::from(partitions) + 100;
-    let source = Node::start(&NodeConfig::new().max_partitions(limit).admin())?;
+    let source = Node::start(
+        &NodeConfig::new()
+            .max_partitions(limit)
+            .max_partitions_per_request(limit)
+            .admin(),
+    )?;
     create_topic(source.kafka, TOPIC, partitions, &[])?;
     let mirror = Node::start(&NodeConfig::linked_to(source.kafka).max_partitions(limit))?;
     Ok((source, mirror))

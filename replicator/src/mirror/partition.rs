@@ -13,6 +13,7 @@ use shadowlink_storage::{
 };
 use tokio::sync::Notify;
 
+use super::change_feed::{ChangeFeed, PartitionId};
 use super::{FlushQueue, MirrorError, MirrorPartition, HEAL_INTERVAL};
 
 /// How a client's `current_leader_epoch` disagrees with the partition's (KIP-320).
@@ -76,7 +77,7 @@ impl MirrorPartition {
         log: PartitionLog,
         source_epoch: EpochFloor,
         appended: Arc<Notify>,
-        changes: Arc<AtomicU64>,
+        changes: Arc<ChangeFeed>,
         flushes: Arc<FlushQueue>,
     ) -> Self {
         MirrorPartition {
@@ -112,7 +113,12 @@ impl MirrorPartition {
         // The partition's count first: a reader that sees the node's count moved and
         // then this partition's count unmoved may rely on the partition being unchanged.
         self.version.fetch_add(1, Ordering::AcqRel);
-        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.changes.push(self.feed_id());
+    }
+
+    /// How the node's change feed names this partition.
+    pub fn feed_id(&self) -> PartitionId {
+        self as *const MirrorPartition as PartitionId
     }
 
     /// How many times this partition changed in a way a Fetch could see (see

@@ -173,9 +173,11 @@ fn read_session(
     let mut gathered = Gathered::default();
     let mut quiet = true;
     let mut read = 0;
-    for position in session.rotated() {
+    for position in session.due(ctx.store.change_feed()) {
         let cached = session.partition_mut(position);
         if cached.is_quiet() {
+            // Named by a change the read that made it quiet had seen already.
+            session.still_quiet(position);
             continue;
         }
         let topic = cached.key.topic.as_str();
@@ -197,7 +199,7 @@ fn read_session(
         let news = cached.has_news(&part);
         // Without a limit the read took no records, whether there were any or not.
         let silent = !news && part.error_code == 0 && limit.is_some();
-        cached.read(held, changes.filter(|_| silent));
+        session.read(position, held, changes.filter(|_| silent));
         quiet &= silent;
         if news {
             gathered.parts.push((position, part));

@@ -10,12 +10,16 @@
 //! something changed. A busy one costs a read of the partitions that may have news only:
 //! a partition whose last read had nothing to tell is remembered with its own change
 //! count, and is read again once that count moves, its parameters change, or anything
-//! the whole read depends on ([`ReadInputs`]) does.
+//! the whole read depends on ([`ReadInputs`]) does. It is not even looked at: the node's
+//! change feed names the partitions that changed, and only those, the new ones and the
+//! ones not quiet are read ([`due`]).
 //!
 //! The cache holds at most `slots` sessions (Kafka's
 //! `max.incremental.fetch.session.cache.slots`). A new session that finds it full evicts
 //! the least recently used session not serving a request, or, with none, gets no session
 //! (id 0) and is served as a plain full fetch.
+
+mod due;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +29,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, ForgottenTopic};
 use shadowlink_protocol::fetch::FetchPartitionParts;
 
 use crate::authz::Grants;
+use crate::mirror::change_feed::ChangeFeed;
 use crate::mirror::MirrorPartition;
 use crate::topic_partition::TopicPartition;
 
@@ -128,6 +133,11 @@ impl CachedPartition {
         self.held = held;
     }
 
+    /// How the change feed names the partition, when it was looked up.
+    fn feed_id(&self) -> Option<usize> {
+        self.held.as_ref().map(|p| p.feed_id())
+    }
+
     /// Whether an incremental response must carry `part`: Kafka's
     /// `CachedPartition.maybeUpdateResponseData`, with the last stable offset added
     /// because a mirror's LSO moves when a marker arrives, without new records visible
@@ -196,6 +206,8 @@ pub struct Session {
     idle: Option<IdleScan>,
     /// What the partitions' `held` and `quiet_at` were recorded under.
     inputs: Option<ReadInputs>,
+    /// The partitions the next read must look at.
+    due: due::DueReads,
 }
 
 impl Session {
@@ -209,6 +221,7 @@ impl Session {
             last_used: Instant::now(),
             idle: None,
             inputs: None,
+            due: Default::default(),
         }
     }
 
@@ -232,6 +245,7 @@ impl Session {
         for p in &mut self.partitions {
             p.read(None, None);
         }
+        self.due.all(self.partitions.len());
         self.inputs = Some(inputs.clone());
     }
 
@@ -247,8 +261,10 @@ impl Session {
                 let cached = &mut self.partitions[i];
                 cached.params = params;
                 cached.quiet_at = None;
+                self.due.add(i);
             }
             None => {
+                self.due.add(self.partitions.len());
                 self.index.insert(key.clone(), self.partitions.len());
                 self.partitions.push(CachedPartition::new(key, params));
             }
@@ -266,10 +282,14 @@ impl Session {
                 let Some(i) = self.index.remove(&key) else {
                     continue;
                 };
-                self.partitions.swap_remove(i);
-                if let Some(moved) = self.partitions.get(i) {
+                let last = self.partitions.len() - 1;
+                let gone = self.partitions.swap_remove(i);
+                let moved = self.partitions.get(i);
+                if let Some(moved) = moved {
                     self.index.insert(moved.key.clone(), i);
                 }
+                let moved_id = moved.and_then(CachedPartition::feed_id);
+                self.due.removed(i, gone.feed_id(), last, moved_id);
             }
         }
     }
@@ -286,9 +306,36 @@ impl Session {
         (start..self.partitions.len()).chain(0..start)
     }
 
+    /// The positions of the partitions this request's read must look at, from where it
+    /// starts: the ones not known quiet, and the quiet ones `feed` named since the last
+    /// read. Take it before reading.
+    pub fn due(&mut self, feed: &ChangeFeed) -> Vec<usize> {
+        self.due.catch_up(feed, self.partitions.len());
+        self.due.from(self.start())
+    }
+
     /// The partition at `position` (see [`Self::rotated`]).
     pub fn partition_mut(&mut self, position: usize) -> &mut CachedPartition {
         &mut self.partitions[position]
+    }
+
+    /// Records a read of the partition at `position` ([`CachedPartition::read`]).
+    pub fn read(
+        &mut self,
+        position: usize,
+        held: Option<Arc<MirrorPartition>>,
+        quiet_at: Option<u64>,
+    ) {
+        let cached = &mut self.partitions[position];
+        cached.read(held, quiet_at);
+        let quiet = cached.quiet_at.and(cached.feed_id());
+        self.due.read(position, quiet);
+    }
+
+    /// Records that the partition at `position`, due, was quiet still.
+    pub fn still_quiet(&mut self, position: usize) {
+        let quiet = self.partitions[position].feed_id();
+        self.due.read(position, quiet);
     }
 
     /// Moves the next read's start one partition further on.
@@ -608,6 +655,40 @@ mod tests {
         assert!(!cached.is_quiet() && cached.held().is_none());
         cached.read(None, Some(partition.changes()));
         assert!(!cached.is_quiet(), "a missing partition is always read");
+    }
+
+    #[test]
+    fn a_read_looks_only_at_partitions_not_quiet_or_changed_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::mirror::Store::open(dir.path(), Default::default()).unwrap();
+        let topic = (store.create_owned_topic("t", 3, Default::default(), i64::MAX)).unwrap();
+        let inputs = ReadInputs {
+            isolation_level: 0,
+            follower: false,
+            cluster_generation: None,
+            grants: Grants::everything(),
+            topology: store.topology(),
+        };
+        let mut session = Session::new(1);
+        for p in 0..3 {
+            session.upsert(TopicPartition::new("t", p), FetchPartition::default());
+        }
+        session.prepare(&inputs);
+        let feed = store.change_feed();
+        assert_eq!(session.due(feed), [0, 1, 2]);
+        for p in 0..3 {
+            let partition = topic.partition(p).unwrap();
+            session.read(
+                p as usize,
+                Some(partition.clone()),
+                Some(partition.changes()),
+            );
+        }
+        assert!(session.due(feed).is_empty(), "every partition is quiet");
+        assert!(topic.partition(1).unwrap().observe_source_epoch(4));
+        assert_eq!(session.due(feed), [1]);
+        session.upsert(TopicPartition::new("t", 2), FetchPartition::default());
+        assert_eq!(session.due(feed), [1, 2], "new parameters");
     }
 
     #[test]
