@@ -617,12 +617,17 @@ mod tests {
         assert_eq!(order, vec![1, 2]);
     }
 
-    #[test]
-    fn a_quiet_partition_is_read_again_after_a_change_a_new_request_or_new_inputs() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::mirror::Store::open(dir.path(), Default::default()).unwrap();
-        let topic = (store.create_owned_topic("t", 1, Default::default(), i64::MAX)).unwrap();
-        let partition = topic.partition(0).unwrap();
+    /// A store holding owned topic `t` of `partitions`, and the inputs of a read of it.
+    fn owned_topic(
+        dir: &std::path::Path,
+        partitions: i32,
+    ) -> (
+        crate::mirror::Store,
+        Arc<crate::mirror::MirrorTopic>,
+        ReadInputs,
+    ) {
+        let store = crate::mirror::Store::open(dir, Default::default()).unwrap();
+        let topic = store.create_owned_topic("t", partitions, Default::default(), i64::MAX);
         let inputs = ReadInputs {
             isolation_level: 0,
             follower: false,
@@ -630,6 +635,14 @@ mod tests {
             grants: Grants::everything(),
             topology: store.topology(),
         };
+        (store, topic.unwrap(), inputs)
+    }
+
+    #[test]
+    fn a_quiet_partition_is_read_again_after_a_change_a_new_request_or_new_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, topic, inputs) = owned_topic(dir.path(), 1);
+        let partition = topic.partition(0).unwrap();
         let key = TopicPartition::new("t", 0);
         let mut session = Session::new(1);
         session.upsert(key.clone(), FetchPartition::default());
@@ -660,15 +673,7 @@ mod tests {
     #[test]
     fn a_read_looks_only_at_partitions_not_quiet_or_changed_since() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::mirror::Store::open(dir.path(), Default::default()).unwrap();
-        let topic = (store.create_owned_topic("t", 3, Default::default(), i64::MAX)).unwrap();
-        let inputs = ReadInputs {
-            isolation_level: 0,
-            follower: false,
-            cluster_generation: None,
-            grants: Grants::everything(),
-            topology: store.topology(),
-        };
+        let (store, topic, inputs) = owned_topic(dir.path(), 3);
         let mut session = Session::new(1);
         for p in 0..3 {
             session.upsert(TopicPartition::new("t", p), FetchPartition::default());
