@@ -311,7 +311,7 @@ impl Session {
     /// read. Take it before reading.
     pub fn due(&mut self, feed: &ChangeFeed) -> Vec<usize> {
         self.due.catch_up(feed, self.partitions.len());
-        self.due.from(self.start())
+        self.due.positions_from(self.start())
     }
 
     /// The partition at `position` (see [`Self::rotated`]).

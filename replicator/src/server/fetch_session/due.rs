@@ -86,7 +86,7 @@ impl DueReads {
     }
 
     /// The due positions from `start` on, then those before it.
-    pub fn from(&self, start: usize) -> Vec<usize> {
+    pub fn positions_from(&self, start: usize) -> Vec<usize> {
         let (after, before) = (self.due.range(start..), self.due.range(..start));
         after.chain(before).copied().collect()
     }
@@ -96,59 +96,66 @@ impl DueReads {
 mod tests {
     use super::*;
 
+    /// A feed, and `len` positions all due and caught up with it.
+    fn started(len: usize) -> (ChangeFeed, DueReads) {
+        let (feed, mut due) = (ChangeFeed::default(), DueReads::default());
+        due.all(len);
+        due.catch_up(&feed, len);
+        (feed, due)
+    }
+
     #[test]
     fn a_quiet_partition_is_due_again_only_once_the_feed_names_it() {
-        let feed = ChangeFeed::default();
-        let mut due = DueReads::default();
-        due.all(3);
-        due.catch_up(&feed, 3);
-        assert_eq!(due.from(1), [1, 2, 0]);
+        let (feed, mut due) = started(3);
+        assert_eq!(due.positions_from(1), [1, 2, 0]);
         for (position, id) in [(0, 10), (1, 11), (2, 12)] {
             due.read(position, Some(id));
         }
         due.catch_up(&feed, 3);
-        assert!(due.from(0).is_empty());
+        assert!(due.positions_from(0).is_empty());
         feed.push(11);
         feed.push(99);
         due.catch_up(&feed, 3);
-        assert_eq!(due.from(0), [1]);
+        assert_eq!(due.positions_from(0), [1]);
         due.read(1, None);
         due.catch_up(&feed, 3);
-        assert_eq!(due.from(0), [1], "a partition with news is read again");
+        assert_eq!(
+            due.positions_from(0),
+            [1],
+            "a partition with news is read again"
+        );
     }
 
     #[test]
     fn a_feed_that_dropped_changes_makes_every_partition_due() {
-        let feed = ChangeFeed::default();
-        let mut due = DueReads::default();
-        due.all(2);
-        due.catch_up(&feed, 2);
+        let (feed, mut due) = started(2);
         due.read(0, Some(10));
         due.read(1, Some(11));
         for _ in 0..=crate::mirror::change_feed::RECENT_CHANGES {
             feed.push(99);
         }
         due.catch_up(&feed, 2);
-        assert_eq!(due.from(0), [0, 1]);
+        assert_eq!(due.positions_from(0), [0, 1]);
     }
 
     #[test]
     fn a_partition_moved_into_a_gap_is_named_at_its_new_position() {
-        let feed = ChangeFeed::default();
-        let mut due = DueReads::default();
-        due.all(3);
-        due.catch_up(&feed, 3);
+        let (feed, mut due) = started(3);
         due.read(0, Some(10));
         due.read(1, None);
         due.read(2, Some(12));
         due.removed(0, Some(10), 2, Some(12));
-        assert_eq!(due.from(0), [1]);
+        assert_eq!(due.positions_from(0), [1]);
         feed.push(12);
         feed.push(10);
         due.catch_up(&feed, 2);
-        assert_eq!(due.from(0), [0, 1]);
+        assert_eq!(due.positions_from(0), [0, 1]);
         due.read(0, None);
         due.removed(0, None, 1, None);
-        assert_eq!(due.from(0), [0], "the due partition moved from 1 to 0");
+        assert_eq!(
+            due.positions_from(0),
+            [0],
+            "the due partition moved from 1 to 0"
+        );
     }
 }
