@@ -641,7 +641,7 @@ mod tests {
     #[test]
     fn a_quiet_partition_is_read_again_after_a_change_a_new_request_or_new_inputs() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, topic, inputs) = owned_topic(dir.path(), 1);
+        let (_store, topic, inputs) = owned_topic(dir.path(), 1);
         let partition = topic.partition(0).unwrap();
         let key = TopicPartition::new("t", 0);
         let mut session = Session::new(1);
