@@ -66,6 +66,16 @@ fn scripted(topic: &str, batches: &[Bytes]) -> Result<FakeBroker> {
     source_with(topic, log)
 }
 
+/// A scripted source holding [`before_the_change`]`(later)` in `topic`-0, and a node
+/// that has mirrored all of it.
+fn mirrored_before_the_change(topic: &str, later: i32) -> Result<(FakeBroker, Node, Vec<Bytes>)> {
+    let before = before_the_change(later);
+    let source = scripted(topic, &before)?;
+    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
+    eventually(Duration::from_secs(30), || mirrored(&node, topic, &before))?;
+    Ok((source, node, before))
+}
+
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
@@ -343,9 +353,7 @@ fn fetch_after(node: &Node, topic: &str, offset: i64, epoch: i32) -> Result<((i3
 #[test]
 fn a_mirror_of_a_mirror_follows_its_sources_truncation() -> Result<()> {
     let topic = "a_chain";
-    let before = before_the_change(1);
-    let source = scripted(topic, &before)?;
-    let first = Node::start(&NodeConfig::linked_to(source.addr))?;
+    let (source, first, before) = mirrored_before_the_change(topic, 1)?;
     let second = Node::start(&NodeConfig::linked_to(first.kafka))?;
     eventually(Duration::from_secs(30), || {
         mirrored(&second, topic, &before)
@@ -369,10 +377,7 @@ fn a_mirror_of_a_mirror_follows_its_sources_truncation() -> Result<()> {
 #[test]
 fn a_mirror_holding_an_epoch_its_source_lost_truncates_where_its_own_log_agrees() -> Result<()> {
     let topic = "a_lost_epoch";
-    let before = before_the_change(3);
-    let source = scripted(topic, &before)?;
-    let node = Node::start(&NodeConfig::linked_to(source.addr))?;
-    eventually(Duration::from_secs(30), || mirrored(&node, topic, &before))?;
+    let (source, node, before) = mirrored_before_the_change(topic, 3)?;
 
     // The new leader never had epoch 3: its epoch 2 began at 10 and runs past the
     // mirror's end, so it answers (2, 20) and only the mirror's own log says where the
