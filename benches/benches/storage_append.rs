@@ -16,6 +16,12 @@
 //! owned partition, which validates it, checks its producer, assigns its offset and
 //! appends it.
 //!
+//! The `_received` variants of the summary take each piece as a socket read leaves it:
+//! copied, outside the timing, into a new buffer just before its timed step, so it is in
+//! the cache rather than in memory. The others read every piece from a 64 MiB pool, so
+//! their CRC pass also pays for fetching the bytes from memory, which an append of bytes
+//! just received does not.
+//!
 //! Every log and every plain file first takes one 16 KiB batch outside the timing. A
 //! log's first batch of a leader epoch makes it replace its `leader-epoch-checkpoint`
 //! durably (fsync of the file, rename, fsync of the directory): milliseconds of waiting
@@ -42,6 +48,35 @@ const BATCH_BYTES: usize = 16 * 1024;
 const POOL: usize = 4096;
 /// Batches per record set in the record-set variants: 1 MiB.
 const SET: usize = 64;
+
+/// Where a timed step finds its piece.
+#[derive(Clone, Copy)]
+enum Input {
+    /// In the pool, read from memory by the step itself.
+    Memory,
+    /// Copied into a new buffer just before the step, outside the timing.
+    Received,
+}
+
+/// Runs `step` on each piece and times the steps alone.
+fn each(pieces: &[Bytes], input: Input, mut step: impl FnMut(Bytes)) -> Duration {
+    match input {
+        Input::Memory => {
+            let start = Instant::now();
+            pieces.iter().for_each(|piece| step(piece.clone()));
+            start.elapsed()
+        }
+        Input::Received => pieces
+            .iter()
+            .map(|piece| {
+                let received = Bytes::copy_from_slice(piece);
+                let start = Instant::now();
+                step(received);
+                start.elapsed()
+            })
+            .sum(),
+    }
+}
 
 /// A 16 KiB batch (exactly) at `base_offset`: one record whose value fills the rest.
 fn batch(base_offset: i64) -> Bytes {
@@ -88,21 +123,25 @@ fn fresh_log(dir: &Path, n: usize) -> PartitionLog {
 
 /// Appends `pieces` to a fresh log; opening it, its first batch and removing it are not
 /// timed.
-fn append_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
-    append_to(fresh_log(dir, n), dir, n, pieces)
+fn append_pass(dir: &Path, n: usize, pieces: &[Bytes], input: Input) -> Duration {
+    append_to(fresh_log(dir, n), dir, n, pieces, input)
 }
 
 /// Appends `pieces` to a new, empty log, its first append (and epoch checkpoint) timed.
 fn append_new_log_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
-    append_to(new_log(dir, n), dir, n, pieces)
+    append_to(new_log(dir, n), dir, n, pieces, Input::Memory)
 }
 
-fn append_to(mut log: PartitionLog, dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
-    let start = Instant::now();
-    for piece in pieces {
-        black_box(log.append(piece.clone()).expect("append"));
-    }
-    let elapsed = start.elapsed();
+fn append_to(
+    mut log: PartitionLog,
+    dir: &Path,
+    n: usize,
+    pieces: &[Bytes],
+    input: Input,
+) -> Duration {
+    let elapsed = each(pieces, input, |piece| {
+        black_box(log.append(piece).expect("append"));
+    });
     drop(log);
     let _ = std::fs::remove_dir_all(dir.join(format!("log-{n}")));
     elapsed
@@ -131,7 +170,7 @@ fn client_pool() -> Vec<Bytes> {
 
 /// Produces `batches` to a new owned partition holding one batch already; creating the
 /// node's store and topic and removing them are not timed.
-fn produce_pass(dir: &Path, n: usize, batches: &[Bytes]) -> Duration {
+fn produce_pass(dir: &Path, n: usize, batches: &[Bytes], input: Input) -> Duration {
     let config = LogConfig {
         persist: PersistMode::Os,
         ..LogConfig::default()
@@ -151,11 +190,9 @@ fn produce_pass(dir: &Path, n: usize, batches: &[Bytes]) -> Duration {
     partition
         .produce(client_batch(), &request)
         .expect("produce");
-    let start = Instant::now();
-    for batch in batches {
-        black_box(partition.produce(batch.clone(), &request).expect("produce"));
-    }
-    let elapsed = start.elapsed();
+    let elapsed = each(batches, input, |batch| {
+        black_box(partition.produce(batch, &request).expect("produce"));
+    });
     drop((partition, topic, store));
     let _ = std::fs::remove_dir_all(&data_dir);
     elapsed
@@ -187,28 +224,26 @@ fn append_checked_pass(dir: &Path, n: usize, sets: &[CheckedRecordSet]) -> Durat
 
 /// Writes `pieces` to a fresh file, one `write_all` each, after the untimed first batch
 /// the logs hold too.
-fn write_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
-    plain_write_pass(dir, n, pieces, false)
+fn write_pass(dir: &Path, n: usize, pieces: &[Bytes], input: Input) -> Duration {
+    plain_write_pass(dir, n, pieces, input, false)
 }
 
 /// Like [`write_pass`], with CRC-32C computed over each piece just before its write: the
 /// least an append that checks CRCs before it writes can cost.
-fn crc_write_pass(dir: &Path, n: usize, pieces: &[Bytes]) -> Duration {
-    plain_write_pass(dir, n, pieces, true)
+fn crc_write_pass(dir: &Path, n: usize, pieces: &[Bytes], input: Input) -> Duration {
+    plain_write_pass(dir, n, pieces, input, true)
 }
 
-fn plain_write_pass(dir: &Path, n: usize, pieces: &[Bytes], hash: bool) -> Duration {
+fn plain_write_pass(dir: &Path, n: usize, pieces: &[Bytes], input: Input, hash: bool) -> Duration {
     let path = dir.join(format!("raw-{n}"));
     let mut file = std::fs::File::create(&path).expect("create");
     file.write_all(&batch(0)).expect("write");
-    let start = Instant::now();
-    for piece in pieces {
+    let elapsed = each(pieces, input, |piece| {
         if hash {
-            black_box(shadowlink_protocol::batch::crc32c(piece));
+            black_box(shadowlink_protocol::batch::crc32c(&piece));
         }
-        file.write_all(piece).expect("write");
-    }
-    let elapsed = start.elapsed();
+        file.write_all(&piece).expect("write");
+    });
     drop(file);
     let _ = std::fs::remove_file(&path);
     elapsed
@@ -237,7 +272,7 @@ fn storage_append(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 timed(&pieces, iters, |p| {
                     n += 1;
-                    append_pass(dir.path(), n, p)
+                    append_pass(dir.path(), n, p, Input::Memory)
                 })
             })
         });
@@ -259,7 +294,7 @@ fn storage_append(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 timed(&pieces, iters, |p| {
                     n += 1;
-                    write_pass(dir.path(), n, p)
+                    write_pass(dir.path(), n, p, Input::Memory)
                 })
             })
         });
@@ -272,7 +307,7 @@ fn storage_append(c: &mut Criterion) {
         b.iter_custom(|iters| {
             timed(&produced, iters, |p| {
                 n += 1;
-                produce_pass(dir.path(), n, p)
+                produce_pass(dir.path(), n, p, Input::Memory)
             })
         })
     });
@@ -310,17 +345,30 @@ fn summary() {
         "crc_then_write_16k",
         "crc_then_write_1m",
         "produce_16k",
+        "partition_log_append_16k_received",
+        "file_write_16k_received",
+        "crc_then_write_16k_received",
+        "produce_16k_received",
+        "partition_log_append_1m_received",
+        "file_write_1m_received",
     ];
+    let (memory, received) = (Input::Memory, Input::Received);
     let mut passes: Vec<Pass<'_>> = vec![
-        Box::new(|| append_pass(dir.path(), next(), &single)),
-        Box::new(|| write_pass(dir.path(), next(), &single)),
-        Box::new(|| append_pass(dir.path(), next(), &sets)),
+        Box::new(|| append_pass(dir.path(), next(), &single, memory)),
+        Box::new(|| write_pass(dir.path(), next(), &single, memory)),
+        Box::new(|| append_pass(dir.path(), next(), &sets, memory)),
         Box::new(|| append_checked_pass(dir.path(), next(), &checked_sets)),
-        Box::new(|| write_pass(dir.path(), next(), &sets)),
+        Box::new(|| write_pass(dir.path(), next(), &sets, memory)),
         Box::new(|| append_new_log_pass(dir.path(), next(), &sets)),
-        Box::new(|| crc_write_pass(dir.path(), next(), &single)),
-        Box::new(|| crc_write_pass(dir.path(), next(), &sets)),
-        Box::new(|| produce_pass(dir.path(), next(), &produced)),
+        Box::new(|| crc_write_pass(dir.path(), next(), &single, memory)),
+        Box::new(|| crc_write_pass(dir.path(), next(), &sets, memory)),
+        Box::new(|| produce_pass(dir.path(), next(), &produced, memory)),
+        Box::new(|| append_pass(dir.path(), next(), &single, received)),
+        Box::new(|| write_pass(dir.path(), next(), &single, received)),
+        Box::new(|| crc_write_pass(dir.path(), next(), &single, received)),
+        Box::new(|| produce_pass(dir.path(), next(), &produced, received)),
+        Box::new(|| append_pass(dir.path(), next(), &sets, received)),
+        Box::new(|| write_pass(dir.path(), next(), &sets, received)),
     ];
     let load = load_average();
     let throughput = interleaved_throughput(&mut passes, ROUNDS, POOL * BATCH_BYTES);
@@ -343,6 +391,13 @@ fn summary() {
             ("partition_log_append_1m", "crc_then_write_1m"),
             ("produce_16k", "file_write_16k"),
             ("produce_16k", "partition_log_append_16k"),
+            (
+                "partition_log_append_16k_received",
+                "file_write_16k_received",
+            ),
+            ("crc_then_write_16k_received", "file_write_16k_received"),
+            ("produce_16k_received", "file_write_16k_received"),
+            ("partition_log_append_1m_received", "file_write_1m_received"),
         ],
     );
 }
