@@ -485,6 +485,16 @@ impl Link {
         self.with("progress_interval", duration(interval))
     }
 
+    /// `fetch_min_bytes`: Kafka's `fetch.min.bytes` for the link's long polls.
+    pub fn fetch_min_bytes(self, bytes: i32) -> Self {
+        self.with("fetch_min_bytes", bytes.to_string())
+    }
+
+    /// `fetch_max_wait`: Kafka's `fetch.max.wait.ms` for the link's long polls.
+    pub fn fetch_max_wait(self, wait: Duration) -> Self {
+        self.with("fetch_max_wait", duration(wait))
+    }
+
     /// `fetch_sessions`: whether the link opens KIP-227 sessions with its source.
     pub fn fetch_sessions(self, on: bool) -> Self {
         self.with("fetch_sessions", on.to_string())

@@ -556,3 +556,111 @@ fn a_session_long_poll_does_not_keep_out_a_partition_whose_writer_is_behind() ->
     assert!(link_requests(&mirror, "incremental")? > 0.0);
     Ok(())
 }
+
+/// Fetch requests a mirror node's link `from-a` has sent, full and incremental.
+fn link_fetches(node: &Node) -> Result<f64> {
+    Ok(link_requests(node, "full")? + link_requests(node, "incremental")?)
+}
+
+/// `fetch_min_bytes` and `fetch_max_wait`, Kafka's `fetch.min.bytes` and
+/// `fetch.max.wait.ms`: a link that asks for more bytes than a trickle of records brings
+/// lets the source gather them for up to the wait, so it makes a fetch per wait instead
+/// of one per record, and still copies every record.
+#[test]
+fn a_link_with_fetch_min_bytes_takes_a_trickle_of_records_in_fewer_fetches() -> Result<()> {
+    const RECORDS: usize = 60;
+    let wait = Duration::from_millis(300);
+    let source = Node::start(&NodeConfig::owner().topic("a_trickle", 1))?;
+    let mut client = RawClient::connect(source.kafka)?;
+    let (code, _) = client.produce("a_trickle", 0, padded_batch("first", 1))?;
+    assert_eq!(code, 0);
+    let eager = Node::start(&NodeConfig::linked_to(source.kafka).admin())?;
+    let gathering = NodeConfig::linked_to(source.kafka)
+        .admin()
+        .link(|l| l.fetch_min_bytes(1 << 20).fetch_max_wait(wait));
+    let gathering = Node::start(&gathering)?;
+    wait_identical(source.kafka, eager.kafka, "a_trickle", 1)?;
+    wait_identical(source.kafka, gathering.kafka, "a_trickle", 1)?;
+
+    let (eager_before, gathering_before) = (link_fetches(&eager)?, link_fetches(&gathering)?);
+    let started = std::time::Instant::now();
+    for i in 0..RECORDS {
+        let (code, _) = client.produce("a_trickle", 0, padded_batch(&format!("r{i}"), 1))?;
+        assert_eq!(code, 0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_identical(source.kafka, eager.kafka, "a_trickle", 1)?;
+    wait_identical(source.kafka, gathering.kafka, "a_trickle", 1)?;
+    let elapsed = started.elapsed();
+    let eager_fetches = link_fetches(&eager)? - eager_before;
+    let gathering_fetches = link_fetches(&gathering)? - gathering_before;
+
+    // The eager link (1 byte, Kafka's default) is woken by nearly every record; the other
+    // is answered once per wait, plus a few for the session's own bookkeeping.
+    let waits = elapsed.as_secs_f64() / wait.as_secs_f64();
+    println!("{RECORDS} records in {elapsed:?}: {eager_fetches} fetches by default, {gathering_fetches} with fetch_min_bytes");
+    assert!(
+        eager_fetches >= (RECORDS / 2) as f64,
+        "the default link made {eager_fetches} fetches for {RECORDS} records"
+    );
+    assert!(
+        gathering_fetches <= waits + 5.0,
+        "{gathering_fetches} fetches in {elapsed:?} with a {wait:?} wait"
+    );
+    assert!(
+        gathering_fetches * 3.0 < eager_fetches,
+        "{gathering_fetches} vs {eager_fetches}"
+    );
+    Ok(())
+}
+
+/// A Fetch's `min_bytes`: the node holds it while records trickle in until that many
+/// bytes are there, then answers before its wait is over; one asking for more than ever
+/// comes answers at the end of its wait with what there is.
+#[test]
+fn a_fetch_waits_for_its_min_bytes_while_records_trickle_in() -> Result<()> {
+    let node = Node::start(&NodeConfig::owner().topic("a_gather", 1))?;
+    let batch = |i: usize| padded_batch(&format!("r{i}"), 1);
+    let batch_len = batch(0).len();
+    let all_bytes: usize = (0..10).map(|i| batch(i).len()).sum();
+    let producing = std::thread::spawn({
+        let addr = node.kafka;
+        move || -> Result<()> {
+            let mut client = RawClient::connect(addr)?;
+            for i in 0..10 {
+                std::thread::sleep(Duration::from_millis(50));
+                let (code, _) = client.produce("a_gather", 0, batch(i))?;
+                assert_eq!(code, 0);
+            }
+            Ok(())
+        }
+    });
+    let mut client = RawClient::connect(node.kafka)?;
+    let gather = |min_bytes: usize, wait_ms: i32| {
+        fetch(0, -1, "a_gather", &[(0, 0)])
+            .with_min_bytes(min_bytes as i32)
+            .with_max_wait_ms(wait_ms)
+    };
+    let started = std::time::Instant::now();
+    let answer = send(&mut client, &gather(4 * batch_len, 5_000))?;
+    let took = started.elapsed();
+    let (_, bytes) = answered(&answer)[&0];
+    assert!(
+        bytes >= 4 * batch_len,
+        "{bytes} bytes, asked for {}",
+        4 * batch_len
+    );
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    producing.join().expect("the producer thread")?;
+
+    let started = std::time::Instant::now();
+    let answer = send(&mut client, &gather(100 * batch_len, 300))?;
+    let took = started.elapsed();
+    let (high_watermark, bytes) = answered(&answer)[&0];
+    assert_eq!((high_watermark, bytes), (10, all_bytes));
+    assert!(
+        took >= Duration::from_millis(250),
+        "answered after {took:?}"
+    );
+    Ok(())
+}

@@ -10,12 +10,15 @@
 //!
 //! The mirror fetches again as soon as an answer arrives, so the nodes' CPU follows how
 //! many fetches they make: the bench also counts the Fetch requests the source answered
-//! (its `/metrics`) and gives each node's CPU per fetch.
+//! (its `/metrics`) and gives each node's CPU per fetch. `--fetch-min-bytes` and
+//! `--fetch-max-wait-ms` set the link's `fetch_min_bytes` and `fetch_max_wait`, which
+//! trade fewer fetches for the time records wait at the source.
 //!
 //! `cargo run --release -p shadowlink-benches --bin partitions_under_load -- [--partitions N]
-//! [--rate R] [--seconds S] [--metadata-interval-ms M]` (defaults: 1000 partitions, 5000
-//! records/s, 60 s, and the link's default metadata interval of 10 s; the earlier runs in
-//! BENCHMARKS.md used the test harness's 300 ms).
+//! [--rate R] [--seconds S] [--metadata-interval-ms M] [--fetch-min-bytes B]
+//! [--fetch-max-wait-ms W]` (defaults: 1000 partitions, 5000 records/s, 60 s, and the
+//! link's defaults: a metadata interval of 10 s, 1 byte, 500 ms; the earlier runs in
+//! BENCHMARKS.md used the test harness's 300 ms metadata interval).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -50,6 +53,12 @@ struct Args {
     /// link's own default. Each refresh looks at every partition once.
     #[arg(long, default_value_t = 10_000)]
     metadata_interval_ms: u64,
+    /// The mirror's link `fetch_min_bytes`.
+    #[arg(long, default_value_t = 1)]
+    fetch_min_bytes: i32,
+    /// The mirror's link `fetch_max_wait`, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    fetch_max_wait_ms: u64,
 }
 
 /// Every partition's latest offset on the node at `addr`.
@@ -121,7 +130,8 @@ fn fetches_answered(node: &Node) -> Result<f64> {
     Ok(value.unwrap_or(0.0))
 }
 
-fn start(partitions: i32, metadata_interval: Duration) -> Result<(Node, Node)> {
+fn start(a: &Args) -> Result<(Node, Node)> {
+    let partitions = a.partitions;
     let limit = i64::from(partitions) + 100;
     let source = Node::start(
         &NodeConfig::new()
@@ -132,7 +142,9 @@ fn start(partitions: i32, metadata_interval: Duration) -> Result<(Node, Node)> {
     create_topic(source.kafka, TOPIC, partitions, &[])?;
     let link = Link::new("from-a", source.kafka)
         .include(&["a_*"])
-        .metadata_interval(metadata_interval);
+        .metadata_interval(Duration::from_millis(a.metadata_interval_ms))
+        .fetch_min_bytes(a.fetch_min_bytes)
+        .fetch_max_wait(Duration::from_millis(a.fetch_max_wait_ms));
     let mirror = NodeConfig::new().persist("os").add_link(link);
     let mirror = Node::start(&mirror.max_partitions(limit))?;
     Ok((source, mirror))
@@ -154,8 +166,7 @@ fn main() -> Result<()> {
     let a = <Args as clap::Parser>::parse();
     print_command_and_machine();
     println!("load average at start: {}", load_average());
-    let metadata_interval = Duration::from_millis(a.metadata_interval_ms);
-    let (source, mirror) = start(a.partitions, metadata_interval)?;
+    let (source, mirror) = start(&a)?;
     wait_listed(mirror.kafka, a.partitions)?;
     let mut producer = Client::Python
         .command(

@@ -64,6 +64,14 @@ pub struct LinkConfig {
     /// alone, and a session has one request at a time (KIP-227).
     #[serde(default = "default_fetches_in_flight")]
     pub fetches_in_flight: usize,
+    /// Kafka's `fetch.min.bytes`: the source answers a long poll once this many bytes are
+    /// ready or `fetch_max_wait` has passed. Above 1, a busy link makes fewer, larger
+    /// fetches, and a record that arrives alone waits up to `fetch_max_wait`.
+    #[serde(default = "default_fetch_min_bytes")]
+    pub fetch_min_bytes: i32,
+    /// Kafka's `fetch.max.wait.ms`: the longest a long poll waits at the source.
+    #[serde(default = "default_fetch_max_wait", with = "humantime_serde")]
+    pub fetch_max_wait: Duration,
     #[serde(default = "default_client_id")]
     pub client_id: String,
     /// How often a topic's first sync logs its progress.
@@ -124,6 +132,15 @@ fn default_partition_max_bytes() -> i32 {
 }
 fn default_fetches_in_flight() -> usize {
     4
+}
+/// The longest `fetch_max_wait`: a long poll keeps a request out that long, and a
+/// request deadline waits for it on top of `request_timeout`.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(10);
+fn default_fetch_min_bytes() -> i32 {
+    1
+}
+fn default_fetch_max_wait() -> Duration {
+    Duration::from_millis(500)
 }
 fn default_fetch_sessions() -> bool {
     true
@@ -264,6 +281,18 @@ fn validate_link_limits(i: usize, link: &LinkConfig) -> Result<(), ConfigError> 
         return Err(invalid(
             key("fetches_in_flight"),
             "must be between 1 and 64",
+        ));
+    }
+    if link.fetch_min_bytes < 1 || link.fetch_min_bytes > link.fetch_max_bytes {
+        return Err(invalid(
+            key("fetch_min_bytes"),
+            "must be at least 1 and at most fetch_max_bytes",
+        ));
+    }
+    if link.fetch_max_wait < Duration::from_millis(1) || link.fetch_max_wait > MAX_FETCH_WAIT {
+        return Err(invalid(
+            key("fetch_max_wait"),
+            "must be between 1ms and 10s",
         ));
     }
     Ok(())

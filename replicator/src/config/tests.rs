@@ -145,3 +145,27 @@ fn duplicate_link_names_are_rejected() {
     let e = err_of(&format!("{GOOD}\n[[links]]{second}"));
     assert!(e.contains("links[1].name"), "{e}");
 }
+
+#[test]
+fn fetch_min_bytes_and_max_wait_default_as_kafka_and_are_checked() {
+    let link = |text: &str| Config::parse(text).unwrap().links()[0].config.clone();
+    let default = link(GOOD);
+    assert_eq!(default.fetch_min_bytes, 1);
+    assert_eq!(default.fetch_max_wait, Duration::from_millis(500));
+    let set = link(&GOOD.replace(
+        "start = ",
+        "fetch_min_bytes = 65536\nfetch_max_wait = \"20ms\"\nstart = ",
+    ));
+    assert_eq!(set.fetch_min_bytes, 65536);
+    assert_eq!(set.fetch_max_wait, Duration::from_millis(20));
+    for bad in [
+        "fetch_min_bytes = 0",
+        "fetch_min_bytes = 40000000",
+        "fetch_max_wait = \"0ms\"",
+        "fetch_max_wait = \"1m\"",
+    ] {
+        let e = err_of(&GOOD.replace("start = ", &format!("{bad}\nstart = ")));
+        let key = bad.split(' ').next().unwrap();
+        assert!(e.starts_with(&format!("`links[0].{key}`")), "{bad}: {e}");
+    }
+}

@@ -18,8 +18,6 @@ use crate::source::{SourceClient, SourceError};
 use crate::status::SourceOffsets;
 use crate::tls::ClientTls;
 
-/// How long the source may hold a fetch open waiting for data.
-const MAX_WAIT_MS: i32 = 500;
 /// How long it may hold one while a partition it leads sits out because its writer is
 /// behind: that partition can only be fetched once this request is answered, and one
 /// request of caught-up partitions must not keep it waiting for a whole long poll.
@@ -30,13 +28,14 @@ const WAIT_WHILE_A_WRITER_IS_BEHIND_MS: i32 = 10;
 const PIPELINED_WAIT_MS: i32 = 1;
 
 /// The source's wait for data for a request to a broker: `long_poll`, the request goes
-/// alone and may wait; `writer_behind`, a partition the broker leads waits on its
-/// writer's queue.
-pub(super) fn max_wait_ms(long_poll: bool, writer_behind: bool) -> i32 {
+/// alone and may wait up to the link's `fetch_max_wait` (`long_wait`); `writer_behind`,
+/// a partition the broker leads waits on its writer's queue.
+pub(super) fn max_wait_ms(long_poll: bool, writer_behind: bool, long_wait: Duration) -> i32 {
+    let long_wait = i32::try_from(long_wait.as_millis()).unwrap_or(i32::MAX);
     match (long_poll, writer_behind) {
-        (false, _) => PIPELINED_WAIT_MS,
-        (true, true) => WAIT_WHILE_A_WRITER_IS_BEHIND_MS,
-        (true, false) => MAX_WAIT_MS,
+        (false, _) => PIPELINED_WAIT_MS.min(long_wait),
+        (true, true) => WAIT_WHILE_A_WRITER_IS_BEHIND_MS.min(long_wait),
+        (true, false) => long_wait,
     }
 }
 
@@ -153,8 +152,8 @@ impl LinkRunner {
         // source never decides is aborted by failover.
         FetchRequest::default()
             .with_replica_id((-1).into())
-            .with_max_wait_ms(MAX_WAIT_MS)
-            .with_min_bytes(1)
+            .with_max_wait_ms(max_wait_ms(true, false, self.link.config.fetch_max_wait))
+            .with_min_bytes(self.link.config.fetch_min_bytes)
             .with_max_bytes(self.link.config.fetch_max_bytes)
             .with_isolation_level(0)
     }
@@ -509,7 +508,7 @@ async fn send_fetch(
     };
     let (client, result) = match client {
         Ok(c) => {
-            let wait = Duration::from_millis(MAX_WAIT_MS as u64);
+            let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
             let result = c.send_waiting(ApiKey::Fetch, &request, wait).await;
             (fresh.then_some(c), result)
         }

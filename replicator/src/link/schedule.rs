@@ -156,9 +156,11 @@ impl LinkRunner {
             state.long_poll = true;
             let planned = self.sessions.entry(broker).or_default().plan();
             let epoch = planned.epoch;
-            let request = self
-                .session_request(planned)
-                .with_max_wait_ms(max_wait_ms(true, behind.contains(&broker)));
+            let request = self.session_request(planned).with_max_wait_ms(max_wait_ms(
+                true,
+                behind.contains(&broker),
+                self.link.config.fetch_max_wait,
+            ));
             requests.push(self.send(broker, addr, Vec::new(), request, Some(epoch)));
         }
         requests
@@ -203,9 +205,11 @@ impl LinkRunner {
         let len = keys.len();
         keys.rotate_left(self.fetch_rotation % len);
         crate::metrics::link_fetch_request(self.name(), "full");
-        let request = self
-            .fetch_request(&keys)
-            .with_max_wait_ms(max_wait_ms(long_poll, writer_behind));
+        let request = self.fetch_request(&keys).with_max_wait_ms(max_wait_ms(
+            long_poll,
+            writer_behind,
+            self.link.config.fetch_max_wait,
+        ));
         for key in &keys {
             if let Some(s) = self.partitions.get_mut(key) {
                 s.in_flight = true;

@@ -268,6 +268,9 @@ impl<P> Gathered<P> {
     }
 }
 
+/// How often a fetch waiting for more than one byte reads again while appends arrive.
+const GATHERING_RECHECK: Duration = Duration::from_millis(2);
+
 /// Reads until there is enough data, an error, or the request's wait is over, and
 /// returns the last read's answers.
 async fn long_poll<P>(
@@ -305,6 +308,14 @@ async fn long_poll<P>(
             // Nothing was appended anywhere since the read: it is still the answer, and
             // an idle session of many partitions is read once per request, not twice.
             return gathered.parts;
+        }
+        if min_bytes > 1 {
+            // Gathering toward `min_bytes` (KIP-74's `fetch.min.bytes`): every append on
+            // the node wakes this fetch, and reading all it holds on each of them costs
+            // the square of the appends during the wait. Appends arriving meanwhile are
+            // taken by the next read.
+            let pause = GATHERING_RECHECK.min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(pause).await;
         }
     }
 }
