@@ -310,7 +310,7 @@ async fn long_poll<P>(
             return gathered.parts;
         }
         if min_bytes > 1 {
-            // Gathering toward `min_bytes` (KIP-74's `fetch.min.bytes`): every append on
+            // Gathering toward `min_bytes` (a consumer's `fetch.min.bytes`): every append on
             // the node wakes this fetch, and reading all it holds on each of them costs
             // the square of the appends during the wait. Appends arriving meanwhile are
             // taken by the next read.
