@@ -11,6 +11,7 @@
 //! producer-id allocator's state.
 
 mod abandoned;
+pub mod appends;
 pub mod change_feed;
 mod create;
 mod demote;
@@ -34,8 +35,8 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::{EpochFloor, LogConfig, PartitionLog, StorageError};
-use tokio::sync::Notify;
 
+use appends::{AppendTally, Appends};
 use change_feed::ChangeFeed;
 
 pub use abandoned::AbortedTransaction;
@@ -121,7 +122,7 @@ pub struct MirrorPartition {
     /// The log's latest leader epoch (-1 for none), refreshed whenever the log's guard
     /// is released, so Metadata reads it without queueing behind a write.
     stored_epoch: AtomicI32,
-    appended: Arc<Notify>,
+    appended: Arc<Appends>,
     /// This partition's count of changes to what a Fetch of it would answer.
     version: AtomicU64,
     /// The node's changes to what a Fetch of any partition would answer (see
@@ -168,7 +169,7 @@ pub struct Store {
     /// link or CreateTopics must not write over what an operator may still recover.
     offline_topics: DashMap<String, String>,
     /// Woken after every append, for fetches waiting on new data.
-    appended: Arc<Notify>,
+    appended: Arc<Appends>,
     /// Takes a change whenever a partition's log is changed or its source epoch floor
     /// moves.
     changes: Arc<ChangeFeed>,
@@ -183,8 +184,13 @@ pub struct Store {
 
 impl Store {
     /// Notified after every append to any partition.
-    pub fn appended(&self) -> Arc<Notify> {
+    pub fn appended(&self) -> Arc<Appends> {
         self.appended.clone()
+    }
+
+    /// What was appended to any partition so far.
+    pub fn append_tally(&self) -> AppendTally {
+        self.appended.tally()
     }
 
     /// How many times any partition changed in a way a Fetch could see: its records,

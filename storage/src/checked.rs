@@ -97,6 +97,11 @@ impl CheckedRecordSet {
         &self.batches
     }
 
+    /// Whether a batch of the set is a control batch (a transaction marker).
+    pub fn holds_control(&self) -> bool {
+        self.batches.iter().any(RecordBatch::is_control)
+    }
+
     /// Always false: a checked set holds at least one batch.
     pub fn is_empty(&self) -> bool {
         self.batches.is_empty()

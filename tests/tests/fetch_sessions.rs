@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -662,5 +663,70 @@ fn a_fetch_waits_for_its_min_bytes_while_records_trickle_in() -> Result<()> {
         took >= Duration::from_millis(250),
         "answered after {took:?}"
     );
+    Ok(())
+}
+
+/// Produces `batches` one-record batches to `topic`'s four partitions in turn, one every
+/// 20 ms, from another thread.
+fn trickle(node: &Node, topic: &'static str, batches: usize) -> JoinHandle<Result<()>> {
+    let addr = node.kafka;
+    std::thread::spawn(move || {
+        let mut client = RawClient::connect(addr)?;
+        for i in 0..batches {
+            std::thread::sleep(Duration::from_millis(20));
+            let batch = padded_batch(&format!("r{i}"), 1);
+            let (code, _) = client.produce(topic, (i % 4) as i32, batch)?;
+            anyhow::ensure!(code == 0, "produce error {code}");
+        }
+        Ok(())
+    })
+}
+
+/// A fetch gathering toward its `min_bytes` weighs what the node appended since its last
+/// read, as Kafka's delayed fetch sums positions, and reads again only once that may be
+/// enough or its wait is over: a trickle of appends during the wait costs a read per
+/// answer, not one per append, and the answer still holds every record.
+#[test]
+fn a_fetch_gathering_bytes_reads_its_partitions_per_answer_not_per_append() -> Result<()> {
+    const BATCHES: usize = 40;
+    let node = Node::start(&NodeConfig::owner().topic("a_weigh", 4).admin())?;
+    let all_bytes: usize = (0..BATCHES)
+        .map(|i| padded_batch(&format!("r{i}"), 1).len())
+        .sum();
+    let mut client = RawClient::connect(node.kafka)?;
+    let from = |offset| (0..4).map(|p| (p, offset)).collect::<Vec<(i32, i64)>>();
+    let opening = fetch(0, 0, "a_weigh", &from(0)).with_max_wait_ms(0);
+    let id = send(&mut client, &opening)?.session_id;
+    assert_ne!(id, 0);
+    let before = metric(&node, PARTITIONS_READ)?;
+
+    // More than the trickle brings: answered at the end of the wait, with everything.
+    let producing = trickle(&node, "a_weigh", BATCHES);
+    let gathering = fetch(id, 1, "a_weigh", &[])
+        .with_min_bytes(4 << 20)
+        .with_max_wait_ms(2_500);
+    let answer = send(&mut client, &gathering)?;
+    producing.join().expect("the producer thread")?;
+    let bytes: usize = answered(&answer).values().map(|(_, bytes)| bytes).sum();
+    assert_eq!(bytes, all_bytes, "{:?}", answered(&answer));
+    let read = metric(&node, PARTITIONS_READ)? - before;
+    // The first read and the one at the deadline, of at most the four partitions each;
+    // reading on each append's wake-up would read at least one partition per batch.
+    println!("{BATCHES} appends during the wait, {read} partition reads");
+    assert!(read <= 8.0, "{read} partition reads for {BATCHES} appends");
+
+    // Once the appends may reach `min_bytes`, it reads and answers before the deadline.
+    let started = std::time::Instant::now();
+    let producing = trickle(&node, "a_weigh", BATCHES);
+    let quarter = all_bytes / 4;
+    let reachable = fetch(id, 2, "a_weigh", &from((BATCHES / 4) as i64))
+        .with_min_bytes(quarter as i32)
+        .with_max_wait_ms(20_000);
+    let answer = send(&mut client, &reachable)?;
+    let took = started.elapsed();
+    producing.join().expect("the producer thread")?;
+    let bytes: usize = answered(&answer).values().map(|(_, bytes)| bytes).sum();
+    assert!(bytes >= quarter, "{bytes} of {quarter}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! stable offset at its end, like a source whose transactions have all ended.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -192,11 +193,23 @@ struct CommittedFetch {
 }
 
 fn fetch_committed(node: &Node, topic: &str, offset: i64) -> Result<CommittedFetch> {
-    let mut client = RawClient::connect(node.kafka)?;
+    fetch_committed_gathering(node.kafka, topic, offset, 0, 0)
+}
+
+/// A `read_committed` Fetch from `offset` that waits up to `max_wait_ms` for `min_bytes`.
+fn fetch_committed_gathering(
+    node: SocketAddr,
+    topic: &str,
+    offset: i64,
+    min_bytes: i32,
+    max_wait_ms: i32,
+) -> Result<CommittedFetch> {
+    let mut client = RawClient::connect(node)?;
     let version = client.version(ApiKey::Fetch, 12)?;
     let request = FetchRequest::default()
         .with_replica_id((-1).into())
-        .with_max_wait_ms(0)
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
         .with_max_bytes(1 << 20)
         .with_isolation_level(1)
         .with_session_epoch(-1)
@@ -367,5 +380,46 @@ fn a_transaction_hanging_open_at_the_source_holds_back_nothing() -> Result<()> {
     )?;
     ensure!(caught_up["src_lso"] == 12, "{caught_up}");
     ensure!(caught_up["lag"] == 0, "{caught_up}");
+    Ok(())
+}
+
+/// A `read_committed` fetch gathering toward its `min_bytes` is answered once a marker
+/// makes records the node stored earlier readable, though the marker itself brings
+/// fewer bytes than the fetch waits for.
+#[test]
+fn a_marker_making_stored_records_readable_answers_a_gathering_read_committed_fetch() -> Result<()>
+{
+    const TOPIC: &str = "a_txn_late";
+    let mut open = History::new();
+    open.data(COMMITTING, 2, true);
+    let source = FakeBroker::start(BTreeMap::from([(
+        TOPIC.to_string(),
+        vec![FakeLog {
+            batches: open.batches.clone(),
+            ..FakeLog::default()
+        }],
+    )]))?;
+    let node = Node::start(&node_config(source.addr))?;
+    wait_mirrored(&node, TOPIC, &open)?;
+    assert!(fetch_committed(&node, TOPIC, 0)?.bases.is_empty());
+
+    let data = open.batches[0].len();
+    let mut committed = History {
+        batches: open.batches.clone(),
+        records: open.records.clone(),
+    };
+    committed.marker(COMMITTING, true);
+    assert!(committed.batches[1].len() < data);
+    let addr = node.kafka;
+    let started = std::time::Instant::now();
+    let waiting =
+        std::thread::spawn(move || fetch_committed_gathering(addr, TOPIC, 0, data as i32, 15_000));
+    std::thread::sleep(Duration::from_millis(500));
+    source.edit(|topics| topics.get_mut(TOPIC).unwrap()[0].batches = committed.batches.clone());
+    let answer = waiting.join().expect("the fetching thread")?;
+    let took = started.elapsed();
+    assert_eq!(answer.bases, vec![0, 2]);
+    assert_eq!(answer.last_stable_offset, 3);
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
     Ok(())
 }

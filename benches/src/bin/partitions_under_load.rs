@@ -10,7 +10,8 @@
 //!
 //! The mirror fetches again as soon as an answer arrives, so the nodes' CPU follows how
 //! many fetches they make: the bench also counts the Fetch requests the source answered
-//! (its `/metrics`) and gives each node's CPU per fetch. `--fetch-min-bytes` and
+//! (its `/metrics`) and gives each node's CPU per fetch, and how many partitions the
+//! source's fetch sessions read to answer them. `--fetch-min-bytes` and
 //! `--fetch-max-wait-ms` set the link's `fetch_min_bytes` and `fetch_max_wait`, which
 //! trade fewer fetches for the time records wait at the source.
 //!
@@ -117,18 +118,25 @@ impl Lags {
     }
 }
 
-/// Fetch requests the node has answered, from its admin listener's `/metrics`.
-fn fetches_answered(node: &Node) -> Result<f64> {
+/// The node's counter `series` (name and labels as exposed), from its admin listener's
+/// `/metrics`; 0 before it was first counted.
+fn counter(node: &Node, series: &str) -> Result<f64> {
     let Some(admin) = node.admin else {
         bail!("the node has no admin listener");
     };
     let (_, text) = http_get(admin, "/metrics")?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("shadowlink_kafka_requests_total{api=\"Fetch\"}"));
+    let line = text.lines().find(|l| {
+        l.strip_prefix(series)
+            .is_some_and(|rest| rest.starts_with(' '))
+    });
     let value = line.and_then(|l| l.rsplit(' ').next()?.parse().ok());
     Ok(value.unwrap_or(0.0))
 }
+
+/// Fetch requests the node has answered.
+const FETCHES: &str = "shadowlink_kafka_requests_total{api=\"Fetch\"}";
+/// Partitions the node's fetch sessions read, each read of each partition counted.
+const SESSION_READS: &str = "shadowlink_fetch_session_partitions_read_total";
 
 fn start(a: &Args) -> Result<(Node, Node)> {
     let partitions = a.partitions;
@@ -192,7 +200,8 @@ fn main() -> Result<()> {
         cpu_seconds(source.process.pid())?,
         cpu_seconds(mirror.process.pid())?,
     );
-    let fetches = fetches_answered(&source)?;
+    let fetches = counter(&source, FETCHES)?;
+    let reads = counter(&source, SESSION_READS)?;
     let started = Instant::now();
     let mut lags = Lags::default();
     let mut first = vec![0; a.partitions as usize];
@@ -213,7 +222,8 @@ fn main() -> Result<()> {
         cpu_seconds(source.process.pid())? - cpu.0,
         cpu_seconds(mirror.process.pid())? - cpu.1,
     );
-    let fetches = fetches_answered(&source)? - fetches;
+    let fetches = counter(&source, FETCHES)? - fetches;
+    let reads = counter(&source, SESSION_READS)? - reads;
     let last = end_offsets(&mut src, a.partitions)?;
     let produced: i64 = last.iter().zip(&first).map(|(l, f)| l - f).sum();
     let _ = producer.wait();
@@ -244,6 +254,10 @@ fn main() -> Result<()> {
     println!(
         "| Fetch requests answered by the source (/s) | {:.0} |",
         fetches / elapsed
+    );
+    println!(
+        "| partitions read by the source's fetch sessions (/s) | {:.0} |",
+        reads / elapsed
     );
     println!(
         "| source CPU per Fetch answered, its produce load included (µs) | {:.0} |",

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use shadowlink_storage::{EpochFloor, LogConfig, PartitionLog, StorageError};
-use tokio::sync::Notify;
 
 use super::producer_ids::ProducerIdAllocator;
 use super::{
@@ -49,7 +48,7 @@ impl Store {
             log_config,
             topics: DashMap::new(),
             offline_topics: DashMap::new(),
-            appended: Arc::new(Notify::new()),
+            appended: Arc::default(),
             changes: Arc::default(),
             topology: Default::default(),
             flushes: Arc::default(),

@@ -229,16 +229,16 @@ impl MirrorPartition {
             coordinator_epoch: 0,
             timestamp,
         };
-        let (offset, sync) = {
+        let (offset, info, sync) = {
             let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
             let owned = owned.as_ref().ok_or(ProduceError::NotOwned)?;
             self.check_writes(owned)?;
             let mut log = self.log();
             let offset = log.log_end_offset();
-            let (_, sync) = log.append_deferred(marker.encode(offset, owned.leader_epoch))?;
-            (offset, sync)
+            let (info, sync) = log.append_deferred(marker.encode(offset, owned.leader_epoch))?;
+            (offset, info, sync)
         };
-        self.appended.notify_waiters();
+        self.appended.appended(info.bytes, true);
         if let Some(sync) = sync {
             sync.wait()?;
         }
@@ -289,7 +289,7 @@ impl MirrorPartition {
         if let Some(p) = &producer {
             owned.producers.record(p, base_offset);
         }
-        self.appended.notify_waiters();
+        self.appended.appended(set.len(), set.holds_control());
         let produced = Produced {
             base_offset,
             log_start_offset,

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use shadowlink_storage::{
     AppendInfo, CheckedRecordSet, EpochFloor, PartitionLog, PendingSync, Poison, StorageError,
 };
-use tokio::sync::Notify;
 
+use super::appends::Appends;
 use super::change_feed::{ChangeFeed, PartitionId};
 use super::{FlushQueue, MirrorError, MirrorPartition, HEAL_INTERVAL};
 
@@ -76,7 +76,7 @@ impl MirrorPartition {
         partition: i32,
         log: PartitionLog,
         source_epoch: EpochFloor,
-        appended: Arc<Notify>,
+        appended: Arc<Appends>,
         changes: Arc<ChangeFeed>,
         flushes: Arc<FlushQueue>,
     ) -> Self {
@@ -132,7 +132,8 @@ impl MirrorPartition {
     /// from then on only producers write it, at offsets this node assigns. Blocking: the
     /// fsync the persist mode owes runs after the log is released, before this returns.
     pub fn append(&self, record_set: Bytes) -> Result<AppendInfo, MirrorError> {
-        self.append_with(|log| log.append_deferred(record_set))
+        // Not walked for control batches here: counted as if it held one.
+        self.append_with(true, |log| log.append_deferred(record_set))
     }
 
     /// [`MirrorPartition::append`] of batches whose CRCs the link checked on arrival. In
@@ -140,11 +141,12 @@ impl MirrorPartition {
     /// (`PartitionLog::append_checked_timed`), which runs it within the interval as it
     /// does for a quiet log: the link's writer never waits on the disk between appends.
     pub fn append_checked(&self, set: &CheckedRecordSet) -> Result<AppendInfo, MirrorError> {
-        self.append_with(|log| log.append_checked_timed(set))
+        self.append_with(set.holds_control(), |log| log.append_checked_timed(set))
     }
 
     fn append_with(
         &self,
+        control: bool,
         append: impl FnOnce(
             &mut PartitionLog,
         ) -> Result<(AppendInfo, Option<PendingSync>), StorageError>,
@@ -156,7 +158,7 @@ impl MirrorPartition {
             });
         }
         let (info, sync) = append(&mut self.log())?;
-        self.appended.notify_waiters();
+        self.appended.appended(info.bytes, control);
         if let Some(sync) = sync {
             sync.wait()?;
         }

@@ -21,9 +21,11 @@ use super::fetch_session::{CachedPartitionSeed, IdleScan, ReadInputs, Session, S
 use super::{Reply, RequestContext};
 use crate::authz::Operation;
 use crate::errors::{epoch_error_code, fetch_session_error_code, storage_error_code};
+use crate::mirror::appends::AppendTally;
 use crate::mirror::MirrorPartition;
 use crate::topic_partition::TopicPartition;
 use shadowlink_storage::PartitionLog;
+use tokio::sync::futures::Notified;
 
 /// Fetch `isolation_level` 1 (KIP-98): only data below the last stable offset.
 const READ_COMMITTED: i8 = 1;
@@ -271,6 +273,16 @@ impl<P> Gathered<P> {
 /// How often a fetch waiting for more than one byte reads again while appends arrive.
 const GATHERING_RECHECK: Duration = Duration::from_millis(2);
 
+/// Why a waiting fetch woke.
+enum Woken {
+    /// Something was appended somewhere on the node.
+    Appended,
+    /// A follower's progress moved a high watermark, which no byte count shows.
+    Advanced,
+    /// The wait is over.
+    Deadline,
+}
+
 /// Reads until there is enough data, an error, or the request's wait is over, and
 /// returns the last read's answers.
 async fn long_poll<P>(
@@ -281,43 +293,76 @@ async fn long_poll<P>(
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    let appended = ctx.store.appended();
+    let mut gathered = Gathered::default();
+    // What the node had appended when the last read began; `None` before the first.
+    let mut read_at = None;
+    let mut woken = Woken::Appended;
     loop {
-        // Register interest before reading so an append between the read and the wait
-        // still wakes us.
-        let appended = ctx.store.appended();
+        // Register interest before reading (or deciding not to) so an append between
+        // that and the wait still wakes us; `notify_waiters` reaches a `Notified` from
+        // its creation on.
         let notified = appended.notified();
-        // A follower's progress moves a high watermark without an append.
-        let advanced = async {
-            match ctx.cluster.as_deref() {
-                Some(cluster) => cluster.serving_changed().await,
-                None => std::future::pending().await,
-            }
+        let advanced = ctx.cluster.as_deref().map(|c| c.serving_changed());
+        let tally = ctx.store.append_tally();
+        let over = matches!(woken, Woken::Deadline) || Instant::now() >= deadline;
+        let due = match read_at {
+            None => true,
+            Some(_) if matches!(woken, Woken::Advanced) => true,
+            // The answer at the deadline holds whatever was appended before it.
+            Some(at) if over => at != tally,
+            Some(at) => may_reach(&at, &tally, gathered.bytes, min_bytes),
         };
-        let gathered = read();
+        if due {
+            read_at = Some(tally);
+            gathered = read();
+        }
         let now = Instant::now();
-        if gathered.bytes >= min_bytes || gathered.errors || now >= deadline {
+        if gathered.bytes >= min_bytes || gathered.errors || over || now >= deadline {
             return gathered.parts;
         }
-        let woken = async {
-            tokio::select! {
-                _ = notified => {}
-                _ = advanced => {}
-            }
-        };
-        if tokio::time::timeout(deadline - now, woken).await.is_err() {
-            // Nothing was appended anywhere since the read: it is still the answer, and
-            // an idle session of many partitions is read once per request, not twice.
-            return gathered.parts;
-        }
-        if min_bytes > 1 {
+        woken = wait_for_news(notified, advanced, deadline - now).await;
+        if min_bytes > 1 && matches!(woken, Woken::Appended) {
             // Gathering toward `min_bytes` (a consumer's `fetch.min.bytes`): every append on
-            // the node wakes this fetch, and reading all it holds on each of them costs
-            // the square of the appends during the wait. Appends arriving meanwhile are
-            // taken by the next read.
+            // the node wakes this fetch. Appends arriving meanwhile are weighed together.
             let pause = GATHERING_RECHECK.min(deadline.saturating_duration_since(Instant::now()));
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// Whether a read could now find `min_bytes`, when the last read, begun at `at`, found
+/// `found`. Bytes appended since, to any partition, bound what a read would add, except
+/// that a transaction marker may make earlier records readable at `read_committed`.
+/// Kafka's delayed fetch likewise sums positions rather than reading, so a fetch
+/// waiting for more than one byte costs a read per answer, not one per append.
+fn may_reach(at: &AppendTally, now: &AppendTally, found: usize, min_bytes: usize) -> bool {
+    let added = usize::try_from(now.bytes_since(at)).unwrap_or(usize::MAX);
+    now.markers != at.markers || found.saturating_add(added) >= min_bytes
+}
+
+/// Waits up to `wait` for an append (`notified`) or, on a cluster, a high watermark to
+/// move (`advanced`).
+async fn wait_for_news(
+    notified: Notified<'_>,
+    advanced: Option<Notified<'_>>,
+    wait: Duration,
+) -> Woken {
+    let advanced = async {
+        match advanced {
+            Some(advanced) => advanced.await,
+            None => std::future::pending().await,
+        }
+    };
+    let woken = async {
+        tokio::select! {
+            _ = notified => Woken::Appended,
+            _ = advanced => Woken::Advanced,
+        }
+    };
+    tokio::time::timeout(wait, woken)
+        .await
+        .unwrap_or(Woken::Deadline)
 }
 
 /// Reads `partitions` within the request's byte budgets.
