@@ -12,10 +12,8 @@
 //! throughput and ratios. `forward_checked_twice` is the store path before the log took
 //! checked record sets: the log walked and CRC-checked every batch the link had checked.
 //!
-//! Each pass's logs, and its plain file, first take one batch outside the timing: a log's
-//! first batch of a leader epoch replaces its `leader-epoch-checkpoint` durably (two
-//! fsyncs and a rename), once per partition and epoch in the daemon but once per pass
-//! and partition here (see the `storage_append` bench).
+//! Each pass's logs, and its plain file, first take one batch outside the timing, as in
+//! the `storage_append` bench.
 
 use std::hint::black_box;
 use std::io::Write;

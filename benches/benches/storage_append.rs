@@ -22,12 +22,12 @@
 //! their CRC pass also pays for fetching the bytes from memory, which an append of bytes
 //! just received does not.
 //!
-//! Every log and every plain file first takes one 16 KiB batch outside the timing. A
-//! log's first batch of a leader epoch makes it replace its `leader-epoch-checkpoint`
-//! durably (fsync of the file, rename, fsync of the directory): milliseconds of waiting
-//! on the disk, once per partition and epoch in the daemon, but once per 64 MiB here,
-//! where it used to be a third of the append time. `partition_log_append_1m_new_log`
-//! keeps that first append inside the timing, to show what it costs.
+//! Every log and every plain file first takes one 16 KiB batch outside the timing: a
+//! log's first append also creates its first segment's data. A log's first batch of a
+//! leader epoch used to replace its `leader-epoch-checkpoint` durably there (fsync of
+//! the file, rename, fsync of the directory), a third of the append time when it was
+//! timed; the roll that seals the segment writes it now (see the `first_append` bench).
+//! `partition_log_append_1m_new_log` keeps that first append inside the timing.
 
 use std::hint::black_box;
 use std::io::Write;

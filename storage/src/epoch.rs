@@ -2,9 +2,12 @@
 //! written in it. It answers OffsetsForLeaderEpoch (KIP-320) so consumers can detect
 //! that the log was truncated under them.
 //!
-//! Persisted as `leader-epoch-checkpoint` (JSON, atomically replaced) whenever it
-//! changes; recovery re-derives entries from the active segment, and rebuilds the whole
-//! cache from batch headers if the file is missing or inconsistent.
+//! Persisted as `leader-epoch-checkpoint` (JSON, atomically replaced). An epoch first
+//! seen in an append is written no later than the roll that seals its segment: recovery
+//! re-derives entries from the active segment, so the file only has to hold every epoch
+//! that starts below it. That keeps the writes and fsyncs of a metadata file out of the
+//! appends, a partition's first included. Truncations persist at once. Recovery rebuilds
+//! the whole cache from batch headers if the file is missing or inconsistent.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +23,8 @@ pub(crate) struct LeaderEpochCache {
     entries: Vec<(i32, i64)>,
     /// Whether the file exists: loaded from it or written since.
     on_disk: bool,
+    /// Whether `entries` changed since they were loaded or written.
+    changed: bool,
 }
 
 impl LeaderEpochCache {
@@ -28,6 +33,7 @@ impl LeaderEpochCache {
             path: dir.join(EPOCH_FILE),
             entries: Vec::new(),
             on_disk: false,
+            changed: false,
         }
     }
 
@@ -53,11 +59,17 @@ impl LeaderEpochCache {
     pub(crate) fn persist(&mut self) -> Result<()> {
         write_meta(&self.path, &self.entries)?;
         self.on_disk = true;
+        self.changed = false;
         Ok(())
     }
 
     pub(crate) fn is_on_disk(&self) -> bool {
         self.on_disk
+    }
+
+    /// Whether the file holds every entry.
+    pub(crate) fn is_persisted(&self) -> bool {
+        self.on_disk && !self.changed
     }
 
     pub(crate) fn entries(&self) -> &[(i32, i64)] {
@@ -83,6 +95,7 @@ impl LeaderEpochCache {
             return false;
         }
         self.entries.push((epoch, start_offset));
+        self.changed = true;
         true
     }
 
@@ -101,6 +114,7 @@ impl LeaderEpochCache {
             self.entries.pop();
         }
         self.entries.push((epoch, log_end_offset));
+        self.changed = true;
         true
     }
 
@@ -111,6 +125,7 @@ impl LeaderEpochCache {
             .partition_point(|&(_, start)| start < log_end_offset);
         let changed = keep < self.entries.len();
         self.entries.truncate(keep);
+        self.changed |= changed;
         changed
     }
 
@@ -128,12 +143,14 @@ impl LeaderEpochCache {
                 changed = true;
             }
         }
+        self.changed |= changed;
         changed
     }
 
     pub(crate) fn clear(&mut self) -> bool {
         let changed = !self.entries.is_empty();
         self.entries.clear();
+        self.changed |= changed;
         changed
     }
 

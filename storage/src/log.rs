@@ -82,6 +82,8 @@ pub struct PartitionLog {
     pub(crate) sync_handed: u64,
     /// Upper bound of the producer ids stored (see `producers.rs`).
     pub(crate) max_producer_id: i64,
+    /// The bound the `max-producer-id` file holds.
+    pub(crate) persisted_max_producer_id: i64,
     /// Open and aborted transactions of the stored batches (see `txn.rs`).
     pub(crate) txns: TxnIndex,
     /// What opening the log cut off.
@@ -244,10 +246,13 @@ impl Drop for PartitionLog {
             tracing::warn!(error = %e, "failed to write the transaction index on close");
         }
         let holds_batches = self.segments.iter().any(|s| !s.is_empty());
-        if holds_batches && !self.epochs.is_on_disk() {
+        if holds_batches && !self.epochs.is_persisted() {
             if let Err(e) = self.epochs.persist() {
                 tracing::warn!(error = %e, "failed to write the leader epochs on close");
             }
+        }
+        if let Err(e) = self.persist_max_producer_id() {
+            tracing::warn!(error = %e, "failed to write the largest producer id on close");
         }
         for segment in &mut self.segments {
             if let Err(e) = segment.rewrite_indexes() {

@@ -1,11 +1,14 @@
 //! What a writable (owned) partition needs from its log beyond storing batches: the
 //! largest producer id ever stored, a new leader epoch, and a bounded walk over the tail.
 //!
-//! The largest producer id is persisted in `max-producer-id` *before* a batch carrying a
-//! larger one is written, so the file is always an upper bound of the ids in the log,
-//! even after a crash between the two writes. A node's producer-id allocator uses it to
-//! stay above every id it stores, mirrored ones included (see the replicator's
-//! `producer_ids`). Logs written before the file existed are scanned once on open.
+//! The largest producer id is kept in `max-producer-id`, written no later than the roll
+//! that seals the segment of a batch carrying a larger one (or on close). Recovery takes
+//! the larger of the file and the ids in the active segment, so the bound holds after a
+//! crash without an fsync on the append path: a mirror of idempotent producers would
+//! otherwise make one for each partition's first batch and for every new producer. A
+//! node's producer-id allocator uses the bound to stay above every id it stores, mirrored
+//! ones included (see the replicator's `producer_ids`). Logs written before the file
+//! existed are scanned once on open.
 
 use std::path::Path;
 
@@ -18,21 +21,27 @@ use crate::segment::Segment;
 
 pub(crate) const MAX_PRODUCER_ID_FILE: &str = "max-producer-id";
 
-/// The persisted bound, or a full header scan when the file is missing (then persisted).
-pub(crate) fn load_max_producer_id(dir: &Path, segments: &[Segment]) -> Result<i64> {
+/// The bound, and what the file holds: the persisted bound raised by the active
+/// segment's ids, or a full header scan when the file is missing (then persisted).
+pub(crate) fn load_max_producer_id(dir: &Path, segments: &[Segment]) -> Result<(i64, i64)> {
     let path = dir.join(MAX_PRODUCER_ID_FILE);
-    if let Some(max) = read_meta::<i64>(&path)? {
-        return Ok(max);
-    }
-    let mut max = -1i64;
-    for segment in segments {
+    let (persisted, rescan) = match read_meta::<i64>(&path)? {
+        Some(max) => (Some(max), &segments[segments.len() - 1..]),
+        None => (None, segments),
+    };
+    let mut max = persisted.unwrap_or(-1);
+    for segment in rescan {
         segment.for_each_batch(|b| max = max.max(b.producer_id()))?;
     }
-    // A log without batches rescans nothing next time either: no file to write.
-    if segments.iter().any(|s| !s.is_empty()) {
-        write_meta(&path, &max)?;
+    match persisted {
+        Some(persisted) => Ok((max, persisted)),
+        // A log without batches rescans nothing next time either: no file to write.
+        None if segments.iter().any(|s| !s.is_empty()) => {
+            write_meta(&path, &max)?;
+            Ok((max, max))
+        }
+        None => Ok((max, -1)),
     }
-    Ok(max)
 }
 
 impl PartitionLog {
@@ -42,17 +51,19 @@ impl PartitionLog {
         self.max_producer_id
     }
 
-    /// Persists a new bound before batches carrying larger producer ids are written.
-    pub(crate) fn raise_max_producer_id(&mut self, batches: &[RecordBatch]) -> Result<()> {
+    /// Raises the bound to the batches' producer ids; the file follows at the next roll.
+    pub(crate) fn raise_max_producer_id(&mut self, batches: &[RecordBatch]) {
         let max = batches.iter().map(RecordBatch::producer_id).max();
-        match max {
-            Some(max) if max > self.max_producer_id => {
-                write_meta(&self.dir.join(MAX_PRODUCER_ID_FILE), &max)?;
-                self.max_producer_id = max;
-                Ok(())
-            }
-            _ => Ok(()),
+        self.max_producer_id = self.max_producer_id.max(max.unwrap_or(-1));
+    }
+
+    /// Writes the bound to its file if it rose since it was last written.
+    pub(crate) fn persist_max_producer_id(&mut self) -> Result<()> {
+        if self.max_producer_id > self.persisted_max_producer_id {
+            write_meta(&self.dir.join(MAX_PRODUCER_ID_FILE), &self.max_producer_id)?;
+            self.persisted_max_producer_id = self.max_producer_id;
         }
+        Ok(())
     }
 
     /// Starts leader epoch `epoch` at the log end offset, as a Kafka leader does when it
@@ -117,16 +128,35 @@ mod tests {
     }
 
     #[test]
-    fn max_producer_id_is_persisted_before_the_batch_and_survives_reopen() {
+    fn max_producer_id_survives_a_crash_and_is_written_at_the_roll() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let config = LogConfig {
+            segment_bytes: 64 * 1024,
+            ..LogConfig::default()
+        };
+        let file = dir.path().join(super::MAX_PRODUCER_ID_FILE);
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
         assert_eq!(log.max_producer_id(), -1);
         log.append(batch(0, 0, 7000)).unwrap();
         log.append(batch(1, 0, 12)).unwrap();
         assert_eq!(log.max_producer_id(), 7000);
-        drop(log);
-        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(!file.exists(), "no metadata write on the append path");
+        // A crash: never closed; the id comes back from the active segment.
+        std::mem::forget(log);
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
         assert_eq!(log.max_producer_id(), 7000);
+
+        log.append(batch(2, 0, 9000)).unwrap();
+        let mut next = 3;
+        while log.segment_count() == 1 {
+            log.append(batch(next, 0, 5)).unwrap();
+            next += 1;
+        }
+        let written: i64 = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(written, 9000, "written when its segment was sealed");
+        std::mem::forget(log);
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        assert_eq!(log.max_producer_id(), 9000);
     }
 
     #[test]

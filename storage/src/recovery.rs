@@ -260,11 +260,12 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         .max(first_base)
         .min(log_end);
     let epochs = load_epochs(dir, &segments, log_start, log_end)?;
-    let max_producer_id = crate::producers::load_max_producer_id(dir, &segments)?;
+    let (max_producer_id, persisted) = crate::producers::load_max_producer_id(dir, &segments)?;
     let txns = crate::txn::TxnIndex::load(dir, &segments, log_start)?;
     let mut log = empty_log(dir, config, segments, log_start);
     log.epochs = epochs;
     log.max_producer_id = max_producer_id;
+    log.persisted_max_producer_id = persisted;
     log.txns = txns;
     log.recovered = recovered;
     Ok(log)
@@ -316,6 +317,7 @@ fn empty_log(
         sealed_unsynced: false,
         sync_handed: 0,
         max_producer_id: -1,
+        persisted_max_producer_id: -1,
         txns: crate::txn::TxnIndex::empty(dir, first_base),
         recovered: Recovered::default(),
     }

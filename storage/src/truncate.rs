@@ -22,6 +22,8 @@ impl PartitionLog {
             return self.truncate_fully_and_start_at(offset);
         }
         self.guarded(|log| {
+            // The bound never falls, though the batches that raised it go.
+            log.persist_max_producer_id()?;
             let keep = log.segment_index_for(offset);
             while log.segments.len() > keep + 1 {
                 let segment = log.segments.pop().expect("checked above");
@@ -80,6 +82,7 @@ impl PartitionLog {
             // Persist the new start first: a crash then leaves old segments that the next
             // open deletes as wholly below the log start (when `offset` is above them).
             write_meta(&log.dir.join(LOG_START_FILE), &offset)?;
+            log.persist_max_producer_id()?;
             for segment in log.segments.drain(..) {
                 segment.delete()?;
             }

@@ -299,31 +299,47 @@ fn extension(path: &Path) -> &str {
     path.extension().and_then(|e| e.to_str()).unwrap_or("")
 }
 
-/// A metadata write costs two fsyncs and a rename under the log's lock, so an append in
-/// the epoch the log already records must make none, even where segment data is left to
-/// the OS; the first batch of a new leader epoch does make one (as Kafka's
-/// `LeaderEpochFileCache.assign` flushes), so the checkpoint never misses an epoch.
+/// A metadata write costs two fsyncs and a rename under the log's lock, so no append
+/// makes one, not even the first batch of a new leader epoch (a mirror has one for each
+/// partition's first batch): the checkpoint is brought up to date when the segment
+/// holding the epoch's first batch is sealed, and until then recovery finds the epoch in
+/// the active segment, after a crash as after a clean close.
 #[test]
-fn only_a_new_leader_epoch_rewrites_metadata_on_append() {
+fn appends_rewrite_no_metadata_and_the_roll_writes_the_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
         persist: PersistMode::Os,
+        segment_bytes: 64 * 1024,
         ..LogConfig::default()
     };
-    let mut log = open(dir.path(), config);
+    let mut log = open(dir.path(), config.clone());
     log.append(batch(0, 2, 3, 1_000)).unwrap();
     let first = metadata_inodes(dir.path());
-    assert!(first.contains_key("leader-epoch-checkpoint"), "{first:?}");
+    assert!(!first.contains_key("leader-epoch-checkpoint"), "{first:?}");
     for base in (2..400).step_by(2) {
         log.append(batch(base, 2, 3, 1_000 + base)).unwrap();
     }
-    assert_eq!(metadata_inodes(dir.path()), first);
-
     log.append(batch(400, 2, 4, 2_000)).unwrap();
-    let after = metadata_inodes(dir.path());
-    assert_ne!(
-        after["leader-epoch-checkpoint"],
-        first["leader-epoch-checkpoint"]
-    );
+    assert_eq!(metadata_inodes(dir.path()), first);
     assert_eq!(log.epoch_entries(), vec![(3, 0), (4, 400)]);
+
+    // A crash: the log is never closed, and the epochs come back from the active segment.
+    std::mem::forget(log);
+    let mut log = open(dir.path(), config.clone());
+    assert_eq!(log.epoch_entries(), vec![(3, 0), (4, 400)]);
+
+    // Sealing the segment writes the checkpoint before the next segment exists.
+    let segments = log.segment_count();
+    let mut base = 402;
+    while log.segment_count() == segments {
+        log.append(batch(base, 2, 5, 3_000 + base)).unwrap();
+        base += 2;
+    }
+    let written: Vec<(i32, i64)> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("leader-epoch-checkpoint")).unwrap())
+            .unwrap();
+    assert_eq!(written, vec![(3, 0), (4, 400), (5, 402)]);
+    std::mem::forget(log);
+    let log = open(dir.path(), config);
+    assert_eq!(log.epoch_entries(), vec![(3, 0), (4, 400), (5, 402)]);
 }

@@ -56,8 +56,7 @@ impl PartitionLog {
         batches: &[RecordBatch],
     ) -> Result<AppendInfo> {
         let written = self.guarded(|log| {
-            log.raise_max_producer_id(batches)?;
-            let mut epochs_changed = false;
+            log.raise_max_producer_id(batches);
             let (mut from, mut position) = (0, 0);
             while from < batches.len() {
                 let run = log.append_run(record_set, position, &batches[from..])?;
@@ -65,13 +64,12 @@ impl PartitionLog {
                     log.txns.observe(batch);
                     // A batch straddling the log start begins its epoch at the log start.
                     let start = batch.base_offset().max(log.log_start_offset);
-                    epochs_changed |= log.epochs.assign(batch.partition_leader_epoch(), start);
+                    // Written by the roll that seals this segment at the latest: until
+                    // then recovery finds the epoch in the active segment.
+                    log.epochs.assign(batch.partition_leader_epoch(), start);
                     position += batch.len();
                 }
                 from += run.len();
-            }
-            if epochs_changed {
-                log.epochs.persist()?;
             }
             Ok(())
         });
@@ -218,11 +216,14 @@ impl PartitionLog {
             self.durability.wrote_path(path);
         }
         self.sealed_unsynced = true;
-        // Bounds the replay on open to the new active segment.
+        // Bounds the replay on open to the new active segment; recovery reads epochs and
+        // producer ids back from that segment alone, so the files must hold every one
+        // seen in the segment being sealed before another is created.
         self.txns.persist()?;
-        if !self.epochs.is_on_disk() {
+        if !self.epochs.is_persisted() {
             self.epochs.persist()?;
         }
+        self.persist_max_producer_id()?;
         let created = Segment::create_unsynced(&self.dir, base_offset, &self.config.open_files);
         self.durability.wrote_path(&self.dir);
         self.segments.push(created?);
