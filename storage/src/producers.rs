@@ -145,8 +145,15 @@ mod tests {
         std::mem::forget(log);
         let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
         assert_eq!(log.max_producer_id(), 7000);
-
+        // Opening a log without the file rebuilt it; a larger id since is not in it, and
+        // after another crash comes back from the active segment.
         log.append(batch(2, 0, 9000)).unwrap();
+        std::mem::forget(log);
+        let written: i64 = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(written, 7000);
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(log.max_producer_id(), 9000);
+
         let mut next = 3;
         while log.segment_count() == 1 {
             log.append(batch(next, 0, 5)).unwrap();
