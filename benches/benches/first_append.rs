@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
-use shadowlink_benches::{load_average, measuring};
+use shadowlink_benches::load_average;
 use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_storage::{LogConfig, PartitionLog, PersistMode};
 
@@ -114,17 +114,10 @@ fn summary() {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(5))
-        .warm_up_time(Duration::from_secs(1));
+    config = shadowlink_benches::criterion_config(10, 5);
     targets = first_append
 }
 
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    if measuring() {
-        summary();
-    }
+    shadowlink_benches::bench_main(benches, summary);
 }

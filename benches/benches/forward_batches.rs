@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{criterion_group, Criterion, Throughput};
-use shadowlink_benches::{interleaved_throughput, load_average, measuring, print_summary, Pass};
+use shadowlink_benches::{interleaved_throughput, load_average, print_summary, Pass};
 use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_protocol::batch::BatchWalker;
 use shadowlink_protocol::client::decode_response;
@@ -302,17 +302,10 @@ fn summary() {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(5))
-        .warm_up_time(Duration::from_secs(1));
+    config = shadowlink_benches::criterion_config(10, 5);
     targets = forward_batches
 }
 
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    if measuring() {
-        summary();
-    }
+    shadowlink_benches::bench_main(benches, summary);
 }

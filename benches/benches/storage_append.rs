@@ -38,7 +38,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, Criterion, Throughput};
 use shadowlink::mirror::owned::{ProduceRequest, DEFAULT_MAX_MESSAGE_BYTES};
 use shadowlink::mirror::Store;
-use shadowlink_benches::{interleaved_throughput, load_average, measuring, print_summary, Pass};
+use shadowlink_benches::{interleaved_throughput, load_average, print_summary, Pass};
 use shadowlink_protocol::batch::testing::{build_batch, BatchBuilder};
 use shadowlink_storage::{CheckedRecordSet, LogConfig, PartitionLog, PersistMode};
 
@@ -404,17 +404,10 @@ fn summary() {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(4))
-        .warm_up_time(Duration::from_secs(1));
+    config = shadowlink_benches::criterion_config(20, 4);
     targets = storage_append
 }
 
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    if measuring() {
-        summary();
-    }
+    shadowlink_benches::bench_main(benches, summary);
 }

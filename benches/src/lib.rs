@@ -50,6 +50,27 @@ pub fn measuring() -> bool {
     !std::env::args().any(|a| a == "--test" || a == "--list")
 }
 
+/// Criterion settings of these benches: `samples` samples over `measure` seconds, after
+/// a second of warm-up. The summaries, not these, give the ratios.
+pub fn criterion_config(samples: usize, measure: u64) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(samples)
+        .measurement_time(Duration::from_secs(measure))
+        .warm_up_time(Duration::from_secs(1))
+}
+
+/// A criterion bench binary's `main`: the benchmarks `group` registers, criterion's
+/// closing report, then, when measuring, the interleaved `summary`.
+pub fn bench_main(group: fn(), summary: fn()) {
+    group();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+    if measuring() {
+        summary();
+    }
+}
+
 /// `uptime`'s load averages, for the record of how busy the machine was.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
