@@ -309,7 +309,8 @@ async fn long_poll<P>(
         let due = match read_at {
             None => true,
             Some(_) if matches!(woken, Woken::Advanced) => true,
-            // The answer at the deadline holds whatever was appended before it.
+            // The answer at the deadline holds whatever was appended before it; with
+            // nothing appended the last read stands, so an idle session is read once.
             Some(at) if over => at != tally,
             Some(at) => may_reach(&at, &tally, gathered.bytes, min_bytes),
         };
