@@ -36,7 +36,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::{EpochFloor, LogConfig, PartitionLog, StorageError};
 
-use appends::{AppendTally, Appends};
+use appends::Appends;
 use change_feed::ChangeFeed;
 
 pub use abandoned::AbortedTransaction;
@@ -186,11 +186,6 @@ impl Store {
     /// Notified after every append to any partition.
     pub fn appended(&self) -> Arc<Appends> {
         self.appended.clone()
-    }
-
-    /// What was appended to any partition so far.
-    pub fn append_tally(&self) -> AppendTally {
-        self.appended.tally()
     }
 
     /// How many times any partition changed in a way a Fetch could see: its records,

@@ -624,18 +624,7 @@ fn a_fetch_waits_for_its_min_bytes_while_records_trickle_in() -> Result<()> {
     let batch = |i: usize| padded_batch(&format!("r{i}"), 1);
     let batch_len = batch(0).len();
     let all_bytes: usize = (0..10).map(|i| batch(i).len()).sum();
-    let producing = std::thread::spawn({
-        let addr = node.kafka;
-        move || -> Result<()> {
-            let mut client = RawClient::connect(addr)?;
-            for i in 0..10 {
-                std::thread::sleep(Duration::from_millis(50));
-                let (code, _) = client.produce("a_gather", 0, batch(i))?;
-                assert_eq!(code, 0);
-            }
-            Ok(())
-        }
-    });
+    let producing = trickle(&node, "a_gather", 10, 1, Duration::from_millis(50));
     let mut client = RawClient::connect(node.kafka)?;
     let gather = |min_bytes: usize, wait_ms: i32| {
         fetch(0, -1, "a_gather", &[(0, 0)])
@@ -666,16 +655,22 @@ fn a_fetch_waits_for_its_min_bytes_while_records_trickle_in() -> Result<()> {
     Ok(())
 }
 
-/// Produces `batches` one-record batches to `topic`'s four partitions in turn, one every
-/// 20 ms, from another thread.
-fn trickle(node: &Node, topic: &'static str, batches: usize) -> JoinHandle<Result<()>> {
+/// Produces `batches` one-record batches to `topic`'s first `partitions` partitions in
+/// turn, one every `every`, from another thread.
+fn trickle(
+    node: &Node,
+    topic: &'static str,
+    batches: usize,
+    partitions: usize,
+    every: Duration,
+) -> JoinHandle<Result<()>> {
     let addr = node.kafka;
     std::thread::spawn(move || {
         let mut client = RawClient::connect(addr)?;
         for i in 0..batches {
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(every);
             let batch = padded_batch(&format!("r{i}"), 1);
-            let (code, _) = client.produce(topic, (i % 4) as i32, batch)?;
+            let (code, _) = client.produce(topic, (i % partitions) as i32, batch)?;
             anyhow::ensure!(code == 0, "produce error {code}");
         }
         Ok(())
@@ -702,7 +697,7 @@ fn a_fetch_gathering_bytes_reads_its_partitions_per_answer_not_per_append() -> R
 
     // More than the trickle brings: answered at the end of the wait, with everything (the
     // wait leaves the 40 acknowledged appends, 20 ms apart, several seconds to spare).
-    let producing = trickle(&node, "a_weigh", BATCHES);
+    let producing = trickle(&node, "a_weigh", BATCHES, 4, Duration::from_millis(20));
     let gathering = fetch(id, 1, "a_weigh", &[])
         .with_min_bytes(4 << 20)
         .with_max_wait_ms(6_000);
@@ -718,7 +713,7 @@ fn a_fetch_gathering_bytes_reads_its_partitions_per_answer_not_per_append() -> R
 
     // Once the appends may reach `min_bytes`, it reads and answers before the deadline.
     let started = std::time::Instant::now();
-    let producing = trickle(&node, "a_weigh", BATCHES);
+    let producing = trickle(&node, "a_weigh", BATCHES, 4, Duration::from_millis(20));
     let quarter = all_bytes / 4;
     let reachable = fetch(id, 2, "a_weigh", &from((BATCHES / 4) as i64))
         .with_min_bytes(quarter as i32)

@@ -52,6 +52,7 @@ fn stamp(base_offset: i64) -> i64 {
 }
 
 /// A source partition and what each kind of consumer must see of it.
+#[derive(Clone)]
 struct History {
     batches: Vec<Bytes>,
     /// `(offset, value)` of every data record, with whether it is committed.
@@ -404,10 +405,7 @@ fn a_marker_making_stored_records_readable_answers_a_gathering_read_committed_fe
     assert!(fetch_committed(&node, TOPIC, 0)?.bases.is_empty());
 
     let data = open.batches[0].len();
-    let mut committed = History {
-        batches: open.batches.clone(),
-        records: open.records.clone(),
-    };
+    let mut committed = open.clone();
     committed.marker(COMMITTING, true);
     assert!(committed.batches[1].len() < data);
     let addr = node.kafka;

@@ -304,7 +304,7 @@ async fn long_poll<P>(
         // its creation on.
         let notified = appended.notified();
         let advanced = ctx.cluster.as_deref().map(|c| c.serving_changed());
-        let tally = ctx.store.append_tally();
+        let tally = appended.tally();
         let over = matches!(woken, Woken::Deadline) || Instant::now() >= deadline;
         let due = match read_at {
             None => true,
