@@ -6,13 +6,14 @@
 //! without walking or hashing its batches again ([`PartitionLog::append_checked`]),
 //! and still checks what depends on the log itself (offsets at or above its end).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use shadowlink_protocol::batch::{BatchError, BatchWalker, RecordBatch};
 
 use crate::config::PersistMode;
 use crate::durability::PendingSync;
 use crate::error::Result;
 use crate::log::{AppendInfo, PartitionLog};
+use crate::stamp::{Arrived, Stamped};
 
 /// Whole batches whose framing and CRC were checked, with the views the walk made of
 /// them, so storing them reads only their fixed header fields.
@@ -140,38 +141,6 @@ impl CheckedRecordSet {
         })
     }
 
-    /// The set as a leader stores a client's batches: moved so the first starts at
-    /// `base_offset` (the others keep their distance to it) and stamped with
-    /// `leader_epoch`. Only `baseOffset` and `partitionLeaderEpoch` change, and both lie
-    /// before the CRC-32C's range (byte 21 to the end), so the check still holds and is
-    /// not repeated. A legacy message has no leader epoch (its CRC sits there): only its
-    /// offset moves.
-    pub fn assigned(&self, base_offset: i64, leader_epoch: i32) -> CheckedRecordSet {
-        let shift = base_offset.wrapping_sub(self.batches[0].base_offset());
-        let mut bytes = BytesMut::from(self.bytes.as_ref());
-        let mut at = 0;
-        for batch in &self.batches {
-            let entry = &mut bytes[at..at + batch.len()];
-            let offset = batch.base_offset().wrapping_add(shift);
-            entry[..8].copy_from_slice(&offset.to_be_bytes());
-            if !batch.is_legacy() {
-                entry[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
-            }
-            at += batch.len();
-        }
-        let bytes = bytes.freeze();
-        let mut at = 0;
-        let batches = self.batches.iter().map(|batch| {
-            let view = RecordBatch::parse(bytes.slice(at..at + batch.len()));
-            at += batch.len();
-            view.expect("only header fields the parse does not check were changed")
-        });
-        CheckedRecordSet {
-            batches: batches.collect(),
-            bytes,
-        }
-    }
-
     fn last(&self) -> &RecordBatch {
         self.batches.last().expect("a checked set holds a batch")
     }
@@ -209,10 +178,38 @@ impl PartitionLog {
         Ok((info, sync))
     }
 
+    /// [`PartitionLog::append_checked`] of a client's batches, as a leader stores them:
+    /// moved so the first starts at the log end offset (the others keep their distance
+    /// to it) and stamped with `leader_epoch`. Only `baseOffset` and
+    /// `partitionLeaderEpoch` change, and both lie before the CRC-32C's range, so the
+    /// check still holds and is not repeated. A legacy message has no leader epoch (its
+    /// CRC sits there): only its offset moves. The client's bytes are written as they
+    /// are, beside the new header fields, never copied to be rewritten.
+    pub fn append_as_leader(
+        &mut self,
+        set: &CheckedRecordSet,
+        leader_epoch: i32,
+    ) -> Result<(AppendInfo, Option<PendingSync>)> {
+        self.check_writable()?;
+        let shift = self
+            .log_end_offset()
+            .wrapping_sub(set.batches[0].base_offset());
+        let stamped: Vec<Stamped<'_>> = (set.batches.iter())
+            .map(|b| Stamped::new(b, b.base_offset().wrapping_add(shift), leader_epoch))
+            .collect();
+        self.check_order(&stamped)?;
+        let info = self.write_batches_unsynced(&stamped[..])?;
+        Ok((info, self.sync_after_append()))
+    }
+
     fn append_checked_unsynced(&mut self, set: &CheckedRecordSet) -> Result<AppendInfo> {
         self.check_writable()?;
         self.check_order(&set.batches)?;
-        self.write_batches_unsynced(&set.bytes, &set.batches)
+        let arrived = Arrived {
+            bytes: &set.bytes,
+            batches: &set.batches,
+        };
+        self.write_batches_unsynced(&arrived)
     }
 }
 
@@ -338,40 +335,75 @@ mod tests {
         assert_eq!(set.from_offset(0).unwrap().len(), records.len());
     }
 
+    /// The batches stored from `offset` on.
+    fn stored(log: &PartitionLog, offset: i64) -> Vec<RecordBatch> {
+        let bytes = Bytes::from(log.read(offset, usize::MAX).unwrap().chunks.concat());
+        let walked: std::result::Result<_, _> = BatchWalker::new(bytes).collect();
+        walked.unwrap()
+    }
+
     #[test]
-    fn an_assigned_set_moves_its_offsets_and_stamps_its_epoch_and_still_appends() {
+    fn a_leader_append_moves_the_offsets_and_stamps_the_epoch_of_the_bytes_it_writes() {
         let records = Bytes::from(batches(&[(2, 10, 1, 0), (3, 10, 1, 0)]).concat());
         let set = checked(&records, 0);
-        let moved = set.assigned(40, 7);
-        let bases: Vec<i64> = moved
-            .batches()
-            .iter()
-            .map(RecordBatch::base_offset)
-            .collect();
-        assert_eq!(bases, [40, 42]);
-        assert_eq!((moved.next_offset(), moved.last_epoch()), (45, 7));
-        for (new, old) in moved.batches().iter().zip(set.batches()) {
-            let (new, old) = (new.as_bytes(), old.as_bytes());
-            assert_eq!((&new[8..12], &new[16..]), (&old[8..12], &old[16..]));
-            let stored = RecordBatch::parse(new.clone()).unwrap();
-            assert!(stored.validate_crc().is_ok());
-        }
         let dir = tempfile::tempdir().unwrap();
         let mut log = open(dir.path(), 1 << 20, None);
         log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1_000))
             .unwrap();
-        assert!(matches!(
-            log.append_checked(&set.assigned(0, 7)),
-            Err(StorageError::OffsetRegression { .. })
-        ));
-        log.append_checked(&set.assigned(1, 7)).unwrap();
+        let (info, _) = log.append_as_leader(&set, 7).unwrap();
+        assert_eq!(
+            (info.first_offset, info.next_offset, info.bytes),
+            (1, 6, set.len())
+        );
         assert_eq!(log.log_end_offset(), 6);
-        let stored = log.read(1, usize::MAX).unwrap().chunks.concat();
-        assert_eq!(&stored[..], &set.assigned(1, 7).bytes()[..]);
+        assert_eq!(log.epoch_entries(), [(0, 0), (7, 1)]);
+        let stored = stored(&log, 1);
+        let bases: Vec<_> = stored.iter().map(RecordBatch::base_offset).collect();
+        assert_eq!(bases, [1, 3]);
+        for (new, old) in stored.iter().zip(set.batches()) {
+            assert_eq!(new.partition_leader_epoch(), 7);
+            let (new, old) = (new.as_bytes(), old.as_bytes());
+            assert_eq!((&new[8..12], &new[16..]), (&old[8..12], &old[16..]));
+            assert!(RecordBatch::parse(new.clone())
+                .unwrap()
+                .validate_crc()
+                .is_ok());
+        }
     }
 
     #[test]
-    fn an_assigned_legacy_message_moves_and_keeps_its_crc() {
+    fn leader_appends_that_roll_segments_index_and_reopen_at_their_new_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), 2_000, None);
+        let set = checked(&Bytes::from(batches(&[(4, 200, 1, 0); 5]).concat()), 0);
+        for round in 0..4 {
+            log.append_as_leader(&set, round).unwrap();
+        }
+        assert!(log.segment_count() > 2, "the small segments rolled");
+        let written = stored(&log, 0);
+        let reopened = {
+            drop(log);
+            let log = open(dir.path(), 2_000, None);
+            assert_eq!(log.log_end_offset(), 80);
+            stored(&log, 0)
+        };
+        assert_eq!(written.len(), 20);
+        let bytes = |batches: &[RecordBatch]| -> Vec<Bytes> {
+            batches.iter().map(|b| b.as_bytes().clone()).collect()
+        };
+        assert_eq!(bytes(&reopened), bytes(&written));
+        for (n, batch) in written.iter().enumerate() {
+            assert_eq!(batch.base_offset(), 4 * n as i64);
+            assert_eq!(batch.partition_leader_epoch(), n as i32 / 5);
+            assert!(batch.validate_crc().is_ok());
+        }
+        let log = open(dir.path(), 2_000, None);
+        assert_eq!(log.epoch_entries(), [(0, 0), (1, 20), (2, 40), (3, 60)]);
+        assert_eq!(stored(&log, 43)[0].base_offset(), 40);
+    }
+
+    #[test]
+    fn a_leader_append_of_a_legacy_message_moves_it_and_keeps_its_crc() {
         let message = shadowlink_protocol::batch::testing::build_legacy_message(
             0,
             1,
@@ -379,11 +411,16 @@ mod tests {
             None,
             Some(b"v"),
         );
-        let moved = checked(&message, 0).assigned(9, 7);
-        let bytes = moved.bytes();
-        assert_eq!(moved.batches()[0].base_offset(), 9);
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), 1 << 20, None);
+        log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1_000))
+            .unwrap();
+        log.append_as_leader(&checked(&message, 0), 7).unwrap();
+        let stored = stored(&log, 1);
+        let bytes = stored[0].as_bytes();
+        assert_eq!(stored[0].base_offset(), 1);
         assert_eq!(&bytes[8..], &message[8..]);
-        assert!(moved.batches()[0].validate_crc().is_ok());
+        assert!(stored[0].validate_crc().is_ok());
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod record_time;
 mod recovery;
 mod retention;
 mod segment;
+mod stamp;
 mod time_index;
 mod truncate;
 mod txn;

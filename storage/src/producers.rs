@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::log::PartitionLog;
 use crate::meta::{read_meta, write_meta};
 use crate::segment::Segment;
+use crate::stamp::StoredBatch;
 
 pub(crate) const MAX_PRODUCER_ID_FILE: &str = "max-producer-id";
 
@@ -52,8 +53,8 @@ impl PartitionLog {
     }
 
     /// Raises the bound to the batches' producer ids; the file follows at the next roll.
-    pub(crate) fn raise_max_producer_id(&mut self, batches: &[RecordBatch]) {
-        let max = batches.iter().map(RecordBatch::producer_id).max();
+    pub(crate) fn raise_max_producer_id<B: StoredBatch>(&mut self, batches: &[B]) {
+        let max = batches.iter().map(StoredBatch::producer_id).max();
         self.max_producer_id = self.max_producer_id.max(max.unwrap_or(-1));
     }
 

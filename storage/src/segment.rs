@@ -7,7 +7,7 @@
 //! for every segment and holds no record bytes on the heap.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -24,6 +24,7 @@ use crate::index::{OffsetEntry, OffsetIndex};
 use crate::meta::sync_dir;
 use crate::mmap;
 use crate::record_time;
+use crate::stamp::StoredBatch;
 use crate::time_index::TimeIndex;
 
 pub(crate) const LOG_EXT: &str = "log";
@@ -40,7 +41,7 @@ pub(crate) fn segment_path(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
 /// whose base offset is its last (see `shadowlink_protocol::batch`). That one starts at the
 /// log end offset, so the segment's base stays at or below every offset it holds, as
 /// Kafka does; but no lower than relative offsets allow.
-pub(crate) fn roll_offset(batch: &RecordBatch, log_end_offset: i64) -> i64 {
+pub(crate) fn roll_offset(batch: &impl StoredBatch, log_end_offset: i64) -> i64 {
     if !batch.is_legacy() {
         return batch.base_offset();
     }
@@ -160,7 +161,7 @@ impl Segment {
     }
 
     /// Whether `batch` can be indexed here: relative offsets must fit the index.
-    pub(crate) fn can_hold_offsets(&self, batch: &RecordBatch) -> bool {
+    pub(crate) fn can_hold_offsets(&self, batch: &impl StoredBatch) -> bool {
         batch.base_offset() >= self.base_offset
             && batch.last_offset() - self.base_offset <= i64::from(u32::MAX)
     }
@@ -169,17 +170,17 @@ impl Segment {
         self.size == 0
     }
 
-    /// Writes `bytes`, the concatenation of `batches`, at the end of the file with one
-    /// write, then indexes each batch. Nothing is tracked unless the whole write
-    /// succeeded, so the file is never read past what it holds.
-    pub(crate) fn append_run(
+    /// Appends `batches` to the file with `write`, which writes their bytes at its end,
+    /// then indexes each batch. Nothing is tracked unless the whole write succeeded, so
+    /// the file is never read past what it holds.
+    pub(crate) fn append_run<B: StoredBatch>(
         &mut self,
-        bytes: &[u8],
-        batches: &[RecordBatch],
+        write: impl FnOnce(&File) -> std::io::Result<()>,
+        batches: &[B],
         index_interval: u32,
     ) -> Result<()> {
         let file = self.file.open()?;
-        let written = (&*file).write_all(bytes);
+        let written = write(&file);
         // Counted even when it failed: part of it may be in the page cache.
         self.file.wrote();
         written.map_err(StorageError::io("appending to", &self.log_path))?;
@@ -199,7 +200,7 @@ impl Segment {
     /// append and by recovery, so a rebuilt index is identical to the original.
     pub(crate) fn track(
         &mut self,
-        batch: &RecordBatch,
+        batch: &impl StoredBatch,
         position: u64,
         interval: u32,
     ) -> Result<()> {

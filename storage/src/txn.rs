@@ -21,12 +21,13 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use shadowlink_protocol::batch::{BatchWalker, ControlType, RecordBatch};
+use shadowlink_protocol::batch::{BatchWalker, ControlType};
 
 use crate::error::{Result, StorageError};
 use crate::log::{PartitionLog, ReadResult};
 use crate::meta::{read_meta, write_meta};
 use crate::segment::Segment;
+use crate::stamp::StoredBatch;
 
 pub(crate) const TXN_FILE: &str = "txn-index";
 
@@ -145,7 +146,7 @@ impl TxnIndex {
     }
 
     /// Updates the state with the next stored batch.
-    pub(crate) fn observe(&mut self, batch: &RecordBatch) {
+    pub(crate) fn observe(&mut self, batch: &impl StoredBatch) {
         self.end_offset = batch.next_offset();
         let producer_id = batch.producer_id();
         if !batch.is_transactional() || producer_id < 0 {

@@ -282,8 +282,8 @@ impl MirrorPartition {
                 return Ok((produced, sync));
             }
         }
-        let base_offset = log.log_end_offset();
-        let (_, sync) = log.append_checked(&set.assigned(base_offset, owned.leader_epoch))?;
+        let (info, sync) = log.append_as_leader(set, owned.leader_epoch)?;
+        let base_offset = info.first_offset;
         let log_start_offset = log.log_start_offset();
         drop(log);
         if let Some(p) = &producer {
@@ -321,31 +321,6 @@ mod tests {
             .producer(42, 3, 17)
             .records(&[(Some(b"k"), Some(b"v1")), (None, Some(b"v2"))])
             .build()
-    }
-
-    #[test]
-    fn assigning_offsets_rewrites_only_base_offset_and_leader_epoch() {
-        let original = client_batch();
-        let set = validate_batch(original.clone(), &request()).unwrap();
-        let assigned = set.assigned(0x0102_0304_0506_0708, 9).bytes().clone();
-        assert_eq!(assigned.len(), original.len());
-        assert_eq!(&assigned[0..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(&assigned[8..12], &original[8..12]);
-        assert_eq!(&assigned[12..16], &9i32.to_be_bytes());
-        assert_eq!(&assigned[16..], &original[16..]);
-        let stored = RecordBatch::parse(assigned).unwrap();
-        assert!(stored.validate_crc().is_ok());
-        assert_eq!(stored.base_offset(), 0x0102_0304_0506_0708);
-        assert_eq!(stored.last_offset(), 0x0102_0304_0506_0709);
-        assert_eq!(stored.partition_leader_epoch(), 9);
-        assert_eq!(
-            (
-                stored.producer_id(),
-                stored.producer_epoch(),
-                stored.base_sequence()
-            ),
-            (42, 3, 17)
-        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::{AppendInfo, PartitionLog};
 use crate::durability::PendingSync;
 use crate::error::{Result, StorageError};
 use crate::segment::Segment;
+use crate::stamp::{Arrived, StoredBatch, StoredSet};
 
 impl PartitionLog {
     /// Appends one or more complete batches, stored byte for byte.
@@ -45,21 +46,25 @@ impl PartitionLog {
         record_set: &Bytes,
         batches: &[RecordBatch],
     ) -> Result<(AppendInfo, Option<PendingSync>)> {
-        let info = self.write_batches_unsynced(record_set, batches)?;
+        let set = Arrived {
+            bytes: record_set,
+            batches,
+        };
+        let info = self.write_batches_unsynced(&set)?;
         Ok((info, self.sync_after_append()))
     }
 
     /// [`PartitionLog::write_batches`] without handing out the sync the persist mode owes.
-    pub(crate) fn write_batches_unsynced(
+    pub(crate) fn write_batches_unsynced<S: StoredSet + ?Sized>(
         &mut self,
-        record_set: &Bytes,
-        batches: &[RecordBatch],
+        set: &S,
     ) -> Result<AppendInfo> {
+        let batches = set.batches();
         let written = self.guarded(|log| {
             log.raise_max_producer_id(batches);
             let (mut from, mut position) = (0, 0);
             while from < batches.len() {
-                let run = log.append_run(record_set, position, &batches[from..])?;
+                let run = log.append_run(set, from, position)?;
                 for batch in run {
                     log.txns.observe(batch);
                     // A batch straddling the log start begins its epoch at the log start.
@@ -79,7 +84,7 @@ impl PartitionLog {
     }
 
     /// Checks that `batches` start at or above the log end offset and increase.
-    pub(crate) fn check_order(&self, batches: &[RecordBatch]) -> Result<()> {
+    pub(crate) fn check_order(&self, batches: &[impl StoredBatch]) -> Result<()> {
         let mut expected = self.log_end_offset();
         let mut may_straddle = self.log_start_offset == expected;
         for batch in batches {
@@ -123,18 +128,20 @@ impl PartitionLog {
     /// segment takes without rolling, rolling first if the first batch needs it, with one
     /// write: a record set costs one copy into the page cache per segment it touches,
     /// however many batches it holds. Returns the batches written.
-    fn append_run<'b>(
+    fn append_run<'s, S: StoredSet + ?Sized>(
         &mut self,
-        record_set: &Bytes,
+        set: &'s S,
+        from: usize,
         position: usize,
-        batches: &'b [RecordBatch],
-    ) -> Result<&'b [RecordBatch]> {
+    ) -> Result<&'s [S::Batch]> {
+        let batches = &set.batches()[from..];
         self.maybe_roll(&batches[0])?;
         let run = &batches[..self.run_fitting(batches)];
-        let len = run.iter().map(RecordBatch::len).sum::<usize>();
+        let len = run.iter().map(StoredBatch::len).sum::<usize>();
         let interval = self.config.index_interval_bytes;
         let active = self.active_mut();
-        let written = active.append_run(&record_set[position..position + len], run, interval);
+        let write = |file: &_| set.write(file, from, position, len);
+        let written = active.append_run(write, run, interval);
         let active = self.active();
         self.durability.wrote_data(&active.log_path, active.file());
         written.map(|()| run)
@@ -143,7 +150,7 @@ impl PartitionLog {
     /// How many of `batches` the active segment takes, the first included, before one
     /// would roll it: the decision [`PartitionLog::maybe_roll`] makes for each batch once
     /// the ones before it are written.
-    fn run_fitting(&self, batches: &[RecordBatch]) -> usize {
+    fn run_fitting(&self, batches: &[impl StoredBatch]) -> usize {
         let active = self.active();
         let first_timestamp = match active.is_empty() {
             true => Some(batches[0].max_timestamp()),
@@ -159,7 +166,7 @@ impl PartitionLog {
         batches.len()
     }
 
-    fn maybe_roll(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn maybe_roll(&mut self, batch: &impl StoredBatch) -> Result<()> {
         let active = self.active();
         if !active.can_hold_offsets(batch) && active.is_empty() {
             // An empty segment whose base is too far below the batch: replace it.
@@ -177,14 +184,14 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn should_roll(&self, batch: &RecordBatch) -> bool {
+    fn should_roll(&self, batch: &impl StoredBatch) -> bool {
         let active = self.active();
         self.rolls_at(batch, active.size, active.first_timestamp)
     }
 
     /// Whether `batch` rolls an active segment of `size` bytes whose first batch has
     /// `first_timestamp`.
-    fn rolls_at(&self, batch: &RecordBatch, size: u64, first_timestamp: Option<i64>) -> bool {
+    fn rolls_at(&self, batch: &impl StoredBatch, size: u64, first_timestamp: Option<i64>) -> bool {
         let new_size = size + batch.len() as u64;
         if new_size > self.config.segment_bytes || new_size > u64::from(u32::MAX) {
             return true;
@@ -233,8 +240,8 @@ impl PartitionLog {
 
 /// Checks that `batch` starts at or after `expected`, or, with `may_straddle`, that it at
 /// least ends there.
-fn check_offsets(batch: &RecordBatch, expected: i64, may_straddle: bool) -> Result<()> {
-    let (base, delta) = (batch.base_offset(), batch.last_offset_delta());
+fn check_offsets(batch: &impl StoredBatch, expected: i64, may_straddle: bool) -> Result<()> {
+    let (base, delta) = (batch.base_offset(), batch.arrived().last_offset_delta());
     if base < 0 || delta < 0 || base.checked_add(i64::from(delta) + 1).is_none() {
         return Err(StorageError::InvalidOffsets {
             base_offset: base,
@@ -255,16 +262,16 @@ fn check_offsets(batch: &RecordBatch, expected: i64, may_straddle: bool) -> Resu
     Ok(())
 }
 
-fn append_info(batches: &[RecordBatch]) -> AppendInfo {
+fn append_info<B: StoredBatch>(batches: &[B]) -> AppendInfo {
     AppendInfo {
         first_offset: batches[0].base_offset(),
         last_offset: batches[batches.len() - 1].last_offset(),
         next_offset: batches[batches.len() - 1].next_offset(),
         batches: batches.len(),
-        bytes: batches.iter().map(RecordBatch::len).sum(),
+        bytes: batches.iter().map(StoredBatch::len).sum(),
         max_timestamp: batches
             .iter()
-            .map(RecordBatch::max_timestamp)
+            .map(StoredBatch::max_timestamp)
             .max()
             .unwrap_or(-1),
     }
