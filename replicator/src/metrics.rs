@@ -41,6 +41,7 @@ struct Metrics {
     fetch_sessions_active: IntGauge,
     fetch_session_requests: IntCounterVec,
     fetch_session_partitions_read: IntCounter,
+    fetch_full_partitions_read: IntCounter,
     link_fetch_requests: IntCounterVec,
     verified_bytes: IntCounterVec,
     verify_mismatches: IntCounterVec,
@@ -162,6 +163,8 @@ impl Metrics {
                 &["kind"]),
             fetch_session_partitions_read: register(&r, IntCounter::new("shadowlink_fetch_session_partitions_read_total",
                 "Partitions the Kafka listener read to answer incremental fetches; an idle session reads none.").expect("valid")),
+            fetch_full_partitions_read: register(&r, IntCounter::new("shadowlink_fetch_full_partitions_read_total",
+                "Partitions the Kafka listener read to answer sessionless fetches and those opening a session.").expect("valid")),
             link_fetch_requests: counters(&r, "shadowlink_link_fetch_requests_total",
                 "Fetch requests a link sent to its source: full or incremental (KIP-227).",
                 &["link", "kind"]),
@@ -277,6 +280,11 @@ pub fn fetch_session_partitions_read(partitions: usize) {
     METRICS
         .fetch_session_partitions_read
         .inc_by(partitions as u64);
+}
+
+/// `partitions` read for one sessionless Fetch, or one opening a session.
+pub fn fetch_full_partitions_read(partitions: usize) {
+    METRICS.fetch_full_partitions_read.inc_by(partitions as u64);
 }
 
 /// Record bytes received from the source by `link`.

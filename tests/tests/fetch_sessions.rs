@@ -726,3 +726,52 @@ fn a_fetch_gathering_bytes_reads_its_partitions_per_answer_not_per_append() -> R
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
     Ok(())
 }
+
+const FULL_READS: &str = "shadowlink_fetch_full_partitions_read_total";
+
+/// A sessionless fetch gathering toward its `min_bytes` weighs only the appends to the
+/// partitions it names: appends to another topic of the node, each enough on its own,
+/// wake it without making it read again; an append to its own partitions answers it.
+#[test]
+fn a_sessionless_gathering_fetch_weighs_only_the_partitions_it_names() -> Result<()> {
+    const BATCHES: usize = 40;
+    let config = NodeConfig::owner().topic("a_quiet", 4).topic("a_busy", 4);
+    let node = Node::start(&config.admin())?;
+    let batch_bytes = padded_batch("r0", 1).len() as i32;
+    let mut client = RawClient::connect(node.kafka)?;
+    let quiet: Vec<(i32, i64)> = (0..4).map(|p| (p, 0)).collect();
+    let before = metric(&node, FULL_READS)?;
+
+    let producing = trickle(&node, "a_busy", BATCHES, 4, Duration::from_millis(20));
+    let waiting = fetch(0, -1, "a_quiet", &quiet)
+        .with_min_bytes(batch_bytes)
+        .with_max_wait_ms(3_000);
+    let started = std::time::Instant::now();
+    let answer = send(&mut client, &waiting)?;
+    let took = started.elapsed();
+    producing.join().expect("the producer thread")?;
+    let found: usize = answered(&answer).values().map(|(_, bytes)| bytes).sum();
+    assert_eq!((found, answer.session_id), (0, 0));
+    assert!(
+        took >= Duration::from_millis(2_500),
+        "answered after {took:?}"
+    );
+    let read = metric(&node, FULL_READS)? - before;
+    // The first read of its four partitions, and none at the deadline: nothing was
+    // appended to them. Weighing the node's appends would read them after each batch.
+    println!("{BATCHES} appends to another topic during the wait, {read} partition reads");
+    assert_eq!(
+        read, 4.0,
+        "{read} partition reads for {BATCHES} appends elsewhere"
+    );
+
+    let producing = trickle(&node, "a_quiet", 1, 4, Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let answer = send(&mut client, &waiting.clone().with_max_wait_ms(20_000))?;
+    let took = started.elapsed();
+    producing.join().expect("the producer thread")?;
+    let found: usize = answered(&answer).values().map(|(_, bytes)| bytes).sum();
+    assert_eq!(found, batch_bytes as usize);
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    Ok(())
+}

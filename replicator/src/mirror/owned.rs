@@ -238,7 +238,7 @@ impl MirrorPartition {
             let (info, sync) = log.append_deferred(marker.encode(offset, owned.leader_epoch))?;
             (offset, info, sync)
         };
-        self.appended.appended(info.bytes, true);
+        self.count_append(info.bytes, true);
         if let Some(sync) = sync {
             sync.wait()?;
         }
@@ -289,7 +289,7 @@ impl MirrorPartition {
         if let Some(p) = &producer {
             owned.producers.record(p, base_offset);
         }
-        self.appended.appended(set.len(), set.holds_control());
+        self.count_append(set.len(), set.holds_control());
         let produced = Produced {
             base_offset,
             log_start_offset,

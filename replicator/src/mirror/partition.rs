@@ -12,7 +12,7 @@ use shadowlink_storage::{
     AppendInfo, CheckedRecordSet, EpochFloor, PartitionLog, PendingSync, Poison, StorageError,
 };
 
-use super::appends::Appends;
+use super::appends::{AppendCount, AppendTally, Appends};
 use super::change_feed::{ChangeFeed, PartitionId};
 use super::{FlushQueue, MirrorError, MirrorPartition, HEAL_INTERVAL};
 
@@ -86,6 +86,7 @@ impl MirrorPartition {
             stored_epoch: AtomicI32::new(log.latest_epoch().unwrap_or(-1)),
             log: Mutex::new(log),
             appended,
+            appends: AppendCount::default(),
             version: AtomicU64::new(0),
             changes,
             flushes,
@@ -114,6 +115,18 @@ impl MirrorPartition {
         // then this partition's count unmoved may rely on the partition being unchanged.
         self.version.fetch_add(1, Ordering::AcqRel);
         self.changes.push(self.feed_id());
+    }
+
+    /// Counts an append to this partition, then to the node, whose count wakes the
+    /// fetches waiting for data: a woken fetch sums partition totals that include it.
+    pub(super) fn count_append(&self, bytes: usize, control: bool) {
+        self.appends.add(bytes, control);
+        self.appended.appended(bytes, control);
+    }
+
+    /// The totals of the appends to this partition since the node opened it.
+    pub fn append_tally(&self) -> AppendTally {
+        self.appends.tally()
     }
 
     /// How the node's change feed names this partition.
@@ -158,7 +171,7 @@ impl MirrorPartition {
             });
         }
         let (info, sync) = append(&mut self.log())?;
-        self.appended.appended(info.bytes, control);
+        self.count_append(info.bytes, control);
         if let Some(sync) = sync {
             sync.wait()?;
         }

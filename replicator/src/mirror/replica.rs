@@ -65,7 +65,7 @@ impl MirrorPartition {
     /// replica that does not lead it. Blocking, as [`MirrorPartition::append`].
     pub fn replicate(&self, set: &CheckedRecordSet) -> Result<AppendInfo, MirrorError> {
         let (info, sync) = self.log().append_checked(set)?;
-        self.appended.appended(info.bytes, set.holds_control());
+        self.count_append(info.bytes, set.holds_control());
         if let Some(sync) = sync {
             sync.wait()?;
         }

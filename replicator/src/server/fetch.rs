@@ -4,6 +4,7 @@
 //! Consumers read below the high watermark only; a follower (`replica_id` set) reads to
 //! the log end, as in Kafka. On a node on its own the high watermark is the log end.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -74,7 +75,9 @@ async fn full(ctx: &RequestContext<'_>, request: &FetchRequest) -> FetchResponse
             t.partitions.iter().map(move |p| (name, p))
         })
     };
-    let parts = long_poll(ctx, request, || read_all(ctx, request, requested())).await;
+    let mut named = Named::default();
+    let tally = || named.tally(ctx, requested());
+    let parts = long_poll(ctx, request, tally, || read_all(ctx, request, requested())).await;
     let mut parts = parts.into_iter();
     let topics = request
         .topics
@@ -139,16 +142,24 @@ async fn incremental(
             session.upsert(key, p.clone());
         }
     }
-    let parts = long_poll(ctx, request, || {
-        let scan = idle_scan(ctx, request);
-        if session.is_idle(&scan) {
-            return Gathered::default();
-        }
-        session.prepare(&scan.inputs);
-        let (gathered, quiet) = read_session(ctx, request, session);
-        session.scanned(quiet.then_some(scan));
-        gathered
-    })
+    // A session reads only the partitions the node's change feed names, so the node's
+    // totals suffice to tell when a read may be due.
+    let appended = ctx.store.appended();
+    let parts = long_poll(
+        ctx,
+        request,
+        || appended.tally(),
+        || {
+            let scan = idle_scan(ctx, request);
+            if session.is_idle(&scan) {
+                return Gathered::default();
+            }
+            session.prepare(&scan.inputs);
+            let (gathered, quiet) = read_session(ctx, request, session);
+            session.scanned(quiet.then_some(scan));
+            gathered
+        },
+    )
     .await;
     let mut answered: Vec<(String, FetchPartitionParts)> = Vec::new();
     for (position, part) in parts {
@@ -283,11 +294,44 @@ enum Woken {
     Deadline,
 }
 
+/// The partitions a full fetch names that the node holds, found again whenever the
+/// node's topics change, so that a wait weighs the appends to them alone, as Kafka's
+/// delayed fetch watches only its own partitions.
+#[derive(Default)]
+struct Named {
+    topology: Option<u64>,
+    held: Vec<Arc<MirrorPartition>>,
+}
+
+impl Named {
+    fn tally<'a>(
+        &mut self,
+        ctx: &RequestContext<'_>,
+        requested: impl Iterator<Item = (&'a str, &'a FetchPartition)>,
+    ) -> AppendTally {
+        let topology = ctx.store.topology();
+        if self.topology != Some(topology) {
+            let held = requested.filter_map(|(topic, p)| ctx.store.partition(topic, p.partition));
+            self.held = held.collect();
+            self.topology = Some(topology);
+        }
+        let sum =
+            (self.held.iter()).fold(AppendTally::default(), |sum, p| sum.plus(p.append_tally()));
+        // A partition created since the last read counts as a marker does: whatever it
+        // holds, the next read may answer it.
+        AppendTally {
+            markers: sum.markers.wrapping_add(topology),
+            ..sum
+        }
+    }
+}
+
 /// Reads until there is enough data, an error, or the request's wait is over, and
-/// returns the last read's answers.
+/// returns the last read's answers. `tally` sums the appends a read could find.
 async fn long_poll<P>(
     ctx: &RequestContext<'_>,
     request: &FetchRequest,
+    mut tally: impl FnMut() -> AppendTally,
     mut read: impl FnMut() -> Gathered<P>,
 ) -> Vec<P> {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
@@ -304,7 +348,7 @@ async fn long_poll<P>(
         // its creation on.
         let notified = appended.notified();
         let advanced = ctx.cluster.as_deref().map(|c| c.serving_changed());
-        let tally = appended.tally();
+        let tally = tally();
         let over = matches!(woken, Woken::Deadline) || Instant::now() >= deadline;
         let due = match read_at {
             None => true,
@@ -333,7 +377,7 @@ async fn long_poll<P>(
 }
 
 /// Whether a read could now find `min_bytes`, when the last read, begun at `at`, found
-/// `found`. Bytes appended since, to any partition, bound what a read would add, except
+/// `found`. Bytes appended since bound what a read would add, except
 /// that a transaction marker may make earlier records readable at `read_committed`.
 /// Kafka's delayed fetch likewise sums positions rather than reading, so a fetch
 /// waiting for more than one byte costs a read per answer, not one per append.
@@ -381,6 +425,7 @@ fn read_all<'a>(
         gathered.add(&part);
         gathered.parts.push(part);
     }
+    crate::metrics::fetch_full_partitions_read(gathered.parts.len());
     gathered
 }
 
