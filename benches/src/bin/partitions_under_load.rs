@@ -15,20 +15,31 @@
 //! `--fetch-max-wait-ms` set the link's `fetch_min_bytes` and `fetch_max_wait`, which
 //! trade fewer fetches for the time records wait at the source.
 //!
+//! `--quiet-consumers N` adds N clients, each long-polling the 8 empty partitions of
+//! another topic of the source without a fetch session (as librdkafka and kafka-python
+//! fetch: `min_bytes` 1, 500 ms), and reports the partitions the source read for such
+//! fetches and its CPU with them; the appends of the load must not make them read.
+//!
 //! `cargo run --release -p shadowlink-benches --bin partitions_under_load -- [--partitions N]
 //! [--rate R] [--seconds S] [--metadata-interval-ms M] [--fetch-min-bytes B]
-//! [--fetch-max-wait-ms W]` (defaults: 1000 partitions, 5000 records/s, 60 s, and the
+//! [--fetch-max-wait-ms W] [--quiet-consumers N]` (defaults: 1000 partitions, 5000 records/s, 60 s, and the
 //! link's defaults: a metadata interval of 10 s, 1 byte, 500 ms; the earlier runs in
 //! BENCHMARKS.md used the test harness's 300 ms metadata interval).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use shadowlink_benches::{cpu_seconds, load_average, print_command_and_machine, rss_mb};
 use shadowlink_tests::raw::RawClient;
@@ -60,6 +71,46 @@ struct Args {
     /// The mirror's link `fetch_max_wait`, in milliseconds.
     #[arg(long, default_value_t = 500)]
     fetch_max_wait_ms: u64,
+    /// Sessionless consumers long-polling a quiet topic of the source.
+    #[arg(long, default_value_t = 0)]
+    quiet_consumers: usize,
+}
+
+/// The source's topic the quiet consumers wait on; the link does not mirror it.
+const QUIET: &str = "quiet";
+const QUIET_PARTITIONS: i32 = 8;
+
+/// A consumer without a fetch session waiting on the empty [`QUIET`] topic until `stop`,
+/// counting the answers it gets.
+fn quiet_consumer(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answers: Arc<AtomicU64>,
+) -> JoinHandle<Result<()>> {
+    std::thread::spawn(move || {
+        let mut client = RawClient::connect(addr)?;
+        let partitions = (0..QUIET_PARTITIONS).map(|p| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_partition_max_bytes(1 << 20)
+        });
+        let topic = FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(QUIET)))
+            .with_partitions(partitions.collect());
+        let request = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(8 << 20)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![topic]);
+        while !stop.load(Ordering::Relaxed) {
+            let _: FetchResponse = client.call(ApiKey::Fetch, 12, &request)?;
+            answers.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    })
 }
 
 /// Every partition's latest offset on the node at `addr`.
@@ -137,6 +188,8 @@ fn counter(node: &Node, series: &str) -> Result<f64> {
 const FETCHES: &str = "shadowlink_kafka_requests_total{api=\"Fetch\"}";
 /// Partitions the node's fetch sessions read, each read of each partition counted.
 const SESSION_READS: &str = "shadowlink_fetch_session_partitions_read_total";
+/// Partitions the node read for fetches without a session.
+const FULL_READS: &str = "shadowlink_fetch_full_partitions_read_total";
 
 fn start(a: &Args) -> Result<(Node, Node)> {
     let partitions = a.partitions;
@@ -148,6 +201,9 @@ fn start(a: &Args) -> Result<(Node, Node)> {
             .admin(),
     )?;
     create_topic(source.kafka, TOPIC, partitions, &[])?;
+    if a.quiet_consumers > 0 {
+        create_topic(source.kafka, QUIET, QUIET_PARTITIONS, &[])?;
+    }
     let link = Link::new("from-a", source.kafka)
         .include(&["a_*"])
         .metadata_interval(Duration::from_millis(a.metadata_interval_ms))
@@ -200,8 +256,14 @@ fn main() -> Result<()> {
         cpu_seconds(source.process.pid())?,
         cpu_seconds(mirror.process.pid())?,
     );
+    let (stop, answers) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let quiet: Vec<_> = (0..a.quiet_consumers)
+        .map(|_| quiet_consumer(source.kafka, stop.clone(), answers.clone()))
+        .collect();
     let fetches = counter(&source, FETCHES)?;
     let reads = counter(&source, SESSION_READS)?;
+    let full_reads = counter(&source, FULL_READS)?;
+    let answered = answers.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut lags = Lags::default();
     let mut first = vec![0; a.partitions as usize];
@@ -224,6 +286,12 @@ fn main() -> Result<()> {
     );
     let fetches = counter(&source, FETCHES)? - fetches;
     let reads = counter(&source, SESSION_READS)? - reads;
+    let full_reads = counter(&source, FULL_READS)? - full_reads;
+    let answered = answers.load(Ordering::Relaxed) - answered;
+    stop.store(true, Ordering::Relaxed);
+    for consumer in quiet {
+        consumer.join().expect("a quiet consumer thread")?;
+    }
     let last = end_offsets(&mut src, a.partitions)?;
     let produced: i64 = last.iter().zip(&first).map(|(l, f)| l - f).sum();
     let _ = producer.wait();
@@ -259,6 +327,17 @@ fn main() -> Result<()> {
         "| partitions read by the source's fetch sessions (/s) | {:.0} |",
         reads / elapsed
     );
+    if a.quiet_consumers > 0 {
+        println!(
+            "| answers to the {} quiet consumers (/s) | {:.1} |",
+            a.quiet_consumers,
+            answered as f64 / elapsed
+        );
+        println!(
+            "| partitions read for fetches without a session (/s) | {:.0} |",
+            full_reads / elapsed
+        );
+    }
     println!(
         "| source CPU per Fetch answered, its produce load included (µs) | {:.0} |",
         used.0 / fetches * 1e6
