@@ -256,7 +256,10 @@ fn main() -> Result<()> {
         cpu_seconds(source.process.pid())?,
         cpu_seconds(mirror.process.pid())?,
     );
-    let (stop, answers) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let (stop, answers) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let quiet: Vec<_> = (0..a.quiet_consumers)
         .map(|_| quiet_consumer(source.kafka, stop.clone(), answers.clone()))
         .collect();
