@@ -36,7 +36,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::{EpochFloor, LogConfig, PartitionLog, StorageError};
 
-use appends::{AppendCount, Appends};
+use appends::{AppendCount, Appends, Waiters};
 use change_feed::ChangeFeed;
 
 pub use abandoned::AbortedTransaction;
@@ -125,6 +125,8 @@ pub struct MirrorPartition {
     appended: Arc<Appends>,
     /// The appends to this partition, which [`Self::count_append`] adds to the node's.
     appends: AppendCount,
+    /// Fetches waiting for an append to this partition (see [`Self::watch`]).
+    waiters: Waiters,
     /// This partition's count of changes to what a Fetch of it would answer.
     version: AtomicU64,
     /// The node's changes to what a Fetch of any partition would answer (see

@@ -4,6 +4,7 @@
 //! another read may reach it without reading.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
@@ -64,10 +65,52 @@ impl AppendCount {
     }
 }
 
+/// The fetches waiting for an append to one partition, each by its own wake-up, as
+/// Kafka's delayed fetches watch the partitions they name: an append wakes these alone,
+/// not every fetch waiting on the node.
+#[derive(Default)]
+pub struct Waiters {
+    list: Mutex<Vec<Arc<Notify>>>,
+}
+
+impl Waiters {
+    /// Wakes `waiter` at each append from now on, until removed. A fetch reads the
+    /// totals after adding itself: an append whose wake went to the list before the
+    /// fetch was in it was counted before the fetch read them (the list's lock orders
+    /// the two).
+    pub fn add(&self, waiter: &Arc<Notify>) {
+        self.lock().push(waiter.clone());
+    }
+
+    pub fn remove(&self, waiter: &Arc<Notify>) {
+        let mut list = self.lock();
+        if let Some(at) = list.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+            list.swap_remove(at);
+        }
+    }
+
+    /// Wakes every waiter; one that is not waiting right now finds the wake-up stored
+    /// when it next waits.
+    pub fn wake(&self) {
+        for waiter in self.lock().iter() {
+            waiter.notify_one();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Notify>>> {
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Appends {
     /// Resolves at the next append, once polled or enabled.
     pub fn notified(&self) -> Notified<'_> {
         self.notify.notified()
+    }
+
+    /// What [`Appends::notified`] waits on.
+    pub fn notify(&self) -> &Notify {
+        &self.notify
     }
 
     /// Counts an append of `bytes` and wakes the fetches waiting for one. `control`
@@ -101,6 +144,23 @@ mod tests {
         let after = appends.tally();
         assert_eq!(after.bytes_since(&before), 120);
         assert_eq!(after.markers - before.markers, 1);
+    }
+
+    #[tokio::test]
+    async fn waiters_are_woken_by_each_append_until_removed_and_keep_a_wake_up_for_later() {
+        let waiters = Waiters::default();
+        let (one, two) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        waiters.add(&one);
+        waiters.add(&two);
+        // Neither is waiting yet: each finds the wake-up when it waits.
+        waiters.wake();
+        one.notified().await;
+        two.notified().await;
+        waiters.remove(&one);
+        waiters.wake();
+        two.notified().await;
+        let woken = tokio::time::timeout(std::time::Duration::from_millis(50), one.notified());
+        assert!(woken.await.is_err(), "a removed waiter was woken");
     }
 
     #[test]

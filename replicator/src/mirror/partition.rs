@@ -11,8 +11,9 @@ use bytes::Bytes;
 use shadowlink_storage::{
     AppendInfo, CheckedRecordSet, EpochFloor, PartitionLog, PendingSync, Poison, StorageError,
 };
+use tokio::sync::Notify;
 
-use super::appends::{AppendCount, AppendTally, Appends};
+use super::appends::{AppendCount, AppendTally, Appends, Waiters};
 use super::change_feed::{ChangeFeed, PartitionId};
 use super::{FlushQueue, MirrorError, MirrorPartition, HEAL_INTERVAL};
 
@@ -87,6 +88,7 @@ impl MirrorPartition {
             log: Mutex::new(log),
             appended,
             appends: AppendCount::default(),
+            waiters: Waiters::default(),
             version: AtomicU64::new(0),
             changes,
             flushes,
@@ -117,11 +119,22 @@ impl MirrorPartition {
         self.changes.push(self.feed_id());
     }
 
-    /// Counts an append to this partition, then to the node, whose count wakes the
-    /// fetches waiting for data: a woken fetch sums partition totals that include it.
+    /// Counts an append to this partition and wakes the fetches watching it, then counts
+    /// it for the node, which wakes the fetches waiting on any append: a woken fetch
+    /// sums totals that include it.
     pub(super) fn count_append(&self, bytes: usize, control: bool) {
         self.appends.add(bytes, control);
+        self.waiters.wake();
         self.appended.appended(bytes, control);
+    }
+
+    /// Has `waiter` woken at each append to this partition until [`Self::unwatch`].
+    pub fn watch(&self, waiter: &Arc<Notify>) {
+        self.waiters.add(waiter);
+    }
+
+    pub fn unwatch(&self, waiter: &Arc<Notify>) {
+        self.waiters.remove(waiter);
     }
 
     /// The totals of the appends to this partition since the node opened it.

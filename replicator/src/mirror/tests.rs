@@ -361,3 +361,41 @@ fn one_record(offset: i64) -> Bytes {
         .records(&[(None, Some(&b"v"[..]))])
         .build()
 }
+
+#[tokio::test]
+async fn a_watcher_wakes_at_appends_to_its_partition_alone_and_sees_them_counted() {
+    use std::time::Duration;
+    use tokio::sync::Notify;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let topic = store
+        .create_owned_topic("b_watched", 2, BTreeMap::new(), i64::MAX)
+        .unwrap();
+    let (watched, other) = (topic.partition(0).unwrap(), topic.partition(1).unwrap());
+    let waiter = Arc::new(Notify::new());
+    watched.watch(&waiter);
+    let quiet = || tokio::time::timeout(Duration::from_millis(50), waiter.notified());
+
+    other
+        .produce(client_batch((-1, -1, -1), 1), &request())
+        .unwrap();
+    assert!(
+        quiet().await.is_err(),
+        "woken by another partition's append"
+    );
+    assert_eq!(watched.append_tally().bytes, 0);
+    assert!(store.appended().tally().bytes > 0);
+
+    let before = watched.append_tally();
+    let produced = client_batch((-1, -1, -1), 2);
+    watched.produce(produced.clone(), &request()).unwrap();
+    waiter.notified().await;
+    let bytes = watched.append_tally().bytes_since(&before);
+    assert_eq!(bytes, produced.len() as u64);
+
+    watched.unwatch(&waiter);
+    watched
+        .produce(client_batch((-1, -1, -1), 1), &request())
+        .unwrap();
+    assert!(quiet().await.is_err(), "woken after it stopped watching");
+}

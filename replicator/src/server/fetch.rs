@@ -27,6 +27,7 @@ use crate::mirror::MirrorPartition;
 use crate::topic_partition::TopicPartition;
 use shadowlink_storage::PartitionLog;
 use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 
 /// Fetch `isolation_level` 1 (KIP-98): only data below the last stable offset.
 const READ_COMMITTED: i8 = 1;
@@ -76,8 +77,10 @@ async fn full(ctx: &RequestContext<'_>, request: &FetchRequest) -> FetchResponse
         })
     };
     let mut named = Named::default();
+    let wake = named.wake.clone();
     let tally = || named.tally(ctx, requested());
-    let parts = long_poll(ctx, request, tally, || read_all(ctx, request, requested())).await;
+    let read = || read_all(ctx, request, requested());
+    let parts = long_poll(ctx, request, &wake, tally, read).await;
     let mut parts = parts.into_iter();
     let topics = request
         .topics
@@ -148,6 +151,7 @@ async fn incremental(
     let parts = long_poll(
         ctx,
         request,
+        appended.notify(),
         || appended.tally(),
         || {
             let scan = idle_scan(ctx, request);
@@ -286,7 +290,8 @@ const GATHERING_RECHECK: Duration = Duration::from_millis(2);
 
 /// Why a waiting fetch woke.
 enum Woken {
-    /// Something was appended somewhere on the node.
+    /// Something was appended: to a partition the fetch names, or, for a session, to
+    /// any partition of the node.
     Appended,
     /// A follower's progress moved a high watermark, which no byte count shows.
     Advanced,
@@ -295,15 +300,18 @@ enum Woken {
 }
 
 /// The partitions a full fetch names that the node holds, found again whenever the
-/// node's topics change, so that a wait weighs the appends to them alone, as Kafka's
-/// delayed fetch watches only its own partitions.
+/// node's topics change, each watched with the fetch's own wake-up: a wait weighs the
+/// appends to them alone and wakes at those alone, as Kafka's delayed fetch watches
+/// only its own partitions.
 #[derive(Default)]
 struct Named {
     topology: Option<u64>,
     held: Vec<Arc<MirrorPartition>>,
+    wake: Arc<Notify>,
 }
 
 impl Named {
+    /// The totals of the appends to the named partitions; watches them first.
     fn tally<'a>(
         &mut self,
         ctx: &RequestContext<'_>,
@@ -311,8 +319,12 @@ impl Named {
     ) -> AppendTally {
         let topology = ctx.store.topology();
         if self.topology != Some(topology) {
+            self.unwatch();
             let held = requested.filter_map(|(topic, p)| ctx.store.partition(topic, p.partition));
             self.held = held.collect();
+            for p in &self.held {
+                p.watch(&self.wake);
+            }
             self.topology = Some(topology);
         }
         let sum =
@@ -324,29 +336,42 @@ impl Named {
             ..sum
         }
     }
+
+    fn unwatch(&mut self) {
+        for p in self.held.drain(..) {
+            p.unwatch(&self.wake);
+        }
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        self.unwatch();
+    }
 }
 
 /// Reads until there is enough data, an error, or the request's wait is over, and
-/// returns the last read's answers. `tally` sums the appends a read could find.
+/// returns the last read's answers. `tally` sums the appends a read could find, and
+/// `wake` is notified after each of them.
 async fn long_poll<P>(
     ctx: &RequestContext<'_>,
     request: &FetchRequest,
+    wake: &Notify,
     mut tally: impl FnMut() -> AppendTally,
     mut read: impl FnMut() -> Gathered<P>,
 ) -> Vec<P> {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let appended = ctx.store.appended();
     let mut gathered = Gathered::default();
     // What the node had appended when the last read began; `None` before the first.
     let mut read_at = None;
     let mut woken = Woken::Appended;
     loop {
         // Register interest before reading (or deciding not to) so an append between
-        // that and the wait still wakes us; `notify_waiters` reaches a `Notified` from
-        // its creation on.
-        let notified = appended.notified();
+        // that and the wait still wakes us: `notify_waiters` reaches a `Notified` from
+        // its creation on, and `notify_one` keeps its wake-up for the next wait.
+        let notified = wake.notified();
         let advanced = ctx.cluster.as_deref().map(|c| c.serving_changed());
         let tally = tally();
         let over = matches!(woken, Woken::Deadline) || Instant::now() >= deadline;
@@ -368,8 +393,8 @@ async fn long_poll<P>(
         }
         woken = wait_for_news(notified, advanced, deadline - now).await;
         if min_bytes > 1 && matches!(woken, Woken::Appended) {
-            // Gathering toward `min_bytes` (a consumer's `fetch.min.bytes`): every append on
-            // the node wakes this fetch. Appends arriving meanwhile are weighed together.
+            // Gathering toward `min_bytes` (a consumer's `fetch.min.bytes`): every append it
+            // watches wakes this fetch. Appends arriving meanwhile are weighed together.
             let pause = GATHERING_RECHECK.min(deadline.saturating_duration_since(Instant::now()));
             tokio::time::sleep(pause).await;
         }
