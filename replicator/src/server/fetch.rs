@@ -146,12 +146,13 @@ async fn incremental(
         }
     }
     // A session reads only the partitions the node's change feed names, so the node's
-    // totals suffice to tell when a read may be due.
+    // totals suffice to tell when a read may be due; it wakes at appends to its own.
     let appended = ctx.store.appended();
+    let wake = session.wake();
     let parts = long_poll(
         ctx,
         request,
-        appended.notify(),
+        &wake,
         || appended.tally(),
         || {
             let scan = idle_scan(ctx, request);
@@ -197,9 +198,14 @@ fn read_session(
             session.still_quiet(position);
             continue;
         }
-        let topic = cached.key.topic.as_str();
+        let key = &cached.key;
         let held =
-            (cached.held().cloned()).or_else(|| ctx.store.partition(topic, cached.key.partition));
+            (cached.held().cloned()).or_else(|| ctx.store.partition(&key.topic, key.partition));
+        if let Some(held) = &held {
+            session.watch(position, held);
+        }
+        let cached = session.partition_mut(position);
+        let topic = cached.key.topic.as_str();
         // Taken before the read: a change during it moves the count past this one.
         let changes = held.as_ref().map(|p| p.changes());
         let limit = budget.limit(&cached.params, &gathered);
@@ -290,8 +296,7 @@ const GATHERING_RECHECK: Duration = Duration::from_millis(2);
 
 /// Why a waiting fetch woke.
 enum Woken {
-    /// Something was appended: to a partition the fetch names, or, for a session, to
-    /// any partition of the node.
+    /// Something was appended to a partition the fetch, or its session, watches.
     Appended,
     /// A follower's progress moved a high watermark, which no byte count shows.
     Advanced,

@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, ForgottenTopic};
 use shadowlink_protocol::fetch::FetchPartitionParts;
+use tokio::sync::Notify;
 
 use crate::authz::Grants;
 use crate::mirror::change_feed::ChangeFeed;
@@ -87,6 +88,8 @@ pub struct CachedPartition {
     /// The partition's change count before its last read, when that read had nothing to
     /// tell the client: no records (though it could read some), no error, no moved offset.
     quiet_at: Option<u64>,
+    /// The partition whose appends wake the session (see [`Session::watch`]).
+    watched: Option<Arc<MirrorPartition>>,
 }
 
 impl std::fmt::Debug for CachedPartition {
@@ -110,6 +113,7 @@ impl CachedPartition {
             log_start_offset: -1,
             held: None,
             quiet_at: None,
+            watched: None,
         }
     }
 
@@ -208,6 +212,8 @@ pub struct Session {
     inputs: Option<ReadInputs>,
     /// The partitions the next read must look at.
     due: due::DueReads,
+    /// Notified at each append to a partition of the session: what its requests wait on.
+    wake: Arc<Notify>,
 }
 
 impl Session {
@@ -222,7 +228,33 @@ impl Session {
             idle: None,
             inputs: None,
             due: Default::default(),
+            wake: Arc::default(),
         }
+    }
+
+    /// What a request of the session waits on: notified at each append to a partition
+    /// the session watches, and kept for the next wait when none is waiting.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Has appends to `held`, the partition at `position`, wake the session from now on.
+    /// Called before the partition is read: an append after the read's look at it
+    /// wakes the next wait.
+    pub fn watch(&mut self, position: usize, held: &Arc<MirrorPartition>) {
+        let cached = &mut self.partitions[position];
+        if cached
+            .watched
+            .as_ref()
+            .is_some_and(|w| Arc::ptr_eq(w, held))
+        {
+            return;
+        }
+        if let Some(old) = cached.watched.take() {
+            old.unwatch(&self.wake);
+        }
+        held.watch(&self.wake);
+        cached.watched = Some(held.clone());
     }
 
     /// Whether the last read found nothing, under the same `scan`, so reading again
@@ -290,6 +322,9 @@ impl Session {
                 }
                 let moved_id = moved.and_then(CachedPartition::feed_id);
                 self.due.removed(i, gone.feed_id(), last, moved_id);
+                if let Some(watched) = gone.watched {
+                    watched.unwatch(&self.wake);
+                }
             }
         }
     }
@@ -341,6 +376,16 @@ impl Session {
     /// Moves the next read's start one partition further on.
     pub fn rotate(&mut self) {
         self.rotation = self.rotation.wrapping_add(1);
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for p in &mut self.partitions {
+            if let Some(watched) = p.watched.take() {
+                watched.unwatch(&self.wake);
+            }
+        }
     }
 }
 
@@ -506,218 +551,4 @@ impl Drop for Lease {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn seed(topic: &str, partition: i32, hw: i64) -> CachedPartitionSeed {
-        CachedPartitionSeed {
-            key: TopicPartition::new(topic, partition),
-            params: FetchPartition::default().with_partition(partition),
-            answer: FetchPartitionParts {
-                partition_index: partition,
-                high_watermark: hw,
-                ..Default::default()
-            },
-        }
-    }
-
-    #[test]
-    fn session_ids_and_epochs_mean_what_kip_227_says() {
-        use SessionRequest::*;
-        assert_eq!(SessionRequest::of(0, -1), Sessionless { close: None });
-        assert_eq!(SessionRequest::of(5, -1), Sessionless { close: Some(5) });
-        assert_eq!(SessionRequest::of(0, 0), New { close: None });
-        assert_eq!(SessionRequest::of(5, 0), New { close: Some(5) });
-        assert_eq!(SessionRequest::of(5, 3), Incremental { id: 5, epoch: 3 });
-    }
-
-    #[test]
-    fn epochs_advance_per_request_and_a_busy_session_refuses_a_second_one() {
-        let cache = SessionCache::new(2);
-        let id = cache.create(vec![seed("t", 0, 4)]).unwrap();
-        let lease = cache.checkout(id, 1).unwrap();
-        assert_eq!(
-            cache.checkout(id, 2).unwrap_err(),
-            SessionError::Busy { id }
-        );
-        drop(lease);
-        let wrong = cache.checkout(id, 1).unwrap_err();
-        assert_eq!(
-            wrong,
-            SessionError::InvalidEpoch {
-                id,
-                expected: 2,
-                actual: 1
-            }
-        );
-        drop(cache.checkout(id, 2).unwrap());
-        cache.close(id);
-        assert_eq!(
-            cache.checkout(id, 3).unwrap_err(),
-            SessionError::NotFound { id }
-        );
-    }
-
-    #[test]
-    fn the_epoch_after_the_largest_is_one() {
-        let cache = SessionCache::new(1);
-        let id = cache.create(vec![]).unwrap();
-        let mut lease = cache.checkout(id, 1).unwrap();
-        lease.session().epoch = i32::MAX;
-        drop(lease);
-        drop(cache.checkout(id, i32::MAX).unwrap());
-        assert!(cache.checkout(id, 1).is_ok());
-    }
-
-    #[test]
-    fn a_full_cache_evicts_the_least_recently_used_idle_session() {
-        let cache = SessionCache::new(2);
-        let first = cache.create(vec![]).unwrap();
-        let second = cache.create(vec![]).unwrap();
-        drop(cache.checkout(first, 1).unwrap());
-        let third = cache.create(vec![]).unwrap();
-        assert_eq!(cache.held(), 2);
-        assert!(matches!(
-            cache.checkout(second, 1),
-            Err(SessionError::NotFound { .. })
-        ));
-        // Both remaining sessions busy: nothing can be evicted, so no session is made.
-        let _a = cache.checkout(first, 2).unwrap();
-        let _b = cache.checkout(third, 1).unwrap();
-        assert_eq!(cache.create(vec![]), None);
-        assert_eq!(SessionCache::new(0).create(vec![]), None);
-    }
-
-    #[test]
-    fn forgetting_keeps_the_index_of_the_partition_moved_into_the_gap() {
-        let cache = SessionCache::new(1);
-        let seeds = (0..3).map(|p| seed("t", p, 0)).collect();
-        let id = cache.create(seeds).unwrap();
-        let mut lease = cache.checkout(id, 1).unwrap();
-        let session = lease.session();
-        let forgotten = ForgottenTopic::default()
-            .with_topic(kafka_protocol::messages::TopicName("t".into()))
-            .with_partitions(vec![0]);
-        session.forget(&[forgotten]);
-        assert_eq!(session.partition_count(), 2);
-        session.upsert(
-            TopicPartition::new("t", 2),
-            FetchPartition::default().with_fetch_offset(9),
-        );
-        assert_eq!(session.partition_count(), 2);
-        let offsets: Vec<(i32, i64)> = (session.rotated())
-            .map(|i| &session.partitions[i])
-            .map(|p| (p.key.partition, p.params.fetch_offset))
-            .collect();
-        assert_eq!(offsets, vec![(2, 9), (1, 0)]);
-        session.rotate();
-        let order: Vec<i32> = (session.rotated())
-            .map(|i| session.partitions[i].key.partition)
-            .collect();
-        assert_eq!(order, vec![1, 2]);
-    }
-
-    /// A store holding owned topic `t` of `partitions`, and the inputs of a read of it.
-    fn owned_topic(
-        dir: &std::path::Path,
-        partitions: i32,
-    ) -> (
-        crate::mirror::Store,
-        Arc<crate::mirror::MirrorTopic>,
-        ReadInputs,
-    ) {
-        let store = crate::mirror::Store::open(dir, Default::default()).unwrap();
-        let topic = store.create_owned_topic("t", partitions, Default::default(), i64::MAX);
-        let inputs = ReadInputs {
-            isolation_level: 0,
-            follower: false,
-            cluster_generation: None,
-            grants: Grants::everything(),
-            topology: store.topology(),
-        };
-        (store, topic.unwrap(), inputs)
-    }
-
-    #[test]
-    fn a_quiet_partition_is_read_again_after_a_change_a_new_request_or_new_inputs() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_store, topic, inputs) = owned_topic(dir.path(), 1);
-        let partition = topic.partition(0).unwrap();
-        let key = TopicPartition::new("t", 0);
-        let mut session = Session::new(1);
-        session.upsert(key.clone(), FetchPartition::default());
-        session.prepare(&inputs);
-        let quiet_read = |session: &mut Session| {
-            let cached = session.partition_mut(0);
-            assert!(!cached.is_quiet());
-            cached.read(Some(partition.clone()), Some(partition.changes()));
-            assert!(cached.is_quiet());
-        };
-        quiet_read(&mut session);
-        assert!(partition.observe_source_epoch(4));
-        quiet_read(&mut session);
-        session.upsert(key, FetchPartition::default().with_fetch_offset(1));
-        quiet_read(&mut session);
-        session.prepare(&inputs);
-        assert!(session.partition_mut(0).is_quiet(), "the same inputs");
-        session.prepare(&ReadInputs {
-            isolation_level: 1,
-            ..inputs.clone()
-        });
-        let cached = session.partition_mut(0);
-        assert!(!cached.is_quiet() && cached.held().is_none());
-        cached.read(None, Some(partition.changes()));
-        assert!(!cached.is_quiet(), "a missing partition is always read");
-    }
-
-    #[test]
-    fn a_read_looks_only_at_partitions_not_quiet_or_changed_since() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, topic, inputs) = owned_topic(dir.path(), 3);
-        let mut session = Session::new(1);
-        for p in 0..3 {
-            session.upsert(TopicPartition::new("t", p), FetchPartition::default());
-        }
-        session.prepare(&inputs);
-        let feed = store.change_feed();
-        assert_eq!(session.due(feed), [0, 1, 2]);
-        for p in 0..3 {
-            let partition = topic.partition(p).unwrap();
-            session.read(
-                p as usize,
-                Some(partition.clone()),
-                Some(partition.changes()),
-            );
-        }
-        assert!(session.due(feed).is_empty(), "every partition is quiet");
-        assert!(topic.partition(1).unwrap().observe_source_epoch(4));
-        assert_eq!(session.due(feed), [1]);
-        session.upsert(TopicPartition::new("t", 2), FetchPartition::default());
-        assert_eq!(session.due(feed), [1, 2], "new parameters");
-    }
-
-    #[test]
-    fn news_is_records_errors_or_moved_offsets() {
-        let mut cached = CachedPartition::new(TopicPartition::new("t", 0), Default::default());
-        let mut part = FetchPartitionParts {
-            high_watermark: 5,
-            last_stable_offset: 5,
-            log_start_offset: 0,
-            ..Default::default()
-        };
-        assert!(cached.has_news(&part));
-        cached.answered(&part);
-        assert!(!cached.has_news(&part));
-        part.last_stable_offset = 4;
-        assert!(cached.has_news(&part));
-        part.last_stable_offset = 5;
-        part.records = vec![bytes::Bytes::from_static(b"x")];
-        assert!(cached.has_news(&part));
-        part.records.clear();
-        part.error_code = 6;
-        assert!(cached.has_news(&part));
-        cached.answered(&part);
-        part.error_code = 0;
-        assert!(cached.has_news(&part));
-    }
-}
+mod tests;
