@@ -19,10 +19,11 @@
 //! another topic of the source without a fetch session (as librdkafka and kafka-python
 //! fetch: `min_bytes` 1, 500 ms), and reports the partitions the source read for such
 //! fetches and its CPU with them; the appends of the load must not make them read.
+//! With `--quiet-sessions` they fetch in KIP-227 sessions instead, as Java consumers do.
 //!
 //! `cargo run --release -p shadowlink-benches --bin partitions_under_load -- [--partitions N]
 //! [--rate R] [--seconds S] [--metadata-interval-ms M] [--fetch-min-bytes B]
-//! [--fetch-max-wait-ms W] [--quiet-consumers N]` (defaults: 1000 partitions, 5000 records/s, 60 s, and the
+//! [--fetch-max-wait-ms W] [--quiet-consumers N [--quiet-sessions]]` (defaults: 1000 partitions, 5000 records/s, 60 s, and the
 //! link's defaults: a metadata interval of 10 s, 1 byte, 500 ms; the earlier runs in
 //! BENCHMARKS.md used the test harness's 300 ms metadata interval).
 
@@ -74,16 +75,20 @@ struct Args {
     /// Sessionless consumers long-polling a quiet topic of the source.
     #[arg(long, default_value_t = 0)]
     quiet_consumers: usize,
+    /// The quiet consumers fetch in KIP-227 sessions, as Java consumers do.
+    #[arg(long)]
+    quiet_sessions: bool,
 }
 
 /// The source's topic the quiet consumers wait on; the link does not mirror it.
 const QUIET: &str = "quiet";
 const QUIET_PARTITIONS: i32 = 8;
 
-/// A consumer without a fetch session waiting on the empty [`QUIET`] topic until `stop`,
-/// counting the answers it gets.
+/// A consumer waiting on the empty [`QUIET`] topic until `stop`, counting the answers it
+/// gets: without a fetch session, or in one (`session`).
 fn quiet_consumer(
     addr: SocketAddr,
+    session: bool,
     stop: Arc<AtomicBool>,
     answers: Arc<AtomicU64>,
 ) -> JoinHandle<Result<()>> {
@@ -103,10 +108,27 @@ fn quiet_consumer(
             .with_min_bytes(1)
             .with_max_bytes(8 << 20)
             .with_session_id(0)
-            .with_session_epoch(-1)
+            .with_session_epoch(if session { 0 } else { -1 })
             .with_topics(vec![topic]);
+        let opened: FetchResponse = client.call(ApiKey::Fetch, 12, &request)?;
+        let mut request = match session {
+            true if opened.session_id == 0 => bail!("the node opened no fetch session"),
+            true => (request.clone())
+                .with_session_id(opened.session_id)
+                .with_topics(vec![]),
+            false => request,
+        };
         while !stop.load(Ordering::Relaxed) {
-            let _: FetchResponse = client.call(ApiKey::Fetch, 12, &request)?;
+            if session {
+                request.session_epoch += 1;
+            }
+            let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request)?;
+            if response.error_code != 0 {
+                bail!(
+                    "a quiet consumer's fetch failed: error {}",
+                    response.error_code
+                );
+            }
             answers.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -261,7 +283,14 @@ fn main() -> Result<()> {
         Arc::new(AtomicU64::new(0)),
     );
     let quiet: Vec<_> = (0..a.quiet_consumers)
-        .map(|_| quiet_consumer(source.kafka, stop.clone(), answers.clone()))
+        .map(|_| {
+            quiet_consumer(
+                source.kafka,
+                a.quiet_sessions,
+                stop.clone(),
+                answers.clone(),
+            )
+        })
         .collect();
     let fetches = counter(&source, FETCHES)?;
     let reads = counter(&source, SESSION_READS)?;
