@@ -775,3 +775,35 @@ fn a_sessionless_gathering_fetch_weighs_only_the_partitions_it_names() -> Result
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
     Ok(())
 }
+
+/// A session waiting for its first byte is answered by the append to its partition that
+/// brings it, every time: the session watches its partitions, and the append is counted
+/// before it wakes the session to weigh it.
+#[test]
+fn a_waiting_session_is_answered_by_each_append_to_its_partition() -> Result<()> {
+    const ROUNDS: usize = 40;
+    let node = Node::start(&NodeConfig::owner().topic("a_wake", 1))?;
+    let mut client = RawClient::connect(node.kafka)?;
+    let opened = send(&mut client, &fetch(0, 0, "a_wake", &[(0, 0)]))?;
+    assert_ne!(opened.session_id, 0);
+    let mut slowest = Duration::ZERO;
+    for round in 0..ROUNDS {
+        let producing = trickle(&node, "a_wake", 1, 1, Duration::from_millis(20));
+        // From the log end: nothing to answer until the record arrives.
+        let at = [(0, round as i64)];
+        let waiting = fetch(opened.session_id, round as i32 + 1, "a_wake", &at);
+        let waiting = waiting.with_max_wait_ms(5_000);
+        let started = std::time::Instant::now();
+        let answer = send(&mut client, &waiting)?;
+        slowest = slowest.max(started.elapsed());
+        producing.join().expect("the producer thread")?;
+        let found: usize = answered(&answer).values().map(|(_, bytes)| bytes).sum();
+        assert!(found > 0, "round {round}: answered without the record");
+    }
+    println!("{ROUNDS} rounds, the slowest answered after {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a round waited {slowest:?}"
+    );
+    Ok(())
+}

@@ -119,13 +119,14 @@ impl MirrorPartition {
         self.changes.push(self.feed_id());
     }
 
-    /// Counts an append to this partition and wakes the fetches watching it, then counts
-    /// it for the node, which wakes the fetches waiting on any append: a woken fetch
-    /// sums totals that include it.
+    /// Counts an append to this partition and to the node, then wakes the fetches
+    /// watching the partition. Both counts come first: a fetch may weigh either (a
+    /// session weighs the node's), and one woken before its count moved would find
+    /// nothing new and wait past the append until the next one or its deadline.
     pub(super) fn count_append(&self, bytes: usize, control: bool) {
         self.appends.add(bytes, control);
-        self.waiters.wake();
         self.appended.appended(bytes, control);
+        self.waiters.wake();
     }
 
     /// Has `waiter` woken at each append to this partition until [`Self::unwatch`].
