@@ -201,9 +201,7 @@ fn read_session(
         let key = &cached.key;
         let held =
             (cached.held().cloned()).or_else(|| ctx.store.partition(&key.topic, key.partition));
-        if let Some(held) = &held {
-            session.watch(position, held);
-        }
+        session.watch(position, held.as_ref());
         let cached = session.partition_mut(position);
         let topic = cached.key.topic.as_str();
         // Taken before the read: a change during it moves the count past this one.

@@ -238,23 +238,26 @@ impl Session {
         self.wake.clone()
     }
 
-    /// Has appends to `held`, the partition at `position`, wake the session from now on.
+    /// Has appends to `held`, the partition at `position` as now looked up, wake the
+    /// session from now on; with `None` (no longer held) stops watching what it was.
     /// Called before the partition is read: an append after the read's look at it
     /// wakes the next wait.
-    pub fn watch(&mut self, position: usize, held: &Arc<MirrorPartition>) {
+    pub fn watch(&mut self, position: usize, held: Option<&Arc<MirrorPartition>>) {
         let cached = &mut self.partitions[position];
-        if cached
-            .watched
-            .as_ref()
-            .is_some_and(|w| Arc::ptr_eq(w, held))
-        {
+        let same = match (&cached.watched, held) {
+            (Some(watched), Some(held)) => Arc::ptr_eq(watched, held),
+            (watched, held) => watched.is_none() && held.is_none(),
+        };
+        if same {
             return;
         }
         if let Some(old) = cached.watched.take() {
             old.unwatch(&self.wake);
         }
-        held.watch(&self.wake);
-        cached.watched = Some(held.clone());
+        if let Some(held) = held {
+            held.watch(&self.wake);
+            cached.watched = Some(held.clone());
+        }
     }
 
     /// Whether the last read found nothing, under the same `scan`, so reading again

@@ -158,8 +158,8 @@ async fn a_session_wakes_at_appends_to_the_partitions_it_watches_until_they_go()
     };
     let mut session = Session::new(1);
     session.upsert(TopicPartition::new("t", 0), FetchPartition::default());
-    session.watch(0, &mine);
-    session.watch(0, &mine);
+    session.watch(0, Some(&mine));
+    session.watch(0, Some(&mine));
     append(&other);
     assert!(
         !woken(session.wake()).await,
@@ -178,7 +178,14 @@ async fn a_session_wakes_at_appends_to_the_partitions_it_watches_until_they_go()
     );
 
     session.upsert(TopicPartition::new("t", 1), FetchPartition::default());
-    session.watch(0, &other);
+    session.watch(0, Some(&other));
+    session.watch(0, None);
+    append(&other);
+    assert!(
+        !woken(session.wake()).await,
+        "woken by a partition no longer held"
+    );
+    session.watch(0, Some(&other));
     let wake = session.wake();
     drop(session);
     append(&other);
