@@ -1,7 +1,8 @@
-//! Appends, as fetches waiting for data see them: a wake-up after each on the node, and
-//! running totals, for the node and for each partition, of the bytes and of the appends
-//! holding control batches, so a fetch gathering toward a `min_bytes` can tell when
-//! another read may reach it without reading.
+//! Appends, as fetches waiting for data see them: a wake-up after each, for the fetches
+//! watching the partition and for the node, and running totals, for the node and for
+//! each partition, of the bytes and of the appends holding control batches, so a fetch
+//! gathering toward a `min_bytes` can tell when another read may reach it without
+//! reading.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -108,14 +109,10 @@ impl Appends {
         self.notify.notified()
     }
 
-    /// What [`Appends::notified`] waits on.
-    pub fn notify(&self) -> &Notify {
-        &self.notify
-    }
-
-    /// Counts an append of `bytes` and wakes the fetches waiting for one. `control`
-    /// when the append held a control batch, or may have. A partition's own count is
-    /// added to before this: a woken fetch reads totals that include the append.
+    /// Counts an append of `bytes` and wakes what waits for any append (fetches wait on
+    /// their partitions' [`Waiters`] instead). `control` when the append held a control
+    /// batch, or may have. A partition's own count is added to before this, and its
+    /// waiters woken after: a woken fetch reads totals that include the append.
     pub fn appended(&self, bytes: usize, control: bool) {
         self.total.add(bytes, control);
         self.notify.notify_waiters();
