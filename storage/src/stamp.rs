@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
+use std::ops::Range;
 
 use bytes::Bytes;
 use shadowlink_protocol::batch::{ControlType, RecordBatch};
@@ -123,9 +124,9 @@ pub(crate) trait StoredSet {
 
     fn batches(&self) -> &[Self::Batch];
 
-    /// Writes the `len` bytes of the batches from `first` on that start `position` bytes
-    /// into the set, appending them to `file`.
-    fn write(&self, file: &File, first: usize, position: usize, len: usize) -> io::Result<()>;
+    /// Appends `run`, batches of the set that start `position` bytes into it and span
+    /// `len` bytes, to `file`.
+    fn write(&self, file: &File, run: Range<usize>, position: usize, len: usize) -> io::Result<()>;
 }
 
 /// Batches as they arrived: consecutive slices of one record set, written in one piece.
@@ -141,7 +142,13 @@ impl StoredSet for Arrived<'_> {
         self.batches
     }
 
-    fn write(&self, mut file: &File, _: usize, position: usize, len: usize) -> io::Result<()> {
+    fn write(
+        &self,
+        mut file: &File,
+        _: Range<usize>,
+        position: usize,
+        len: usize,
+    ) -> io::Result<()> {
         file.write_all(&self.bytes[position..position + len])
     }
 }
@@ -153,21 +160,9 @@ impl<'a> StoredSet for [Stamped<'a>] {
         self
     }
 
-    fn write(&self, file: &File, first: usize, _: usize, len: usize) -> io::Result<()> {
-        let mut left = len;
-        let mut pieces = Vec::with_capacity(2 * BATCHES_PER_WRITE.min(self.len() - first));
-        for chunk in self[first..].chunks(BATCHES_PER_WRITE) {
-            if left == 0 {
-                break;
-            }
-            pieces.clear();
-            for batch in chunk {
-                if left == 0 {
-                    break;
-                }
-                left -= batch.len();
-                pieces.extend(batch.pieces());
-            }
+    fn write(&self, file: &File, run: Range<usize>, _: usize, _: usize) -> io::Result<()> {
+        for chunk in self[run].chunks(BATCHES_PER_WRITE) {
+            let mut pieces: Vec<IoSlice<'_>> = chunk.iter().flat_map(Stamped::pieces).collect();
             write_all_vectored(file, &mut pieces)?;
         }
         Ok(())
@@ -238,7 +233,10 @@ mod tests {
         let path = dir.path().join("log");
         let file = File::create(&path).unwrap();
         let len: usize = stamped.iter().map(StoredBatch::len).sum();
-        stamped.write(&file, 1, 0, len - stamped[0].len()).unwrap();
+        let run = 1..stamped.len();
+        stamped
+            .write(&file, run, 0, len - stamped[0].len())
+            .unwrap();
         let expected: Vec<u8> = stamped[1..].iter().flat_map(Stamped::to_bytes).collect();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
     }

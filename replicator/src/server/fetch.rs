@@ -367,7 +367,7 @@ async fn long_poll<P>(
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     let mut gathered = Gathered::default();
-    // What the node had appended when the last read began; `None` before the first.
+    // What `tally` said when the last read began; `None` before the first.
     let mut read_at = None;
     let mut woken = Woken::Appended;
     loop {

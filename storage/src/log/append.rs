@@ -140,7 +140,7 @@ impl PartitionLog {
         let len = run.iter().map(StoredBatch::len).sum::<usize>();
         let interval = self.config.index_interval_bytes;
         let active = self.active_mut();
-        let write = |file: &_| set.write(file, from, position, len);
+        let write = |file: &_| set.write(file, from..from + run.len(), position, len);
         let written = active.append_run(write, run, interval);
         let active = self.active();
         self.durability.wrote_data(&active.log_path, active.file());
