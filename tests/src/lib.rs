@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod config;
 pub mod etcd;
 pub mod fake;
+pub mod fetching;
 pub mod pki;
 pub mod proxy;
 pub mod raw;
