@@ -36,7 +36,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use shadowlink_storage::{EpochFloor, LogConfig, PartitionLog, StorageError};
 
-use appends::{AppendCount, Appends, Waiters};
+use appends::{Appends, Waiters};
 use change_feed::ChangeFeed;
 
 pub use abandoned::AbortedTransaction;
@@ -123,8 +123,6 @@ pub struct MirrorPartition {
     /// is released, so Metadata reads it without queueing behind a write.
     stored_epoch: AtomicI32,
     appended: Arc<Appends>,
-    /// The appends to this partition, which [`Self::count_append`] adds to the node's.
-    appends: AppendCount,
     /// Fetches waiting for an append to this partition (see [`Self::watch`]).
     waiters: Waiters,
     /// This partition's count of changes to what a Fetch of it would answer.

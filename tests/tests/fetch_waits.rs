@@ -179,3 +179,48 @@ fn a_waiting_session_is_answered_by_each_append_to_its_partition() -> Result<()>
     );
     Ok(())
 }
+
+/// A session gathering toward its `min_bytes` weighs the appends to its own partitions
+/// alone: appends elsewhere on the node, enough on their own, make it read nothing more
+/// when its own small appends wake it; it reads at its deadline and answers them all.
+#[test]
+fn a_gathering_session_weighs_only_the_appends_to_its_own_partitions() -> Result<()> {
+    const MINE: usize = 4;
+    let node = Node::start(
+        &NodeConfig::owner()
+            .topic("a_mine", 1)
+            .topic("a_busy", 4)
+            .admin(),
+    )?;
+    let batch_bytes = padded_batch("r0", 1).len();
+    let mut client = RawClient::connect(node.kafka)?;
+    let opening = fetch(0, 0, "a_mine", &[(0, 0)]).with_max_wait_ms(0);
+    let id = send(&mut client, &opening)?.session_id;
+    assert_ne!(id, 0);
+    let before = metric(&node, SESSION_READS)?;
+
+    // Ten appends elsewhere between two of its own, each more than its `min_bytes`
+    // lacks after the last read.
+    let busy = trickle(&node, "a_busy", 60, 4, Duration::from_millis(20));
+    let mine = trickle(&node, "a_mine", MINE, 1, Duration::from_millis(200));
+    let waiting = fetch(id, 1, "a_mine", &[])
+        .with_min_bytes((MINE + 1) as i32 * batch_bytes as i32)
+        .with_max_wait_ms(3_000);
+    let started = std::time::Instant::now();
+    let answer = send(&mut client, &waiting)?;
+    let took = started.elapsed();
+    busy.join().expect("the busy producer")?;
+    mine.join().expect("the session's producer")?;
+    let found: usize = answered(&answer).values().map(|(_, bytes)| bytes).sum();
+    assert_eq!(found, MINE * batch_bytes);
+    assert!(
+        took >= Duration::from_millis(2_500),
+        "answered after {took:?}"
+    );
+    let read = metric(&node, SESSION_READS)? - before;
+    // Its partition once at the start and once at the deadline. Weighing the node's
+    // appends would read it again at each of its own appends' wake-ups.
+    println!("{MINE} appends of its own and 60 elsewhere: {read} partition reads");
+    assert_eq!(read, 2.0, "{read} partition reads");
+    Ok(())
+}

@@ -1,8 +1,8 @@
 //! Appends, as fetches waiting for data see them: a wake-up after each, for the fetches
-//! watching the partition and for the node, and running totals, for the node and for
-//! each partition, of the bytes and of the appends holding control batches, so a fetch
-//! gathering toward a `min_bytes` can tell when another read may reach it without
-//! reading.
+//! watching the partition and for the node, and running totals of the bytes and of the
+//! appends holding control batches, for the node and for each waiting fetch of the
+//! partitions it watches, so a fetch gathering toward a `min_bytes` can tell when
+//! another read may reach it without reading.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,14 +17,14 @@ pub struct Appends {
     total: AppendCount,
 }
 
-/// Running totals of appends, to the node or to one partition.
-#[derive(Default)]
+/// Running totals of appends, to the node or to the partitions one fetch watches.
+#[derive(Debug, Default)]
 pub struct AppendCount {
     bytes: AtomicU64,
     markers: AtomicU64,
 }
 
-/// The totals of an [`AppendCount`], or a sum of them, at one moment.
+/// The totals of an [`AppendCount`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AppendTally {
     /// Bytes appended since the count began.
@@ -38,14 +38,6 @@ impl AppendTally {
     /// Bytes appended between `earlier` and this tally.
     pub fn bytes_since(&self, earlier: &AppendTally) -> u64 {
         self.bytes.wrapping_sub(earlier.bytes)
-    }
-
-    /// This tally with `other`'s added: the totals of several counts.
-    pub fn plus(self, other: AppendTally) -> AppendTally {
-        AppendTally {
-            bytes: self.bytes.wrapping_add(other.bytes),
-            markers: self.markers.wrapping_add(other.markers),
-        }
     }
 }
 
@@ -66,39 +58,65 @@ impl AppendCount {
     }
 }
 
-/// The fetches waiting for an append to one partition, each by its own wake-up, as
-/// Kafka's delayed fetches watch the partitions they name: an append wakes these alone,
-/// not every fetch waiting on the node.
+/// A waiting fetch, or fetch session, as the partitions it watches see it: a wake-up,
+/// and the totals of the appends to those partitions while it watched them. A fetch
+/// weighs those alone, in one read of two counters however many partitions it names.
+#[derive(Debug, Default)]
+pub struct Watcher {
+    notify: Notify,
+    seen: AppendCount,
+}
+
+impl Watcher {
+    /// Resolves at the next append to a watched partition; one that came while nobody
+    /// waited is kept for the next wait.
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// The totals of the appends to the partitions watched, while watched.
+    pub fn tally(&self) -> AppendTally {
+        self.seen.tally()
+    }
+
+    /// Counted before the wake-up: a woken fetch weighs totals that hold the append.
+    fn appended(&self, bytes: usize, control: bool) {
+        self.seen.add(bytes, control);
+        self.notify.notify_one();
+    }
+}
+
+/// The fetches waiting for an append to one partition, as Kafka's delayed fetches watch
+/// the partitions they name: an append reaches these alone, not every fetch waiting on
+/// the node.
 #[derive(Default)]
 pub struct Waiters {
-    list: Mutex<Vec<Arc<Notify>>>,
+    list: Mutex<Vec<Arc<Watcher>>>,
 }
 
 impl Waiters {
-    /// Wakes `waiter` at each append from now on, until removed. A fetch reads the
-    /// totals after adding itself: an append whose wake went to the list before the
-    /// fetch was in it was counted before the fetch read them (the list's lock orders
-    /// the two).
-    pub fn add(&self, waiter: &Arc<Notify>) {
-        self.lock().push(waiter.clone());
+    /// Counts each append from now on to `watcher`, and wakes it, until removed. A fetch
+    /// reads its totals after adding itself and reads the partition after that: an
+    /// append the watcher misses came before the read, which finds it.
+    pub fn add(&self, watcher: &Arc<Watcher>) {
+        self.lock().push(watcher.clone());
     }
 
-    pub fn remove(&self, waiter: &Arc<Notify>) {
+    pub fn remove(&self, watcher: &Arc<Watcher>) {
         let mut list = self.lock();
-        if let Some(at) = list.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+        if let Some(at) = list.iter().position(|w| Arc::ptr_eq(w, watcher)) {
             list.swap_remove(at);
         }
     }
 
-    /// Wakes every waiter; one that is not waiting right now finds the wake-up stored
-    /// when it next waits.
-    pub fn wake(&self) {
-        for waiter in self.lock().iter() {
-            waiter.notify_one();
+    /// Counts an append of `bytes` to every watcher and wakes it.
+    pub fn appended(&self, bytes: usize, control: bool) {
+        for watcher in self.lock().iter() {
+            watcher.appended(bytes, control);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Watcher>>> {
         self.list.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -111,8 +129,7 @@ impl Appends {
 
     /// Counts an append of `bytes` and wakes what waits for any append (fetches wait on
     /// their partitions' [`Waiters`] instead). `control` when the append held a control
-    /// batch, or may have. A partition's own count is added to before this, and its
-    /// waiters woken after: a woken fetch reads totals that include the append.
+    /// batch, or may have.
     pub fn appended(&self, bytes: usize, control: bool) {
         self.total.add(bytes, control);
         self.notify.notify_waiters();
@@ -144,36 +161,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn waiters_are_woken_by_each_append_until_removed_and_keep_a_wake_up_for_later() {
+    async fn watchers_count_and_wake_at_each_append_until_removed_and_keep_a_wake_up() {
         let waiters = Waiters::default();
-        let (one, two) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (one, two) = (Arc::new(Watcher::default()), Arc::new(Watcher::default()));
         waiters.add(&one);
         waiters.add(&two);
         // Neither is waiting yet: each finds the wake-up when it waits.
-        waiters.wake();
+        waiters.appended(100, false);
         one.notified().await;
         two.notified().await;
         waiters.remove(&one);
-        waiters.wake();
+        waiters.appended(20, true);
         two.notified().await;
         let woken = tokio::time::timeout(std::time::Duration::from_millis(50), one.notified());
-        assert!(woken.await.is_err(), "a removed waiter was woken");
-    }
-
-    #[test]
-    fn tallies_add_up_across_counts() {
-        let (a, b) = (AppendCount::default(), AppendCount::default());
-        a.add(10, false);
-        b.add(5, true);
-        b.add(1, false);
-        let sum = a.tally().plus(b.tally());
-        assert_eq!(
-            sum,
-            AppendTally {
-                bytes: 16,
-                markers: 1
-            }
-        );
-        assert_eq!(sum.bytes_since(&a.tally()), 6);
+        assert!(woken.await.is_err(), "a removed watcher was woken");
+        let tally = |bytes, markers| AppendTally { bytes, markers };
+        assert_eq!(one.tally(), tally(100, 0));
+        assert_eq!(two.tally(), tally(120, 1));
     }
 }

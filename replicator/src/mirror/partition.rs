@@ -11,9 +11,8 @@ use bytes::Bytes;
 use shadowlink_storage::{
     AppendInfo, CheckedRecordSet, EpochFloor, PartitionLog, PendingSync, Poison, StorageError,
 };
-use tokio::sync::Notify;
 
-use super::appends::{AppendCount, AppendTally, Appends, Waiters};
+use super::appends::{Appends, Waiters, Watcher};
 use super::change_feed::{ChangeFeed, PartitionId};
 use super::{FlushQueue, MirrorError, MirrorPartition, HEAL_INTERVAL};
 
@@ -87,7 +86,6 @@ impl MirrorPartition {
             stored_epoch: AtomicI32::new(log.latest_epoch().unwrap_or(-1)),
             log: Mutex::new(log),
             appended,
-            appends: AppendCount::default(),
             waiters: Waiters::default(),
             version: AtomicU64::new(0),
             changes,
@@ -119,28 +117,22 @@ impl MirrorPartition {
         self.changes.push(self.feed_id());
     }
 
-    /// Counts an append to this partition and to the node, then wakes the fetches
-    /// watching the partition. Both counts come first: a fetch may weigh either (a
-    /// session weighs the node's), and one woken before its count moved would find
-    /// nothing new and wait past the append until the next one or its deadline.
+    /// Counts an append to the node and to each fetch watching this partition, each
+    /// count before its wake-up: a fetch woken before its count moved would find nothing
+    /// new and wait past the append until the next one or its deadline.
     pub(super) fn count_append(&self, bytes: usize, control: bool) {
-        self.appends.add(bytes, control);
         self.appended.appended(bytes, control);
-        self.waiters.wake();
+        self.waiters.appended(bytes, control);
     }
 
-    /// Has `waiter` woken at each append to this partition until [`Self::unwatch`].
-    pub fn watch(&self, waiter: &Arc<Notify>) {
-        self.waiters.add(waiter);
+    /// Has each append to this partition counted to `watcher`, and wake it, until
+    /// [`Self::unwatch`].
+    pub fn watch(&self, watcher: &Arc<Watcher>) {
+        self.waiters.add(watcher);
     }
 
-    pub fn unwatch(&self, waiter: &Arc<Notify>) {
-        self.waiters.remove(waiter);
-    }
-
-    /// The totals of the appends to this partition since the node opened it.
-    pub fn append_tally(&self) -> AppendTally {
-        self.appends.tally()
+    pub fn unwatch(&self, watcher: &Arc<Watcher>) {
+        self.waiters.remove(watcher);
     }
 
     /// How the node's change feed names this partition.

@@ -364,15 +364,15 @@ fn one_record(offset: i64) -> Bytes {
 
 #[tokio::test]
 async fn a_watcher_wakes_at_appends_to_its_partition_alone_and_sees_them_counted() {
+    use crate::mirror::appends::Watcher;
     use std::time::Duration;
-    use tokio::sync::Notify;
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let topic = store
         .create_owned_topic("b_watched", 2, BTreeMap::new(), i64::MAX)
         .unwrap();
     let (watched, other) = (topic.partition(0).unwrap(), topic.partition(1).unwrap());
-    let waiter = Arc::new(Notify::new());
+    let waiter = Arc::new(Watcher::default());
     watched.watch(&waiter);
     let quiet = || tokio::time::timeout(Duration::from_millis(50), waiter.notified());
 
@@ -383,14 +383,14 @@ async fn a_watcher_wakes_at_appends_to_its_partition_alone_and_sees_them_counted
         quiet().await.is_err(),
         "woken by another partition's append"
     );
-    assert_eq!(watched.append_tally().bytes, 0);
+    assert_eq!(waiter.tally().bytes, 0);
     assert!(store.appended().tally().bytes > 0);
 
-    let before = watched.append_tally();
+    let before = waiter.tally();
     let produced = client_batch((-1, -1, -1), 2);
     watched.produce(produced.clone(), &request()).unwrap();
     waiter.notified().await;
-    let bytes = watched.append_tally().bytes_since(&before);
+    let bytes = waiter.tally().bytes_since(&before);
     assert_eq!(bytes, produced.len() as u64);
 
     watched.unwatch(&waiter);
@@ -398,4 +398,5 @@ async fn a_watcher_wakes_at_appends_to_its_partition_alone_and_sees_them_counted
         .produce(client_batch((-1, -1, -1), 1), &request())
         .unwrap();
     assert!(quiet().await.is_err(), "woken after it stopped watching");
+    assert_eq!(waiter.tally().bytes_since(&before), produced.len() as u64);
 }

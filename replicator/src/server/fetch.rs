@@ -22,12 +22,11 @@ use super::fetch_session::{CachedPartitionSeed, IdleScan, ReadInputs, Session, S
 use super::{Reply, RequestContext};
 use crate::authz::Operation;
 use crate::errors::{epoch_error_code, fetch_session_error_code, storage_error_code};
-use crate::mirror::appends::AppendTally;
+use crate::mirror::appends::{AppendTally, Watcher};
 use crate::mirror::MirrorPartition;
 use crate::topic_partition::TopicPartition;
 use shadowlink_storage::PartitionLog;
 use tokio::sync::futures::Notified;
-use tokio::sync::Notify;
 
 /// Fetch `isolation_level` 1 (KIP-98): only data below the last stable offset.
 const READ_COMMITTED: i8 = 1;
@@ -77,10 +76,10 @@ async fn full(ctx: &RequestContext<'_>, request: &FetchRequest) -> FetchResponse
         })
     };
     let mut named = Named::default();
-    let wake = named.wake.clone();
+    let watcher = named.watcher.clone();
     let tally = || named.tally(ctx, requested());
     let read = || read_all(ctx, request, requested());
-    let parts = long_poll(ctx, request, &wake, tally, read).await;
+    let parts = long_poll(ctx, request, &watcher, tally, read).await;
     let mut parts = parts.into_iter();
     let topics = request
         .topics
@@ -145,15 +144,14 @@ async fn incremental(
             session.upsert(key, p.clone());
         }
     }
-    // A session reads only the partitions the node's change feed names, so the node's
-    // totals suffice to tell when a read may be due; it wakes at appends to its own.
-    let appended = ctx.store.appended();
-    let wake = session.wake();
+    // The session weighs and wakes at the appends to the partitions it has read; a
+    // partition created meanwhile counts as a marker does, as for a full fetch.
+    let watcher = session.watcher();
     let parts = long_poll(
         ctx,
         request,
-        &wake,
-        || appended.tally(),
+        &watcher,
+        || with_topology(watcher.tally(), ctx.store.topology()),
         || {
             let scan = idle_scan(ctx, request);
             if session.is_idle(&scan) {
@@ -303,14 +301,14 @@ enum Woken {
 }
 
 /// The partitions a full fetch names that the node holds, found again whenever the
-/// node's topics change, each watched with the fetch's own wake-up: a wait weighs the
+/// node's topics change, each watched by the fetch's own watcher: a wait weighs the
 /// appends to them alone and wakes at those alone, as Kafka's delayed fetch watches
 /// only its own partitions.
 #[derive(Default)]
 struct Named {
     topology: Option<u64>,
     held: Vec<Arc<MirrorPartition>>,
-    wake: Arc<Notify>,
+    watcher: Arc<Watcher>,
 }
 
 impl Named {
@@ -326,23 +324,16 @@ impl Named {
             let held = requested.filter_map(|(topic, p)| ctx.store.partition(topic, p.partition));
             self.held = held.collect();
             for p in &self.held {
-                p.watch(&self.wake);
+                p.watch(&self.watcher);
             }
             self.topology = Some(topology);
         }
-        let sum =
-            (self.held.iter()).fold(AppendTally::default(), |sum, p| sum.plus(p.append_tally()));
-        // A partition created since the last read counts as a marker does: whatever it
-        // holds, the next read may answer it.
-        AppendTally {
-            markers: sum.markers.wrapping_add(topology),
-            ..sum
-        }
+        with_topology(self.watcher.tally(), topology)
     }
 
     fn unwatch(&mut self) {
         for p in self.held.drain(..) {
-            p.unwatch(&self.wake);
+            p.unwatch(&self.watcher);
         }
     }
 }
@@ -353,13 +344,23 @@ impl Drop for Named {
     }
 }
 
+/// `tally` with the node's topology folded into its markers: a partition created since
+/// the last read counts as a marker does, since whatever it holds, the next read may
+/// answer it.
+fn with_topology(tally: AppendTally, topology: u64) -> AppendTally {
+    AppendTally {
+        markers: tally.markers.wrapping_add(topology),
+        ..tally
+    }
+}
+
 /// Reads until there is enough data, an error, or the request's wait is over, and
 /// returns the last read's answers. `tally` sums the appends a read could find, and
-/// `wake` is notified after each of them.
+/// `watcher` is woken after each of them.
 async fn long_poll<P>(
     ctx: &RequestContext<'_>,
     request: &FetchRequest,
-    wake: &Notify,
+    watcher: &Watcher,
     mut tally: impl FnMut() -> AppendTally,
     mut read: impl FnMut() -> Gathered<P>,
 ) -> Vec<P> {
@@ -372,9 +373,9 @@ async fn long_poll<P>(
     let mut woken = Woken::Appended;
     loop {
         // Register interest before reading (or deciding not to) so an append between
-        // that and the wait still wakes us: `notify_waiters` reaches a `Notified` from
-        // its creation on, and `notify_one` keeps its wake-up for the next wait.
-        let notified = wake.notified();
+        // that and the wait still wakes us (a watcher also keeps a wake-up that came
+        // while nobody waited).
+        let notified = watcher.notified();
         let advanced = ctx.cluster.as_deref().map(|c| c.serving_changed());
         let tally = tally();
         let over = matches!(woken, Woken::Deadline) || Instant::now() >= deadline;

@@ -27,9 +27,9 @@ use std::time::Instant;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, ForgottenTopic};
 use shadowlink_protocol::fetch::FetchPartitionParts;
-use tokio::sync::Notify;
 
 use crate::authz::Grants;
+use crate::mirror::appends::Watcher;
 use crate::mirror::change_feed::ChangeFeed;
 use crate::mirror::MirrorPartition;
 use crate::topic_partition::TopicPartition;
@@ -212,8 +212,9 @@ pub struct Session {
     inputs: Option<ReadInputs>,
     /// The partitions the next read must look at.
     due: due::DueReads,
-    /// Notified at each append to a partition of the session: what its requests wait on.
-    wake: Arc<Notify>,
+    /// Counts and wakes at each append to a partition the session watches: what its
+    /// requests weigh and wait on.
+    watcher: Arc<Watcher>,
 }
 
 impl Session {
@@ -228,14 +229,14 @@ impl Session {
             idle: None,
             inputs: None,
             due: Default::default(),
-            wake: Arc::default(),
+            watcher: Arc::default(),
         }
     }
 
-    /// What a request of the session waits on: notified at each append to a partition
-    /// the session watches, and kept for the next wait when none is waiting.
-    pub fn wake(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// What a request of the session weighs and waits on: the appends to the partitions
+    /// the session watches, a wake-up being kept for the next wait when none is waiting.
+    pub fn watcher(&self) -> Arc<Watcher> {
+        self.watcher.clone()
     }
 
     /// Has appends to `held`, the partition at `position` as now looked up, wake the
@@ -252,10 +253,10 @@ impl Session {
             return;
         }
         if let Some(old) = cached.watched.take() {
-            old.unwatch(&self.wake);
+            old.unwatch(&self.watcher);
         }
         if let Some(held) = held {
-            held.watch(&self.wake);
+            held.watch(&self.watcher);
             cached.watched = Some(held.clone());
         }
     }
@@ -326,7 +327,7 @@ impl Session {
                 let moved_id = moved.and_then(CachedPartition::feed_id);
                 self.due.removed(i, gone.feed_id(), last, moved_id);
                 if let Some(watched) = gone.watched {
-                    watched.unwatch(&self.wake);
+                    watched.unwatch(&self.watcher);
                 }
             }
         }
@@ -386,7 +387,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         for p in &mut self.partitions {
             if let Some(watched) = p.watched.take() {
-                watched.unwatch(&self.wake);
+                watched.unwatch(&self.watcher);
             }
         }
     }

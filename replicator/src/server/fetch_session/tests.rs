@@ -152,9 +152,9 @@ async fn a_session_wakes_at_appends_to_the_partitions_it_watches_until_they_go()
     let dir = tempfile::tempdir().unwrap();
     let (_store, topic, _) = owned_topic(dir.path(), 2);
     let (mine, other) = (topic.partition(0).unwrap(), topic.partition(1).unwrap());
-    let woken = |wake: Arc<Notify>| async move {
+    let woken = |watcher: Arc<Watcher>| async move {
         let wait = std::time::Duration::from_millis(50);
-        tokio::time::timeout(wait, wake.notified()).await.is_ok()
+        tokio::time::timeout(wait, watcher.notified()).await.is_ok()
     };
     let mut session = Session::new(1);
     session.upsert(TopicPartition::new("t", 0), FetchPartition::default());
@@ -162,18 +162,18 @@ async fn a_session_wakes_at_appends_to_the_partitions_it_watches_until_they_go()
     session.watch(0, Some(&mine));
     append(&other);
     assert!(
-        !woken(session.wake()).await,
+        !woken(session.watcher()).await,
         "woken by a partition it lacks"
     );
     append(&mine);
-    assert!(woken(session.wake()).await);
+    assert!(woken(session.watcher()).await);
     let forgotten = ForgottenTopic::default()
         .with_topic(kafka_protocol::messages::TopicName("t".into()))
         .with_partitions(vec![0]);
     session.forget(&[forgotten]);
     append(&mine);
     assert!(
-        !woken(session.wake()).await,
+        !woken(session.watcher()).await,
         "woken by a forgotten partition"
     );
 
@@ -182,14 +182,14 @@ async fn a_session_wakes_at_appends_to_the_partitions_it_watches_until_they_go()
     session.watch(0, None);
     append(&other);
     assert!(
-        !woken(session.wake()).await,
+        !woken(session.watcher()).await,
         "woken by a partition no longer held"
     );
     session.watch(0, Some(&other));
-    let wake = session.wake();
+    let watcher = session.watcher();
     drop(session);
     append(&other);
-    assert!(!woken(wake).await, "a dropped session still watched");
+    assert!(!woken(watcher).await, "a dropped session still watched");
 }
 
 #[test]
