@@ -287,9 +287,11 @@ fn make_dir(dir: &Path) -> Result<bool> {
 /// Nothing is fsynced here. An empty log needs no fsync to recover: opening recreates a
 /// missing directory or segment as this does. The directory entries are noted as written
 /// instead, so the first sync of appended data makes them durable before it returns.
+/// Nor does it need any other file while it stays empty, so closing it writes none.
 fn create_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     let segment = Segment::create_unsynced(dir, 0, &config.open_files)?;
-    let log = empty_log(dir, config, vec![segment], 0);
+    let mut log = empty_log(dir, config, vec![segment], 0);
+    log.txns = crate::txn::TxnIndex::new_log(dir, 0);
     log.durability.wrote_path(dir);
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         log.durability.wrote_path(parent);
@@ -439,6 +441,74 @@ mod tests {
         drop(log);
         let log = PartitionLog::open(dir.path(), config).unwrap();
         assert_eq!((log.segment_count(), log.log_end_offset()), (2, 2));
+    }
+
+    fn file_names(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_empty_log_is_closed_and_reopened_without_writing_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let only_the_segment = ["00000000000000000000.log"];
+        drop(PartitionLog::open(dir.path(), LogConfig::default()).unwrap());
+        assert_eq!(file_names(dir.path()), only_the_segment);
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(file_names(dir.path()), only_the_segment, "written on open");
+        assert_eq!(log.log_end_offset(), 0);
+        drop(log);
+        assert_eq!(file_names(dir.path()), only_the_segment, "written on close");
+
+        // A stored batch is worth its files on close.
+        log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1))
+            .unwrap();
+        drop(log);
+        let names = file_names(dir.path());
+        for file in ["txn-index", "00000000000000000000.index"] {
+            assert!(names.contains(&file.to_string()), "{names:?}");
+        }
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(log.log_end_offset(), 1);
+    }
+
+    #[test]
+    fn a_log_emptied_by_truncation_reopens_empty_and_indexes_what_comes_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
+        let batch = |base| build_batch(base, 0, &[(None, Some(&[7u8; 64][..]))], 1);
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        for base in 0..4 {
+            log.append(batch(base)).unwrap();
+        }
+        drop(log);
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        log.truncate_to(0).unwrap();
+        drop(log);
+        // The index files may still hold the entries of the batches cut off.
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(log.log_end_offset(), 0);
+        assert!(log.read(0, 1 << 20).unwrap().chunks.is_empty());
+        for base in 0..2 {
+            log.append(batch(base)).unwrap();
+        }
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        assert_eq!(log.log_end_offset(), 2);
+        let read = log.read(1, 1 << 20).unwrap();
+        let first = shadowlink_protocol::batch::BatchWalker::new(read.chunks[0].clone())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.base_offset(), 1);
     }
 
     #[test]

@@ -494,6 +494,13 @@ impl Segment {
 
     /// Rewrites the indexes so they match the current metadata.
     pub(crate) fn rewrite_indexes(&mut self) -> Result<()> {
+        // An empty segment's indexes hold nothing and need no file: a missing index is
+        // rebuilt on open, and an empty segment's rebuild reads nothing. Any file left
+        // from before it was emptied points past its end, which opening detects; the
+        // first entries written after replace it whole.
+        if self.size == 0 {
+            return Ok(());
+        }
         self.index.write_pending()?;
         self.time_index.write_pending()
     }

@@ -69,6 +69,11 @@ pub(crate) struct TxnIndex {
     aborted: Vec<AbortedTxn>,
     /// The `end_offset` last written to the file, to skip needless rewrites.
     persisted_end: Option<i64>,
+    /// No file holds the index, and none is needed: it is an empty log's, made without a
+    /// file, or loaded from none, and nothing was stored since. A missing file rebuilds
+    /// to this very state, so persisting it writes nothing, and closing an idle new
+    /// partition costs no fsync.
+    fileless: bool,
 }
 
 impl TxnIndex {
@@ -79,6 +84,15 @@ impl TxnIndex {
             open: BTreeMap::new(),
             aborted: Vec::new(),
             persisted_end: None,
+            fileless: false,
+        }
+    }
+
+    /// The index of a new log in a new directory, at `end_offset`: see `fileless`.
+    pub(crate) fn new_log(dir: &Path, end_offset: i64) -> Self {
+        TxnIndex {
+            fileless: true,
+            ..Self::empty(dir, end_offset)
         }
     }
 
@@ -114,9 +128,8 @@ impl TxnIndex {
         }
         index.end_offset = index.end_offset.max(log_end);
         index.truncate_start(log_start);
-        if !nothing_to_keep {
-            index.persist()?;
-        }
+        index.fileless = nothing_to_keep;
+        index.persist()?;
         Ok(index)
     }
 
@@ -127,12 +140,13 @@ impl TxnIndex {
             open: s.open.into_iter().collect(),
             aborted: s.aborted,
             persisted_end: Some(s.end_offset),
+            fileless: false,
         }
     }
 
-    /// Writes the state unless the file already holds it.
+    /// Writes the state unless the file already holds it, or a missing one gives it.
     pub(crate) fn persist(&mut self) -> Result<()> {
-        if self.persisted_end == Some(self.end_offset) {
+        if self.fileless || self.persisted_end == Some(self.end_offset) {
             return Ok(());
         }
         let snapshot = Snapshot {
@@ -148,6 +162,7 @@ impl TxnIndex {
     /// Updates the state with the next stored batch.
     pub(crate) fn observe(&mut self, batch: &impl StoredBatch) {
         self.end_offset = batch.next_offset();
+        self.fileless = false;
         let producer_id = batch.producer_id();
         if !batch.is_transactional() || producer_id < 0 {
             return;
@@ -216,6 +231,7 @@ impl TxnIndex {
         self.open.clear();
         self.aborted.clear();
         self.persisted_end = None;
+        self.fileless = false;
     }
 }
 
