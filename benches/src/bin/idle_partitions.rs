@@ -6,9 +6,13 @@
 //! Each topic keeps Kafka's default `retention.ms` (7 days), as a Kafka source reports it,
 //! so both nodes' retention passes weigh every partition against a limit.
 //!
+//! With `--restarts`, the mirror with sessions is then restarted twice on its data: once
+//! stopped with SIGTERM, once killed with SIGKILL, each timed until its listener is up
+//! and until every partition is confirmed again.
+//!
 //! `cargo run --release -p shadowlink-benches --bin idle_partitions -- [--partitions N]
-//! [--idle-seconds S] [--retention-interval-seconds R]` (defaults: 10000 partitions, 30 s,
-//! the node's 60 s).
+//! [--idle-seconds S] [--retention-interval-seconds R] [--restarts]` (defaults: 10000
+//! partitions, 30 s, the node's 60 s, no restarts).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -40,6 +44,10 @@ struct Args {
     /// passes in the idle window.
     #[arg(long, default_value_t = 60)]
     retention_interval_seconds: u64,
+    /// Restarts the mirror with sessions after its idle window, gracefully and after a
+    /// kill, and times each.
+    #[arg(long)]
+    restarts: bool,
 }
 
 fn main() -> Result<()> {
@@ -49,8 +57,9 @@ fn main() -> Result<()> {
     print_command_and_machine();
     println!("load average at start: {}", load_average());
     let source = start_source(partitions, retention)?;
-    let with = run(&source, partitions, idle, true, retention)?;
-    let without = run(&source, partitions, idle, false, retention)?;
+    let restarts = args.restarts;
+    let with = run(&source, partitions, idle, (true, restarts), retention)?;
+    let without = run(&source, partitions, idle, (false, false), retention)?;
     println!("load average at end: {}", load_average());
     println!();
     println!(
@@ -143,11 +152,13 @@ fn create_topics(client: &mut RawClient, topics: &[(String, usize)]) -> Result<(
     Ok(())
 }
 
+/// One configuration's set-up and idle window, with or without sessions, and then its
+/// restarts if asked for.
 fn run(
     source: &Node,
     partitions: usize,
     idle: Duration,
-    sessions: bool,
+    (sessions, restarts): (bool, bool),
     retention: Duration,
 ) -> Result<Figures> {
     let label = if sessions { "sessions" } else { "no sessions" };
@@ -162,7 +173,7 @@ fn run(
         .admin()
         .add_link(link);
     let started = Instant::now();
-    let mirror = Node::start(&mirror_config)?;
+    let mut mirror = Node::start(&mirror_config)?;
     let admin = mirror.admin.context("the mirror has an admin listener")?;
     wait_confirmed(admin, partitions, Duration::from_secs(600))?;
     let setup = started.elapsed();
@@ -185,7 +196,34 @@ fn run(
         "[{label}] idle: mirror {:.2} % of a core, {:.0} MB RSS; source {:.2} % of a core, {:.0} MB RSS",
         figures.mirror_cpu, figures.mirror_rss_mb, figures.source_cpu, figures.source_rss_mb
     );
+    if restarts {
+        restart(&mut mirror, partitions, false)?;
+        restart(&mut mirror, partitions, true)?;
+    }
     Ok(figures)
+}
+
+/// Restarts `mirror` on its data, after SIGTERM or, with `kill`, SIGKILL, and prints how
+/// long the stop took, and from the start until its listener was up and until every
+/// partition was confirmed again.
+fn restart(mirror: &mut Node, partitions: usize, kill: bool) -> Result<()> {
+    let how = if kill { "killed" } else { "stopped" };
+    let stopping = Instant::now();
+    match kill {
+        true => mirror.process.kill9(),
+        false => mirror.stop_gracefully(Duration::from_secs(300))?,
+    }
+    let stopped = stopping.elapsed();
+    let started = Instant::now();
+    mirror.start_again()?;
+    let listening = started.elapsed();
+    let admin = mirror.admin.context("the mirror has an admin listener")?;
+    wait_confirmed(admin, partitions, Duration::from_secs(600))?;
+    let confirmed = started.elapsed();
+    println!(
+        "[restart, {how}] stop {stopped:.1?}; start to listener {listening:.1?}, to every partition confirmed {confirmed:.1?}"
+    );
+    Ok(())
 }
 
 /// Waits until the mirror's status shows `partitions` partitions, each at the source's
