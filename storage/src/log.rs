@@ -236,28 +236,27 @@ impl PartitionLog {
     }
 }
 
-impl Drop for PartitionLog {
-    /// Best effort: write pending index entries so a clean restart need not rebuild.
-    fn drop(&mut self) {
+impl PartitionLog {
+    /// Best effort: writes the index entries of sealed segments not yet on disk, as a
+    /// clean close does. Nothing else is written: every open scans the active segment,
+    /// and the transaction index, leader epochs and largest producer id already hold
+    /// what the sealed segments carry (written at each roll). A node stopping with many
+    /// partitions would otherwise create files for each that no open needs.
+    pub fn checkpoint(&mut self) {
         if self.durability.is_poisoned() {
             return;
         }
-        if let Err(e) = self.txns.persist() {
-            tracing::warn!(error = %e, "failed to write the transaction index on close");
-        }
-        let holds_batches = self.segments.iter().any(|s| !s.is_empty());
-        if holds_batches && !self.epochs.is_persisted() {
-            if let Err(e) = self.epochs.persist() {
-                tracing::warn!(error = %e, "failed to write the leader epochs on close");
-            }
-        }
-        if let Err(e) = self.persist_max_producer_id() {
-            tracing::warn!(error = %e, "failed to write the largest producer id on close");
-        }
-        for segment in &mut self.segments {
+        let sealed = self.segments.len().saturating_sub(1);
+        for segment in &mut self.segments[..sealed] {
             if let Err(e) = segment.rewrite_indexes() {
                 tracing::warn!(error = %e, "failed to write index entries on close");
             }
         }
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        self.checkpoint();
     }
 }

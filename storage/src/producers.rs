@@ -23,7 +23,8 @@ use crate::stamp::StoredBatch;
 pub(crate) const MAX_PRODUCER_ID_FILE: &str = "max-producer-id";
 
 /// The bound, and what the file holds: the persisted bound raised by the active
-/// segment's ids, or a full header scan when the file is missing (then persisted).
+/// segment's ids, or a full header scan when the file is missing (then persisted, when
+/// there are sealed segments to spare the next open).
 pub(crate) fn load_max_producer_id(dir: &Path, segments: &[Segment]) -> Result<(i64, i64)> {
     let path = dir.join(MAX_PRODUCER_ID_FILE);
     let (persisted, rescan) = match read_meta::<i64>(&path)? {
@@ -36,8 +37,9 @@ pub(crate) fn load_max_producer_id(dir: &Path, segments: &[Segment]) -> Result<(
     }
     match persisted {
         Some(persisted) => Ok((max, persisted)),
-        // A log without batches rescans nothing next time either: no file to write.
-        None if segments.iter().any(|s| !s.is_empty()) => {
+        // Only sealed segments make the file worth an fsync now: every open rescans the
+        // active one anyway, and a roll writes it once it rose.
+        None if segments.len() > 1 => {
             write_meta(&path, &max)?;
             Ok((max, max))
         }
@@ -146,12 +148,11 @@ mod tests {
         std::mem::forget(log);
         let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
         assert_eq!(log.max_producer_id(), 7000);
-        // Opening a log without the file rebuilt it; a larger id since is not in it, and
-        // after another crash comes back from the active segment.
+        // A log of one segment, scanned whole by every open, writes no file on opening;
+        // a larger id since comes back from the active segment after another crash.
+        assert!(!file.exists(), "written on opening");
         log.append(batch(2, 0, 9000)).unwrap();
         std::mem::forget(log);
-        let written: i64 = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-        assert_eq!(written, 7000);
         let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
         assert_eq!(log.max_producer_id(), 9000);
 
@@ -168,15 +169,23 @@ mod tests {
     }
 
     #[test]
-    fn a_log_without_the_file_is_scanned_once() {
+    fn a_log_with_sealed_segments_without_the_file_is_scanned_once() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let config = LogConfig {
+            segment_bytes: 1,
+            ..LogConfig::default()
+        };
+        let file = dir.path().join(super::MAX_PRODUCER_ID_FILE);
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
         log.append(batch(0, 0, 41)).unwrap();
+        log.append(batch(1, 0, 3)).unwrap();
+        assert_eq!(log.segment_count(), 2);
         drop(log);
-        std::fs::remove_file(dir.path().join(super::MAX_PRODUCER_ID_FILE)).unwrap();
-        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        let log = PartitionLog::open(dir.path(), config).unwrap();
         assert_eq!(log.max_producer_id(), 41);
-        assert!(dir.path().join(super::MAX_PRODUCER_ID_FILE).exists());
+        let written: i64 = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(written, 41, "the scan of the sealed segment is kept");
     }
 
     #[test]

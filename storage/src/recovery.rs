@@ -50,9 +50,18 @@ impl Segment {
         Ok(position)
     }
 
-    /// Full recovery: rebuild from a CRC-checked scan and cut off everything after the
-    /// last valid batch. Returns how many bytes were dropped.
+    /// Full recovery: rebuild from a CRC-checked scan, cut off everything after the last
+    /// valid batch, and write the rebuilt indexes. Returns how many bytes were dropped.
     pub(crate) fn recover(&mut self, min_offset: i64, interval: u32) -> Result<u64> {
+        let dropped = self.recover_active(min_offset, interval)?;
+        self.rewrite_indexes()?;
+        Ok(dropped)
+    }
+
+    /// [`Segment::recover`] of the active segment, whose index files are left as they
+    /// are: every open rebuilds its indexes from this scan, so files written now would
+    /// never be read. It writes them whole when it is sealed.
+    pub(crate) fn recover_active(&mut self, min_offset: i64, interval: u32) -> Result<u64> {
         let file_len = self.size;
         let valid = self.scan_rebuild(min_offset, interval, true)?;
         let dropped = file_len - valid;
@@ -68,7 +77,6 @@ impl Segment {
         }
         self.size = valid;
         self.indexes_loaded = true;
-        self.rewrite_indexes()?;
         Ok(dropped)
     }
 
@@ -198,10 +206,13 @@ fn open_segments(
         let mut segment = Segment::open(dir, base, &config.open_files)?;
         let min_offset = segments.last().map_or(base, |s| s.next_offset);
         let is_last = i + 1 == bases.len();
-        let dropped = if !is_last && segment.load_sealed(min_offset)? {
+        let interval = config.index_interval_bytes;
+        let dropped = if is_last {
+            segment.recover_active(min_offset, interval)?
+        } else if segment.load_sealed(min_offset)? {
             0
         } else {
-            segment.recover(min_offset, config.index_interval_bytes)?
+            segment.recover(min_offset, interval)?
         };
         recovered.dropped_bytes += dropped;
         segments.push(segment);
@@ -359,10 +370,11 @@ fn load_epochs(
         })?;
     }
     changed |= cache.truncate_from_start(log_start);
-    // A missing file is rebuilt from the batches on open: for a log without any, that
-    // gives the empty cache, so creating a partition writes no file for it.
-    let holds_batches = segments.iter().any(|s| !s.is_empty());
-    if changed || (holds_batches && !dir.join(crate::epoch::EPOCH_FILE).exists()) {
+    // Every open rescans the active segment; the file spares it the sealed ones (each
+    // roll writes what they carry). So only a cache rebuilt from sealed segments is
+    // written now: a log of one segment writes none until its first roll.
+    let sealed = segments.len() > 1;
+    if sealed && changed && !cache.is_on_disk() {
         cache.persist()?;
     }
     Ok(cache)
@@ -453,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_log_is_closed_and_reopened_without_writing_a_file() {
+    fn a_log_of_one_segment_is_closed_and_reopened_without_writing_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let only_the_segment = ["00000000000000000000.log"];
         drop(PartitionLog::open(dir.path(), LogConfig::default()).unwrap());
@@ -461,20 +473,41 @@ mod tests {
         let mut log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
         assert_eq!(file_names(dir.path()), only_the_segment, "written on open");
         assert_eq!(log.log_end_offset(), 0);
-        drop(log);
-        assert_eq!(file_names(dir.path()), only_the_segment, "written on close");
 
-        // A stored batch is worth its files on close.
-        log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
-        log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1))
+        // Every open scans the active segment: what it holds needs no other file.
+        let transactional = BatchBuilder::new(0)
+            .leader_epoch(3)
+            .producer(77, 0, 0)
+            .transactional()
+            .records(&[(None, Some(b"v"))])
+            .build();
+        log.append(transactional).unwrap();
+        log.append(build_batch(1, 4, &[(None, Some(b"v"))], 1))
             .unwrap();
+        for round in 0..2 {
+            drop(log);
+            assert_eq!(file_names(dir.path()), only_the_segment, "round {round}");
+            log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+            assert_eq!(log.epochs.entries(), [(3, 0), (4, 1)]);
+            assert_eq!(log.max_producer_id(), 77);
+            assert_eq!((log.log_end_offset(), log.last_stable_offset()), (2, 0));
+        }
+    }
+
+    #[test]
+    fn unreadable_metadata_files_are_rebuilt_from_the_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = |base, epoch| build_batch(base, epoch, &[(None, Some(b"v"))], 1);
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(batch(0, 4)).unwrap();
+        log.append(batch(1, 5)).unwrap();
         drop(log);
-        let names = file_names(dir.path());
-        for file in ["txn-index", "00000000000000000000.index"] {
-            assert!(names.contains(&file.to_string()), "{names:?}");
+        for file in [EPOCH_FILE, "txn-index"] {
+            std::fs::write(dir.path().join(file), b"").unwrap();
         }
         let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
-        assert_eq!(log.log_end_offset(), 1);
+        assert_eq!(log.epochs.entries(), [(4, 0), (5, 1)]);
+        assert_eq!((log.log_end_offset(), log.last_stable_offset()), (2, 2));
     }
 
     #[test]

@@ -111,14 +111,16 @@ impl TxnIndex {
         };
         let mut index = match snapshot {
             Some(s) => Self::from_snapshot(dir, s),
-            None => {
-                if log_end > first_base {
-                    tracing::info!(dir = %dir.display(), "rebuilding the transaction index");
-                }
-                Self::empty(dir, first_base)
-            }
+            None => Self::empty(dir, first_base),
         };
         let from = index.end_offset;
+        // Every open scans the active segment; the file spares it the sealed ones. It is
+        // written when this replay reads sealed segments, not for the active one alone.
+        let active_base = segments.last().map_or(log_start, |s| s.base_offset);
+        let covers_sealed = from >= active_base;
+        if !covers_sealed {
+            tracing::info!(dir = %dir.display(), "rebuilding the transaction index");
+        }
         for segment in segments.iter().filter(|s| s.next_offset > from) {
             segment.for_each_batch(|b| {
                 if b.next_offset() > from {
@@ -129,7 +131,9 @@ impl TxnIndex {
         index.end_offset = index.end_offset.max(log_end);
         index.truncate_start(log_start);
         index.fileless = nothing_to_keep;
-        index.persist()?;
+        if !covers_sealed {
+            index.persist()?;
+        }
         Ok(index)
     }
 

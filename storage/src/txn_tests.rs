@@ -178,9 +178,13 @@ fn a_file_ahead_of_the_recovered_log_is_rebuilt() {
         answers(&log)
     };
     assert_eq!(expected.0, 2);
-    // A snapshot of the longer log, as if a crash lost the tail it described.
+    // A snapshot of the longer log (written at its rolls), as if a crash lost the tail
+    // it described.
     let longer = tempfile::tempdir().unwrap();
-    drop(filled(longer.path(), 1 << 30));
+    drop(filled(longer.path(), 1));
+    let snapshot = std::fs::read(longer.path().join(TXN_FILE)).unwrap();
+    let snapshot: serde_json::Value = serde_json::from_slice(&snapshot).unwrap();
+    assert!(snapshot["end_offset"].as_i64().unwrap() > 7, "{snapshot}");
     std::fs::copy(longer.path().join(TXN_FILE), dir.path().join(TXN_FILE)).unwrap();
     assert_eq!(answers(&open_log(dir.path(), 1 << 30)), expected);
 }
