@@ -8,11 +8,12 @@
 //!
 //! With `--restarts`, the mirror with sessions is then restarted twice on its data: once
 //! stopped with SIGTERM, once killed with SIGKILL, each timed until its listener is up
-//! and until every partition is confirmed again.
+//! and until every partition is confirmed again. With `--records K`, each partition
+//! holds K one-record batches (about 260 bytes each) before the mirror starts.
 //!
 //! `cargo run --release -p shadowlink-benches --bin idle_partitions -- [--partitions N]
-//! [--idle-seconds S] [--retention-interval-seconds R] [--restarts]` (defaults: 10000
-//! partitions, 30 s, the node's 60 s, no restarts).
+//! [--idle-seconds S] [--retention-interval-seconds R] [--restarts] [--records K]`
+//! (defaults: 10000 partitions, 30 s, the node's 60 s, no restarts, no records).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -25,6 +26,7 @@ use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
 use shadowlink_benches::{cpu_seconds, load_average, print_command_and_machine, rss_mb};
 use shadowlink_tests::raw::RawClient;
+use shadowlink_tests::scenario::padded_batch;
 use shadowlink_tests::{Link, Node, NodeConfig};
 
 /// Partitions per source topic, so metadata looks like a real cluster's.
@@ -48,6 +50,9 @@ struct Args {
     /// kill, and times each.
     #[arg(long)]
     restarts: bool,
+    /// One-record batches produced to each partition before the mirror starts.
+    #[arg(long, default_value_t = 0)]
+    records: usize,
 }
 
 fn main() -> Result<()> {
@@ -57,6 +62,7 @@ fn main() -> Result<()> {
     print_command_and_machine();
     println!("load average at start: {}", load_average());
     let source = start_source(partitions, retention)?;
+    fill(&source, partitions, args.records)?;
     let restarts = args.restarts;
     let with = run(&source, partitions, idle, (true, restarts), retention)?;
     let without = run(&source, partitions, idle, (false, false), retention)?;
@@ -124,6 +130,29 @@ fn start_source(partitions: usize, retention: Duration) -> Result<Node> {
         started.elapsed()
     );
     Ok(source)
+}
+
+/// Produces `records` one-record batches to each of the source's partitions.
+fn fill(source: &Node, partitions: usize, records: usize) -> Result<()> {
+    if records == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut client = RawClient::connect(source.kafka)?;
+    for i in 0..partitions {
+        let (topic, partition) = (format!("idle_{:04}", i / PER_TOPIC), (i % PER_TOPIC) as i32);
+        for r in 0..records {
+            let (code, _) = client.produce(&topic, partition, padded_batch(&format!("r{r}"), 1))?;
+            if code != 0 {
+                bail!("produce to {topic}/{partition}: error {code}");
+            }
+        }
+    }
+    println!(
+        "source took {records} records in each partition in {:.1?}",
+        started.elapsed()
+    );
+    Ok(())
 }
 
 fn create_topics(client: &mut RawClient, topics: &[(String, usize)]) -> Result<()> {
