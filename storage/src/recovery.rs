@@ -298,11 +298,9 @@ fn make_dir(dir: &Path) -> Result<bool> {
 /// Nothing is fsynced here. An empty log needs no fsync to recover: opening recreates a
 /// missing directory or segment as this does. The directory entries are noted as written
 /// instead, so the first sync of appended data makes them durable before it returns.
-/// Nor does it need any other file while it stays empty, so closing it writes none.
 fn create_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     let segment = Segment::create_unsynced(dir, 0, &config.open_files)?;
-    let mut log = empty_log(dir, config, vec![segment], 0);
-    log.txns = crate::txn::TxnIndex::new_log(dir, 0);
+    let log = empty_log(dir, config, vec![segment], 0);
     log.durability.wrote_path(dir);
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         log.durability.wrote_path(parent);
@@ -422,6 +420,15 @@ mod tests {
         }
     }
 
+    fn file_names(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn a_new_log_is_one_file_until_its_segment_is_sealed() {
         let dir = tempfile::tempdir().unwrap();
@@ -429,14 +436,7 @@ mod tests {
             segment_bytes: 1,
             ..LogConfig::default()
         };
-        let names = |dir: &std::path::Path| {
-            let mut names: Vec<String> = std::fs::read_dir(dir)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
-        };
+        let names = file_names;
         let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
         assert_eq!(names(dir.path()), ["00000000000000000000.log"]);
         log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1))
@@ -453,15 +453,6 @@ mod tests {
         drop(log);
         let log = PartitionLog::open(dir.path(), config).unwrap();
         assert_eq!((log.segment_count(), log.log_end_offset()), (2, 2));
-    }
-
-    fn file_names(dir: &std::path::Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     #[test]
@@ -519,14 +510,16 @@ mod tests {
         };
         let batch = |base| build_batch(base, 0, &[(None, Some(&[7u8; 64][..]))], 1);
         let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
-        for base in 0..4 {
+        // Enough entries that the active segment's index went to its file as it grew.
+        for base in 0..1100 {
             log.append(batch(base)).unwrap();
         }
-        drop(log);
-        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        let index = dir.path().join("00000000000000000000.index");
+        assert!(std::fs::metadata(&index).unwrap().len() > 0);
         log.truncate_to(0).unwrap();
         drop(log);
-        // The index files may still hold the entries of the batches cut off.
+        // The index file still holds the entries of the batches cut off.
+        assert!(std::fs::metadata(&index).unwrap().len() > 0);
         let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
         assert_eq!(log.log_end_offset(), 0);
         assert!(log.read(0, 1 << 20).unwrap().chunks.is_empty());

@@ -69,11 +69,6 @@ pub(crate) struct TxnIndex {
     aborted: Vec<AbortedTxn>,
     /// The `end_offset` last written to the file, to skip needless rewrites.
     persisted_end: Option<i64>,
-    /// No file holds the index, and none is needed: it is an empty log's, made without a
-    /// file, or loaded from none, and nothing was stored since. A missing file rebuilds
-    /// to this very state, so persisting it writes nothing, and closing an idle new
-    /// partition costs no fsync.
-    fileless: bool,
 }
 
 impl TxnIndex {
@@ -84,15 +79,6 @@ impl TxnIndex {
             open: BTreeMap::new(),
             aborted: Vec::new(),
             persisted_end: None,
-            fileless: false,
-        }
-    }
-
-    /// The index of a new log in a new directory, at `end_offset`: see `fileless`.
-    pub(crate) fn new_log(dir: &Path, end_offset: i64) -> Self {
-        TxnIndex {
-            fileless: true,
-            ..Self::empty(dir, end_offset)
         }
     }
 
@@ -102,8 +88,6 @@ impl TxnIndex {
         let log_end = segments.last().map_or(log_start, |s| s.next_offset);
         let first_base = segments.first().map_or(log_start, |s| s.base_offset);
         let read = read_meta::<Snapshot>(&dir.join(TXN_FILE));
-        // A new, empty log: the empty index is what a rebuild gives, so it needs no file.
-        let nothing_to_keep = matches!(read, Ok(None)) && log_end == first_base;
         let snapshot = match read {
             Ok(Some(s)) if s.is_consistent(first_base, log_end) => Some(s),
             Ok(_) | Err(StorageError::Meta { .. }) => None,
@@ -130,7 +114,6 @@ impl TxnIndex {
         }
         index.end_offset = index.end_offset.max(log_end);
         index.truncate_start(log_start);
-        index.fileless = nothing_to_keep;
         if !covers_sealed {
             index.persist()?;
         }
@@ -144,13 +127,12 @@ impl TxnIndex {
             open: s.open.into_iter().collect(),
             aborted: s.aborted,
             persisted_end: Some(s.end_offset),
-            fileless: false,
         }
     }
 
-    /// Writes the state unless the file already holds it, or a missing one gives it.
+    /// Writes the state unless the file already holds it.
     pub(crate) fn persist(&mut self) -> Result<()> {
-        if self.fileless || self.persisted_end == Some(self.end_offset) {
+        if self.persisted_end == Some(self.end_offset) {
             return Ok(());
         }
         let snapshot = Snapshot {
@@ -166,7 +148,6 @@ impl TxnIndex {
     /// Updates the state with the next stored batch.
     pub(crate) fn observe(&mut self, batch: &impl StoredBatch) {
         self.end_offset = batch.next_offset();
-        self.fileless = false;
         let producer_id = batch.producer_id();
         if !batch.is_transactional() || producer_id < 0 {
             return;
@@ -235,7 +216,6 @@ impl TxnIndex {
         self.open.clear();
         self.aborted.clear();
         self.persisted_end = None;
-        self.fileless = false;
     }
 }
 
