@@ -142,10 +142,12 @@ fn corrupt_metadata_files_take_only_their_topic_or_partition_offline() -> Result
     corrupt(&topic_json, b"{\"link\": \"\", \"source_")?;
     // Written only once records are deleted from the front; damaged all the same.
     std::fs::write(&log_start, b"12x")?;
-    corrupt(&max_producer_id, b"-")?;
+    // Written at a segment's roll, which these small logs have not had; damaged all
+    // the same.
+    std::fs::write(&max_producer_id, b"-")?;
     corrupt(&producer_ids, b"{\"reserved_end\": ")?;
     // Rebuilt from the batch headers: no reason to take partition 0 offline.
-    corrupt(&topics.join("b_created/0/leader-epoch-checkpoint"), b"[[0,")?;
+    std::fs::write(topics.join("b_created/0/leader-epoch-checkpoint"), b"[[0,")?;
     node.restart()?;
 
     let report: Value = serde_json::from_str(&status(&node, "json")?)?;
