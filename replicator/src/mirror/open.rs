@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -36,6 +37,10 @@ pub struct Offline {
     pub reason: String,
 }
 
+/// Threads that open the topics found at start: each partition's open is a few small
+/// reads and a scan of its active segment, which a second core halves.
+const OPEN_THREADS: usize = 4;
+
 impl Store {
     /// Opens every topic under `data_dir`, recovering each partition log. A topic or
     /// partition whose metadata cannot be read is set aside as offline, with the reason,
@@ -55,25 +60,40 @@ impl Store {
             producer_ids: ProducerIdAllocator::open(data_dir),
             creating: Mutex::new(()),
         };
-        let entries = std::fs::read_dir(&root).map_err(|e| io_error(&root, e))?;
-        for entry in entries {
+        let mut dirs = Vec::new();
+        for entry in std::fs::read_dir(&root).map_err(|e| io_error(&root, e))? {
             let dir = entry.map_err(|e| io_error(&root, e))?.path();
-            if !dir.is_dir() {
-                continue;
-            }
-            let name = dir_name(&dir);
-            match store.open_existing(&name, dir) {
-                Ok(Some(topic)) => {
-                    store.topics.insert(name, topic);
-                }
-                Ok(None) => {}
-                Err(reason) => {
-                    tracing::error!(topic = %name, %reason, "topic offline: it cannot be opened");
-                    store.offline_topics.insert(name, reason.to_string());
-                }
+            if dir.is_dir() {
+                dirs.push(dir);
             }
         }
+        let next = AtomicUsize::new(0);
+        let worker = || {
+            while let Some(dir) = dirs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                store.open_found(dir.clone());
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..OPEN_THREADS.min(dirs.len()) {
+                scope.spawn(worker);
+            }
+        });
         Ok(store)
+    }
+
+    /// Opens a topic directory found at start, or sets it aside as offline.
+    fn open_found(&self, dir: PathBuf) {
+        let name = dir_name(&dir);
+        match self.open_existing(&name, dir) {
+            Ok(Some(topic)) => {
+                self.topics.insert(name, topic);
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::error!(topic = %name, %reason, "topic offline: it cannot be opened");
+                self.offline_topics.insert(name, reason.to_string());
+            }
+        }
     }
 
     /// Opens a topic directory found at start. `Ok(None)` for the leftover of a creation
