@@ -37,8 +37,9 @@ pub struct Offline {
     pub reason: String,
 }
 
-/// Threads that open the topics found at start: each partition's open is a few small
-/// reads and a scan of its active segment, which a second core halves.
+/// Threads that open the topics found at start, a topic at a time: each partition's open
+/// is a few small reads and a scan of its active segment, which keep more than one core
+/// busy on a node with many topics.
 const OPEN_THREADS: usize = 4;
 
 impl Store {
