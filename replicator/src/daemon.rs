@@ -419,8 +419,8 @@ fn server_context(
 /// few fsyncs each, and several threads keep more of them in flight.
 const STOP_THREADS: usize = 8;
 
-/// Syncs every log and writes the index entries its sealed segments still owe. A log
-/// that fails to sync does not stop the others; the first failure is returned.
+/// Syncs every log. A log that fails to sync does not stop the others; the first failure
+/// is returned.
 fn flush_all(store: &Store) -> Result<(), StorageError> {
     let partitions: Vec<_> = (store.topics().iter())
         .flat_map(|t| t.partitions())
@@ -429,9 +429,7 @@ fn flush_all(store: &Store) -> Result<(), StorageError> {
     let worker = || {
         let mut first = Ok(());
         while let Some(p) = partitions.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let flushed = p.flush();
-            p.checkpoint();
-            if let Err(e) = flushed {
+            if let Err(e) = p.flush() {
                 tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "cannot sync on stop");
                 first = first.and(Err(e));
             }

@@ -236,13 +236,13 @@ impl PartitionLog {
     }
 }
 
-impl PartitionLog {
-    /// Best effort: writes the index entries of sealed segments not yet on disk, as a
-    /// clean close does. Nothing else is written: every open scans the active segment,
-    /// and the transaction index, leader epochs and largest producer id already hold
-    /// what the sealed segments carry (written at each roll). A node stopping with many
-    /// partitions would otherwise create files for each that no open needs.
-    pub fn checkpoint(&mut self) {
+impl Drop for PartitionLog {
+    /// Best effort: writes the index entries of sealed segments not yet on disk. Nothing
+    /// else is written: every open scans the active segment, and the transaction index,
+    /// leader epochs and largest producer id already hold what the sealed segments carry
+    /// (written at each roll). A node stopping with many partitions would otherwise
+    /// create files for each that no open needs.
+    fn drop(&mut self) {
         if self.durability.is_poisoned() {
             return;
         }
@@ -252,11 +252,5 @@ impl PartitionLog {
                 tracing::warn!(error = %e, "failed to write index entries on close");
             }
         }
-    }
-}
-
-impl Drop for PartitionLog {
-    fn drop(&mut self) {
-        self.checkpoint();
     }
 }

@@ -194,15 +194,6 @@ impl MirrorPartition {
         sync.wait()
     }
 
-    /// Writes what closing the log would ([`PartitionLog::checkpoint`]); what a fetch
-    /// answers does not change.
-    pub fn checkpoint(&self) {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .checkpoint();
-    }
-
     /// In `Interval` mode, fsyncs if the interval has passed since the last sync, without
     /// holding the log during the fsync. Called for a partition the node's
     /// [`FlushQueue`] handed out; releasing the log queues it again if it still owes one.
