@@ -50,6 +50,10 @@ pub struct LogConfig {
     /// every later one fails, as on a disk that lost its writeback. `None`, the default,
     /// fails none.
     pub fsync_fail_after: Option<u64>,
+    /// A clean close of a log whose active segment holds at least this many bytes
+    /// writes what lets the next open load that segment from its indexes instead of
+    /// reading it whole (see `clean.rs`); below it, the read costs less than the fsyncs.
+    pub clean_close_min_bytes: u64,
     /// Where segment files are opened: one cache per node bounds the descriptors all
     /// its logs hold open. The default is a process-wide one.
     pub open_files: FileCache,
@@ -66,6 +70,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             fsync_delay: Duration::ZERO,
             fsync_fail_after: None,
+            clean_close_min_bytes: 16 << 20,
             open_files: FileCache::shared(),
         }
     }

@@ -143,6 +143,18 @@ impl<E: Entry> IndexFile<E> {
         Ok(())
     }
 
+    /// Writes the pending entries and fsyncs the file, creating it even when it holds
+    /// no entry, so an open finds the index whole.
+    pub(crate) fn write_durably(&mut self) -> Result<()> {
+        self.write_pending()?;
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .and_then(|file| file.sync_all())
+            .map_err(StorageError::io("syncing", &self.path))
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

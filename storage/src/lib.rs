@@ -12,6 +12,8 @@
 //! - `log-start-offset`, `leader-epoch-checkpoint`, `leader-epoch-floor`,
 //!   `max-producer-id` and `txn-index` (open and aborted transactions): JSON,
 //!   atomically replaced through a `{name}.tmp` sibling;
+//! - `clean-close` (JSON) between a clean close of a log with a large active segment and
+//!   the next open, which removes it (see `clean`);
 //! - `{base:020}.swap` only while a segment is being truncated, renamed over its `.log`;
 //! - `cleaner-checkpoint` (JSON) and, only while compaction replaces segments,
 //!   `{base:020}.cleaned` and `{first:020}-{last:020}.swap` (see `cleaner`).
@@ -22,6 +24,7 @@
 #[cfg(test)]
 mod append_tests;
 mod checked;
+mod clean;
 mod cleaner;
 mod config;
 mod durability;

@@ -237,10 +237,11 @@ impl PartitionLog {
 }
 
 impl Drop for PartitionLog {
-    /// Best effort: writes the index entries of sealed segments not yet on disk. Nothing
-    /// else is written: every open scans the active segment, and the transaction index,
-    /// leader epochs and largest producer id already hold what the sealed segments carry
-    /// (written at each roll). A node stopping with many partitions would otherwise
+    /// Best effort: writes the index entries of sealed segments not yet on disk, and,
+    /// for a large active segment, what spares the next open a read of it (`clean.rs`).
+    /// Nothing else is written: an open scans a small active segment, and the transaction
+    /// index, leader epochs and largest producer id already hold what the sealed segments
+    /// carry (written at each roll). A node stopping with many partitions would otherwise
     /// create files for each that no open needs.
     fn drop(&mut self) {
         if self.durability.is_poisoned() {
@@ -250,6 +251,11 @@ impl Drop for PartitionLog {
         for segment in &mut self.segments[..sealed] {
             if let Err(e) = segment.rewrite_indexes() {
                 tracing::warn!(error = %e, "failed to write index entries on close");
+            }
+        }
+        if self.worth_a_clean_close() {
+            if let Err(e) = self.close_cleanly() {
+                tracing::warn!(error = %e, "cannot close cleanly: the next open reads the active segment");
             }
         }
     }

@@ -22,13 +22,18 @@ use crate::stamp::StoredBatch;
 
 pub(crate) const MAX_PRODUCER_ID_FILE: &str = "max-producer-id";
 
-/// The bound, and what the file holds: the persisted bound raised by the active
-/// segment's ids, or a full header scan when the file is missing (then persisted, when
-/// there are sealed segments to spare the next open).
-pub(crate) fn load_max_producer_id(dir: &Path, segments: &[Segment]) -> Result<(i64, i64)> {
+/// The bound, and what the file holds: the persisted bound raised by the ids in
+/// `active` (the active segment, or nothing after a clean close), or a full header scan
+/// when the file is missing (then persisted, when there are sealed segments to spare the
+/// next open).
+pub(crate) fn load_max_producer_id(
+    dir: &Path,
+    segments: &[Segment],
+    active: &[Segment],
+) -> Result<(i64, i64)> {
     let path = dir.join(MAX_PRODUCER_ID_FILE);
     let (persisted, rescan) = match read_meta::<i64>(&path)? {
-        Some(max) => (Some(max), &segments[segments.len() - 1..]),
+        Some(max) => (Some(max), active),
         None => (None, segments),
     };
     let mut max = persisted.unwrap_or(-1);

@@ -14,6 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use shadowlink_protocol::batch::RecordBatch;
 
+use crate::clean::CleanClose;
 use crate::config::LogConfig;
 use crate::durability::{Durability, FsyncFault};
 use crate::epoch::LeaderEpochCache;
@@ -80,30 +81,37 @@ impl Segment {
         Ok(dropped)
     }
 
-    /// Cheap open of a sealed segment from its indexes. Scans only from the last index
-    /// entries to the end, checking that they point at the batches they claim to and
-    /// that the batch chain ends exactly at the end of the file. Returns `false` if
-    /// anything disagrees, in which case the caller runs [`Segment::recover`].
+    /// Cheap open of a sealed segment from its indexes. Reads the batch the last time
+    /// entry names and scans from the last offset index entry to the end, checking that
+    /// both entries point at the batches they claim to and that the batch chain ends
+    /// exactly at the end of the file. Returns `false` if anything disagrees, in which
+    /// case the caller runs [`Segment::recover`].
     pub(crate) fn load_sealed(&mut self, min_offset: i64) -> Result<bool> {
         if !self.indexes_loaded {
             return Ok(false);
         }
         let last_index = self.index.last();
-        let last_time = self.time_index.last();
         if last_index.is_some_and(|e| u64::from(e.position) >= self.size) {
             return Ok(false);
         }
-        let from_rel = match (last_index, last_time) {
-            (Some(i), Some(t)) => i.relative_offset.min(t.relative_offset),
-            (Some(i), None) => i.relative_offset,
-            (None, Some(t)) => t.relative_offset,
-            (None, None) => 0,
-        };
         let data = self.mapped()?;
-        let mut position = u64::from(self.index.lookup(from_rel));
-        let mut expected = min_offset.max(self.base_offset);
-        let (mut index_seen, mut time_seen) = (last_index.is_none(), last_time.is_none());
+        let first = min_offset.max(self.base_offset);
         self.max = None;
+        // The segment's newest timestamp is the last time entry's or one after the last
+        // offset entry: each offset entry records the newest timestamp so far.
+        if let Some(t) = self.time_index.last() {
+            match self.batch_of(&data, t.relative_offset, first) {
+                Some(b) if b.max_timestamp() == t.timestamp => {
+                    self.observe_max(&b, t.relative_offset)
+                }
+                _ => return Ok(false),
+            }
+        }
+        let mut position = u64::from(
+            self.index
+                .lookup(last_index.map_or(0, |e| e.relative_offset)),
+        );
+        let (mut expected, mut index_seen) = (first, last_index.is_none());
         while position < self.size {
             let Some(batch) = valid_batch_at(self, &data, position, expected, false) else {
                 return Ok(false);
@@ -112,15 +120,40 @@ impl Segment {
             index_seen |= last_index.is_some_and(|e| {
                 e.relative_offset == relative && u64::from(e.position) == position
             });
-            time_seen |= last_time.is_some_and(|e| {
-                e.relative_offset == relative && e.timestamp == batch.max_timestamp()
-            });
             self.observe_max(&batch, relative);
             expected = batch.next_offset();
             position += batch.len() as u64;
         }
         self.next_offset = expected;
-        Ok(index_seen && time_seen)
+        Ok(index_seen)
+    }
+
+    /// The batch at relative offset `relative`, found from the offset index entry at or
+    /// before it: a walk of at most one index interval.
+    fn batch_of(&self, data: &Bytes, relative: u32, expected: i64) -> Option<RecordBatch> {
+        let mut position = u64::from(self.index.lookup(relative));
+        while position < self.size {
+            let batch = valid_batch_at(self, data, position, expected, false)?;
+            match self.relative(batch.base_offset()).cmp(&relative) {
+                std::cmp::Ordering::Less => position += batch.len() as u64,
+                std::cmp::Ordering::Equal => return Some(batch),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
+    /// [`Segment::load_sealed`] of an active segment a clean close left with durable
+    /// indexes, also restoring what its next appends build on: the first batch's
+    /// timestamp (time-based rolls) and the bytes since the last index entry.
+    pub(crate) fn load_active(&mut self, min_offset: i64, clean: CleanClose) -> Result<bool> {
+        if !self.load_sealed(min_offset)? {
+            return Ok(false);
+        }
+        self.first_timestamp = clean.first_timestamp;
+        let last_entry = self.index.last().map_or(0, |e| u64::from(e.position));
+        self.bytes_since_index = self.size - last_entry;
+        Ok(true)
     }
 
     fn observe_max(&mut self, batch: &RecordBatch, relative: u32) {
@@ -143,6 +176,8 @@ fn valid_batch_at(
     expected: i64,
     check_crc: bool,
 ) -> Option<RecordBatch> {
+    #[cfg(test)]
+    (segment.headers_checked).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let batch = segment.batch_at(data, position).ok()?;
     let offsets_ok = batch.base_offset() >= expected
         && batch.last_offset_delta() >= 0
@@ -193,22 +228,34 @@ impl Recovered {
     }
 }
 
-/// Opens every segment, recovering where needed. Never returns an empty list.
+/// Opens every segment, recovering where needed, and says whether the active one was
+/// loaded as `clean` left it. Never returns an empty list.
 fn open_segments(
     dir: &Path,
     bases: &[i64],
     config: &LogConfig,
     log_start: i64,
-) -> Result<(Vec<Segment>, Recovered)> {
+    clean: Option<CleanClose>,
+) -> Result<(Vec<Segment>, Recovered, bool)> {
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     let mut recovered = Recovered::default();
+    let mut loaded_clean = false;
     for (i, &base) in bases.iter().enumerate() {
         let mut segment = Segment::open(dir, base, &config.open_files)?;
         let min_offset = segments.last().map_or(base, |s| s.next_offset);
         let is_last = i + 1 == bases.len();
         let interval = config.index_interval_bytes;
+        let left_clean = clean.filter(|c| c.segment == base && c.size == segment.size);
         let dropped = if is_last {
-            segment.recover_active(min_offset, interval)?
+            loaded_clean = match left_clean {
+                Some(clean) => segment.load_active(min_offset, clean)?,
+                None => false,
+            };
+            if loaded_clean {
+                0
+            } else {
+                segment.recover_active(min_offset, interval)?
+            }
         } else if segment.load_sealed(min_offset)? {
             0
         } else {
@@ -225,7 +272,7 @@ fn open_segments(
     if segments.is_empty() {
         segments.push(Segment::create(dir, log_start, &config.open_files)?);
     }
-    Ok((segments, recovered))
+    Ok((segments, recovered, loaded_clean))
 }
 
 fn delete_after_corruption(dir: &Path, bases: &[i64], files: &FileCache) -> Result<()> {
@@ -244,11 +291,12 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
     if make_dir(dir)? {
         return create_log(dir, config);
     }
+    let clean = crate::clean::take(dir)?;
     crate::cleaner::finish_interrupted(dir)?;
     let bases = list_segments(dir)?;
     let persisted_start = read_log_start(dir)?;
-    let (mut segments, recovered) =
-        open_segments(dir, &bases, &config, persisted_start.unwrap_or(0))?;
+    let (mut segments, recovered, clean) =
+        open_segments(dir, &bases, &config, persisted_start.unwrap_or(0), clean)?;
     // Drop segments that a crash during delete_before left wholly below the log start.
     let start = persisted_start.unwrap_or(i64::MIN);
     while segments.len() > 1 && segments[0].next_offset <= start && segments[1].base_offset <= start
@@ -270,8 +318,15 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         .unwrap_or(first_base)
         .max(first_base)
         .min(log_end);
-    let epochs = load_epochs(dir, &segments, log_start, log_end)?;
-    let (max_producer_id, persisted) = crate::producers::load_max_producer_id(dir, &segments)?;
+    // A clean close left the files below holding all the active segment carries.
+    let rescan = if clean {
+        &[][..]
+    } else {
+        &segments[segments.len() - 1..]
+    };
+    let epochs = load_epochs(dir, &segments, rescan, log_start, log_end)?;
+    let (max_producer_id, persisted) =
+        crate::producers::load_max_producer_id(dir, &segments, rescan)?;
     let txns = crate::txn::TxnIndex::load(dir, &segments, log_start)?;
     let mut log = empty_log(dir, config, segments, log_start);
     log.epochs = epochs;
@@ -354,11 +409,12 @@ fn read_log_start(dir: &Path) -> Result<Option<i64>> {
 fn load_epochs(
     dir: &Path,
     segments: &[Segment],
+    active: &[Segment],
     log_start: i64,
     log_end: i64,
 ) -> Result<LeaderEpochCache> {
     let (mut cache, rescan) = match LeaderEpochCache::load(dir)? {
-        Some(cache) => (cache, &segments[segments.len() - 1..]),
+        Some(cache) => (cache, active),
         None => (LeaderEpochCache::empty(dir), segments),
     };
     let mut changed = cache.truncate_from_end(log_end);
@@ -565,6 +621,38 @@ mod tests {
             let log = PartitionLog::open(dir.path(), config.clone()).unwrap();
             assert_eq!(log.epoch_entries(), vec![(3, 0)], "roll: {roll}");
         }
+    }
+
+    #[test]
+    fn a_sealed_segment_whose_newest_timestamp_came_first_opens_from_its_last_entries() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            index_interval_bytes: 256,
+            ..LogConfig::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        // The first batch's timestamp stays the newest: the time index keeps one entry.
+        for (base, timestamp) in std::iter::once((0, 1_000_000)).chain((1..400).map(|b| (b, b))) {
+            log.append(build_batch(base, 0, &[(None, Some(b"v"))], timestamp))
+                .unwrap();
+        }
+        log.roll(400).unwrap();
+        log.append(build_batch(400, 0, &[(None, Some(b"v"))], 400))
+            .unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        let sealed = &log.segments[0];
+        assert_eq!(
+            (sealed.next_offset, sealed.time_index.entries().len()),
+            (400, 1)
+        );
+        assert_eq!(
+            sealed.max.map(|m| (m.timestamp, m.offset)),
+            Some((1_000_000, 0))
+        );
+        let checked = sealed.headers_checked.load(Ordering::Relaxed);
+        assert!(checked < 12, "read {checked} of 400 batch headers");
     }
 
     #[test]

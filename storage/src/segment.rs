@@ -89,6 +89,9 @@ pub(crate) struct Segment {
     /// Maps made by reads, for tests of map reuse.
     #[cfg(test)]
     pub(crate) maps_made: std::sync::atomic::AtomicU64,
+    /// Batch headers checked by an open, for tests of how much of the file it reads.
+    #[cfg(test)]
+    pub(crate) headers_checked: std::sync::atomic::AtomicU64,
 }
 
 impl Segment {
@@ -112,6 +115,8 @@ impl Segment {
             data_writes: 0,
             #[cfg(test)]
             maps_made: Default::default(),
+            #[cfg(test)]
+            headers_checked: Default::default(),
         }
     }
 
@@ -253,6 +258,13 @@ impl Segment {
         self.push_time_entry()?;
         self.index.write_pending()?;
         self.time_index.write_pending()
+    }
+
+    /// Writes both indexes whole and durably, for an open that loads them instead of
+    /// scanning the segment.
+    pub(crate) fn write_indexes_durably(&mut self) -> Result<()> {
+        self.index.write_durably()?;
+        self.time_index.write_durably()
     }
 
     /// The file appends write through, for fsyncs run without the log's lock.
