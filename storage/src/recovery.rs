@@ -90,6 +90,14 @@ impl Segment {
         if !self.indexes_loaded {
             return Ok(false);
         }
+        self.mapped()?;
+        self.read_ahead(false);
+        let loaded = self.load_from_indexes(min_offset);
+        self.read_ahead(true);
+        loaded
+    }
+
+    fn load_from_indexes(&mut self, min_offset: i64) -> Result<bool> {
         let last_index = self.index.last();
         if last_index.is_some_and(|e| u64::from(e.position) >= self.size) {
             return Ok(false);
