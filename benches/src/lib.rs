@@ -158,3 +158,23 @@ pub fn free_recently(dir: &Path, bytes: u64) -> Result<()> {
     std::fs::remove_file(&path)?;
     Ok(())
 }
+
+/// Syncs, then drops every file under `path` from the page cache
+/// (`posix_fadvise(DONTNEED)`), as if the host had needed the memory: the next reads come
+/// from the disk.
+pub fn evict_from_page_cache(path: &Path) -> Result<()> {
+    rustix::fs::sync();
+    evict_tree(path)
+}
+
+fn evict_tree(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            evict_tree(&entry?.path())?;
+        }
+        return Ok(());
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+    Ok(())
+}

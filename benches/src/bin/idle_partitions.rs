@@ -8,12 +8,15 @@
 //!
 //! With `--restarts`, the mirror with sessions is then restarted twice on its data: once
 //! stopped with SIGTERM, once killed with SIGKILL, each timed until its listener is up
-//! and until every partition is confirmed again. With `--records K`, each partition
-//! holds K one-record batches (about 260 bytes each) before the mirror starts.
+//! and until every partition is confirmed again; with `--cold`, the mirror's data
+//! directory is evicted from the page cache before each start. With `--records K`, each
+//! partition holds K one-record batches (about 260 bytes each, or `--record-bytes B`)
+//! before the mirror starts.
 //!
 //! `cargo run --release -p shadowlink-benches --bin idle_partitions -- [--partitions N]
-//! [--idle-seconds S] [--retention-interval-seconds R] [--restarts] [--records K]`
-//! (defaults: 10000 partitions, 30 s, the node's 60 s, no restarts, no records).
+//! [--idle-seconds S] [--retention-interval-seconds R] [--restarts [--cold]] [--records K
+//! [--record-bytes B]]` (defaults: 10000 partitions, 30 s, the node's 60 s, no restarts,
+//! no records).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,7 +27,10 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
-use shadowlink_benches::{cpu_seconds, load_average, print_command_and_machine, rss_mb};
+use shadowlink_benches::{
+    cpu_seconds, evict_from_page_cache, load_average, print_command_and_machine, rss_mb,
+};
+use shadowlink_protocol::batch::testing::BatchBuilder;
 use shadowlink_tests::raw::RawClient;
 use shadowlink_tests::scenario::padded_batch;
 use shadowlink_tests::{Link, Node, NodeConfig};
@@ -50,9 +56,15 @@ struct Args {
     /// kill, and times each.
     #[arg(long)]
     restarts: bool,
+    /// Evicts the mirror's data directory from the page cache before each restart.
+    #[arg(long)]
+    cold: bool,
     /// One-record batches produced to each partition before the mirror starts.
     #[arg(long, default_value_t = 0)]
     records: usize,
+    /// The value size of those records; 0 for the 260-byte records of the default.
+    #[arg(long, default_value_t = 0)]
+    record_bytes: usize,
 }
 
 fn main() -> Result<()> {
@@ -62,10 +74,10 @@ fn main() -> Result<()> {
     print_command_and_machine();
     println!("load average at start: {}", load_average());
     let source = start_source(partitions, retention)?;
-    fill(&source, partitions, args.records)?;
-    let restarts = args.restarts;
+    fill(&source, partitions, args.records, args.record_bytes)?;
+    let restarts = args.restarts.then_some(args.cold);
     let with = run(&source, partitions, idle, (true, restarts), retention)?;
-    let without = run(&source, partitions, idle, (false, false), retention)?;
+    let without = run(&source, partitions, idle, (false, None), retention)?;
     println!("load average at end: {}", load_average());
     println!();
     println!(
@@ -132,17 +144,25 @@ fn start_source(partitions: usize, retention: Duration) -> Result<Node> {
     Ok(source)
 }
 
-/// Produces `records` one-record batches to each of the source's partitions.
-fn fill(source: &Node, partitions: usize, records: usize) -> Result<()> {
+/// Produces `records` one-record batches to each of the source's partitions, of
+/// `record_bytes` each if not 0.
+fn fill(source: &Node, partitions: usize, records: usize, record_bytes: usize) -> Result<()> {
     if records == 0 {
         return Ok(());
     }
     let started = Instant::now();
     let mut client = RawClient::connect(source.kafka)?;
+    let value = vec![0x5au8; record_bytes];
+    let batch = |r: usize| match record_bytes {
+        0 => padded_batch(&format!("r{r}"), 1),
+        _ => BatchBuilder::new(0)
+            .records(&[(None, Some(&value[..]))])
+            .build(),
+    };
     for i in 0..partitions {
         let (topic, partition) = (format!("idle_{:04}", i / PER_TOPIC), (i % PER_TOPIC) as i32);
         for r in 0..records {
-            let (code, _) = client.produce(&topic, partition, padded_batch(&format!("r{r}"), 1))?;
+            let (code, _) = client.produce(&topic, partition, batch(r))?;
             if code != 0 {
                 bail!("produce to {topic}/{partition}: error {code}");
             }
@@ -182,12 +202,12 @@ fn create_topics(client: &mut RawClient, topics: &[(String, usize)]) -> Result<(
 }
 
 /// One configuration's set-up and idle window, with or without sessions, and then its
-/// restarts if asked for.
+/// restarts if asked for (`Some(cold)`).
 fn run(
     source: &Node,
     partitions: usize,
     idle: Duration,
-    (sessions, restarts): (bool, bool),
+    (sessions, restarts): (bool, Option<bool>),
     retention: Duration,
 ) -> Result<Figures> {
     let label = if sessions { "sessions" } else { "no sessions" };
@@ -225,24 +245,32 @@ fn run(
         "[{label}] idle: mirror {:.2} % of a core, {:.0} MB RSS; source {:.2} % of a core, {:.0} MB RSS",
         figures.mirror_cpu, figures.mirror_rss_mb, figures.source_cpu, figures.source_rss_mb
     );
-    if restarts {
-        restart(&mut mirror, partitions, false)?;
-        restart(&mut mirror, partitions, true)?;
+    if let Some(cold) = restarts {
+        restart(&mut mirror, partitions, false, cold)?;
+        restart(&mut mirror, partitions, true, cold)?;
     }
     Ok(figures)
 }
 
 /// Restarts `mirror` on its data, after SIGTERM or, with `kill`, SIGKILL, and prints how
 /// long the stop took, and from the start until its listener was up and until every
-/// partition was confirmed again.
-fn restart(mirror: &mut Node, partitions: usize, kill: bool) -> Result<()> {
-    let how = if kill { "killed" } else { "stopped" };
+/// partition was confirmed again. With `cold`, its data leaves the page cache first.
+fn restart(mirror: &mut Node, partitions: usize, kill: bool, cold: bool) -> Result<()> {
+    let how = match (kill, cold) {
+        (false, false) => "stopped",
+        (false, true) => "stopped, cold",
+        (true, false) => "killed",
+        (true, true) => "killed, cold",
+    };
     let stopping = Instant::now();
     match kill {
         true => mirror.process.kill9(),
         false => mirror.stop_gracefully(Duration::from_secs(300))?,
     }
     let stopped = stopping.elapsed();
+    if cold {
+        evict_from_page_cache(&mirror.data_dir)?;
+    }
     let started = Instant::now();
     mirror.start_again()?;
     let listening = started.elapsed();

@@ -12,12 +12,12 @@
 //! `cargo run --release -p shadowlink-benches --bin reopen -- [--logs 8] [--mib 128]
 //! [--segment-mib 256] [--rounds 3] [--threads 4] [--dir /tmp]`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use shadowlink_benches::{load_average, print_command_and_machine};
+use shadowlink_benches::{evict_from_page_cache, load_average, print_command_and_machine};
 use shadowlink_protocol::batch::testing::build_batch;
 use shadowlink_storage::{LogConfig, PartitionLog, PersistMode};
 
@@ -141,8 +141,7 @@ fn open_all(
         }
     }
     if cold {
-        rustix::fs::sync();
-        dirs.iter().try_for_each(|d| evict(d))?;
+        dirs.iter().try_for_each(|d| evict_from_page_cache(d))?;
     }
     let next = AtomicUsize::new(0);
     let started = Instant::now();
@@ -171,13 +170,4 @@ fn open_all(
         drop(logs);
         Ok((opened, started.elapsed()))
     })
-}
-
-/// Drops `dir`'s files from the page cache.
-fn evict(dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let file = std::fs::File::open(entry?.path())?;
-        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
-    }
-    Ok(())
 }
