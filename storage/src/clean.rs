@@ -68,7 +68,13 @@ impl PartitionLog {
     pub(crate) fn close_cleanly(&mut self) -> Result<()> {
         self.pending_sync().wait()?;
         let active = self.segments.len() - 1;
-        self.segments[active].write_indexes_durably()?;
+        let segment = &mut self.segments[active];
+        // The pending sync covers this log's own writes; bytes an earlier process wrote
+        // without a sync, or a recovery's cut, are made durable here.
+        segment.sync_all_data()?;
+        sync_dir(&self.dir)?;
+        segment.read_first_timestamp()?;
+        segment.write_indexes_durably()?;
         self.txns.persist()?;
         if !self.epochs.is_persisted() {
             self.epochs.persist()?;
@@ -251,6 +257,53 @@ mod tests {
             reopened(clean.path(), 1),
             reopened(scanned.path(), u64::MAX)
         );
+    }
+
+    #[test]
+    fn an_active_segment_whose_newest_timestamp_came_first_opens_reading_a_few_headers() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), config(1)).unwrap();
+        // The first batch's timestamp stays the newest: the time index keeps one entry.
+        for n in 0..400 {
+            let timestamp = if n == 0 { 1_000_000 } else { n };
+            let batch = BatchBuilder::new(n).timestamp(timestamp);
+            log.append(batch.records(&[(None, Some(&VALUE[..]))]).build())
+                .unwrap();
+        }
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config(1)).unwrap();
+        let active = &log.segments[0];
+        assert_eq!(active.time_index.entries().len(), 1);
+        assert_eq!(
+            active.max.map(|m| (m.timestamp, m.offset)),
+            Some((1_000_000, 0))
+        );
+        let checked = active.headers_checked.load(Ordering::Relaxed);
+        assert!(checked < 12, "read {checked} of 400 batch headers");
+    }
+
+    #[test]
+    fn a_sealed_segment_made_active_by_truncation_keeps_its_first_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), &config(1), 0..8);
+        log.roll(20).unwrap();
+        log.append(
+            BatchBuilder::new(20)
+                .records(&[(None, Some(&VALUE[..]))])
+                .build(),
+        )
+        .unwrap();
+        drop(log);
+        // The sealed segment is loaded from its indexes; truncating into the gap after it
+        // makes it the active one.
+        let mut log = PartitionLog::open(dir.path(), config(1)).unwrap();
+        log.truncate_to(15).unwrap();
+        assert_eq!((log.segment_count(), log.log_end_offset()), (1, 8));
+        assert_eq!(log.segments[0].first_timestamp, Some(1_000));
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config(1)).unwrap();
+        assert_eq!(log.segments[0].first_timestamp, Some(1_000));
     }
 
     #[test]

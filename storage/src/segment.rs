@@ -294,6 +294,22 @@ impl Segment {
         Ok(mmap::to_bytes(map, size, Arc::clone(&self.readers)))
     }
 
+    /// Sets the first batch's timestamp if unknown: a segment loaded from its indexes
+    /// does not read its first batch, and needs it once it becomes the active one again.
+    pub(crate) fn read_first_timestamp(&mut self) -> Result<()> {
+        if self.first_timestamp.is_none() && self.size > 0 {
+            let data = self.mapped()?;
+            self.first_timestamp = Some(self.batch_at(&data, 0)?.max_timestamp());
+        }
+        Ok(())
+    }
+
+    /// Fsyncs the segment's data whoever wrote it: this log, or an earlier one whose
+    /// writes it inherited when it opened the file.
+    pub(crate) fn sync_all_data(&self) -> Result<()> {
+        (self.file.open()?.sync_data()).map_err(StorageError::io("syncing", &self.log_path))
+    }
+
     /// Turns the read-ahead of the cached map off or back on. An open that checks a few
     /// batch headers of a file not in the page cache then reads those pages alone, not
     /// the device's whole read-ahead window around each (8 MiB on some virtual disks).

@@ -59,7 +59,8 @@ impl PartitionLog {
                 .map(|(pos, b)| (pos, b.base_offset()))
         };
         let Some((position, base)) = found else {
-            return Ok(());
+            // Nothing to cut: a sealed segment may have become the active one.
+            return active.read_first_timestamp();
         };
         if base < offset {
             tracing::warn!(
