@@ -129,6 +129,11 @@ impl Segment {
             None => {}
         }
         let mut position = u64::from(self.index.lookup(from));
+        if self.size.saturating_sub(position) > LONG_WALK_BYTES {
+            // A walk this long reads most pages anyway: one read per header would cost
+            // more than the read-ahead it saves.
+            self.read_ahead(true);
+        }
         let (mut expected, mut index_seen) = (first, last_index.is_none());
         while position < self.size {
             let Some(batch) = valid_batch_at(self, &data, position, expected, false) else {
@@ -187,6 +192,9 @@ impl Segment {
         }
     }
 }
+
+/// How far past its last index entry a load walks a segment with read-ahead off.
+const LONG_WALK_BYTES: u64 = 1 << 20;
 
 /// The batch at `position` if it is complete, well-formed, starts at or after
 /// `expected`, fits the segment's relative offsets and (optionally) passes its CRC.
