@@ -42,8 +42,9 @@ pub(crate) fn load_max_producer_id(
     }
     match persisted {
         Some(persisted) => Ok((max, persisted)),
-        // Only sealed segments make the file worth an fsync now: every open rescans the
-        // active one anyway, and a roll writes it once it rose.
+        // Only sealed segments make the file worth an fsync now: an open rescans the
+        // active one unless a clean close wrote the file, and a roll writes it once it
+        // rose.
         None if segments.len() > 1 => {
             write_meta(&path, &max)?;
             Ok((max, max))

@@ -60,8 +60,8 @@ impl Segment {
     }
 
     /// [`Segment::recover`] of the active segment, whose index files are left as they
-    /// are: every open rebuilds its indexes from this scan, so files written now would
-    /// never be read. It writes them whole when it is sealed.
+    /// are: an open that scans it rebuilds its indexes, so files written now would never
+    /// be read. They are written whole when it is sealed, or by a clean close.
     pub(crate) fn recover_active(&mut self, min_offset: i64, interval: u32) -> Result<u64> {
         let file_len = self.size;
         let valid = self.scan_rebuild(min_offset, interval, true)?;
@@ -95,9 +95,9 @@ impl Segment {
         if !self.indexes_loaded {
             return Ok(false);
         }
-        self.mapped()?;
+        let data = self.mapped()?;
         self.read_ahead(false);
-        let loaded = self.load_from_indexes(min_offset, indexes_durable);
+        let loaded = self.load_from_indexes(&data, min_offset, indexes_durable);
         self.read_ahead(true);
         loaded
     }
@@ -107,18 +107,22 @@ impl Segment {
     /// after the last offset entry are read. One written at a roll and synced later may
     /// have lost its tail to a power loss, and is trusted no further than a walk from its
     /// last entry confirms.
-    fn load_from_indexes(&mut self, min_offset: i64, indexes_durable: bool) -> Result<bool> {
+    fn load_from_indexes(
+        &mut self,
+        data: &Bytes,
+        min_offset: i64,
+        indexes_durable: bool,
+    ) -> Result<bool> {
         let (last_index, last_time) = (self.index.last(), self.time_index.last());
         if last_index.is_some_and(|e| u64::from(e.position) >= self.size) {
             return Ok(false);
         }
-        let data = self.mapped()?;
         let first = min_offset.max(self.base_offset);
         self.max = None;
         let mut from = last_index.map_or(0, |e| e.relative_offset);
         let mut time_seen = last_time.is_none();
         match last_time {
-            Some(t) if indexes_durable => match self.batch_of(&data, t.relative_offset, first) {
+            Some(t) if indexes_durable => match self.batch_of(data, t.relative_offset, first) {
                 Some(b) if b.max_timestamp() == t.timestamp => {
                     self.observe_max(&b, t.relative_offset);
                     time_seen = true;
@@ -136,7 +140,7 @@ impl Segment {
         }
         let (mut expected, mut index_seen) = (first, last_index.is_none());
         while position < self.size {
-            let Some(batch) = valid_batch_at(self, &data, position, expected, false) else {
+            let Some(batch) = valid_batch_at(self, data, position, expected, false) else {
                 return Ok(false);
             };
             let relative = self.relative(batch.base_offset());
@@ -453,8 +457,8 @@ fn load_epochs(
         })?;
     }
     changed |= cache.truncate_from_start(log_start);
-    // Every open rescans the active segment; the file spares it the sealed ones (each
-    // roll writes what they carry). So only a cache rebuilt from sealed segments is
+    // An open rescans the active segment unless a clean close wrote the file for it; the
+    // file spares it the sealed ones (each roll writes what they carry). So only a cache rebuilt from sealed segments is
     // written now: a log of one segment writes none until its first roll.
     let sealed = segments.len() > 1;
     if sealed && changed && !cache.is_on_disk() {
@@ -521,9 +525,8 @@ mod tests {
             segment_bytes: 1,
             ..LogConfig::default()
         };
-        let names = file_names;
         let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
-        assert_eq!(names(dir.path()), ["00000000000000000000.log"]);
+        assert_eq!(file_names(dir.path()), ["00000000000000000000.log"]);
         log.append(build_batch(0, 0, &[(None, Some(b"v"))], 1))
             .unwrap();
         log.append(build_batch(1, 0, &[(None, Some(b"v"))], 1))
@@ -534,7 +537,7 @@ mod tests {
         ];
         assert!(sealed
             .iter()
-            .all(|f| names(dir.path()).contains(&f.to_string())));
+            .all(|f| file_names(dir.path()).contains(&f.to_string())));
         drop(log);
         let log = PartitionLog::open(dir.path(), config).unwrap();
         assert_eq!((log.segment_count(), log.log_end_offset()), (2, 2));

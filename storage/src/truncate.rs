@@ -59,8 +59,12 @@ impl PartitionLog {
                 .map(|(pos, b)| (pos, b.base_offset()))
         };
         let Some((position, base)) = found else {
-            // Nothing to cut: a sealed segment may have become the active one.
-            return active.read_first_timestamp();
+            // Nothing to cut: a sealed segment may have become the active one. Without its
+            // first timestamp, time-based rolls count from when it was opened.
+            if let Err(e) = active.read_first_timestamp() {
+                tracing::warn!(error = %e, "cannot read the first timestamp of the active segment");
+            }
+            return Ok(());
         };
         if base < offset {
             tracing::warn!(

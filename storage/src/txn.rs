@@ -98,8 +98,9 @@ impl TxnIndex {
             None => Self::empty(dir, first_base),
         };
         let from = index.end_offset;
-        // Every open scans the active segment; the file spares it the sealed ones. It is
-        // written when this replay reads sealed segments, not for the active one alone.
+        // The file spares this replay the sealed segments, and after a clean close the
+        // active one too. It is written when the replay read sealed segments, not for
+        // the active one alone.
         let active_base = segments.last().map_or(log_start, |s| s.base_offset);
         let covers_sealed = from >= active_base;
         if !covers_sealed {

@@ -256,12 +256,11 @@ fn run(
 /// long the stop took, and from the start until its listener was up and until every
 /// partition was confirmed again. With `cold`, its data leaves the page cache first.
 fn restart(mirror: &mut Node, partitions: usize, kill: bool, cold: bool) -> Result<()> {
-    let how = match (kill, cold) {
-        (false, false) => "stopped",
-        (false, true) => "stopped, cold",
-        (true, false) => "killed",
-        (true, true) => "killed, cold",
-    };
+    let how = format!(
+        "{}{}",
+        if kill { "killed" } else { "stopped" },
+        if cold { ", cold" } else { "" }
+    );
     let stopping = Instant::now();
     match kill {
         true => mirror.process.kill9(),
